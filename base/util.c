@@ -1,0 +1,102 @@
+/* util.c — clocks and whole-file I/O, shared by every module. */
+#include "base/nas.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+double nas_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double nas_cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+nas_status nas_read_file(const char *path, char **out, size_t *len, nas_err *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return nas_errf(err, errno == ENOENT ? NAS_EINVAL : NAS_EIO, "%s: %s", path, strerror(errno));
+    size_t cap = 65536, n = 0;
+    char *buf = nas_malloc(cap + 1);
+    nas_status st = NAS_OK;
+    if (!buf) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (;;) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        char *bigger = nas_realloc(buf, cap * 2 + 1);
+        if (!bigger) {
+            st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+            goto cleanup;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    if (ferror(f)) {
+        st = nas_errf(err, NAS_EIO, "%s: read error", path);
+        goto cleanup;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    buf = NULL;
+    if (len)
+        *len = n;
+cleanup:
+    nas_free(buf);
+    fclose(f);
+    return st;
+}
+
+nas_status nas_write_file_atomic(const char *path, const void *data, size_t len, nas_err *err)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return nas_errf(err, NAS_EINVAL, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return nas_errf(err, NAS_EIO, "%s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return nas_errf(err, NAS_EIO, "writing %s: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    int synced = fsync(fd), closed = close(fd);
+    if (synced != 0 || closed != 0) {
+        int e = errno;
+        unlink(tmp);
+        return nas_errf(err, NAS_EIO, "writing %s: %s", path, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return nas_errf(err, NAS_EIO, "renaming %s to %s: %s", tmp, path, strerror(e));
+    }
+    return NAS_OK;
+}

@@ -1,0 +1,70 @@
+/* testutil.h — shared by the cmocka suites: the includes cmocka needs, in order,
+ * and helpers for temporary folders and running the nas binary. */
+#ifndef TESTUTIL_H
+#define TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+/* A fresh folder under /tmp, removed by tu_rmtree. */
+static inline char *tu_tmpdir(char *buf, size_t n)
+{
+    snprintf(buf, n, "/tmp/nas-test-XXXXXX");
+    return mkdtemp(buf);
+}
+
+static inline void tu_rmtree(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+/* The nas binary under test: $NAS_BIN (set by make test), else ./build/nas. */
+static inline const char *tu_nas_bin(void)
+{
+    const char *b = getenv("NAS_BIN");
+    return b && *b ? b : "./build/nas";
+}
+
+/* Runs `nas ARGS` through the shell, stdout into *out (malloc'd, may be NULL).
+ * Returns the exit code. */
+static inline int tu_run_nas(const char *args, char **out)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s", tu_nas_bin(), args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (cap - len < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf)
+        buf[len] = '\0';
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#endif
