@@ -1,0 +1,134 @@
+/* budget.c — what the search may spend: joules, evaluations, seconds.
+ *
+ * The rule is "never start what could cross the line". A candidate starts
+ * only if what is spent, plus what the candidates in flight are expected to
+ * cost, plus what this one is expected to cost, stays within every budget.
+ * The expectation is the running mean of past evaluations plus `sigmas`
+ * standard deviations (Welford's running variance); before the first one
+ * finishes, the caller's first_joules guess (or nothing). Joules are counted
+ * as the meter reports them raised by the meter's stated uncertainty, so a
+ * meter reading low cannot carry the search past its budget, and the
+ * evaluator is handed the allowance left, to stop within it if a network
+ * turns out dearer than expected.
+ */
+#include "search/search.h"
+
+#include <math.h>
+#include <string.h>
+
+const char *search_stop_name(search_stop s)
+{
+    switch (s) {
+    case SEARCH_STOP_NONE:      return "none";
+    case SEARCH_STOP_EVALS:     return "evaluation budget reached";
+    case SEARCH_STOP_JOULES:    return "joule budget reached";
+    case SEARCH_STOP_SECONDS:   return "time budget reached";
+    case SEARCH_STOP_STALLED:   return "stalled (proposals all screened or seen before)";
+    case SEARCH_STOP_REQUESTED: return "stopped on request";
+    }
+    return "?";
+}
+
+void search_budget_init(search_budget *b, const search_limits *lim)
+{
+    memset(b, 0, sizeof *b);
+    b->lim = *lim;
+    if (!(b->lim.sigmas >= 0))
+        b->lim.sigmas = 2.0;
+}
+
+static double estimate(long n, double mean, double m2, double sigmas, double first)
+{
+    if (n == 0)
+        return first > 0 ? first : 0;
+    double sd = n > 1 ? sqrt(m2 / (n - 1)) : 0;
+    return mean + sigmas * sd;
+}
+
+double search_budget_next_joules(const search_budget *b)
+{
+    return estimate(b->n_cost, b->j_mean, b->j_m2, b->lim.sigmas, b->lim.first_joules);
+}
+
+double search_budget_next_seconds(const search_budget *b)
+{
+    return estimate(b->n_cost, b->s_mean, b->s_m2, b->lim.sigmas, 0);
+}
+
+search_stop search_budget_check(const search_budget *b)
+{
+    const search_limits *l = &b->lim;
+    if (l->evals > 0 && b->evals + b->in_flight >= l->evals)
+        return SEARCH_STOP_EVALS;
+    if (l->joules > 0) {
+        double next = search_budget_next_joules(b);
+        /* with nothing known yet, a candidate may start while any budget is left */
+        if (b->joules_hi + b->flight_joules + next > l->joules || b->joules_hi >= l->joules)
+            return SEARCH_STOP_JOULES;
+    }
+    if (l->seconds > 0) {
+        double next = search_budget_next_seconds(b);
+        if (b->seconds + b->flight_seconds + next > l->seconds || b->seconds >= l->seconds)
+            return SEARCH_STOP_SECONDS;
+    }
+    return SEARCH_STOP_NONE;
+}
+
+double search_budget_allowance(const search_budget *b)
+{
+    if (!(b->lim.joules > 0))
+        return INFINITY;
+    double left = b->lim.joules - b->joules_hi - b->flight_joules;
+    return left > 0 ? left : 0;
+}
+
+void search_budget_start(search_budget *b, double est_joules, double est_seconds)
+{
+    b->in_flight++;
+    b->flight_joules += est_joules;
+    b->flight_seconds += est_seconds;
+}
+
+void search_budget_finish(search_budget *b, double est_joules, double est_seconds, double joules,
+                          double rel_unc, double seconds, const char *meter, int estimated)
+{
+    if (b->in_flight > 0) {
+        b->in_flight--;
+        b->flight_joules -= est_joules;
+        b->flight_seconds -= est_seconds;
+        if (b->in_flight == 0)   /* no drift from rounding */
+            b->flight_joules = b->flight_seconds = 0;
+    }
+    if (!(joules >= 0) || !isfinite(joules))
+        joules = 0;
+    if (!(rel_unc >= 0) || !isfinite(rel_unc))
+        rel_unc = 0;
+    b->joules += joules;
+    b->joules_hi += joules * (1 + rel_unc);
+    b->evals++;
+    if (meter && *meter) {
+        strncpy(b->meter, meter, sizeof b->meter - 1);
+        b->meter[sizeof b->meter - 1] = '\0';
+    }
+    b->estimated |= estimated != 0;
+    /* Welford on what is checked against the budget */
+    double jh = joules * (1 + rel_unc), s = seconds > 0 && isfinite(seconds) ? seconds : 0;
+    b->n_cost++;
+    double dj = jh - b->j_mean, ds = s - b->s_mean;
+    b->j_mean += dj / b->n_cost;
+    b->j_m2 += dj * (jh - b->j_mean);
+    b->s_mean += ds / b->n_cost;
+    b->s_m2 += ds * (s - b->s_mean);
+}
+
+double search_budget_fraction(const search_budget *b)
+{
+    double f = 0;
+    if (b->lim.evals > 0)
+        f = fmax(f, (double)b->evals / b->lim.evals);
+    if (b->lim.joules > 0)
+        f = fmax(f, b->joules_hi / b->lim.joules);
+    if (b->lim.seconds > 0)
+        f = fmax(f, b->seconds / b->lim.seconds);
+    return f > 1 ? 1 : f;
+}
