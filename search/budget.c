@@ -1,15 +1,16 @@
 /* budget.c — what the search may spend: joules, evaluations, seconds.
  *
  * The rule is "never start what could cross the line". A candidate starts
- * only if what is spent, plus what the candidates in flight are expected to
- * cost, plus what this one is expected to cost, stays within every budget.
+ * only if what is spent, plus what the candidates in flight have reserved,
+ * leaves room for what this one is expected to cost, in every budget.
  * The expectation is the running mean of past evaluations plus `sigmas`
  * standard deviations (Welford's running variance); before the first one
  * finishes, the caller's first_joules guess (or nothing). Joules are counted
  * as the meter reports them raised by the meter's stated uncertainty, so a
- * meter reading low cannot carry the search past its budget, and the
- * evaluator is handed the allowance left, to stop within it if a network
- * turns out dearer than expected.
+ * meter reading low cannot carry the search past its budget, and each
+ * evaluator is handed an allowance reserved for it alone, to stop within if a
+ * network turns out dearer than expected: with several in flight (Open MPI),
+ * the reservations do not overlap, so even then the sum stays inside.
  */
 #include "search/search.h"
 
@@ -55,15 +56,31 @@ double search_budget_next_seconds(const search_budget *b)
     return estimate(b->n_cost, b->s_mean, b->s_m2, b->lim.sigmas, 0);
 }
 
-search_stop search_budget_check(const search_budget *b)
+static double unreserved(const search_budget *b)
+{
+    return b->lim.joules - b->joules_hi - b->reserved_joules;
+}
+
+double search_budget_allowance(const search_budget *b, int free_slots)
+{
+    if (!(b->lim.joules > 0))
+        return INFINITY;
+    double left = unreserved(b);
+    if (left <= 0)
+        return 0;
+    double share = left / (free_slots > 1 ? free_slots : 1), est = search_budget_next_joules(b);
+    return share < est && left >= est ? est : share;
+}
+
+search_stop search_budget_check(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;
     if (l->evals > 0 && b->evals + b->in_flight >= l->evals)
         return SEARCH_STOP_EVALS;
     if (l->joules > 0) {
-        double next = search_budget_next_joules(b);
-        /* with nothing known yet, a candidate may start while any budget is left */
-        if (b->joules_hi + b->flight_joules + next > l->joules || b->joules_hi >= l->joules)
+        /* with nothing known yet (estimate 0), a candidate may start while any budget is left */
+        double allow = search_budget_allowance(b, free_slots);
+        if (allow <= 0 || allow < search_budget_next_joules(b))
             return SEARCH_STOP_JOULES;
     }
     if (l->seconds > 0) {
@@ -74,30 +91,24 @@ search_stop search_budget_check(const search_budget *b)
     return SEARCH_STOP_NONE;
 }
 
-double search_budget_allowance(const search_budget *b)
-{
-    if (!(b->lim.joules > 0))
-        return INFINITY;
-    double left = b->lim.joules - b->joules_hi - b->flight_joules;
-    return left > 0 ? left : 0;
-}
-
-void search_budget_start(search_budget *b, double est_joules, double est_seconds)
+void search_budget_start(search_budget *b, double allowance_j, double est_seconds)
 {
     b->in_flight++;
-    b->flight_joules += est_joules;
+    if (isfinite(allowance_j))
+        b->reserved_joules += allowance_j;
     b->flight_seconds += est_seconds;
 }
 
-void search_budget_finish(search_budget *b, double est_joules, double est_seconds, double joules,
+void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated)
 {
     if (b->in_flight > 0) {
         b->in_flight--;
-        b->flight_joules -= est_joules;
+        if (isfinite(allowance_j))
+            b->reserved_joules -= allowance_j;
         b->flight_seconds -= est_seconds;
         if (b->in_flight == 0)   /* no drift from rounding */
-            b->flight_joules = b->flight_seconds = 0;
+            b->reserved_joules = b->flight_seconds = 0;
     }
     if (!(joules >= 0) || !isfinite(joules))
         joules = 0;

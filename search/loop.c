@@ -27,7 +27,7 @@ typedef struct {
     long id;
     space_genome g;
     search_prediction pred;
-    double est_j, est_s, t_start;
+    double allow_j, est_s, t_start;   /* allow_j: joules reserved for it (inf: no joule budget) */
 } flight_t;
 
 struct search_loop {
@@ -44,6 +44,8 @@ struct search_loop {
     double max_energy;         /* for the hypervolume reference when none is set */
     int n_fl, cap_fl;
     flight_t *fl;
+    /* while search_run runs: its clock's origin and the seconds spent before it */
+    double run_t0, run_base;
 };
 
 void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget_evals)
@@ -204,9 +206,21 @@ static const search_result *find_seen(const search_loop *l, const space_genome *
     return NULL;
 }
 
+static double clock_now(const search_callbacks *cb)
+{
+    return cb->now ? cb->now(cb->ctx) : nas_now();
+}
+
+/* Elapsed seconds, kept current so that a state saved in on_result holds them. */
+static void tick(search_loop *l, const search_callbacks *cb)
+{
+    l->budget.seconds = l->run_base + clock_now(cb) - l->run_t0;
+}
+
 /* Called for every candidate that ends, evaluated or not: record, tell, report. */
 static nas_status finish_candidate(search_loop *l, search_result *r, const search_callbacks *cb, nas_err *err)
 {
+    tick(l, cb);
     search_tell_kind kind = r->screened ? SEARCH_TELL_SCREENED
                           : r->eval.status == SEARCH_EVAL_OK ? SEARCH_TELL_OK : SEARCH_TELL_FAILED;
     nas_status st = search_tell(l->strat, r->id, &r->genome, r->reward, kind, err);
@@ -238,7 +252,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     if (!(ev->seconds > 0))
         ev->seconds = seconds;
     r.eval = *ev;
-    search_budget_finish(&l->budget, f->est_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
+    search_budget_finish(&l->budget, f->allow_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
                          ev->joules_estimated);
     /* measured figures when there are, predicted otherwise */
     r.energy_mj = ev->energy_mj > 0 ? ev->energy_mj : f->pred.energy_mj > 0 ? f->pred.energy_mj : NAN;
@@ -264,11 +278,6 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     return finish_candidate(l, &r, cb, err);
 }
 
-static double clock_now(const search_callbacks *cb)
-{
-    return cb->now ? cb->now(cb->ctx) : nas_now();
-}
-
 static int flight_push(search_loop *l, const flight_t *f)
 {
     if (l->n_fl == l->cap_fl) {
@@ -284,20 +293,20 @@ static int flight_push(search_loop *l, const flight_t *f)
 }
 
 /* Starts an admitted candidate: synchronously evaluates it, or submits it. */
-static nas_status launch(search_loop *l, flight_t *f, double allowance, const search_callbacks *cb, nas_err *err)
+static nas_status launch(search_loop *l, flight_t *f, const search_callbacks *cb, nas_err *err)
 {
     nas_status st;
     f->t_start = clock_now(cb);
     if (!cb->submit) {
         search_eval ev;
         memset(&ev, 0, sizeof ev);
-        if ((st = cb->evaluate(cb->ctx, f->id, &f->g, allowance, &ev, err)))
+        if ((st = cb->evaluate(cb->ctx, f->id, &f->g, f->allow_j, &ev, err)))
             return st;
         return finish_eval(l, f, &ev, clock_now(cb) - f->t_start, cb, err);
     }
     if (flight_push(l, f))
         return nas_errf(err, NAS_ENOMEM, "search: out of memory");
-    if ((st = cb->submit(cb->ctx, f->id, &f->g, allowance, err))) {
+    if ((st = cb->submit(cb->ctx, f->id, &f->g, f->allow_j, err))) {
         l->n_fl--;
         return st;
     }
@@ -325,7 +334,7 @@ static nas_status collect_one(search_loop *l, const search_callbacks *cb, nas_er
 
 /* Proposes one candidate and sees it through screening and reuse; returns with
  * *launched set when it went to evaluation. */
-static nas_status propose(search_loop *l, const search_callbacks *cb, int *launched, nas_err *err)
+static nas_status propose(search_loop *l, const search_callbacks *cb, int free_slots, int *launched, nas_err *err)
 {
     *launched = 0;
     flight_t f;
@@ -363,12 +372,11 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int *launc
         return finish_candidate(l, &r, cb, err);
     }
     l->stall = 0;
-    f.est_j = search_budget_next_joules(&l->budget);
+    f.allow_j = search_budget_allowance(&l->budget, free_slots);
     f.est_s = search_budget_next_seconds(&l->budget);
-    double allowance = search_budget_allowance(&l->budget);
-    search_budget_start(&l->budget, f.est_j, f.est_s);
+    search_budget_start(&l->budget, f.allow_j, f.est_s);
     *launched = 1;
-    return launch(l, &f, allowance, cb, err);
+    return launch(l, &f, cb, err);
 }
 
 nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err)
@@ -378,7 +386,8 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
     if (!cb->evaluate && !(cb->submit && cb->collect))
         return nas_errf(err, NAS_EINVAL, "search: no evaluate (or submit and collect) callback");
     int slots = cb->submit ? (cb->slots > 0 ? cb->slots : 1) : 1;
-    double t0 = clock_now(cb), base = l->budget.seconds;
+    l->run_t0 = clock_now(cb);
+    l->run_base = l->budget.seconds;
 
     /* Candidates in flight when the state was saved go first, under their own ids. */
     if (l->n_fl > 0) {
@@ -387,51 +396,49 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
         l->fl = NULL;
         l->n_fl = l->cap_fl = 0;
         for (int i = 0; i < n && !st; i++) {
-            double allowance = search_budget_allowance(&l->budget) + old[i].est_j;
-            if (!cb->submit) {
-                old[i].t_start = clock_now(cb);
-                search_eval ev;
-                memset(&ev, 0, sizeof ev);
-                if (!(st = cb->evaluate(cb->ctx, old[i].id, &old[i].g, allowance, &ev, err)))
-                    st = finish_eval(l, &old[i], &ev, clock_now(cb) - old[i].t_start, cb, err);
-            } else {
-                while (!st && l->n_fl >= slots)
-                    st = collect_one(l, cb, err);
-                if (!st)
-                    st = launch(l, &old[i], allowance, cb, err);
-            }
-            l->budget.seconds = base + clock_now(cb) - t0;
+            /* their reservations were restored with them */
+            while (!st && cb->submit && l->n_fl >= slots)
+                st = collect_one(l, cb, err);
+            if (!st)
+                st = launch(l, &old[i], cb, err);
+            tick(l, cb);
         }
         nas_free(old);
         if (st)
             return st;
     }
 
+    /* A budget that says "not now" is asked again after each result: with
+     * several in flight, a finished one frees its reservation. Stalls and
+     * requests end the search at once. */
+    int final = 0;
     for (;;) {
-        l->budget.seconds = base + clock_now(cb) - t0;
-        while (stop == SEARCH_STOP_NONE && l->n_fl < slots) {
+        tick(l, cb);
+        stop = SEARCH_STOP_NONE;
+        while (l->n_fl < slots) {
             if (cb->should_stop && cb->should_stop(cb->ctx)) {
                 stop = SEARCH_STOP_REQUESTED;   /* in flight stays in the state, resumable */
+                final = 1;
                 break;
             }
-            if ((stop = search_budget_check(&l->budget)))
+            if ((stop = search_budget_check(&l->budget, slots - l->n_fl)))
                 break;
             if (l->stall >= l->opts.stall_limit) {
                 stop = SEARCH_STOP_STALLED;
+                final = 1;
                 break;
             }
             int launched;
-            if ((st = propose(l, cb, &launched, err)))
+            if ((st = propose(l, cb, slots - l->n_fl, &launched, err)))
                 return st;
-            l->budget.seconds = base + clock_now(cb) - t0;
+            tick(l, cb);
         }
-        if (l->n_fl == 0 || stop == SEARCH_STOP_REQUESTED)
+        if (l->n_fl == 0 || final)
             break;
         if ((st = collect_one(l, cb, err)))
             return st;
-        /* a budget reason found while others were in flight: drain them, then stop */
     }
-    l->budget.seconds = base + clock_now(cb) - t0;
+    tick(l, cb);
     if (why)
         *why = stop;
     return NAS_OK;
@@ -494,8 +501,8 @@ char *search_loop_save(const search_loop *l)
         const flight_t *f = &l->fl[i];
         json_array_append_new(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "genome",
                                             search_json_genome(&f->g), "pred_ms", search_json_num(f->pred.latency_ms),
-                                            "pred_mj", search_json_num(f->pred.energy_mj), "est_j",
-                                            search_json_num(f->est_j), "est_s", search_json_num(f->est_s)));
+                                            "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
+                                            search_json_num(f->allow_j), "est_s", search_json_num(f->est_s)));
     }
     json_object_set_new(root, "results", res);
     json_object_set_new(root, "in_flight", fl);
@@ -653,14 +660,16 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
         f.id = integer(jf, "id", &bad);
         f.pred.latency_ms = num(jf, "pred_ms", &bad);
         f.pred.energy_mj = num(jf, "pred_mj", &bad);
-        f.est_j = num(jf, "est_j", &bad);
+        f.allow_j = num(jf, "allow_j", &bad);
+        if (isnan(f.allow_j))
+            f.allow_j = INFINITY;   /* saved as null: no joule budget */
         f.est_s = num(jf, "est_s", &bad);
         if (bad) { field = "in_flight"; goto bad_field; }
         if (flight_push(l, &f)) {
             st = nas_errf(err, NAS_ENOMEM, "search state: out of memory");
             goto cleanup;
         }
-        search_budget_start(b, f.est_j, f.est_s);
+        search_budget_start(b, f.allow_j, f.est_s);
     }
     *out = l;
     l = NULL;

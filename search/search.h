@@ -188,9 +188,11 @@ typedef struct {
     double seconds;            /* elapsed, carried across resumes */
     long n_cost;               /* cost statistics over finished evaluations */
     double j_mean, j_m2, s_mean, s_m2;
-    /* in flight */
+    /* in flight: each candidate holds a reservation of joules (its allowance),
+     * reservations never overlap, so evaluators that stop within their
+     * allowance cannot together cross the budget */
     int in_flight;
-    double flight_joules, flight_seconds;
+    double reserved_joules, flight_seconds;
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
 } search_budget;
@@ -210,14 +212,18 @@ void search_budget_init(search_budget *b, const search_limits *lim);
 /* Estimated cost of one more evaluation: mean + sigmas * sd of what they cost so far. */
 double search_budget_next_joules(const search_budget *b);
 double search_budget_next_seconds(const search_budget *b);
-/* Whether one more candidate may start now, given those in flight; if not, why. */
-search_stop search_budget_check(const search_budget *b);
-/* Joules the evaluator may spend before it must stop (inf: no joule limit). */
-double search_budget_allowance(const search_budget *b);
-void search_budget_start(search_budget *b, double est_joules, double est_seconds);
+/* Whether one more candidate may start now, with free_slots evaluation slots
+ * free (1 when evaluating one at a time); if not, which budget stops it. */
+search_stop search_budget_check(const search_budget *b, int free_slots);
+/* The joules a candidate starting now may spend (inf: no joule limit): the
+ * unreserved rest shared among the free slots, but at least the estimate when
+ * that much is unreserved. The evaluator must stop before its spending, raised
+ * by its meter's uncertainty, crosses it. */
+double search_budget_allowance(const search_budget *b, int free_slots);
+void search_budget_start(search_budget *b, double allowance_j, double est_seconds);
 /* A finished evaluation: what it cost, its meter, and the meter's relative
- * uncertainty (0.05 = +-5%). est_* are what search_budget_start was given. */
-void search_budget_finish(search_budget *b, double est_joules, double est_seconds, double joules,
+ * uncertainty (0.05 = +-5%). allowance_j / est_seconds: what start was given. */
+void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated);
 /* Fraction of the tightest budget used, 0..1 (0 when there is no limit). */
 double search_budget_fraction(const search_budget *b);

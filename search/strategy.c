@@ -102,7 +102,7 @@ void search_strategy_free(search_strategy *s)
     nas_free(s->pop_g);
     nas_free(s->pop_r);
     nas_free(s->logits);
-    nas_free(s->buf_g);
+    nas_free(s->buf_adv);
     nas_free(s);
 }
 
@@ -135,13 +135,14 @@ static nas_status strategy_alloc(const search_space *space, const search_opts *o
         s->n_logits = s->off[space->n_genes];
         /* logits, gradient and probabilities in one block */
         s->logits = nas_calloc((size_t)s->n_logits * 3, sizeof(double));
-        s->buf_g = nas_calloc((size_t)opts->batch, sizeof *s->buf_g + 2 * sizeof(double));
-        if (!s->logits || !s->buf_g)
+        /* the batch: advantages and old log-probabilities, then genomes (doubles first, for alignment) */
+        s->buf_adv = nas_calloc((size_t)opts->batch, sizeof *s->buf_g + 2 * sizeof(double));
+        if (!s->logits || !s->buf_adv)
             goto oom;
         s->grad = s->logits + s->n_logits;
         s->prob = s->grad + s->n_logits;
-        s->buf_adv = (double *)(s->buf_g + opts->batch);
         s->buf_logp = s->buf_adv + opts->batch;
+        s->buf_g = (space_genome *)(s->buf_logp + opts->batch);
     }
     *out = s;
     return NAS_OK;
