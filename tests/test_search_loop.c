@@ -597,6 +597,121 @@ static void allocation_failures_are_reported(void **state)
     }
 }
 
+/* ---- on space/'s own genome ------------------------------------------------ */
+
+/* A stand-in for training on the real space: accuracy grows with the log of
+ * the network's MACs and saturates, energy per inference is 1 nJ per MAC (in
+ * mJ), and training costs 1e-6 J per MAC. Every genome must become a valid,
+ * resolvable spec. */
+typedef struct {
+    const space_config *cfg;
+    int n_eval, bad;
+} real_ctx;
+
+static nas_status real_cost(const real_ctx *c, const space_genome *g, space_cost *cost, nas_err *err)
+{
+    space_spec spec;
+    static space_net net;   /* large: keep it off the stack */
+    nas_status st = space_genome_to_spec(c->cfg, g, &spec, err);
+    if (!st)
+        st = space_resolve(&spec, &net, err);
+    if (!st)
+        space_cost_of(&net, NULL, 0, cost);
+    return st;
+}
+
+static nas_status real_predict(void *ctx, const space_genome *g, search_prediction *out, nas_err *err)
+{
+    space_cost cost;
+    nas_status st = real_cost(ctx, g, &cost, err);
+    out->energy_mj = cost.macs * 1e-6;
+    out->latency_ms = cost.macs * 1e-7;
+    return st;
+}
+
+static nas_status real_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                                nas_err *err)
+{
+    real_ctx *c = ctx;
+    space_cost cost;
+    memset(out, 0, sizeof *out);
+    c->n_eval++;
+    if (space_genome_check(c->cfg, g, NULL) || real_cost(c, g, &cost, NULL)) {
+        c->bad++;
+        out->status = SEARCH_EVAL_FAILED;
+        return NAS_OK;
+    }
+    out->accuracy = 1 - 0.5 * exp(-log10(cost.macs) + 4.5);
+    out->energy_mj = cost.macs * 1e-6;
+    out->latency_ms = cost.macs * 1e-7;
+    out->joules = cost.macs * 1e-6;
+    out->joules_rel_unc = 0.02;
+    snprintf(out->meter, sizeof out->meter, "rapl:package-0");
+    out->seconds = 1;
+    return NAS_OK;
+}
+
+static void real_space_genomes_become_valid_networks(void **state)
+{
+    (void)state;
+    space_config cfg;
+    space_config_default(&cfg, 28, 1, 10);
+    search_space sp;
+    assert_int_equal(search_space_from_config(&sp, &cfg, NULL), NAS_OK);
+    assert_int_equal(sp.n_genes, space_genome_len(&cfg));
+    for (int i = 0; i < sp.n_genes; i++)
+        assert_int_equal(sp.card[i], space_gene_cardinality(&cfg, i));
+    /* the target: the median MACs of random genomes, in mJ at 1 nJ per MAC */
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, 1, 1);
+    double e[101];
+    real_ctx c = {.cfg = &cfg};
+    for (int i = 0; i < 101; i++) {
+        space_genome g;
+        search_space_sample(&sp, &rng, &g);
+        search_prediction p;
+        assert_int_equal(real_predict(&c, &g, &p, NULL), NAS_OK);
+        e[i] = p.energy_mj;
+    }
+    for (int i = 0; i < 101; i++)   /* selection sort of a hundred: fine */
+        for (int j = i + 1; j < 101; j++)
+            if (e[j] < e[i]) {
+                double t = e[i];
+                e[i] = e[j];
+                e[j] = t;
+            }
+    double target = e[50];
+    for (int k = 0; k < 3; k++) {
+        search_loop_opts o;
+        search_loop_opts_default(&o, (search_kind)k, 60);
+        search_objective_init(&o.objective, SEARCH_TARGET_MJ, target, 1);
+        o.limits.joules = 60 * target;
+        search_loop *l;
+        assert_int_equal(search_loop_new(&sp, &o, &l, NULL), NAS_OK);
+        search_callbacks cb;
+        memset(&cb, 0, sizeof cb);
+        cb.ctx = &c;
+        cb.predict = real_predict;
+        cb.evaluate = real_evaluate;
+        search_stop why;
+        nas_err err = {0};
+        c.n_eval = c.bad = 0;
+        assert_int_equal(search_run(l, &cb, &why, &err), NAS_OK);
+        assert_int_equal(c.bad, 0);
+        assert_true(c.n_eval > 10);
+        assert_true(search_loop_budget(l)->joules_hi <= 60 * target);
+        const search_result *best = search_loop_best(l);
+        assert_non_null(best);
+        assert_true(best->eval.energy_mj <= target);
+        search_progress p;
+        search_loop_progress(l, &p);
+        print_message("%s on the real space: %ld evals, %ld screened, best reward %.4f, front %d, stop: %s\n",
+                      search_kind_name((search_kind)k), p.evals, p.screened, p.best_reward, p.front_size,
+                      search_stop_name(why));
+        search_loop_free(l);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +725,7 @@ int main(void)
         cmocka_unit_test(callback_errors_stop_the_search),
         cmocka_unit_test(bad_options_and_states_name_the_field),
         cmocka_unit_test(allocation_failures_are_reported),
+        cmocka_unit_test(real_space_genomes_become_valid_networks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
