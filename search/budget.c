@@ -91,6 +91,46 @@ search_stop search_budget_check(const search_budget *b, int free_slots)
     return SEARCH_STOP_NONE;
 }
 
+/* Adds what was spent to the totals; cleans the figures in place. */
+static void spend(search_budget *b, double *joules, double *rel_unc, const char *meter, int estimated)
+{
+    if (!(*joules >= 0) || !isfinite(*joules))
+        *joules = 0;
+    if (!(*rel_unc >= 0) || !isfinite(*rel_unc))
+        *rel_unc = 0;
+    b->joules += *joules;
+    b->joules_hi += *joules * (1 + *rel_unc);
+    if (meter && *meter) {
+        strncpy(b->meter, meter, sizeof b->meter - 1);
+        b->meter[sizeof b->meter - 1] = '\0';
+    }
+    b->estimated |= estimated != 0;
+}
+
+search_stop search_budget_check_measure(const search_budget *b, int free_slots)
+{
+    const search_limits *l = &b->lim;
+    if (l->joules > 0) {
+        double allow = search_budget_allowance(b, free_slots);
+        if (allow <= 0 || allow < b->m_max_j)
+            return SEARCH_STOP_JOULES;
+    }
+    if (l->seconds > 0 && (b->seconds + b->flight_seconds + b->m_max_s > l->seconds || b->seconds >= l->seconds))
+        return SEARCH_STOP_SECONDS;
+    return SEARCH_STOP_NONE;
+}
+
+void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
+                            int estimated)
+{
+    spend(b, &joules, &rel_unc, meter, estimated);
+    b->n_meas++;
+    double jh = joules * (1 + rel_unc);
+    b->m_max_j = jh > b->m_max_j ? jh : b->m_max_j;
+    if (seconds > 0 && isfinite(seconds) && seconds > b->m_max_s)
+        b->m_max_s = seconds;
+}
+
 void search_budget_start(search_budget *b, double allowance_j, double est_seconds)
 {
     b->in_flight++;
@@ -110,18 +150,8 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
         if (b->in_flight == 0)   /* no drift from rounding */
             b->reserved_joules = b->flight_seconds = 0;
     }
-    if (!(joules >= 0) || !isfinite(joules))
-        joules = 0;
-    if (!(rel_unc >= 0) || !isfinite(rel_unc))
-        rel_unc = 0;
-    b->joules += joules;
-    b->joules_hi += joules * (1 + rel_unc);
     b->evals++;
-    if (meter && *meter) {
-        strncpy(b->meter, meter, sizeof b->meter - 1);
-        b->meter[sizeof b->meter - 1] = '\0';
-    }
-    b->estimated |= estimated != 0;
+    spend(b, &joules, &rel_unc, meter, estimated);
     /* Welford on what is checked against the budget */
     double jh = joules * (1 + rel_unc), s = seconds > 0 && isfinite(seconds) ? seconds : 0;
     b->n_cost++;

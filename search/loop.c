@@ -44,6 +44,10 @@ struct search_loop {
     double max_energy;         /* for the hypervolume reference when none is set */
     int n_fl, cap_fl;
     flight_t *fl;
+    /* measurements after training, and the predictor's error on them */
+    long next_measure_at;      /* evaluations at which the best are measured next */
+    int n_checked_mj, n_checked_ms, within10_mj;
+    double ape_mj, ape_ms;     /* sums of absolute percentage errors */
     /* while search_run runs: its clock's origin and the seconds spent before it */
     double run_t0, run_base;
 };
@@ -58,6 +62,8 @@ void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget
     o->screen_factor = 1.5;
     o->reuse_seen = 1;
     o->stall_limit = 1000;
+    o->measure_every = 10;
+    o->measure_top = 3;
 }
 
 static nas_status loop_alloc(const search_space *space, const search_loop_opts *opts, search_loop **out,
@@ -71,12 +77,16 @@ static nas_status loop_alloc(const search_space *space, const search_loop_opts *
         return nas_errf(err, NAS_EINVAL, "search: target %g must be > 0", opts->objective.t);
     if (opts->stall_limit < 1)
         return nas_errf(err, NAS_EINVAL, "search: stall_limit %d (>= 1 allowed)", opts->stall_limit);
+    if (opts->measure_every < 0 || opts->measure_top < 0)
+        return nas_errf(err, NAS_EINVAL, "search: measure_every %d / measure_top %d must be >= 0",
+                        opts->measure_every, opts->measure_top);
     search_loop *l = nas_calloc(1, sizeof *l);
     if (!l)
         return nas_errf(err, NAS_ENOMEM, "search: out of memory");
     l->space = *space;
     l->opts = *opts;
     l->best = -1;
+    l->next_measure_at = opts->measure_every;
     search_budget_init(&l->budget, &opts->limits);
     search_front_init(&l->front);
     *out = l;
@@ -119,13 +129,14 @@ const search_result *search_loop_result(const search_loop *l, int i)
 }
 const search_result *search_loop_best(const search_loop *l) { return l->best >= 0 ? &l->res[l->best] : NULL; }
 
-int search_loop_leaderboard(const search_loop *l, int *idx, int k)
+/* Indices of the k best evaluated results by reward (ties: lower id first). */
+static int top_k(const search_loop *l, int *idx, int k, int feasible_only)
 {
     /* insertion into a short sorted list: k is a leaderboard's length */
     int n = 0;
     for (int i = 0; i < l->n_res; i++) {
         const search_result *r = &l->res[i];
-        if (r->screened || r->cached || r->eval.status != SEARCH_EVAL_OK || !r->feasible)
+        if (r->screened || r->cached || r->eval.status != SEARCH_EVAL_OK || (feasible_only && !r->feasible))
             continue;
         int j = n < k ? n++ : k;
         while (j > 0) {
@@ -140,6 +151,11 @@ int search_loop_leaderboard(const search_loop *l, int *idx, int k)
             idx[j] = i;
     }
     return n;
+}
+
+int search_loop_leaderboard(const search_loop *l, int *idx, int k)
+{
+    return top_k(l, idx, k, 1);
 }
 
 /* The hypervolume's reference energy: the objective's, else twice an energy
@@ -173,6 +189,10 @@ void search_loop_progress(const search_loop *l, search_progress *p)
     p->eta_seconds = f > 0 ? l->budget.seconds * (1 - f) / f : NAN;
     p->meter = l->budget.meter;
     p->estimated = l->budget.estimated;
+    p->n_checked = l->n_checked_mj > l->n_checked_ms ? l->n_checked_mj : l->n_checked_ms;
+    p->pred_mape_mj = l->n_checked_mj ? 100 * l->ape_mj / l->n_checked_mj : NAN;
+    p->pred_mape_ms = l->n_checked_ms ? 100 * l->ape_ms / l->n_checked_ms : NAN;
+    p->pred_within10_mj = l->n_checked_mj ? (double)l->within10_mj / l->n_checked_mj : NAN;
 }
 
 static nas_status push_result(search_loop *l, const search_result *r, nas_err *err)
@@ -379,6 +399,92 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
     return launch(l, &f, cb, err);
 }
 
+static int eligible_for_front(const search_result *r)
+{
+    return !r->screened && !r->cached && r->eval.status == SEARCH_EVAL_OK && isfinite(r->energy_mj);
+}
+
+/* After a figure changed: the front and the best, rebuilt from the results in
+ * their order (the same order gives the same front). */
+static nas_status rescore(search_loop *l, nas_err *err)
+{
+    l->front.n = 0;
+    l->best = -1;
+    for (int i = 0; i < l->n_res; i++) {
+        const search_result *r = &l->res[i];
+        if (eligible_for_front(r) && search_front_add(&l->front, r->id, r->eval.accuracy, r->energy_mj) < 0)
+            return nas_errf(err, NAS_ENOMEM, "search: out of memory for the Pareto front");
+        if (!r->screened && !r->cached && r->eval.status == SEARCH_EVAL_OK && r->feasible &&
+            (l->best < 0 || r->reward > l->res[l->best].reward))
+            l->best = i;
+    }
+    return NAS_OK;
+}
+
+/* Measures the measure_top best candidates that have no measured figures yet,
+ * while the budget allows; records the predictor's error on each. */
+static nas_status measure_best(search_loop *l, const search_callbacks *cb, int free_slots, nas_err *err)
+{
+    int k = l->opts.measure_top, idx[64];
+    if (!cb->measure || k < 1)
+        return NAS_OK;
+    if (k > 64)
+        k = 64;
+    int n = top_k(l, idx, k, 0);
+    for (int j = 0; j < n; j++) {
+        search_result *r = &l->res[idx[j]];
+        if (r->measured_later || r->eval.energy_mj > 0)
+            continue;
+        if (search_budget_check_measure(&l->budget, free_slots))
+            break;
+        search_eval m;
+        memset(&m, 0, sizeof m);
+        double t = clock_now(cb);
+        nas_status st = cb->measure(cb->ctx, r->id, &r->genome, search_budget_allowance(&l->budget, free_slots), &m, err);
+        if (st)
+            return nas_errctx(err, "measuring candidate %ld", r->id);
+        search_budget_measured(&l->budget, m.joules, m.joules_rel_unc, m.seconds > 0 ? m.seconds : clock_now(cb) - t,
+                               m.meter, m.joules_estimated);
+        tick(l, cb);
+        r->measured_later = 1;
+        if (m.energy_mj > 0) {
+            if (r->pred.energy_mj > 0) {
+                double ape = fabs(r->pred.energy_mj - m.energy_mj) / m.energy_mj;
+                l->ape_mj += ape;
+                l->within10_mj += ape <= 0.10;
+                l->n_checked_mj++;
+            }
+            r->eval.energy_mj = r->energy_mj = m.energy_mj;
+            if (m.energy_mj > l->max_energy)
+                l->max_energy = m.energy_mj;
+        }
+        if (m.latency_ms > 0) {
+            if (r->pred.latency_ms > 0) {
+                l->ape_ms += fabs(r->pred.latency_ms - m.latency_ms) / m.latency_ms;
+                l->n_checked_ms++;
+            }
+            r->eval.latency_ms = r->latency_ms = m.latency_ms;
+        }
+        const search_objective *o = &l->opts.objective;
+        r->reward = search_reward(o, r->eval.accuracy, r->energy_mj, r->latency_ms);
+        r->feasible = search_feasible(o, r->energy_mj, r->latency_ms);
+        if ((st = rescore(l, err)))
+            return st;
+        r->is_best = l->best == idx[j];
+        r->on_front = 0;
+        for (int i = 0; i < l->front.n; i++)
+            r->on_front |= l->front.p[i].id == r->id;
+        if (cb->on_result && (st = cb->on_result(cb->ctx, r, l, err)))
+            return st;
+        if (cb->progress) {
+            search_progress p;
+            search_loop_progress(l, &p);
+            cb->progress(cb->ctx, &p);
+        }
+    }
+    return NAS_OK;
+}
+
 nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err)
 {
     nas_status st = NAS_OK;
@@ -421,6 +527,12 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
                 final = 1;
                 break;
             }
+            if (l->opts.measure_every > 0 && l->budget.evals >= l->next_measure_at) {
+                /* due: before the next proposal, so a resumed run measures at the same point */
+                l->next_measure_at = l->budget.evals + l->opts.measure_every;
+                if ((st = measure_best(l, cb, slots - l->n_fl, err)))
+                    return st;
+            }
             if ((stop = search_budget_check(&l->budget, slots - l->n_fl)))
                 break;
             if (l->stall >= l->opts.stall_limit) {
@@ -438,6 +550,9 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
         if ((st = collect_one(l, cb, err)))
             return st;
     }
+    /* the final leaderboard gets measured figures where the budget allows */
+    if (stop != SEARCH_STOP_REQUESTED && (st = measure_best(l, cb, slots, err)))
+        return st;
     tick(l, cb);
     if (why)
         *why = stop;
@@ -449,7 +564,7 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
 static json_t *result_json(const search_result *r)
 {
     const search_eval *e = &r->eval;
-    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i}",
+    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i}",
                      "id", (json_int_t)r->id, "genome", search_json_genome(&r->genome),
                      "pred_ms", search_json_num(r->pred.latency_ms), "pred_mj", search_json_num(r->pred.energy_mj),
                      "screened", r->screened, "cached", r->cached, "status", (int)e->status,
@@ -458,7 +573,8 @@ static json_t *result_json(const search_result *r)
                      "unc", search_json_num(e->joules_rel_unc), "est", e->joules_estimated, "meter", e->meter,
                      "seconds", search_json_num(e->seconds), "mj", search_json_num(r->energy_mj),
                      "ms", search_json_num(r->latency_ms), "reward", search_json_num(r->reward),
-                     "feasible", r->feasible, "on_front", r->on_front, "is_best", r->is_best);
+                     "feasible", r->feasible, "on_front", r->on_front, "is_best", r->is_best,
+                     "late", r->measured_later);
 }
 
 char *search_loop_save(const search_loop *l)
@@ -483,6 +599,13 @@ char *search_loop_save(const search_loop *l)
     json_object_set_new(root, "screen_factor", search_json_num(o->screen_factor));
     json_object_set_new(root, "reuse_seen", json_integer(o->reuse_seen));
     json_object_set_new(root, "stall_limit", json_integer(o->stall_limit));
+    json_object_set_new(root, "measure", json_pack("{s:i,s:i}", "every", o->measure_every, "top", o->measure_top));
+    json_object_set_new(root, "checks",
+                        json_pack("{s:I,s:i,s:i,s:i,s:o,s:o,s:I,s:o,s:o}", "next_at", (json_int_t)l->next_measure_at,
+                                  "n_mj", l->n_checked_mj, "n_ms", l->n_checked_ms, "within10_mj", l->within10_mj,
+                                  "ape_mj", search_json_num(l->ape_mj), "ape_ms", search_json_num(l->ape_ms),
+                                  "n_meas", (json_int_t)b->n_meas, "m_max_j", search_json_num(b->m_max_j),
+                                  "m_max_s", search_json_num(b->m_max_s)));
     json_object_set_new(root, "budget",
                         json_pack("{s:o,s:o,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:s,s:i}", "joules", search_json_num(b->joules),
                                   "joules_hi", search_json_num(b->joules_hi), "evals", (json_int_t)b->evals, "seconds",
@@ -564,6 +687,7 @@ static nas_status result_from_json(const json_t *j, const search_space *space, s
     r->feasible = (int)integer(j, "feasible", &bad);
     r->on_front = (int)integer(j, "on_front", &bad);
     r->is_best = (int)integer(j, "is_best", &bad);
+    r->measured_later = (int)integer(j, "late", &bad);
     if (bad || e->status < SEARCH_EVAL_OK || e->status > SEARCH_EVAL_FAILED)
         return nas_errf(err, NAS_EINVAL, "search state: results: candidate %ld has a missing or invalid field", r->id);
     return NAS_OK;
@@ -607,6 +731,10 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     o.reuse_seen = (int)integer(root, "reuse_seen", &bad);
     o.stall_limit = (int)integer(root, "stall_limit", &bad);
     if (bad) { field = "screen_factor/reuse_seen/stall_limit"; goto bad_field; }
+    json_t *jm = json_object_get(root, "measure"), *jk = json_object_get(root, "checks");
+    o.measure_every = (int)integer(jm, "every", &bad);
+    o.measure_top = (int)integer(jm, "top", &bad);
+    if (bad) { field = "measure"; goto bad_field; }
     if ((st = loop_alloc(space, &o, &l, err)))
         goto cleanup;
     if ((st = search_strategy_from_json(space, json_object_get(root, "strategy"), &l->strat, err)))
@@ -635,6 +763,16 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     l->best = (int)integer(jc, "best", &bad);
     l->max_energy = num(jc, "max_mj", &bad);
     if (bad) { field = "counts"; goto bad_field; }
+    l->next_measure_at = integer(jk, "next_at", &bad);
+    l->n_checked_mj = (int)integer(jk, "n_mj", &bad);
+    l->n_checked_ms = (int)integer(jk, "n_ms", &bad);
+    l->within10_mj = (int)integer(jk, "within10_mj", &bad);
+    l->ape_mj = num(jk, "ape_mj", &bad);
+    l->ape_ms = num(jk, "ape_ms", &bad);
+    b->n_meas = integer(jk, "n_meas", &bad);
+    b->m_max_j = num(jk, "m_max_j", &bad);
+    b->m_max_s = num(jk, "m_max_s", &bad);
+    if (bad) { field = "checks"; goto bad_field; }
     json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
     if (!json_is_array(res)) { field = "results"; goto bad_field; }
     if (!json_is_array(fl)) { field = "in_flight"; goto bad_field; }

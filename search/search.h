@@ -193,6 +193,8 @@ typedef struct {
      * allowance cannot together cross the budget */
     int in_flight;
     double reserved_joules, flight_seconds;
+    long n_meas;               /* measurements after training (measure callback) */
+    double m_max_j, m_max_s;   /* the dearest one so far: the next is assumed to cost as much */
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
 } search_budget;
@@ -225,6 +227,11 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
  * uncertainty (0.05 = +-5%). allowance_j / est_seconds: what start was given. */
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated);
+/* Measurements of trained candidates: admitted like evaluations (but not
+ * counted as ones), with the dearest measurement so far as the estimate. */
+search_stop search_budget_check_measure(const search_budget *b, int free_slots);
+void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
+                            int estimated);
 /* Fraction of the tightest budget used, 0..1 (0 when there is no limit). */
 double search_budget_fraction(const search_budget *b);
 
@@ -261,6 +268,8 @@ typedef struct {
     int feasible;              /* meets the hard target */
     int on_front;              /* joined the Pareto front */
     int is_best;               /* became the best feasible candidate */
+    int measured_later;        /* energy/latency measured after training by measure(): on_result
+                                  is called again for this id, with reward and feasibility redone */
 } search_result;
 
 typedef struct {
@@ -273,6 +282,10 @@ typedef struct {
     double seconds, eta_seconds;    /* eta NaN when unknown */
     const char *meter;
     int estimated;
+    /* the predictor against measurements (candidates measured with a prediction) */
+    int n_checked;
+    double pred_mape_mj, pred_mape_ms;      /* mean absolute percentage error, NaN when none */
+    double pred_within10_mj;                /* share within +-10% (nn-Meter's yardstick) */
 } search_progress;
 
 typedef struct search_loop search_loop;
@@ -300,6 +313,14 @@ typedef struct {
     void (*progress)(void *ctx, const search_progress *p);
     int (*should_stop)(void *ctx);
     double (*now)(void *ctx);  /* clock in seconds; NULL: nas_now() */
+    /* Optional: measures a trained candidate's energy and latency per inference
+     * (energy_mj, latency_ms, joules and meter of out; the rest is ignored).
+     * Called every measure_every evaluations on the measure_top best candidates
+     * not yet measured, and at the end; what it spends counts against the budget
+     * (allowance_j as for evaluate). When evaluate measures every candidate
+     * itself, leave it NULL. */
+    nas_status (*measure)(void *ctx, long id, const space_genome *g, double allowance_j, search_eval *out,
+                          nas_err *err);
 } search_callbacks;
 
 typedef struct {
@@ -309,6 +330,8 @@ typedef struct {
     double screen_factor;      /* default 1.5: screened when predicted > 1.5 x a hard target */
     int reuse_seen;            /* 1 (default): a genome seen before is not trained again */
     int stall_limit;           /* stop after this many proposals in a row not evaluated (default 1000) */
+    int measure_every;         /* evaluations between measurements of the best (default 10) */
+    int measure_top;           /* how many of the best are measured (default 3) */
 } search_loop_opts;
 
 void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget_evals);

@@ -37,6 +37,8 @@ typedef struct {
     int reject_all;
     nas_status fail_on_result;
     double max_allowance_seen_over;   /* evaluations started with a negative allowance */
+    int late_measure;           /* evaluate trains only; measure() measures energy and latency */
+    int n_measure, n_result_calls_for[4096];
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -96,8 +98,26 @@ static void run_eval(synth *s, long id, const space_genome *g, double allowance,
     s->clock += secs;
     out->status = s->fail_every && id % s->fail_every == s->fail_every - 1 ? SEARCH_EVAL_DIVERGED : SEARCH_EVAL_OK;
     out->accuracy = out->status == SEARCH_EVAL_OK ? accuracy_of(s, g) : NAN;
-    out->energy_mj = e;   /* measured: the truth, not the prediction */
-    out->latency_ms = 3 * e;
+    out->energy_mj = s->late_measure ? 0 : e;   /* measured: the truth, not the prediction */
+    out->latency_ms = s->late_measure ? 0 : 3 * e;
+}
+
+/* Measuring costs 5 J (+-2%, a RAPL-like meter) and 1 s. */
+static nas_status cb_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                             nas_err *err)
+{
+    synth *s = ctx;
+    s->n_measure++;
+    assert_true(allowance >= 5 * 1.02);
+    memset(out, 0, sizeof *out);
+    out->energy_mj = true_energy(s, g);
+    out->latency_ms = 3 * out->energy_mj;
+    out->joules = 5;
+    out->joules_rel_unc = 0.02;
+    snprintf(out->meter, sizeof out->meter, "rapl:package-0");
+    out->seconds = 1;
+    s->clock += 1;
+    return NAS_OK;
 }
 
 static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
@@ -140,6 +160,8 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
 {
     synth *s = ctx;
     s->n_results++;
+    if (r->id >= 0 && r->id < 4096)
+        s->n_result_calls_for[r->id]++;
     if (s->fail_on_result && s->n_results == 5)
         return nas_errf(err, s->fail_on_result, "run store: disk full (candidate %ld)", r->id);
     if (s->save_at && s->n_results == s->save_at) {
@@ -190,6 +212,7 @@ static search_callbacks callbacks(synth *s, int async)
     cb.on_result = cb_on_result;
     cb.should_stop = cb_should_stop;
     cb.now = cb_now;
+    cb.measure = s->late_measure ? cb_measure : NULL;
     return cb;
 }
 
@@ -349,7 +372,10 @@ static void hard_target_screens_and_best_is_feasible(void **state)
 static void same_seed_same_run_and_resume_ends_the_same(void **state)
 {
     (void)state;
-    for (int k = 0; k < 3; k++) {
+    /* with measurements after training, save at every point around the second
+     * round of them (evaluation 20), including just before one is due */
+    for (int kk = 0; kk < 3 + 3 * 11; kk++) {
+        int k = kk % 3, late = kk >= 3, save_at = late ? 20 + (kk - 3) / 3 : 26;
         search_loop_opts o;
         search_loop_opts_default(&o, (search_kind)k, 60);
         o.limits.joules = 2500;
@@ -357,17 +383,19 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         synth s1, s2, s3;
         synth_init(&s1, NG, 4);
         synth_init(&s2, NG, 4);
+        s1.late_measure = s2.late_measure = late;
         search_stop w1, w2, w3;
         search_loop *a = run(&s1, &o, 0, &w1);
-        s2.save_at = 26;
+        s2.save_at = save_at;
         search_loop *b = run(&s2, &o, 0, &w2);
         char *ja = search_loop_save(a), *jb = search_loop_save(b);
         assert_string_equal(ja, jb);   /* same seed: the same run, to the byte */
         assert_int_equal(w1, w2);
         assert_non_null(s2.saved);
 
-        /* resume from the state saved after the 26th candidate */
+        /* resume from the state saved at the save_at-th report */
         synth_init(&s3, NG, 4);
+        s3.late_measure = late;
         s3.clock = 0;   /* a new process: its clock starts anew */
         search_loop *c;
         nas_err err = {0};
@@ -376,7 +404,8 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         assert_string_equal(again, s2.saved);
         nas_free(again);
         long evals_before = search_loop_budget(c)->evals;
-        assert_int_equal(search_loop_n_results(c), 26);
+        if (!late)   /* measurements report a candidate a second time */
+            assert_int_equal(search_loop_n_results(c), 26);
         search_callbacks cb = callbacks(&s3, 0);
         assert_int_equal(search_run(c, &cb, &w3, &err), NAS_OK);
         char *jc = search_loop_save(c);
@@ -597,6 +626,56 @@ static void allocation_failures_are_reported(void **state)
     }
 }
 
+static void best_candidates_are_measured_and_the_predictor_checked(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        synth s;
+        synth_init(&s, NG, 4);
+        s.late_measure = 1;
+        search_loop_opts o;
+        search_loop_opts_default(&o, (search_kind)k, 0);
+        o.limits.joules = 2000;
+        search_objective_init(&o.objective, SEARCH_TARGET_MJ, 1.8, 1);
+        search_stop why;
+        search_loop *l = run(&s, &o, 0, &why);
+        assert_int_equal(why, SEARCH_STOP_JOULES);
+        const search_budget *b = search_loop_budget(l);
+        assert_true(s.n_measure >= 3);
+        assert_int_equal(b->n_meas, s.n_measure);
+        assert_true(b->joules_hi <= 2000 + 1e-9);
+        /* the meters' figures add up: evaluations plus 5 J per measurement */
+        double sum = 0;
+        int measured = 0;
+        for (int i = 0; i < search_loop_n_results(l); i++) {
+            const search_result *r = search_loop_result(l, i);
+            if (!r->screened && !r->cached)
+                sum += r->eval.joules;
+            if (r->measured_later) {
+                measured++;
+                assert_int_equal(s.n_result_calls_for[r->id], 2);   /* reported again when measured */
+                assert_true(fabs(r->eval.energy_mj - true_energy(&s, &r->genome)) < 1e-12);
+                assert_true(r->feasible == (r->eval.energy_mj <= 1.8));
+            }
+        }
+        assert_int_equal(measured, s.n_measure);
+        assert_true(fabs(b->joules - (sum + 5.0 * s.n_measure)) < 1e-6);
+        /* the best was measured, and meets the target by its measurement */
+        const search_result *best = search_loop_best(l);
+        assert_non_null(best);
+        assert_true(best->measured_later);
+        assert_true(true_energy(&s, &best->genome) <= 1.8);
+        /* the predictor is off by at most 10% by construction */
+        search_progress p;
+        search_loop_progress(l, &p);
+        assert_int_equal(p.n_checked, s.n_measure);
+        assert_true(p.pred_mape_mj > 0 && p.pred_mape_mj <= 10.0);
+        assert_true(p.pred_within10_mj == 1.0);
+        assert_true(fabs(p.pred_mape_ms - p.pred_mape_mj) < 1e-9);
+        search_loop_free(l);
+    }
+}
+
 /* ---- on space/'s own genome ------------------------------------------------ */
 
 /* A stand-in for training on the real space: accuracy grows with the log of
@@ -720,6 +799,7 @@ int main(void)
         cmocka_unit_test(hard_target_screens_and_best_is_feasible),
         cmocka_unit_test(same_seed_same_run_and_resume_ends_the_same),
         cmocka_unit_test(async_results_out_of_order_and_interrupted),
+        cmocka_unit_test(best_candidates_are_measured_and_the_predictor_checked),
         cmocka_unit_test(failures_score_zero_and_stay_off_the_front),
         cmocka_unit_test(stalls_end_the_search_without_cost),
         cmocka_unit_test(callback_errors_stop_the_search),
