@@ -161,7 +161,7 @@ int search_loop_leaderboard(const search_loop *l, int *idx, int k)
 /* The hypervolume's reference energy: the objective's, else twice an energy
  * target, else 1.1 x the dearest energy seen (run-relative: not comparable
  * across runs; set ref_energy_mj to compare). */
-static double hv_ref(const search_loop *l)
+double search_loop_hv_ref(const search_loop *l)
 {
     const search_objective *o = &l->opts.objective;
     if (o->ref_energy_mj > 0)
@@ -181,7 +181,7 @@ void search_loop_progress(const search_loop *l, search_progress *p)
     p->best_reward = l->best >= 0 ? l->res[l->best].reward : NAN;
     p->best_id = l->best >= 0 ? l->res[l->best].id : -1;
     p->front_size = l->front.n;
-    p->hypervolume = search_front_hypervolume(&l->front, hv_ref(l));
+    p->hypervolume = search_front_hypervolume(&l->front, search_loop_hv_ref(l));
     p->joules = l->budget.joules;
     p->joules_budget = l->budget.lim.joules;
     p->seconds = l->budget.seconds;
@@ -316,6 +316,8 @@ static int flight_push(search_loop *l, const flight_t *f)
 static nas_status launch(search_loop *l, flight_t *f, const search_callbacks *cb, nas_err *err)
 {
     nas_status st;
+    if (cb->on_start && (st = cb->on_start(cb->ctx, f->id, &f->g, &f->pred, err)))
+        return st;
     f->t_start = clock_now(cb);
     if (!cb->submit) {
         search_eval ev;

@@ -307,6 +307,9 @@ typedef struct {
     nas_status (*submit)(void *ctx, long id, const space_genome *g, double allowance_j, nas_err *err);
     nas_status (*collect)(void *ctx, long *id, search_eval *out, nas_err *err);
     int slots;
+    /* Optional: a candidate passed screening and is about to be trained (the run
+     * store records it as running, so a crash leaves a trace to retry). */
+    nas_status (*on_start)(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err);
     /* Optional: after each candidate, with the loop's state up to date (so
      * search_loop_save here gives a resumable point). An error stops the search. */
     nas_status (*on_result)(void *ctx, const search_result *r, const search_loop *loop, nas_err *err);
@@ -357,5 +360,18 @@ const search_result *search_loop_result(const search_loop *l, int i);
 const search_result *search_loop_best(const search_loop *l);
 /* Indices of the k best feasible results by reward (ties: lower id first). Returns how many. */
 int search_loop_leaderboard(const search_loop *l, int *idx, int k);
+
+/* ---- reports -------------------------------------------------------------- */
+
+/* One line for a terminal: "evals 12 (+3 screened, 1 seen) | best 0.9412 #7 |
+ * front 5, hv 1.234 | 1234.5/5000 J model:cpu-time (estimated) | 2m05s, ETA 3m12s". */
+void search_progress_line(const search_progress *p, char *buf, size_t n);
+/* The end of a search as JSON (nas_malloc'd; NULL when out of memory): why it
+ * stopped, counts, the search's own energy with its meter, the predictor's
+ * error on measured candidates, the best, the `top` best feasible, and the
+ * Pareto front with its hypervolume and reference energy. */
+char *search_loop_report_json(const search_loop *l, search_stop why, int top);
+/* The hypervolume's reference energy in use (see search_objective.ref_energy_mj). */
+double search_loop_hv_ref(const search_loop *l);
 
 #endif

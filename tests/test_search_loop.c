@@ -7,6 +7,7 @@
 #include "tests/testutil.h"
 #include "search/search.h"
 
+#include <jansson.h>
 #include <math.h>
 
 #define NG 16
@@ -39,6 +40,7 @@ typedef struct {
     double max_allowance_seen_over;   /* evaluations started with a negative allowance */
     int late_measure;           /* evaluate trains only; measure() measures energy and latency */
     int n_measure, n_result_calls_for[4096];
+    int n_start;
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -172,6 +174,14 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
     return NAS_OK;
 }
 
+static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+{
+    synth *s = ctx;
+    s->n_start++;
+    assert_true(p->energy_mj > 0);   /* the prediction comes with it */
+    return NAS_OK;
+}
+
 static int cb_screen_all(void *ctx, const space_genome *g, const search_prediction *p)
 {
     return ((synth *)ctx)->reject_all;
@@ -210,6 +220,7 @@ static search_callbacks callbacks(synth *s, int async)
     cb.collect = async ? cb_collect : NULL;
     cb.slots = async;
     cb.on_result = cb_on_result;
+    cb.on_start = cb_on_start;
     cb.should_stop = cb_should_stop;
     cb.now = cb_now;
     cb.measure = s->late_measure ? cb_measure : NULL;
@@ -349,6 +360,7 @@ static void hard_target_screens_and_best_is_feasible(void **state)
                 }
             }
             assert_true(screened > 0);
+            assert_int_equal(s.n_start, s.n_eval);   /* screened ones never started */
             search_progress p;
             search_loop_progress(l, &p);
             assert_int_equal(p.screened, screened);
@@ -676,6 +688,74 @@ static void best_candidates_are_measured_and_the_predictor_checked(void **state)
     }
 }
 
+static void progress_line_and_report_say_what_happened(void **state)
+{
+    (void)state;
+    search_progress p;
+    memset(&p, 0, sizeof p);
+    p.evals = 12;
+    p.screened = 3;
+    p.cached = 1;
+    p.best_reward = 0.94123;
+    p.best_id = 7;
+    p.front_size = 5;
+    p.hypervolume = 1.234;
+    p.joules = 1234.54;
+    p.joules_budget = 5000;
+    p.meter = "model:cpu-time";
+    p.estimated = 1;
+    p.seconds = 125;
+    p.eta_seconds = 192;
+    char line[256];
+    search_progress_line(&p, line, sizeof line);
+    assert_string_equal(line, "evals 12 (+3 screened, 1 seen) | best 0.9412 #7 | front 5, hv 1.234 | "
+                              "1234.5/5000 J model:cpu-time (estimated) | 2m05s, ETA 3m12s");
+    p.best_reward = NAN;
+    p.eta_seconds = NAN;
+    p.joules_budget = 0;
+    p.estimated = 0;
+    p.meter = "rapl:package-0";
+    p.screened = p.cached = 0;
+    search_progress_line(&p, line, sizeof line);
+    assert_string_equal(line, "evals 12 | best none yet | front 5, hv 1.234 | 1234.5 J rapl:package-0 | 2m05s, ETA ?");
+
+    synth s;
+    synth_init(&s, NG, 4);
+    s.late_measure = 1;
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_EVOLUTION, 40);
+    search_objective_init(&o.objective, SEARCH_TARGET_MJ, 2.0, 1);
+    search_stop why;
+    search_loop *l = run(&s, &o, 0, &why);
+    char *js = search_loop_report_json(l, why, 5);
+    assert_non_null(js);
+    json_error_t je;
+    json_t *root = json_loads(js, 0, &je);
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(root, "strategy")), "evolution");
+    assert_string_equal(json_string_value(json_object_get(root, "stopped")), "evaluation budget reached");
+    assert_int_equal(json_integer_value(json_object_get(root, "evals")), 40);
+    const search_result *best = search_loop_best(l);
+    json_t *jb = json_object_get(root, "best");
+    assert_int_equal(json_integer_value(json_object_get(jb, "id")), best->id);
+    assert_string_equal(json_string_value(json_object_get(jb, "energy_from")), "measured");
+    assert_true(json_real_value(json_object_get(jb, "energy_mj")) <= 2.0);
+    json_t *lb = json_object_get(root, "leaderboard");
+    assert_int_equal(json_array_size(lb), 5);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(lb, 0), "id")), best->id);
+    json_t *par = json_object_get(root, "pareto");
+    assert_int_equal(json_array_size(json_object_get(par, "points")), search_loop_front(l)->n);
+    assert_true(fabs(json_real_value(json_object_get(par, "ref_energy_mj")) - 4.0) < 1e-12);   /* 2 x target */
+    assert_true(fabs(json_real_value(json_object_get(par, "hypervolume")) -
+                     search_front_hypervolume(search_loop_front(l), 4.0)) < 1e-12);
+    json_t *en = json_object_get(root, "energy");
+    assert_string_equal(json_string_value(json_object_get(en, "quality")), "estimated");
+    assert_true(json_integer_value(json_object_get(json_object_get(root, "predictor_check"), "n")) > 0);
+    json_decref(root);
+    nas_free(js);
+    search_loop_free(l);
+}
+
 /* ---- on space/'s own genome ------------------------------------------------ */
 
 /* A stand-in for training on the real space: accuracy grows with the log of
@@ -806,6 +886,7 @@ int main(void)
         cmocka_unit_test(bad_options_and_states_name_the_field),
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(real_space_genomes_become_valid_networks),
+        cmocka_unit_test(progress_line_and_report_say_what_happened),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
