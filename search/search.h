@@ -131,7 +131,9 @@ typedef struct {
     double t;                  /* T, in the target's unit */
     int hard;
     double alpha, beta;        /* set by search_objective_init from `hard` */
-    double ref_energy_mj;      /* hypervolume reference energy; 0: see search_front_hypervolume */
+    double ref_energy_mj;      /* hypervolume reference energy (mJ). 0: twice an energy target, else
+                                  1.1 x the dearest energy seen, which is run-relative: set it to
+                                  compare hypervolumes across runs or strategies */
 } search_objective;
 
 void search_objective_init(search_objective *o, search_target target, double t, int hard);
@@ -331,7 +333,8 @@ typedef struct {
     search_objective objective;
     search_limits limits;
     double screen_factor;      /* default 1.5: screened when predicted > 1.5 x a hard target */
-    int reuse_seen;            /* 1 (default): a genome seen before is not trained again */
+    int reuse_seen;            /* 1 (default): a genome evaluated before is not trained again (one
+                                  still in flight may be: its result is not known yet) */
     int stall_limit;           /* stop after this many proposals in a row not evaluated (default 1000) */
     int measure_every;         /* evaluations between measurements of the best (default 10) */
     int measure_top;           /* how many of the best are measured (default 3) */
@@ -354,7 +357,9 @@ void search_loop_progress(const search_loop *l, search_progress *p);
 const search_budget *search_loop_budget(const search_loop *l);
 const search_front *search_loop_front(const search_loop *l);
 const search_strategy *search_loop_strategy(const search_loop *l);
-/* Evaluated and screened candidates in id order; the best feasible one (NULL if none). */
+/* Every candidate that ended (evaluated, screened or seen before), in the order
+ * it ended (id order when evaluating one at a time); the best feasible one
+ * (NULL if none). */
 int search_loop_n_results(const search_loop *l);
 const search_result *search_loop_result(const search_loop *l, int i);
 const search_result *search_loop_best(const search_loop *l);
