@@ -92,3 +92,8 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- search/: evolution, RL and random on the same small budget of the real task,
+# 3 seeds each; hypervolume and best reward per strategy (knobs: see the script).
+bench-search: nas
+	bash scripts/bench-search.sh
