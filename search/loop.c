@@ -195,6 +195,18 @@ void search_loop_progress(const search_loop *l, search_progress *p)
     p->pred_within10_mj = l->n_checked_mj ? (double)l->within10_mj / l->n_checked_mj : NAN;
 }
 
+nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err)
+{
+    if (lim->joules < 0 || lim->evals < 0 || lim->seconds < 0 || !isfinite(lim->joules) || !isfinite(lim->seconds))
+        return nas_errf(err, NAS_EINVAL, "search: budgets must be finite and >= 0 (0: no limit)");
+    l->opts.limits = *lim;
+    double sigmas = l->budget.lim.sigmas;
+    l->budget.lim = *lim;
+    if (!(l->budget.lim.sigmas >= 0))
+        l->budget.lim.sigmas = sigmas;
+    return NAS_OK;
+}
+
 static nas_status push_result(search_loop *l, const search_result *r, nas_err *err)
 {
     if (l->n_res == l->cap_res) {

@@ -348,6 +348,9 @@ nas_status search_loop_new(const search_space *space, const search_loop_opts *op
  * candidates (submitted again first, under their own ids). */
 nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err);
 char *search_loop_save(const search_loop *l);
+/* New budgets for a loaded loop (a resumed search given more, or less): what
+ * was spent stays spent. */
+nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
 void search_loop_free(search_loop *l);
 
 /* Runs until a budget, a stall or should_stop ends it; *why says which. */

@@ -756,6 +756,40 @@ static void progress_line_and_report_say_what_happened(void **state)
     search_loop_free(l);
 }
 
+static void a_resumed_search_can_be_given_more_budget(void **state)
+{
+    (void)state;
+    synth s1, s2;
+    synth_init(&s1, NG, 4);
+    synth_init(&s2, NG, 4);
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_RL, 40);
+    search_stop why;
+    search_loop *a = run(&s1, &o, 0, &why);
+    o.limits.evals = 15;
+    search_loop *b = run(&s2, &o, 0, &why);
+    assert_int_equal(why, SEARCH_STOP_EVALS);
+    char *js = search_loop_save(b);
+    search_loop_free(b);
+    assert_int_equal(search_loop_load(&s2.sp, js, &b, NULL), NAS_OK);
+    nas_free(js);
+    search_limits lim = o.limits;
+    lim.evals = 40;
+    nas_err err = {0};
+    assert_int_equal(search_loop_set_limits(b, &lim, &err), NAS_OK);
+    search_callbacks cb = callbacks(&s2, 0);
+    assert_int_equal(search_run(b, &cb, &why, &err), NAS_OK);
+    assert_int_equal(search_loop_budget(b)->evals, 40);
+    char *ja = search_loop_save(a), *jb = search_loop_save(b);
+    assert_string_equal(ja, jb);   /* as if it had had 40 from the start */
+    lim.joules = -1;
+    assert_int_equal(search_loop_set_limits(b, &lim, &err), NAS_EINVAL);
+    nas_free(ja);
+    nas_free(jb);
+    search_loop_free(a);
+    search_loop_free(b);
+}
+
 /* ---- on space/'s own genome ------------------------------------------------ */
 
 /* A stand-in for training on the real space: accuracy grows with the log of
@@ -886,6 +920,7 @@ int main(void)
         cmocka_unit_test(bad_options_and_states_name_the_field),
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(real_space_genomes_become_valid_networks),
+        cmocka_unit_test(a_resumed_search_can_be_given_more_budget),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
