@@ -454,7 +454,8 @@ static nas_status measure_best(search_loop *l, const search_callbacks *cb, int f
         search_eval m;
         memset(&m, 0, sizeof m);
         double t = clock_now(cb);
-        nas_status st = cb->measure(cb->ctx, r->id, &r->genome, search_budget_allowance(&l->budget, free_slots), &m, err);
+        double allowance = search_budget_allowance(&l->budget, free_slots);
+        nas_status st = cb->measure(cb->ctx, r->id, &r->genome, allowance, &m, err);
         if (st)
             return nas_errctx(err, "measuring candidate %ld", r->id);
         search_budget_measured(&l->budget, m.joules, m.joules_rel_unc, m.seconds > 0 ? m.seconds : clock_now(cb) - t,
@@ -707,6 +708,11 @@ static nas_status result_from_json(const json_t *j, const search_space *space, s
     return NAS_OK;
 }
 
+static nas_status bad_field(nas_err *err, const char *field)
+{
+    return nas_errf(err, NAS_EINVAL, "search state: field '%s' missing or invalid", field);
+}
+
 nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err)
 {
     nas_status st = NAS_OK;
@@ -717,7 +723,6 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     if (!root)
         return nas_errf(err, NAS_EINVAL, "search state: line %d: %s", je.line, je.text);
     int bad = 0;
-    const char *field = NULL;
     if (integer(root, "version", &bad) != LOOP_VERSION || bad) {
         st = nas_errf(err, NAS_EINVAL, "search state: field 'version' must be %d", LOOP_VERSION);
         goto cleanup;
@@ -726,36 +731,39 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     memset(&o, 0, sizeof o);
     json_t *jo = json_object_get(root, "objective"), *jl = json_object_get(root, "limits");
     json_t *jb = json_object_get(root, "budget"), *jc = json_object_get(root, "counts");
-    if (!json_is_object(jo)) { field = "objective"; goto bad_field; }
+    if (!json_is_object(jo)) { st = bad_field(err, "objective"); goto cleanup; }
     o.objective.target = (search_target)integer(jo, "target", &bad);
     o.objective.t = num(jo, "t", &bad);
     o.objective.hard = (int)integer(jo, "hard", &bad);
     o.objective.alpha = num(jo, "alpha", &bad);
     o.objective.beta = num(jo, "beta", &bad);
     o.objective.ref_energy_mj = num(jo, "ref_mj", &bad);
-    if (bad) { field = "objective"; goto bad_field; }
-    if (!json_is_object(jl)) { field = "limits"; goto bad_field; }
+    if (bad || o.objective.target < SEARCH_TARGET_NONE || o.objective.target > SEARCH_TARGET_MS) {
+        st = bad_field(err, "objective");
+        goto cleanup;
+    }
+    if (!json_is_object(jl)) { st = bad_field(err, "limits"); goto cleanup; }
     o.limits.joules = num(jl, "joules", &bad);
     o.limits.evals = integer(jl, "evals", &bad);
     o.limits.seconds = num(jl, "seconds", &bad);
     o.limits.first_joules = num(jl, "first_joules", &bad);
     o.limits.sigmas = num(jl, "sigmas", &bad);
-    if (bad) { field = "limits"; goto bad_field; }
+    if (bad) { st = bad_field(err, "limits"); goto cleanup; }
     o.screen_factor = num(root, "screen_factor", &bad);
     o.reuse_seen = (int)integer(root, "reuse_seen", &bad);
     o.stall_limit = (int)integer(root, "stall_limit", &bad);
-    if (bad) { field = "screen_factor/reuse_seen/stall_limit"; goto bad_field; }
+    if (bad) { st = bad_field(err, "screen_factor/reuse_seen/stall_limit"); goto cleanup; }
     json_t *jm = json_object_get(root, "measure"), *jk = json_object_get(root, "checks");
     o.measure_every = (int)integer(jm, "every", &bad);
     o.measure_top = (int)integer(jm, "top", &bad);
-    if (bad) { field = "measure"; goto bad_field; }
+    if (bad) { st = bad_field(err, "measure"); goto cleanup; }
     if ((st = loop_alloc(space, &o, &l, err)))
         goto cleanup;
     if ((st = search_strategy_from_json(space, json_object_get(root, "strategy"), &l->strat, err)))
         goto cleanup;
     l->opts.strategy = l->strat->opts;
     search_budget *b = &l->budget;
-    if (!json_is_object(jb)) { field = "budget"; goto bad_field; }
+    if (!json_is_object(jb)) { st = bad_field(err, "budget"); goto cleanup; }
     b->joules = num(jb, "joules", &bad);
     b->joules_hi = num(jb, "joules_hi", &bad);
     b->evals = integer(jb, "evals", &bad);
@@ -767,16 +775,16 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     b->s_m2 = num(jb, "s_m2", &bad);
     b->estimated = (int)integer(jb, "estimated", &bad);
     const char *m = json_string_value(json_object_get(jb, "meter"));
-    if (bad || !m) { field = "budget"; goto bad_field; }
+    if (bad || !m) { st = bad_field(err, "budget"); goto cleanup; }
     snprintf(b->meter, sizeof b->meter, "%s", m);
-    if (!json_is_object(jc)) { field = "counts"; goto bad_field; }
+    if (!json_is_object(jc)) { st = bad_field(err, "counts"); goto cleanup; }
     l->proposals = integer(jc, "proposals", &bad);
     l->screened = integer(jc, "screened", &bad);
     l->cached = integer(jc, "cached", &bad);
     l->stall = (int)integer(jc, "stall", &bad);
     l->best = (int)integer(jc, "best", &bad);
     l->max_energy = num(jc, "max_mj", &bad);
-    if (bad) { field = "counts"; goto bad_field; }
+    if (bad) { st = bad_field(err, "counts"); goto cleanup; }
     l->next_measure_at = integer(jk, "next_at", &bad);
     l->n_checked_mj = (int)integer(jk, "n_mj", &bad);
     l->n_checked_ms = (int)integer(jk, "n_ms", &bad);
@@ -786,10 +794,10 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     b->n_meas = integer(jk, "n_meas", &bad);
     b->m_max_j = num(jk, "m_max_j", &bad);
     b->m_max_s = num(jk, "m_max_s", &bad);
-    if (bad) { field = "checks"; goto bad_field; }
+    if (bad) { st = bad_field(err, "checks"); goto cleanup; }
     json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
-    if (!json_is_array(res)) { field = "results"; goto bad_field; }
-    if (!json_is_array(fl)) { field = "in_flight"; goto bad_field; }
+    if (!json_is_array(res)) { st = bad_field(err, "results"); goto cleanup; }
+    if (!json_is_array(fl)) { st = bad_field(err, "in_flight"); goto cleanup; }
     for (size_t i = 0; i < json_array_size(res); i++) {
         search_result r;
         if ((st = result_from_json(json_array_get(res, i), space, &r, err)) || (st = push_result(l, &r, err)))
@@ -801,7 +809,7 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
             goto cleanup;
         }
     }
-    if (l->best < -1 || l->best >= l->n_res) { field = "counts.best"; goto bad_field; }
+    if (l->best < -1 || l->best >= l->n_res) { st = bad_field(err, "counts.best"); goto cleanup; }
     for (size_t i = 0; i < json_array_size(fl); i++) {
         json_t *jf = json_array_get(fl, i);
         flight_t f;
@@ -816,7 +824,7 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
         if (isnan(f.allow_j))
             f.allow_j = INFINITY;   /* saved as null: no joule budget */
         f.est_s = num(jf, "est_s", &bad);
-        if (bad) { field = "in_flight"; goto bad_field; }
+        if (bad) { st = bad_field(err, "in_flight"); goto cleanup; }
         if (flight_push(l, &f)) {
             st = nas_errf(err, NAS_ENOMEM, "search state: out of memory");
             goto cleanup;
@@ -825,9 +833,6 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     }
     *out = l;
     l = NULL;
-    goto cleanup;
-bad_field:
-    st = nas_errf(err, NAS_EINVAL, "search state: field '%s' missing or invalid", field);
 cleanup:
     search_loop_free(l);
     json_decref(root);
