@@ -7,7 +7,7 @@
 # the best reward. The goal: evolution and RL both beat random on the median.
 #
 # Knobs (environment): EVALS (candidates per run, 16), JOULES (joule budget
-# per run, 0: none), SUBSET (training images, 1000), EPOCHS (1), STAGES (3),
+# per run, 0: none), SUBSET (training images, 2000), BATCH (32), EPOCHS (1), STAGES (3),
 # MAX_WIDTH (0.5), TARGET_MJ (soft target, 2), HV_REF_MJ (2 x TARGET_MJ),
 # SEEDS ("1 2 3"), THREADS (0: all cores), OUT (build/bench-search).
 set -euo pipefail
@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 NAS=${NAS:-./nas}
 EVALS=${EVALS:-16}
 JOULES=${JOULES:-0}
-SUBSET=${SUBSET:-1000}
+SUBSET=${SUBSET:-2000}
+BATCH=${BATCH:-32}
 EPOCHS=${EPOCHS:-1}
 STAGES=${STAGES:-3}
 MAX_WIDTH=${MAX_WIDTH:-0.5}
@@ -31,14 +32,14 @@ if [ ! -d data/mnist ]; then
     exit 1
 fi
 mkdir -p "$OUT"
-echo "bench-search: $EVALS candidates per run (joule budget: ${JOULES/#0/none}), subset $SUBSET, $EPOCHS epoch(s)," \
+echo "bench-search: $EVALS candidates per run (joule budget: ${JOULES/#0/none}), subset $SUBSET, batch $BATCH, $EPOCHS epoch(s)," \
      "$STAGES stages, max width $MAX_WIDTH, target $TARGET_MJ mJ (soft), hypervolume reference $HV_REF_MJ mJ"
 for strategy in evolution rl random; do
     for seed in $SEEDS; do
         start=$(date +%s)
         nice "$NAS" search --data mnist --strategy "$strategy" --seed "$seed" \
             --budget-evals "$EVALS" --budget-joules "$JOULES" \
-            --subset "$SUBSET" --epochs "$EPOCHS" --stages "$STAGES" --max-width "$MAX_WIDTH" \
+            --subset "$SUBSET" --batch "$BATCH" --epochs "$EPOCHS" --stages "$STAGES" --max-width "$MAX_WIDTH" \
             --threads "$THREADS" --target-mj "$TARGET_MJ" --hv-ref-mj "$HV_REF_MJ" --json \
             > "$OUT/$strategy-$seed.json" 2> "$OUT/$strategy-$seed.log"
         echo "  $strategy seed $seed: $(( $(date +%s) - start )) s"

@@ -52,7 +52,7 @@ static void usage(FILE *f)
             "  --rl-lr X --entropy X --batch-rl B --ppo-epochs K    RL controller\n"
             "  --seed S             strategy and training seeds (default 1)\n"
             "proxy training:\n"
-            "  --epochs E (default 1)  --subset N (default 2000 images)  --batch B (default 64)\n"
+            "  --epochs E (default 1)  --subset N (default 2000 images)  --batch B (default 32)\n"
             "  --lr X (default 0.1)  --threads T (default: all cores)  --max-width W (default 0.5)\n"
             "  --stages N           template stages searched, 1..7 (default 7)\n"
             "measuring:\n"
@@ -389,7 +389,7 @@ static int print_json(const run_ctx *c, const search_loop *l, search_stop why, i
 int cmd_search(int argc, char **argv)
 {
     const char *data_arg = NULL, *pred_path = NULL, *meter_kind = "auto", *state_path = NULL;
-    long budget_evals = 0, epochs = 1, subset = 2000, batch = 64, threads = 0, seed = 1, stages = 7;
+    long budget_evals = 0, epochs = 1, subset = 2000, batch = 32, threads = 0, seed = 1, stages = 7;
     long population = 0, sample = 0, mutations = 0, rl_batch = 0, ppo_epochs = -1, top = 10;
     long measure_every = 10, measure_top = 3;
     double budget_j = 0, budget_s = 0, target_mj = 0, target_ms = 0, w = -0.07, lr = 0.1, max_width = 0.5;
