@@ -73,6 +73,16 @@ static int dir_exists(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* zlib's message starts with the path; the caller names the file already. */
+static const char *gz_reason(gzFile gz, const char *path, int *zerr)
+{
+    const char *msg = gzerror(gz, zerr);
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+        msg += n + 2;
+    return msg;
+}
+
 /* Reads a whole file, gunzipping it when it is gzip (zlib reads plain files
  * through the same calls). */
 static nas_status read_all(const char *path, uint8_t **out, size_t *len, nas_err *err)
@@ -106,7 +116,7 @@ static nas_status read_all(const char *path, uint8_t **out, size_t *len, nas_err
         int r = gzread(gz, buf + n, (unsigned)want);
         if (r < 0) {
             int zerr;
-            const char *msg = gzerror(gz, &zerr);
+            const char *msg = gz_reason(gz, path, &zerr);
             st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", path, msg);
             goto cleanup;
         }
@@ -116,7 +126,7 @@ static nas_status read_all(const char *path, uint8_t **out, size_t *len, nas_err
     }
     /* zlib reports a gzip stream cut short only through gzerror after EOF. */
     int zerr = Z_OK;
-    const char *msg = gzerror(gz, &zerr);
+    const char *msg = gz_reason(gz, path, &zerr);
     if (zerr != Z_OK && zerr != Z_STREAM_END) {
         st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", path, msg);
         goto cleanup;
