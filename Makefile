@@ -91,3 +91,10 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- evaluator meters: the stand-in libnvidia-ml that tests/test_meter.c loads
+# in place of NVIDIA's (built plain, without the sanitizers, as a driver would be).
+$(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -shared -fPIC -o $@ $<
+$(BUILD)/tests/test_meter: $(BUILD)/tests/libfake-nvml.so

@@ -111,7 +111,30 @@ typedef struct {
 } ev_tensor;
 int ev_net_tensors(const ev_net *net, ev_tensor *out, int max);
 
-/* ======================= energy meters =================================== */
+/* ======================= energy meters ===================================
+ *
+ * One interface, four sources; every figure carries its source and quality.
+ *   perf   the `power/energy-pkg` perf event (64-bit, never wraps; needs
+ *          CAP_PERFMON or perf_event_paranoid <= 0). Measured.
+ *   rapl   Linux powercap: the package-N domains summed (dram only on request;
+ *          psys only where no package domain exists, never added to one; core
+ *          and uncore never, they are inside the package; an intel-rapl-mmio
+ *          copy of a package counted once). energy_uj differences, a wrap
+ *          corrected with max_energy_range_uj; where that is unreadable a
+ *          wrapped interval is dropped and counted in ev_meter_info.dropped,
+ *          never negative. Measured.
+ *   nvml   NVIDIA GPUs through libnvidia-ml.so.1 loaded at run time: the total
+ *          energy counter (mJ) where the GPU has it (measured), else power
+ *          samples integrated by the sampling thread (sampled). GPU energy only.
+ *   model  busy CPU time of this process x watts_per_core. Estimated.
+ *   auto   perf, then rapl, then model: the first that opens. nvml is never
+ *          chosen by auto: the engine runs on the CPU, and a GPU's energy is not
+ *          what it spends. Why the others were skipped is in ev_meter_info.note.
+ * Polling: rapl and nvml-by-power start a sampling thread (period
+ * poll_seconds; defaults 1 s and 0.1 s), so a 32-bit RAPL counter (which can
+ * wrap within minutes on some AMD parts) is read far more often than half its
+ * wrap time. With poll_seconds < 0 there is no thread and the caller must call
+ * ev_meter_read at least every 30 s. A meter is safe to read from any thread. */
 
 typedef enum {
     EV_MEASURED,     /* a hardware counter of energy (RAPL, perf, NVML total energy) */
@@ -123,12 +146,16 @@ const char *ev_quality_name(ev_quality q);
 
 typedef struct ev_meter ev_meter;
 
+#define EV_DEFAULT_WATTS_PER_CORE 10.0   /* the model meter's stated busy power per core */
+
 typedef struct {
     const char *kind;            /* "auto", "rapl", "perf", "nvml", "model" */
     const char *sysfs_root;      /* default "/sys/class/powercap"; tests point it at a fake tree */
     const char *nvml_lib;        /* default "libnvidia-ml.so.1" */
     double watts_per_core;       /* model meter: stated busy power per core */
     int include_dram;            /* rapl: add dram domains on request */
+    const char *perf_root;       /* default "/sys/bus/event_source/devices/power" */
+    double poll_seconds;         /* sampling thread period; 0: the meter's default; < 0: no thread */
 } ev_meter_opts;
 
 void ev_meter_opts_default(ev_meter_opts *o);
@@ -141,6 +168,17 @@ const char *ev_meter_source(const ev_meter *m);
 ev_quality ev_meter_quality(const ev_meter *m);
 /* Relative uncertainty of its figures (0.02 for RAPL, larger for the model). */
 double ev_meter_uncertainty(const ev_meter *m);
+
+typedef struct {
+    const char *kind;            /* the backend that opened: "rapl", "perf", "nvml", "model" */
+    long samples;                /* counter reads since open (by ev_meter_read and the thread) */
+    long wraps;                  /* counter wrap-arounds corrected with max_energy_range_uj */
+    long dropped;                /* wrapped intervals dropped (range unknown): energy under-counted */
+    double poll_seconds;         /* sampling thread period; 0: no thread */
+    char note[1024];             /* why other meters or domains were skipped, "" if none */
+} ev_meter_info;
+
+void ev_meter_get_info(ev_meter *m, ev_meter_info *info);
 
 /* ======================= benchmarks ====================================== */
 
