@@ -180,27 +180,67 @@ typedef struct {
 
 void ev_meter_get_info(ev_meter *m, ev_meter_info *info);
 
-/* ======================= benchmarks ====================================== */
+/* ======================= benchmarks ======================================
+ *
+ * Latency and energy per inference, where "one inference" is one call of
+ * ev_net_infer on `batch` images. Warm-up calls first (untimed); then
+ * `repeats` repeats, each calling in a loop for at least min_seconds (a RAPL
+ * counter updates every ~1 ms and a meaningful energy difference wants ~1 s).
+ * Latency: the distribution of single-call times over all repeats. Energy: per
+ * repeat, the meter's difference over the repeat divided by its calls; median
+ * and spread over repeats. The energy includes whatever else the meter sees
+ * (idle and other processes for RAPL; the whole process's CPU time for the
+ * model), which is why it carries the meter's source and quality. */
 
 typedef struct {
     int batch;
     int warmup;              /* runs before timing */
     int repeats;             /* timed repeats; median and spread are reported */
     double min_seconds;      /* each repeat loops at least this long (energy needs ~1 s) */
-    int threads;
-    int pin_cpu;             /* -1: no pinning */
+    int threads;             /* > 0: OpenMP and OpenBLAS thread counts for the run (restored after); 0: as is */
+    int pin_cpu;             /* -1: no pinning; k >= 0: every thread of the process on CPUs k..k+threads-1
+                              * (sched_setaffinity; the previous mask is restored after) */
 } ev_bench_opts;
 
 typedef struct {
-    double latency_ms_median, latency_ms_p10, latency_ms_p90;
+    double latency_ms_median, latency_ms_p10, latency_ms_p90;   /* of single calls */
     double energy_mj_median, energy_mj_spread;   /* per inference; spread = (p90-p10)/median */
     char energy_source[64];
     ev_quality energy_quality;
     int threads, batch, repeats;
+    /* Added by the data branch: */
+    double energy_mj_p10, energy_mj_p90;
+    double energy_uncertainty;       /* the meter's stated relative uncertainty */
+    double latency_ms_repeat_median; /* median over repeats of each repeat's mean call time */
+    double latency_repeat_spread;    /* (p90-p10)/median of the repeat means: repeatability */
+    double images_per_s;             /* batch / latency_ms_median */
+    long runs;                       /* timed calls over all repeats */
+    double seconds;                  /* wall time of the timed repeats */
+    int pinned;                      /* 1 when pin_cpu was applied */
+    char affinity[64];               /* CPUs the benchmark ran on ("0-1", "3") */
 } ev_bench_result;
 
 void ev_bench_opts_default(ev_bench_opts *o);
 nas_status ev_bench_infer(ev_net *net, ev_meter *meter, const ev_bench_opts *opts,
                           ev_bench_result *res, nas_err *err);
+
+/* The harness under ev_bench_infer, for anything callable: fn runs one
+ * inference (of opts->batch images) and returns its status. meter may be NULL
+ * (energy fields then 0, source ""). */
+typedef nas_status (*ev_bench_fn)(void *ctx, nas_err *err);
+nas_status ev_bench_run(ev_bench_fn fn, void *ctx, ev_meter *meter, const ev_bench_opts *opts,
+                        ev_bench_result *res, nas_err *err);
+
+/* Order statistics of n values (x is sorted in place). Quantiles interpolate
+ * linearly between order statistics (numpy's default, R's type 7).
+ * NAS_EINVAL when n < 1 or a value is NaN. */
+typedef struct {
+    int n;
+    double min, max, mean, median, p10, p90;
+} ev_stats;
+
+nas_status ev_stats_of(double *x, int n, ev_stats *s, nas_err *err);
+/* q in [0,1] of sorted[0..n). */
+double ev_quantile_sorted(const double *sorted, int n, double q);
 
 #endif
