@@ -127,6 +127,10 @@ int ev_net_tensors(const ev_net *net, ev_tensor *out, int max);
  *          energy counter (mJ) where the GPU has it (measured), else power
  *          samples integrated by the sampling thread (sampled). GPU energy only.
  *   model  busy CPU time of this process x watts_per_core. Estimated.
+ * A hardware counter that does not move is no meter: some virtual machines
+ * expose a power PMU whose counter stays at 0 (seen: energy-psys on a cloud
+ * VM), which would report 0 J as measured; perf and rapl check at open that
+ * their counter moves (live_seconds).
  *   auto   perf, then rapl, then model: the first that opens. nvml is never
  *          chosen by auto: the engine runs on the CPU, and a GPU's energy is not
  *          what it spends. Why the others were skipped is in ev_meter_info.note.
@@ -156,6 +160,8 @@ typedef struct {
     int include_dram;            /* rapl: add dram domains on request */
     const char *perf_root;       /* default "/sys/bus/event_source/devices/power" */
     double poll_seconds;         /* sampling thread period; 0: the meter's default; < 0: no thread */
+    double live_seconds;         /* perf, rapl: the counter must move within this long or the meter is
+                                  * refused (NAS_EUNSUPP; auto moves on); 0: default 0.2 s; < 0: no check */
 } ev_meter_opts;
 
 void ev_meter_opts_default(ev_meter_opts *o);

@@ -151,11 +151,38 @@ static const meter_backend *backend_named(const char *kind)
     return NULL;
 }
 
+/* Samples a hardware counter until it moves, for up to `limit` seconds. */
+static nas_status check_live(ev_meter *m, const meter_backend *be, double limit, nas_err *err)
+{
+    double t0 = nas_now();
+    m->joules = 0;
+    for (;;) {
+        nas_status st = be->sample(m, err);
+        if (st != NAS_OK)
+            return st;
+        if (m->joules > 0)
+            break;
+        if (nas_now() - t0 >= limit)
+            return nas_errf(err, NAS_EUNSUPP, "%s: %s did not move in %.2f s (a virtual PMU that counts "
+                            "nothing?): not used", be->kind, m->source, limit);
+        struct timespec nap = {0, 5 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    m->joules = 0;
+    m->wraps = m->dropped = 0;
+    return NAS_OK;
+}
+
 static nas_status try_open(ev_meter *m, const meter_backend *be, const ev_meter_opts *o, nas_err *err)
 {
     memset(&m->u, 0, sizeof m->u);
     size_t note_len = strlen(m->note);
     nas_status st = be->open(m, o, err);
+    if (st == NAS_OK && (be == &meter_perf || be == &meter_rapl) && o->live_seconds >= 0) {
+        st = check_live(m, be, o->live_seconds > 0 ? o->live_seconds : 0.2, err);
+        if (st != NAS_OK)
+            be->close(m);
+    }
     if (st == NAS_OK)
         m->be = be;
     else
@@ -215,6 +242,7 @@ nas_status ev_meter_open(const ev_meter_opts *opts, ev_meter **out, nas_err *err
         nas_free(m);
         return st;
     }
+    m->joules = 0;
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

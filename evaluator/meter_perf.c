@@ -1,6 +1,7 @@
 /* meter_perf.c — the package energy counter through Linux perf events: the
  * `power` PMU's energy-pkg event (the RAPL package counter, widened by the
- * kernel to 64 bits, so it never wraps in practice). One event per package,
+ * kernel to 64 bits, so it never wraps in practice), or energy-psys where the
+ * PMU has no energy-pkg (seen on a cloud VM). One event per package,
  * opened on the CPU that the PMU's cpumask names for it.
  *
  * Its description lives in sysfs (power/type, power/events/energy-pkg,
@@ -84,14 +85,27 @@ static nas_status perf_open(ev_meter *m, const ev_meter_opts *o, nas_err *err)
     int e = meter_read_u64(path, &type);
     if (e || type > 0xffffffffu)
         return nas_errf(err, NAS_EUNSUPP, "perf: %s: %s", path, e ? strerror(e) : "not a PMU type");
-    snprintf(path, sizeof path, "%s/events/energy-pkg", root);
+    /* energy-pkg; where the PMU has none (some virtual machines expose only
+     * psys), energy-psys, the whole SoC, as rapl does with its domains. */
+    const char *ev = "energy-pkg";
+    snprintf(path, sizeof path, "%s/events/%s", root, ev);
     uint64_t config;
-    if ((e = meter_read_text(path, text, sizeof text)) != 0)
+    if ((e = meter_read_text(path, text, sizeof text)) == ENOENT) {
+        char alt[1024];
+        snprintf(alt, sizeof alt, "%s/events/energy-psys", root);
+        if (meter_read_text(alt, text, sizeof text) == 0) {
+            ev = "energy-psys";
+            snprintf(path, sizeof path, "%s", alt);
+            e = 0;
+            meter_note(m, "the power PMU has no energy-pkg: energy-psys (the whole SoC) measured instead");
+        }
+    }
+    if (e != 0)
         return nas_errf(err, NAS_EUNSUPP, "perf: %s: %s (the power PMU has no package energy event)", path,
                         strerror(e));
     if (parse_event(text, &config) != 0)
         return nas_errf(err, NAS_EUNSUPP, "perf: %s: '%s' is not 'event=0xNN'", path, text);
-    snprintf(path, sizeof path, "%s/events/energy-pkg.scale", root);
+    snprintf(path, sizeof path, "%s/events/%s.scale", root, ev);
     double scale = 0;
     if ((e = meter_read_text(path, text, sizeof text)) != 0)
         return nas_errf(err, NAS_EUNSUPP, "perf: %s: %s", path, strerror(e));
@@ -99,7 +113,7 @@ static nas_status perf_open(ev_meter *m, const ev_meter_opts *o, nas_err *err)
     scale = strtod(text, &end);
     if (end == text || *end || !(scale > 0 && scale < 1))
         return nas_errf(err, NAS_EUNSUPP, "perf: %s: '%s' is not a scale in joules per count", path, text);
-    snprintf(path, sizeof path, "%s/events/energy-pkg.unit", root);
+    snprintf(path, sizeof path, "%s/events/%s.unit", root, ev);
     if (meter_read_text(path, text, sizeof text) == 0 && strcmp(text, "Joules") != 0)
         return nas_errf(err, NAS_EUNSUPP, "perf: %s: unit '%s', expected Joules", path, text);
     int cpus[METER_MAX_DOMAINS], ncpu = 1;
@@ -122,10 +136,10 @@ static nas_status perf_open(ev_meter *m, const ev_meter_opts *o, nas_err *err)
             perf_close(m);
             if (en == EACCES || en == EPERM)
                 return nas_errf(err, NAS_EDENIED,
-                                "perf: opening power/energy-pkg on CPU %d: %s (needs CAP_PERFMON or root, "
-                                "or `sysctl kernel.perf_event_paranoid=0`)", cpus[i], strerror(en));
-            return nas_errf(err, NAS_EUNSUPP, "perf: perf_event_open(power/energy-pkg: type %llu, config 0x%llx, "
-                            "CPU %d): %s", (unsigned long long)type, (unsigned long long)config, cpus[i],
+                                "perf: opening power/%s on CPU %d: %s (needs CAP_PERFMON or root, "
+                                "or `sysctl kernel.perf_event_paranoid=0`)", ev, cpus[i], strerror(en));
+            return nas_errf(err, NAS_EUNSUPP, "perf: perf_event_open(power/%s: type %llu, config 0x%llx, "
+                            "CPU %d): %s", ev, (unsigned long long)type, (unsigned long long)config, cpus[i],
                             strerror(en));
         }
         m->u.perf.fd[m->u.perf.n++] = fd;
@@ -134,10 +148,10 @@ static nas_status perf_open(ev_meter *m, const ev_meter_opts *o, nas_err *err)
         if (read(m->u.perf.fd[i], &m->u.perf.last[i], sizeof(uint64_t)) != (ssize_t)sizeof(uint64_t)) {
             int en = errno;
             perf_close(m);
-            return nas_errf(err, NAS_EUNSUPP, "perf: reading power/energy-pkg: %s", strerror(en));
+            return nas_errf(err, NAS_EUNSUPP, "perf: reading power/%s: %s", ev, strerror(en));
         }
     }
-    snprintf(m->source, sizeof m->source, "perf:energy-pkg");
+    snprintf(m->source, sizeof m->source, "perf:%s", ev);
     m->quality = EV_MEASURED;
     m->uncertainty = 0.02;
     return NAS_OK;
@@ -148,7 +162,7 @@ static nas_status perf_sample(ev_meter *m, nas_err *err)
     for (int i = 0; i < m->u.perf.n; i++) {
         uint64_t now;
         if (read(m->u.perf.fd[i], &now, sizeof now) != (ssize_t)sizeof now)
-            return nas_errf(err, NAS_EIO, "perf: reading power/energy-pkg: %s", strerror(errno));
+            return nas_errf(err, NAS_EIO, "perf: reading %s: %s", m->source, strerror(errno));
         m->joules += (double)(now - m->u.perf.last[i]) * m->u.perf.scale;
         m->u.perf.last[i] = now;
     }

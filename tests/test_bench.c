@@ -148,6 +148,7 @@ static void harness_carries_a_measured_meters_label(void **state)
     ev_meter_opts_default(&mo);
     mo.kind = "rapl";
     mo.sysfs_root = root;
+    mo.live_seconds = -1;
     ev_meter *m = NULL;
     nas_err err = {0};
     assert_int_equal(ev_meter_open(&mo, &m, &err), NAS_OK);

@@ -7,6 +7,7 @@
 #include "evaluator/ev.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -102,6 +103,7 @@ static ev_meter *open_rapl(const char *root, int include_dram, nas_status want, 
     o.sysfs_root = root;
     o.include_dram = include_dram;
     o.poll_seconds = -1;
+    o.live_seconds = -1;   /* a fake tree's counters move only when the test says */
     ev_meter *m = NULL;
     nas_status st = ev_meter_open(&o, &m, err);
     if (st != want)
@@ -202,6 +204,7 @@ static void rapl_sampling_thread_sees_wraps_between_reads(void **state)
     o.kind = "rapl";
     o.sysfs_root = root;
     o.poll_seconds = 0.005;
+    o.live_seconds = -1;
     ev_meter *m = NULL;
     nas_err err = {0};
     assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
@@ -233,6 +236,51 @@ static void rapl_sampling_thread_sees_wraps_between_reads(void **state)
     assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
     ev_meter_get_info(m, &info);
     assert_float_equal(info.poll_seconds, 1.0, 0);
+    ev_meter_close(m);
+    tu_rmtree(root);
+}
+
+typedef struct {
+    const char *root;
+} bump_arg;
+
+static void *bump_later(void *arg)
+{
+    const bump_arg *b = arg;
+    struct timespec nap = {0, 30 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    set_energy(b->root, "intel-rapl:0", 5000);
+    return NULL;
+}
+
+static void rapl_counter_must_move_at_open(void **state)
+{
+    (void)state;
+    char root[64];
+    assert_non_null(tu_tmpdir(root, sizeof root));
+    mk_zone(root, "intel-rapl:0", "package-0", 1000, MAXR);
+    ev_meter_opts o;
+    ev_meter_opts_default(&o);
+    o.kind = "rapl";
+    o.sysfs_root = root;
+    o.poll_seconds = -1;
+    o.live_seconds = 0.05;
+    ev_meter *m = NULL;
+    nas_err err = {0};
+    double t0 = nas_now();
+    assert_int_equal(ev_meter_open(&o, &m, &err), NAS_EUNSUPP);
+    assert_true(nas_now() - t0 >= 0.05);
+    assert_non_null(strstr(err.msg, "did not move"));
+    /* Moving during the check: accepted, and energy counts from after it. */
+    o.live_seconds = 5;
+    bump_arg b = {root};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bump_later, &b), 0);
+    assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
+    pthread_join(th, NULL);
+    assert_float_equal(read_ok(m), 0.0, 0);
+    set_energy(root, "intel-rapl:0", 5000 + 20000);
+    assert_float_equal(read_ok(m), 0.02, 1e-12);
     ev_meter_close(m);
     tu_rmtree(root);
 }
@@ -317,6 +365,7 @@ static void rapl_unreadable_counters_are_explained(void **state)
         o.kind = "rapl";
         o.sysfs_root = root;
         o.poll_seconds = -1;
+        o.live_seconds = -1;
         ev_meter *dm = NULL;
         nas_err derr = {0};
         nas_status st = code ? NAS_OK : ev_meter_open(&o, &dm, &derr);
@@ -381,6 +430,15 @@ static void perf_absent_or_refused_is_clean(void **state)
     if (st == NAS_EUNSUPP)
         assert_non_null(strstr(err.msg, "type 4242, config 0x2"));
 
+    /* Only energy-psys (as on a cloud VM seen): taken instead of energy-pkg. */
+    char psys[600];
+    snprintf(psys, sizeof psys, "%s/events/energy-psys", root);
+    assert_int_equal(rename(p, psys), 0);
+    snprintf(psys, sizeof psys, "%s/events/energy-psys.scale", root);
+    write_text(psys, "2.3283064365386962890625e-10\n");
+    st = ev_meter_open(&o, &m, &err);
+    assert_true(st == NAS_EUNSUPP || st == NAS_EDENIED);
+    assert_non_null(strstr(err.msg, "power/energy-psys"));
     write_text(p, "umask=0x1\n");
     assert_int_equal(ev_meter_open(&o, &m, &err), NAS_EUNSUPP);
     assert_non_null(strstr(err.msg, "is not 'event=0xNN'"));
@@ -616,6 +674,14 @@ static void auto_takes_the_first_meter_that_opens_and_says_why(void **state)
     mk_server_tree(root);
     o.sysfs_root = root;
     o.poll_seconds = -1;
+    /* A counter that never moves is passed over (as a VM's dead PMU is). */
+    o.live_seconds = 0.03;
+    assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
+    ev_meter_get_info(m, &info);
+    assert_string_equal(info.kind, "model");
+    assert_non_null(strstr(info.note, "rapl skipped: rapl: rapl:package-0+package-1 did not move in 0.03 s"));
+    ev_meter_close(m);
+    o.live_seconds = -1;
     assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
     ev_meter_get_info(m, &info);
     assert_string_equal(info.kind, "rapl");
@@ -653,6 +719,7 @@ int main(void)
         cmocka_unit_test(rapl_sums_package_domains_only),
         cmocka_unit_test(rapl_wraps_are_corrected_or_dropped),
         cmocka_unit_test(rapl_sampling_thread_sees_wraps_between_reads),
+        cmocka_unit_test(rapl_counter_must_move_at_open),
         cmocka_unit_test(rapl_other_trees),
         cmocka_unit_test(rapl_unreadable_counters_are_explained),
         cmocka_unit_test(perf_absent_or_refused_is_clean),
