@@ -8,8 +8,9 @@
  * image/label counts). The validation split comes from the training file by a
  * seeded shuffle, so the same seed gives the same split. Mean and std are those
  * of the training split only (the validation and test images never leak into
- * them). All images of the three splits live in one aligned allocation and all
- * labels in another; train.images and train.labels own them.
+ * them). Each split owns its images (one 64-byte aligned block, nas_malloc'd)
+ * and its labels, so a caller may replace one split's images (padding them to
+ * another size, say) with a block of its own and ev_data_free still frees it.
  */
 #include "evaluator/ev.h"
 
@@ -473,11 +474,20 @@ static nas_status make_splits(const raw_set *tr, const raw_set *te, const ev_dat
     tperm = nas_malloc((size_t)te->n * sizeof *tperm);
     size_t per = (size_t)tr->h * tr->w * tr->c;
     size_t total = (size_t)ntrain + nval + ntest;
-    float *img = nas_malloc_aligned(total * per * sizeof(float));
-    uint8_t *lab = nas_malloc(total);
-    if (!perm || !tperm || !img || !lab) {
-        nas_free_aligned(img);
-        nas_free(lab);
+    const int counts[3] = {ntrain, nval, ntest};
+    float *img[3] = {NULL, NULL, NULL};
+    uint8_t *lab[3] = {NULL, NULL, NULL};
+    int short_of_memory = !perm || !tperm;
+    for (int k = 0; k < 3 && !short_of_memory; k++) {
+        img[k] = nas_malloc_aligned((size_t)counts[k] * per * sizeof(float));
+        lab[k] = nas_malloc((size_t)counts[k]);
+        short_of_memory = !img[k] || !lab[k];
+    }
+    if (short_of_memory) {
+        for (int k = 0; k < 3; k++) {
+            nas_free_aligned(img[k]);
+            nas_free(lab[k]);
+        }
         st = nas_errf(err, NAS_ENOMEM, "data: out of memory for %zu images of %zu values", total, per);
         goto cleanup;
     }
@@ -527,9 +537,9 @@ static nas_status make_splits(const raw_set *tr, const raw_set *te, const ev_dat
         for (int v = 0; v < 256; v++)
             lut[ch][v] = (float)((v / 255.0 - mean) / sd);
     }
-    fill_split(&d->train, tr, perm, ntrain, img, lab, lut);
-    fill_split(&d->val, tr, perm + (n - nval), nval, img + (size_t)ntrain * per, lab + ntrain, lut);
-    fill_split(&d->test, te, tperm, ntest, img + (size_t)(ntrain + nval) * per, lab + ntrain + nval, lut);
+    fill_split(&d->train, tr, perm, ntrain, img[0], lab[0], lut);
+    fill_split(&d->val, tr, perm + (n - nval), nval, img[1], lab[1], lut);
+    fill_split(&d->test, te, tperm, ntest, img[2], lab[2], lut);
 cleanup:
     nas_free(perm);
     nas_free(tperm);
@@ -606,8 +616,10 @@ void ev_data_free(ev_data *data)
 {
     if (!data)
         return;
-    /* train.images and train.labels are the bases of the one block of each kind. */
-    nas_free_aligned(data->train.images);
-    nas_free(data->train.labels);
+    ev_split *splits[3] = {&data->train, &data->val, &data->test};
+    for (int k = 0; k < 3; k++) {
+        nas_free_aligned(splits[k]->images);
+        nas_free(splits[k]->labels);
+    }
     memset(data, 0, sizeof *data);
 }

@@ -14,6 +14,9 @@
 
 /* ======================= data sets ======================================= */
 
+/* Each split owns its images and labels (nas_malloc'd, 64-byte aligned);
+ * ev_data_free frees those of all three, so a caller may swap a split's images
+ * for a block of its own (nas_malloc'd) and free the old one. */
 typedef struct {
     int n, h, w, c;          /* images are n x h x w x c, NHWC */
     float *images;           /* normalised per channel with the train split's mean/std */
@@ -30,7 +33,7 @@ typedef struct {
 } ev_data;
 
 typedef struct {
-    int val_count;           /* taken from the end of train; default 10% */
+    int val_count;           /* taken from the end of train (after the shuffle); -1 (default): 10%; 0: none */
     int train_limit;         /* 0: all; else the first N (after a seeded shuffle) */
     int test_limit;          /* 0: all */
     uint64_t seed;           /* for the shuffle that makes splits */

@@ -184,7 +184,14 @@ static void idx_split_shuffle_and_normalise(void **state)
     o.seed = 43;
     assert_int_equal(ev_data_load(spec, &o, &d3, &err), NAS_OK);
     assert_true(memcmp(d.train.images, d3.train.images, sizeof(float) * 45 * 20) != 0);
+    /* A caller may swap a split's images for its own block (as padding does). */
+    float *padded = nas_malloc_aligned(sizeof(float) * 5 * 6 * 6);
+    assert_non_null(padded);
+    nas_free(d.val.images);
+    d.val.images = padded;
+    size_t live = nas_alloc_live();
     ev_data_free(&d);
+    assert_int_equal(nas_alloc_live(), live - 6);
     ev_data_free(&d2);
     ev_data_free(&d3);
     assert_null(d.train.images);
