@@ -91,3 +91,6 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+LDLIBS += -lyaml
