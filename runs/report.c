@@ -101,7 +101,8 @@ nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err
         st = nas_errf(err, NAS_ENOMEM, "out of memory building the report");
         goto cleanup;
     }
-    qsort(rep->cands, (size_t)n, sizeof *rep->cands, cmp_board);
+    if (n > 1)
+        qsort(rep->cands, (size_t)n, sizeof *rep->cands, cmp_board);
     int m = 0;
     for (int i = 0; i < n; i++) {
         if (!ranked(&rep->cands[i]))
