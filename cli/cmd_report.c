@@ -23,7 +23,7 @@ static void usage(FILE *f)
             "  --db FILE            run store (default: runs.db in this folder)\n"
             "  --out DIR            where the files go (default: out/report-<run name>)\n"
             "  --json               print the report as one JSON object instead of text\n"
-            "  --top N              leaderboard rows printed (default: all)\n"
+            "  --top N              leaderboard rows printed (default: 20; 0: all)\n"
             "  --grid-gco2-kwh G    also state the search's own energy as CO2e at G gCO2e/kWh\n"
             "  --no-files           print only; write nothing\n\n"
             "Energy figures say whether they were measured by a hardware counter, estimated\n"
@@ -76,8 +76,8 @@ int cmd_report(int argc, char **argv)
                 out_dir = v;
             } else if (!strcmp(a, "--top")) {
                 long n;
-                if (cli_parse_int(v, 1, 1000000, &n))
-                    return cli_usage_error("report", "--top: '%s' is not a count (1..1000000)", v);
+                if (cli_parse_int(v, 0, 1000000, &n))
+                    return cli_usage_error("report", "--top: '%s' is not a count (0..1000000)", v);
                 o.top = (int)n;
             } else {
                 if (cli_parse_double(v, 0, 5000, &o.grid_gco2_kwh))

@@ -321,7 +321,7 @@ void runs_report_free(runs_report *rep);
 
 typedef struct {
     double grid_gco2_kwh;         /* NAN: no CO2e line */
-    int top;                      /* leaderboard rows printed; 0: all */
+    int top;                      /* leaderboard rows printed (default 20); 0: all */
     int color;                    /* ANSI colour on the terminal */
 } runs_report_opts;
 

@@ -272,6 +272,16 @@ static void test_report_text(void **state)
     assert_non_null(strstr(buf, " meas "));
     assert_non_null(strstr(buf, " pred "));
     assert_non_null(strstr(buf, "chosen"));
+    assert_non_null(strstr(buf, "... 36 more"));   /* 56 ranked, 20 shown by default */
+    free(buf);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    o.top = 0;
+    o.color = 1;
+    runs_report_print(&rep, &o, f);
+    fclose(f);
+    assert_null(strstr(buf, " more ("));
+    assert_non_null(strstr(buf, "\033[32m"));   /* the chosen row, on a terminal */
     free(buf);
     runs_report_free(&rep);
     runs_close(db);
