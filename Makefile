@@ -93,6 +93,17 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
+# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+LDLIBS += -lyaml
+
+# runs/: the run store's cost per recorded evaluation.
+.PHONY: bench-store
+$(BUILD)/bench/bench_store: bench/bench_store.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-store: $(BUILD)/bench/bench_store
+	$(BUILD)/bench/bench_store /tmp/nas-bench-store.db 2000
+
 # ---- evaluator meters: the stand-in libnvidia-ml that tests/test_meter.c loads
 # in place of NVIDIA's (built plain, without the sanitizers, as a driver would be).
 $(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c
