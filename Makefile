@@ -110,3 +110,10 @@ $(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -shared -fPIC -o $@ $<
 $(BUILD)/tests/test_meter: $(BUILD)/tests/libfake-nvml.so
+
+# evaluator: inference latency and energy per inference of a few networks (needs the engine).
+$(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-infer: $(BUILD)/bench/bench_infer
+	$(BUILD)/bench/bench_infer

@@ -34,7 +34,7 @@ static void *sym(void *lib, const char *name, const char *fallback)
 
 static const char *nvml_reason(ev_meter *m, int rc)
 {
-    static char buf[32];
+    static __thread char buf[32];   /* the sampling thread may fail too */
     if (m->u.nvml.error_string) {
         const char *s = m->u.nvml.error_string(rc);
         if (s)

