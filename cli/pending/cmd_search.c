@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "evaluator/ev.h"
 #include "predictor/pred.h"
+#include "runs/runs.h"
 #include "search/search.h"
 #include "space/space.h"
 
@@ -64,6 +65,11 @@ static void usage(FILE *f)
             "  --measure-top K      how many of the best (default 3)\n"
             "  --bench-seconds S    each benchmark repeat loops this long (default 0.3)\n"
             "output:\n"
+            "  --db FILE            record the run in this run store (SQLite; created when missing):\n"
+            "                       every candidate, its figures with their sources, and the search's\n"
+            "                       state after each, in one transaction ('nas report' reads it)\n"
+            "  --name NAME          the run's name in the store; an existing run of that name is\n"
+            "                       resumed where it stopped (also after kill -9)\n"
             "  --state FILE         save the search's state after every candidate; resume from it\n"
             "                       when it exists (the strategy and objective saved there rule;\n"
             "                       the budgets given now replace the saved ones)\n"
@@ -87,6 +93,12 @@ typedef struct {
     int live;                  /* a live progress line on the terminal */
     int bench_each;            /* no predictor: benchmark every candidate */
     search_loop *loop;
+    const char *pred_source;   /* the predictor file, the source of predicted figures */
+    /* the run store (db NULL: none); cand[seq] is the candidate's row id */
+    runs_db *db;
+    int64_t run;
+    int64_t *cand;
+    long n_cand;
 } run_ctx;
 
 static volatile sig_atomic_t interrupted;
@@ -243,6 +255,95 @@ static nas_status cb_measure(void *ctx, long id, const space_genome *g, double a
     return st;
 }
 
+/* ---- the run store --------------------------------------------------------- */
+
+static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+{
+    static space_net net;
+    space_spec spec;
+    char genome[320];
+    space_genome_to_string(g, genome, sizeof genome);
+    nas_status st = genome_net(c, g, &spec, &net, err);
+    if (st)
+        return st;
+    space_cost cost;
+    space_cost_of(&net, NULL, 0, &cost);
+    char *spec_json = space_spec_to_json(&spec, 0);
+    runs_new_cand nc = {.seq = (int)id, .genome = genome, .spec_json = spec_json, .params = cost.params,
+                        .macs = cost.macs};
+    nc.pred_latency_ms = p->latency_ms > 0 ? runs_fig_make(p->latency_ms, c->pred_source, "predicted") : runs_fig_none();
+    nc.pred_energy_mj = p->energy_mj > 0 ? runs_fig_make(p->energy_mj, c->pred_source, "predicted") : runs_fig_none();
+    if (id >= c->n_cand) {
+        long n = c->n_cand ? c->n_cand : 64;
+        while (n <= id)
+            n *= 2;
+        int64_t *nc_ids = nas_realloc(c->cand, (size_t)n * sizeof *nc_ids);
+        if (!nc_ids) {
+            nas_free(spec_json);
+            return nas_errf(err, NAS_ENOMEM, "out of memory");
+        }
+        for (long i = c->n_cand; i < n; i++)
+            nc_ids[i] = -1;
+        c->cand = nc_ids;
+        c->n_cand = n;
+    }
+    int seq, existed;
+    st = runs_cand_add(c->db, c->run, &nc, &c->cand[id], &seq, &existed, err);
+    nas_free(spec_json);
+    return st;
+}
+
+static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+{
+    run_ctx *c = ctx;
+    if (!c->db)
+        return NAS_OK;
+    nas_status st = store_add(c, id, g, p, err);
+    int attempts;
+    if (!st)
+        st = runs_cand_start(c->db, c->cand[id], &attempts, err);
+    return st;
+}
+
+/* One finished candidate, with the search's state after it, in one transaction.
+ * A genome seen before is not a new evaluation: only the state is saved. A
+ * measurement after training cannot rewrite a finished row (the store never
+ * overwrites one): its figures live in the saved state and the report. */
+static nas_status store_result(run_ctx *c, const search_result *r, const search_loop *l, nas_err *err)
+{
+    char *state = search_loop_save(l);
+    if (!state)
+        return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
+    nas_status st = NAS_OK;
+    if (r->cached || r->measured_later) {
+        st = runs_strategy_put(c->db, c->run, (int)r->id, state, err);
+        goto cleanup;
+    }
+    if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
+        goto cleanup;
+    const search_eval *e = &r->eval;
+    const char *quality = e->joules_estimated ? "estimated" : "measured";
+    runs_result res;
+    runs_result_init(&res);
+    res.status = r->screened ? RUNS_SCREENED : e->status == SEARCH_EVAL_OK ? RUNS_DONE
+               : e->status == SEARCH_EVAL_DIVERGED ? RUNS_DIVERGED : RUNS_FAILED;
+    res.accuracy = r->screened || e->status != SEARCH_EVAL_OK ? NAN : e->accuracy;
+    if (e->energy_mj > 0)
+        res.energy_mj = runs_fig_make(e->energy_mj, e->meter, quality);
+    if (e->latency_ms > 0)
+        res.latency_ms = runs_fig_make(e->latency_ms, "clock", "measured");
+    if (!r->screened)
+        res.joules = runs_fig_make(e->joules, e->meter, quality);
+    res.wall_s = r->screened ? NAN : e->seconds;
+    res.reward = r->screened ? NAN : r->reward;
+    res.error = r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
+              : e->status == SEARCH_EVAL_FAILED ? "too big for this machine, or stopped at its joule allowance" : NULL;
+    st = runs_cand_finish(c->db, c->cand[r->id], &res, state, err);
+cleanup:
+    nas_free(state);
+    return st;
+}
+
 static nas_status save_state(const run_ctx *c, const search_loop *l, nas_err *err)
 {
     if (!c->state_path)
@@ -277,7 +378,8 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
                     e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed (too big, or stopped at its joule allowance)",
                     e->joules, e->seconds);
     }
-    return save_state(c, l, err);
+    nas_status st = c->db ? store_result(c, r, l, err) : NAS_OK;
+    return st ? st : save_state(c, l, err);
 }
 
 static void cb_progress(void *ctx, const search_progress *p)
@@ -389,6 +491,7 @@ static int print_json(const run_ctx *c, const search_loop *l, search_stop why, i
 int cmd_search(int argc, char **argv)
 {
     const char *data_arg = NULL, *pred_path = NULL, *meter_kind = "auto", *state_path = NULL;
+    const char *db_path = NULL, *run_name = NULL;
     long budget_evals = 0, epochs = 1, subset = 2000, batch = 32, threads = 0, seed = 1, stages = 7;
     long population = 0, sample = 0, mutations = 0, rl_batch = 0, ppo_epochs = -1, top = 10;
     long measure_every = 10, measure_top = 3;
@@ -416,6 +519,8 @@ int cmd_search(int argc, char **argv)
         else if (!strcmp(a, "--predictor")) pred_path = v;
         else if (!strcmp(a, "--meter")) meter_kind = v;
         else if (!strcmp(a, "--state")) state_path = v;
+        else if (!strcmp(a, "--db")) db_path = v;
+        else if (!strcmp(a, "--name")) run_name = v;
         else if (!strcmp(a, "--strategy")) {
             if ((kind = search_kind_from_name(v)) < 0)
                 return cli_usage_error(CMD, "--strategy: '%s' is not evolution, rl or random", v);
@@ -459,6 +564,8 @@ int cmd_search(int argc, char **argv)
         return cli_usage_error(CMD, "--target-mj and --target-ms: one target at a time");
     if (hard && !(target_mj > 0 || target_ms > 0))
         return cli_usage_error(CMD, "--hard needs a target (--target-mj or --target-ms)");
+    if (run_name && !db_path)
+        return cli_usage_error(CMD, "--name needs --db (the run store it names a run in)");
 
     run_ctx c;
     memset(&c, 0, sizeof c);
@@ -499,6 +606,7 @@ int cmd_search(int argc, char **argv)
     if (pred_path && (st = pred_load(pred_path, &c.pred, &err)))
         goto fail;
     c.bench_each = c.pred == NULL;
+    c.pred_source = pred_path ? pred_path : "none";
 
     search_space sp;
     if ((st = search_space_from_config(&sp, &c.cfg, &err)))
@@ -528,16 +636,58 @@ int cmd_search(int argc, char **argv)
     o.measure_top = (int)measure_top;
 
     size_t len;
-    if (state_path && access(state_path, F_OK) == 0) {
+    int resumed = 0;
+    if (db_path) {
+        if ((st = runs_open(db_path, RUNS_OPEN_CREATE, &c.db, &err)))
+            goto fail;
+        int64_t found = -1;
+        nas_err ferr = {0};
+        if (run_name && runs_run_find(c.db, run_name, &found, &ferr) == NAS_OK) {
+            int requeued = 0, failed = 0, seq = -1;
+            c.run = found;
+            if ((st = runs_resume(c.db, c.run, &requeued, &failed, &err)) ||
+                (st = runs_strategy_get(c.db, c.run, &saved, &seq, &err)))
+                goto fail;
+            if (saved) {
+                if ((st = search_loop_load(&sp, saved, &l, &err))) {
+                    nas_errctx(&err, "resuming run '%s' from %s", run_name, db_path);
+                    goto fail;
+                }
+                resumed = 1;
+                fprintf(stderr, "nas search: resuming run '%s' of %s after candidate %d (%d re-queued)\n", run_name,
+                        db_path, seq, requeued);
+            }
+            runs_run_set_status(c.db, c.run, "running", NULL);
+        } else {
+            char hw[256];
+            runs_hw_fingerprint(hw, sizeof hw);
+            json_t *args = json_array();
+            for (int i = 1; i < argc; i++)
+                json_array_append_new(args, json_string(argv[i]));
+            json_t *settings = json_pack("{s:s,s:o}", "command", "search", "args", args);
+            char *sj = settings ? json_dumps(settings, JSON_COMPACT) : NULL;
+            json_decref(settings);
+            runs_new_run nr = {.name = run_name, .settings_json = sj ? sj : "{}", .seed = (uint64_t)seed,
+                               .hardware = hw, .meter = ev_meter_source(c.meter)};
+            st = runs_run_create(c.db, &nr, &c.run, &err);
+            free(sj);
+            if (st)
+                goto fail;
+        }
+    }
+    if (!resumed && state_path && access(state_path, F_OK) == 0) {
         if ((st = nas_read_file(state_path, &saved, &len, &err)) ||
             (st = search_loop_load(&sp, saved, &l, &err))) {
             nas_errctx(&err, "resuming from %s", state_path);
             goto fail;
         }
+        resumed = 1;
+        fprintf(stderr, "nas search: resuming from %s (%d candidates done)\n", state_path, search_loop_n_results(l));
+    }
+    if (resumed) {
         /* the budgets given now rule: a resumed search may be given more */
         if ((st = search_loop_set_limits(l, &o.limits, &err)))
             goto fail;
-        fprintf(stderr, "nas search: resuming from %s (%d candidates done)\n", state_path, search_loop_n_results(l));
     } else if ((st = search_loop_new(&sp, &o, &l, &err))) {
         goto fail;
     }
@@ -553,6 +703,7 @@ int cmd_search(int argc, char **argv)
     cb.predict = c.pred ? cb_predict : NULL;
     cb.evaluate = cb_evaluate;
     cb.measure = c.pred ? cb_measure : NULL;
+    cb.on_start = cb_on_start;
     cb.on_result = cb_on_result;
     cb.progress = cb_progress;
     cb.should_stop = cb_should_stop;
@@ -574,11 +725,17 @@ int cmd_search(int argc, char **argv)
         goto fail;
     }
     rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
+    if (c.db)
+        runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", NULL);
     goto done;
 fail:
     rc = cli_fail(CMD, st, &err);
+    if (c.db)
+        runs_run_set_status(c.db, c.run, "failed", NULL);
 done:
     nas_free(saved);
+    nas_free(c.cand);
+    runs_close(c.db);
     search_loop_free(l);
     pred_free(c.pred);
     ev_meter_close(c.meter);

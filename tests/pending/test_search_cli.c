@@ -104,6 +104,18 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
         assert_true(found);
     }
     json_decref(b);
+    /* into a run store: every candidate recorded, and the same command resumes the run */
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --db %s/runs.db --name tiny 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --db %s/runs.db --name tiny 2>&1 >/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &msgs), 0);
+    assert_non_null(strstr(msgs, "resuming run 'tiny'"));
+    free(msgs);
+    snprintf(cmd, sizeof cmd, "report tiny --db %s/runs.db --out %s/rep 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    assert_non_null(strstr(out, "candidates: 3 (done 3)"));
+    free(out);
     tu_rmtree(dir);
     json_decref(a);
 }
