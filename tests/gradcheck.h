@@ -23,7 +23,7 @@ typedef void (*gc_grad_fn)(void *ctx);
 
 /* Returns the worst relative error over the tensors; prints each. */
 static inline double gc_check(void *ctx, gc_loss_fn loss, gc_grad_fn grad, gc_tensor *ts, int nt,
-                              float h, int samples, uint64_t seed, const char *what)
+                              float h, int samples, uint64_t seed, const char *what, double floor_)
 {
     grad(ctx);
     nas_pcg32 rng;
@@ -46,7 +46,7 @@ static inline double gc_check(void *ctx, gc_loss_fn loss, gc_grad_fn grad, gc_te
             diff2 += (num - ana) * (num - ana);
         }
         double scale = sqrt(num2 > ana2 ? num2 : ana2);
-        double rel = scale > 1e-7 ? sqrt(diff2) / scale : sqrt(diff2);
+        double rel = sqrt(diff2) / (scale > floor_ ? scale : floor_);
         if (rel > worst)
             worst = rel;
         if (getenv("GC_VERBOSE") || rel > 1e-2)

@@ -92,7 +92,7 @@ static void dwconv_gradients_all_kernels_and_strides(void **state)
                     char what[64];
                     snprintf(what, sizeof what, "dw%s k%d s%d H%d", simd ? "-simd" : "-ref", ks[ki], s, H);
                     /* linear in each input: rounding is the only error */
-                    double e = gc_check(&t, dw_loss, dw_grad, ts, 2, 1e-2f, 40, 1, what);
+                    double e = gc_check(&t, dw_loss, dw_grad, ts, 2, 1e-2f, 40, 1, what, 1e-6);
                     assert_true(e < 2e-3);
                     dw_teardown(&t);
                 }
@@ -201,7 +201,7 @@ static void matmul_ops_gradients(void **state)
         int nt = t.kind == 1 ? 1 : t.kind == 0 ? 2 : 3;   /* the stem has no input gradient */
         char what[32];
         snprintf(what, sizeof what, "%s#%zu", t.kind == 0 ? "pw" : t.kind == 1 ? "stem" : "linear", i);
-        assert_true(gc_check(&t, mm_loss, mm_grad, ts, nt, 1e-2f, 40, 2, what) < 2e-3);
+        assert_true(gc_check(&t, mm_loss, mm_grad, ts, nt, 1e-2f, 40, 2, what, 1e-6) < 2e-3);
         /* accumulation: parameter gradients add up; pw's dx_accumulate adds */
         if (t.kind == 0) {
             int N = t.B * t.H * t.H;
@@ -261,7 +261,7 @@ static void bn_act_gradients_each_activation(void **state)
         gc_tensor ts[3] = {{"z", t.z, t.dz, n}, {"gamma", t.gamma, t.dg, t.C}, {"beta", t.beta, t.db, t.C}};
         char what[32];
         snprintf(what, sizeof what, "bn+%s", op_act_name(t.act));
-        double e = gc_check(&t, bn_loss, bn_grad, ts, 3, 1e-3f, 60, 3, what);
+        double e = gc_check(&t, bn_loss, bn_grad, ts, 3, 1e-3f, 60, 3, what, 1e-6);
         assert_true(e < 1e-2);
         nas_free(t.z); nas_free(t.y); nas_free(t.r); nas_free(t.dz); nas_free(t.gamma);
         nas_free(t.beta); nas_free(t.rm); nas_free(t.rv); nas_free(t.mean); nas_free(t.rstd);
@@ -355,7 +355,7 @@ static void elementwise_se_pool_dropout_loss_gradients(void **state)
             gc_tensor ts[2] = {{"x", t.x, t.dx, n}, {"g", t.g, t.dg, (size_t)t.B * t.C}};
             char what[32];
             snprintf(what, sizeof what, "ew%d %s", which, op_act_name(t.act));
-            double e = gc_check(&t, ew_loss, ew_grad, ts, which == 2 ? 2 : 1, 1e-3f, 80, 4, what);
+            double e = gc_check(&t, ew_loss, ew_grad, ts, which == 2 ? 2 : 1, 1e-3f, 80, 4, what, 1e-6);
             assert_true(e < 1e-2);
             nas_free(t.x); nas_free(t.g); nas_free(t.mask); nas_free(t.y); nas_free(t.r);
             nas_free(t.dx); nas_free(t.dg);
