@@ -17,6 +17,7 @@
  * at the end, so building the model has one cleanup and no per-node frees.
  */
 #include "evaluator/ev.h"
+#include "evaluator/ops.h"
 #include "onnx/onnx.pb-c.h"
 
 #include <errno.h>
@@ -29,9 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The engine's batch-norm epsilon (ops.h OP_BN_EPS); BatchNormalization and
- * folding must use the same one or every output moves. */
-#define ONNX_BN_EPS 1e-5
+/* BatchNormalization and folding must use the engine's epsilon, or every output moves. */
+#define ONNX_BN_EPS ((double)OP_BN_EPS)
 
 /* ======================= arena =========================================== */
 
