@@ -92,3 +92,12 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- ONNX export: nas's engine against ONNX Runtime on the same exported model,
+# batch 1, 1 and 2 threads (ORT from node_modules, installed by scripts/setup.sh).
+$(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-infer: $(BUILD)/bench/bench_infer
+	nice $(BUILD)/bench/bench_infer --out $(BUILD)/bench
