@@ -93,6 +93,9 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
+# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+LDLIBS += -lyaml
+
 # ---- ONNX export: nas's engine against ONNX Runtime on the same exported model,
 # batch 1, 1 and 2 threads (ORT from node_modules, installed by scripts/setup.sh).
 $(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB) | $(SETUP)
