@@ -213,4 +213,13 @@ nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensor
 /* DIR/NAME.onnx -> DIR/NAME.spec.json and DIR/NAME.model-card.md. */
 void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n);
 
+/* A trained net's weights (every ev_net_tensors tensor, BN statistics included)
+ * as one checksummed blob (nas_malloc'd), for the run store to keep per
+ * candidate, so that `nas export RUN` writes the network that was measured. */
+nas_status ev_net_weights_pack(const ev_net *net, void **blob, size_t *len, nas_err *err);
+/* Into a net built from the same architecture. A corrupt blob, or a missing,
+ * extra or differently shaped tensor, is NAS_EINVAL naming it (the net's
+ * weights are then unspecified). */
+nas_status ev_net_weights_unpack(ev_net *net, const void *blob, size_t len, nas_err *err);
+
 #endif

@@ -784,8 +784,9 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
     fprintf(f, "\nMeasured figures are from the machine that ran nas, with nas's own engine unless "
                "the source says otherwise; predicted ones come from the predictor model named. "
                "An energy figure whose quality is `estimated` is a model, not a measurement.\n\n"
-               "## Limits\n\nTrained briefly as a search candidate: accuracy is indicative, "
-               "not that of a fully trained network. Dropout is left out (inference only).\n");
+               "## Limits\n\nThe accuracy is that of the training stated above; a search "
+               "candidate's proxy training is short, so its accuracy is indicative, not that of a "
+               "fully trained network. Dropout is left out (inference only).\n");
     if (fclose(f) != 0) {
         free(text);
         return NULL;
