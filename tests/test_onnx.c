@@ -11,7 +11,8 @@
  * The checker alone is not enough (it accepts wrong depthwise weights); ORT
  * must run every model. Also: refusal of existing files and of paths outside
  * the output folder, metadata and side files, errors naming the bad tensor,
- * and allocation failures at every step of the export.
+ * allocation failures at every step of the export, the weights blob, and
+ * `nas export RUN` from a run store through to ORT's outputs.
  *
  * The tests call /usr/bin/python3 (Debian's onnx) and node with the
  * repository's node_modules (scripts/setup.sh installs onnxruntime-node), run
@@ -19,6 +20,7 @@
 #include "tests/testutil.h"
 #include "evaluator/ev.h"
 #include "evaluator/net_priv.h"
+#include "runs/runs.h"
 
 #include <math.h>
 #include <sys/stat.h>
@@ -618,6 +620,179 @@ static void allocation_failures_leak_nothing(void **state)
     ev_net_free(sn.net);
 }
 
+
+/* ---- weights blob and `nas export RUN` ------------------------------------- */
+
+static void weights_round_trip_bit_for_bit(void **state)
+{
+    (void)state;
+    small_net a, b;
+    small_net_make(&a);
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 5, 5);
+    randomise_stats(a.net, &r);
+    ev_net_opts no = {.batch = 1, .threads = 1, .seed = 99};   /* other initial weights */
+    nas_err e;
+    b.spec = a.spec;
+    b.arch = a.arch;
+    assert_int_equal(ev_net_create(&b.arch, &no, &b.net, &e), NAS_OK);
+    size_t n_in = (size_t)a.arch.resolution * a.arch.resolution * a.arch.in_ch;
+    float *x = malloc(n_in * sizeof(float)), ya[10], yb[10];
+    for (size_t i = 0; i < n_in; i++)
+        x[i] = urand(&r, -1, 1);
+    assert_int_equal(ev_net_infer(a.net, x, 1, ya, &e), NAS_OK);
+    assert_int_equal(ev_net_infer(b.net, x, 1, yb, &e), NAS_OK);
+    assert_memory_not_equal(ya, yb, sizeof ya);
+
+    void *blob;
+    size_t len;
+    assert_int_equal(ev_net_weights_pack(a.net, &blob, &len, &e), NAS_OK);
+    assert_int_equal(ev_net_weights_unpack(b.net, blob, len, &e), NAS_OK);
+    assert_int_equal(ev_net_infer(b.net, x, 1, yb, &e), NAS_OK);
+    assert_memory_equal(ya, yb, sizeof ya);
+
+    /* A flipped byte, a truncated blob, another architecture: refused, named. */
+    uint8_t *bytes = blob;
+    bytes[len / 2] ^= 0x40;
+    assert_int_equal(ev_net_weights_unpack(b.net, blob, len, &e), NAS_EINVAL);
+    assert_non_null(strstr(e.msg, "checksum"));
+    bytes[len / 2] ^= 0x40;
+    assert_int_equal(ev_net_weights_unpack(b.net, blob, len - 9, &e), NAS_EINVAL);
+    space_spec other = a.spec;
+    other.stages[0].out_ch += 8;
+    space_net oa;
+    ev_net *on = NULL;
+    assert_int_equal(space_resolve(&other, &oa, &e), NAS_OK);
+    assert_int_equal(ev_net_create(&oa, &no, &on, &e), NAS_OK);
+    assert_int_equal(ev_net_weights_unpack(on, blob, len, &e), NAS_EINVAL);
+    assert_non_null(strstr(e.msg, "tensor 'b0."));
+    ev_net_free(on);
+    nas_free(blob);
+    free(x);
+    ev_net_free(a.net);
+    ev_net_free(b.net);
+}
+
+/* A run in a store with one trained candidate whose weights were kept:
+ * `nas export RUN` writes it, and ORT gives the stored network's outputs. */
+static void cli_export_run_from_store(void **state)
+{
+    (void)state;
+    char dir[sizeof S.dir];
+    memcpy(dir, S.dir, sizeof dir);
+    char db_path[512], out[512], cmd[2048];
+    snprintf(db_path, sizeof db_path, "%s/runs.db", dir);
+    snprintf(out, sizeof out, "%s/export", dir);
+    runs_db *db = NULL;
+    nas_err e;
+    assert_int_equal(runs_open(db_path, RUNS_OPEN_CREATE, &db, &e), NAS_OK);
+    runs_new_run nr = {.name = "onnxtest", .settings_json = "{\"data\": {\"spec\": \"mnist\"}, "
+                       "\"proxy\": {\"epochs\": 2, \"subset\": 5000, \"batch\": 64}}",
+                       .seed = 4, .hardware = "test", .meter = "model:cpu-time"};
+    int64_t run, ids[2];
+    assert_int_equal(runs_run_create(db, &nr, &run, &e), NAS_OK);
+
+    small_net sn;
+    small_net_make(&sn);
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 8, 8);
+    randomise_stats(sn.net, &r);
+    char *spec_json = space_spec_to_json(&sn.spec, 0);
+    for (int k = 0; k < 2; k++) {
+        runs_new_cand c = {.seq = -1, .genome = k ? "1.2" : "1.1", .spec_json = spec_json,
+                           .pred_latency_ms = runs_fig_make(0.3, "xgboost", "predicted"),
+                           .pred_energy_mj = runs_fig_make(2.0, "xgboost", "predicted"),
+                           .params = NAN, .macs = NAN};
+        assert_int_equal(runs_cand_add(db, run, &c, &ids[k], NULL, NULL, &e), NAS_OK);
+        assert_int_equal(runs_cand_start(db, ids[k], NULL, &e), NAS_OK);
+        runs_result res;
+        runs_result_init(&res);
+        res.accuracy = k ? 0.80 : 0.95;
+        res.reward = res.accuracy;
+        res.latency_ms = runs_fig_make(0.4, "clock", "measured");
+        res.energy_mj = runs_fig_make(2.2, "model:cpu-time", "estimated");
+        assert_int_equal(runs_cand_finish(db, ids[k], &res, NULL, &e), NAS_OK);
+    }
+    /* Only the best candidate's weights were kept. */
+    void *blob;
+    size_t len;
+    assert_int_equal(ev_net_weights_pack(sn.net, &blob, &len, &e), NAS_OK);
+    assert_int_equal(runs_weights_put(db, ids[0], blob, len, &e), NAS_OK);
+    nas_free(blob);
+    runs_close(db);
+
+    char *stdout_text = NULL;
+    snprintf(cmd, sizeof cmd, "export onnxtest --db '%s' --out '%s' --top 1 --json 2>/dev/null", db_path, out);
+    assert_int_equal(tu_run_nas(cmd, &stdout_text), 0);
+    char onnx[700];
+    snprintf(onnx, sizeof onnx, "%s/onnxtest-c%lld.onnx", out, (long long)ids[0]);
+    assert_non_null(strstr(stdout_text, onnx));
+    free(stdout_text);
+    char spec_p[700], card_p[700];
+    ev_export_sidecar_paths(onnx, spec_p, card_p, sizeof spec_p);
+    assert_true(exists(spec_p) && exists(card_p));
+    char *card;
+    assert_int_equal(nas_read_file(card_p, &card, &len, &e), NAS_OK);
+    assert_non_null(strstr(card, "95.00%"));
+    assert_non_null(strstr(card, "data mnist, 2 epochs on 5000 training images, batch 64"));
+    assert_non_null(strstr(card, "model:cpu-time (estimated)"));
+    nas_free(card);
+
+    /* Again: refused (the files exist), exit 2; with --force: written. */
+    snprintf(cmd, sizeof cmd, "export onnxtest --db '%s' --out '%s' 2>/dev/null", db_path, out);
+    assert_int_equal(tu_run_nas(cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "export onnxtest --db '%s' --out '%s' --force >/dev/null 2>&1",
+             db_path, out);
+    assert_int_equal(tu_run_nas(cmd, NULL), 0);
+    /* The second candidate has no stored weights: an error that says so. */
+    snprintf(cmd, sizeof cmd, "export onnxtest --db '%s' --out '%s' --candidate %lld 2>&1", db_path,
+             out, (long long)ids[1]);
+    char *msg = NULL;
+    assert_int_equal(tu_run_nas(cmd, &msg), 2);
+    assert_non_null(strstr(msg, "no stored weights"));
+    free(msg);
+
+    /* ORT on the exported file gives the stored network's outputs. */
+    assert_true(S.n < MAX_MODELS);
+    model_case *m = &S.m[S.n++];
+    snprintf(m->name, sizeof m->name, "store-export");
+    snprintf(m->onnx, sizeof m->onnx, "%.500s", onnx);
+    snprintf(m->in, sizeof m->in, "%s/store.in.f32", dir);
+    snprintf(m->out, sizeof m->out, "%s/store.out.f32", dir);
+    int H = sn.arch.resolution, C = sn.arch.in_ch;
+    size_t per = (size_t)H * H * C;
+    float *nhwc = malloc(BATCH * per * sizeof(float)), *nchw = malloc(BATCH * per * sizeof(float));
+    m->classes = sn.arch.num_classes;
+    m->want = malloc((size_t)BATCH * m->classes * sizeof(float));
+    for (size_t i = 0; i < BATCH * per; i++)
+        nhwc[i] = urand(&r, -2, 2);
+    for (int b = 0; b < BATCH; b++)
+        for (int p = 0; p < H * H; p++)
+            for (int c = 0; c < C; c++)
+                nchw[(size_t)b * per + (size_t)c * H * H + p] = nhwc[(size_t)b * per + (size_t)p * C + c];
+    ev_net_free(sn.net);
+    ev_net_opts no = {.batch = BATCH, .threads = 1, .seed = 1};
+    assert_int_equal(ev_net_create(&sn.arch, &no, &sn.net, &e), NAS_OK);
+    /* The same weights, from a fresh net: load them back from the store's blob. */
+    assert_int_equal(runs_open(db_path, RUNS_OPEN_READONLY, &db, &e), NAS_OK);
+    int found;
+    assert_int_equal(runs_weights_get(db, ids[0], &blob, &len, &found, &e), NAS_OK);
+    assert_true(found);
+    assert_int_equal(ev_net_weights_unpack(sn.net, blob, len, &e), NAS_OK);
+    nas_free(blob);
+    runs_close(db);
+    assert_int_equal(ev_net_infer(sn.net, nhwc, BATCH, m->want, &e), NAS_OK);
+    FILE *f = fopen(m->in, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(nchw, sizeof(float), BATCH * per, f), BATCH * per);
+    fclose(f);
+    check_and_compare(S.n - 1);
+    free(nhwc);
+    free(nchw);
+    nas_free(spec_json);
+    ev_net_free(sn.net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +802,8 @@ int main(void)
         cmocka_unit_test(metadata_and_side_files),
         cmocka_unit_test(missing_or_misshapen_tensors_are_named),
         cmocka_unit_test(allocation_failures_leak_nothing),
+        cmocka_unit_test(weights_round_trip_bit_for_bit),
+        cmocka_unit_test(cli_export_run_from_store),
     };
     return cmocka_run_group_tests(tests, setup_suite, teardown_suite);
 }
