@@ -18,11 +18,6 @@
 #include <immintrin.h>
 #endif
 
-/* OpenBLAS's Fortran sgemm (column-major). */
-void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k,
-            const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
-            const float *beta, float *c, const int *ldc);
-
 const char *op_act_name(op_act a)
 {
     static const char *names[OP_ACT_COUNT] = {"none", "relu", "relu6", "hswish",
@@ -62,9 +57,8 @@ void op_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const f
 {
     if (M <= 0 || N <= 0)
         return;
-    /* Row-major C = A B is column-major C^T = B^T A^T. */
-    char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
-    sgemm_(&ta, &tb, &N, &M, &K, &alpha, B, &ldb, A, &lda, &beta, C, &ldc);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void op_gemm_par(const op_ctx *cx, int trans_a, int trans_b, int M, int N, int K, float alpha,

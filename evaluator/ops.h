@@ -39,9 +39,8 @@ void ops_set_threads(int threads);   /* OpenMP and OpenBLAS */
  * depthwise kernel of at most k x k. */
 size_t ops_partial_floats(int threads, int max_c, int max_k);
 
-/* Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, through
- * OpenBLAS's sgemm (its Fortran entry: the cblas_ symbol may resolve to GSL's
- * reference CBLAS, which links first). */
+/* Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C: OpenBLAS's
+ * cblas_sgemm (the Makefile keeps GSL's reference CBLAS out of the link). */
 void op_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 
