@@ -564,7 +564,7 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
         op_act act = act_of(b->act);
         size_t dwin = k->in;
         if (k->expand) {
-            op_pw_forward(A(k->ez), A(k->in), P(k->w_exp), nin, b->in_ch, E);
+            op_pw_forward(&cx, A(k->ez), A(k->in), P(k->w_exp), nin, b->in_ch, E);
             bn_fwd(n, &cx, &k->bn_exp, k->ea, k->ez, nin, act, training);
             dwin = k->ea;
         }
@@ -582,7 +582,7 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
             op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
             pin = k->u;
         }
-        op_pw_forward(A(k->pz), A(pin), P(k->w_proj), nout, E, b->out_ch);
+        op_pw_forward(&cx, A(k->pz), A(pin), P(k->w_proj), nout, E, b->out_ch);
         bn_fwd(n, &cx, &k->bn_proj, k->y, k->pz, nout, OP_NONE, training);
         if (b->residual)
             op_add(A(k->y), A(k->in), (size_t)nout * b->out_ch);
@@ -591,7 +591,7 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
     hw = a->head_hw;
     if (a->head_ch > 0) {
         size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
-        op_pw_forward(A(n->head_z), A(hin), P(n->head_w), B * hw * hw, a->head_in_ch, a->head_ch);
+        op_pw_forward(&cx, A(n->head_z), A(hin), P(n->head_w), B * hw * hw, a->head_in_ch, a->head_ch);
         bn_fwd(n, &cx, &n->head_bn, n->head_a, n->head_z, B * hw * hw, act_of(a->head_act), training);
     }
     op_pool_forward(A(n->pooled), A(n->pool_in), B, hw * hw, a->pool_ch);
@@ -631,7 +631,7 @@ static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, in
     bn_bwd(n, cx, &k->bn_proj, g1, k->pz, nout, OP_NONE);
     /* project conv: d(project input) -> g2 */
     size_t pin = b->se_ch > 0 ? k->u : k->da;
-    op_pw_backward(g2, G(k->w_proj), g1, A(pin), P(k->w_proj), nout, E, b->out_ch, 0);
+    op_pw_backward(cx, g2, G(k->w_proj), g1, A(pin), P(k->w_proj), nout, E, b->out_ch, 0);
     if (b->se_ch > 0) {
         /* g1 is free: it holds d gate [B,E], d s1 [B,S], d pooled [B,E] */
         float *dgate = g1, *ds1 = g1 + (((size_t)B * E + 15) & ~(size_t)15);
@@ -658,7 +658,7 @@ static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, in
     bn_bwd(n, cx, &k->bn_exp, g1, k->ez, nin, act);
     if (b->residual)
         memcpy(g2, gc, sizeof(float) * (size_t)nin * b->in_ch);
-    op_pw_backward(g2, G(k->w_exp), g1, A(k->in), P(k->w_exp), nin, b->in_ch, E, b->residual);
+    op_pw_backward(cx, g2, G(k->w_exp), g1, A(k->in), P(k->w_exp), nin, b->in_ch, E, b->residual);
     return f2;
 }
 
@@ -686,7 +686,7 @@ static void net_backward(ev_net *n, const float *x, int B)
     if (a->head_ch > 0) {
         size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
         bn_bwd(n, &cx, &n->head_bn, g1, n->head_z, B * hw * hw, act_of(a->head_act));
-        op_pw_backward(g0, G(n->head_w), g1, A(hin), P(n->head_w), B * hw * hw, a->head_in_ch,
+        op_pw_backward(&cx, g0, G(n->head_w), g1, A(hin), P(n->head_w), B * hw * hw, a->head_in_ch,
                        a->head_ch, 0);
         cur = 0;
     }

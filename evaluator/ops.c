@@ -18,11 +18,6 @@
 #include <immintrin.h>
 #endif
 
-/* OpenBLAS's Fortran sgemm (column-major). */
-void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k,
-            const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
-            const float *beta, float *c, const int *ldc);
-
 const char *op_act_name(op_act a)
 {
     static const char *names[OP_ACT_COUNT] = {"none", "relu", "relu6", "hswish",
@@ -30,12 +25,16 @@ const char *op_act_name(op_act a)
     return (unsigned)a < OP_ACT_COUNT ? names[a] : "?";
 }
 
+/* One pool of threads: OpenMP's. OpenBLAS runs single-threaded inside each
+ * OpenMP thread (op_gemm_par splits the work), because two pools spinning on
+ * two cores starve each other (measured: most of a step went to libgomp's
+ * barriers and sched_yield). */
 void ops_set_threads(int threads)
 {
     if (threads < 1)
         threads = 1;
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1);
 }
 
 size_t ops_partial_floats(int threads, int max_c, int max_k)
@@ -58,9 +57,41 @@ void op_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const f
 {
     if (M <= 0 || N <= 0)
         return;
-    /* Row-major C = A B is column-major C^T = B^T A^T. */
-    char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
-    sgemm_(&ta, &tb, &N, &M, &K, &alpha, B, &ldb, A, &lda, &beta, C, &ldc);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void op_gemm_par(const op_ctx *cx, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int T = cx->threads < 1 ? 1 : cx->threads;
+    long work = (long)M * N * K;
+    if (T == 1 || work < 200000) {
+        op_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* Split the larger of M and N in blocks of 16: each thread's share of C
+     * is computed whole, so the result does not depend on the split. */
+    int split_m = M >= N;
+    int len = split_m ? M : N;
+    int blocks = (len + 15) / 16;
+    if (blocks < T)
+        T = blocks;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+        int lo = b0 * 16, hi = b1 * 16 < len ? b1 * 16 : len;
+        if (hi > lo) {
+            if (split_m)
+                op_gemm(trans_a, trans_b, hi - lo, N, K, alpha,
+                        trans_a ? A + lo : A + (size_t)lo * lda, lda, B, ldb, beta,
+                        C + (size_t)lo * ldc, ldc);
+            else
+                op_gemm(trans_a, trans_b, M, hi - lo, K, alpha, A, lda,
+                        trans_b ? B + (size_t)lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+        }
+    }
 }
 
 int op_out_side(int in, int k, int stride)
@@ -102,7 +133,7 @@ void op_conv_forward(const op_ctx *cx, float *y, float *col, const float *x, con
 {
     int M = B * op_out_side(H, k, s) * op_out_side(W, k, s), K = k * k * Cin;
     im2col(cx, col, x, B, H, W, Cin, k, s);
-    op_gemm(0, 0, M, Cout, K, 1.0f, col, K, w, Cout, 0.0f, y, Cout);
+    op_gemm_par(cx, 0, 0, M, Cout, K, 1.0f, col, K, w, Cout, 0.0f, y, Cout);
 }
 
 void op_conv_backward(const op_ctx *cx, float *dw, float *col, const float *dy, const float *x,
@@ -110,22 +141,24 @@ void op_conv_backward(const op_ctx *cx, float *dw, float *col, const float *dy, 
 {
     int M = B * op_out_side(H, k, s) * op_out_side(W, k, s), K = k * k * Cin;
     im2col(cx, col, x, B, H, W, Cin, k, s);   /* recomputed: cheaper than keeping it */
-    op_gemm(1, 0, K, Cout, M, 1.0f, col, K, dy, Cout, 1.0f, dw, Cout);
+    op_gemm_par(cx, 1, 0, K, Cout, M, 1.0f, col, K, dy, Cout, 1.0f, dw, Cout);
 }
 
 /* ======================= pointwise convolution =========================== */
 
-void op_pw_forward(float *y, const float *x, const float *w, int N, int Cin, int Cout)
+void op_pw_forward(const op_ctx *cx, float *y, const float *x, const float *w, int N, int Cin,
+                   int Cout)
 {
-    op_gemm(0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
+    op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
 }
 
-void op_pw_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N,
-                    int Cin, int Cout, int dx_accumulate)
+void op_pw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, const float *x,
+                    const float *w, int N, int Cin, int Cout, int dx_accumulate)
 {
-    op_gemm(1, 0, Cin, Cout, N, 1.0f, x, Cin, dy, Cout, 1.0f, dw, Cout);
+    op_gemm_par(cx, 1, 0, Cin, Cout, N, 1.0f, x, Cin, dy, Cout, 1.0f, dw, Cout);
     if (dx)
-        op_gemm(0, 1, N, Cin, Cout, 1.0f, dy, Cout, w, Cout, dx_accumulate ? 1.0f : 0.0f, dx, Cin);
+        op_gemm_par(cx, 0, 1, N, Cin, Cout, 1.0f, dy, Cout, w, Cout, dx_accumulate ? 1.0f : 0.0f,
+                    dx, Cin);
 }
 
 /* ======================= depthwise convolution: the oracle =============== */

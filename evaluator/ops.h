@@ -39,11 +39,15 @@ void ops_set_threads(int threads);   /* OpenMP and OpenBLAS */
  * depthwise kernel of at most k x k. */
 size_t ops_partial_floats(int threads, int max_c, int max_k);
 
-/* Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, through
- * OpenBLAS's sgemm (its Fortran entry: the cblas_ symbol may resolve to GSL's
- * reference CBLAS, which links first). */
+/* Row-major C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C: OpenBLAS's
+ * cblas_sgemm (the Makefile keeps GSL's reference CBLAS out of the link). */
 void op_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The same, spread over cx->threads threads by blocks of rows (or columns)
+ * of C, each block computed whole by one single-threaded sgemm. */
+void op_gemm_par(const op_ctx *cx, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* ---- full convolution (the stem), via im2col and one GEMM ----------------
  * x [B,H,W,Cin], w [k,k,Cin,Cout], y [B,Ho,Wo,Cout], col [B*Ho*Wo, k*k*Cin],
@@ -58,9 +62,10 @@ void op_conv_backward(const op_ctx *cx, float *dw, float *col, const float *dy, 
 /* ---- pointwise (1x1) convolution: one GEMM over all N rows ---------------
  * x [N,Cin], w [Cin,Cout], y [N,Cout].
  * Backward: dw += x^T dy; dx = dy w^T, or dx += dy w^T when dx_accumulate. */
-void op_pw_forward(float *y, const float *x, const float *w, int N, int Cin, int Cout);
-void op_pw_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N,
-                    int Cin, int Cout, int dx_accumulate);
+void op_pw_forward(const op_ctx *cx, float *y, const float *x, const float *w, int N, int Cin,
+                   int Cout);
+void op_pw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, const float *x,
+                    const float *w, int N, int Cin, int Cout, int dx_accumulate);
 
 /* ---- depthwise convolution, k 3/5/7, stride 1/2, padding (k-1)/2 ---------
  * x [B,H,W,C], w [k,k,C], y [B,Ho,Wo,C].

@@ -49,7 +49,7 @@ static inline double gc_check(void *ctx, gc_loss_fn loss, gc_grad_fn grad, gc_te
         double rel = sqrt(diff2) / (scale > floor_ ? scale : floor_);
         if (rel > worst)
             worst = rel;
-        if (getenv("GC_VERBOSE") || rel > 1e-2)
+        if (getenv("GC_VERBOSE") || rel > 5e-2)
             fprintf(stderr, "  %s %s: rel err %.2e (|g| %.3e, %d samples)\n", what, ts[t].name, rel,
                     scale, m);
     }

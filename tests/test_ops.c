@@ -159,7 +159,7 @@ static double mm_loss(void *c)
     mm_t *t = c;
     int N = t->B * t->H * t->H;
     if (t->kind == 0)
-        op_pw_forward(t->y, t->x, t->w, N, t->Cin, t->Cout);
+        op_pw_forward(&cx2, t->y, t->x, t->w, N, t->Cin, t->Cout);
     else if (t->kind == 1)
         op_conv_forward(&cx2, t->y, t->col, t->x, t->w, t->B, t->H, t->H, t->Cin, t->Cout, t->k, t->s);
     else
@@ -174,7 +174,7 @@ static void mm_grad(void *c)
     memset(t->dw, 0, sizeof(float) * t->k * t->k * t->Cin * t->Cout);
     memset(t->db, 0, sizeof(float) * t->Cout);
     if (t->kind == 0)
-        op_pw_backward(t->dx, t->dw, t->r, t->x, t->w, N, t->Cin, t->Cout, 0);
+        op_pw_backward(&cx2, t->dx, t->dw, t->r, t->x, t->w, N, t->Cin, t->Cout, 0);
     else if (t->kind == 1)
         op_conv_backward(&cx2, t->dw, t->col, t->r, t->x, t->B, t->H, t->H, t->Cin, t->Cout, t->k, t->s);
     else
@@ -207,7 +207,7 @@ static void matmul_ops_gradients(void **state)
             int N = t.B * t.H * t.H;
             float *dx2 = fa(nx);
             memcpy(dx2, t.dx, sizeof(float) * nx);
-            op_pw_backward(dx2, t.dw, t.r, t.x, t.w, N, t.Cin, t.Cout, 1);
+            op_pw_backward(&cx2, dx2, t.dw, t.r, t.x, t.w, N, t.Cin, t.Cout, 1);
             for (size_t j = 0; j < nx; j++)
                 assert_true(fabsf(dx2[j] - 2 * t.dx[j]) <= 1e-5f * (1 + fabsf(t.dx[j])));
             nas_free(dx2);
