@@ -210,6 +210,9 @@ nas_status ev_export_onnx(const ev_net *net, const ev_export_opts *opts, const c
  * NAS_EINVAL naming the tensor. */
 nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
                                   const ev_export_opts *opts, const char *path, nas_err *err);
+/* The refusals of ev_export_onnx alone, so a caller can refuse before it
+ * spends minutes training (nas train --export). */
+nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err);
 /* DIR/NAME.onnx -> DIR/NAME.spec.json and DIR/NAME.model-card.md. */
 void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n);
 

@@ -794,6 +794,25 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
     return text;
 }
 
+nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err)
+{
+    char spec_path[PATH_MAX], card_path[PATH_MAX];
+    nas_status st = NAS_OK;
+    if (!path || !*path)
+        return nas_errf(err, NAS_EINVAL, "onnx export: no output path");
+    if (opts->force)
+        return NAS_OK;
+    ev_export_sidecar_paths(path, spec_path, card_path, sizeof spec_path);
+    if (opts->out_dir && (st = check_inside(path, opts->out_dir, err)) != NAS_OK)
+        return st;
+    if ((st = refuse_existing(path, err)) != NAS_OK)
+        return st;
+    if (opts->sidecars && ((st = refuse_existing(spec_path, err)) != NAS_OK ||
+                           (st = refuse_existing(card_path, err)) != NAS_OK))
+        return st;
+    return NAS_OK;
+}
+
 nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
                                   const ev_export_opts *opts, const char *path, nas_err *err)
 {
@@ -811,15 +830,8 @@ nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensor
     if (!path || !*path)
         return nas_errf(err, NAS_EINVAL, "onnx export: no output path");
     ev_export_sidecar_paths(path, spec_path, card_path, sizeof spec_path);
-    if (!opts->force) {
-        if (opts->out_dir && (st = check_inside(path, opts->out_dir, err)) != NAS_OK)
-            return st;
-        if ((st = refuse_existing(path, err)) != NAS_OK)
-            return st;
-        if (opts->sidecars && ((st = refuse_existing(spec_path, err)) != NAS_OK ||
-                               (st = refuse_existing(card_path, err)) != NAS_OK))
-            return st;
-    }
+    if ((st = ev_export_check_path(opts, path, err)) != NAS_OK)
+        return st;
     spec_json = space_spec_to_json(opts->spec, 1);
     spec_line = space_spec_to_json(opts->spec, 0);
     if (!spec_json || !spec_line) {
