@@ -44,6 +44,11 @@ nas_status cli_train_export(const cli_train_export_opts *o, const ev_net *net,
              data->name, data->source, data->train.n, data->val.n, r->epochs_done, o->batch, o->lr,
              o->seed, thr, r->train_loss, r->val_acc, r->seconds);
     x.trained_on = trained;
+    x.norm_channels = data->train.c < 3 ? data->train.c : 3;
+    for (int c = 0; c < x.norm_channels; c++) {
+        x.norm_mean[c] = data->mean[c];
+        x.norm_std[c] = data->std[c];
+    }
     nas_status st = ev_export_onnx(net, &x, o->path, err);
     if (st == NAS_OK)
         fprintf(stderr, "nas train: exported %s\n", o->path);

@@ -198,6 +198,10 @@ typedef struct {
     const char *meas_energy_source;    /* "rapl:package-0", "model:cpu-time" */
     const char *meas_energy_quality;   /* "measured", "sampled", "estimated" */
     const char *run_id, *candidate;    /* where it came from in the run store; may be NULL */
+    /* The input normalisation a deployment must apply: x = (pixel/255 - mean) / std
+     * per channel, as ev_data does. norm_channels 0: unknown (then not stated). */
+    int norm_channels;
+    float norm_mean[4], norm_std[4];
 } ev_export_opts;
 
 void ev_export_opts_default(ev_export_opts *o);

@@ -547,6 +547,15 @@ static int gb_metadata(gb *g, const ev_export_opts *o, const char *spec_json, kv
     PUT("nas.spec", "%s", spec_json);
     PUT("nas.batch_norm", "%s", o->keep_bn ? "kept" : "folded");
     PUT("nas.input_layout", "NCHW float32, normalised per channel as in training");
+    if (o->norm_channels > 0) {
+        char m[96] = "", sd[96] = "";
+        for (int c = 0; c < o->norm_channels && c < 4; c++) {
+            snprintf(m + strlen(m), sizeof m - strlen(m), "%s%.6g", c ? "," : "", o->norm_mean[c]);
+            snprintf(sd + strlen(sd), sizeof sd - strlen(sd), "%s%.6g", c ? "," : "", o->norm_std[c]);
+        }
+        PUT("nas.input_mean", "%s", m);
+        PUT("nas.input_std", "%s", sd);
+    }
     if (o->trained_on)
         PUT("nas.trained_on", "%s", o->trained_on);
     if (fig_known(o->accuracy)) {
@@ -755,9 +764,19 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
         fprintf(f, "From run `%s`%s%s.\n\n", o->run_id, o->candidate ? ", candidate " : "",
                 o->candidate ? o->candidate : "");
     fprintf(f, "## Architecture\n\n");
-    fprintf(f, "- Input `input`: N x %d x %d x %d (NCHW, float32, N free), normalised per channel "
-               "with the training split's mean and std.\n",
+    fprintf(f, "- Input `input`: N x %d x %d x %d (NCHW, float32, N free): pixels scaled to [0, 1], "
+               "then normalised per channel with the training split's mean and std",
             a->in_ch, a->resolution, a->resolution);
+    if (o->norm_channels > 0) {
+        fprintf(f, " (x = (p - mean) / std; mean");
+        for (int ch = 0; ch < o->norm_channels && ch < 4; ch++)
+            fprintf(f, "%s%.4f", ch ? ", " : " ", o->norm_mean[ch]);
+        fprintf(f, "; std");
+        for (int ch = 0; ch < o->norm_channels && ch < 4; ch++)
+            fprintf(f, "%s%.4f", ch ? ", " : " ", o->norm_std[ch]);
+        fprintf(f, ")");
+    }
+    fprintf(f, ".\n");
     fprintf(f, "- Output `logits`: N x %d (no softmax).\n", a->num_classes);
     fprintf(f, "- %d MBConv blocks; %.0f parameters, %.0f multiply-adds per image (nas's cost "
                "model). The spec is in the `.spec.json` file beside this card and in the model's "

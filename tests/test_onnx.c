@@ -497,6 +497,11 @@ static void metadata_and_side_files(void **state)
     o.meas_energy_quality = "estimated";
     o.run_id = "run-7";
     o.candidate = "12";
+    o.norm_channels = 3;
+    for (int c = 0; c < 3; c++) {
+        o.norm_mean[c] = 0.25f * (c + 1);
+        o.norm_std[c] = 0.5f;
+    }
     nas_err e;
     assert_int_equal(ev_export_onnx(sn.net, &o, path, &e), NAS_OK);
 
@@ -508,7 +513,8 @@ static void metadata_and_side_files(void **state)
              "--meta nas.predicted.source --meta nas.latency_ms.measured "
              "--meta nas.latency_ms.measured.source --meta nas.energy_mj.measured "
              "--meta nas.energy_mj.measured.source --meta nas.energy_mj.measured.quality "
-             "--meta nas.run --meta nas.candidate --meta nas.batch_norm >/dev/null",
+             "--meta nas.run --meta nas.candidate --meta nas.batch_norm --meta nas.input_mean "
+             "--meta nas.input_std >/dev/null",
              path);
     assert_int_equal(system(cmd), 0);
     /* The metadata values, read back by the reference library. */
@@ -516,7 +522,7 @@ static void metadata_and_side_files(void **state)
              "/usr/bin/python3 -c \"import onnx,json,sys; m=onnx.load('%s'); d={p.key:p.value for p in "
              "m.metadata_props}; s=json.loads(d['nas.spec']); "
              "sys.exit(0 if d['nas.accuracy']=='0.9731' and d['nas.energy_mj.measured.quality']=="
-             "'estimated' and d['nas.version']=='%s' and s['num_classes']==10 and m.producer_name=='nas' "
+             "'estimated' and d['nas.version']=='%s' and d['nas.input_mean']=='0.25,0.5,0.75' and s['num_classes']==10 and m.producer_name=='nas' "
              "else 1)\"",
              path, NAS_VERSION);
     if (system(cmd) != 0) {
@@ -546,6 +552,7 @@ static void metadata_and_side_files(void **state)
     assert_non_null(strstr(card, "model:cpu-time (estimated)"));
     assert_non_null(strstr(card, "predictor:xgboost@abc123"));
     assert_non_null(strstr(card, "meta.onnx"));
+    assert_non_null(strstr(card, "mean 0.2500, 0.5000, 0.7500; std 0.5000, 0.5000, 0.5000"));
     nas_free(card);
     ev_net_free(sn.net);
 }
