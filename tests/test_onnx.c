@@ -800,6 +800,48 @@ static void cli_export_run_from_store(void **state)
     ev_net_free(sn.net);
 }
 
+/* The measuring command the predictor calls (--measure-cmd 'scripts/ort-measure.sh
+ * {spec}'): exports the spec untrained and prints ORT's latency and an estimated
+ * energy as key=value lines. */
+static void ort_measure_script_prints_the_contract(void **state)
+{
+    (void)state;
+    char dir[sizeof S.dir];
+    memcpy(dir, S.dir, sizeof dir);
+    char spec_path[512], cmd[1400];
+    snprintf(spec_path, sizeof spec_path, "%s/measure.spec.json", dir);
+    space_spec s;
+    nas_err e;
+    assert_int_equal(space_preset("mobilenetv3-small", &s, &e), NAS_OK);
+    s.num_classes = 10;
+    space_scale(&s, 0.5, 1.0);
+    space_adapt_strides(&s, 32, 4);
+    char *json = space_spec_to_json(&s, 1);
+    assert_int_equal(nas_write_file_atomic(spec_path, json, strlen(json), &e), NAS_OK);
+    nas_free(json);
+    snprintf(cmd, sizeof cmd, "NAS_BIN='%s' scripts/ort-measure.sh '%s' --repeats 2 --min-seconds 0.05 "
+             "--warmup 2", tu_nas_bin(), spec_path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512];
+    double lat = 0, en = 0;
+    int est = 0;
+    while (fgets(line, sizeof line, p)) {
+        sscanf(line, "latency_ms=%lf", &lat);
+        sscanf(line, "energy_mj=%lf", &en);
+        est += !strcmp(line, "energy_quality=estimated\n");
+    }
+    assert_int_equal(pclose(p), 0);
+    /* A small net at 32x32: well under a second, well over a microsecond. */
+    assert_true(lat > 0.001 && lat < 1000);
+    assert_true(en > 0);
+    assert_int_equal(est, 1);
+    /* A spec that is not one: the exporter's message, a failing exit. */
+    snprintf(cmd, sizeof cmd, "NAS_BIN='%s' scripts/ort-measure.sh /nonexistent.json 2>/dev/null",
+             tu_nas_bin());
+    assert_int_not_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -811,6 +853,7 @@ int main(void)
         cmocka_unit_test(allocation_failures_leak_nothing),
         cmocka_unit_test(weights_round_trip_bit_for_bit),
         cmocka_unit_test(cli_export_run_from_store),
+        cmocka_unit_test(ort_measure_script_prints_the_contract),
     };
     return cmocka_run_group_tests(tests, setup_suite, teardown_suite);
 }
