@@ -96,6 +96,14 @@ clean:
 # runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
 LDLIBS += -lyaml
 
+# runs/: the run store's cost per recorded evaluation.
+.PHONY: bench-store
+$(BUILD)/bench/bench_store: bench/bench_store.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-store: $(BUILD)/bench/bench_store
+	$(BUILD)/bench/bench_store /tmp/nas-bench-store.db 2000
+
 # ---- ONNX export: nas's engine against ONNX Runtime on the same exported model,
 # batch 1, 1 and 2 threads (ORT from node_modules, installed by scripts/setup.sh).
 $(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB) | $(SETUP)

@@ -13,17 +13,18 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nas report RUN [--db FILE] [--out DIR] [--json] [--top N]\n"
+            "usage: nas report RUN [--db FILE] [--out DIR | --no-files] [--json] [--top N]\n"
             "                      [--grid-gco2-kwh G]\n\n"
             "Prints a run's leaderboard (accuracy, measured and predicted energy and latency\n"
             "per inference with their source, params, MACs, reward) and its Pareto front of\n"
             "accuracy against energy per inference, and writes DIR/leaderboard.csv,\n"
-            "DIR/report.json and DIR/pareto.svg (the front highlighted, the chosen model marked).\n\n"
+            "DIR/report.json, DIR/pareto.svg (the front highlighted, the chosen model marked)\n"
+            "and DIR/chosen-spec.json (the chosen architecture).\n\n"
             "  RUN                  a run's name or id (see 'nas ls')\n"
             "  --db FILE            run store (default: runs.db in this folder)\n"
             "  --out DIR            where the files go (default: out/report-<run name>)\n"
             "  --json               print the report as one JSON object instead of text\n"
-            "  --top N              leaderboard rows printed (default: all)\n"
+            "  --top N              leaderboard rows printed (default: 20; 0: all)\n"
             "  --grid-gco2-kwh G    also state the search's own energy as CO2e at G gCO2e/kWh\n"
             "  --no-files           print only; write nothing\n\n"
             "Energy figures say whether they were measured by a hardware counter, estimated\n"
@@ -76,8 +77,8 @@ int cmd_report(int argc, char **argv)
                 out_dir = v;
             } else if (!strcmp(a, "--top")) {
                 long n;
-                if (cli_parse_int(v, 1, 1000000, &n))
-                    return cli_usage_error("report", "--top: '%s' is not a count (1..1000000)", v);
+                if (cli_parse_int(v, 0, 1000000, &n))
+                    return cli_usage_error("report", "--top: '%s' is not a count (0..1000000)", v);
                 o.top = (int)n;
             } else {
                 if (cli_parse_double(v, 0, 5000, &o.grid_gco2_kwh))
@@ -138,7 +139,15 @@ int cmd_report(int argc, char **argv)
         snprintf(path, sizeof path, "%s/pareto.svg", dir);
         if ((st = runs_report_write_svg(&rep, path, &err)))
             goto cleanup;
-        fprintf(stderr, "nas report: wrote %s/leaderboard.csv, report.json, pareto.svg\n", dir);
+        /* The chosen architecture as a spec file that `nas train` and `nas export` take. */
+        const char *spec = rep.chosen >= 0 ? rep.cands[rep.chosen].spec_json : NULL;
+        if (spec) {
+            snprintf(path, sizeof path, "%s/chosen-spec.json", dir);
+            if ((st = nas_write_file_atomic(path, spec, strlen(spec), &err)))
+                goto cleanup;
+        }
+        fprintf(stderr, "nas report: wrote %s/leaderboard.csv, report.json, pareto.svg%s\n", dir,
+                spec ? ", chosen-spec.json" : "");
     }
 cleanup:
     nas_free(text);

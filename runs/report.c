@@ -38,7 +38,7 @@ double runs_co2e_grams(double joules, double grid_gco2_kwh)
 void runs_report_opts_default(runs_report_opts *o)
 {
     o->grid_gco2_kwh = NAN;
-    o->top = 0;
+    o->top = 20;
     o->color = 0;
 }
 
@@ -101,7 +101,8 @@ nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err
         st = nas_errf(err, NAS_ENOMEM, "out of memory building the report");
         goto cleanup;
     }
-    qsort(rep->cands, (size_t)n, sizeof *rep->cands, cmp_board);
+    if (n > 1)
+        qsort(rep->cands, (size_t)n, sizeof *rep->cands, cmp_board);
     int m = 0;
     for (int i = 0; i < n; i++) {
         if (!ranked(&rep->cands[i]))
@@ -290,6 +291,12 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
     }
     if (!shown)
         fprintf(f, "%s  (no finished candidates yet)%s\n", dim, off);
+    int ranked_total = 0;
+    for (int i = 0; i < rep->n; i++)
+        ranked_total += rep->rank[i] != 0;
+    if (shown < ranked_total)
+        fprintf(f, "%s  ... %d more (--top N shows more; the CSV and JSON hold all)%s\n", dim,
+                ranked_total - shown, off);
     for (int i = 0; i < srcs.n; i++)
         fprintf(f, "%s  %s %s: %s%s\n", dim, srcs.what[i], srcs.q[i], srcs.src[i], off);
 
@@ -312,7 +319,7 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
     for (int i = 0; i < nf; i++) {
         const char *q;
         double e = runs_cand_energy(front[i], NULL, &q);
-        fprintf(f, "%5d %7.2f%% %8.3g %-4s  %s\n", front[i]->seq, front[i]->accuracy * 100, e,
+        fprintf(f, "%5d %7.2f%% %8.4g %-4s  %s\n", front[i]->seq, front[i]->accuracy * 100, e,
                 qual_short(q), front[i]->genome);
     }
     if (!nf)

@@ -19,7 +19,18 @@
  * predicted); the schema refuses a figure without them, so measured and
  * modelled joules are never silently mixed.
  *
- * runs/ depends on base/ and space/ only; search/ calls into it.
+ * runs/ depends on base/ only; search/ calls into it. The loop it expects:
+ *
+ *   open; find or create the run; runs_resume() (re-queues what a crash left);
+ *   runs_strategy_get() and runs_cand_list(RUNS_FINISHED_MASK) to restore or
+ *   replay the strategy; then for seq = 0, 1, 2, ... in proposal order:
+ *     runs_cand_add(seq)        -> existed? a finished row: use its result
+ *     runs_cand_start()         -> queued -> running, committed
+ *     ... evaluate ...
+ *     runs_cand_finish(result, strategy state after seeing it)
+ *   A strategy whose state is saved after each result proposes the same
+ *   seq N+1 after a resume as it would have without one, so the rows line up
+ *   (runs_cand_add refuses a different genome for an existing seq).
  */
 #ifndef RUNS_H
 #define RUNS_H
@@ -74,6 +85,10 @@ int runs_fig_known(const runs_fig *f);
 int runs_quality_is_measured(const char *quality);
 
 /* ---- runs ---------------------------------------------------------------- */
+
+/* "x86_64|AMD EPYC 9B14 96-Core Processor|2 cpus": architecture, CPU model,
+ * logical CPUs. Stored with runs and predictor models. */
+void runs_hw_fingerprint(char *buf, size_t n);
 
 typedef struct {
     const char *name;             /* unique; NULL: "run-<id>" */
@@ -315,7 +330,7 @@ void runs_report_free(runs_report *rep);
 
 typedef struct {
     double grid_gco2_kwh;         /* NAN: no CO2e line */
-    int top;                      /* leaderboard rows printed; 0: all */
+    int top;                      /* leaderboard rows printed (default 20); 0: all */
     int color;                    /* ANSI colour on the terminal */
 } runs_report_opts;
 

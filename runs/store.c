@@ -217,6 +217,12 @@ static nas_status db_fail(runs_db *d, nas_err *err, const char *what)
     return nas_errf(err, code, "%s: %s: %s", d->path, what, sqlite3_errmsg(d->db));
 }
 
+/* The status a failed stmt() left in err (it always fills it when given one). */
+static nas_status err_code(const nas_err *err)
+{
+    return err && err->code ? err->code : NAS_EINTERNAL;
+}
+
 static sqlite3_stmt *stmt(runs_db *d, stmt_id id, nas_err *err)
 {
     if (!d->st[id]) {
@@ -609,7 +615,7 @@ nas_status runs_run_create(runs_db *d, const runs_new_run *r, int64_t *id, nas_e
         return st;
     sqlite3_stmt *s = stmt(d, S_RUN_INSERT, err);
     if (!s) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     /* A temporary unique name until the id is known. */
@@ -635,7 +641,7 @@ nas_status runs_run_create(runs_db *d, const runs_new_run *r, int64_t *id, nas_e
     *id = sqlite3_last_insert_rowid(d->db);
     if (!(r->name && *r->name)) {
         if (!(s = stmt(d, S_RUN_NAME, err))) {
-            st = err ? err->code : NAS_EINTERNAL;
+            st = err_code(err);
             goto cleanup;
         }
         sqlite3_bind_int64(s, 1, *id);
@@ -675,7 +681,7 @@ nas_status runs_run_get(runs_db *d, int64_t id, runs_run *out, nas_err *err)
     memset(out, 0, sizeof *out);
     sqlite3_stmt *s = stmt(d, S_RUN_GET, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
     nas_status st = NAS_OK;
@@ -696,7 +702,7 @@ nas_status runs_run_find(runs_db *d, const char *name_or_id, int64_t *id, nas_er
 {
     sqlite3_stmt *s = stmt(d, S_RUN_BY_NAME, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     bind_text(s, 1, name_or_id);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
@@ -728,7 +734,7 @@ nas_status runs_run_list(runs_db *d, runs_run **out, int *n, nas_err *err)
     *n = 0;
     sqlite3_stmt *s = stmt(d, S_RUN_LIST, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     runs_run *list = NULL;
     int cap = 0, count = 0, rc;
     nas_status st = NAS_OK;
@@ -766,7 +772,7 @@ nas_status runs_run_set_status(runs_db *d, int64_t id, const char *status, nas_e
 {
     sqlite3_stmt *s = stmt(d, S_RUN_STATUS, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, id);
     bind_text(s, 2, status);
     nas_status st = step_done(d, s, err, "setting a run's status");
@@ -796,7 +802,7 @@ nas_status runs_run_energy(runs_db *d, int64_t run, runs_energy_line *out, int m
     *n = 0;
     sqlite3_stmt *s = stmt(d, S_RUN_ENERGY, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, run);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -838,8 +844,10 @@ nas_status runs_cand_add(runs_db *d, int64_t run, const runs_new_cand *c, int64_
     sqlite3_stmt *s;
     int k = c->seq;
     if (k < 0) {
-        if (!(s = stmt(d, S_CAND_NEXT_SEQ, err)))
-            goto fail_code;
+        if (!(s = stmt(d, S_CAND_NEXT_SEQ, err))) {
+            st = err_code(err);
+            goto cleanup;
+        }
         sqlite3_bind_int64(s, 1, run);
         if (sqlite3_step(s) != SQLITE_ROW) {
             st = db_fail(d, err, "numbering a candidate");
@@ -849,8 +857,10 @@ nas_status runs_cand_add(runs_db *d, int64_t run, const runs_new_cand *c, int64_
         k = sqlite3_column_int(s, 0);
         sqlite3_reset(s);
     } else {
-        if (!(s = stmt(d, S_CAND_BY_SEQ, err)))
-            goto fail_code;
+        if (!(s = stmt(d, S_CAND_BY_SEQ, err))) {
+            st = err_code(err);
+            goto cleanup;
+        }
         sqlite3_bind_int64(s, 1, run);
         sqlite3_bind_int(s, 2, k);
         int rc = sqlite3_step(s);
@@ -866,8 +876,9 @@ nas_status runs_cand_add(runs_db *d, int64_t run, const runs_new_cand *c, int64_
             sqlite3_reset(s);
             *existed = same;
             *seq = k;
-            tx_rollback(d);
-            return st;
+            if (!st)
+                st = tx_commit(d, err);   /* nothing written: ends the read */
+            goto cleanup;
         }
         sqlite3_reset(s);
         if (rc != SQLITE_DONE) {
@@ -875,8 +886,10 @@ nas_status runs_cand_add(runs_db *d, int64_t run, const runs_new_cand *c, int64_
             goto cleanup;
         }
     }
-    if (!(s = stmt(d, S_CAND_INSERT, err)))
-        goto fail_code;
+    if (!(s = stmt(d, S_CAND_INSERT, err))) {
+        st = err_code(err);
+        goto cleanup;
+    }
     sqlite3_bind_int64(s, 1, run);
     sqlite3_bind_int(s, 2, k);
     bind_text(s, 3, c->genome);
@@ -898,9 +911,6 @@ nas_status runs_cand_add(runs_db *d, int64_t run, const runs_new_cand *c, int64_
     *id = sqlite3_last_insert_rowid(d->db);
     *seq = k;
     st = tx_commit(d, err);
-    goto cleanup;
-fail_code:
-    st = err && err->code ? err->code : NAS_EINTERNAL;
 cleanup:
     if (st)
         tx_rollback(d);
@@ -913,7 +923,7 @@ static nas_status cand_state(runs_db *d, int64_t id, int *status, int *attempts,
 {
     sqlite3_stmt *s = stmt(d, S_CAND_STATE, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
     nas_status st = NAS_OK;
@@ -947,7 +957,7 @@ nas_status runs_cand_start(runs_db *d, int64_t id, int *attempts, nas_err *err)
     }
     sqlite3_stmt *s = stmt(d, S_CAND_START, err);
     if (!s) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     sqlite3_bind_int64(s, 1, id);
@@ -976,7 +986,7 @@ static nas_status strategy_put(runs_db *d, int64_t run, int seq, const char *sta
 {
     sqlite3_stmt *s = stmt(d, S_STRAT_PUT, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, run);
     sqlite3_bind_int(s, 2, seq);
     bind_text(s, 3, state);
@@ -1025,7 +1035,7 @@ nas_status runs_cand_finish(runs_db *d, int64_t id, const runs_result *res,
     }
     sqlite3_stmt *s = stmt(d, S_CAND_FINISH, err);
     if (!s) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     sqlite3_bind_int64(s, 1, id);
@@ -1048,7 +1058,7 @@ nas_status runs_cand_finish(runs_db *d, int64_t id, const runs_result *res,
      * so there are none; the delete keeps the promise even if a caller
      * recorded some outside this function. */
     if (!(s = stmt(d, S_MEAS_DELETE, err))) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     sqlite3_bind_int64(s, 1, id);
@@ -1057,7 +1067,7 @@ nas_status runs_cand_finish(runs_db *d, int64_t id, const runs_result *res,
     for (int i = 0; i < res->n_meas; i++) {
         const runs_measurement *m = &res->meas[i];
         if (!(s = stmt(d, S_MEAS_INSERT, err))) {
-            st = err ? err->code : NAS_EINTERNAL;
+            st = err_code(err);
             goto cleanup;
         }
         sqlite3_bind_int64(s, 1, id);
@@ -1085,7 +1095,7 @@ nas_status runs_resume(runs_db *d, int64_t run, int *requeued, int *failed, nas_
         return st;
     sqlite3_stmt *s = stmt(d, S_RESUME_FAIL, err);
     if (!s) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     sqlite3_bind_int64(s, 1, run);
@@ -1095,7 +1105,7 @@ nas_status runs_resume(runs_db *d, int64_t run, int *requeued, int *failed, nas_
         goto cleanup;
     int nf = sqlite3_changes(d->db);
     if (!(s = stmt(d, S_RESUME_REQUEUE, err))) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     sqlite3_bind_int64(s, 1, run);
@@ -1147,7 +1157,7 @@ nas_status runs_cand_get(runs_db *d, int64_t id, runs_cand *out, nas_err *err)
     memset(out, 0, sizeof *out);
     sqlite3_stmt *s = stmt(d, S_CAND_GET, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
     nas_status st;
@@ -1168,7 +1178,7 @@ nas_status runs_cand_list(runs_db *d, int64_t run, unsigned mask, runs_cand **ou
     *n = 0;
     sqlite3_stmt *s = stmt(d, S_CAND_LIST, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, run);
     runs_cand *list = NULL;
     int cap = 0, count = 0, rc;
@@ -1209,7 +1219,7 @@ nas_status runs_cand_next_queued(runs_db *d, int64_t run, runs_cand *out, int *f
     memset(out, 0, sizeof *out);
     sqlite3_stmt *s = stmt(d, S_CAND_NEXT_QUEUED, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, run);
     int rc = sqlite3_step(s);
     nas_status st = NAS_OK;
@@ -1228,7 +1238,7 @@ nas_status runs_cand_counts(runs_db *d, int64_t run, int counts[RUNS_NSTATUS], n
     memset(counts, 0, RUNS_NSTATUS * sizeof counts[0]);
     sqlite3_stmt *s = stmt(d, S_CAND_COUNTS, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, run);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1246,7 +1256,7 @@ nas_status runs_measurements(runs_db *d, int64_t cand, const char *kind, double 
     *n = 0;
     sqlite3_stmt *s = stmt(d, S_MEAS_GET, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, cand);
     bind_text(s, 2, kind);
     int rc;
@@ -1282,7 +1292,7 @@ nas_status runs_strategy_get(runs_db *d, int64_t run, char **state, int *seq, na
     *seq = -1;
     sqlite3_stmt *s = stmt(d, S_STRAT_GET, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     sqlite3_bind_int64(s, 1, run);
     int rc = sqlite3_step(s);
     nas_status st = NAS_OK;
@@ -1323,7 +1333,7 @@ nas_status runs_model_put(runs_db *d, const char *name, const char *fingerprint,
         return st;
     sqlite3_stmt *s = stmt(d, S_MODEL_PUT, err);
     if (!s) {
-        st = err ? err->code : NAS_EINTERNAL;
+        st = err_code(err);
         goto cleanup;
     }
     bind_text(s, 1, name);
@@ -1353,7 +1363,7 @@ nas_status runs_model_get(runs_db *d, const char *name, const char *fingerprint,
         *meta_json = NULL;
     sqlite3_stmt *s = stmt(d, fingerprint ? S_MODEL_GET_FP : S_MODEL_GET, err);
     if (!s)
-        return err ? err->code : NAS_EINTERNAL;
+        return err_code(err);
     bind_text(s, 1, name);
     if (fingerprint)
         bind_text(s, 2, fingerprint);

@@ -2,6 +2,7 @@
  * every kind of mistake gets an error naming the key and its line. */
 #include "testutil.h"
 
+#include <glob.h>
 #include <jansson.h>
 #include <math.h>
 
@@ -49,6 +50,27 @@ static void test_job_examples_parse(void **state)
     assert_int_equal(j.cal_folds, 5);
     assert_int_equal(j.threads, 1);
     assert_true(fabs(j.watts_per_core - 15) < 1e-12);
+}
+
+/* Every example in jobs/, present or future, parses and round-trips to JSON. */
+static void test_job_every_example_parses(void **state)
+{
+    glob_t g;
+    assert_int_equal(glob("jobs/*.yaml", 0, NULL, &g), 0);
+    assert_true(g.gl_pathc >= 3);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        runs_job j;
+        nas_err err = {0};
+        if (runs_job_load(g.gl_pathv[i], &j, &err))
+            fail_msg("%s", err.msg);
+        char *js = runs_job_to_json(&j);
+        assert_non_null(js);
+        json_t *o = json_loads(js, 0, NULL);
+        assert_non_null(o);
+        json_decref(o);
+        nas_free(js);
+    }
+    globfree(&g);
 }
 
 static void test_job_json_same_as_yaml(void **state)
@@ -192,6 +214,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_job_examples_parse),
+        cmocka_unit_test(test_job_every_example_parses),
         cmocka_unit_test(test_job_json_same_as_yaml),
         cmocka_unit_test(test_job_errors_name_key_and_line),
         cmocka_unit_test(test_job_missing_file),

@@ -159,6 +159,33 @@ static void test_report_front_and_board(void **state)
     runs_close(db);
 }
 
+/* Every allocation of the report failing in turn: an error or a whole report,
+ * nothing leaked either way. */
+static void test_report_alloc_failures(void **state)
+{
+    runs_db *db = open_rw();
+    int64_t run = fixture(db, "oom");
+    nas_err err = {0};
+    size_t live = nas_alloc_live();
+    int failures = 0;
+    for (int k = 1; k <= 80; k++) {
+        runs_report rep;
+        nas_alloc_fail_at(k);
+        nas_status st = runs_report_build(db, run, &rep, &err);
+        nas_alloc_fail_at(0);
+        if (st == NAS_OK) {
+            assert_int_equal(rep.n, N_FIX);
+            runs_report_free(&rep);
+        } else {
+            assert_int_equal(st, NAS_ENOMEM);
+            failures++;
+        }
+        assert_int_equal(nas_alloc_live(), live);
+    }
+    assert_true(failures > 3);
+    runs_close(db);
+}
+
 static void test_report_co2e(void **state)
 {
     /* 1 kWh = 3.6 MJ; at 400 gCO2e/kWh that is 400 g. */
@@ -272,6 +299,16 @@ static void test_report_text(void **state)
     assert_non_null(strstr(buf, " meas "));
     assert_non_null(strstr(buf, " pred "));
     assert_non_null(strstr(buf, "chosen"));
+    assert_non_null(strstr(buf, "... 36 more"));   /* 56 ranked, 20 shown by default */
+    free(buf);
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    o.top = 0;
+    o.color = 1;
+    runs_report_print(&rep, &o, f);
+    fclose(f);
+    assert_null(strstr(buf, " more ("));
+    assert_non_null(strstr(buf, "\033[32m"));   /* the chosen row, on a terminal */
     free(buf);
     runs_report_free(&rep);
     runs_close(db);
@@ -330,8 +367,8 @@ static void test_cli_ls_and_report(void **state)
     json_decref(o);
     free(out);
     char path[700];
-    const char *files[] = {"leaderboard.csv", "report.json", "pareto.svg"};
-    for (int i = 0; i < 3; i++) {
+    const char *files[] = {"leaderboard.csv", "report.json", "pareto.svg", "chosen-spec.json"};
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", outdir, files[i]);
         assert_int_equal(access(path, R_OK), 0);
     }
@@ -390,6 +427,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_report_front_and_board, setup, teardown),
         cmocka_unit_test(test_report_co2e),
+        cmocka_unit_test_setup_teardown(test_report_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_ls_and_report, setup, teardown),

@@ -717,6 +717,22 @@ static void test_runs_survives_sigkill(void **state)
             rounds, n_failed);
 }
 
+static void test_runs_hw_fingerprint(void **state)
+{
+    char fp[256];
+    runs_hw_fingerprint(fp, sizeof fp);
+    char cpus[32];
+    snprintf(cpus, sizeof cpus, "|%ld cpus", sysconf(_SC_NPROCESSORS_ONLN));
+    assert_non_null(strstr(fp, cpus));
+    assert_int_equal(fp[strlen(fp) - 1], 's');
+    char again[256];
+    runs_hw_fingerprint(again, sizeof again);
+    assert_string_equal(fp, again);
+    char tiny[8];
+    runs_hw_fingerprint(tiny, sizeof tiny);   /* truncates, never overflows */
+    assert_int_equal(strlen(tiny), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +747,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs_corrupt_files_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_alloc_failure_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_survives_sigkill, setup, teardown),
+        cmocka_unit_test(test_runs_hw_fingerprint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
