@@ -112,3 +112,10 @@ $(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB) | $(SETUP)
 
 bench-infer: $(BUILD)/bench/bench_infer
 	nice $(BUILD)/bench/bench_infer --out $(BUILD)/bench
+
+# ONNX Runtime from npm for test_onnx and bench-infer, installed when missing
+# (also on machines whose set-up ran before it was part of scripts/setup.sh).
+ORT_PKG := node_modules/onnxruntime-node/package.json
+$(ORT_PKG): | $(SETUP)
+	bash scripts/setup-ort.sh
+$(BUILD)/tests/test_onnx $(BUILD)/bench/bench_infer: | $(ORT_PKG)

@@ -31,15 +31,5 @@ if [ "${NAS_SKIP_DATA:-0}" != 1 ] && [ -x scripts/fetch-mnist.sh ]; then
     scripts/fetch-mnist.sh
 fi
 
-# ONNX Runtime (CPU) for the export tests and `make bench-infer`, into the
-# repository's node_modules (ignored by git). --ignore-scripts keeps its install
-# script from fetching GPU parts; the CPU binary ships in the package. Skipped
-# when it already loads, or with NAS_SKIP_ORT=1.
-ORT_VERSION=1.30.0
-if [ "${NAS_SKIP_ORT:-0}" != 1 ] &&
-   ! node -e "require('onnxruntime-node').listSupportedBackends()" >/dev/null 2>&1; then
-    echo "setup: npm install onnxruntime-node@$ORT_VERSION" >&2
-    npm install --ignore-scripts --no-save --no-package-lock --no-audit --no-fund \
-        "onnxruntime-node@$ORT_VERSION" >&2 ||
-        echo "setup: warning: onnxruntime-node could not be installed; the ONNX tests need it" >&2
-fi
+# ONNX Runtime (CPU) for the export tests and `make bench-infer` (NAS_SKIP_ORT=1 skips it).
+[ "${NAS_SKIP_ORT:-0}" = 1 ] || bash scripts/setup-ort.sh
