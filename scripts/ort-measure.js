@@ -9,6 +9,7 @@
 // external measuring command (nas calibrate --measure-cmd):
 //   latency_ms=<median ms per inference>  latency_spread=<(p90-p10)/median>
 //   energy_mj=<mJ per inference>          energy_source=model:cpu-time  energy_quality=estimated
+//   cpu_ms=<this process's CPU time per inference> (less sensitive than latency to other load)
 // Energy is this process's CPU time per inference times a stated power per core
 // (default 10 W, nas's model meter), so it is an estimate and says so.
 // SPEC.json is accepted and ignored, so that 'ort-measure.js {onnx} {spec}' works.
@@ -106,6 +107,7 @@ async function main() {
     console.log(`latency_spread=${((quantile(per, 0.9) - quantile(per, 0.1)) / med).toFixed(4)}`);
     console.log(`latency_p10_ms=${quantile(per, 0.1).toFixed(5)}`);
     console.log(`latency_p90_ms=${quantile(per, 0.9).toFixed(5)}`);
+    console.log(`cpu_ms=${(cpuUs / 1e3 / runs / o.batch).toFixed(5)}`);
     console.log(`energy_mj=${energyMj.toFixed(5)}`);
     console.log(`energy_source=model:cpu-time`);
     console.log(`energy_quality=estimated`);
