@@ -346,6 +346,33 @@ static void random_specs_match_ort(void **state)
     check_and_compare(from);
 }
 
+/* What the search itself emits: genomes sampled from the space at 32x32, with
+ * batch-norm statistics from two training steps. (With statistics set at
+ * random, deep sampled nets amplify activations until fp32 summation order
+ * alone moves logits by more than rtol 1e-3; ORT with and without its graph
+ * optimisations differs as much, so that is no export error.) */
+static void genome_sampled_specs_match_ort(void **state)
+{
+    (void)state;
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 123, 4);
+    space_config cfg;
+    space_config_default(&cfg, 32, 3, 10);
+    int from = S.n;
+    for (int i = 0; i < 6; i++) {
+        space_genome g;
+        space_spec s;
+        nas_err e;
+        space_genome_sample(&cfg, &r, &g);
+        if (space_genome_to_spec(&cfg, &g, &s, &e) != NAS_OK)
+            fail_msg("genome %d: %s", i, e.msg);
+        char name[32];
+        snprintf(name, sizeof name, "genome%d", i);
+        add_case(name, &s, i % 2, 1, 0, &r);
+    }
+    check_and_compare(from);
+}
+
 /* Presets at 32x32 with 10 classes, narrowed where they are big, so the suite
  * stays fast; the block structure (SE, h-swish, swish, fc) is the published one. */
 static void presets_match_ort(void **state)
@@ -846,6 +873,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(random_specs_match_ort),
+        cmocka_unit_test(genome_sampled_specs_match_ort),
         cmocka_unit_test(presets_match_ort),
         cmocka_unit_test(refuses_existing_files_and_outside_paths),
         cmocka_unit_test(metadata_and_side_files),
