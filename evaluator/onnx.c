@@ -376,16 +376,17 @@ static const char *gb_conv_bn(gb *g, const char *x, const char *prefix, const ch
     return gb_act(g, y, act, nm);
 }
 
-/* A linear layer of the engine (`lname`.w IO [in][out], `lname`.b [out]) as a
+/* A linear layer of the engine (`name`.w IO [in][out], `name`.b [out]) as a
  * 1x1 Conv with bias on an N x in x 1 x 1 map (inside SE), or as Gemm with
- * transB on N x in (fc, classifier). */
-static const char *gb_linear(gb *g, const char *x, const char *prefix, const char *lname, int in,
-                             int out, int as_conv)
+ * transB on N x in (fc, classifier). Its output is `out`, or "<name>.conv" /
+ * "<name>.gemm" when out is NULL. */
+static const char *gb_linear(gb *g, const char *x, const char *name, int in, int out, int as_conv,
+                             const char *out_name)
 {
     char nm[96];
-    snprintf(nm, sizeof nm, "%s.w", lname);
+    snprintf(nm, sizeof nm, "%s.w", name);
     const ev_tensor *w = gb_tensor(g, nm, in * out);
-    snprintf(nm, sizeof nm, "%s.b", lname);
+    snprintf(nm, sizeof nm, "%s.b", name);
     const ev_tensor *b = gb_tensor(g, nm, out);
     if (!gb_layout(g, w, "IO"))
         return NULL;
@@ -396,17 +397,20 @@ static const char *gb_linear(gb *g, const char *x, const char *prefix, const cha
         for (int i = 0; i < in; i++)
             ow[(size_t)o * in + i] = w->data[(size_t)i * out + o];
     int64_t wd[4] = {out, in, 1, 1}, bd[1] = {out};
-    snprintf(nm, sizeof nm, "%s.weight", prefix);
+    snprintf(nm, sizeof nm, "%s.weight", name);
     const char *wi = gb_init(g, nm, ow, as_conv ? 4 : 2, wd);
-    snprintf(nm, sizeof nm, "%s.bias", prefix);
+    snprintf(nm, sizeof nm, "%s.bias", name);
     const char *ins[3] = {x, wi, gb_init(g, nm, b->data, 1, bd)};
+    snprintf(nm, sizeof nm, "%s", out_name ? out_name : "");
     if (as_conv) {
         gb_attr k = {.name = "kernel_shape", .kind = 'I', .n_ints = 2, .ints = {1, 1}};
-        snprintf(nm, sizeof nm, "%s.conv", prefix);
+        if (!out_name)
+            snprintf(nm, sizeof nm, "%s.conv", name);
         return gb_node(g, "Conv", nm, 3, ins, 1, &k);
     }
     gb_attr tb = {.name = "transB", .kind = 'i', .i = 1};
-    snprintf(nm, sizeof nm, "%s.gemm", prefix);
+    if (!out_name)
+        snprintf(nm, sizeof nm, "%s.gemm", name);
     return gb_node(g, "Gemm", nm, 3, ins, 1, &tb);
 }
 
@@ -431,11 +435,11 @@ static const char *gb_block(gb *g, const space_net *a, int i, const char *x)
         snprintf(nm, sizeof nm, "b%d.se.pool", i);
         const char *s = gb_node1(g, "GlobalAveragePool", nm, y);
         snprintf(pre, sizeof pre, "b%d.se.reduce", i);
-        s = gb_linear(g, s, pre, pre, b->exp_ch, b->se_ch, 1);
+        s = gb_linear(g, s, pre, b->exp_ch, b->se_ch, 1, NULL);
         snprintf(nm, sizeof nm, "b%d.se.reduce.act", i);
         s = gb_act(g, s, a->se_act, nm);
         snprintf(pre, sizeof pre, "b%d.se.expand", i);
-        s = gb_linear(g, s, pre, pre, b->se_ch, b->exp_ch, 1);
+        s = gb_linear(g, s, pre, b->se_ch, b->exp_ch, 1, NULL);
         snprintf(nm, sizeof nm, "b%d.se.gate", i);
         s = gb_gate(g, s, a->se_gate, nm);
         snprintf(nm, sizeof nm, "b%d.se.scale", i);
@@ -465,28 +469,12 @@ static void gb_network(gb *g, const space_net *a)
     gb_attr axis = {.name = "axis", .kind = 'i', .i = 1};
     x = gb_node(g, "Flatten", "flatten", 1, &x, 1, &axis);
     if (a->fc_ch > 0) {
-        x = gb_linear(g, x, "fc", "fc", a->pool_ch, a->fc_ch, 0);
+        x = gb_linear(g, x, "fc", a->pool_ch, a->fc_ch, 0, NULL);
         x = gb_act(g, x, a->fc_act, "fc.act");
     }
     /* Dropout is training only: nothing to emit. The classifier's Gemm gives
      * `logits` directly, so the graph's output is a node output. */
-    char nm[48];
-    snprintf(nm, sizeof nm, "classifier.w");
-    const ev_tensor *w = gb_tensor(g, nm, a->classifier_in * a->num_classes);
-    const ev_tensor *b = gb_tensor(g, "classifier.b", a->num_classes);
-    if (!gb_layout(g, w, "IO"))
-        return;
-    float *ow = gb_floats(g, (size_t)a->classifier_in * a->num_classes);
-    if (!gb_ok(g))
-        return;
-    for (int o = 0; o < a->num_classes; o++)
-        for (int i = 0; i < a->classifier_in; i++)
-            ow[(size_t)o * a->classifier_in + i] = w->data[(size_t)i * a->num_classes + o];
-    int64_t wd[2] = {a->num_classes, a->classifier_in}, bd[1] = {a->num_classes};
-    const char *ins[3] = {x, gb_init(g, "classifier.weight", ow, 2, wd),
-                          gb_init(g, "classifier.bias", b ? b->data : NULL, 1, bd)};
-    gb_attr tb = {.name = "transB", .kind = 'i', .i = 1};
-    gb_node(g, "Gemm", "logits", 3, ins, 1, &tb);
+    gb_linear(g, x, "classifier", a->classifier_in, a->num_classes, 0, "logits");
 }
 
 /* ======================= model =========================================== */
