@@ -12,11 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The data loaders live in evaluator/data.c; a build without them says so. */
-#pragma weak ev_data_load
-#pragma weak ev_data_free
-#pragma weak ev_data_opts_default
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -137,10 +132,6 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error("train", "no spec or preset given");
     if (!data_arg)
         return cli_usage_error("train", "--data is required (mnist, cifar10:DIR or idx:DIR)");
-    if (!ev_data_load) {
-        fprintf(stderr, "nas train: the data loaders are not in this build\n");
-        return 1;
-    }
 
     nas_err err = {0};
     nas_status st;
