@@ -122,3 +122,20 @@ $(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 bench-infer: $(BUILD)/bench/bench_infer
 	$(BUILD)/bench/bench_infer
+
+# ---- ONNX export: nas's engine against ONNX Runtime on the same exported model
+# (bench/bench_ort.c: MobileNetV2-0.5 at 32x32, batch 1, 1 and 2 threads), run
+# by bench-infer before the evaluator's own table; alone: make bench-ort.
+# ONNX Runtime comes from npm, installed when missing (also on machines whose
+# set-up ran before it was part of scripts/setup.sh).
+.PHONY: bench-ort
+ORT_PKG := node_modules/onnxruntime-node/package.json
+$(ORT_PKG): | $(SETUP)
+	bash scripts/setup-ort.sh
+$(BUILD)/bench/bench_ort: bench/bench_ort.c $(LIB) | $(SETUP) $(ORT_PKG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-ort: $(BUILD)/bench/bench_ort
+	nice $(BUILD)/bench/bench_ort --out $(BUILD)/bench
+bench-infer: bench-ort
+$(BUILD)/tests/test_onnx: | $(ORT_PKG)
