@@ -9,17 +9,24 @@
  *
  * What goes where: progress on stderr (a line per candidate; a live line on a
  * terminal), results on stdout (a leaderboard, the Pareto front, the chosen
- * spec), or one JSON object with --json.  *
- * PENDING: kept out of the build until evaluator/ and predictor/ are on main
- * (it links against both); then `git mv cli/pending/cmd_search.c cli/`. Built and run on a
- * local merge of the data, engine, onnx, predictor, predictor-ev and runs
- * branches (23:58 UTC). */
+ * spec), or one JSON object with --json.
+ *
+ * The predictor is optional at build time: until predictor/ is in the tree,
+ * `--predictor` says it is not in this build, and every candidate is
+ * benchmarked instead. */
 #include "cli/cli.h"
 #include "evaluator/ev.h"
-#include "predictor/pred.h"
 #include "runs/runs.h"
 #include "search/search.h"
 #include "space/space.h"
+
+#if __has_include("predictor/pred.h")
+#include "predictor/pred.h"
+#define HAVE_PREDICTOR 1
+#else
+#define HAVE_PREDICTOR 0
+typedef struct pred_model pred_model;
+#endif
 
 #include <jansson.h>
 #include <math.h>
@@ -116,6 +123,7 @@ static nas_status genome_net(const run_ctx *c, const space_genome *g, space_spec
     return st;
 }
 
+#if HAVE_PREDICTOR
 static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction *out, nas_err *err)
 {
     run_ctx *c = ctx;
@@ -131,6 +139,7 @@ static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction
     out->energy_mj = e.energy_mj;
     return NAS_OK;
 }
+#endif
 
 typedef struct {
     ev_meter *meter;
@@ -603,8 +612,15 @@ int cmd_search(int argc, char **argv)
         mo.watts_per_core = watts;
     if ((st = ev_meter_open(&mo, &c.meter, &err)))
         goto fail;
+#if HAVE_PREDICTOR
     if (pred_path && (st = pred_load(pred_path, &c.pred, &err)))
         goto fail;
+#else
+    if (pred_path) {
+        st = nas_errf(&err, NAS_EUNSUPP, "--predictor: the predictor is not in this build");
+        goto fail;
+    }
+#endif
     c.bench_each = c.pred == NULL;
     c.pred_source = pred_path ? pred_path : "none";
 
@@ -700,7 +716,9 @@ int cmd_search(int argc, char **argv)
     search_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.ctx = &c;
+#if HAVE_PREDICTOR
     cb.predict = c.pred ? cb_predict : NULL;
+#endif
     cb.evaluate = cb_evaluate;
     cb.measure = c.pred ? cb_measure : NULL;
     cb.on_start = cb_on_start;
@@ -737,7 +755,9 @@ done:
     nas_free(c.cand);
     runs_close(c.db);
     search_loop_free(l);
+#if HAVE_PREDICTOR
     pred_free(c.pred);
+#endif
     ev_meter_close(c.meter);
     if (data_loaded)
         ev_data_free(&c.data);
