@@ -141,6 +141,20 @@ static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction
 }
 #endif
 
+/* Training and validating cost grows with the network's MACs per image: the
+ * loop estimates each candidate's joules from it. */
+static double cb_cost_hint(void *ctx, const space_genome *g)
+{
+    run_ctx *c = ctx;
+    static space_net net;
+    space_spec spec;
+    if (genome_net(c, g, &spec, &net, NULL))
+        return 0;
+    space_cost cost;
+    space_cost_of(&net, NULL, 0, &cost);
+    return cost.macs;
+}
+
 typedef struct {
     ev_meter *meter;
     double j0, allowance, unc;
@@ -341,11 +355,12 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         res.energy_mj = runs_fig_make(e->energy_mj, e->meter, quality);
     if (e->latency_ms > 0)
         res.latency_ms = runs_fig_make(e->latency_ms, "clock", "measured");
-    if (!r->screened)
+    if (!r->screened)   /* (an over-budget one's joules are an estimate of what it would cost) */
         res.joules = runs_fig_make(e->joules, e->meter, quality);
     res.wall_s = r->screened ? NAN : e->seconds;
     res.reward = r->screened ? NAN : r->reward;
-    res.error = r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
+    res.error = r->over_budget ? "not started: its estimated cost would cross the joule budget"
+              : r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
               : e->status == SEARCH_EVAL_FAILED ? "too big for this machine, or stopped at its joule allowance" : NULL;
     st = runs_cand_finish(c->db, c->cand[r->id], &res, state, err);
 cleanup:
@@ -370,7 +385,10 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
     run_ctx *c = ctx;
     if (c->live)
         fprintf(stderr, "\r\033[K");
-    if (r->screened) {
+    if (r->over_budget) {
+        fprintf(stderr, "#%ld not started: its estimated %.1f J would cross the joule budget\n", r->id,
+                r->eval.joules);
+    } else if (r->screened) {
         fprintf(stderr, "#%ld screened: predicted %.3g mJ, %.3g ms\n", r->id, r->pred.energy_mj, r->pred.latency_ms);
     } else if (r->measured_later) {
         fprintf(stderr, "#%ld measured: %.3g mJ  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
@@ -722,6 +740,7 @@ int cmd_search(int argc, char **argv)
     cb.evaluate = cb_evaluate;
     cb.measure = c.pred ? cb_measure : NULL;
     cb.on_start = cb_on_start;
+    cb.cost_hint = cb_cost_hint;
     cb.on_result = cb_on_result;
     cb.progress = cb_progress;
     cb.should_stop = cb_should_stop;

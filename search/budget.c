@@ -61,26 +61,35 @@ static double unreserved(const search_budget *b)
     return b->lim.joules - b->joules_hi - b->reserved_joules;
 }
 
-double search_budget_allowance(const search_budget *b, int free_slots)
+double search_budget_estimate_joules(const search_budget *b, double hint)
+{
+    if (!(hint > 0) || b->n_ratio == 0)
+        return search_budget_next_joules(b);
+    double sd = b->n_ratio > 1 ? sqrt(b->r_m2 / (b->n_ratio - 1)) : 0;
+    double r = b->r_mean + b->lim.sigmas * sd;
+    return hint * (r > b->r_max ? r : b->r_max);
+}
+
+double search_budget_allowance(const search_budget *b, int free_slots, double est_j)
 {
     if (!(b->lim.joules > 0))
         return INFINITY;
     double left = unreserved(b);
     if (left <= 0)
         return 0;
-    double share = left / (free_slots > 1 ? free_slots : 1), est = search_budget_next_joules(b);
-    return share < est && left >= est ? est : share;
+    double share = left / (free_slots > 1 ? free_slots : 1);
+    return share < est_j && left >= est_j ? est_j : share;
 }
 
-search_stop search_budget_check(const search_budget *b, int free_slots)
+search_stop search_budget_check(const search_budget *b, int free_slots, double est_j)
 {
     const search_limits *l = &b->lim;
     if (l->evals > 0 && b->evals + b->in_flight >= l->evals)
         return SEARCH_STOP_EVALS;
     if (l->joules > 0) {
         /* with nothing known yet (estimate 0), a candidate may start while any budget is left */
-        double allow = search_budget_allowance(b, free_slots);
-        if (allow <= 0 || allow < search_budget_next_joules(b))
+        double allow = search_budget_allowance(b, free_slots, est_j);
+        if (allow <= 0 || allow < est_j)
             return SEARCH_STOP_JOULES;
     }
     if (l->seconds > 0) {
@@ -111,7 +120,7 @@ search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;
     if (l->joules > 0) {
-        double allow = search_budget_allowance(b, free_slots);
+        double allow = search_budget_allowance(b, free_slots, b->m_max_j);
         if (allow <= 0 || allow < b->m_max_j)
             return SEARCH_STOP_JOULES;
     }
@@ -140,7 +149,7 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
 }
 
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
-                          double rel_unc, double seconds, const char *meter, int estimated)
+                          double rel_unc, double seconds, const char *meter, int estimated, double hint)
 {
     if (b->in_flight > 0) {
         b->in_flight--;
@@ -160,6 +169,16 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
     b->j_m2 += dj * (jh - b->j_mean);
     b->s_mean += ds / b->n_cost;
     b->s_m2 += ds * (s - b->s_mean);
+    if (b->n_cost == 1 || jh < b->j_min)
+        b->j_min = jh;
+    if (hint > 0 && isfinite(hint)) {
+        double r = jh / hint, dr = r - b->r_mean;
+        b->n_ratio++;
+        b->r_mean += dr / b->n_ratio;
+        b->r_m2 += dr * (r - b->r_mean);
+        if (r > b->r_max)
+            b->r_max = r;
+    }
 }
 
 double search_budget_fraction(const search_budget *b)

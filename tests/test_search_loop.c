@@ -41,6 +41,7 @@ typedef struct {
     int late_measure;           /* evaluate trains only; measure() measures energy and latency */
     int n_measure, n_result_calls_for[4096];
     int n_start;
+    int hint_kind;              /* cost hint: 0 none, 1 exactly proportional to the cost, 2 roughly */
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -182,6 +183,13 @@ static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const s
     return NAS_OK;
 }
 
+static double cb_cost_hint(void *ctx, const space_genome *g)
+{
+    synth *s = ctx;
+    double e = true_energy(s, g);
+    return s->hint_kind == 1 ? 2 + e : e;   /* the cost is 20 + 10 e */
+}
+
 static int cb_screen_all(void *ctx, const space_genome *g, const search_prediction *p)
 {
     return ((synth *)ctx)->reject_all;
@@ -224,6 +232,7 @@ static search_callbacks callbacks(synth *s, int async)
     cb.should_stop = cb_should_stop;
     cb.now = cb_now;
     cb.measure = s->late_measure ? cb_measure : NULL;
+    cb.cost_hint = s->hint_kind ? cb_cost_hint : NULL;
     return cb;
 }
 
@@ -396,6 +405,7 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         synth_init(&s1, NG, 4);
         synth_init(&s2, NG, 4);
         s1.late_measure = s2.late_measure = late;
+        s1.hint_kind = s2.hint_kind = 2 * late;   /* cost hints' statistics must resume too */
         search_stop w1, w2, w3;
         search_loop *a = run(&s1, &o, 0, &w1);
         s2.save_at = save_at;
@@ -408,6 +418,7 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         /* resume from the state saved at the save_at-th report */
         synth_init(&s3, NG, 4);
         s3.late_measure = late;
+        s3.hint_kind = 2 * late;
         s3.clock = 0;   /* a new process: its clock starts anew */
         search_loop *c;
         nas_err err = {0};
@@ -790,6 +801,48 @@ static void a_resumed_search_can_be_given_more_budget(void **state)
     search_loop_free(b);
 }
 
+/* An evaluator that cannot stop mid-way and networks whose cost varies
+ * 2.4-fold: only an estimate per candidate keeps the budget. */
+static void cost_hints_keep_the_budget_when_evaluations_cannot_stop(void **state)
+{
+    (void)state;
+    int over_seen = 0;
+    double worst_without = 0;
+    for (int k = 0; k < 3; k++)
+        for (int seed = 1; seed <= 4; seed++)
+            for (int hk = 0; hk <= 2; hk++) {
+                synth s;
+                synth_init(&s, NG, 4);
+                s.honour_allowance = 0;
+                s.hint_kind = hk;
+                search_loop_opts o;
+                search_loop_opts_default(&o, (search_kind)k, 0);
+                o.strategy.seed = (uint64_t)seed;
+                o.limits.joules = 700 + 137 * seed;
+                search_stop why;
+                search_loop *l = run(&s, &o, 0, &why);
+                const search_budget *b = search_loop_budget(l);
+                assert_int_equal(why, SEARCH_STOP_JOULES);
+                if (hk) {
+                    assert_true(b->joules_hi <= o.limits.joules + 1e-9);
+                    /* the last proposal is the one that did not fit, reported, not trained */
+                    const search_result *last = search_loop_result(l, search_loop_n_results(l) - 1);
+                    if (last->over_budget) {
+                        over_seen++;
+                        assert_true(last->screened);
+                        assert_true(b->joules_hi + last->eval.joules > o.limits.joules);
+                    }
+                    if (hk == 1)   /* exact hints: at most the dearest evaluation is left unspent */
+                        assert_true(o.limits.joules - b->joules_hi < 60 * 1.05 + 1e-9);
+                } else if (b->joules_hi - o.limits.joules > worst_without) {
+                    worst_without = b->joules_hi - o.limits.joules;
+                }
+                search_loop_free(l);
+            }
+    assert_true(over_seen > 0);
+    print_message("without cost hints, the worst overrun was %.1f J\n", worst_without);
+}
+
 /* ---- on space/'s own genome ------------------------------------------------ */
 
 /* A stand-in for training on the real space: accuracy grows with the log of
@@ -921,6 +974,7 @@ int main(void)
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(real_space_genomes_become_valid_networks),
         cmocka_unit_test(a_resumed_search_can_be_given_more_budget),
+        cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
