@@ -63,11 +63,18 @@ static double unreserved(const search_budget *b)
 
 double search_budget_estimate_joules(const search_budget *b, double hint)
 {
-    if (!(hint > 0) || b->n_ratio == 0)
-        return search_budget_next_joules(b);
-    double sd = b->n_ratio > 1 ? sqrt(b->r_m2 / (b->n_ratio - 1)) : 0;
-    double r = b->r_mean + b->lim.sigmas * sd;
-    return hint * (r > b->r_max ? r : b->r_max);
+    double generic = search_budget_next_joules(b);
+    if (!(hint > 0) || b->n_hint < 3 || !(b->c_hh > 0))
+        return generic;
+    double n = (double)b->n_hint, slope = b->c_hj / b->c_hh;
+    if (!(slope >= 0))
+        return generic;
+    double a = b->hj_mean - slope * b->h_mean;
+    double sse = b->c_jj - slope * b->c_hj, s2 = sse > 0 ? sse / (n - 2) : 0;
+    double dh = hint - b->h_mean;
+    double se = sqrt(s2 * (1 + 1 / n + dh * dh / b->c_hh));
+    double est = a + slope * hint + b->lim.sigmas * se;
+    return est > 0 ? est : 0;
 }
 
 double search_budget_allowance(const search_budget *b, int free_slots, double est_j)
@@ -172,12 +179,13 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
     if (b->n_cost == 1 || jh < b->j_min)
         b->j_min = jh;
     if (hint > 0 && isfinite(hint)) {
-        double r = jh / hint, dr = r - b->r_mean;
-        b->n_ratio++;
-        b->r_mean += dr / b->n_ratio;
-        b->r_m2 += dr * (r - b->r_mean);
-        if (r > b->r_max)
-            b->r_max = r;
+        b->n_hint++;
+        double dh = hint - b->h_mean, dq = jh - b->hj_mean;   /* deviations from the old means */
+        b->h_mean += dh / b->n_hint;
+        b->hj_mean += dq / b->n_hint;
+        b->c_hh += dh * (hint - b->h_mean);
+        b->c_hj += dh * (jh - b->hj_mean);
+        b->c_jj += dq * (jh - b->hj_mean);
     }
 }
 

@@ -374,7 +374,7 @@ static nas_status collect_one(search_loop *l, const search_callbacks *cb, nas_er
 static double estimate_before_asking(const search_loop *l, const search_callbacks *cb)
 {
     const search_budget *b = &l->budget;
-    return cb->cost_hint && b->n_ratio > 0 ? b->j_min : search_budget_next_joules(b);
+    return cb->cost_hint && b->n_hint >= 3 ? b->j_min : search_budget_next_joules(b);
 }
 
 /* Proposes one candidate and sees it through screening, reuse and its own
@@ -652,10 +652,11 @@ char *search_loop_save(const search_loop *l)
                                   "ape_mj", search_json_num(l->ape_mj), "ape_ms", search_json_num(l->ape_ms),
                                   "n_meas", (json_int_t)b->n_meas, "m_max_j", search_json_num(b->m_max_j),
                                   "m_max_s", search_json_num(b->m_max_s)));
-    json_object_set_new(root, "ratios",
-                        json_pack("{s:I,s:o,s:o,s:o,s:o,s:I}", "n", (json_int_t)b->n_ratio, "mean",
-                                  search_json_num(b->r_mean), "m2", search_json_num(b->r_m2), "max",
-                                  search_json_num(b->r_max), "j_min", search_json_num(b->j_min), "over_budget",
+    json_object_set_new(root, "cost_fit",
+                        json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "n", (json_int_t)b->n_hint, "h_mean",
+                                  search_json_num(b->h_mean), "j_mean", search_json_num(b->hj_mean), "c_hh",
+                                  search_json_num(b->c_hh), "c_hj", search_json_num(b->c_hj), "c_jj",
+                                  search_json_num(b->c_jj), "j_min", search_json_num(b->j_min), "over_budget",
                                   (json_int_t)l->over_budget));
     json_object_set_new(root, "budget",
                         json_pack("{s:o,s:o,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:s,s:i}", "joules", search_json_num(b->joules),
@@ -833,14 +834,16 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     b->m_max_j = num(jk, "m_max_j", &bad);
     b->m_max_s = num(jk, "m_max_s", &bad);
     if (bad) { st = bad_field(err, "checks"); goto cleanup; }
-    json_t *jr = json_object_get(root, "ratios");
-    b->n_ratio = integer(jr, "n", &bad);
-    b->r_mean = num(jr, "mean", &bad);
-    b->r_m2 = num(jr, "m2", &bad);
-    b->r_max = num(jr, "max", &bad);
+    json_t *jr = json_object_get(root, "cost_fit");
+    b->n_hint = integer(jr, "n", &bad);
+    b->h_mean = num(jr, "h_mean", &bad);
+    b->hj_mean = num(jr, "j_mean", &bad);
+    b->c_hh = num(jr, "c_hh", &bad);
+    b->c_hj = num(jr, "c_hj", &bad);
+    b->c_jj = num(jr, "c_jj", &bad);
     b->j_min = num(jr, "j_min", &bad);
     l->over_budget = integer(jr, "over_budget", &bad);
-    if (bad) { st = bad_field(err, "ratios"); goto cleanup; }
+    if (bad) { st = bad_field(err, "cost_fit"); goto cleanup; }
     json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
     if (!json_is_array(res)) { st = bad_field(err, "results"); goto cleanup; }
     if (!json_is_array(fl)) { st = bad_field(err, "in_flight"); goto cleanup; }

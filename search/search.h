@@ -197,9 +197,10 @@ typedef struct {
     double reserved_joules, flight_seconds;
     long n_meas;               /* measurements after training (measure callback) */
     double m_max_j, m_max_s;   /* the dearest one so far: the next is assumed to cost as much */
-    /* with a cost hint per candidate (e.g. its MACs): joules per unit of hint */
-    long n_ratio;
-    double r_mean, r_m2, r_max;
+    /* with a cost hint per candidate (e.g. its MACs): a least-squares line of
+     * joules on hint, kept as running means and co-moments (Welford) */
+    long n_hint;
+    double h_mean, hj_mean, c_hh, c_hj, c_jj;
     double j_min;              /* the cheapest evaluation so far (joules, with uncertainty) */
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
@@ -220,9 +221,14 @@ void search_budget_init(search_budget *b, const search_limits *lim);
 /* Estimated cost of one more evaluation: mean + sigmas * sd of what they cost so far. */
 double search_budget_next_joules(const search_budget *b);
 double search_budget_next_seconds(const search_budget *b);
-/* The same for a candidate with a cost hint (> 0; e.g. its MACs): the hint times
- * the joules per unit of hint seen so far (mean + sigmas * sd, and never below
- * the largest ratio seen); the generic estimate while no ratio is known. */
+/* The same for a candidate with a cost hint (> 0; e.g. its MACs): the line
+ * joules = a + b * hint fit by least squares to the evaluations so far, plus
+ * sigmas standard errors of a prediction there (which widen away from the
+ * hints seen); the generic estimate until three evaluations with distinct
+ * hints exist, or when the fit slopes down. Evaluations cost a fixed part
+ * (data, validation, benchmarking) plus one that grows with the network, so a
+ * line fits where a ratio (joules per MAC) would overcharge large networks for
+ * small ones' overhead. */
 double search_budget_estimate_joules(const search_budget *b, double hint);
 /* Whether a candidate expected to cost est_j may start now, with free_slots
  * evaluation slots free (1 when evaluating one at a time); if not, which budget

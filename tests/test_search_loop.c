@@ -41,7 +41,7 @@ typedef struct {
     int late_measure;           /* evaluate trains only; measure() measures energy and latency */
     int n_measure, n_result_calls_for[4096];
     int n_start;
-    int hint_kind;              /* cost hint: 0 none, 1 exactly proportional to the cost, 2 roughly */
+    int hint_kind;              /* cost hint: 0 none, 1 proportional to the cost, 2 affine in it (a fixed part) */
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -187,7 +187,7 @@ static double cb_cost_hint(void *ctx, const space_genome *g)
 {
     synth *s = ctx;
     double e = true_energy(s, g);
-    return s->hint_kind == 1 ? 2 + e : e;   /* the cost is 20 + 10 e */
+    return s->hint_kind == 1 ? 2 + e : e * 1e6;   /* the cost is 20 + 10 e: MACs-like magnitudes */
 }
 
 static int cb_screen_all(void *ctx, const space_genome *g, const search_prediction *p)
@@ -832,8 +832,8 @@ static void cost_hints_keep_the_budget_when_evaluations_cannot_stop(void **state
                         assert_true(last->screened);
                         assert_true(b->joules_hi + last->eval.joules > o.limits.joules);
                     }
-                    if (hk == 1)   /* exact hints: at most the dearest evaluation is left unspent */
-                        assert_true(o.limits.joules - b->joules_hi < 60 * 1.05 + 1e-9);
+                    /* exact fits: at most the dearest evaluation is left unspent */
+                    assert_true(o.limits.joules - b->joules_hi < 60 * 1.05 + 1e-6);
                 } else if (b->joules_hi - o.limits.joules > worst_without) {
                     worst_without = b->joules_hi - o.limits.joules;
                 }
@@ -841,6 +841,42 @@ static void cost_hints_keep_the_budget_when_evaluations_cannot_stop(void **state
             }
     assert_true(over_seen > 0);
     print_message("without cost hints, the worst overrun was %.1f J\n", worst_without);
+}
+
+static void budget_estimates_match_hand_computation(void **state)
+{
+    (void)state;
+    search_limits lim = {.joules = 100, .sigmas = 2};
+    search_budget b;
+    search_budget_init(&b, &lim);
+    assert_true(search_budget_next_joules(&b) == 0);   /* nothing known: no estimate */
+    assert_int_equal(search_budget_check(&b, 1, 0), SEARCH_STOP_NONE);
+    /* three evaluations of 10, 14 and 15 J (exact meters) at hints 1, 2, 3 */
+    const double j[3] = {10, 14, 15};
+    for (int i = 0; i < 3; i++) {
+        double allow = search_budget_allowance(&b, 1, 0);   /* all that is left: one slot */
+        search_budget_start(&b, allow, 0);
+        search_budget_finish(&b, allow, 0, j[i], 0, 1, "rapl:package-0", 0, i + 1);
+    }
+    assert_int_equal(b.in_flight, 0);
+    assert_true(b.reserved_joules == 0);
+    assert_true(fabs(b.joules_hi - 39) < 1e-12);
+    /* generic: mean 13 + 2 sd, sd = sqrt(((-3)^2 + 1^2 + 2^2) / 2) = sqrt(7) */
+    assert_true(fabs(search_budget_next_joules(&b) - (13 + 2 * sqrt(7))) < 1e-12);
+    /* the line: Shh = 2, Shj = 5, slope 2.5, intercept 8; SSE = 1.5, s^2 = 1.5;
+     * at hint 5: 20.5 + 2 sqrt(1.5 (1 + 1/3 + 9/2)) = 20.5 + 2 sqrt(8.75) */
+    assert_true(fabs(search_budget_estimate_joules(&b, 5) - (20.5 + 2 * sqrt(8.75))) < 1e-9);
+    assert_true(fabs(search_budget_estimate_joules(&b, 0) - (13 + 2 * sqrt(7))) < 1e-12);   /* no hint */
+    /* reservations: 61 J left; two free slots share it, but one gets its estimate if more */
+    assert_true(fabs(search_budget_allowance(&b, 2, 20) - 30.5) < 1e-12);
+    assert_true(fabs(search_budget_allowance(&b, 4, 20) - 20) < 1e-12);
+    search_budget_start(&b, 30.5, 0);
+    assert_int_equal(search_budget_check(&b, 1, 30.5), SEARCH_STOP_NONE);
+    assert_int_equal(search_budget_check(&b, 1, 30.6), SEARCH_STOP_JOULES);
+    /* the meter's uncertainty counts against the budget */
+    search_budget_finish(&b, 30.5, 0, 20, 0.1, 1, "rapl:package-0", 0, 0);
+    assert_true(fabs(b.joules - 59) < 1e-12 && fabs(b.joules_hi - 61) < 1e-12);
+    assert_true(fabs(search_budget_allowance(&b, 1, 0) - 39) < 1e-12);
 }
 
 /* ---- on space/'s own genome ------------------------------------------------ */
@@ -975,6 +1011,7 @@ int main(void)
         cmocka_unit_test(real_space_genomes_become_valid_networks),
         cmocka_unit_test(a_resumed_search_can_be_given_more_budget),
         cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
+        cmocka_unit_test(budget_estimates_match_hand_computation),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
