@@ -126,9 +126,11 @@ static void spend(search_budget *b, double *joules, double *rel_unc, const char 
 search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;
+    /* before the first, the cheapest evaluation stands in (it trained a network too) */
+    double est = b->n_meas ? b->m_max_j : b->j_min;
     if (l->joules > 0) {
-        double allow = search_budget_allowance(b, free_slots, b->m_max_j);
-        if (allow <= 0 || allow < b->m_max_j)
+        double allow = search_budget_allowance(b, free_slots, est);
+        if (allow <= 0 || allow < est)
             return SEARCH_STOP_JOULES;
     }
     if (l->seconds > 0 && (b->seconds + b->flight_seconds + b->m_max_s > l->seconds || b->seconds >= l->seconds))

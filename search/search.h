@@ -224,8 +224,8 @@ double search_budget_next_seconds(const search_budget *b);
 /* The same for a candidate with a cost hint (> 0; e.g. its MACs): the line
  * joules = a + b * hint fit by least squares to the evaluations so far, plus
  * sigmas standard errors of a prediction there (which widen away from the
- * hints seen); the generic estimate until three evaluations with distinct
- * hints exist, or when the fit slopes down. Evaluations cost a fixed part
+ * hints seen); the generic estimate until three evaluations with hints exist
+ * (not all equal), or when the fit slopes down. Evaluations cost a fixed part
  * (data, validation, benchmarking) plus one that grows with the network, so a
  * line fits where a ratio (joules per MAC) would overcharge large networks for
  * small ones' overhead. */
@@ -246,7 +246,8 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated, double hint);
 /* Measurements of trained candidates: admitted like evaluations (but not
- * counted as ones), with the dearest measurement so far as the estimate. */
+ * counted as ones), with the dearest measurement so far as the estimate (the
+ * cheapest evaluation before the first). */
 search_stop search_budget_check_measure(const search_budget *b, int free_slots);
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
                             int estimated);
