@@ -11,7 +11,8 @@ PKGS     := jansson gsl openblas sqlite3 libprotobuf-c xgboost zlib
 WARN     := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
             -Wpointer-arith -Wformat=2 -Wundef -Wno-unused-parameter
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# GSL's pkg-config names its reference CBLAS; OpenBLAS must be the one cblas_sgemm binds to.
+PKG_LIBS   := $(filter-out -lgslcblas,$(shell pkg-config --libs $(PKGS) 2>/dev/null))
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=gnu11 $(ARCH) $(WARN) -pthread -fopenmp $(SAN) -I. -I$(BUILD)/gen $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -ldl -lm -pthread -fopenmp $(SAN)
