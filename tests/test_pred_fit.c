@@ -1,0 +1,399 @@
+/* test_pred_fit.c — the XGBoost side of the predictor: fits on a synthetic
+ * hardware model reach a tight error, both kinds; fits are deterministic;
+ * save/load round trips predict identically; damaged files are refused with
+ * errors that name the field; calibration with a synthetic measuring
+ * function ends with a predictor that meets the +-10% goal. */
+#include "tests/testutil.h"
+#include "predictor/pred.h"
+
+#include <math.h>
+
+/* A made-up CPU, per layer: roofline of compute (dense convs slower on thin
+ * channels, depthwise slower still) against memory traffic, plus a per-layer
+ * launch cost, plus 1% multiplicative noise. Nothing here is shared with
+ * features.c: the predictor must learn it from the outside. */
+typedef struct {
+    nas_pcg32 rng;
+    double noise;
+    int calls;
+} synth_ctx;
+
+static double gauss(nas_pcg32 *r)
+{
+    double u1 = nas_pcg32_double(r) + 1e-12, u2 = nas_pcg32_double(r);
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+static void synth_truth(const space_net *net, double *lat_ms, double *en_mj)
+{
+    space_layer layers[SPACE_MAX_BLOCKS * 4 + 8];
+    space_cost c;
+    int n = space_cost_of(net, layers, (int)(sizeof layers / sizeof layers[0]), &c);
+    double t = 20e-6;   /* fixed overhead of an inference */
+    for (int i = 0; i < n; i++) {
+        const space_layer *L = &layers[i];
+        double flops;
+        switch (L->kind) {
+        case SPACE_LAYER_CONV:
+            flops = 30e9 * fmin(1.0, (L->in_ch < L->out_ch ? L->in_ch : L->out_ch) / 64.0);
+            break;
+        case SPACE_LAYER_DWCONV:
+            flops = 4e9 * (L->kernel == 3 ? 1.0 : 0.8);
+            break;
+        default:
+            flops = 5e9;
+        }
+        double compute = L->macs / flops, memory = (L->in_bytes + L->out_bytes + 4 * L->params) / 12e9;
+        t += fmax(compute, memory) + 2e-6;
+    }
+    /* weights spilling out of a 1 MB cache slow everything a little */
+    t *= 1 + 0.15 / (1 + exp(-(4 * c.params - 1e6) / 2e5));
+    *lat_ms = t * 1e3;
+    *en_mj = *lat_ms * 22.0 + c.rw_bytes * 1e-8;   /* 22 W busy, plus DRAM traffic */
+}
+
+static nas_status synth_measure(void *ctxp, const space_spec *spec, const space_net *net,
+                                pred_measurement *m, nas_err *err)
+{
+    (void)spec;
+    (void)err;
+    synth_ctx *ctx = ctxp;
+    double lat, en;
+    synth_truth(net, &lat, &en);
+    ctx->calls++;
+    m->latency_ms = lat * (1 + ctx->noise * gauss(&ctx->rng));
+    m->energy_mj = en * (1 + ctx->noise * gauss(&ctx->rng));
+    m->latency_spread = 2.56 * ctx->noise;
+    m->energy_spread = 2.56 * ctx->noise;
+    snprintf(m->energy_source, sizeof m->energy_source, "synthetic");
+    snprintf(m->energy_quality, sizeof m->energy_quality, "estimated");
+    return NAS_OK;
+}
+
+/* n sampled networks of the default 28x28 space and their true latencies. */
+static void synth_dataset(int n, uint64_t seed, pred_dataset *d, double *lat, double *en)
+{
+    space_config cfg;
+    space_config_default(&cfg, 28, 1, 10);
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, seed, 1);
+    space_genome *g = malloc(sizeof(space_genome) * (size_t)n);
+    assert_non_null(g);
+    pred_sample_stratified(&cfg, n, &rng, g);
+    pred_dataset_init(d);
+    for (int i = 0; i < n; i++) {
+        space_spec spec;
+        static space_net net;
+        nas_err err;
+        assert_int_equal(space_genome_to_spec(&cfg, &g[i], &spec, &err), NAS_OK);
+        assert_int_equal(space_resolve(&spec, &net, &err), NAS_OK);
+        assert_int_equal(pred_dataset_add(d, &net, &err), NAS_OK);
+        synth_truth(&net, &lat[i], &en[i]);
+    }
+    free(g);
+}
+
+static void fast_opts(pred_fit_opts *o)
+{
+    pred_fit_opts_default(o);
+    o->max_rounds = 300;
+}
+
+static void both_kinds_fit_a_synthetic_cpu_tightly(void **state)
+{
+    (void)state;
+    enum { NTR = 150, NTE = 60 };
+    pred_dataset dtr, dte;
+    static double ltr[NTR], etr[NTR], lte[NTE], ete[NTE], p[NTE];
+    synth_dataset(NTR, 11, &dtr, ltr, etr);
+    synth_dataset(NTE, 12, &dte, lte, ete);
+    pred_fit_opts o;
+    fast_opts(&o);
+    for (int k = 0; k < 2; k++) {
+        pred_regressor *r = NULL;
+        nas_err err;
+        double t0 = nas_now();
+        assert_int_equal(pred_regressor_fit(&dtr, ltr, NULL, NTR, (pred_kind)k, &o, &r, &err), NAS_OK);
+        double secs = nas_now() - t0;
+        assert_int_equal(pred_regressor_kind(r), k);
+        assert_int_equal(pred_regressor_predict(r, &dte, NULL, NTE, p, &err), NAS_OK);
+        pred_metrics m;
+        pred_metrics_compute(p, lte, NTE, &m);
+        printf("# %s-level on unseen nets: within10 %.3f within5 %.3f MAPE %.4f tau %.3f, %d rounds, %.2f s\n",
+               pred_kind_name((pred_kind)k), m.within10, m.within5, m.mape, m.kendall_tau,
+               pred_regressor_rounds(r), secs);
+        assert_true(m.within10 >= 0.95);
+        assert_true(m.mape < 0.05);
+        assert_true(m.kendall_tau > 0.9);
+        pred_regressor_free(r);
+    }
+    pred_dataset_free(&dtr);
+    pred_dataset_free(&dte);
+}
+
+static void fits_are_deterministic(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    pred_dataset d;
+    static double lat[N], en[N], p1[N], p2[N];
+    synth_dataset(N, 5, &d, lat, en);
+    pred_fit_opts o;
+    fast_opts(&o);
+    o.max_rounds = 80;
+    for (int k = 0; k < 2; k++) {
+        pred_regressor *a = NULL, *b = NULL;
+        nas_err err;
+        assert_int_equal(pred_regressor_fit(&d, en, NULL, N, (pred_kind)k, &o, &a, &err), NAS_OK);
+        assert_int_equal(pred_regressor_fit(&d, en, NULL, N, (pred_kind)k, &o, &b, &err), NAS_OK);
+        assert_int_equal(pred_regressor_predict(a, &d, NULL, N, p1, &err), NAS_OK);
+        assert_int_equal(pred_regressor_predict(b, &d, NULL, N, p2, &err), NAS_OK);
+        assert_memory_equal(p1, p2, sizeof p1);
+        pred_regressor_free(a);
+        pred_regressor_free(b);
+    }
+    pred_dataset_free(&d);
+}
+
+static void bad_targets_are_refused(void **state)
+{
+    (void)state;
+    enum { N = 30 };
+    pred_dataset d;
+    static double lat[N], en[N];
+    synth_dataset(N, 6, &d, lat, en);
+    lat[7] = -1;
+    pred_fit_opts o;
+    fast_opts(&o);
+    pred_regressor *r = NULL;
+    nas_err err;
+    assert_int_equal(pred_regressor_fit(&d, lat, NULL, N, PRED_KIND_NET, &o, &r, &err), NAS_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "network 7"));
+    pred_dataset_free(&d);
+}
+
+/* ---- calibration, save and load ----------------------------------------- */
+
+static pred_model *calibrated;       /* shared by the tests below: one calibration */
+static pred_calib_report calib_rep;
+static int synth_calls;
+
+static int calibrate_once(void **state)
+{
+    (void)state;
+    pred_calib_opts o;
+    pred_calib_opts_default(&o);
+    o.samples = 160;
+    o.max_samples = 220;
+    o.adaptive_rounds = 1;
+    o.folds = 4;
+    o.threads = 2;
+    o.fit.max_rounds = 300;
+    synth_ctx ctx = {.noise = 0.01};
+    nas_pcg32_seed(&ctx.rng, 99, 1);
+    nas_err err;
+    double t0 = nas_now();
+    nas_status st = pred_calibrate(&o, synth_measure, &ctx, &calibrated, &calib_rep, &err);
+    if (st != NAS_OK) {
+        fprintf(stderr, "calibration failed: %s\n", err.msg);
+        return -1;
+    }
+    synth_calls = ctx.calls;
+    printf("# calibration: %d samples (%d adaptive, %d rounds) in %.1f s (fit %.1f s)\n", calib_rep.samples,
+           calib_rep.adaptive_added, calib_rep.rounds, nas_now() - t0, calib_rep.fit_seconds);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++)
+            printf("#   %s %s-level CV: within10 %.3f within5 %.3f MAPE %.4f tau %.3f%s\n",
+                   t ? "energy " : "latency", pred_kind_name((pred_kind)k), calib_rep.cv[t][k].within10,
+                   calib_rep.cv[t][k].within5, calib_rep.cv[t][k].mape, calib_rep.cv[t][k].kendall_tau,
+                   calib_rep.kept[t] == (pred_kind)k ? "  (kept)" : "");
+    return 0;
+}
+
+static int free_calibrated(void **state)
+{
+    (void)state;
+    pred_free(calibrated);
+    return 0;
+}
+
+static void calibration_meets_the_goal_on_a_synthetic_cpu(void **state)
+{
+    (void)state;
+    assert_non_null(calibrated);
+    assert_int_equal(calib_rep.samples, pred_model_samples(calibrated));
+    assert_true(calib_rep.samples >= 150 && calib_rep.samples <= 220);
+    assert_int_equal(synth_calls, calib_rep.samples);   /* duplicates are not measured twice */
+    for (int t = 0; t < 2; t++) {
+        const pred_metrics *kept = &calib_rep.cv[t][calib_rep.kept[t]];
+        const pred_metrics *other = &calib_rep.cv[t][!calib_rep.kept[t]];
+        assert_true(kept->within10 >= other->within10);   /* the more accurate one was kept */
+        assert_int_equal(pred_model_kind(calibrated, t), calib_rep.kept[t]);
+        assert_true(kept->n == calib_rep.samples);
+    }
+    assert_true(calib_rep.cv[0][calib_rep.kept[0]].within10 >= 0.95);
+    assert_true(fabs(calib_rep.median_latency_spread - 0.0256) < 1e-12);
+
+    /* fresh networks, never measured: predictions within 10% of the truth */
+    enum { N = 50 };
+    pred_dataset d;
+    static double lat[N], en[N];
+    synth_dataset(N, 4242, &d, lat, en);
+    pred_dataset_free(&d);
+    space_config cfg;
+    space_config_default(&cfg, 28, 1, 10);
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, 4242, 1);
+    static space_genome g[N];
+    pred_sample_stratified(&cfg, N, &rng, g);
+    int in10 = 0;
+    for (int i = 0; i < N; i++) {
+        space_spec spec;
+        static space_net net;
+        nas_err err;
+        pred_estimate e;
+        assert_int_equal(space_genome_to_spec(&cfg, &g[i], &spec, &err), NAS_OK);
+        assert_int_equal(space_resolve(&spec, &net, &err), NAS_OK);
+        assert_int_equal(pred_predict(calibrated, &net, &e, &err), NAS_OK);
+        in10 += fabs(e.latency_ms / lat[i] - 1) <= 0.10;
+        assert_string_equal(e.energy_quality, "estimated");
+        assert_string_equal(e.energy_source, "synthetic");
+    }
+    printf("# unseen networks within 10%%: %d of %d\n", in10, N);
+    assert_true(in10 >= 0.95 * N);
+}
+
+static void save_and_load_predict_identically(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/pred.json", dir);
+    nas_err err;
+    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+    pred_model *back = NULL;
+    assert_int_equal(pred_load(path, &back, &err), NAS_OK);
+    assert_int_equal(pred_model_samples(back), pred_model_samples(calibrated));
+    assert_int_equal(pred_hw_differs(pred_model_hw(back), pred_model_hw(calibrated), NULL, 0), 0);
+    assert_int_equal(pred_model_space(back)->resolution, 28);
+    for (int t = 0; t < 2; t++) {
+        assert_int_equal(pred_model_kind(back, t), pred_model_kind(calibrated, t));
+        for (int k = 0; k < 2; k++)
+            assert_true(fabs(pred_model_cv(back, t, k)->within10 - pred_model_cv(calibrated, t, k)->within10) < 1e-12);
+    }
+    for (int p = 0; p < 3; p++) {
+        space_config cfg;
+        space_config_default(&cfg, 28, 1, 10);
+        nas_pcg32 rng;
+        nas_pcg32_seed(&rng, 77, (uint64_t)p);
+        space_genome g;
+        space_genome_sample(&cfg, &rng, &g);
+        space_spec spec;
+        static space_net net;
+        pred_estimate a, b;
+        assert_int_equal(space_genome_to_spec(&cfg, &g, &spec, &err), NAS_OK);
+        assert_int_equal(space_resolve(&spec, &net, &err), NAS_OK);
+        assert_int_equal(pred_predict(calibrated, &net, &a, &err), NAS_OK);
+        assert_int_equal(pred_predict(back, &net, &b, &err), NAS_OK);
+        assert_true(a.latency_ms == b.latency_ms);   /* bit for bit */
+        assert_true(a.energy_mj == b.energy_mj);
+        assert_true(a.latency_ms > 0 && a.energy_mj > 0);
+    }
+    pred_free(back);
+    tu_rmtree(dir);
+}
+
+/* Writes text to path, replacing the first occurrence of `from` in the saved
+ * predictor by `to` (or truncating at `cut` bytes when from is NULL). */
+static void damage(const char *src, const char *dst, const char *from, const char *to, long cut)
+{
+    char *text;
+    size_t len;
+    nas_err err;
+    assert_int_equal(nas_read_file(src, &text, &len, &err), NAS_OK);
+    FILE *f = fopen(dst, "w");
+    assert_non_null(f);
+    if (!from) {
+        fwrite(text, 1, (size_t)cut, f);
+    } else {
+        char *hit = strstr(text, from);
+        assert_non_null(hit);
+        fwrite(text, 1, (size_t)(hit - text), f);
+        fputs(to, f);
+        fputs(hit + strlen(from), f);
+    }
+    fclose(f);
+    nas_free(text);
+}
+
+static void damaged_files_give_clear_errors(void **state)
+{
+    (void)state;
+    char dir[64], good[128], bad[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(good, sizeof good, "%s/pred.json", dir);
+    snprintf(bad, sizeof bad, "%s/bad.json", dir);
+    nas_err err;
+    pred_model *m = NULL;
+    assert_int_equal(pred_save(calibrated, good, &err), NAS_OK);
+
+    damage(good, bad, NULL, NULL, 5000);   /* truncated */
+    assert_int_equal(pred_load(bad, &m, &err), NAS_EINVAL);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "bad.json"));
+    assert_non_null(strstr(err.msg, "JSON error at line"));
+
+    damage(good, bad, "\"feature_version\": 1", "\"feature_version\": 99", 0);
+    assert_int_equal(pred_load(bad, &m, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "feature_version: 99"));
+
+    damage(good, bad, "\"threads\": 2", "\"threads\": \"two\"", 0);
+    assert_int_equal(pred_load(bad, &m, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "hardware.threads"));
+
+    /* inside the XGBoost model: the loader's own complaint comes through */
+    damage(good, bad, "\"tree_param\"", "\"tree_parameters\"", 0);
+    assert_int_equal(pred_load(bad, &m, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "latency_ms.model.xgboost"));
+    printf("# damaged model: %s\n", err.msg);
+
+    damage(good, bad, "\"format\": \"nas-predictor\"", "\"format\": \"something\"", 0);
+    assert_int_equal(pred_load(bad, &m, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "format"));
+
+    assert_int_equal(pred_load("/nonexistent/pred.json", &m, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "/nonexistent/pred.json"));
+    tu_rmtree(dir);
+}
+
+static void networks_outside_the_fit_are_flagged(void **state)
+{
+    (void)state;
+    space_spec spec;
+    static space_net net;
+    nas_err err;
+    char why[256];
+    assert_int_equal(space_preset("mobilenetv2", &spec, &err), NAS_OK);
+    assert_int_equal(space_resolve(&spec, &net, &err), NAS_OK);
+    assert_int_equal(pred_model_outside(calibrated, &net, why, sizeof why), 1);
+    assert_non_null(strstr(why, "224x224"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(both_kinds_fit_a_synthetic_cpu_tightly),
+        cmocka_unit_test(fits_are_deterministic),
+        cmocka_unit_test(bad_targets_are_refused),
+    };
+    const struct CMUnitTest calib_tests[] = {
+        cmocka_unit_test(calibration_meets_the_goal_on_a_synthetic_cpu),
+        cmocka_unit_test(save_and_load_predict_identically),
+        cmocka_unit_test(damaged_files_give_clear_errors),
+        cmocka_unit_test(networks_outside_the_fit_are_flagged),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("calibration", calib_tests, calibrate_once, free_calibrated);
+    return failed;
+}
