@@ -99,6 +99,7 @@ typedef struct {
     double lambda;        /* L2 on leaf weights */
     double subsample, colsample;
     int min_rounds;
+    int refit;            /* 1: refit on all rows for the best round count; 0: keep the early-stopped model */
     int nthread;          /* fixed, for determinism */
     uint64_t seed;
 } pred_fit_opts;

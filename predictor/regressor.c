@@ -61,6 +61,7 @@ void pred_fit_opts_default(pred_fit_opts *o)
     o->min_rounds = 10;
     o->nthread = 1;
     o->seed = 1;
+    o->refit = 1;
 }
 
 /* ---- the data set ------------------------------------------------------- */
@@ -501,6 +502,15 @@ nas_status pred_regressor_fit(const pred_dataset *d, const double *y, const int 
         nas_free(perm);
         if (st != NAS_OK)
             goto cleanup;
+        if (!o->refit) {
+            /* keep the early-stopped model as it is, cut to its best round */
+            memcpy(r->prior_w, w, sizeof w);
+            XGB(XGBoosterSlice(probe, 0, rounds, 1, &r->booster), "XGBoosterSlice");
+            r->rounds = rounds;
+            *out = r;
+            r = NULL;
+            goto cleanup;
+        }
         XGBoosterFree(probe);
         probe = NULL;
     } else {
@@ -584,6 +594,10 @@ nas_status pred_crossval(const pred_dataset *d, const double *y, pred_kind kind,
         st = nas_errf(err, NAS_ENOMEM, "cross-validation: out of memory");
         goto cleanup;
     }
+    /* Folds skip the refit on all rows: half the cost, and a model that saw
+     * 15% fewer networks than the final one, so CV errs on the pessimistic side. */
+    pred_fit_opts fo = *o;
+    fo.refit = 0;
     pred_kfold_assign(n, k, o->seed, fold);
     for (int f = 0; f < k; f++) {
         int ntr = 0, nte = 0;
@@ -593,7 +607,7 @@ nas_status pred_crossval(const pred_dataset *d, const double *y, pred_kind kind,
             else
                 tr[ntr++] = i;
         }
-        st = pred_regressor_fit(d, y, tr, ntr, kind, o, &r, err);
+        st = pred_regressor_fit(d, y, tr, ntr, kind, &fo, &r, err);
         if (st != NAS_OK)
             goto cleanup;
         st = pred_regressor_predict(r, d, te, nte, pf, err);
