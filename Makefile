@@ -92,3 +92,12 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# predictor: calibration at full size on a made-up CPU, timing the fitting side.
+$(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-pred: $(BUILD)/bench/pred_calib
+	nice $(BUILD)/bench/pred_calib 300 0.01 1
+.PHONY: bench-pred

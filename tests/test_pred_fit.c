@@ -5,70 +5,9 @@
  * function ends with a predictor that meets the +-10% goal. */
 #include "tests/testutil.h"
 #include "predictor/pred.h"
+#include "tests/pred_synth.h"
 
 #include <math.h>
-
-/* A made-up CPU, per layer: roofline of compute (dense convs slower on thin
- * channels, depthwise slower still) against memory traffic, plus a per-layer
- * launch cost, plus 1% multiplicative noise. Nothing here is shared with
- * features.c: the predictor must learn it from the outside. */
-typedef struct {
-    nas_pcg32 rng;
-    double noise;
-    int calls;
-} synth_ctx;
-
-static double gauss(nas_pcg32 *r)
-{
-    double u1 = nas_pcg32_double(r) + 1e-12, u2 = nas_pcg32_double(r);
-    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
-}
-
-static void synth_truth(const space_net *net, double *lat_ms, double *en_mj)
-{
-    space_layer layers[SPACE_MAX_BLOCKS * 4 + 8];
-    space_cost c;
-    int n = space_cost_of(net, layers, (int)(sizeof layers / sizeof layers[0]), &c);
-    double t = 20e-6;   /* fixed overhead of an inference */
-    for (int i = 0; i < n; i++) {
-        const space_layer *L = &layers[i];
-        double flops;
-        switch (L->kind) {
-        case SPACE_LAYER_CONV:
-            flops = 30e9 * fmin(1.0, (L->in_ch < L->out_ch ? L->in_ch : L->out_ch) / 64.0);
-            break;
-        case SPACE_LAYER_DWCONV:
-            flops = 4e9 * (L->kernel == 3 ? 1.0 : 0.8);
-            break;
-        default:
-            flops = 5e9;
-        }
-        double compute = L->macs / flops, memory = (L->in_bytes + L->out_bytes + 4 * L->params) / 12e9;
-        t += fmax(compute, memory) + 2e-6;
-    }
-    /* weights spilling out of a 1 MB cache slow everything a little */
-    t *= 1 + 0.15 / (1 + exp(-(4 * c.params - 1e6) / 2e5));
-    *lat_ms = t * 1e3;
-    *en_mj = *lat_ms * 22.0 + c.rw_bytes * 1e-8;   /* 22 W busy, plus DRAM traffic */
-}
-
-static nas_status synth_measure(void *ctxp, const space_spec *spec, const space_net *net,
-                                pred_measurement *m, nas_err *err)
-{
-    (void)spec;
-    (void)err;
-    synth_ctx *ctx = ctxp;
-    double lat, en;
-    synth_truth(net, &lat, &en);
-    ctx->calls++;
-    m->latency_ms = lat * (1 + ctx->noise * gauss(&ctx->rng));
-    m->energy_mj = en * (1 + ctx->noise * gauss(&ctx->rng));
-    m->latency_spread = 2.56 * ctx->noise;
-    m->energy_spread = 2.56 * ctx->noise;
-    snprintf(m->energy_source, sizeof m->energy_source, "synthetic");
-    snprintf(m->energy_quality, sizeof m->energy_quality, "estimated");
-    return NAS_OK;
-}
 
 /* n sampled networks of the default 28x28 space and their true latencies. */
 static void synth_dataset(int n, uint64_t seed, pred_dataset *d, double *lat, double *en)
@@ -171,6 +110,59 @@ static void bad_targets_are_refused(void **state)
     assert_null(r);
     assert_non_null(strstr(err.msg, "network 7"));
     pred_dataset_free(&d);
+}
+
+static void allocation_failures_are_reported_not_crashes(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    static double lat[N], en[N], p[N];
+    space_config cfg;
+    space_config_default(&cfg, 28, 1, 10);
+    static space_net nets[N];
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, 8, 8);
+    for (int i = 0; i < N; i++) {
+        space_genome g;
+        space_spec spec;
+        nas_err err;
+        space_genome_sample(&cfg, &rng, &g);
+        assert_int_equal(space_genome_to_spec(&cfg, &g, &spec, &err), NAS_OK);
+        assert_int_equal(space_resolve(&spec, &nets[i], &err), NAS_OK);
+        synth_truth(&nets[i], &lat[i], &en[i]);
+    }
+    pred_fit_opts o;
+    fast_opts(&o);
+    o.max_rounds = 5;
+    size_t live = nas_alloc_live();
+    int failures = 0;
+    for (long k = 1;; k++) {
+        pred_dataset d;
+        pred_dataset_init(&d);
+        pred_regressor *r = NULL;
+        nas_err err;
+        nas_err_clear(&err);
+        nas_alloc_fail_at(k);
+        nas_status st = NAS_OK;
+        for (int i = 0; st == NAS_OK && i < N; i++)
+            st = pred_dataset_add(&d, &nets[i], &err);
+        for (int kind = 0; st == NAS_OK && kind < 2; kind++) {
+            st = pred_regressor_fit(&d, lat, NULL, N, (pred_kind)kind, &o, &r, &err);
+            if (st == NAS_OK)
+                st = pred_regressor_predict(r, &d, NULL, N, p, &err);
+            pred_regressor_free(r);
+            r = NULL;
+        }
+        nas_alloc_fail_at(0);
+        pred_dataset_free(&d);
+        assert_int_equal(nas_alloc_live(), live);   /* nothing leaked on any path */
+        if (st == NAS_OK)
+            break;
+        assert_int_equal(st, NAS_ENOMEM);
+        assert_non_null(strstr(err.msg, "out of memory"));
+        failures++;
+    }
+    assert_true(failures >= 10);
 }
 
 /* ---- calibration, save and load ----------------------------------------- */
@@ -367,6 +359,35 @@ static void damaged_files_give_clear_errors(void **state)
     tu_rmtree(dir);
 }
 
+static void loading_under_allocation_failures(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/pred.json", dir);
+    nas_err err;
+    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+    size_t live = nas_alloc_live();
+    int failures = 0;
+    for (long k = 1;; k++) {
+        pred_model *m = NULL;
+        nas_alloc_fail_at(k);
+        nas_status st = pred_load(path, &m, &err);
+        nas_alloc_fail_at(0);
+        if (st == NAS_OK) {
+            pred_free(m);
+            assert_int_equal(nas_alloc_live(), live);
+            break;
+        }
+        assert_null(m);
+        assert_int_equal(st, NAS_ENOMEM);
+        assert_int_equal(nas_alloc_live(), live);
+        failures++;
+    }
+    assert_true(failures >= 2);
+    tu_rmtree(dir);
+}
+
 static void networks_outside_the_fit_are_flagged(void **state)
 {
     (void)state;
@@ -386,11 +407,13 @@ int main(void)
         cmocka_unit_test(both_kinds_fit_a_synthetic_cpu_tightly),
         cmocka_unit_test(fits_are_deterministic),
         cmocka_unit_test(bad_targets_are_refused),
+        cmocka_unit_test(allocation_failures_are_reported_not_crashes),
     };
     const struct CMUnitTest calib_tests[] = {
         cmocka_unit_test(calibration_meets_the_goal_on_a_synthetic_cpu),
         cmocka_unit_test(save_and_load_predict_identically),
         cmocka_unit_test(damaged_files_give_clear_errors),
+        cmocka_unit_test(loading_under_allocation_failures),
         cmocka_unit_test(networks_outside_the_fit_are_flagged),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
