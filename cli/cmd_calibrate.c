@@ -13,7 +13,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD]\n"
-            "                     [--threads T] [--folds K] [--adaptive-rounds R] [--seed S]\n"
+            "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
+            "                     [--adaptive-rounds R] [--seed S]\n"
             "                     [--resolution R] [--in-channels C] [--classes K] [--max-width W] [--json]\n\n"
             "Samples N networks that cover the search space (stratified over every choice),\n"
             "measures latency and energy per inference of each, fits whole-network and\n"
@@ -30,6 +31,8 @@ static void usage(FILE *f)
             "                     latency_spread=, energy_spread= (p90-p10)/median, energy_source=,\n"
             "                     energy_quality=measured|sampled|estimated)\n"
             "  --threads T        threads the built-in benchmark uses (default 1); recorded\n"
+            "  --repeats N        built-in benchmark: timed repeats per network (default 5)\n"
+            "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.2)\n"
             "  --folds K          cross-validation folds (default 5)\n"
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
@@ -58,7 +61,8 @@ int cmd_calibrate(int argc, char **argv)
     pred_calib_opts_default(&o);
     long samples = 300, max_samples = -1, threads = 1, folds = 5, rounds = 2, seed = 1;
     long res = 28, in_ch = 1, classes = 10;
-    double max_w = 1.0;
+    double max_w = 1.0, min_s = -1;
+    long repeats = -1;
     const char *out = "predictor.json", *mcmd = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -92,6 +96,10 @@ int cmd_calibrate(int argc, char **argv)
             bad = cli_parse_int(v, 2, 100000, &classes);
         else if (!strcmp(a, "--max-width"))
             bad = cli_parse_double(v, 0.25, 1.25, &max_w);
+        else if (!strcmp(a, "--repeats"))
+            bad = cli_parse_int(v, 1, 1000, &repeats);
+        else if (!strcmp(a, "--min-seconds"))
+            bad = cli_parse_double(v, 0.001, 60, &min_s);
         else if (!strcmp(a, "--out")) {
             bad = !v || !*v;
             out = v;
@@ -125,7 +133,12 @@ int cmd_calibrate(int argc, char **argv)
     snprintf(o.measure, sizeof o.measure, "%s", mcmd ? mcmd : "builtin");
     if (cli_progress_enabled())
         o.progress = progress;
-    cli_measure_ctx mctx = {mcmd, (int)threads};
+    cli_measure_ctx mctx;
+    cli_measure_init(&mctx, mcmd, (int)threads);
+    if (repeats > 0)
+        mctx.repeats = (int)repeats;
+    if (min_s > 0)
+        mctx.min_seconds = min_s;
 
     nas_err err;
     nas_err_clear(&err);
@@ -136,6 +149,7 @@ int cmd_calibrate(int argc, char **argv)
     pred_calib_report rep;
     double t0 = nas_now();
     nas_status st = pred_calibrate(&o, cli_measure, &mctx, &m, &rep, &err);
+    cli_measure_close(&mctx);
     if (st != NAS_OK)
         return cli_fail(cmd, st, &err);
     double secs = nas_now() - t0;

@@ -106,8 +106,12 @@ int cmd_predict(int argc, char **argv)
     }
     pred_measurement meas;
     if (measure) {
-        cli_measure_ctx mctx = {mcmd, fit_hw->threads};
-        st = cli_measure(&mctx, &spec, &net, &meas, &err);
+        cli_measure_ctx mctx;
+        cli_measure_init(&mctx, mcmd, fit_hw->threads);
+        st = cli_measure_ready(&mctx, &err);
+        if (st == NAS_OK)
+            st = cli_measure(&mctx, &spec, &net, &meas, &err);
+        cli_measure_close(&mctx);
         if (st != NAS_OK) {
             pred_free(m);
             return cli_fail(cmd, st, &err);

@@ -4,7 +4,19 @@
  * it says so instead of inventing numbers. */
 #include "cli/measure.h"
 
-nas_status cli_measure_ready(const cli_measure_ctx *ctx, nas_err *err)
+#include <string.h>
+
+void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->cmd = cmd;
+    ctx->threads = threads > 0 ? threads : 1;
+    ctx->repeats = 5;
+    ctx->min_seconds = 0.2;
+    ctx->meter = "auto";
+}
+
+nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err)
 {
     if (ctx->cmd)
         return NAS_OK;
@@ -13,10 +25,15 @@ nas_status cli_measure_ready(const cli_measure_ctx *ctx, nas_err *err)
                     "energy meter are not in yet); measure with --measure-cmd 'CMD {spec}'");
 }
 
+void cli_measure_close(cli_measure_ctx *ctx)
+{
+    ctx->m = NULL;
+}
+
 nas_status cli_measure(void *ctxp, const space_spec *spec, const space_net *net, pred_measurement *m,
                        nas_err *err)
 {
-    const cli_measure_ctx *ctx = ctxp;
+    cli_measure_ctx *ctx = ctxp;
     (void)net;
     if (ctx->cmd)
         return pred_measure_cmd(ctx->cmd, spec, m, err);
