@@ -33,6 +33,8 @@ static void usage(FILE *f)
             "  --threads T        threads the built-in benchmark uses (default 1); recorded\n"
             "  --repeats N        built-in benchmark: timed repeats per network (default 5)\n"
             "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.2)\n"
+            "  --max-spread X     measure a network again (twice at most) when its latency spread\n"
+            "                     (p90-p10)/median is over X (default 0.15; 0: never)\n"
             "  --folds K          cross-validation folds (default 5)\n"
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
@@ -100,6 +102,8 @@ int cmd_calibrate(int argc, char **argv)
             bad = cli_parse_int(v, 1, 1000, &repeats);
         else if (!strcmp(a, "--min-seconds"))
             bad = cli_parse_double(v, 0.001, 60, &min_s);
+        else if (!strcmp(a, "--max-spread"))
+            bad = cli_parse_double(v, 0, 100, &o.max_spread);
         else if (!strcmp(a, "--out")) {
             bad = !v || !*v;
             out = v;
@@ -161,9 +165,9 @@ int cmd_calibrate(int argc, char **argv)
     static const char *const tname[2] = {"latency_ms", "energy_mj"};
     const pred_hw *hw = pred_model_hw(m);
     if (json) {
-        json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:{s:s, s:i, s:i, s:s, s:s}, s:f, s:f}",
+        json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:{s:s, s:i, s:i, s:s, s:s}, s:f, s:f}",
                                  "predictor", out, "samples", rep.samples, "adaptive_added", rep.adaptive_added,
-                                 "rounds", rep.rounds, "seconds", secs, "measure_seconds", rep.measure_seconds,
+                                 "rounds", rep.rounds, "remeasured", rep.remeasured, "seconds", secs, "measure_seconds", rep.measure_seconds,
                                  "fit_seconds", rep.fit_seconds, "hardware", "cpu_model", hw->cpu_model, "cores",
                                  hw->cores, "threads", hw->threads, "meter", hw->meter, "measure", hw->measure,
                                  "median_latency_spread", rep.median_latency_spread, "median_energy_spread",
@@ -184,8 +188,9 @@ int cmd_calibrate(int argc, char **argv)
                rep.samples, rep.adaptive_added, rep.rounds, secs, rep.measure_seconds, rep.fit_seconds);
         printf("hardware: %s, %d cores, %d threads; energy from %s\n", hw->cpu_model, hw->cores, hw->threads,
                hw->meter);
-        printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%\n",
-               100 * rep.median_latency_spread, 100 * rep.median_energy_spread);
+        printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%; "
+               "%d measurements taken again for a latency spread over %.0f%%\n",
+               100 * rep.median_latency_spread, 100 * rep.median_energy_spread, rep.remeasured, 100 * o.max_spread);
         printf("%d-fold cross-validated accuracy on held-out networks:\n", o.folds);
         printf("  %-10s %-6s %8s %8s %7s %10s %7s\n", "target", "model", "+-5%", "+-10%", "MAPE", "RMSE", "tau");
         for (int t = 0; t < 2; t++)

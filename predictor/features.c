@@ -205,8 +205,19 @@ void pred_unit_features(const space_net *net, int unit, float *f)
         f[i] = (float)v[i];
 }
 
+/* The prior's additive costs. Each is a count of work of one kind whose time
+ * per unit is roughly constant on a given CPU, so a non-negative linear
+ * combination is a fair first model of latency: dense 1x1 GEMMs bucketed by
+ * their thinnest side (thin GEMMs run far below peak), the stem, depthwise
+ * MACs by kernel and stride (each a separately specialised kernel), linear
+ * layers, activation elements by function (swish's exp costs many times a
+ * ReLU6), the SE pool-and-scale elements, residual adds, bytes moved, layer
+ * launches and a fixed cost. */
 static const char *const prior_names[PRED_NPRIOR] = {
-    "conv_macs", "dw_macs", "lin_macs", "act_bytes", "weight_bytes", "layers", "fixed",
+    "conv_macs_thin", "conv_macs_mid", "conv_macs_wide", "stem_macs",
+    "dw_macs_k3s1", "dw_macs_k3s2", "dw_macs_k5s1", "dw_macs_k5s2", "dw_macs_k7s1", "dw_macs_k7s2",
+    "lin_macs", "act_relu_elems", "act_hswish_elems", "act_swish_elems", "se_elems", "residual_elems",
+    "act_bytes", "weight_bytes", "layers", "fixed",
 };
 
 const char *pred_prior_name(int i)
@@ -214,17 +225,54 @@ const char *pred_prior_name(int i)
     return i >= 0 && i < PRED_NPRIOR ? prior_names[i] : "?";
 }
 
+static void add_conv(double *p, int cin, int cout, double macs)
+{
+    int thin = cin < cout ? cin : cout;
+    p[thin < 32 ? 0 : thin < 96 ? 1 : 2] += macs;
+}
+
+static void add_act(double *p, space_act a, double elems)
+{
+    p[a == SPACE_ACT_SWISH ? 13 : a == SPACE_ACT_HSWISH ? 12 : 11] += elems;
+}
+
 void pred_unit_prior(const space_net *net, int unit, double *p)
 {
     unit_cost c;
     cost_unit(net, unit, &c);
-    p[0] = c.conv_macs;
-    p[1] = c.dw_macs;
-    p[2] = c.lin_macs;
-    p[3] = c.act_bytes;
-    p[4] = 4 * c.params;
-    p[5] = c.layers;
-    p[6] = 1;
+    memset(p, 0, sizeof(double) * PRED_NPRIOR);
+    if (unit == 0) {
+        p[3] = c.conv_macs;
+        add_act(p, net->stem_act, (double)net->stem_out_hw * net->stem_out_hw * net->stem_ch);
+    } else if (unit <= net->n_blocks) {
+        const space_block *b = &net->blocks[unit - 1];
+        double hw_in = (double)b->in_hw * b->in_hw, hw_out = (double)b->out_hw * b->out_hw;
+        if (b->exp_ch != b->in_ch) {
+            add_conv(p, b->in_ch, b->exp_ch, hw_in * b->in_ch * b->exp_ch);
+            add_act(p, b->act, hw_in * b->exp_ch);
+        }
+        int k = b->kernel == 7 ? 2 : b->kernel == 5 ? 1 : 0;
+        p[4 + 2 * k + (b->stride == 2)] += c.dw_macs;
+        add_act(p, b->act, hw_out * b->exp_ch);
+        if (b->se_ch > 0)
+            p[14] += hw_out * b->exp_ch;
+        add_conv(p, b->exp_ch, b->out_ch, hw_out * b->exp_ch * b->out_ch);
+        if (b->residual)
+            p[15] += hw_out * b->out_ch;
+    } else {
+        double hw = (double)net->head_hw * net->head_hw;
+        if (net->head_ch > 0) {
+            add_conv(p, net->head_in_ch, net->head_ch, hw * net->head_in_ch * net->head_ch);
+            add_act(p, net->head_act, hw * net->head_ch);
+        }
+        if (net->fc_ch > 0)
+            add_act(p, net->fc_act, net->fc_ch);
+    }
+    p[10] = c.lin_macs;
+    p[16] = c.act_bytes;
+    p[17] = 4 * c.params;
+    p[18] = c.layers;
+    p[19] = 1;
 }
 
 /* ---- whole-network features --------------------------------------------- */

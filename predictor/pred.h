@@ -33,7 +33,7 @@
 
 #define PRED_NET_NFEAT   40   /* whole-network features */
 #define PRED_UNIT_NFEAT  28   /* per-unit features */
-#define PRED_NPRIOR       7   /* additive costs the linear prior is fit on */
+#define PRED_NPRIOR      20   /* additive costs the linear prior is fit on */
 
 /* Whole-network features of a resolved net into f[PRED_NET_NFEAT]. */
 void pred_net_features(const space_net *net, float *f);
@@ -44,9 +44,10 @@ const char *pred_net_feature_name(int i);
 int pred_unit_count(const space_net *net);
 void pred_unit_features(const space_net *net, int unit, float *f);
 const char *pred_unit_feature_name(int i);
-/* The additive costs of one unit: conv MACs, depthwise MACs, SE+linear MACs,
- * activation bytes read+written, weight bytes, layers, 1 (a fixed cost). A
- * network's prior costs are the sums over its units. */
+/* The additive costs of one unit (pred_prior_name: dense MACs by width,
+ * depthwise MACs by kernel and stride, linear MACs, activation elements by
+ * function, bytes, layers, 1 for a fixed cost). A network's prior costs are
+ * the sums over its units; the MAC terms add up to the unit's MACs. */
 void pred_unit_prior(const space_net *net, int unit, double *p);
 const char *pred_prior_name(int i);
 
@@ -210,6 +211,8 @@ typedef struct {
     uint64_t seed;
     pred_fit_opts fit;
     int threads;           /* recorded in the fingerprint */
+    double max_spread;     /* latency spread over this: measure again (0: never) */
+    int remeasure;         /* at most this many more times; the steadiest is kept */
     char measure[256];     /* "builtin" or the command, recorded in the fingerprint */
     /* Progress, may be NULL: phase "measure" or "fit", done of total. */
     void (*progress)(void *ctx, const char *phase, int done, int total);
@@ -220,6 +223,7 @@ void pred_calib_opts_default(pred_calib_opts *o);
 
 typedef struct {
     int samples, adaptive_added, rounds;
+    int remeasured;                 /* measurements taken again for a wide spread */
     pred_metrics cv[2][2];          /* [latency, energy][net, block] of the last round */
     pred_kind kept[2];
     double median_latency_spread;   /* measurement noise, to read the errors against */
