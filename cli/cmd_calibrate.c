@@ -14,7 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD]\n"
             "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
-            "                     [--adaptive-rounds R] [--seed S]\n"
+            "                     [--max-spread X] [--reference] [--adaptive-rounds R] [--seed S]\n"
             "                     [--resolution R] [--in-channels C] [--classes K] [--max-width W] [--json]\n\n"
             "Samples N networks that cover the search space (stratified over every choice),\n"
             "measures latency and energy per inference of each, fits whole-network and\n"
@@ -35,6 +35,9 @@ static void usage(FILE *f)
             "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.2)\n"
             "  --max-spread X     measure a network again (twice at most) when its latency spread\n"
             "                     (p90-p10)/median is over X (default 0.15; 0: never)\n"
+            "  --reference        measure a reference network between networks and scale each\n"
+            "                     measurement by how fast the machine ran around it: cancels\n"
+            "                     drifts of a shared or throttling machine, doubles the measuring\n"
             "  --folds K          cross-validation folds (default 5)\n"
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
@@ -75,6 +78,10 @@ int cmd_calibrate(int argc, char **argv)
         }
         if (!strcmp(a, "--json")) {
             json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--reference")) {
+            o.reference = 1;
             continue;
         }
         int bad = 1;
@@ -165,9 +172,9 @@ int cmd_calibrate(int argc, char **argv)
     static const char *const tname[2] = {"latency_ms", "energy_mj"};
     const pred_hw *hw = pred_model_hw(m);
     if (json) {
-        json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:{s:s, s:i, s:i, s:s, s:s}, s:f, s:f}",
+        json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:{s:s, s:i, s:i, s:s, s:s}, s:f, s:f}",
                                  "predictor", out, "samples", rep.samples, "adaptive_added", rep.adaptive_added,
-                                 "rounds", rep.rounds, "remeasured", rep.remeasured, "seconds", secs, "measure_seconds", rep.measure_seconds,
+                                 "rounds", rep.rounds, "remeasured", rep.remeasured, "reference_drift", rep.reference_drift, "seconds", secs, "measure_seconds", rep.measure_seconds,
                                  "fit_seconds", rep.fit_seconds, "hardware", "cpu_model", hw->cpu_model, "cores",
                                  hw->cores, "threads", hw->threads, "meter", hw->meter, "measure", hw->measure,
                                  "median_latency_spread", rep.median_latency_spread, "median_energy_spread",
@@ -191,6 +198,9 @@ int cmd_calibrate(int argc, char **argv)
         printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%; "
                "%d measurements taken again for a latency spread over %.0f%%\n",
                100 * rep.median_latency_spread, 100 * rep.median_energy_spread, rep.remeasured, 100 * o.max_spread);
+        if (rep.references > 0)
+            printf("reference network: median %.4g ms over %d measurements, drift (p90-p10)/median %.1f%%\n",
+                   rep.reference_ms, rep.references, 100 * rep.reference_drift);
         printf("%d-fold cross-validated accuracy on held-out networks:\n", o.folds);
         printf("  %-10s %-6s %8s %8s %7s %10s %7s\n", "target", "model", "+-5%", "+-10%", "MAPE", "RMSE", "tau");
         for (int t = 0; t < 2; t++)

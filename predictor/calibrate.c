@@ -115,8 +115,17 @@ void pred_sample_stratified(const space_config *cfg, int n, nas_pcg32 *rng, spac
 typedef struct {
     int n, cap;
     space_genome *g;
-    double *lat, *en, *lat_spread, *en_spread, *macs;
+    double *lat, *en;            /* what the models fit: raw, or normalised by the reference */
+    double *lat_raw, *en_raw;    /* as measured */
+    double *refm;                /* reference latency around each measurement (0: no reference) */
+    double *lat_spread, *en_spread, *macs;
     pred_dataset d;
+    /* the reference network, measured between networks when o->reference */
+    space_spec ref_spec;
+    space_net ref_net;
+    double ref_last;             /* the latest reference measurement, 0 before the first */
+    double *refs;                /* every reference measurement */
+    int n_refs, refs_cap;
 } samples_t;
 
 static void samples_free(samples_t *s)
@@ -126,6 +135,10 @@ static void samples_free(samples_t *s)
     nas_free(s->en);
     nas_free(s->lat_spread);
     nas_free(s->en_spread);
+    nas_free(s->lat_raw);
+    nas_free(s->en_raw);
+    nas_free(s->refm);
+    nas_free(s->refs);
     nas_free(s->macs);
     pred_dataset_free(&s->d);
 }
@@ -143,6 +156,9 @@ static int samples_reserve(samples_t *s, int cap)
     GROW(lat, double)
     GROW(en, double)
     GROW(lat_spread, double)
+    GROW(lat_raw, double)
+    GROW(en_raw, double)
+    GROW(refm, double)
     GROW(en_spread, double)
     GROW(macs, double)
 #undef GROW
@@ -156,6 +172,73 @@ static int seen(const samples_t *s, const space_genome *g)
         if (s->g[i].n == g->n && memcmp(s->g[i].g, g->g, (size_t)g->n) == 0)
             return 1;
     return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+    if (n <= 0)
+        return 0;
+    double *c = nas_malloc(sizeof(double) * (size_t)n);
+    if (!c)
+        return 0;
+    memcpy(c, v, sizeof(double) * (size_t)n);
+    qsort(c, (size_t)n, sizeof(double), cmp_double);
+    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    nas_free(c);
+    return m;
+}
+
+/* Measures the reference network once more into s->ref_last. */
+static nas_status measure_reference(const pred_calib_opts *o, pred_measure_fn fn, void *ctx, samples_t *s,
+                                    int *remeasured, nas_err *err)
+{
+    pred_measurement m;
+    memset(&m, 0, sizeof m);
+    nas_status st = fn(ctx, &s->ref_spec, &s->ref_net, &m, err);
+    for (int again = 0; st == NAS_OK && again < o->remeasure && o->max_spread > 0 &&
+                        m.latency_spread > o->max_spread; again++) {
+        pred_measurement m2;
+        memset(&m2, 0, sizeof m2);
+        st = fn(ctx, &s->ref_spec, &s->ref_net, &m2, err);
+        (*remeasured)++;
+        if (st == NAS_OK && m2.latency_spread < m.latency_spread)
+            m = m2;
+    }
+    if (st != NAS_OK)
+        return nas_errctx(err, "calibration: the reference network");
+    if (!(m.latency_ms > 0) || !isfinite(m.latency_ms))
+        return nas_errf(err, NAS_EINVAL, "calibration: the reference network measured %g ms", m.latency_ms);
+    if (s->n_refs == s->refs_cap) {
+        int cap = s->refs_cap ? 2 * s->refs_cap : 256;
+        double *r = nas_realloc(s->refs, sizeof(double) * (size_t)cap);
+        if (!r)
+            return nas_errf(err, NAS_ENOMEM, "calibration: out of memory");
+        s->refs = r;
+        s->refs_cap = cap;
+    }
+    s->refs[s->n_refs++] = m.latency_ms;
+    s->ref_last = m.latency_ms;
+    return NAS_OK;
+}
+
+/* The targets the models fit. With a reference, each measurement is scaled
+ * by (median reference) / (reference around it): a machine that runs slower
+ * for a while (a neighbour on the host, a frequency change) slows the
+ * reference alike, and the ratio cancels it. */
+static void apply_reference(samples_t *s)
+{
+    double r = s->n_refs > 0 ? median(s->refs, s->n_refs) : 0;
+    for (int i = 0; i < s->n; i++) {
+        double f = s->refm[i] > 0 && r > 0 ? r / s->refm[i] : 1.0;
+        s->lat[i] = s->lat_raw[i] * f;
+        s->en[i] = s->en_raw[i] * f;
+    }
 }
 
 /* Measures genomes and appends them; duplicates of measured ones are skipped. */
@@ -178,6 +261,12 @@ static nas_status measure_batch(const pred_calib_opts *o, pred_measure_fn fn, vo
         nas_status st = space_genome_to_spec(&o->space, &gs[j], &spec, err);
         if (st == NAS_OK)
             st = space_resolve(&spec, &net, err);
+        double ref_before = 0;
+        if (st == NAS_OK && o->reference) {
+            if (s->ref_last == 0)
+                st = measure_reference(o, fn, ctx, s, remeasured, err);
+            ref_before = s->ref_last;
+        }
         if (st == NAS_OK) {
             memset(&m, 0, sizeof m);
             st = fn(ctx, &spec, &net, &m, err);
@@ -199,6 +288,14 @@ static nas_status measure_batch(const pred_calib_opts *o, pred_measure_fn fn, vo
                           m.latency_ms, m.energy_mj);
         if (st != NAS_OK)
             return nas_errctx(err, "calibration: network %s", gtxt);
+        double refm = 0;
+        if (o->reference) {
+            /* the reference after this network is the one before the next */
+            st = measure_reference(o, fn, ctx, s, remeasured, err);
+            if (st != NAS_OK)
+                return st;
+            refm = sqrt(ref_before * s->ref_last);
+        }
         if (!quality[0]) {
             snprintf(quality, 16, "%s", m.energy_quality[0] ? m.energy_quality : "estimated");
             snprintf(source, 64, "%s", m.energy_source[0] ? m.energy_source : "unknown");
@@ -219,35 +316,17 @@ static nas_status measure_batch(const pred_calib_opts *o, pred_measure_fn fn, vo
         space_cost_of(&net, NULL, 0, &c);
         int i = s->n++;
         s->g[i] = gs[j];
-        s->lat[i] = m.latency_ms;
-        s->en[i] = m.energy_mj;
+        s->lat[i] = s->lat_raw[i] = m.latency_ms;
+        s->en[i] = s->en_raw[i] = m.energy_mj;
+        s->refm[i] = refm;
         s->lat_spread[i] = m.latency_spread;
         s->en_spread[i] = m.energy_spread;
         s->macs[i] = c.macs;
     }
+    apply_reference(s);
     if (o->progress)
         o->progress(o->progress_ctx, "measure", ng, ng);
     return NAS_OK;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-    if (n <= 0)
-        return 0;
-    double *c = nas_malloc(sizeof(double) * (size_t)n);
-    if (!c)
-        return 0;
-    memcpy(c, v, sizeof(double) * (size_t)n);
-    qsort(c, (size_t)n, sizeof(double), cmp_double);
-    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
-    nas_free(c);
-    return m;
 }
 
 /* A kind is kept when it has more networks within 10%; MAPE breaks ties. */
@@ -297,6 +376,19 @@ nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, voi
     nas_pcg32 rng;
     nas_pcg32_seed(&rng, o->seed, 0x63616c6962ULL);   /* "calib" */
     pred_sample_stratified(&o->space, o->samples, &rng, gs);
+    if (o->reference) {
+        /* the middle of the space: every gene at its middle choice */
+        space_genome ref;
+        memset(&ref, 0, sizeof ref);
+        ref.n = space_genome_len(&o->space);
+        for (int i = 0; i < ref.n; i++)
+            ref.g[i] = (uint8_t)(space_gene_cardinality(&o->space, i) / 2);
+        st = space_genome_to_spec(&o->space, &ref, &s.ref_spec, err);
+        if (st == NAS_OK)
+            st = space_resolve(&s.ref_spec, &s.ref_net, err);
+        if (st != NAS_OK)
+            goto cleanup;
+    }
     double t0 = nas_now();
     st = measure_batch(o, measure, ctx, &s, gs, o->samples, quality, source, &rep->remeasured, err);
     rep->measure_seconds += nas_now() - t0;
@@ -378,6 +470,13 @@ nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, voi
     rep->samples = s.n;
     rep->median_latency_spread = median(s.lat_spread, s.n);
     rep->median_energy_spread = median(s.en_spread, s.n);
+    if (s.n_refs > 0) {
+        qsort(s.refs, (size_t)s.n_refs, sizeof(double), cmp_double);
+        rep->reference_ms = median(s.refs, s.n_refs);
+        rep->reference_drift = (s.refs[(int)(0.9 * (s.n_refs - 1))] - s.refs[(int)(0.1 * (s.n_refs - 1))]) /
+                               rep->reference_ms;
+        rep->references = s.n_refs;
+    }
 
     pred_hw_here(&m->hw, o->threads, source, o->measure);
     m->space = o->space;
@@ -394,6 +493,8 @@ nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, voi
     snprintf(m->energy_source, sizeof m->energy_source, "%s", source);
     m->latency_spread = rep->median_latency_spread;
     m->energy_spread = rep->median_energy_spread;
+    m->reference_ms = rep->reference_ms;
+    m->reference_drift = rep->reference_drift;
     *out = m;
     m = NULL;
 cleanup:

@@ -169,7 +169,7 @@ nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
     char *text = NULL;
     json_t *root = json_pack(
         "{s:s, s:i, s:i, s:s, s:{s:s, s:i, s:i, s:s, s:s}, s:{s:i, s:i, s:i, s:i, s:i, s:b, s:f},"
-        " s:i, s:[f, f], s:{s:s, s:s}, s:{s:f, s:f}}",
+        " s:i, s:[f, f], s:{s:s, s:s}, s:{s:f, s:f, s:f, s:f}}",
         "format", FORMAT_NAME, "version", FORMAT_VERSION, "feature_version", PRED_FEATURE_VERSION,
         "nas_version", NAS_VERSION,
         "hardware", "cpu_model", m->hw.cpu_model, "cores", m->hw.cores, "threads", m->hw.threads,
@@ -179,7 +179,8 @@ nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
         "scale_resolution", m->space.scale_resolution, "max_width", m->space.max_width,
         "samples", m->samples, "macs_range", m->macs_min, m->macs_max,
         "energy", "quality", m->energy_quality, "source", m->energy_source,
-        "noise", "latency_spread", m->latency_spread, "energy_spread", m->energy_spread);
+        "noise", "latency_spread", m->latency_spread, "energy_spread", m->energy_spread, "reference_ms",
+        m->reference_ms, "reference_drift", m->reference_drift);
     if (!root)
         return nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
     for (int t = 0; t < 2; t++) {
@@ -342,6 +343,8 @@ nas_status pred_load(const char *path, pred_model **out, nas_err *err)
     NUM(root, "samples", "", m->samples);
     NUM(noise, "latency_spread", "noise", m->latency_spread);
     NUM(noise, "energy_spread", "noise", m->energy_spread);
+    NUM(noise, "reference_ms", "noise", m->reference_ms);
+    NUM(noise, "reference_drift", "noise", m->reference_drift);
     const json_t *range = json_object_get(root, "macs_range");
     if (!json_is_array(range) || json_array_size(range) != 2 || !json_is_number(json_array_get(range, 0)) ||
         !json_is_number(json_array_get(range, 1))) {

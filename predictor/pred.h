@@ -213,6 +213,9 @@ typedef struct {
     int threads;           /* recorded in the fingerprint */
     double max_spread;     /* latency spread over this: measure again (0: never) */
     int remeasure;         /* at most this many more times; the steadiest is kept */
+    int reference;         /* 1: measure a reference network between networks and scale each
+                            * measurement by median(reference) / reference-around-it, which
+                            * cancels slow drifts of the machine's speed (twice the measuring) */
     char measure[256];     /* "builtin" or the command, recorded in the fingerprint */
     /* Progress, may be NULL: phase "measure" or "fit", done of total. */
     void (*progress)(void *ctx, const char *phase, int done, int total);
@@ -229,6 +232,9 @@ typedef struct {
     double median_latency_spread;   /* measurement noise, to read the errors against */
     double median_energy_spread;
     double measure_seconds, fit_seconds;
+    int references;                 /* reference measurements (0: no reference) */
+    double reference_ms;            /* their median */
+    double reference_drift;         /* their (p90 - p10) / median: how much the machine's speed wandered */
 } pred_calib_report;
 
 /* Samples, measures, fits and cross-validates; *out is the fitted predictor. */

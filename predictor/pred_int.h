@@ -29,6 +29,7 @@ struct pred_model {
     char energy_quality[16];
     char energy_source[64];
     double latency_spread, energy_spread;   /* median measurement noise */
+    double reference_ms, reference_drift;   /* the reference network, when normalised by one (else 0) */
     pred_target target[2];
 };
 

@@ -16,6 +16,8 @@ typedef struct {
     nas_pcg32 rng;
     double noise;
     int calls;
+    double drift;      /* > 0: the machine's speed wanders by this much, slowly, over calls */
+    int disturb;       /* > 0: every disturb-th call is disturbed (1.5x slower, spread 0.5) */
 } synth_ctx;
 
 static inline double gauss(nas_pcg32 *r)
@@ -61,9 +63,12 @@ static inline nas_status synth_measure(void *ctxp, const space_spec *spec, const
     double lat, en;
     synth_truth(net, &lat, &en);
     ctx->calls++;
-    m->latency_ms = lat * (1 + ctx->noise * gauss(&ctx->rng));
-    m->energy_mj = en * (1 + ctx->noise * gauss(&ctx->rng));
-    m->latency_spread = 2.56 * ctx->noise;
+    double slow = 1 + ctx->drift * sin(ctx->calls / 9.0);
+    if (ctx->disturb > 0 && ctx->calls % ctx->disturb == 0)
+        slow *= 1.5;
+    m->latency_ms = slow * lat * (1 + ctx->noise * gauss(&ctx->rng));
+    m->energy_mj = slow * en * (1 + ctx->noise * gauss(&ctx->rng));
+    m->latency_spread = ctx->disturb > 0 && ctx->calls % ctx->disturb == 0 ? 0.5 : 2.56 * ctx->noise;
     m->energy_spread = 2.56 * ctx->noise;
     snprintf(m->energy_source, sizeof m->energy_source, "synthetic");
     snprintf(m->energy_quality, sizeof m->energy_quality, "estimated");

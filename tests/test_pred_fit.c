@@ -165,6 +165,46 @@ static void allocation_failures_are_reported_not_crashes(void **state)
     assert_true(failures >= 10);
 }
 
+/* A machine whose speed wanders by +-30% and whose every 10th measurement is
+ * disturbed: re-measuring fixes the disturbed ones, and the reference
+ * network cancels the drift. */
+static void calibration_survives_a_drifting_machine(void **state)
+{
+    (void)state;
+    pred_calib_opts o;
+    pred_calib_opts_default(&o);
+    o.samples = 80;
+    o.max_samples = 80;
+    o.adaptive_rounds = 0;
+    o.folds = 4;
+    o.fit.max_rounds = 200;
+    pred_calib_report plain, ref;
+    pred_model *m = NULL;
+    nas_err err;
+    synth_ctx ctx = {.noise = 0.01, .drift = 0.3, .disturb = 10};
+    nas_pcg32_seed(&ctx.rng, 5, 1);
+    o.max_spread = 0;   /* neither re-measuring nor reference */
+    assert_int_equal(pred_calibrate(&o, synth_measure, &ctx, &m, &plain, &err), NAS_OK);
+    pred_free(m);
+    assert_int_equal(plain.remeasured, 0);
+    assert_int_equal(plain.references, 0);
+
+    synth_ctx ctx2 = {.noise = 0.01, .drift = 0.3, .disturb = 10};
+    nas_pcg32_seed(&ctx2.rng, 5, 1);
+    o.max_spread = 0.15;
+    o.reference = 1;
+    assert_int_equal(pred_calibrate(&o, synth_measure, &ctx2, &m, &ref, &err), NAS_OK);
+    /* one reference before the first network and one after each */
+    assert_int_equal(ref.references, ref.samples + 1);
+    assert_true(ref.remeasured >= 14);   /* every 10th of about 160 calls, nets and references */
+    assert_true(ref.reference_drift > 0.3);   /* the drift is seen ... */
+    printf("# drifting machine: within10 %.3f plain, %.3f with re-measuring and reference (drift %.2f)\n",
+           plain.cv[0][plain.kept[0]].within10, ref.cv[0][ref.kept[0]].within10, ref.reference_drift);
+    assert_true(plain.cv[0][plain.kept[0]].within10 < 0.6);   /* ... and ruins a plain calibration */
+    assert_true(ref.cv[0][ref.kept[0]].within10 >= 0.9);      /* ... but not this one */
+    pred_free(m);
+}
+
 /* ---- calibration, save and load ----------------------------------------- */
 
 static pred_model *calibrated;       /* shared by the tests below: one calibration */
@@ -408,6 +448,7 @@ int main(void)
         cmocka_unit_test(fits_are_deterministic),
         cmocka_unit_test(bad_targets_are_refused),
         cmocka_unit_test(allocation_failures_are_reported_not_crashes),
+        cmocka_unit_test(calibration_survives_a_drifting_machine),
     };
     const struct CMUnitTest calib_tests[] = {
         cmocka_unit_test(calibration_meets_the_goal_on_a_synthetic_cpu),
