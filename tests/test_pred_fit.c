@@ -194,12 +194,14 @@ static void calibration_survives_a_drifting_machine(void **state)
     o.max_spread = 0.15;
     o.reference = 1;
     assert_int_equal(pred_calibrate(&o, synth_measure, &ctx2, &m, &ref, &err), NAS_OK);
-    /* one reference before the first network and one after each */
-    assert_int_equal(ref.references, ref.samples + 1);
+    /* one reference before the first network and one after each measurement
+     * of a network, first or repeated */
+    assert_true(ref.references >= ref.samples + 1 && ref.references <= ref.samples + 1 + ref.remeasured);
     assert_true(ref.remeasured >= 14);   /* every 10th of about 160 calls, nets and references */
     assert_true(ref.reference_drift > 0.3);   /* the drift is seen ... */
-    printf("# drifting machine: within10 %.3f plain, %.3f with re-measuring and reference (drift %.2f)\n",
-           plain.cv[0][plain.kept[0]].within10, ref.cv[0][ref.kept[0]].within10, ref.reference_drift);
+    printf("# drifting machine: within10 %.3f plain, %.3f with re-measuring and reference (drift %.2f, "
+           "%d measurements again)\n", plain.cv[0][plain.kept[0]].within10, ref.cv[0][ref.kept[0]].within10,
+           ref.reference_drift, ref.remeasured);
     assert_true(plain.cv[0][plain.kept[0]].within10 < 0.6);   /* ... and ruins a plain calibration */
     assert_true(ref.cv[0][ref.kept[0]].within10 >= 0.9);      /* ... but not this one */
     pred_free(m);
