@@ -14,7 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD]\n"
             "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
-            "                     [--max-spread X] [--reference] [--adaptive-rounds R] [--seed S]\n"
+            "                     [--max-spread X] [--no-reference] [--adaptive-rounds R] [--seed S]\n"
             "                     [--resolution R] [--in-channels C] [--classes K] [--max-width W] [--json]\n\n"
             "Samples N networks that cover the search space (stratified over every choice),\n"
             "measures latency and energy per inference of each, fits whole-network and\n"
@@ -32,12 +32,16 @@ static void usage(FILE *f)
             "                     energy_quality=measured|sampled|estimated)\n"
             "  --threads T        threads the built-in benchmark uses (default 1); recorded\n"
             "  --repeats N        built-in benchmark: timed repeats per network (default 5)\n"
-            "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.2)\n"
+            "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.05;\n"
+            "                     with a RAPL or perf meter 0.5 or more gives steadier energy)\n"
             "  --max-spread X     measure a network again (twice at most) when its latency spread\n"
             "                     (p90-p10)/median is over X (default 0.15; 0: never)\n"
-            "  --reference        measure a reference network between networks and scale each\n"
-            "                     measurement by how fast the machine ran around it: cancels\n"
-            "                     drifts of a shared or throttling machine, doubles the measuring\n"
+            "  --no-reference     do not measure the reference network between networks. By\n"
+            "                     default each measurement is scaled by how fast the machine ran\n"
+            "                     around it (a reference network measured before and after), and\n"
+            "                     one taken while the machine ran unsteadily or slower than usual\n"
+            "                     is taken again: on a shared machine this took the held-out share\n"
+            "                     within 10%% from 37%% to 94%%; it doubles the measuring time\n"
             "  --folds K          cross-validation folds (default 5)\n"
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
@@ -64,6 +68,7 @@ int cmd_calibrate(int argc, char **argv)
     const char *cmd = "calibrate";
     pred_calib_opts o;
     pred_calib_opts_default(&o);
+    o.reference = 1;
     long samples = 300, max_samples = -1, threads = 1, folds = 5, rounds = 2, seed = 1;
     long res = 28, in_ch = 1, classes = 10;
     double max_w = 1.0, min_s = -1;
@@ -80,8 +85,8 @@ int cmd_calibrate(int argc, char **argv)
             json = 1;
             continue;
         }
-        if (!strcmp(a, "--reference")) {
-            o.reference = 1;
+        if (!strcmp(a, "--no-reference")) {
+            o.reference = 0;
             continue;
         }
         int bad = 1;
@@ -196,8 +201,8 @@ int cmd_calibrate(int argc, char **argv)
         printf("hardware: %s, %d cores, %d threads; energy from %s\n", hw->cpu_model, hw->cores, hw->threads,
                hw->meter);
         printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%; "
-               "%d measurements taken again for a latency spread over %.0f%%\n",
-               100 * rep.median_latency_spread, 100 * rep.median_energy_spread, rep.remeasured, 100 * o.max_spread);
+               "%d measurements taken again as unsteady\n",
+               100 * rep.median_latency_spread, 100 * rep.median_energy_spread, rep.remeasured);
         if (rep.references > 0)
             printf("reference network: median %.4g ms over %d measurements, drift (p90-p10)/median %.1f%%\n",
                    rep.reference_ms, rep.references, 100 * rep.reference_drift);

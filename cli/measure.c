@@ -12,7 +12,7 @@ void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
     ctx->cmd = cmd;
     ctx->threads = threads > 0 ? threads : 1;
     ctx->repeats = 5;
-    ctx->min_seconds = 0.2;
+    ctx->min_seconds = 0.05;
     ctx->meter = "auto";
 }
 

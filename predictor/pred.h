@@ -213,7 +213,7 @@ typedef struct {
     int threads;           /* recorded in the fingerprint */
     double max_spread;     /* latency spread over this: measure again (0: never) */
     int remeasure;         /* at most this many more times; the steadiest is kept */
-    int reference;         /* 1: measure a reference network between networks and scale each
+    int reference;         /* 1 (the CLI's default; 0 here): measure a reference network between networks and scale each
                             * measurement by median(reference) / reference-around-it, which
                             * cancels slow drifts of the machine's speed (twice the measuring) */
     char measure[256];     /* "builtin" or the command, recorded in the fingerprint */
