@@ -247,9 +247,11 @@ static void apply_reference(samples_t *s)
  * (reference after / before) and how much slower than usual it ran
  * (reference around it / median of all references so far). */
 static double unsteadiness(const pred_calib_opts *o, const samples_t *s, const pred_measurement *m,
-                           double before, double after, double usual)
+                           double before, double after, double usual, double usual_spread)
 {
-    double bad = o->max_spread > 0 ? m->latency_spread / o->max_spread : 0;
+    /* a machine whose every measurement is wide gets its outliers taken again, not all of them */
+    double max_spread = o->max_spread > 2 * usual_spread ? o->max_spread : 2 * usual_spread;
+    double bad = o->max_spread > 0 ? m->latency_spread / max_spread : 0;
     if (o->reference && before > 0 && after > 0) {
         const double tol = log(1.10);
         double change = fabs(log(after / before)) / tol;
@@ -273,6 +275,7 @@ static nas_status measure_one(const pred_calib_opts *o, pred_measure_fn fn, void
 {
     nas_status st = NAS_OK;
     double best_bad = INFINITY;
+    double usual_spread = s->n >= 10 ? median(s->lat_spread, s->n) : 0;
     *best_refm = 0;
     for (int attempt = 0; attempt <= o->remeasure; attempt++) {
         double before = 0, after = 0, usual = 0;
@@ -297,7 +300,7 @@ static nas_status measure_one(const pred_calib_opts *o, pred_measure_fn fn, void
         }
         if (attempt > 0)
             (*remeasured)++;
-        double bad = unsteadiness(o, s, &m, before, after, usual);
+        double bad = unsteadiness(o, s, &m, before, after, usual, usual_spread);
         if (bad < best_bad) {
             best_bad = bad;
             *best = m;

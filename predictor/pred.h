@@ -211,7 +211,7 @@ typedef struct {
     uint64_t seed;
     pred_fit_opts fit;
     int threads;           /* recorded in the fingerprint */
-    double max_spread;     /* latency spread over this: measure again (0: never) */
+    double max_spread;     /* latency spread over this (and over twice the usual): measure again (0: never) */
     int remeasure;         /* at most this many more times; the steadiest is kept */
     int reference;         /* 1 (the CLI's default; 0 here): measure a reference network between networks and scale each
                             * measurement by median(reference) / reference-around-it, which

@@ -18,6 +18,7 @@ typedef struct {
     int calls;
     double drift;      /* > 0: the machine's speed wanders by this much, slowly, over calls */
     int disturb;       /* > 0: every disturb-th call is disturbed (1.5x slower, spread 0.5) */
+    int wide;          /* every measurement reports a spread of 0.5 (a machine jittery throughout) */
 } synth_ctx;
 
 static inline double gauss(nas_pcg32 *r)
@@ -68,7 +69,7 @@ static inline nas_status synth_measure(void *ctxp, const space_spec *spec, const
         slow *= 1.5;
     m->latency_ms = slow * lat * (1 + ctx->noise * gauss(&ctx->rng));
     m->energy_mj = slow * en * (1 + ctx->noise * gauss(&ctx->rng));
-    m->latency_spread = ctx->disturb > 0 && ctx->calls % ctx->disturb == 0 ? 0.5 : 2.56 * ctx->noise;
+    m->latency_spread = ctx->wide || (ctx->disturb > 0 && ctx->calls % ctx->disturb == 0) ? 0.5 : 2.56 * ctx->noise;
     m->energy_spread = 2.56 * ctx->noise;
     snprintf(m->energy_source, sizeof m->energy_source, "synthetic");
     snprintf(m->energy_quality, sizeof m->energy_quality, "estimated");

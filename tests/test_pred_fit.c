@@ -207,6 +207,29 @@ static void calibration_survives_a_drifting_machine(void **state)
     pred_free(m);
 }
 
+/* On a machine where every measurement is wide, only the first ten (before a
+ * usual spread is known) are taken again, not every one. */
+static void a_uniformly_jittery_machine_is_not_measured_forever(void **state)
+{
+    (void)state;
+    pred_calib_opts o;
+    pred_calib_opts_default(&o);
+    o.samples = 40;
+    o.max_samples = 40;
+    o.adaptive_rounds = 0;
+    o.folds = 4;
+    o.fit.max_rounds = 50;
+    pred_calib_report rep;
+    pred_model *m = NULL;
+    nas_err err;
+    synth_ctx ctx = {.noise = 0.01, .wide = 1};
+    nas_pcg32_seed(&ctx.rng, 5, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &ctx, &m, &rep, &err), NAS_OK);
+    assert_int_equal(rep.remeasured, 10 * o.remeasure);
+    assert_int_equal(ctx.calls, 40 + 10 * o.remeasure);
+    pred_free(m);
+}
+
 /* ---- calibration, save and load ----------------------------------------- */
 
 static pred_model *calibrated;       /* shared by the tests below: one calibration */
@@ -451,6 +474,7 @@ int main(void)
         cmocka_unit_test(bad_targets_are_refused),
         cmocka_unit_test(allocation_failures_are_reported_not_crashes),
         cmocka_unit_test(calibration_survives_a_drifting_machine),
+        cmocka_unit_test(a_uniformly_jittery_machine_is_not_measured_forever),
     };
     const struct CMUnitTest calib_tests[] = {
         cmocka_unit_test(calibration_meets_the_goal_on_a_synthetic_cpu),
