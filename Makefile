@@ -93,6 +93,48 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
+# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+LDLIBS += -lyaml
+
+# runs/: the run store's cost per recorded evaluation.
+.PHONY: bench-store
+$(BUILD)/bench/bench_store: bench/bench_store.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-store: $(BUILD)/bench/bench_store
+	$(BUILD)/bench/bench_store /tmp/nas-bench-store.db 2000
+
+# ---- evaluator meters: the stand-in libnvidia-ml that tests/test_meter.c loads
+# in place of NVIDIA's (built plain, without the sanitizers, as a driver would be).
+$(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -shared -fPIC -o $@ $<
+$(BUILD)/tests/test_meter: $(BUILD)/tests/libfake-nvml.so
+
+# evaluator: inference latency and energy per inference of a few networks (needs the engine).
+$(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-infer: $(BUILD)/bench/bench_infer
+	$(BUILD)/bench/bench_infer
+
+# ---- ONNX export: nas's engine against ONNX Runtime on the same exported model
+# (bench/bench_ort.c: MobileNetV2-0.5 at 32x32, batch 1, 1 and 2 threads), run
+# by bench-infer before the evaluator's own table; alone: make bench-ort.
+# ONNX Runtime comes from npm, installed when missing (also on machines whose
+# set-up ran before it was part of scripts/setup.sh).
+.PHONY: bench-ort
+ORT_PKG := node_modules/onnxruntime-node/package.json
+$(ORT_PKG): | $(SETUP)
+	bash scripts/setup-ort.sh
+$(BUILD)/bench/bench_ort: bench/bench_ort.c $(LIB) | $(SETUP) $(ORT_PKG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-ort: $(BUILD)/bench/bench_ort
+	nice $(BUILD)/bench/bench_ort --out $(BUILD)/bench
+bench-infer: bench-ort
+$(BUILD)/tests/test_onnx: | $(ORT_PKG)
+
 # predictor: calibration at full size on a made-up CPU, timing the fitting side.
 $(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)
 	@mkdir -p $(dir $@)
