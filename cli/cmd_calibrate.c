@@ -26,7 +26,8 @@ static void usage(FILE *f)
             "  --max-samples N    cap including adaptive rounds (default 1.5 x samples)\n"
             "  --out FILE         predictor file to write (default predictor.json)\n"
             "  --measure-cmd CMD  measure with a command instead of this machine: run by /bin/sh\n"
-            "                     per network, '{spec}' replaced by the path of the spec's JSON;\n"
+            "                     per network, '{spec}' replaced by the path of the spec's JSON\n"
+            "                     and '{onnx}' by an ONNX export of the network (seeded weights);\n"
             "                     it prints 'latency_ms=<ms>' and 'energy_mj=<mJ>' lines (optional:\n"
             "                     latency_spread=, energy_spread= (p90-p10)/median, energy_source=,\n"
             "                     energy_quality=measured|sampled|estimated)\n"
@@ -120,9 +121,9 @@ int cmd_calibrate(int argc, char **argv)
             bad = !v || !*v;
             out = v;
         } else if (!strcmp(a, "--measure-cmd")) {
-            bad = !v || !*v || !strstr(v, "{spec}");
+            bad = !v || !*v || (!strstr(v, "{spec}") && !strstr(v, "{onnx}"));
             if (v && *v && bad)
-                return cli_usage_error(cmd, "--measure-cmd '%s' has no {spec} to receive the network", v);
+                return cli_usage_error(cmd, "--measure-cmd '%s' has no {spec} or {onnx} to receive the network", v);
             mcmd = v;
         } else
             return cli_usage_error(cmd, "unknown option '%s'", a);

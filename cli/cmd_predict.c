@@ -47,8 +47,8 @@ int cmd_predict(int argc, char **argv)
             if (a[2] == 'p') {
                 path = v;
             } else {
-                if (!strstr(v, "{spec}"))
-                    return cli_usage_error(cmd, "--measure-cmd '%s' has no {spec} to receive the network", v);
+                if (!strstr(v, "{spec}") && !strstr(v, "{onnx}"))
+                    return cli_usage_error(cmd, "--measure-cmd '%s' has no {spec} or {onnx} to receive the network", v);
                 mcmd = v;
                 measure = 1;
             }

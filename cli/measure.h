@@ -1,6 +1,6 @@
 /* measure.h — how the CLI measures a network for the predictor: the built-in
- * path (the evaluator's inference benchmark at batch 1 and its energy meter,
- * once they are in this build) or an external command (pred_measure_cmd). */
+ * path (the evaluator's inference benchmark at batch 1 and its energy meter)
+ * or an external command (pred_measure_cmd, with an ONNX export for {onnx}). */
 #ifndef CLI_MEASURE_H
 #define CLI_MEASURE_H
 

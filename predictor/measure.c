@@ -2,7 +2,9 @@
  * hardware that is not this machine (a phone over adb, a board over ssh).
  *
  * Per network: the spec's JSON goes to a temporary file, "{spec}" in the
- * template becomes its path (shell-quoted), /bin/sh runs the command, and its
+ * template becomes its path (shell-quoted), "{onnx}" the path of the ONNX
+ * model the caller exported (the CLI does, with the evaluator), /bin/sh runs
+ * the command, and its
  * stdout is read for "key=value" lines (format in pred.h). The command's
  * stderr passes through to ours, so its own diagnostics reach the user.
  */
@@ -117,7 +119,8 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-nas_status pred_measure_cmd(const char *template, const space_spec *spec, pred_measurement *m, nas_err *err)
+nas_status pred_measure_cmd(const char *template, const space_spec *spec, const char *onnx_path,
+                            pred_measurement *m, nas_err *err)
 {
     nas_status st = NAS_OK;
     char path[] = "/tmp/nas-spec-XXXXXX.json";
@@ -126,9 +129,11 @@ nas_status pred_measure_cmd(const char *template, const space_spec *spec, pred_m
     size_t cmd_len = 0, cmd_cap = 0, out_len = 0, out_cap = 0;
     FILE *p = NULL;
 
-    if (strstr(template, "{onnx}"))
-        return nas_errf(err, NAS_EUNSUPP,
-                        "measure command: {onnx} is not available in this build (ONNX export is not in yet); use {spec}");
+    if (strstr(template, "{onnx}") && !onnx_path)
+        return nas_errf(err, NAS_EUNSUPP, "measure command: {onnx} asked for, but no ONNX model was exported "
+                        "for this network (only {spec} works here)");
+    if (onnx_path && strchr(onnx_path, '\''))
+        return nas_errf(err, NAS_EINVAL, "measure command: the ONNX path %s holds a quote", onnx_path);
     json = space_spec_to_json(spec, 1);
     if (!json)
         return nas_errf(err, NAS_ENOMEM, "measure command: out of memory writing the spec");
@@ -146,18 +151,20 @@ nas_status pred_measure_cmd(const char *template, const space_spec *spec, pred_m
     }
     fd = -1;
 
-    /* the template with every {spec} replaced by the quoted path */
+    /* the template with every {spec} and {onnx} replaced by the quoted path */
     const char *t = template;
     while (*t) {
-        const char *hit = strstr(t, "{spec}");
+        const char *hs = strstr(t, "{spec}"), *ho = strstr(t, "{onnx}");
+        const char *hit = hs && (!ho || hs < ho) ? hs : ho;
         size_t n = hit ? (size_t)(hit - t) : strlen(t);
         if (append(&cmd, &cmd_len, &cmd_cap, t, n) != 0)
             goto oom;
         if (!hit)
             break;
-        char q[64];
-        int qn = snprintf(q, sizeof q, "'%s'", path);   /* mkstemps names hold no quote */
-        if (append(&cmd, &cmd_len, &cmd_cap, q, (size_t)qn) != 0)
+        const char *what = hit == hs ? path : onnx_path;   /* neither holds a quote */
+        if (append(&cmd, &cmd_len, &cmd_cap, "'", 1) != 0 ||
+            append(&cmd, &cmd_len, &cmd_cap, what, strlen(what)) != 0 ||
+            append(&cmd, &cmd_len, &cmd_cap, "'", 1) != 0)
             goto oom;
         t = hit + 6;
     }
@@ -214,5 +221,5 @@ nas_status pred_measure_cmd_fn(void *ctx, const space_spec *spec, const space_ne
                                pred_measurement *m, nas_err *err)
 {
     (void)net;
-    return pred_measure_cmd((const char *)ctx, spec, m, err);
+    return pred_measure_cmd((const char *)ctx, spec, NULL, m, err);
 }

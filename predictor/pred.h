@@ -187,15 +187,18 @@ typedef nas_status (*pred_measure_fn)(void *ctx, const space_spec *spec, const s
 
 /* The external measuring command. template is run by /bin/sh once per network
  * with "{spec}" replaced by the path of a temporary file holding the spec's
- * JSON. The command prints lines "key=value" on stdout, among them
+ * JSON and "{onnx}" by onnx_path (an ONNX model of the network the caller
+ * exported; NULL: a template with {onnx} is refused). The command prints
+ * lines "key=value" on stdout, among them
  *     latency_ms=<milliseconds per inference, batch 1>
  *     energy_mj=<millijoules per inference>
  * and optionally latency_spread=, energy_spread= (relative, (p90-p10)/median),
- * energy_source=<text> and energy_quality=measured|sampled|estimated. Other
- * lines are ignored. A non-zero exit or a missing or unparsable value is an
- * error that names the command and the field. */
-nas_status pred_measure_cmd(const char *template, const space_spec *spec, pred_measurement *m,
-                            nas_err *err);
+ * energy_source=<text> (default "cmd") and
+ * energy_quality=measured|sampled|estimated (default measured). Other lines
+ * are ignored. A non-zero exit or a missing or unparsable value is an error
+ * that names the command and the field. */
+nas_status pred_measure_cmd(const char *template, const space_spec *spec, const char *onnx_path,
+                            pred_measurement *m, nas_err *err);
 /* Parses such output (exposed for tests). */
 nas_status pred_parse_measure_output(const char *text, pred_measurement *m, nas_err *err);
 /* pred_measure_fn face of pred_measure_cmd: ctx is the template. */

@@ -259,7 +259,7 @@ static void measure_command_runs_with_the_spec(void **state)
     pred_measurement m;
     assert_int_equal(space_preset("mobilenetv2", &spec, &err), NAS_OK);
     snprintf(tmpl, sizeof tmpl, "%s {spec}", script);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, &m, &err), NAS_OK);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, &m, &err), NAS_OK);
     assert_true(m.latency_ms == 224.5);
     assert_true(m.energy_mj == 2.25);
     assert_string_equal(m.energy_quality, "sampled");
@@ -268,7 +268,7 @@ static void measure_command_runs_with_the_spec(void **state)
     snprintf(bad, sizeof bad, "%s/bad.sh", dir);
     write_script(bad, "#!/bin/sh\necho latency_ms=3\n");
     snprintf(tmpl, sizeof tmpl, "%s {spec}", bad);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, &m, &err), NAS_EINVAL);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, &m, &err), NAS_EINVAL);
     assert_non_null(strstr(err.msg, "bad.sh"));
     assert_non_null(strstr(err.msg, "energy_mj"));
 
@@ -276,11 +276,21 @@ static void measure_command_runs_with_the_spec(void **state)
     snprintf(fail, sizeof fail, "%s/fail.sh", dir);
     write_script(fail, "#!/bin/sh\necho latency_ms=3\necho energy_mj=1\nexit 3\n");
     snprintf(tmpl, sizeof tmpl, "%s {spec} 2>/dev/null", fail);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, &m, &err), NAS_EIO);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, &m, &err), NAS_EIO);
     assert_non_null(strstr(err.msg, "exit status 3"));
-    assert_int_equal(pred_measure_cmd("/nonexistent/measure {spec} 2>/dev/null", &spec, &m, &err), NAS_EIO);
+    assert_int_equal(pred_measure_cmd("/nonexistent/measure {spec} 2>/dev/null", &spec, NULL, &m, &err), NAS_EIO);
     assert_non_null(strstr(err.msg, "127"));
-    assert_int_equal(pred_measure_cmd("x {onnx}", &spec, &m, &err), NAS_EUNSUPP);
+    assert_int_equal(pred_measure_cmd("x {onnx}", &spec, NULL, &m, &err), NAS_EUNSUPP);
+    /* {onnx} and {spec} both replaced, in either order */
+    snprintf(tmpl, sizeof tmpl, "test -f {spec} && echo latency_ms=1 && echo energy_mj=$(cat {onnx})");
+    char onnx[128];
+    snprintf(onnx, sizeof onnx, "%s/model.onnx", dir);
+    FILE *of = fopen(onnx, "w");
+    assert_non_null(of);
+    fputs("7.5\n", of);
+    fclose(of);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, onnx, &m, &err), NAS_OK);
+    assert_true(m.energy_mj == 7.5);
 
     /* the spec file is gone afterwards */
     FILE *ls = popen("ls /tmp/nas-spec-*.json 2>/dev/null | wc -l", "r");

@@ -128,6 +128,49 @@ static void predictor_from_other_hardware_warns(void **state)
     free(out);
 }
 
+/* The built-in path: the evaluator's benchmark and meter, end to end, small. */
+static void builtin_measuring_calibrates_and_measures(void **state)
+{
+    (void)state;
+    char args[1024], *out = NULL;
+    snprintf(args, sizeof args,
+             "calibrate --samples 20 --folds 2 --adaptive-rounds 0 --no-reference --repeats 2 "
+             "--min-seconds 0.01 --max-width 0.5 --out %s/builtin.json --json 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    assert_non_null(strstr(out, "\"measure\": \"builtin\""));
+    assert_non_null(strstr(out, "\"samples\": 20"));
+    free(out);
+    snprintf(args, sizeof args, "predict %s/net.json --predictor %s/builtin.json --measure --json 2>/dev/null",
+             dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    const char *p = strstr(out, "\"measured\": {\"latency_ms\": ");
+    assert_non_null(p);
+    assert_true(atof(p + 27) > 0);
+    /* the energy carries the meter's source and quality */
+    assert_non_null(strstr(p, "\"energy_source\": \""));
+    assert_non_null(strstr(p, "\"energy_quality\": \""));
+    free(out);
+}
+
+/* {onnx}: the command gets an ONNX export of the network. */
+static void measuring_command_gets_an_onnx_model(void **state)
+{
+    (void)state;
+    char args[1024], *out = NULL;
+    snprintf(args, sizeof args,
+             "predict %s/net.json --predictor %s --measure-cmd "
+             "'test -s {onnx} && head -c 64 {onnx} | grep -q nas && echo latency_ms=$(stat -c %%s {onnx}) "
+             "&& echo energy_mj=1' --json 2>/dev/null",
+             dir, pred);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    const char *p = strstr(out, "\"measured\": {\"latency_ms\": ");
+    assert_non_null(p);
+    assert_true(atof(p + 27) > 1000);   /* the model's size in bytes: weights are in it */
+    free(out);
+    /* and it is gone afterwards */
+    assert_true(system("ls -d /tmp/nas-onnx-* >/dev/null 2>&1") != 0);
+}
+
 static void usage_and_failures(void **state)
 {
     (void)state;
@@ -138,10 +181,6 @@ static void usage_and_failures(void **state)
     assert_int_equal(tu_run_nas("calibrate --help", NULL), 0);
     assert_int_equal(tu_run_nas("predict --help", NULL), 0);
     assert_int_equal(tu_run_nas("predict 2>/dev/null", NULL), 2);
-    /* built-in measuring is not in this build yet: said plainly, exit 1 */
-    assert_int_equal(tu_run_nas("calibrate --samples 40 2>&1", &out), 1);
-    assert_non_null(strstr(out, "not available in this build"));
-    free(out);
     /* a failing measuring command stops the calibration with its exit status */
     snprintf(args, sizeof args, "calibrate --samples 40 --out %s/x.json --measure-cmd 'exit 4; {spec}' 2>&1", dir);
     assert_int_equal(tu_run_nas(args, &out), 1);
@@ -158,6 +197,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(calibrate_with_a_measuring_command_then_predict),
         cmocka_unit_test(predictor_from_other_hardware_warns),
+        cmocka_unit_test(builtin_measuring_calibrates_and_measures),
+        cmocka_unit_test(measuring_command_gets_an_onnx_model),
         cmocka_unit_test(usage_and_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
