@@ -153,6 +153,8 @@ typedef struct {
     const char *energy_source;
 } pred_estimate;
 
+/* About 0.15 ms a network. Not safe to call on one model from several threads
+ * at once (XGBoost's prediction buffer is per booster): one model per thread. */
 nas_status pred_predict(const pred_model *m, const space_net *net, pred_estimate *out, nas_err *err);
 /* The JSON predictor file: written atomically; loading checks the format,
  * feature version and every model, with errors naming the file and field. */
