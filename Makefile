@@ -139,3 +139,12 @@ bench-ort: $(BUILD)/bench/bench_ort
 	nice $(BUILD)/bench/bench_ort --out $(BUILD)/bench
 bench-infer: bench-ort
 $(BUILD)/tests/test_onnx: | $(ORT_PKG)
+
+# predictor: calibration at full size on a made-up CPU, timing the fitting side.
+$(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-pred: $(BUILD)/bench/pred_calib
+	nice $(BUILD)/bench/pred_calib 300 0.01 1
+.PHONY: bench-pred
