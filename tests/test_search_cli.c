@@ -116,11 +116,52 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     json_decref(a);
 }
 
+/* With a calibrated predictor and a hard target: candidates predicted far over
+ * it are screened (never trained), and the best meets the target by the figure
+ * the search knows it by (measured where measured). */
+static void predictor_screens_and_best_meets_the_target(void **state)
+{
+    (void)state;
+    struct stat st;
+    if (stat("data/mnist", &st) != 0) {
+        print_message("no data/mnist ('make data'): skipping the real search\n");
+        skip();
+    }
+    char dir[64], cmd[1024], *out = NULL;
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, "calibrate --samples 20 --max-samples 20 --adaptive-rounds 0 --folds 3 "
+             "--max-width 0.25 --min-seconds 0.02 --repeats 3 --no-reference --out %s/pred.json >/dev/null 2>&1", dir);
+    assert_int_equal(tu_run_nas(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "search --data mnist --subset 64 --epochs 1 --stages 2 --max-width 0.25 --threads 1 "
+             "--bench-seconds 0.02 --budget-evals 4 --target-mj 0.6 --hard --predictor %s/pred.json "
+             "--measure-every 2 --measure-top 2 --seed 5 --json 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    json_t *r = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "evals")), 4);
+    assert_true(json_integer_value(json_object_get(r, "proposals")) ==
+                4 + json_integer_value(json_object_get(r, "screened")) +
+                json_integer_value(json_object_get(r, "seen_before")) +
+                json_integer_value(json_object_get(r, "over_budget")));
+    json_t *best = json_object_get(r, "best");
+    if (json_is_object(best)) {
+        assert_true(json_real_value(json_object_get(best, "energy_mj")) <= 0.6);
+        assert_true(json_is_true(json_object_get(best, "feasible")));
+    }
+    json_t *lb = json_object_get(r, "leaderboard");
+    for (size_t i = 0; i < json_array_size(lb); i++)
+        assert_true(json_real_value(json_object_get(json_array_get(lb, i), "energy_mj")) <= 0.6);
+    json_decref(r);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(usage_errors_exit_2_and_name_the_option),
         cmocka_unit_test(tiny_search_keeps_its_budget_and_resumes),
+        cmocka_unit_test(predictor_screens_and_best_meets_the_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
