@@ -101,6 +101,8 @@ typedef struct {
     int bench_each;            /* no predictor: benchmark every candidate */
     search_loop *loop;
     const char *pred_source;   /* the predictor file, the source of predicted figures */
+    long n_outside;            /* candidates outside what the predictor was fit on */
+    char outside_why[256];
     /* the run store (db NULL: none); cand[seq] is the candidate's row id */
     runs_db *db;
     int64_t run;
@@ -135,6 +137,9 @@ static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction
     pred_estimate e;
     if ((st = pred_predict(c->pred, &net, &e, err)))
         return st;
+    char why[256];
+    if (pred_model_outside(c->pred, &net, why, sizeof why) && c->n_outside++ == 0)
+        snprintf(c->outside_why, sizeof c->outside_why, "%s", why);
     out->latency_ms = e.latency_ms;
     out->energy_mj = e.energy_mj;
     return NAS_OK;
@@ -757,6 +762,9 @@ int cmd_search(int argc, char **argv)
         goto fail;
     if (why == SEARCH_STOP_REQUESTED)
         fprintf(stderr, "nas search: interrupted%s\n", state_path ? "; run the same command to resume" : "");
+    if (c.n_outside)
+        fprintf(stderr, "nas search: warning: %ld candidates lay outside what %s was fit on (first: %s); "
+                "its figures for them are extrapolations\n", c.n_outside, pred_path, c.outside_why);
     if (json ? print_json(&c, l, why, (int)top) : (print_text(&c, l, why, (int)top), 0)) {
         st = nas_errf(&err, NAS_ENOMEM, "out of memory writing the report");
         goto fail;
