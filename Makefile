@@ -92,3 +92,12 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- Open MPI (issue 8) --------------------------------------------------
+# search/dist.c includes <mpi.h>, so every binary links libmpi; MPI_Init runs
+# only when a launcher (mpirun, srun) started the process. -isystem: the
+# strict warning list is for our code, not mpi.h.
+MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags ompi-c 2>/dev/null))
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+CFLAGS     += $(MPI_CFLAGS)
+LDLIBS     += $(MPI_LIBS)
