@@ -1,0 +1,230 @@
+/* cmd_train.c — `nas train SPEC|PRESET --data D`: one architecture, trained
+ * briefly with the built-in engine, with a line per epoch and the final test
+ * accuracy. The spec is adapted to the data: its resolution (strides made
+ * gentler for small inputs, as the search space does), channels and classes. */
+#include "cli/cli.h"
+#include "evaluator/ev.h"
+#include "space/space.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The data loaders live in evaluator/data.c; a build without them says so. */
+#pragma weak ev_data_load
+#pragma weak ev_data_free
+#pragma weak ev_data_opts_default
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nas train SPEC.json|PRESET --data mnist|cifar10:DIR|idx:DIR [options]\n\n"
+            "Trains one architecture briefly with the built-in engine and prints the test accuracy.\n"
+            "The spec is adapted to the data: channels, classes, and --resolution (default: the\n"
+            "data's), with strides made gentler so the map entering the head is at least 4x4.\n\n"
+            "options:\n"
+            "  --epochs E        training epochs (default 3)\n"
+            "  --batch B         batch size (default 64)\n"
+            "  --lr X            peak learning rate, cosine after warm-up (default 0.1)\n"
+            "  --width W         width multiplier applied to the spec (default 1)\n"
+            "  --threads T       threads (default: all cores)\n"
+            "  --seed S          initialisation, shuffling and augmentation (default 1)\n"
+            "  --subset N        train on the first N training images (default: all)\n"
+            "  --resolution R    network input side; images are padded or cropped to it\n"
+            "  --json            print one JSON object with the result on stdout\n");
+}
+
+static int on_epoch(void *ctx, int epoch, double loss, double acc, double val, double ips)
+{
+    int *total = ctx;
+    fprintf(stderr, "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f images/s\n", epoch,
+            *total, loss, acc, val, ips);
+    return 0;
+}
+
+/* Centre pad (zeros: the mean after normalisation) or crop a split to R x R. */
+static nas_status resize_split(ev_split *s, int R, nas_err *err)
+{
+    if (s->n == 0 || (s->h == R && s->w == R))
+        return NAS_OK;
+    float *out = nas_malloc(sizeof(float) * (size_t)s->n * R * R * s->c);
+    if (!out)
+        return nas_errf(err, NAS_ENOMEM, "out of memory resizing images to %dx%d", R, R);
+    int oy = (R - s->h) / 2, ox = (R - s->w) / 2;
+    for (int i = 0; i < s->n; i++)
+        for (int y = 0; y < R; y++)
+            for (int x = 0; x < R; x++) {
+                int sy = y - oy, sx = x - ox;
+                float *d = out + (((size_t)i * R + y) * R + x) * s->c;
+                for (int c = 0; c < s->c; c++)
+                    d[c] = (sy >= 0 && sy < s->h && sx >= 0 && sx < s->w)
+                               ? s->images[(((size_t)i * s->h + sy) * s->w + sx) * s->c + c]
+                               : 0.0f;
+            }
+    nas_free(s->images);
+    s->images = out;
+    s->h = s->w = R;
+    return NAS_OK;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    const char *spec_arg = NULL, *data_arg = NULL;
+    long epochs = 3, batch = 64, threads = 0, seed = 1, subset = 0, res = 0;
+    double lr = 0.1, width = 1.0;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (a[0] == '-' && a[1] == '-' && !v)
+            return cli_usage_error("train", "%s needs a value", a);
+        if (!strcmp(a, "--data"))
+            data_arg = v;
+        else if (!strcmp(a, "--epochs")) {
+            if (cli_parse_int(v, 1, 1000, &epochs))
+                return cli_usage_error("train", "--epochs: '%s' is not an integer in 1..1000", v);
+        } else if (!strcmp(a, "--batch")) {
+            if (cli_parse_int(v, 1, 4096, &batch))
+                return cli_usage_error("train", "--batch: '%s' is not an integer in 1..4096", v);
+        } else if (!strcmp(a, "--lr")) {
+            if (cli_parse_double(v, 1e-8, 100, &lr))
+                return cli_usage_error("train", "--lr: '%s' is not a number in (0, 100]", v);
+        } else if (!strcmp(a, "--width")) {
+            if (cli_parse_double(v, 0.05, 4, &width))
+                return cli_usage_error("train", "--width: '%s' is not a number in [0.05, 4]", v);
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int(v, 0, 256, &threads))
+                return cli_usage_error("train", "--threads: '%s' is not an integer in 0..256", v);
+        } else if (!strcmp(a, "--seed")) {
+            if (cli_parse_int(v, 0, 0x7fffffffL, &seed))
+                return cli_usage_error("train", "--seed: '%s' is not a non-negative integer", v);
+        } else if (!strcmp(a, "--subset")) {
+            if (cli_parse_int(v, 2, 100000000, &subset))
+                return cli_usage_error("train", "--subset: '%s' is not an integer >= 2", v);
+        } else if (!strcmp(a, "--resolution")) {
+            if (cli_parse_int(v, 8, 1024, &res))
+                return cli_usage_error("train", "--resolution: '%s' is not an integer in 8..1024", v);
+        } else if (a[0] == '-') {
+            return cli_usage_error("train", "unknown option '%s'", a);
+        } else {
+            if (spec_arg)
+                return cli_usage_error("train", "one spec only ('%s' and '%s')", spec_arg, a);
+            spec_arg = a;
+            continue;
+        }
+        i++;
+    }
+    if (!spec_arg)
+        return cli_usage_error("train", "no spec or preset given");
+    if (!data_arg)
+        return cli_usage_error("train", "--data is required (mnist, cifar10:DIR or idx:DIR)");
+    if (!ev_data_load) {
+        fprintf(stderr, "nas train: the data loaders are not in this build\n");
+        return 1;
+    }
+
+    nas_err err = {0};
+    nas_status st;
+    space_spec spec;
+    space_net arch;
+    ev_data data;
+    ev_net *net = NULL;
+    int data_loaded = 0, rc = 0;
+    if ((st = space_spec_from_arg(spec_arg, &spec, &err)))
+        return cli_fail("train", st, &err);
+    ev_data_opts dopts;
+    ev_data_opts_default(&dopts);
+    dopts.train_limit = (int)subset;
+    dopts.seed = (uint64_t)seed;
+    if ((st = ev_data_load(data_arg, &dopts, &data, &err)))
+        return cli_fail("train", st, &err);
+    data_loaded = 1;
+    if (res == 0)
+        res = data.train.h;
+    if ((st = resize_split(&data.train, (int)res, &err)) || (st = resize_split(&data.val, (int)res, &err)) ||
+        (st = resize_split(&data.test, (int)res, &err)))
+        goto fail;
+    if (width != 1.0)
+        space_scale(&spec, width, 1.0);
+    spec.in_ch = data.train.c;
+    spec.num_classes = data.num_classes;
+    space_adapt_strides(&spec, (int)res, 4);
+    if ((st = space_resolve(&spec, &arch, &err)))
+        goto fail;
+    if (batch > data.train.n)
+        batch = data.train.n;
+
+    ev_net_opts no = {.batch = (int)batch, .training = 1, .threads = (int)threads,
+                      .seed = (uint64_t)seed};
+    if ((st = ev_net_create(&arch, &no, &net, &err)))
+        goto fail;
+    ev_memplan plan;
+    ev_net_plan(&arch, (int)batch, 1, &plan, NULL);
+    space_cost cost;
+    space_cost_of(&arch, NULL, 0, &cost);
+    fprintf(stderr, "nas train: %s at %ldx%ldx%d, %d blocks, %.3fM params, %.2fM MACs/image; "
+            "%s: %d train, %d val, %d test; %.1f MiB\n",
+            spec.name[0] ? spec.name : spec_arg, res, res, arch.in_ch, arch.n_blocks,
+            cost.params / 1e6, cost.macs / 1e6, data.name, data.train.n, data.val.n, data.test.n,
+            plan.total / 1048576.0);
+
+    ev_train_opts to;
+    ev_train_opts_default(&to);
+    int total = (int)epochs;
+    to.epochs = (int)epochs;
+    to.batch = (int)batch;
+    to.lr = lr;
+    to.threads = (int)threads;
+    to.seed = (uint64_t)seed;
+    to.on_epoch = on_epoch;
+    to.ctx = &total;
+    ev_train_result r;
+    st = ev_train(net, &data, &to, &r, &err);
+    if (st && st != NAS_EDIVERGED)
+        goto fail;
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "spec", json_string(spec_arg));
+        json_object_set_new(o, "data", json_string(data.name));
+        json_object_set_new(o, "resolution", json_integer(res));
+        json_object_set_new(o, "params", json_real(cost.params));
+        json_object_set_new(o, "macs", json_real(cost.macs));
+        json_object_set_new(o, "epochs", json_integer(r.epochs_done));
+        json_object_set_new(o, "diverged", json_boolean(r.diverged));
+        json_object_set_new(o, "train_loss", isfinite(r.train_loss) ? json_real(r.train_loss) : json_null());
+        json_object_set_new(o, "train_accuracy", json_real(r.train_acc));
+        json_object_set_new(o, "val_accuracy", json_real(r.val_acc));
+        json_object_set_new(o, "test_accuracy", json_real(r.test_acc));
+        json_object_set_new(o, "seconds", json_real(r.seconds));
+        json_object_set_new(o, "images_per_s", json_real(r.images_per_s));
+        json_object_set_new(o, "threads", json_integer(threads));
+        json_object_set_new(o, "seed", json_integer(seed));
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    }
+    if (st == NAS_EDIVERGED) {
+        rc = cli_fail("train", st, &err);
+    } else {
+        fprintf(stderr, "test accuracy %.4f (%d epochs, %.1f s, %.0f images/s)\n", r.test_acc,
+                r.epochs_done, r.seconds, r.images_per_s);
+    }
+    goto done;
+
+fail:
+    rc = cli_fail("train", st, &err);
+done:
+    ev_net_free(net);
+    if (data_loaded)
+        ev_data_free(&data);
+    return rc;
+}

@@ -1,0 +1,206 @@
+/* train.c — brief training of a candidate: SGD with Nesterov momentum, weight
+ * decay, cosine learning rate after a linear warm-up (set per step), label
+ * smoothing, random-crop and flip augmentation, seeded shuffling.
+ *
+ * Every random choice (shuffle, crop, flip, dropout) comes from one PCG32
+ * stream seeded by opts->seed, and every kernel reduces in a fixed order for a
+ * thread count, so the same seed, data and thread count give the same
+ * accuracy. The loop allocates nothing: its one buffer (permutation and
+ * labels) is taken before the first step, the batch lives in the net.
+ */
+#include "evaluator/net_priv.h"
+
+#include <math.h>
+#include <string.h>
+
+void ev_train_opts_default(ev_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = 3;
+    o->batch = 64;
+    o->lr = 0.1;
+    o->momentum = 0.9;
+    o->weight_decay = 4e-5;
+    o->warmup_epochs = 0.3;
+    o->label_smoothing = 0.1;
+    o->augment = 1;
+    o->threads = 0;
+    o->seed = 1;
+}
+
+/* Random crop with zero padding (zero is the mean after normalisation) and an
+ * optional horizontal flip, of one H x W x C image. */
+static void augment_one(float *dst, const float *src, int H, int W, int C, int pad, int flip,
+                        nas_pcg32 *rng)
+{
+    int dy = (int)nas_pcg32_bounded(rng, 2 * pad + 1) - pad;
+    int dx = (int)nas_pcg32_bounded(rng, 2 * pad + 1) - pad;
+    int fl = flip ? (int)(nas_pcg32_next(rng) >> 31) : 0;
+    for (int y = 0; y < H; y++) {
+        int sy = y + dy;
+        for (int x = 0; x < W; x++) {
+            int sx = (fl ? W - 1 - x : x) + dx;
+            float *d = dst + ((size_t)y * W + x) * C;
+            if (sy < 0 || sy >= H || sx < 0 || sx >= W)
+                memset(d, 0, sizeof(float) * C);
+            else
+                memcpy(d, src + ((size_t)sy * W + sx) * C, sizeof(float) * C);
+        }
+    }
+}
+
+static nas_status check_split(const ev_net *net, const ev_split *s, const char *what, nas_err *err)
+{
+    const space_net *a = ev_net_arch(net);
+    if (s->n > 0 && (s->h != a->resolution || s->w != a->resolution || s->c != a->in_ch))
+        return nas_errf(err, NAS_EINVAL, "%s split is %dx%dx%d but the network takes %dx%dx%d", what,
+                        s->h, s->w, s->c, a->resolution, a->resolution, a->in_ch);
+    if (s->n > 0 && (!s->images || !s->labels))
+        return nas_errf(err, NAS_EINVAL, "%s split has no images or labels", what);
+    for (int i = 0; i < s->n; i++)
+        if (s->labels[i] >= a->num_classes)
+            return nas_errf(err, NAS_EINVAL, "%s split: label %d of image %d is not below %d classes",
+                            what, s->labels[i], i, a->num_classes);
+    return NAS_OK;
+}
+
+nas_status ev_evaluate(ev_net *net, const ev_split *split, double *accuracy, nas_err *err)
+{
+    *accuracy = 0;
+    nas_status st = check_split(net, split, "evaluation", err);
+    if (st)
+        return st;
+    if (split->n == 0)
+        return NAS_OK;
+    const space_net *a = ev_net_arch(net);
+    int K = a->num_classes, bmax = evn_batch(net);
+    size_t img = (size_t)split->h * split->w * split->c;
+    long hits = 0;
+    for (int i = 0; i < split->n; i += bmax) {
+        int B = split->n - i < bmax ? split->n - i : bmax;
+        st = ev_net_infer(net, split->images + (size_t)i * img, B, NULL, err);
+        if (st)
+            return st;
+        const float *lg = evn_logits(net);
+        for (int b = 0; b < B; b++) {
+            int arg = 0;
+            for (int c = 1; c < K; c++)
+                if (lg[(size_t)b * K + c] > lg[(size_t)b * K + arg])
+                    arg = c;
+            hits += arg == split->labels[i + b];
+        }
+    }
+    *accuracy = (double)hits / split->n;
+    return NAS_OK;
+}
+
+nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev_train_result *res,
+                    nas_err *err)
+{
+    memset(res, 0, sizeof *res);
+    nas_status st = NAS_OK;
+    const ev_split *tr = &data->train;
+    const space_net *a = ev_net_arch(net);
+    int *perm = NULL;
+    if (!evn_input(net))
+        return nas_errf(err, NAS_EINVAL, "training: the network was created for inference only");
+    if (o->epochs < 1 || o->batch < 1)
+        return nas_errf(err, NAS_EINVAL, "training: epochs %d and batch %d must be at least 1",
+                        o->epochs, o->batch);
+    if (o->batch > evn_batch(net))
+        return nas_errf(err, NAS_EINVAL, "training: batch %d is larger than the network's %d",
+                        o->batch, evn_batch(net));
+    if (!(o->lr > 0) || !(o->momentum >= 0) || !(o->weight_decay >= 0) ||
+        !(o->label_smoothing >= 0 && o->label_smoothing < 1) || !(o->warmup_epochs >= 0))
+        return nas_errf(err, NAS_EINVAL, "training: lr %g, momentum %g, weight_decay %g, "
+                        "label_smoothing %g, warmup_epochs %g out of range", o->lr, o->momentum,
+                        o->weight_decay, o->label_smoothing, o->warmup_epochs);
+    if (data->num_classes != a->num_classes)
+        return nas_errf(err, NAS_EINVAL, "training: the data has %d classes, the network %d",
+                        data->num_classes, a->num_classes);
+    if (tr->n < 2)
+        return nas_errf(err, NAS_EINVAL, "training: %d training images (need at least 2)", tr->n);
+    if ((st = check_split(net, tr, "train", err)) || (st = check_split(net, &data->val, "val", err)) ||
+        (st = check_split(net, &data->test, "test", err)))
+        return st;
+    evn_set_threads(net, o->threads);
+
+    int H = tr->h, W = tr->w, C = tr->c;
+    size_t img = (size_t)H * W * C;
+    int B = o->batch < tr->n ? o->batch : tr->n;
+    int steps = tr->n / B;   /* the last partial batch is dropped, as its BN statistics would be poor */
+    long total = (long)steps * o->epochs;
+    long warm = (long)llround(o->warmup_epochs * steps);
+    if (warm > total)
+        warm = total;
+    int pad = H >= 32 ? 4 : H >= 24 ? 3 : 2;
+    perm = nas_malloc(sizeof(int) * tr->n + (size_t)B);
+    if (!perm)
+        return nas_errf(err, NAS_ENOMEM, "training: out of memory for %d indices", tr->n);
+    uint8_t *labels = (uint8_t *)(perm + tr->n);
+    for (int i = 0; i < tr->n; i++)
+        perm[i] = i;
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, o->seed, 0x747261696eULL);   /* "train" */
+    float *x = evn_input(net);
+    double t0 = nas_now(), train_secs = 0;
+    long step = 0, images = 0;
+
+    for (int ep = 0; ep < o->epochs; ep++) {
+        double te = nas_now(), loss_sum = 0;
+        long hits = 0, seen = 0;
+        for (int i = tr->n - 1; i > 0; i--) {   /* Fisher-Yates */
+            int j = (int)nas_pcg32_bounded(&rng, (uint32_t)i + 1);
+            int t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+        for (int s = 0; s < steps; s++, step++) {
+            for (int b = 0; b < B; b++) {
+                int id = perm[s * B + b];
+                labels[b] = tr->labels[id];
+                if (o->augment)
+                    augment_one(x + b * img, tr->images + id * img, H, W, C, pad, data->flip_ok, &rng);
+                else
+                    memcpy(x + b * img, tr->images + id * img, sizeof(float) * img);
+            }
+            double lr = step < warm ? o->lr * (double)(step + 1) / warm
+                                    : 0.5 * o->lr * (1 + cos(M_PI * (double)(step - warm) /
+                                                             (double)(total - warm)));
+            int correct = 0;
+            double loss = evn_train_step(net, x, labels, B, (float)o->label_smoothing, &rng, &correct);
+            if (!isfinite(loss)) {
+                res->diverged = 1;
+                res->train_loss = loss;
+                res->epochs_done = ep;
+                st = nas_errf(err, NAS_EDIVERGED, "training diverged: loss %g at epoch %d, step %d "
+                              "(lr %.4g)", loss, ep + 1, s + 1, lr);
+                goto cleanup;
+            }
+            evn_sgd(net, (float)lr, (float)o->momentum, (float)o->weight_decay);
+            loss_sum += loss * B;
+            hits += correct;
+            seen += B;
+        }
+        double dt = nas_now() - te;
+        train_secs += dt;
+        images += seen;
+        res->epochs_done = ep + 1;
+        res->train_loss = loss_sum / seen;
+        res->train_acc = (double)hits / seen;
+        res->images_per_s = train_secs > 0 ? images / train_secs : 0;
+        if ((st = ev_evaluate(net, &data->val, &res->val_acc, err)))
+            goto cleanup;
+        if (o->on_epoch && o->on_epoch(o->ctx, ep + 1, res->train_loss, res->train_acc,
+                                       res->val_acc, seen / (dt > 0 ? dt : 1e-9)))
+            break;
+        if (o->max_seconds > 0 && nas_now() - t0 > o->max_seconds)
+            break;
+    }
+    st = ev_evaluate(net, &data->test, &res->test_acc, err);
+
+cleanup:
+    res->seconds = nas_now() - t0;
+    nas_free(perm);
+    return st;
+}

@@ -1,0 +1,205 @@
+/* test_train.c — the training loop on synthetic but learnable data (stripes
+ * of six orientations and frequencies under noise, so crops and flips keep
+ * the class): it learns, it is deterministic for a seed and thread count, a
+ * diverging run is reported as diverged, and bad inputs are refused. */
+#include "tests/testutil.h"
+#include "tests/nethelp.h"
+#include "evaluator/ev.h"
+#include "evaluator/net_priv.h"
+
+#include <math.h>
+
+#define RES 12
+#define NCLS 6
+
+static void make_split(ev_split *s, int n, nas_pcg32 *rng)
+{
+    static const float fx[NCLS] = {1.2f, 0.0f, 0.9f, 0.9f, 2.2f, 0.0f};
+    static const float fy[NCLS] = {0.0f, 1.2f, 0.9f, -0.9f, 0.0f, 2.2f};
+    s->n = n;
+    s->h = s->w = RES;
+    s->c = 1;
+    s->images = nas_malloc(sizeof(float) * n * RES * RES);
+    s->labels = nas_malloc((size_t)n);
+    assert_non_null(s->images);
+    for (int i = 0; i < n; i++) {
+        int c = (int)nas_pcg32_bounded(rng, NCLS);
+        float ph = (float)(2 * M_PI * nas_pcg32_double(rng));
+        s->labels[i] = (uint8_t)c;
+        for (int y = 0; y < RES; y++)
+            for (int x = 0; x < RES; x++)
+                s->images[(size_t)i * RES * RES + y * RES + x] =
+                    sinf(fx[c] * x + fy[c] * y + ph) + 0.6f * (float)(2 * nas_pcg32_double(rng) - 1);
+    }
+}
+
+static void make_data(ev_data *d, uint64_t seed)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "stripes");
+    d->num_classes = NCLS;
+    d->flip_ok = 0;
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, seed, 1);
+    make_split(&d->train, 1200, &rng);
+    make_split(&d->val, 200, &rng);
+    make_split(&d->test, 300, &rng);
+}
+
+static void free_data(ev_data *d)
+{
+    ev_split *s[3] = {&d->train, &d->val, &d->test};
+    for (int i = 0; i < 3; i++) {
+        nas_free(s[i]->images);
+        nas_free(s[i]->labels);
+    }
+}
+
+static void stripes_net(space_net *a)
+{
+    nh_block b[3] = {{16, 16, 3, 1, 4, SPACE_ACT_RELU6},
+                     {48, 24, 3, 2, 0, SPACE_ACT_RELU6},
+                     {72, 24, 5, 1, 6, SPACE_ACT_HSWISH}};
+    nh_net(a, RES, 1, NCLS, 16, 1, SPACE_ACT_RELU6, b, 3, 64, 0, 0.1);
+}
+
+static int epochs_seen;
+static int count_epochs(void *ctx, int epoch, double loss, double acc, double val, double ips)
+{
+    (void)ctx;
+    epochs_seen++;
+    assert_int_equal(epoch, epochs_seen);
+    assert_true(isfinite(loss) && acc >= 0 && acc <= 1 && val >= 0 && val <= 1 && ips > 0);
+    return 0;
+}
+
+static double train_once(const ev_data *d, int threads, uint64_t seed, double lr, nas_status want,
+                         ev_train_result *res, float *params_out)
+{
+    space_net a;
+    stripes_net(&a);
+    ev_net_opts no = {.batch = 32, .training = 1, .threads = threads, .seed = seed};
+    ev_net *net = NULL;
+    nas_err err;
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    ev_train_opts o;
+    ev_train_opts_default(&o);
+    o.epochs = 3;
+    o.batch = 32;
+    o.lr = lr;
+    o.threads = threads;
+    o.seed = seed;
+    o.on_epoch = count_epochs;
+    epochs_seen = 0;
+    nas_status st = ev_train(net, d, &o, res, &err);
+    if (st != want)
+        fprintf(stderr, "ev_train: %s\n", err.msg);
+    assert_int_equal(st, want);
+    if (st == NAS_EDIVERGED)
+        assert_non_null(strstr(err.msg, "diverged"));
+    if (params_out) {
+        size_t n;
+        float *p = evn_params(net, &n);
+        memcpy(params_out, p, n * sizeof(float));
+    }
+    ev_net_free(net);
+    return res->test_acc;
+}
+
+static void learns_separable_data(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 1);
+    ev_train_result r;
+    double acc = train_once(&d, 2, 7, 0.1, NAS_OK, &r, NULL);
+    fprintf(stderr, "  stripes: loss %.3f train %.3f val %.3f test %.3f, %.0f images/s\n",
+            r.train_loss, r.train_acc, r.val_acc, acc, r.images_per_s);
+    assert_int_equal(r.epochs_done, 3);
+    assert_int_equal(epochs_seen, 3);
+    assert_true(acc > 0.9);   /* chance is 1/6 */
+    assert_true(r.val_acc > 0.9);
+    assert_false(r.diverged);
+    free_data(&d);
+}
+
+static void same_seed_same_result(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 2);
+    space_net a;
+    stripes_net(&a);
+    ev_memplan p;
+    nas_err err;
+    assert_int_equal(ev_net_plan(&a, 32, 1, &p, &err), NAS_OK);
+    float *p1 = nas_malloc(p.params), *p2 = nas_malloc(p.params), *p3 = nas_malloc(p.params);
+    ev_train_result r1, r2, r3;
+    train_once(&d, 2, 11, 0.1, NAS_OK, &r1, p1);
+    train_once(&d, 2, 11, 0.1, NAS_OK, &r2, p2);
+    train_once(&d, 2, 12, 0.1, NAS_OK, &r3, p3);
+    assert_true(r1.test_acc == r2.test_acc && r1.val_acc == r2.val_acc && r1.train_loss == r2.train_loss);
+    assert_memory_equal(p1, p2, p.params);            /* bit for bit */
+    assert_true(memcmp(p1, p3, p.params) != 0);       /* the seed matters */
+    nas_free(p1);
+    nas_free(p2);
+    nas_free(p3);
+    free_data(&d);
+}
+
+static void huge_learning_rate_diverges(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 3);
+    ev_train_result r;
+    train_once(&d, 1, 1, 1e30, NAS_EDIVERGED, &r, NULL);
+    assert_true(r.diverged);
+    assert_false(isfinite(r.train_loss));
+    free_data(&d);
+}
+
+static void bad_inputs_are_refused(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 4);
+    space_net a;
+    stripes_net(&a);
+    ev_net *net = NULL;
+    nas_err err;
+    ev_net_opts no = {.batch = 16, .training = 1, .threads = 1, .seed = 1};
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    ev_train_opts o;
+    ev_train_opts_default(&o);
+    ev_train_result r;
+    o.batch = 32;   /* larger than the net was built for */
+    assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "batch 32"));
+    o.batch = 16;
+    d.num_classes = 10;
+    assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "classes"));
+    d.num_classes = NCLS;
+    d.test.labels[5] = 9;
+    assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "test split: label 9 of image 5"));
+    ev_net_free(net);
+    /* an inference-only net cannot be trained */
+    no.training = 0;
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_EINVAL);
+    ev_net_free(net);
+    free_data(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(learns_separable_data),
+        cmocka_unit_test(same_seed_same_result),
+        cmocka_unit_test(huge_learning_rate_diverges),
+        cmocka_unit_test(bad_inputs_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
