@@ -226,10 +226,15 @@ void search_dist_finish(search_dist *d)
     if (d->mpi) {
         if (d->st.hung_rank >= 0) {
             /* A rank stuck inside an evaluation never reaches MPI_Finalize, and
-             * Open MPI 4.1 cannot finalise without it: only an abort ends the job. */
+             * Open MPI 4.1 cannot finalise without it: the job has to be ended
+             * by mpirun. Not with MPI_Abort: Debian's 4.1 (external PMIx and
+             * libevent) leaves mpirun hanging after it now and then, with every
+             * rank already dead (open-mpi/ompi#5528 is the same symptom). A
+             * rank that exits non-zero without finalising makes mpirun kill the
+             * job every time. The workers that still answer were stopped first. */
             fflush(stdout);
             fflush(stderr);
-            MPI_Abort(MPI_COMM_WORLD, 1);
+            _exit(1);
         }
         if (d->rank == 0 && !d->stopped)
             send_stop_all(d);

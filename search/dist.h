@@ -41,8 +41,9 @@
  *     job); results committed in on_result survive, and the loop state saved
  *     there resumes the run under mpirun. A worker running one candidate past
  *     worker_timeout is reported (rank, host, candidate, genome) and the
- *     search ends with an error; search_dist_finish then aborts the job, the
- *     only way to end a hung rank.
+ *     search ends with an error; search_dist_finish then ends rank 0 with
+ *     exit status 1 without finalising, which makes mpirun kill the job: the
+ *     only way to end a hung rank (MPI_Abort can leave Debian's mpirun hanging).
  *   - All ranks run the same nas build (messages are raw structs).
  */
 #ifndef SEARCH_DIST_H
@@ -129,9 +130,9 @@ typedef struct {
 void search_dist_get_stats(const search_dist *d, search_dist_stats *s);
 
 /* Ends the MPI job (MPI_Finalize) and frees d; NULL is fine. Call it last,
- * after the store is closed: when a worker hung, it calls MPI_Abort, which
- * ends every rank and does not return. Rank 0 stops workers still waiting
- * (e.g. when rank 0 failed before search_dist_run). */
+ * after the store is closed: when a worker hung, rank 0 exits with status 1
+ * here (mpirun then kills every rank) and it does not return. Rank 0 stops
+ * workers still waiting (e.g. when rank 0 failed before search_dist_run). */
 void search_dist_finish(search_dist *d);
 
 /* ======== end of search: distributed evaluation ======== */

@@ -261,7 +261,7 @@ static int run_mpi(int np, const char *dir, const char *args)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "timeout 60 mpirun %s --oversubscribe --bind-to none -np %d '%s' --mpi '%s' %s >'%s/out.txt' 2>&1",
+             "timeout -k 5 60 mpirun %s --oversubscribe --bind-to none -np %d '%s' --mpi '%s' %s >'%s/out.txt' 2>&1",
              geteuid() == 0 ? "--allow-run-as-root" : "", np, g_exe, dir, args, dir);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
@@ -478,7 +478,7 @@ static void test_async_every_candidate_once(void **state)
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     /* rank 2 takes 4x as long per candidate: a free worker must not wait for it */
     double t0 = nas_now();
-    int rc = run_mpi(3, dir, "evals=40 seed=7 slow_rank=2 slow=5 own_watts=0.5");
+    int rc = run_mpi(3, dir, "evals=40 seed=7 slow_rank=2 slow=8 own_watts=0.5");
     double wall = nas_now() - t0;
     if (rc)
         show_out(dir);
@@ -500,7 +500,7 @@ static void test_async_every_candidate_once(void **state)
     }
     assert_int_equal(evaluated, 40);   /* the evaluation budget, all spent */
     assert_true(L->n_res >= 40);       /* plus any proposal reused without training */
-    /* asynchrony: the fast worker took most of the work (about 5:1 at zero
+    /* asynchrony: the fast worker took most of the work (about 8:1 at zero
      * overhead; rounds would split it 1:1) */
     assert_true(L->n_evals_by_rank[1] >= 2 * L->n_evals_by_rank[2]);
     assert_true(L->n_evals_by_rank[2] >= 1);
