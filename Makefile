@@ -93,6 +93,36 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
+# ---- search/: evolution, RL and random on the same small budget of the real task,
+# 3 seeds each; hypervolume and best reward per strategy (knobs: see the script).
+bench-search: nas
+	bash scripts/bench-search.sh
+
+# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+LDLIBS += -lyaml
+
+# runs/: the run store's cost per recorded evaluation.
+.PHONY: bench-store
+$(BUILD)/bench/bench_store: bench/bench_store.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-store: $(BUILD)/bench/bench_store
+	$(BUILD)/bench/bench_store /tmp/nas-bench-store.db 2000
+
+# ---- evaluator meters: the stand-in libnvidia-ml that tests/test_meter.c loads
+# in place of NVIDIA's (built plain, without the sanitizers, as a driver would be).
+$(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -shared -fPIC -o $@ $<
+$(BUILD)/tests/test_meter: $(BUILD)/tests/libfake-nvml.so
+
+# evaluator: inference latency and energy per inference of a few networks (needs the engine).
+$(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-infer: $(BUILD)/bench/bench_infer
+	$(BUILD)/bench/bench_infer
+
 # ---- Open MPI (issue 8) --------------------------------------------------
 # search/dist.c includes <mpi.h>, so every binary links libmpi; MPI_Init runs
 # only when a launcher (mpirun, srun) started the process. -isystem: the

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX.
 PKGS=(build-essential pkg-config git ca-certificates
       libxgboost-dev libgsl-dev libcmocka-dev libsqlite3-dev sqlite3 libopenblas-dev
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev libyaml-dev
       zlib1g-dev libopenmpi-dev openmpi-bin
       python3 python3-numpy python3-torch python3-onnx)
 
