@@ -75,13 +75,20 @@ struct search_dist {
     const search_callbacks *user;
     worker_slot *w;            /* w[r - 1] is rank r */
     long done_seq;
-    double own_start, own_last;
+    double own_start, own_last, t_start;
     int result_rank;
     /* one process, sync reference: FIFO of submitted jobs */
     local_job *q;
     int q_head, q_n, q_cap;
     search_dist_stats st;
 };
+
+/* The run in progress on this process. The loop hands submit, collect and
+ * on_result the caller's ctx (every callback shares one), so these find the
+ * transport here instead; MPI is one per process anyway. Keeping the
+ * caller's ctx means every other callback — including ones search_callbacks
+ * gains later — passes through untouched. */
+static search_dist *g_active;
 
 /* ---- environment, threads ----------------------------------------------- */
 
@@ -419,9 +426,27 @@ static nas_status root_wait(search_dist *d, int want, int sync, int *slot, nas_e
     }
 }
 
+/* The part of a candidate's joule allowance held back for rank 0: each result
+ * is charged rank 0's joules since the result before (charge_own), about its
+ * power x a candidate's duration / workers; twice that, raised by rank 0's
+ * meter uncertainty, so that the worker's spending plus its charge stays
+ * within what the loop reserved for the candidate. 0 until something is known. */
+static double root_share(search_dist *d)
+{
+    const search_dist_opts *o = d->o;
+    if (!o->own_joules || d->st.collected == 0)
+        return 0;
+    double t = nas_now() - d->t_start, j = o->own_joules(o->ctx) - d->own_start;
+    if (!(t > 0) || !(j > 0) || !isfinite(j))
+        return 0;
+    double mean_s = d->st.busy_seconds / d->st.collected;
+    double ou = o->own_rel_unc > 0 ? o->own_rel_unc : 0;
+    return 2 * (j / t) * mean_s / (d->size - 1) * (1 + ou);
+}
+
 static nas_status root_submit(void *ctx, long id, const space_genome *g, double allowance, nas_err *err)
 {
-    search_dist *d = ctx;
+    search_dist *d = g_active;
     int pick = -1;
     for (int i = 0; i < d->size - 1; i++)   /* the worker idle the longest */
         if (!d->w[i].busy && (pick < 0 || d->w[i].t_idle < d->w[pick].t_idle))
@@ -431,7 +456,9 @@ static nas_status root_submit(void *ctx, long id, const space_genome *g, double 
     wire_work wk;
     memset(&wk, 0, sizeof wk);
     wk.id = id;
-    wk.allowance = allowance;
+    wk.allowance = allowance - root_share(d);
+    if (!(wk.allowance > 0))
+        wk.allowance = 0;
     wk.g = *g;
     MPI_Send(&wk, (int)sizeof wk, MPI_BYTE, pick + 1, TAG_WORK, MPI_COMM_WORLD);
     worker_slot *w = &d->w[pick];
@@ -472,7 +499,7 @@ static void charge_own(search_dist *d, search_eval *ev)
 
 static nas_status root_collect(void *ctx, long *id, search_eval *out, nas_err *err)
 {
-    search_dist *d = ctx;
+    search_dist *d = g_active;
     int i;
     nas_status st = root_wait(d, -1, d->o->sync, &i, err);
     if (st)
@@ -525,7 +552,7 @@ static nas_status root_stop(search_dist *d, nas_err *err)
 
 static nas_status local_submit(void *ctx, long id, const space_genome *g, double allowance, nas_err *err)
 {
-    search_dist *d = ctx;
+    search_dist *d = g_active;
     if (d->q_n == d->q_cap)
         return nas_errf(err, NAS_EINTERNAL, "distributed search: more than %d candidates submitted", d->q_cap);
     local_job *j = &d->q[(d->q_head + d->q_n++) % d->q_cap];
@@ -538,7 +565,7 @@ static nas_status local_submit(void *ctx, long id, const space_genome *g, double
 
 static nas_status local_collect(void *ctx, long *id, search_eval *out, nas_err *err)
 {
-    search_dist *d = ctx;
+    search_dist *d = g_active;
     if (d->q_n == 0)
         return nas_errf(err, NAS_EINTERNAL, "distributed search: collect with no candidate in flight");
     local_job j = d->q[d->q_head];
@@ -559,37 +586,12 @@ static nas_status local_collect(void *ctx, long *id, search_eval *out, nas_err *
 
 static nas_status wrap_on_result(void *ctx, const search_result *r, const search_loop *l, nas_err *err)
 {
-    search_dist *d = ctx;
+    search_dist *d = g_active;
     if (r->screened || r->cached)
         d->result_rank = -1;
-    nas_status st = d->user->on_result ? d->user->on_result(d->user->ctx, r, l, err) : NAS_OK;
+    nas_status st = d->user->on_result ? d->user->on_result(ctx, r, l, err) : NAS_OK;
     d->result_rank = -1;
     return st;
-}
-
-/* The user's callbacks, each called with the user's ctx, except the ones this
- * file puts in between. */
-static void *user_ctx(search_dist *d) { return d->user->ctx; }
-
-static nas_status w_predict(void *ctx, const space_genome *g, search_prediction *out, nas_err *err)
-{
-    return ((search_dist *)ctx)->user->predict(user_ctx(ctx), g, out, err);
-}
-static int w_screen(void *ctx, const space_genome *g, const search_prediction *p)
-{
-    return ((search_dist *)ctx)->user->screen(user_ctx(ctx), g, p);
-}
-static void w_progress(void *ctx, const search_progress *p)
-{
-    ((search_dist *)ctx)->user->progress(user_ctx(ctx), p);
-}
-static int w_should_stop(void *ctx)
-{
-    return ((search_dist *)ctx)->user->should_stop(user_ctx(ctx));
-}
-static double w_now(void *ctx)
-{
-    return ((search_dist *)ctx)->user->now(user_ctx(ctx));
 }
 
 nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loop *loop,
@@ -607,72 +609,73 @@ nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loo
     if (o->worker_timeout < 0 || !isfinite(o->worker_timeout))
         return nas_errf(err, NAS_EINVAL, "distributed search: worker timeout %g s is not a positive number",
                         o->worker_timeout);
+    if (g_active)
+        return nas_errf(err, NAS_EINVAL, "distributed search: one search_dist_run at a time per process");
     stats_reset(d);
     d->o = o;
     d->user = cb;
     d->result_rank = -1;
     if (d->rank != 0)
         return worker_serve(d, o, cb, err);
-
     if (!loop)
         return nas_errf(err, NAS_EINVAL, "distributed search: rank 0 needs the search loop");
-    double t0 = nas_now();
+
+    nas_status st = NAS_OK;
     int local = d->size == 1;
+    d->t_start = nas_now();
     if (local && !(o->sync && o->local_slots > 1)) {   /* plain: exactly search_run */
-        nas_status st = search_run(loop, cb, why, err);
-        d->st.wall_seconds = nas_now() - t0;
-        return st;
+        st = search_run(loop, cb, why, err);
+        goto cleanup;
     }
-    search_callbacks c;
-    memset(&c, 0, sizeof c);
-    c.ctx = d;
-    c.predict = cb->predict ? w_predict : NULL;
-    c.screen = cb->screen ? w_screen : NULL;
-    c.progress = cb->progress ? w_progress : NULL;
-    c.should_stop = cb->should_stop ? w_should_stop : NULL;
-    c.now = cb->now ? w_now : NULL;
+    search_callbacks c = *cb;
     c.on_result = wrap_on_result;
-    nas_status st;
+    g_active = d;
     if (local) {
-        if (!cb->evaluate)
-            return nas_errf(err, NAS_EINVAL, "distributed search: no evaluate callback");
+        if (!cb->evaluate) {
+            st = nas_errf(err, NAS_EINVAL, "distributed search: no evaluate callback");
+            goto cleanup;
+        }
         nas_free(d->q);
-        d->q = nas_calloc((size_t)o->local_slots, sizeof *d->q);
-        if (!d->q)
-            return nas_errf(err, NAS_ENOMEM, "distributed search: out of memory");
+        if (!(d->q = nas_calloc((size_t)o->local_slots, sizeof *d->q))) {
+            st = nas_errf(err, NAS_ENOMEM, "distributed search: out of memory");
+            goto cleanup;
+        }
         d->q_cap = o->local_slots;
         d->q_head = d->q_n = 0;
         c.submit = local_submit;
         c.collect = local_collect;
         c.slots = o->local_slots;
         st = search_run(loop, &c, why, err);
-    } else {
-        nas_free(d->w);
-        d->w = nas_calloc((size_t)(d->size - 1), sizeof *d->w);
-        if (!d->w)
-            return nas_errf(err, NAS_ENOMEM, "distributed search: out of memory for %d workers", d->size - 1);
-        d->done_seq = 0;
-        d->own_last = o->own_joules ? o->own_joules(o->ctx) : 0;
-        if (!isfinite(d->own_last))
-            d->own_last = 0;
-        d->own_start = d->own_last;
-        c.submit = root_submit;
-        c.collect = root_collect;
-        c.slots = d->size - 1;
-        st = search_run(loop, &c, why, err);
-        nas_err e2;
-        nas_err_clear(&e2);
-        nas_status st2 = root_stop(d, &e2);
-        if (!st && st2) {
-            st = st2;
-            *err = e2;
-        }
-        if (o->own_joules) {
-            double j = o->own_joules(o->ctx);
-            if (isfinite(j))
-                d->st.root_joules = j - d->own_start;
-        }
+        goto cleanup;
     }
-    d->st.wall_seconds = nas_now() - t0;
+    nas_free(d->w);
+    if (!(d->w = nas_calloc((size_t)(d->size - 1), sizeof *d->w))) {
+        st = nas_errf(err, NAS_ENOMEM, "distributed search: out of memory for %d workers", d->size - 1);
+        goto cleanup;   /* search_dist_finish still stops the workers */
+    }
+    d->done_seq = 0;
+    d->own_last = o->own_joules ? o->own_joules(o->ctx) : 0;
+    if (!isfinite(d->own_last))
+        d->own_last = 0;
+    d->own_start = d->own_last;
+    c.submit = root_submit;
+    c.collect = root_collect;
+    c.slots = d->size - 1;
+    st = search_run(loop, &c, why, err);
+    nas_err e2;
+    nas_err_clear(&e2);
+    nas_status st2 = root_stop(d, &e2);
+    if (!st && st2) {
+        st = st2;
+        *err = e2;
+    }
+    if (o->own_joules) {
+        double j = o->own_joules(o->ctx);
+        if (isfinite(j))
+            d->st.root_joules = j - d->own_start;
+    }
+cleanup:
+    g_active = NULL;
+    d->st.wall_seconds = nas_now() - d->t_start;
     return st;
 }
