@@ -4,7 +4,8 @@
  * loop's submit/collect pair with one slot per worker); workers run a small
  * serve loop: wait for work, evaluate, send the result. Messages are fixed
  * structs sent as bytes (every rank runs the same binary):
- *   WORK   0 -> w   {id, allowance, genome}
+ *   WORK   0 -> w   {id, allowance, genome}: evaluate (train) it
+ *   MEASURE 0 -> w  the same: measure a trained candidate (the loop's measure)
  *   RESULT w -> 0   {id, status, search_eval, seconds, error message}
  *   TEXT   0 -> w   settings, before the search
  *   STOP   0 -> w   empty: return from search_dist_run
@@ -32,7 +33,7 @@
 
 #include <mpi.h>
 
-enum { TAG_WORK = 11, TAG_RESULT = 12, TAG_STOP = 13, TAG_TEXT = 14 };
+enum { TAG_WORK = 11, TAG_RESULT = 12, TAG_STOP = 13, TAG_TEXT = 14, TAG_MEASURE = 15 };
 
 #define HOST_MAX 64
 
@@ -311,11 +312,12 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
             d->stopped = 1;
             break;
         }
-        if (s.MPI_TAG != TAG_WORK)
+        if (s.MPI_TAG != TAG_WORK && s.MPI_TAG != TAG_MEASURE)
             return nas_errf(err, NAS_EINTERNAL, "rank %d: unexpected message tag %d from rank 0", d->rank,
                             s.MPI_TAG);
+        int measure = s.MPI_TAG == TAG_MEASURE;
         wire_work wk;
-        MPI_Recv(&wk, (int)sizeof wk, MPI_BYTE, 0, TAG_WORK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(&wk, (int)sizeof wk, MPI_BYTE, 0, s.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         wire_result r;
         memset(&r, 0, sizeof r);
         r.id = wk.id;
@@ -323,7 +325,9 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
         nas_err e;
         nas_err_clear(&e);
         double t0 = nas_now();
-        nas_status st = cb->evaluate(cb->ctx, wk.id, &wk.g, wk.allowance, &r.ev, &e);
+        nas_status st = !measure ? cb->evaluate(cb->ctx, wk.id, &wk.g, wk.allowance, &r.ev, &e)
+                      : cb->measure ? cb->measure(cb->ctx, wk.id, &wk.g, wk.allowance, &r.ev, &e)
+                      : nas_errf(&e, NAS_EINVAL, "rank %d: asked to measure with no measure callback", d->rank);
         r.seconds = nas_now() - t0;
         if (!(r.ev.seconds > 0))
             r.ev.seconds = r.seconds;   /* the worker's clock, not rank 0's round trip */
@@ -444,15 +448,15 @@ static double root_share(search_dist *d)
     return 2 * (j / t) * mean_s / (d->size - 1) * (1 + ou);
 }
 
-static nas_status root_submit(void *ctx, long id, const space_genome *g, double allowance, nas_err *err)
+static nas_status send_job(search_dist *d, int tag, long id, const space_genome *g, double allowance, int *slot,
+                           nas_err *err)
 {
-    search_dist *d = g_active;
     int pick = -1;
     for (int i = 0; i < d->size - 1; i++)   /* the worker idle the longest */
         if (!d->w[i].busy && (pick < 0 || d->w[i].t_idle < d->w[pick].t_idle))
             pick = i;
     if (pick < 0)
-        return nas_errf(err, NAS_EINTERNAL, "distributed search: candidate %ld submitted with every worker busy", id);
+        return nas_errf(err, NAS_EINTERNAL, "distributed search: candidate %ld sent out with every worker busy", id);
     wire_work wk;
     memset(&wk, 0, sizeof wk);
     wk.id = id;
@@ -460,16 +464,27 @@ static nas_status root_submit(void *ctx, long id, const space_genome *g, double 
     if (!(wk.allowance > 0))
         wk.allowance = 0;
     wk.g = *g;
-    MPI_Send(&wk, (int)sizeof wk, MPI_BYTE, pick + 1, TAG_WORK, MPI_COMM_WORLD);
+    MPI_Send(&wk, (int)sizeof wk, MPI_BYTE, pick + 1, tag, MPI_COMM_WORLD);
     worker_slot *w = &d->w[pick];
     w->busy = 1;
     w->done = 0;
     w->id = id;
     w->g = *g;
     w->t_start = nas_now();
+    *slot = pick;
+    return NAS_OK;
+}
+
+static nas_status root_submit(void *ctx, long id, const space_genome *g, double allowance, nas_err *err)
+{
+    search_dist *d = g_active;
+    int i;
+    nas_status st = send_job(d, TAG_WORK, id, g, allowance, &i, err);
+    if (st)
+        return st;
     d->st.dispatched++;
     if (d->o->on_assign)
-        d->o->on_assign(d->o->ctx, id, g, pick + 1);
+        d->o->on_assign(d->o->ctx, id, g, i + 1);
     return NAS_OK;
 }
 
@@ -515,6 +530,34 @@ static nas_status root_collect(void *ctx, long *id, search_eval *out, nas_err *e
                         d->hosts[i + 1], w->res.id, w->res.msg);
     *id = w->res.id;
     *out = w->res.ev;
+    if (isfinite(out->joules) && out->joules > 0)
+        d->st.worker_joules += out->joules;
+    charge_own(d, out);
+    return NAS_OK;
+}
+
+/* The loop's measure (a trained candidate's energy and latency per inference)
+ * runs on a worker too, so figures come from the hardware that evaluates and
+ * rank 0 keeps coordinating. The loop measures only with a slot free, so a
+ * worker is idle; the call waits for that worker alone (results of the others
+ * that arrive meanwhile wait in their slots for collect). */
+static nas_status root_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                               nas_err *err)
+{
+    search_dist *d = g_active;
+    int i, got;
+    nas_status st = send_job(d, TAG_MEASURE, id, g, allowance, &i, err);
+    if (st || (st = root_wait(d, i, 0, &got, err)))
+        return st;
+    worker_slot *w = &d->w[i];
+    w->busy = w->done = 0;
+    w->t_idle = nas_now();
+    d->st.busy_seconds += w->res.seconds;
+    if (w->res.code != NAS_OK)
+        return nas_errf(err, (nas_status)w->res.code, "rank %d (host %s), measuring candidate %ld: %s", i + 1,
+                        d->hosts[i + 1], w->res.id, w->res.msg);
+    *out = w->res.ev;
+    d->st.measured++;
     if (isfinite(out->joules) && out->joules > 0)
         d->st.worker_joules += out->joules;
     charge_own(d, out);
@@ -661,6 +704,8 @@ nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loo
     c.submit = root_submit;
     c.collect = root_collect;
     c.slots = d->size - 1;
+    if (cb->measure)
+        c.measure = root_measure;
     st = search_run(loop, &c, why, err);
     nas_err e2;
     nas_err_clear(&e2);

@@ -100,10 +100,12 @@ typedef struct {
 
 void search_dist_opts_default(search_dist_opts *o);
 
-/* Every rank calls it. Rank 0 runs search_run(loop, cb, why) with cb's submit,
- * collect and slots supplied here (cb must leave them NULL/0), then stops the
- * workers. The others ignore loop and why, evaluate with cb->evaluate what rank
- * 0 sends until it says stop, and return NAS_OK. One rank: search_run itself
+/* Every rank calls it, with the same callbacks. Rank 0 runs search_run(loop,
+ * cb, why) with cb's submit, collect and slots supplied here (cb must leave
+ * them NULL/0) and cb->measure, when set, sent to a worker too; then it stops
+ * the workers. Every other callback runs on rank 0 with cb->ctx, untouched.
+ * The other ranks ignore loop and why, run cb->evaluate (and cb->measure) on
+ * what rank 0 sends until it says stop, and return NAS_OK. One rank: search_run itself
  * (or the FIFO reference when sync with local_slots > 1). An evaluate error on a
  * worker ends the search with that error, naming the rank and candidate. */
 nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loop *loop,
@@ -116,6 +118,7 @@ int search_dist_result_rank(const search_dist *d);
 typedef struct {
     int workers;
     long dispatched, collected;
+    long measured;             /* measure calls run on workers */
     long abandoned;            /* results that came back after the loop had ended */
     double worker_joules;      /* reported with collected results */
     double abandoned_joules;   /* reported with abandoned ones: spent, not in the loop's budget */

@@ -32,7 +32,7 @@
 
 typedef struct {
     const char *dir;
-    int sync, slots, resume, rank;
+    int sync, slots, resume, rank, measure;
     long evals;
     uint64_t seed;
     double budget_j, first_j, own_watts, timeout;
@@ -95,8 +95,10 @@ static nas_status synth_eval(void *ctx, long id, const space_genome *g, double a
     memset(out, 0, sizeof *out);
     out->status = SEARCH_EVAL_OK;
     out->accuracy = 0.3 + 0.6 * v / g->n;
-    out->energy_mj = 1.0 + 0.25 * v;
-    out->latency_ms = 2.0 + v;
+    if (!s->measure) {   /* else measured later, by synth_measure */
+        out->energy_mj = 1.0 + 0.25 * v;
+        out->latency_ms = 2.0 + v;
+    }
     out->joules = 1.0 + 0.5 * (h % 4);
     out->joules_rel_unc = 0.05;
     if (out->joules * 1.05 > allowance_j) {   /* as the engine does: give up within the allowance */
@@ -113,6 +115,28 @@ static nas_status synth_eval(void *ctx, long id, const space_genome *g, double a
     snprintf(line, sizeof line, "%ld %s %.6f\n", id, gs, out->joules);
     char name[64];
     snprintf(name, sizeof name, "worker-%d.log", s->rank);
+    append(s->dir, name, line);
+    return NAS_OK;
+}
+
+/* The loop's measure: figures of a trained candidate, logged by the rank that ran it. */
+static nas_status synth_measure(void *ctx, long id, const space_genome *g, double allowance_j, search_eval *out,
+                                nas_err *err)
+{
+    scen *s = ctx;
+    double v = 0;
+    for (int i = 0; i < g->n; i++)
+        v += (double)g->g[i] / (CARD[i] - 1);
+    memset(out, 0, sizeof *out);
+    out->energy_mj = 1.0 + 0.25 * v;
+    out->latency_ms = 2.0 + v;
+    out->joules = 0.25;
+    out->joules_rel_unc = 0.05;
+    snprintf(out->meter, sizeof out->meter, "test:rank%d", s->rank);
+    sleep_s(0.003);
+    char line[64], name[64];
+    snprintf(line, sizeof line, "%ld\n", id);
+    snprintf(name, sizeof name, "measure-%d.log", s->rank);
     append(s->dir, name, line);
     return NAS_OK;
 }
@@ -173,7 +197,7 @@ static int scen_parse(int argc, char **argv, scen *s)
         KEY("seed", seed); KEY("budget_j", budget_j); KEY("first_j", first_j); KEY("own_watts", own_watts);
         KEY("timeout", timeout); KEY("kill_rank", kill_rank); KEY("kill_at", kill_at);
         KEY("hang_rank", hang_rank); KEY("hang_at", hang_at); KEY("fail_rank", fail_rank);
-        KEY("fail_at", fail_at); KEY("slow_rank", slow_rank); KEY("slow", slow); KEY("scale", scale);
+        KEY("fail_at", fail_at); KEY("slow_rank", slow_rank); KEY("slow", slow); KEY("scale", scale); KEY("measure", measure);
         else return -1;
 #undef KEY
     }
@@ -207,6 +231,7 @@ static int scen_run(search_dist *d, scen *s)
             lo.strategy.sample_size = 2;
             lo.limits.joules = s->budget_j;
             lo.limits.first_joules = s->first_j;
+            lo.measure_every = 5;
             st = search_loop_new(&space, &lo, &loop, &err);
         }
     }
@@ -226,6 +251,7 @@ static int scen_run(search_dist *d, scen *s)
     cb.ctx = s;
     cb.evaluate = synth_eval;
     cb.on_result = on_result;
+    cb.measure = s->measure ? synth_measure : NULL;
     search_stop why = SEARCH_STOP_NONE;
     if (!st)
         st = search_dist_run(d, &o, loop, &cb, &why, &err);
@@ -236,10 +262,10 @@ static int scen_run(search_dist *d, scen *s)
         snprintf(line, sizeof line,
                  "status %d\nwhy %d\nroot_joules %.9f\nroot_charged %.9f\nworker_joules %.9f\n"
                  "abandoned %ld\nabandoned_joules %.9f\nhung_rank %d\nhung_id %ld\nbudget_joules %.9f\n"
-                 "budget_joules_hi %.9f\nmsg %s\n",
+                 "budget_joules_hi %.9f\nmeasured %ld\nmsg %s\n",
                  (int)st, (int)why, ds.root_joules, ds.root_charged, ds.worker_joules, ds.abandoned,
                  ds.abandoned_joules, ds.hung_rank, ds.hung_id, loop ? search_loop_budget(loop)->joules : NAN,
-                 loop ? search_loop_budget(loop)->joules_hi : NAN, st ? err.msg : "");
+                 loop ? search_loop_budget(loop)->joules_hi : NAN, ds.measured, st ? err.msg : "");
         append(s->dir, "done", line);
         if (loop) {
             char *js = search_strategy_save(search_loop_strategy(loop));
@@ -591,6 +617,38 @@ static void test_sync_equals_single_process(void **state)
     tu_rmtree(d1);
 }
 
+static int count_lines(const char *dir, const char *name)
+{
+    char *t = slurp(dir, name);
+    if (!t)
+        return -1;
+    int n = 0;
+    for (char *p = t; *p; p++)
+        n += *p == '\n';
+    nas_free(t);
+    return n;
+}
+
+static void test_measure_runs_on_workers(void **state)
+{
+    (void)state;
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    /* evaluate leaves energy and latency to the loop's measure (every 5 evaluations) */
+    int rc = run_mpi(3, dir, "evals=20 seed=8 measure=1");
+    if (rc)
+        show_out(dir);
+    assert_int_equal(rc, 0);
+    int m0 = count_lines(dir, "measure-0.log"), m1 = count_lines(dir, "measure-1.log"),
+        m2 = count_lines(dir, "measure-2.log");
+    assert_int_equal(m0, -1);   /* never on rank 0 */
+    int measured = (m1 > 0 ? m1 : 0) + (m2 > 0 ? m2 : 0);
+    assert_true(measured >= 3);
+    assert_int_equal((long)done_value(dir, "measured"), measured);
+    assert_int_equal((int)done_value(dir, "status"), 0);
+    tu_rmtree(dir);
+}
+
 static void test_joule_budget_sums_every_rank(void **state)
 {
     (void)state;
@@ -777,6 +835,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_async_every_candidate_once),
         cmocka_unit_test(test_sync_equals_single_process),
         cmocka_unit_test(test_joule_budget_sums_every_rank),
+        cmocka_unit_test(test_measure_runs_on_workers),
         cmocka_unit_test(test_killed_worker_then_resume_loses_nothing),
         cmocka_unit_test(test_hung_worker_is_reported_and_job_stops),
         cmocka_unit_test(test_worker_error_stops_cleanly),
