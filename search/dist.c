@@ -142,6 +142,28 @@ static void plan(search_dist *d)
 
 /* ---- init / finish ------------------------------------------------------ */
 
+typedef struct {
+    char host[HOST_MAX];
+    uint32_t fp;
+} rank_info;
+
+/* Ranks exchange raw structs, so they must agree on the build: the version
+ * and the sizes of what travels (FNV-1a over them). NAS_TEST_DIST_SKEW=R
+ * makes rank R differ, to test the check. */
+static uint32_t build_fingerprint(int rank)
+{
+    char text[128];
+    snprintf(text, sizeof text, "%s/%zu/%zu/%zu/%d", NAS_VERSION, sizeof(wire_work), sizeof(wire_result),
+             sizeof(search_eval), SPACE_MAX_GENES);
+    uint32_t h = 2166136261u;
+    for (const char *p = text; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    const char *skew = getenv("NAS_TEST_DIST_SKEW");
+    if (skew && *skew && atoi(skew) == rank)
+        h ^= 1;
+    return h;
+}
+
 static void stats_reset(search_dist *d)
 {
     memset(&d->st, 0, sizeof d->st);
@@ -158,6 +180,7 @@ nas_status search_dist_init(int *argc, char ***argv, search_dist **out, nas_err 
         return nas_errf(err, NAS_ENOMEM, "distributed search: out of memory");
     d->size = d->local_size = d->root_local = 1;
     d->result_rank = -1;
+    stats_reset(d);   /* hung_rank -1 before anything can call search_dist_finish */
     if (search_dist_launched()) {
         int inited = 0, provided = 0;
         MPI_Initialized(&inited);
@@ -182,13 +205,36 @@ nas_status search_dist_init(int *argc, char ***argv, search_dist **out, nas_err 
         search_dist_finish(d);
         return nas_errf(err, NAS_ENOMEM, "distributed search: out of memory for %d host names", d->size);
     }
-    char me[HOST_MAX] = "localhost";
-    gethostname(me, sizeof me - 1);
-    me[HOST_MAX - 1] = '\0';
-    if (d->mpi)
-        MPI_Allgather(me, HOST_MAX, MPI_CHAR, d->hosts, HOST_MAX, MPI_CHAR, MPI_COMM_WORLD);
-    else
-        memcpy(d->hosts[0], me, HOST_MAX);
+    rank_info me;
+    memset(&me, 0, sizeof me);
+    snprintf(me.host, sizeof me.host, "localhost");
+    gethostname(me.host, sizeof me.host - 1);
+    me.fp = build_fingerprint(d->rank);
+    if (d->mpi) {
+        rank_info *all = nas_calloc((size_t)d->size, sizeof *all);
+        if (!all) {
+            search_dist_finish(d);
+            return nas_errf(err, NAS_ENOMEM, "distributed search: out of memory for %d ranks", d->size);
+        }
+        MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, MPI_COMM_WORLD);
+        int bad = -1;
+        for (int r = 0; r < d->size; r++) {
+            memcpy(d->hosts[r], all[r].host, HOST_MAX);
+            if (bad < 0 && all[r].fp != all[0].fp)
+                bad = r;
+        }
+        nas_free(all);
+        if (bad >= 0) {   /* every rank sees it: all finalise and fail together */
+            nas_status st = nas_errf(err, NAS_EINVAL,
+                                     "distributed search: rank %d (host %s) runs a different nas build than "
+                                     "rank 0 (host %s); every rank needs the same one",
+                                     bad, d->hosts[bad], d->hosts[0]);
+            search_dist_finish(d);
+            return st;
+        }
+    } else {
+        memcpy(d->hosts[0], me.host, HOST_MAX);
+    }
     plan(d);
     stats_reset(d);
     *out = d;

@@ -799,6 +799,24 @@ static void test_worker_error_stops_cleanly(void **state)
     tu_rmtree(dir);
 }
 
+static void test_different_builds_refused(void **state)
+{
+    (void)state;
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    setenv("NAS_TEST_DIST_SKEW", "2", 1);   /* rank 2 claims another build */
+    int rc = run_mpi(3, dir, "evals=5");
+    unsetenv("NAS_TEST_DIST_SKEW");
+    assert_int_not_equal(rc, 0);
+    char *out = slurp(dir, "out.txt");
+    assert_non_null(out);
+    assert_non_null(strstr(out, "rank 2 (host "));
+    assert_non_null(strstr(out, "runs a different nas build than rank 0"));
+    assert_int_equal(count_lines(dir, "assign.log"), -1);   /* nothing was sent out */
+    nas_free(out);
+    tu_rmtree(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "--mpi")) {
@@ -839,6 +857,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_worker_then_resume_loses_nothing),
         cmocka_unit_test(test_hung_worker_is_reported_and_job_stops),
         cmocka_unit_test(test_worker_error_stops_cleanly),
+        cmocka_unit_test(test_different_builds_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
