@@ -132,20 +132,13 @@ MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 CFLAGS     += $(MPI_CFLAGS)
 LDLIBS     += $(MPI_LIBS)
 
-# Candidates per hour for 1, 2 and 3 ranks on this machine, real engine, synthetic
-# MNIST-shaped data (bench/bench_mpi.c says why), and the efficiency against 1 rank.
-BENCH_MPI_ARGS ?= --evals 8 --images 512 --epochs 1
-MPIRUN_LOCAL := mpirun $(if $(filter 0,$(shell id -u)),--allow-run-as-root) --oversubscribe --bind-to none
+# Candidates per hour for 1, 2 and cores+1 ranks on this machine with the real
+# engine, and the scaling efficiency (scripts/bench-mpi.sh says how).
+BENCH_MPI_ARGS ?= --evals 8 --images 256 --epochs 1
 
 $(BUILD)/bench/bench_mpi: bench/bench_mpi.c $(LIB) | $(SETUP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 bench-mpi: $(BUILD)/bench/bench_mpi
-	@one=$$(nice $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)) && echo "$$one" && \
-	two=$$(nice $(MPIRUN_LOCAL) -np 2 $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)) && echo "$$two" && \
-	three=$$(nice $(MPIRUN_LOCAL) -np 3 $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)) && echo "$$three" && \
-	c1=$$(echo "$$one" | sed 's/.*cand_per_hour=//') && c2=$$(echo "$$two" | sed 's/.*cand_per_hour=//') && \
-	c3=$$(echo "$$three" | sed 's/.*cand_per_hour=//') && \
-	awk -v c1=$$c1 -v c2=$$c2 -v c3=$$c3 -v n=$$(nproc) 'BEGIN { \
-	    printf "efficiency on these %d cores (candidates per hour against 1 rank): 2 ranks %.2f, 3 ranks %.2f\n", n, c2 / c1, c3 / c1 }'
+	bash scripts/bench-mpi.sh $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)

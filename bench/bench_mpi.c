@@ -3,8 +3,9 @@
  *
  * Every rank builds the same synthetic MNIST-shaped data set (28x28x1, ten
  * classes, each a fixed random pattern plus noise, so that accuracy means
- * something) in memory: the data loaders live on another branch, and training
- * cost depends on shapes and counts, not on which digits are drawn. Rank 0
+ * something) in memory: nothing to download, every rank has the same set,
+ * and training cost depends on shapes and counts, not on which digits are
+ * drawn. Rank 0
  * runs aging evolution over space/'s genome (search_space_from_config); every
  * candidate is resolved, built and trained for `epochs` epochs with the
  * engine, with the thread count search_dist_threads gives this rank.
