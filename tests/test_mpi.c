@@ -32,7 +32,7 @@
 
 typedef struct {
     const char *dir;
-    int sync, slots, resume, rank, measure;
+    int sync, slots, resume, rank, measure, bcast;
     long evals;
     uint64_t seed;
     double budget_j, first_j, own_watts, timeout;
@@ -197,7 +197,7 @@ static int scen_parse(int argc, char **argv, scen *s)
         KEY("seed", seed); KEY("budget_j", budget_j); KEY("first_j", first_j); KEY("own_watts", own_watts);
         KEY("timeout", timeout); KEY("kill_rank", kill_rank); KEY("kill_at", kill_at);
         KEY("hang_rank", hang_rank); KEY("hang_at", hang_at); KEY("fail_rank", fail_rank);
-        KEY("fail_at", fail_at); KEY("slow_rank", slow_rank); KEY("slow", slow); KEY("scale", scale); KEY("measure", measure);
+        KEY("fail_at", fail_at); KEY("slow_rank", slow_rank); KEY("slow", slow); KEY("scale", scale); KEY("measure", measure); KEY("bcast", bcast);
         else return -1;
 #undef KEY
     }
@@ -213,6 +213,32 @@ static int scen_run(search_dist *d, scen *s)
     s->d = d;
     s->rank = search_dist_rank(d);
     s->t0 = nas_now();
+    if (s->bcast) {
+        /* settings from rank 0 (200 kB: past the eager limit, so a rendezvous
+         * send); bcast=2: rank 0 fails before sending them */
+        char *text = NULL;
+        if (s->rank == 0 && s->bcast == 2)
+            return 1;   /* main still calls search_dist_finish, which stops the workers */
+        if (s->rank == 0) {
+            text = malloc(200001);
+            for (int i = 0; i < 200000; i++)
+                text[i] = (char)('a' + (i * 7 + (int)s->seed) % 26);
+            text[200000] = '\0';
+        }
+        nas_status bst = search_dist_bcast(d, &text, &err);
+        if (bst) {
+            fprintf(stderr, "rank %d: %s\n", s->rank, err.msg);
+            return 1;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%s/bcast-%d.txt", s->dir, s->rank);
+        nas_write_file_atomic(name, text, strlen(text), NULL);
+        if (s->rank == 0)
+            free(text);
+        else
+            nas_free(text);
+        return 0;
+    }
     search_space space;
     search_loop *loop = NULL;
     nas_status st = search_space_init(&space, 8, CARD, &err);
@@ -799,6 +825,38 @@ static void test_worker_error_stops_cleanly(void **state)
     tu_rmtree(dir);
 }
 
+static void test_settings_reach_every_rank(void **state)
+{
+    (void)state;
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    int rc = run_mpi(3, dir, "bcast=1 seed=3");
+    if (rc)
+        show_out(dir);
+    assert_int_equal(rc, 0);
+    char *t0 = slurp(dir, "bcast-0.txt"), *t1 = slurp(dir, "bcast-1.txt"), *t2 = slurp(dir, "bcast-2.txt");
+    assert_non_null(t0);
+    assert_non_null(t1);
+    assert_non_null(t2);
+    assert_int_equal(strlen(t0), 200000);
+    assert_string_equal(t0, t1);
+    assert_string_equal(t0, t2);
+    nas_free(t0);
+    nas_free(t1);
+    nas_free(t2);
+    /* rank 0 fails before sending: the workers are told, and every rank ends */
+    tu_rmtree(dir);
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    rc = run_mpi(3, dir, "bcast=2");
+    assert_int_equal(rc, 1);
+    char *out = slurp(dir, "out.txt");
+    assert_non_null(out);
+    assert_non_null(strstr(out, "rank 1: rank 1: rank 0 stopped the job before sending the settings"));
+    assert_non_null(strstr(out, "rank 2: rank 2: rank 0 stopped the job before sending the settings"));
+    nas_free(out);
+    tu_rmtree(dir);
+}
+
 static void test_different_builds_refused(void **state)
 {
     (void)state;
@@ -860,6 +918,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_worker_then_resume_loses_nothing),
         cmocka_unit_test(test_hung_worker_is_reported_and_job_stops),
         cmocka_unit_test(test_worker_error_stops_cleanly),
+        cmocka_unit_test(test_settings_reach_every_rank),
         cmocka_unit_test(test_different_builds_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
