@@ -33,18 +33,24 @@
  *     S = 1 (np 2) it is the plain synchronous loop's order.
  *   - Joules: each result carries its worker's joules; rank 0's own joules
  *     (own_joules) are charged onto the next result collected, so the loop's
- *     budget — which counts in-flight candidates at their estimated cost
- *     before starting another — sums every rank. Ranks that share a host and
- *     a package-wide meter (RAPL) each count the whole package: an overcount,
- *     never an undercount.
+ *     budget — which reserves an allowance for every candidate in flight
+ *     before starting another — sums every rank. The allowance a worker gets
+ *     is the loop's less twice rank 0's expected share of that candidate, so
+ *     the worker's spending plus the charge stays within the reservation.
+ *     Ranks that share a host and a package-wide meter (RAPL) each count the
+ *     whole package: an overcount, never an undercount.
+ *   - cb->measure (a trained candidate's energy and latency) runs on a free
+ *     worker as well: figures come from the hardware that evaluates.
  *   - Failure: Open MPI 4.1 cannot survive a dead rank (mpirun aborts the
  *     job); results committed in on_result survive, and the loop state saved
  *     there resumes the run under mpirun. A worker running one candidate past
- *     worker_timeout is reported (rank, host, candidate, genome) and the
- *     search ends with an error; search_dist_finish then ends rank 0 with
+ *     worker_timeout is reported (rank, host, candidate, genome) the next time
+ *     rank 0 waits for a result, and the search ends with an error (results
+ *     other workers had ready are taken first); search_dist_finish then ends rank 0 with
  *     exit status 1 without finalising, which makes mpirun kill the job: the
  *     only way to end a hung rank (MPI_Abort can leave Debian's mpirun hanging).
- *   - All ranks run the same nas build (messages are raw structs).
+ *   - All ranks run the same nas build (messages are raw structs): ranks
+ *     compare a fingerprint at init and a mixed job is refused.
  */
 #ifndef SEARCH_DIST_H
 #define SEARCH_DIST_H

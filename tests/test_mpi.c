@@ -641,6 +641,37 @@ static void test_sync_equals_single_process(void **state)
     nas_free(s1);
     tu_rmtree(dm);
     tu_rmtree(d1);
+
+    /* one worker (np 2) in sync mode: the plain single-process loop itself */
+    assert_non_null(tu_tmpdir(dm, sizeof dm));
+    assert_non_null(tu_tmpdir(d1, sizeof d1));
+    rc = run_mpi(2, dm, "sync=1 evals=12 seed=13");
+    if (rc)
+        show_out(dm);
+    assert_int_equal(rc, 0);
+    assert_int_equal(search_dist_init(NULL, NULL, &d, &err), NAS_OK);
+    char *args1[] = {"evals=12", "seed=13"};
+    assert_int_equal(scen_parse(2, args1, &s), 0);
+    s.dir = d1;
+    assert_int_equal(scen_run(d, &s), 0);
+    search_dist_finish(d);
+    logs *A = malloc(sizeof *A), *B = malloc(sizeof *B);
+    read_logs(dm, A, 2);
+    read_logs(d1, B, 1);
+    assert_int_equal(A->n_res, B->n_res);
+    for (int i = 0; i < MAXID; i++)
+        assert_string_equal(A->res_line[i], B->res_line[i]);
+    sm = slurp(dm, "strategy.json");
+    s1 = slurp(d1, "strategy.json");
+    assert_non_null(sm);
+    assert_non_null(s1);
+    assert_string_equal(sm, s1);
+    nas_free(sm);
+    nas_free(s1);
+    free(A);
+    free(B);
+    tu_rmtree(dm);
+    tu_rmtree(d1);
 }
 
 static int count_lines(const char *dir, const char *name)
