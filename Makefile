@@ -123,6 +123,32 @@ $(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB)
 bench-infer: $(BUILD)/bench/bench_infer
 	$(BUILD)/bench/bench_infer
 
+# ---- ONNX export: nas's engine against ONNX Runtime on the same exported model
+# (bench/bench_ort.c: MobileNetV2-0.5 at 32x32, batch 1, 1 and 2 threads), run
+# by bench-infer before the evaluator's own table; alone: make bench-ort.
+# ONNX Runtime comes from npm, installed when missing (also on machines whose
+# set-up ran before it was part of scripts/setup.sh).
+.PHONY: bench-ort
+ORT_PKG := node_modules/onnxruntime-node/package.json
+$(ORT_PKG): | $(SETUP)
+	bash scripts/setup-ort.sh
+$(BUILD)/bench/bench_ort: bench/bench_ort.c $(LIB) | $(SETUP) $(ORT_PKG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-ort: $(BUILD)/bench/bench_ort
+	nice $(BUILD)/bench/bench_ort --out $(BUILD)/bench
+bench-infer: bench-ort
+$(BUILD)/tests/test_onnx: | $(ORT_PKG)
+
+# predictor: calibration at full size on a made-up CPU, timing the fitting side.
+$(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-pred: $(BUILD)/bench/pred_calib
+	nice $(BUILD)/bench/pred_calib 300 0.01 1
+.PHONY: bench-pred
+
 # ---- Open MPI (issue 8) --------------------------------------------------
 # search/dist.c includes <mpi.h>, so every binary links libmpi; MPI_Init runs
 # only when a launcher (mpirun, srun) started the process. -isystem: the

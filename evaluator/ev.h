@@ -1,7 +1,7 @@
 /* ev.h — the evaluator: builds a network from a resolved space_net, trains it
  * briefly on real data, measures its inference latency and energy.
  *
- * Sections: data sets, networks and training, energy meters, benchmarks.
+ * Sections: data sets, networks and training, energy meters, benchmarks, export.
  * Tensors are NHWC fp32 throughout (a pointwise conv is then one GEMM over the
  * whole batch, and depthwise kernels vectorise over contiguous channels).
  * evaluator/ depends on space/ and base/ only.
@@ -251,5 +251,69 @@ typedef struct {
 nas_status ev_stats_of(double *x, int n, ev_stats *s, nas_err *err);
 /* q in [0,1] of sorted[0..n). */
 double ev_quantile_sorted(const double *sorted, int n, double q);
+
+/* ======================= export ========================================== */
+
+/* ONNX export of a trained network (evaluator/onnx.c), for deployment runtimes
+ * (ONNX Runtime, TensorRT, OpenVINO, TVM). The model takes `input`
+ * (N x C x H x W, N symbolic) and gives `logits` (N x classes); weights are
+ * initializers in ONNX's layouts (OIHW, depthwise [C,1,k,k] with group C,
+ * Gemm with transB). Batch norm is folded into the convolution before it
+ * unless keep_bn. Dropout is absent (inference). Beside the model go the spec
+ * JSON and a model card (see ev_export_sidecar_paths). */
+#define EV_ONNX_OPSET_MIN 14       /* HardSwish is native from 14 */
+#define EV_ONNX_OPSET_MAX 17       /* the newest Debian's onnx checker knows */
+#define EV_ONNX_OPSET_DEFAULT 17
+
+typedef struct {
+    const space_spec *spec;        /* required: what the net was built from (metadata, spec file) */
+    const char *out_dir;           /* the output folder: a path outside it is refused unless
+                                    * force; NULL: no such check */
+    int force;                     /* overwrite existing files; write outside out_dir */
+    int keep_bn;                   /* 1: BatchNormalization nodes; 0 (default): folded */
+    int opset;                     /* EV_ONNX_OPSET_MIN..MAX; 0: the default */
+    int sidecars;                  /* 1 (default): spec JSON and model card beside the model */
+    /* Figures, NAN where unknown (then left out), each with where it came from. */
+    double accuracy;               /* fraction correct, 0..1 */
+    const char *accuracy_split;    /* "test split of mnist (1000 images)" */
+    const char *trained_on;        /* "mnist: 9000 images, 3 epochs, batch 64, seed 1" */
+    double pred_latency_ms, pred_energy_mj;
+    const char *pred_source;       /* the predictor model that gave them */
+    double meas_latency_ms;
+    const char *meas_latency_source;   /* "nas engine, batch 1, 1 thread, median of 5" */
+    double meas_energy_mj;
+    const char *meas_energy_source;    /* "rapl:package-0", "model:cpu-time" */
+    const char *meas_energy_quality;   /* "measured", "sampled", "estimated" */
+    const char *run_id, *candidate;    /* where it came from in the run store; may be NULL */
+    /* The input normalisation a deployment must apply: x = (pixel/255 - mean) / std
+     * per channel, as ev_data does. norm_channels 0: unknown (then not stated). */
+    int norm_channels;
+    float norm_mean[4], norm_std[4];
+} ev_export_opts;
+
+void ev_export_opts_default(ev_export_opts *o);
+/* Refuses (NAS_EINVAL, naming the path) an existing model or side file, or a
+ * path outside opts->out_dir, unless opts->force. Files are written atomically. */
+nas_status ev_export_onnx(const ev_net *net, const ev_export_opts *opts, const char *path,
+                          nas_err *err);
+/* The same from named tensors in the engine's layouts (ev_net_tensors' names),
+ * e.g. weights kept in the run store. A missing tensor or a wrong shape is
+ * NAS_EINVAL naming the tensor. */
+nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
+                                  const ev_export_opts *opts, const char *path, nas_err *err);
+/* The refusals of ev_export_onnx alone, so a caller can refuse before it
+ * spends minutes training (nas train --export). */
+nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err);
+/* DIR/NAME.onnx -> DIR/NAME.spec.json and DIR/NAME.model-card.md. */
+void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n);
+
+/* A trained net's weights (every ev_net_tensors tensor, BN statistics included)
+ * as one checksummed blob (nas_malloc'd), for the run store to keep per
+ * candidate, so that `nas export RUN` writes the network that was measured. */
+nas_status ev_net_weights_pack(const ev_net *net, void **blob, size_t *len, nas_err *err);
+/* Into a net built from the same architecture. A corrupt blob, or a missing,
+ * extra or differently shaped tensor, is NAS_EINVAL naming it (the net's
+ * weights are then unspecified). */
+nas_status ev_net_weights_unpack(ev_net *net, const void *blob, size_t len, nas_err *err);
 
 #endif

@@ -242,6 +242,15 @@ nas_status runs_model_get(runs_db *db, const char *name, const char *fingerprint
                           size_t *len, char **meta_json, char fingerprint_out[128], int *found,
                           nas_err *err);
 
+/* ---- trained weights of a candidate (runs/weights.c) ---------------------- */
+
+/* The evaluator's weights blob (ev_net_weights_pack) of a finished candidate;
+ * storing again replaces it. get: *found = 0 when none was stored; the blob is
+ * nas_malloc'd. */
+nas_status runs_weights_put(runs_db *db, int64_t cand, const void *blob, size_t len, nas_err *err);
+nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len, int *found,
+                            nas_err *err);
+
 /* ======================= job files ======================================= */
 
 /* Everything `nas search` flags can say, as a batch job (YAML or JSON). */

@@ -30,3 +30,6 @@ fi
 if [ "${NAS_SKIP_DATA:-0}" != 1 ] && [ -x scripts/fetch-mnist.sh ]; then
     scripts/fetch-mnist.sh
 fi
+
+# ONNX Runtime (CPU) for the export tests and `make bench-infer` (NAS_SKIP_ORT=1 skips it).
+[ "${NAS_SKIP_ORT:-0}" = 1 ] || bash scripts/setup-ort.sh
