@@ -6,14 +6,16 @@
 # accuracy 0 and HV_REF_MJ, the same for every run so the figures compare) and
 # the best reward. The goal: evolution and RL both beat random on the median.
 #
-# Knobs (environment): EVALS (candidates per run, 16), JOULES (joule budget
+# Knobs (environment): EVALS (candidates per run, 12), JOULES (joule budget
 # per run, 0: none), SUBSET (training images, 2000), BATCH (32), EPOCHS (1), STAGES (3),
 # MAX_WIDTH (0.5), TARGET_MJ (soft target, 2), HV_REF_MJ (2 x TARGET_MJ),
-# SEEDS ("1 2 3"), THREADS (0: all cores), OUT (build/bench-search).
+# SEEDS ("1 2 3"), THREADS (1), OUT (build/bench-search).
+# One thread by default: on a shared 2-core machine two OpenMP threads per run
+# stretched one candidate from ~10 s to 160 s and its batch-1 latency 6000-fold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAS=${NAS:-./nas}
-EVALS=${EVALS:-16}
+EVALS=${EVALS:-12}
 JOULES=${JOULES:-0}
 SUBSET=${SUBSET:-2000}
 BATCH=${BATCH:-32}
@@ -23,7 +25,7 @@ MAX_WIDTH=${MAX_WIDTH:-0.5}
 TARGET_MJ=${TARGET_MJ:-2}
 HV_REF_MJ=${HV_REF_MJ:-$(awk "BEGIN{print 2*$TARGET_MJ}")}
 SEEDS=${SEEDS:-"1 2 3"}
-THREADS=${THREADS:-0}
+THREADS=${THREADS:-1}
 OUT=${OUT:-build/bench-search}
 PY=/usr/bin/python3
 

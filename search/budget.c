@@ -61,26 +61,42 @@ static double unreserved(const search_budget *b)
     return b->lim.joules - b->joules_hi - b->reserved_joules;
 }
 
-double search_budget_allowance(const search_budget *b, int free_slots)
+double search_budget_estimate_joules(const search_budget *b, double hint)
+{
+    double generic = search_budget_next_joules(b);
+    if (!(hint > 0) || b->n_hint < 3 || !(b->c_hh > 0))
+        return generic;
+    double n = (double)b->n_hint, slope = b->c_hj / b->c_hh;
+    if (!(slope >= 0))
+        return generic;
+    double a = b->hj_mean - slope * b->h_mean;
+    double sse = b->c_jj - slope * b->c_hj, s2 = sse > 0 ? sse / (n - 2) : 0;
+    double dh = hint - b->h_mean;
+    double se = sqrt(s2 * (1 + 1 / n + dh * dh / b->c_hh));
+    double est = a + slope * hint + b->lim.sigmas * se;
+    return est > 0 ? est : 0;
+}
+
+double search_budget_allowance(const search_budget *b, int free_slots, double est_j)
 {
     if (!(b->lim.joules > 0))
         return INFINITY;
     double left = unreserved(b);
     if (left <= 0)
         return 0;
-    double share = left / (free_slots > 1 ? free_slots : 1), est = search_budget_next_joules(b);
-    return share < est && left >= est ? est : share;
+    double share = left / (free_slots > 1 ? free_slots : 1);
+    return share < est_j && left >= est_j ? est_j : share;
 }
 
-search_stop search_budget_check(const search_budget *b, int free_slots)
+search_stop search_budget_check(const search_budget *b, int free_slots, double est_j)
 {
     const search_limits *l = &b->lim;
     if (l->evals > 0 && b->evals + b->in_flight >= l->evals)
         return SEARCH_STOP_EVALS;
     if (l->joules > 0) {
         /* with nothing known yet (estimate 0), a candidate may start while any budget is left */
-        double allow = search_budget_allowance(b, free_slots);
-        if (allow <= 0 || allow < search_budget_next_joules(b))
+        double allow = search_budget_allowance(b, free_slots, est_j);
+        if (allow <= 0 || allow < est_j)
             return SEARCH_STOP_JOULES;
     }
     if (l->seconds > 0) {
@@ -110,9 +126,11 @@ static void spend(search_budget *b, double *joules, double *rel_unc, const char 
 search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;
+    /* before the first, the cheapest evaluation stands in (it trained a network too) */
+    double est = b->n_meas ? b->m_max_j : b->j_min;
     if (l->joules > 0) {
-        double allow = search_budget_allowance(b, free_slots);
-        if (allow <= 0 || allow < b->m_max_j)
+        double allow = search_budget_allowance(b, free_slots, est);
+        if (allow <= 0 || allow < est)
             return SEARCH_STOP_JOULES;
     }
     if (l->seconds > 0 && (b->seconds + b->flight_seconds + b->m_max_s > l->seconds || b->seconds >= l->seconds))
@@ -140,7 +158,7 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
 }
 
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
-                          double rel_unc, double seconds, const char *meter, int estimated)
+                          double rel_unc, double seconds, const char *meter, int estimated, double hint)
 {
     if (b->in_flight > 0) {
         b->in_flight--;
@@ -160,6 +178,17 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
     b->j_m2 += dj * (jh - b->j_mean);
     b->s_mean += ds / b->n_cost;
     b->s_m2 += ds * (s - b->s_mean);
+    if (b->n_cost == 1 || jh < b->j_min)
+        b->j_min = jh;
+    if (hint > 0 && isfinite(hint)) {
+        b->n_hint++;
+        double dh = hint - b->h_mean, dq = jh - b->hj_mean;   /* deviations from the old means */
+        b->h_mean += dh / b->n_hint;
+        b->hj_mean += dq / b->n_hint;
+        b->c_hh += dh * (hint - b->h_mean);
+        b->c_hj += dh * (jh - b->hj_mean);
+        b->c_jj += dq * (jh - b->hj_mean);
+    }
 }
 
 double search_budget_fraction(const search_budget *b)

@@ -28,6 +28,7 @@ typedef struct {
     space_genome g;
     search_prediction pred;
     double allow_j, est_s, t_start;   /* allow_j: joules reserved for it (inf: no joule budget) */
+    double hint;                      /* its cost hint (0: none) */
 } flight_t;
 
 struct search_loop {
@@ -39,7 +40,7 @@ struct search_loop {
     int n_res, cap_res;
     search_result *res;
     int best;                  /* index into res, -1: none */
-    long proposals, screened, cached;
+    long proposals, screened, cached, over_budget;
     int stall;
     double max_energy;         /* for the hypervolume reference when none is set */
     int n_fl, cap_fl;
@@ -178,6 +179,7 @@ void search_loop_progress(const search_loop *l, search_progress *p)
     p->evals = l->budget.evals;
     p->screened = l->screened;
     p->cached = l->cached;
+    p->over_budget = l->over_budget;
     p->best_reward = l->best >= 0 ? l->res[l->best].reward : NAN;
     p->best_id = l->best >= 0 ? l->res[l->best].id : -1;
     p->front_size = l->front.n;
@@ -285,7 +287,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
         ev->seconds = seconds;
     r.eval = *ev;
     search_budget_finish(&l->budget, f->allow_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
-                         ev->joules_estimated);
+                         ev->joules_estimated, f->hint);
     /* measured figures when there are, predicted otherwise */
     r.energy_mj = ev->energy_mj > 0 ? ev->energy_mj : f->pred.energy_mj > 0 ? f->pred.energy_mj : NAN;
     r.latency_ms = ev->latency_ms > 0 ? ev->latency_ms : f->pred.latency_ms > 0 ? f->pred.latency_ms : NAN;
@@ -366,9 +368,20 @@ static nas_status collect_one(search_loop *l, const search_callbacks *cb, nas_er
     return finish_eval(l, &f, &ev, clock_now(cb) - f.t_start, cb, err);
 }
 
-/* Proposes one candidate and sees it through screening and reuse; returns with
- * *launched set when it went to evaluation. */
-static nas_status propose(search_loop *l, const search_callbacks *cb, int free_slots, int *launched, nas_err *err)
+/* The estimate a candidate is admitted on before it is proposed: with cost
+ * hints, the cheapest evaluation so far (a dearer proposal is checked again on
+ * its own hint); without, the estimate for any candidate. */
+static double estimate_before_asking(const search_loop *l, const search_callbacks *cb)
+{
+    const search_budget *b = &l->budget;
+    return cb->cost_hint && b->n_hint >= 3 ? b->j_min : search_budget_next_joules(b);
+}
+
+/* Proposes one candidate and sees it through screening, reuse and its own
+ * cost estimate; returns with *launched set when it went to evaluation, and
+ * *stop set when it would have crossed the joule budget. */
+static nas_status propose(search_loop *l, const search_callbacks *cb, int free_slots, int *launched,
+                          search_stop *stop, nas_err *err)
 {
     *launched = 0;
     flight_t f;
@@ -380,20 +393,36 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
     if (cb->predict && (st = cb->predict(cb->ctx, &f.g, &f.pred, err)))
         return nas_errctx(err, "predicting candidate %ld", f.id);
     int reject = cb->screen ? cb->screen(cb->ctx, &f.g, &f.pred) : default_screen(l, &f.pred);
-    if (reject) {
+    const search_result *seen = !reject && l->opts.reuse_seen ? find_seen(l, &f.g) : NULL;
+    double est = 0;
+    int over = 0;
+    if (!reject && !seen) {
+        f.hint = cb->cost_hint ? cb->cost_hint(cb->ctx, &f.g) : 0;
+        if (!(f.hint > 0) || !isfinite(f.hint))
+            f.hint = 0;
+        est = cb->cost_hint ? search_budget_estimate_joules(&l->budget, f.hint) : search_budget_next_joules(&l->budget);
+        over = l->budget.lim.joules > 0 && search_budget_check(&l->budget, free_slots, est) == SEARCH_STOP_JOULES;
+    }
+    if (reject || over) {
         search_result r;
         memset(&r, 0, sizeof r);
         r.id = f.id;
         r.genome = f.g;
         r.pred = f.pred;
         r.screened = 1;
+        r.over_budget = over;
+        r.eval.joules = over ? est : 0;   /* what it would have cost; nothing was spent */
         r.energy_mj = f.pred.energy_mj > 0 ? f.pred.energy_mj : NAN;
         r.latency_ms = f.pred.latency_ms > 0 ? f.pred.latency_ms : NAN;
-        l->screened++;
-        l->stall++;
+        if (over) {
+            l->over_budget++;
+            *stop = SEARCH_STOP_JOULES;
+        } else {
+            l->screened++;
+            l->stall++;
+        }
         return finish_candidate(l, &r, cb, err);
     }
-    const search_result *seen = l->opts.reuse_seen ? find_seen(l, &f.g) : NULL;
     if (seen) {
         search_result r = *seen;
         r.id = f.id;
@@ -406,7 +435,7 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
         return finish_candidate(l, &r, cb, err);
     }
     l->stall = 0;
-    f.allow_j = search_budget_allowance(&l->budget, free_slots);
+    f.allow_j = search_budget_allowance(&l->budget, free_slots, est);
     f.est_s = search_budget_next_seconds(&l->budget);
     search_budget_start(&l->budget, f.allow_j, f.est_s);
     *launched = 1;
@@ -454,7 +483,7 @@ static nas_status measure_best(search_loop *l, const search_callbacks *cb, int f
         search_eval m;
         memset(&m, 0, sizeof m);
         double t = clock_now(cb);
-        double allowance = search_budget_allowance(&l->budget, free_slots);
+        double allowance = search_budget_allowance(&l->budget, free_slots, l->budget.m_max_j);
         nas_status st = cb->measure(cb->ctx, r->id, &r->genome, allowance, &m, err);
         if (st)
             return nas_errctx(err, "measuring candidate %ld", r->id);
@@ -548,7 +577,7 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
                 if ((st = measure_best(l, cb, slots - l->n_fl, err)))
                     return st;
             }
-            if ((stop = search_budget_check(&l->budget, slots - l->n_fl)))
+            if ((stop = search_budget_check(&l->budget, slots - l->n_fl, estimate_before_asking(l, cb))))
                 break;
             if (l->stall >= l->opts.stall_limit) {
                 stop = SEARCH_STOP_STALLED;
@@ -556,8 +585,10 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
                 break;
             }
             int launched;
-            if ((st = propose(l, cb, slots - l->n_fl, &launched, err)))
+            if ((st = propose(l, cb, slots - l->n_fl, &launched, &stop, err)))
                 return st;
+            if (stop)
+                break;   /* this one would have crossed the joule budget */
             tick(l, cb);
         }
         if (l->n_fl == 0 || final)
@@ -579,7 +610,7 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
 static json_t *result_json(const search_result *r)
 {
     const search_eval *e = &r->eval;
-    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i}",
+    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i}",
                      "id", (json_int_t)r->id, "genome", search_json_genome(&r->genome),
                      "pred_ms", search_json_num(r->pred.latency_ms), "pred_mj", search_json_num(r->pred.energy_mj),
                      "screened", r->screened, "cached", r->cached, "status", (int)e->status,
@@ -589,7 +620,7 @@ static json_t *result_json(const search_result *r)
                      "seconds", search_json_num(e->seconds), "mj", search_json_num(r->energy_mj),
                      "ms", search_json_num(r->latency_ms), "reward", search_json_num(r->reward),
                      "feasible", r->feasible, "on_front", r->on_front, "is_best", r->is_best,
-                     "late", r->measured_later);
+                     "late", r->measured_later, "ob", r->over_budget);
 }
 
 char *search_loop_save(const search_loop *l)
@@ -621,6 +652,12 @@ char *search_loop_save(const search_loop *l)
                                   "ape_mj", search_json_num(l->ape_mj), "ape_ms", search_json_num(l->ape_ms),
                                   "n_meas", (json_int_t)b->n_meas, "m_max_j", search_json_num(b->m_max_j),
                                   "m_max_s", search_json_num(b->m_max_s)));
+    json_object_set_new(root, "cost_fit",
+                        json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "n", (json_int_t)b->n_hint, "h_mean",
+                                  search_json_num(b->h_mean), "j_mean", search_json_num(b->hj_mean), "c_hh",
+                                  search_json_num(b->c_hh), "c_hj", search_json_num(b->c_hj), "c_jj",
+                                  search_json_num(b->c_jj), "j_min", search_json_num(b->j_min), "over_budget",
+                                  (json_int_t)l->over_budget));
     json_object_set_new(root, "budget",
                         json_pack("{s:o,s:o,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:s,s:i}", "joules", search_json_num(b->joules),
                                   "joules_hi", search_json_num(b->joules_hi), "evals", (json_int_t)b->evals, "seconds",
@@ -637,7 +674,8 @@ char *search_loop_save(const search_loop *l)
         json_array_append_new(res, result_json(&l->res[i]));
     for (int i = 0; fl && i < l->n_fl; i++) {
         const flight_t *f = &l->fl[i];
-        json_array_append_new(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "genome",
+        json_array_append_new(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "hint",
+                                            search_json_num(f->hint), "genome",
                                             search_json_genome(&f->g), "pred_ms", search_json_num(f->pred.latency_ms),
                                             "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
                                             search_json_num(f->allow_j), "est_s", search_json_num(f->est_s)));
@@ -703,6 +741,7 @@ static nas_status result_from_json(const json_t *j, const search_space *space, s
     r->on_front = (int)integer(j, "on_front", &bad);
     r->is_best = (int)integer(j, "is_best", &bad);
     r->measured_later = (int)integer(j, "late", &bad);
+    r->over_budget = (int)integer(j, "ob", &bad);
     if (bad || e->status < SEARCH_EVAL_OK || e->status > SEARCH_EVAL_FAILED)
         return nas_errf(err, NAS_EINVAL, "search state: results: candidate %ld has a missing or invalid field", r->id);
     return NAS_OK;
@@ -795,6 +834,16 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     b->m_max_j = num(jk, "m_max_j", &bad);
     b->m_max_s = num(jk, "m_max_s", &bad);
     if (bad) { st = bad_field(err, "checks"); goto cleanup; }
+    json_t *jr = json_object_get(root, "cost_fit");
+    b->n_hint = integer(jr, "n", &bad);
+    b->h_mean = num(jr, "h_mean", &bad);
+    b->hj_mean = num(jr, "j_mean", &bad);
+    b->c_hh = num(jr, "c_hh", &bad);
+    b->c_hj = num(jr, "c_hj", &bad);
+    b->c_jj = num(jr, "c_jj", &bad);
+    b->j_min = num(jr, "j_min", &bad);
+    l->over_budget = integer(jr, "over_budget", &bad);
+    if (bad) { st = bad_field(err, "cost_fit"); goto cleanup; }
     json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
     if (!json_is_array(res)) { st = bad_field(err, "results"); goto cleanup; }
     if (!json_is_array(fl)) { st = bad_field(err, "in_flight"); goto cleanup; }
@@ -824,6 +873,7 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
         if (isnan(f.allow_j))
             f.allow_j = INFINITY;   /* saved as null: no joule budget */
         f.est_s = num(jf, "est_s", &bad);
+        f.hint = num(jf, "hint", &bad);
         if (bad) { st = bad_field(err, "in_flight"); goto cleanup; }
         if (flight_push(l, &f)) {
             st = nas_errf(err, NAS_ENOMEM, "search state: out of memory");

@@ -74,6 +74,7 @@ char *search_loop_report_json(const search_loop *l, search_stop why, int top)
     json_object_set_new(root, "evals", json_integer(p.evals));
     json_object_set_new(root, "screened", json_integer(p.screened));
     json_object_set_new(root, "seen_before", json_integer(p.cached));
+    json_object_set_new(root, "over_budget", json_integer(p.over_budget));
     json_object_set_new(root, "seconds", search_json_num(p.seconds));
     json_object_set_new(root, "energy",
                         json_pack("{s:o,s:o,s:o,s:s,s:s,s:I}", "joules", search_json_num(b->joules),

@@ -197,6 +197,11 @@ typedef struct {
     double reserved_joules, flight_seconds;
     long n_meas;               /* measurements after training (measure callback) */
     double m_max_j, m_max_s;   /* the dearest one so far: the next is assumed to cost as much */
+    /* with a cost hint per candidate (e.g. its MACs): a least-squares line of
+     * joules on hint, kept as running means and co-moments (Welford) */
+    long n_hint;
+    double h_mean, hj_mean, c_hh, c_hj, c_jj;
+    double j_min;              /* the cheapest evaluation so far (joules, with uncertainty) */
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
 } search_budget;
@@ -216,21 +221,33 @@ void search_budget_init(search_budget *b, const search_limits *lim);
 /* Estimated cost of one more evaluation: mean + sigmas * sd of what they cost so far. */
 double search_budget_next_joules(const search_budget *b);
 double search_budget_next_seconds(const search_budget *b);
-/* Whether one more candidate may start now, with free_slots evaluation slots
- * free (1 when evaluating one at a time); if not, which budget stops it. */
-search_stop search_budget_check(const search_budget *b, int free_slots);
+/* The same for a candidate with a cost hint (> 0; e.g. its MACs): the line
+ * joules = a + b * hint fit by least squares to the evaluations so far, plus
+ * sigmas standard errors of a prediction there (which widen away from the
+ * hints seen); the generic estimate until three evaluations with hints exist
+ * (not all equal), or when the fit slopes down. Evaluations cost a fixed part
+ * (data, validation, benchmarking) plus one that grows with the network, so a
+ * line fits where a ratio (joules per MAC) would overcharge large networks for
+ * small ones' overhead. */
+double search_budget_estimate_joules(const search_budget *b, double hint);
+/* Whether a candidate expected to cost est_j may start now, with free_slots
+ * evaluation slots free (1 when evaluating one at a time); if not, which budget
+ * stops it. */
+search_stop search_budget_check(const search_budget *b, int free_slots, double est_j);
 /* The joules a candidate starting now may spend (inf: no joule limit): the
- * unreserved rest shared among the free slots, but at least the estimate when
- * that much is unreserved. The evaluator must stop before its spending, raised
- * by its meter's uncertainty, crosses it. */
-double search_budget_allowance(const search_budget *b, int free_slots);
+ * unreserved rest shared among the free slots, but at least est_j when that
+ * much is unreserved. The evaluator must stop before its spending, raised by
+ * its meter's uncertainty, crosses it. */
+double search_budget_allowance(const search_budget *b, int free_slots, double est_j);
 void search_budget_start(search_budget *b, double allowance_j, double est_seconds);
 /* A finished evaluation: what it cost, its meter, and the meter's relative
- * uncertainty (0.05 = +-5%). allowance_j / est_seconds: what start was given. */
+ * uncertainty (0.05 = +-5%). allowance_j / est_seconds: what start was given;
+ * hint: the candidate's cost hint (0: none). */
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
-                          double rel_unc, double seconds, const char *meter, int estimated);
+                          double rel_unc, double seconds, const char *meter, int estimated, double hint);
 /* Measurements of trained candidates: admitted like evaluations (but not
- * counted as ones), with the dearest measurement so far as the estimate. */
+ * counted as ones), with the dearest measurement so far as the estimate (the
+ * cheapest evaluation before the first). */
 search_stop search_budget_check_measure(const search_budget *b, int free_slots);
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
                             int estimated);
@@ -270,12 +287,15 @@ typedef struct {
     int feasible;              /* meets the hard target */
     int on_front;              /* joined the Pareto front */
     int is_best;               /* became the best feasible candidate */
+    int over_budget;           /* not started: its estimated cost would cross the joule budget
+                                  (reported like a screened one; the search stops) */
     int measured_later;        /* energy/latency measured after training by measure(): on_result
                                   is called again for this id, with reward and feasibility redone */
 } search_result;
 
 typedef struct {
     long proposals, evals, screened, cached;
+    long over_budget;          /* proposals not started because they would cross the joule budget */
     double best_reward;        /* NaN until a feasible candidate */
     long best_id;
     int front_size;
@@ -296,6 +316,13 @@ typedef struct {
     void *ctx;
     /* Optional: predicted cost per inference (the predictor). */
     nas_status (*predict)(void *ctx, const space_genome *g, search_prediction *out, nas_err *err);
+    /* Optional: a number the cost of evaluating g is roughly proportional to
+     * (its MACs, say). With it, the joules a candidate is expected to cost are
+     * estimated from its own size rather than from the average candidate, so a
+     * large network near the end of the budget is not started on the strength
+     * of the small ones before it; one that would not fit is reported with
+     * over_budget set (not trained), and the search stops. */
+    double (*cost_hint)(void *ctx, const space_genome *g);
     /* Optional: 1 to reject before training. NULL: rejected when a hard target
      * is set and the prediction exceeds screen_factor x T. */
     int (*screen)(void *ctx, const space_genome *g, const search_prediction *p);

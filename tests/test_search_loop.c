@@ -41,6 +41,7 @@ typedef struct {
     int late_measure;           /* evaluate trains only; measure() measures energy and latency */
     int n_measure, n_result_calls_for[4096];
     int n_start;
+    int hint_kind;              /* cost hint: 0 none, 1 proportional to the cost, 2 affine in it (a fixed part) */
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -182,6 +183,13 @@ static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const s
     return NAS_OK;
 }
 
+static double cb_cost_hint(void *ctx, const space_genome *g)
+{
+    synth *s = ctx;
+    double e = true_energy(s, g);
+    return s->hint_kind == 1 ? 2 + e : e * 1e6;   /* the cost is 20 + 10 e: MACs-like magnitudes */
+}
+
 static int cb_screen_all(void *ctx, const space_genome *g, const search_prediction *p)
 {
     return ((synth *)ctx)->reject_all;
@@ -224,6 +232,7 @@ static search_callbacks callbacks(synth *s, int async)
     cb.should_stop = cb_should_stop;
     cb.now = cb_now;
     cb.measure = s->late_measure ? cb_measure : NULL;
+    cb.cost_hint = s->hint_kind ? cb_cost_hint : NULL;
     return cb;
 }
 
@@ -396,6 +405,7 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         synth_init(&s1, NG, 4);
         synth_init(&s2, NG, 4);
         s1.late_measure = s2.late_measure = late;
+        s1.hint_kind = s2.hint_kind = 2 * late;   /* cost hints' statistics must resume too */
         search_stop w1, w2, w3;
         search_loop *a = run(&s1, &o, 0, &w1);
         s2.save_at = save_at;
@@ -408,6 +418,7 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         /* resume from the state saved at the save_at-th report */
         synth_init(&s3, NG, 4);
         s3.late_measure = late;
+        s3.hint_kind = 2 * late;
         s3.clock = 0;   /* a new process: its clock starts anew */
         search_loop *c;
         nas_err err = {0};
@@ -790,6 +801,84 @@ static void a_resumed_search_can_be_given_more_budget(void **state)
     search_loop_free(b);
 }
 
+/* An evaluator that cannot stop mid-way and networks whose cost varies
+ * 2.4-fold: only an estimate per candidate keeps the budget. */
+static void cost_hints_keep_the_budget_when_evaluations_cannot_stop(void **state)
+{
+    (void)state;
+    int over_seen = 0;
+    double worst_without = 0;
+    for (int k = 0; k < 3; k++)
+        for (int seed = 1; seed <= 4; seed++)
+            for (int hk = 0; hk <= 2; hk++) {
+                synth s;
+                synth_init(&s, NG, 4);
+                s.honour_allowance = 0;
+                s.hint_kind = hk;
+                search_loop_opts o;
+                search_loop_opts_default(&o, (search_kind)k, 0);
+                o.strategy.seed = (uint64_t)seed;
+                o.limits.joules = 700 + 137 * seed;
+                search_stop why;
+                search_loop *l = run(&s, &o, 0, &why);
+                const search_budget *b = search_loop_budget(l);
+                assert_int_equal(why, SEARCH_STOP_JOULES);
+                if (hk) {
+                    assert_true(b->joules_hi <= o.limits.joules + 1e-9);
+                    /* the last proposal is the one that did not fit, reported, not trained */
+                    const search_result *last = search_loop_result(l, search_loop_n_results(l) - 1);
+                    if (last->over_budget) {
+                        over_seen++;
+                        assert_true(last->screened);
+                        assert_true(b->joules_hi + last->eval.joules > o.limits.joules);
+                    }
+                    /* exact fits: at most the dearest evaluation is left unspent */
+                    assert_true(o.limits.joules - b->joules_hi < 60 * 1.05 + 1e-6);
+                } else if (b->joules_hi - o.limits.joules > worst_without) {
+                    worst_without = b->joules_hi - o.limits.joules;
+                }
+                search_loop_free(l);
+            }
+    assert_true(over_seen > 0);
+    print_message("without cost hints, the worst overrun was %.1f J\n", worst_without);
+}
+
+static void budget_estimates_match_hand_computation(void **state)
+{
+    (void)state;
+    search_limits lim = {.joules = 100, .sigmas = 2};
+    search_budget b;
+    search_budget_init(&b, &lim);
+    assert_true(search_budget_next_joules(&b) == 0);   /* nothing known: no estimate */
+    assert_int_equal(search_budget_check(&b, 1, 0), SEARCH_STOP_NONE);
+    /* three evaluations of 10, 14 and 15 J (exact meters) at hints 1, 2, 3 */
+    const double j[3] = {10, 14, 15};
+    for (int i = 0; i < 3; i++) {
+        double allow = search_budget_allowance(&b, 1, 0);   /* all that is left: one slot */
+        search_budget_start(&b, allow, 0);
+        search_budget_finish(&b, allow, 0, j[i], 0, 1, "rapl:package-0", 0, i + 1);
+    }
+    assert_int_equal(b.in_flight, 0);
+    assert_true(b.reserved_joules == 0);
+    assert_true(fabs(b.joules_hi - 39) < 1e-12);
+    /* generic: mean 13 + 2 sd, sd = sqrt(((-3)^2 + 1^2 + 2^2) / 2) = sqrt(7) */
+    assert_true(fabs(search_budget_next_joules(&b) - (13 + 2 * sqrt(7))) < 1e-12);
+    /* the line: Shh = 2, Shj = 5, slope 2.5, intercept 8; SSE = 1.5, s^2 = 1.5;
+     * at hint 5: 20.5 + 2 sqrt(1.5 (1 + 1/3 + 9/2)) = 20.5 + 2 sqrt(8.75) */
+    assert_true(fabs(search_budget_estimate_joules(&b, 5) - (20.5 + 2 * sqrt(8.75))) < 1e-9);
+    assert_true(fabs(search_budget_estimate_joules(&b, 0) - (13 + 2 * sqrt(7))) < 1e-12);   /* no hint */
+    /* reservations: 61 J left; two free slots share it, but one gets its estimate if more */
+    assert_true(fabs(search_budget_allowance(&b, 2, 20) - 30.5) < 1e-12);
+    assert_true(fabs(search_budget_allowance(&b, 4, 20) - 20) < 1e-12);
+    search_budget_start(&b, 30.5, 0);
+    assert_int_equal(search_budget_check(&b, 1, 30.5), SEARCH_STOP_NONE);
+    assert_int_equal(search_budget_check(&b, 1, 30.6), SEARCH_STOP_JOULES);
+    /* the meter's uncertainty counts against the budget */
+    search_budget_finish(&b, 30.5, 0, 20, 0.1, 1, "rapl:package-0", 0, 0);
+    assert_true(fabs(b.joules - 59) < 1e-12 && fabs(b.joules_hi - 61) < 1e-12);
+    assert_true(fabs(search_budget_allowance(&b, 1, 0) - 39) < 1e-12);
+}
+
 /* ---- on space/'s own genome ------------------------------------------------ */
 
 /* A stand-in for training on the real space: accuracy grows with the log of
@@ -921,6 +1010,8 @@ int main(void)
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(real_space_genomes_become_valid_networks),
         cmocka_unit_test(a_resumed_search_can_be_given_more_budget),
+        cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
+        cmocka_unit_test(budget_estimates_match_hand_computation),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,11 +2,7 @@
  * name the option; a tiny real search on the MNIST digits (when `make data`
  * has fetched them) stays within its budgets, reports JSON that agrees with
  * itself, and, stopped and resumed through --state, ends as an uninterrupted
- * run does.  *
- * PENDING: kept out of the build until evaluator/ and predictor/ are on main
- * (it links against both); then `git mv tests/pending/test_search_cli.c tests/`. Built and run on a
- * local merge of the data, engine, onnx, predictor, predictor-ev and runs
- * branches (23:58 UTC). */
+ * run does; with --db the run store records it and resumes it. */
 #include "tests/testutil.h"
 
 #include <jansson.h>

@@ -9,17 +9,24 @@
  *
  * What goes where: progress on stderr (a line per candidate; a live line on a
  * terminal), results on stdout (a leaderboard, the Pareto front, the chosen
- * spec), or one JSON object with --json.  *
- * PENDING: kept out of the build until evaluator/ and predictor/ are on main
- * (it links against both); then `git mv cli/pending/cmd_search.c cli/`. Built and run on a
- * local merge of the data, engine, onnx, predictor, predictor-ev and runs
- * branches (23:58 UTC). */
+ * spec), or one JSON object with --json.
+ *
+ * The predictor is optional at build time: until predictor/ is in the tree,
+ * `--predictor` says it is not in this build, and every candidate is
+ * benchmarked instead. */
 #include "cli/cli.h"
 #include "evaluator/ev.h"
-#include "predictor/pred.h"
 #include "runs/runs.h"
 #include "search/search.h"
 #include "space/space.h"
+
+#if __has_include("predictor/pred.h")
+#include "predictor/pred.h"
+#define HAVE_PREDICTOR 1
+#else
+#define HAVE_PREDICTOR 0
+typedef struct pred_model pred_model;
+#endif
 
 #include <jansson.h>
 #include <math.h>
@@ -116,6 +123,7 @@ static nas_status genome_net(const run_ctx *c, const space_genome *g, space_spec
     return st;
 }
 
+#if HAVE_PREDICTOR
 static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction *out, nas_err *err)
 {
     run_ctx *c = ctx;
@@ -130,6 +138,21 @@ static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction
     out->latency_ms = e.latency_ms;
     out->energy_mj = e.energy_mj;
     return NAS_OK;
+}
+#endif
+
+/* Training and validating cost grows with the network's MACs per image: the
+ * loop estimates each candidate's joules from it. */
+static double cb_cost_hint(void *ctx, const space_genome *g)
+{
+    run_ctx *c = ctx;
+    static space_net net;
+    space_spec spec;
+    if (genome_net(c, g, &spec, &net, NULL))
+        return 0;
+    space_cost cost;
+    space_cost_of(&net, NULL, 0, &cost);
+    return cost.macs;
 }
 
 typedef struct {
@@ -332,11 +355,12 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         res.energy_mj = runs_fig_make(e->energy_mj, e->meter, quality);
     if (e->latency_ms > 0)
         res.latency_ms = runs_fig_make(e->latency_ms, "clock", "measured");
-    if (!r->screened)
+    if (!r->screened)   /* (an over-budget one's joules are an estimate of what it would cost) */
         res.joules = runs_fig_make(e->joules, e->meter, quality);
     res.wall_s = r->screened ? NAN : e->seconds;
     res.reward = r->screened ? NAN : r->reward;
-    res.error = r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
+    res.error = r->over_budget ? "not started: its estimated cost would cross the joule budget"
+              : r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
               : e->status == SEARCH_EVAL_FAILED ? "too big for this machine, or stopped at its joule allowance" : NULL;
     st = runs_cand_finish(c->db, c->cand[r->id], &res, state, err);
 cleanup:
@@ -361,7 +385,10 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
     run_ctx *c = ctx;
     if (c->live)
         fprintf(stderr, "\r\033[K");
-    if (r->screened) {
+    if (r->over_budget) {
+        fprintf(stderr, "#%ld not started: its estimated %.1f J would cross the joule budget\n", r->id,
+                r->eval.joules);
+    } else if (r->screened) {
         fprintf(stderr, "#%ld screened: predicted %.3g mJ, %.3g ms\n", r->id, r->pred.energy_mj, r->pred.latency_ms);
     } else if (r->measured_later) {
         fprintf(stderr, "#%ld measured: %.3g mJ  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
@@ -603,8 +630,15 @@ int cmd_search(int argc, char **argv)
         mo.watts_per_core = watts;
     if ((st = ev_meter_open(&mo, &c.meter, &err)))
         goto fail;
+#if HAVE_PREDICTOR
     if (pred_path && (st = pred_load(pred_path, &c.pred, &err)))
         goto fail;
+#else
+    if (pred_path) {
+        st = nas_errf(&err, NAS_EUNSUPP, "--predictor: the predictor is not in this build");
+        goto fail;
+    }
+#endif
     c.bench_each = c.pred == NULL;
     c.pred_source = pred_path ? pred_path : "none";
 
@@ -700,10 +734,13 @@ int cmd_search(int argc, char **argv)
     search_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.ctx = &c;
+#if HAVE_PREDICTOR
     cb.predict = c.pred ? cb_predict : NULL;
+#endif
     cb.evaluate = cb_evaluate;
     cb.measure = c.pred ? cb_measure : NULL;
     cb.on_start = cb_on_start;
+    cb.cost_hint = cb_cost_hint;
     cb.on_result = cb_on_result;
     cb.progress = cb_progress;
     cb.should_stop = cb_should_stop;
@@ -737,7 +774,9 @@ done:
     nas_free(c.cand);
     runs_close(c.db);
     search_loop_free(l);
+#if HAVE_PREDICTOR
     pred_free(c.pred);
+#endif
     ev_meter_close(c.meter);
     if (data_loaded)
         ev_data_free(&c.data);
