@@ -148,3 +148,23 @@ $(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETU
 bench-pred: $(BUILD)/bench/pred_calib
 	nice $(BUILD)/bench/pred_calib 300 0.01 1
 .PHONY: bench-pred
+
+# ---- Open MPI (issue 8) --------------------------------------------------
+# search/dist.c includes <mpi.h>, so every binary links libmpi; MPI_Init runs
+# only when a launcher (mpirun, srun) started the process. -isystem: the
+# strict warning list is for our code, not mpi.h.
+MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags ompi-c 2>/dev/null))
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+CFLAGS     += $(MPI_CFLAGS)
+LDLIBS     += $(MPI_LIBS)
+
+# Candidates per hour for 1, 2 and cores+1 ranks on this machine with the real
+# engine, and the scaling efficiency (scripts/bench-mpi.sh says how).
+BENCH_MPI_ARGS ?= --evals 8 --images 256 --epochs 1
+
+$(BUILD)/bench/bench_mpi: bench/bench_mpi.c $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-mpi: $(BUILD)/bench/bench_mpi
+	bash scripts/bench-mpi.sh $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)
