@@ -92,3 +92,11 @@ clean:
 	rm -rf build build-asan nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# Training speed against PyTorch 1.13 on the same network, and kernel GFLOP/s (bench/bench_train.c).
+$(BUILD)/bench/bench_train: bench/bench_train.c $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-train: $(BUILD)/bench/bench_train
+	$(BUILD)/bench/bench_train $(BENCH_TRAIN_ARGS)
