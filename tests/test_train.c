@@ -193,6 +193,32 @@ static void bad_inputs_are_refused(void **state)
     free_data(&d);
 }
 
+static void time_limit_stops_within_an_epoch(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 5);
+    space_net a;
+    stripes_net(&a);
+    ev_net *net = NULL;
+    nas_err err;
+    ev_net_opts no = {.batch = 32, .training = 1, .threads = 1, .seed = 1};
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    ev_train_opts o;
+    ev_train_opts_default(&o);
+    o.batch = 32;
+    o.epochs = 50;
+    o.max_seconds = 1e-6;
+    ev_train_result r;
+    double t0 = nas_now();
+    assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_OK);
+    assert_true(nas_now() - t0 < 5.0);   /* one step and one evaluation, not 50 epochs */
+    assert_int_equal(r.epochs_done, 0);
+    assert_true(r.test_acc >= 0 && r.test_acc <= 1);
+    ev_net_free(net);
+    free_data(&d);
+}
+
 /* `nas train`: usage errors exit 2 and name the option; with the data
  * loaders in the build, a short run prints JSON with the test accuracy. */
 static void cli_train(void **state)
@@ -241,6 +267,7 @@ int main(void)
         cmocka_unit_test(same_seed_same_result),
         cmocka_unit_test(huge_learning_rate_diverges),
         cmocka_unit_test(bad_inputs_are_refused),
+        cmocka_unit_test(time_limit_stops_within_an_epoch),
         cmocka_unit_test(cli_train),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
