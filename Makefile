@@ -168,3 +168,10 @@ $(BUILD)/bench/bench_mpi: bench/bench_mpi.c $(LIB) | $(SETUP)
 
 bench-mpi: $(BUILD)/bench/bench_mpi
 	bash scripts/bench-mpi.sh $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)
+# Training speed against PyTorch 1.13 on the same network, and kernel GFLOP/s (bench/bench_train.c).
+$(BUILD)/bench/bench_train: bench/bench_train.c $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-train: $(BUILD)/bench/bench_train
+	$(BUILD)/bench/bench_train $(BENCH_TRAIN_ARGS)

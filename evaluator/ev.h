@@ -82,7 +82,7 @@ typedef struct {
     int augment;                         /* random crop with padding (+ flips when the data allow) */
     int threads;
     uint64_t seed;                       /* shuffling, augmentation, dropout */
-    double max_seconds;                  /* 0: no limit */
+    double max_seconds;                  /* 0: no limit; checked after every step */
     /* Called after each epoch; may be NULL. Return non-zero to stop early. */
     int (*on_epoch)(void *ctx, int epoch, double loss, double train_acc, double val_acc,
                     double images_per_s);

@@ -8,6 +8,11 @@
  * depthwise weight gradients) use per-thread partials added in thread order:
  * the same thread count gives the same bits.
  */
+/* The element-wise and per-channel loops below are written to vectorise;
+ * -O2's cheap cost model leaves most of them scalar. No fast-math: results
+ * must match PyTorch to 1e-4 and be reproducible. */
+#pragma GCC optimize("O3", "no-math-errno")
+
 #include "evaluator/ops.h"
 
 #include <math.h>

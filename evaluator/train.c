@@ -145,6 +145,7 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
     float *x = evn_input(net);
     double t0 = nas_now(), train_secs = 0;
     long step = 0, images = 0;
+    int out_of_time = 0;
 
     for (int ep = 0; ep < o->epochs; ep++) {
         double te = nas_now(), loss_sum = 0;
@@ -181,11 +182,15 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
             loss_sum += loss * B;
             hits += correct;
             seen += B;
+            if (o->max_seconds > 0 && nas_now() - t0 > o->max_seconds) {
+                out_of_time = 1;   /* mid-epoch: report what was trained, then test */
+                break;
+            }
         }
         double dt = nas_now() - te;
         train_secs += dt;
         images += seen;
-        res->epochs_done = ep + 1;
+        res->epochs_done = out_of_time ? ep : ep + 1;
         res->train_loss = loss_sum / seen;
         res->train_acc = (double)hits / seen;
         res->images_per_s = train_secs > 0 ? images / train_secs : 0;
@@ -194,7 +199,7 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
         if (o->on_epoch && o->on_epoch(o->ctx, ep + 1, res->train_loss, res->train_acc,
                                        res->val_acc, seen / (dt > 0 ? dt : 1e-9)))
             break;
-        if (o->max_seconds > 0 && nas_now() - t0 > o->max_seconds)
+        if (out_of_time || (o->max_seconds > 0 && nas_now() - t0 > o->max_seconds))
             break;
     }
     st = ev_evaluate(net, &data->test, &res->test_acc, err);

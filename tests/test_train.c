@@ -193,6 +193,73 @@ static void bad_inputs_are_refused(void **state)
     free_data(&d);
 }
 
+static void time_limit_stops_within_an_epoch(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 5);
+    space_net a;
+    stripes_net(&a);
+    ev_net *net = NULL;
+    nas_err err;
+    ev_net_opts no = {.batch = 32, .training = 1, .threads = 1, .seed = 1};
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    ev_train_opts o;
+    ev_train_opts_default(&o);
+    o.batch = 32;
+    o.epochs = 50;
+    o.max_seconds = 1e-6;
+    ev_train_result r;
+    double t0 = nas_now();
+    assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_OK);
+    assert_true(nas_now() - t0 < 5.0);   /* one step and one evaluation, not 50 epochs */
+    assert_int_equal(r.epochs_done, 0);
+    assert_true(r.test_acc >= 0 && r.test_acc <= 1);
+    ev_net_free(net);
+    free_data(&d);
+}
+
+/* `nas train`: usage errors exit 2 and name the option; with the data
+ * loaders in the build, a short run prints JSON with the test accuracy. */
+static void cli_train(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(tu_run_nas("train --help", &out), 0);
+    assert_non_null(strstr(out, "--data mnist|cifar10:DIR|idx:DIR"));
+    free(out);
+    assert_int_equal(tu_run_nas("train 2>&1", &out), 2);
+    assert_non_null(strstr(out, "no spec or preset"));
+    free(out);
+    assert_int_equal(tu_run_nas("train mobilenetv2 2>&1", &out), 2);
+    assert_non_null(strstr(out, "--data is required"));
+    free(out);
+    assert_int_equal(tu_run_nas("train mobilenetv2 --data mnist --epochs 0 2>&1", &out), 2);
+    assert_non_null(strstr(out, "--epochs"));
+    free(out);
+    assert_int_equal(tu_run_nas("train mobilenetv2 --data mnist --bogus 1 2>&1", &out), 2);
+    assert_non_null(strstr(out, "unknown option '--bogus'"));
+    free(out);
+    int rc = tu_run_nas("train mobilenetv3-small --data mnist --subset 256 --epochs 1 --batch 32 "
+                        "--threads 2 --json 2>&1", &out);
+    if (out && strstr(out, "not in this build")) {
+        free(out);
+        fprintf(stderr, "  SKIPPED the training run: the data loaders are not in this build\n");
+        return;
+    }
+    if (rc != 0 && out && (strstr(out, "mnist") && (strstr(out, "No such file") || strstr(out, "not found")))) {
+        fprintf(stderr, "  SKIPPED the training run: %s", out);
+        free(out);
+        return;
+    }
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out ? out : "");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "epoch 1/1"));
+    assert_non_null(strstr(out, "\"test_accuracy\":"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +267,8 @@ int main(void)
         cmocka_unit_test(same_seed_same_result),
         cmocka_unit_test(huge_learning_rate_diverges),
         cmocka_unit_test(bad_inputs_are_refused),
+        cmocka_unit_test(time_limit_stops_within_an_epoch),
+        cmocka_unit_test(cli_train),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
