@@ -93,6 +93,81 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
+# ---- search/: evolution, RL and random on the same small budget of the real task,
+# 3 seeds each; hypervolume and best reward per strategy (knobs: see the script).
+bench-search: nas
+	bash scripts/bench-search.sh
+
+# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+LDLIBS += -lyaml
+
+# runs/: the run store's cost per recorded evaluation.
+.PHONY: bench-store
+$(BUILD)/bench/bench_store: bench/bench_store.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-store: $(BUILD)/bench/bench_store
+	$(BUILD)/bench/bench_store /tmp/nas-bench-store.db 2000
+
+# ---- evaluator meters: the stand-in libnvidia-ml that tests/test_meter.c loads
+# in place of NVIDIA's (built plain, without the sanitizers, as a driver would be).
+$(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -shared -fPIC -o $@ $<
+$(BUILD)/tests/test_meter: $(BUILD)/tests/libfake-nvml.so
+
+# evaluator: inference latency and energy per inference of a few networks (needs the engine).
+$(BUILD)/bench/bench_infer: bench/bench_infer.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-infer: $(BUILD)/bench/bench_infer
+	$(BUILD)/bench/bench_infer
+
+# ---- ONNX export: nas's engine against ONNX Runtime on the same exported model
+# (bench/bench_ort.c: MobileNetV2-0.5 at 32x32, batch 1, 1 and 2 threads), run
+# by bench-infer before the evaluator's own table; alone: make bench-ort.
+# ONNX Runtime comes from npm, installed when missing (also on machines whose
+# set-up ran before it was part of scripts/setup.sh).
+.PHONY: bench-ort
+ORT_PKG := node_modules/onnxruntime-node/package.json
+$(ORT_PKG): | $(SETUP)
+	bash scripts/setup-ort.sh
+$(BUILD)/bench/bench_ort: bench/bench_ort.c $(LIB) | $(SETUP) $(ORT_PKG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-ort: $(BUILD)/bench/bench_ort
+	nice $(BUILD)/bench/bench_ort --out $(BUILD)/bench
+bench-infer: bench-ort
+$(BUILD)/tests/test_onnx: | $(ORT_PKG)
+
+# predictor: calibration at full size on a made-up CPU, timing the fitting side.
+$(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-pred: $(BUILD)/bench/pred_calib
+	nice $(BUILD)/bench/pred_calib 300 0.01 1
+.PHONY: bench-pred
+
+# ---- Open MPI (issue 8) --------------------------------------------------
+# search/dist.c includes <mpi.h>, so every binary links libmpi; MPI_Init runs
+# only when a launcher (mpirun, srun) started the process. -isystem: the
+# strict warning list is for our code, not mpi.h.
+MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags ompi-c 2>/dev/null))
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+CFLAGS     += $(MPI_CFLAGS)
+LDLIBS     += $(MPI_LIBS)
+
+# Candidates per hour for 1, 2 and cores+1 ranks on this machine with the real
+# engine, and the scaling efficiency (scripts/bench-mpi.sh says how).
+BENCH_MPI_ARGS ?= --evals 8 --images 256 --epochs 1
+
+$(BUILD)/bench/bench_mpi: bench/bench_mpi.c $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench-mpi: $(BUILD)/bench/bench_mpi
+	bash scripts/bench-mpi.sh $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)
 # Training speed against PyTorch 1.13 on the same network, and kernel GFLOP/s (bench/bench_train.c).
 $(BUILD)/bench/bench_train: bench/bench_train.c $(LIB) | $(SETUP)
 	@mkdir -p $(dir $@)

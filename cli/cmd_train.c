@@ -3,6 +3,7 @@
  * accuracy. The spec is adapted to the data: its resolution (strides made
  * gentler for small inputs, as the search space does), channels and classes. */
 #include "cli/cli.h"
+#include "cli/train_export.h"
 #include "evaluator/ev.h"
 #include "space/space.h"
 
@@ -10,11 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The data loaders live in evaluator/data.c; a build without them says so. */
-#pragma weak ev_data_load
-#pragma weak ev_data_free
-#pragma weak ev_data_opts_default
 
 static void usage(FILE *f)
 {
@@ -32,7 +28,10 @@ static void usage(FILE *f)
             "  --seed S          initialisation, shuffling and augmentation (default 1)\n"
             "  --subset N        train on the first N training images (default: all)\n"
             "  --resolution R    network input side; images are padded or cropped to it\n"
-            "  --json            print one JSON object with the result on stdout\n");
+            "  --json            print one JSON object with the result on stdout\n"
+            "  --export F.onnx   write the trained network as ONNX, with F.spec.json and\n"
+            "                    F.model-card.md beside it (--keep-bn: BN not folded; --force:\n"
+            "                    overwrite, or write outside the current folder)\n");
 }
 
 static int on_epoch(void *ctx, int epoch, double loss, double acc, double val, double ips)
@@ -74,6 +73,7 @@ int cmd_train(int argc, char **argv)
     long epochs = 3, batch = 64, threads = 0, seed = 1, subset = 0, res = 0;
     double lr = 0.1, width = 1.0;
     int json = 0;
+    cli_train_export_opts xo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -84,10 +84,16 @@ int cmd_train(int argc, char **argv)
             json = 1;
             continue;
         }
+        if (!strcmp(a, "--force") || !strcmp(a, "--keep-bn")) {
+            *(a[2] == 'f' ? &xo.force : &xo.keep_bn) = 1;
+            continue;
+        }
         if (a[0] == '-' && a[1] == '-' && !v)
             return cli_usage_error("train", "%s needs a value", a);
         if (!strcmp(a, "--data"))
             data_arg = v;
+        else if (!strcmp(a, "--export"))
+            xo.path = v;
         else if (!strcmp(a, "--epochs")) {
             if (cli_parse_int(v, 1, 1000, &epochs))
                 return cli_usage_error("train", "--epochs: '%s' is not an integer in 1..1000", v);
@@ -126,10 +132,6 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error("train", "no spec or preset given");
     if (!data_arg)
         return cli_usage_error("train", "--data is required (mnist, cifar10:DIR or idx:DIR)");
-    if (!ev_data_load) {
-        fprintf(stderr, "nas train: the data loaders are not in this build\n");
-        return 1;
-    }
 
     nas_err err = {0};
     nas_status st;
@@ -162,6 +164,9 @@ int cmd_train(int argc, char **argv)
     if (batch > data.train.n)
         batch = data.train.n;
 
+    xo.epochs = epochs, xo.batch = batch, xo.seed = seed, xo.threads = threads, xo.lr = lr;
+    if (xo.path && (st = cli_train_export_check(&xo, &err)))
+        goto fail;
     ev_net_opts no = {.batch = (int)batch, .training = 1, .threads = (int)threads,
                       .seed = (uint64_t)seed};
     if ((st = ev_net_create(&arch, &no, &net, &err)))
@@ -213,6 +218,8 @@ int cmd_train(int argc, char **argv)
         json_decref(o);
     }
     if (st == NAS_EDIVERGED) {
+        rc = cli_fail("train", st, &err);
+    } else if (xo.path && (st = cli_train_export(&xo, net, &spec, &data, &r, &err))) {
         rc = cli_fail("train", st, &err);
     } else {
         fprintf(stderr, "test accuracy %.4f (%d epochs, %.1f s, %.0f images/s)\n", r.test_acc,

@@ -1,7 +1,7 @@
 /* ev.h — the evaluator: builds a network from a resolved space_net, trains it
  * briefly on real data, measures its inference latency and energy.
  *
- * Sections: data sets, networks and training, energy meters, benchmarks.
+ * Sections: data sets, networks and training, energy meters, benchmarks, export.
  * Tensors are NHWC fp32 throughout (a pointwise conv is then one GEMM over the
  * whole batch, and depthwise kernels vectorise over contiguous channels).
  * evaluator/ depends on space/ and base/ only.
@@ -14,6 +14,9 @@
 
 /* ======================= data sets ======================================= */
 
+/* Each split owns its images and labels (nas_malloc'd, 64-byte aligned);
+ * ev_data_free frees those of all three, so a caller may swap a split's images
+ * for a block of its own (nas_malloc'd) and free the old one. */
 typedef struct {
     int n, h, w, c;          /* images are n x h x w x c, NHWC */
     float *images;           /* normalised per channel with the train split's mean/std */
@@ -30,7 +33,7 @@ typedef struct {
 } ev_data;
 
 typedef struct {
-    int val_count;           /* taken from the end of train; default 10% */
+    int val_count;           /* taken from the end of train (after the shuffle); -1 (default): 10%; 0: none */
     int train_limit;         /* 0: all; else the first N (after a seeded shuffle) */
     int test_limit;          /* 0: all */
     uint64_t seed;           /* for the shuffle that makes splits */
@@ -111,7 +114,34 @@ typedef struct {
 } ev_tensor;
 int ev_net_tensors(const ev_net *net, ev_tensor *out, int max);
 
-/* ======================= energy meters =================================== */
+/* ======================= energy meters ===================================
+ *
+ * One interface, four sources; every figure carries its source and quality.
+ *   perf   the `power/energy-pkg` perf event (64-bit, never wraps; needs
+ *          CAP_PERFMON or perf_event_paranoid <= 0). Measured.
+ *   rapl   Linux powercap: the package-N domains summed (dram only on request;
+ *          psys only where no package domain exists, never added to one; core
+ *          and uncore never, they are inside the package; an intel-rapl-mmio
+ *          copy of a package counted once). energy_uj differences, a wrap
+ *          corrected with max_energy_range_uj; where that is unreadable a
+ *          wrapped interval is dropped and counted in ev_meter_info.dropped,
+ *          never negative. Measured.
+ *   nvml   NVIDIA GPUs through libnvidia-ml.so.1 loaded at run time: the total
+ *          energy counter (mJ) where the GPU has it (measured), else power
+ *          samples integrated by the sampling thread (sampled). GPU energy only.
+ *   model  busy CPU time of this process x watts_per_core. Estimated.
+ * A hardware counter that does not move is no meter: some virtual machines
+ * expose a power PMU whose counter stays at 0 (seen: energy-psys on a cloud
+ * VM), which would report 0 J as measured; perf and rapl check at open that
+ * their counter moves (live_seconds).
+ *   auto   perf, then rapl, then model: the first that opens. nvml is never
+ *          chosen by auto: the engine runs on the CPU, and a GPU's energy is not
+ *          what it spends. Why the others were skipped is in ev_meter_info.note.
+ * Polling: rapl and nvml-by-power start a sampling thread (period
+ * poll_seconds; defaults 1 s and 0.1 s), so a 32-bit RAPL counter (which can
+ * wrap within minutes on some AMD parts) is read far more often than half its
+ * wrap time. With poll_seconds < 0 there is no thread and the caller must call
+ * ev_meter_read at least every 30 s. A meter is safe to read from any thread. */
 
 typedef enum {
     EV_MEASURED,     /* a hardware counter of energy (RAPL, perf, NVML total energy) */
@@ -123,12 +153,18 @@ const char *ev_quality_name(ev_quality q);
 
 typedef struct ev_meter ev_meter;
 
+#define EV_DEFAULT_WATTS_PER_CORE 10.0   /* the model meter's stated busy power per core */
+
 typedef struct {
     const char *kind;            /* "auto", "rapl", "perf", "nvml", "model" */
     const char *sysfs_root;      /* default "/sys/class/powercap"; tests point it at a fake tree */
     const char *nvml_lib;        /* default "libnvidia-ml.so.1" */
     double watts_per_core;       /* model meter: stated busy power per core */
     int include_dram;            /* rapl: add dram domains on request */
+    const char *perf_root;       /* default "/sys/bus/event_source/devices/power" */
+    double poll_seconds;         /* sampling thread period; 0: the meter's default; < 0: no thread */
+    double live_seconds;         /* perf, rapl: the counter must move within this long or the meter is
+                                  * refused (NAS_EUNSUPP; auto moves on); 0: default 0.2 s; < 0: no check */
 } ev_meter_opts;
 
 void ev_meter_opts_default(ev_meter_opts *o);
@@ -142,27 +178,142 @@ ev_quality ev_meter_quality(const ev_meter *m);
 /* Relative uncertainty of its figures (0.02 for RAPL, larger for the model). */
 double ev_meter_uncertainty(const ev_meter *m);
 
-/* ======================= benchmarks ====================================== */
+typedef struct {
+    const char *kind;            /* the backend that opened: "rapl", "perf", "nvml", "model" */
+    long samples;                /* counter reads since open (by ev_meter_read and the thread) */
+    long wraps;                  /* counter wrap-arounds corrected with max_energy_range_uj */
+    long dropped;                /* wrapped intervals dropped (range unknown): energy under-counted */
+    double poll_seconds;         /* sampling thread period; 0: no thread */
+    char note[1024];             /* why other meters or domains were skipped, "" if none */
+} ev_meter_info;
+
+void ev_meter_get_info(ev_meter *m, ev_meter_info *info);
+
+/* ======================= benchmarks ======================================
+ *
+ * Latency and energy per inference, where "one inference" is one call of
+ * ev_net_infer on `batch` images. Warm-up calls first (untimed); then
+ * `repeats` repeats, each calling in a loop for at least min_seconds (a RAPL
+ * counter updates every ~1 ms and a meaningful energy difference wants ~1 s).
+ * Latency: the distribution of single-call times over all repeats. Energy: per
+ * repeat, the meter's difference over the repeat divided by its calls; median
+ * and spread over repeats. The energy includes whatever else the meter sees
+ * (idle and other processes for RAPL; the whole process's CPU time for the
+ * model), which is why it carries the meter's source and quality. */
 
 typedef struct {
     int batch;
     int warmup;              /* runs before timing */
     int repeats;             /* timed repeats; median and spread are reported */
     double min_seconds;      /* each repeat loops at least this long (energy needs ~1 s) */
-    int threads;
-    int pin_cpu;             /* -1: no pinning */
+    int threads;             /* > 0: OpenMP and OpenBLAS thread counts for the run (restored after); 0: as is */
+    int pin_cpu;             /* -1: no pinning; k >= 0: every thread of the process on CPUs k..k+threads-1
+                              * (sched_setaffinity; the previous mask is restored after) */
 } ev_bench_opts;
 
 typedef struct {
-    double latency_ms_median, latency_ms_p10, latency_ms_p90;
+    double latency_ms_median, latency_ms_p10, latency_ms_p90;   /* of single calls */
     double energy_mj_median, energy_mj_spread;   /* per inference; spread = (p90-p10)/median */
     char energy_source[64];
     ev_quality energy_quality;
     int threads, batch, repeats;
+    /* Added by the data branch: */
+    double energy_mj_p10, energy_mj_p90;
+    double energy_uncertainty;       /* the meter's stated relative uncertainty */
+    double latency_ms_repeat_median; /* median over repeats of each repeat's mean call time */
+    double latency_repeat_spread;    /* (p90-p10)/median of the repeat means: repeatability */
+    double images_per_s;             /* batch / latency_ms_median */
+    long runs;                       /* timed calls over all repeats */
+    double seconds;                  /* wall time of the timed repeats */
+    int pinned;                      /* 1 when pin_cpu was applied */
+    char affinity[64];               /* CPUs the benchmark ran on ("0-1", "3") */
 } ev_bench_result;
 
 void ev_bench_opts_default(ev_bench_opts *o);
 nas_status ev_bench_infer(ev_net *net, ev_meter *meter, const ev_bench_opts *opts,
                           ev_bench_result *res, nas_err *err);
+
+/* The harness under ev_bench_infer, for anything callable: fn runs one
+ * inference (of opts->batch images) and returns its status. meter may be NULL
+ * (energy fields then 0, source ""). */
+typedef nas_status (*ev_bench_fn)(void *ctx, nas_err *err);
+nas_status ev_bench_run(ev_bench_fn fn, void *ctx, ev_meter *meter, const ev_bench_opts *opts,
+                        ev_bench_result *res, nas_err *err);
+
+/* Order statistics of n values (x is sorted in place). Quantiles interpolate
+ * linearly between order statistics (numpy's default, R's type 7).
+ * NAS_EINVAL when n < 1 or a value is NaN. */
+typedef struct {
+    int n;
+    double min, max, mean, median, p10, p90;
+} ev_stats;
+
+nas_status ev_stats_of(double *x, int n, ev_stats *s, nas_err *err);
+/* q in [0,1] of sorted[0..n). */
+double ev_quantile_sorted(const double *sorted, int n, double q);
+
+/* ======================= export ========================================== */
+
+/* ONNX export of a trained network (evaluator/onnx.c), for deployment runtimes
+ * (ONNX Runtime, TensorRT, OpenVINO, TVM). The model takes `input`
+ * (N x C x H x W, N symbolic) and gives `logits` (N x classes); weights are
+ * initializers in ONNX's layouts (OIHW, depthwise [C,1,k,k] with group C,
+ * Gemm with transB). Batch norm is folded into the convolution before it
+ * unless keep_bn. Dropout is absent (inference). Beside the model go the spec
+ * JSON and a model card (see ev_export_sidecar_paths). */
+#define EV_ONNX_OPSET_MIN 14       /* HardSwish is native from 14 */
+#define EV_ONNX_OPSET_MAX 17       /* the newest Debian's onnx checker knows */
+#define EV_ONNX_OPSET_DEFAULT 17
+
+typedef struct {
+    const space_spec *spec;        /* required: what the net was built from (metadata, spec file) */
+    const char *out_dir;           /* the output folder: a path outside it is refused unless
+                                    * force; NULL: no such check */
+    int force;                     /* overwrite existing files; write outside out_dir */
+    int keep_bn;                   /* 1: BatchNormalization nodes; 0 (default): folded */
+    int opset;                     /* EV_ONNX_OPSET_MIN..MAX; 0: the default */
+    int sidecars;                  /* 1 (default): spec JSON and model card beside the model */
+    /* Figures, NAN where unknown (then left out), each with where it came from. */
+    double accuracy;               /* fraction correct, 0..1 */
+    const char *accuracy_split;    /* "test split of mnist (1000 images)" */
+    const char *trained_on;        /* "mnist: 9000 images, 3 epochs, batch 64, seed 1" */
+    double pred_latency_ms, pred_energy_mj;
+    const char *pred_source;       /* the predictor model that gave them */
+    double meas_latency_ms;
+    const char *meas_latency_source;   /* "nas engine, batch 1, 1 thread, median of 5" */
+    double meas_energy_mj;
+    const char *meas_energy_source;    /* "rapl:package-0", "model:cpu-time" */
+    const char *meas_energy_quality;   /* "measured", "sampled", "estimated" */
+    const char *run_id, *candidate;    /* where it came from in the run store; may be NULL */
+    /* The input normalisation a deployment must apply: x = (pixel/255 - mean) / std
+     * per channel, as ev_data does. norm_channels 0: unknown (then not stated). */
+    int norm_channels;
+    float norm_mean[4], norm_std[4];
+} ev_export_opts;
+
+void ev_export_opts_default(ev_export_opts *o);
+/* Refuses (NAS_EINVAL, naming the path) an existing model or side file, or a
+ * path outside opts->out_dir, unless opts->force. Files are written atomically. */
+nas_status ev_export_onnx(const ev_net *net, const ev_export_opts *opts, const char *path,
+                          nas_err *err);
+/* The same from named tensors in the engine's layouts (ev_net_tensors' names),
+ * e.g. weights kept in the run store. A missing tensor or a wrong shape is
+ * NAS_EINVAL naming the tensor. */
+nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
+                                  const ev_export_opts *opts, const char *path, nas_err *err);
+/* The refusals of ev_export_onnx alone, so a caller can refuse before it
+ * spends minutes training (nas train --export). */
+nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err);
+/* DIR/NAME.onnx -> DIR/NAME.spec.json and DIR/NAME.model-card.md. */
+void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n);
+
+/* A trained net's weights (every ev_net_tensors tensor, BN statistics included)
+ * as one checksummed blob (nas_malloc'd), for the run store to keep per
+ * candidate, so that `nas export RUN` writes the network that was measured. */
+nas_status ev_net_weights_pack(const ev_net *net, void **blob, size_t *len, nas_err *err);
+/* Into a net built from the same architecture. A corrupt blob, or a missing,
+ * extra or differently shaped tensor, is NAS_EINVAL naming it (the net's
+ * weights are then unspecified). */
+nas_status ev_net_weights_unpack(ev_net *net, const void *blob, size_t len, nas_err *err);
 
 #endif

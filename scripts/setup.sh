@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX.
 PKGS=(build-essential pkg-config git ca-certificates
       libxgboost-dev libgsl-dev libcmocka-dev libsqlite3-dev sqlite3 libopenblas-dev
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev libyaml-dev
       zlib1g-dev libopenmpi-dev openmpi-bin
       python3 python3-numpy python3-torch python3-onnx)
 
@@ -30,3 +30,6 @@ fi
 if [ "${NAS_SKIP_DATA:-0}" != 1 ] && [ -x scripts/fetch-mnist.sh ]; then
     scripts/fetch-mnist.sh
 fi
+
+# ONNX Runtime (CPU) for the export tests and `make bench-infer` (NAS_SKIP_ORT=1 skips it).
+[ "${NAS_SKIP_ORT:-0}" = 1 ] || bash scripts/setup-ort.sh

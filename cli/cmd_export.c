@@ -1,0 +1,381 @@
+/* cmd_export.c — `nas export`: trained architectures of a run as ONNX models,
+ * each beside its spec JSON and model card; or, with --spec, an untrained
+ * network of a spec (seeded initial weights), for measuring latency in another
+ * runtime (scripts/ort-measure.sh), where the weights do not matter.
+ *
+ * A run's candidates are exported with the weights the search trained and
+ * stored (runs_weights_get), so the file is the network whose accuracy and
+ * latency the run recorded; a candidate without stored weights is an error
+ * that says so, never a silently re-initialised network. */
+#include "cli/cli.h"
+#include "evaluator/ev.h"
+#include "runs/runs.h"
+#include "space/space.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nas export RUN [--top K | --candidate ID] [--out DIR] [--db FILE] [--force]\n"
+            "                      [--keep-bn] [--opset N] [--json]\n"
+            "       nas export --spec SPEC.json|PRESET --out FILE.onnx [--resolution R]\n"
+            "                      [--classes K] [--in-channels C] [--seed S] [--force] [--keep-bn]\n\n"
+            "Writes trained networks of a run as ONNX models (opset %d by default; input `input`,\n"
+            "N x C x H x W with N free; output `logits`), each with NAME.spec.json and\n"
+            "NAME.model-card.md beside it. Batch norm is folded into the convolutions unless\n"
+            "--keep-bn. Metadata: spec, accuracy, predicted and measured latency and energy with\n"
+            "their sources, nas version.\n\n"
+            "  RUN              a run's name or id (see 'nas ls')\n"
+            "  --top K          the K best candidates of the leaderboard (default: the chosen one)\n"
+            "  --candidate ID   one candidate, by id (see 'nas report RUN')\n"
+            "  --out DIR        output folder (default: out/export-<run name>); files are named\n"
+            "                   <run>-c<ID>.onnx. With --spec: the model file itself.\n"
+            "  --db FILE        run store (default: runs.db in this folder)\n"
+            "  --force          overwrite existing files, or write outside the output folder\n"
+            "  --keep-bn        keep BatchNormalization nodes instead of folding them\n"
+            "  --opset N        ONNX opset, %d to %d\n"
+            "  --spec SPEC      export an untrained network of SPEC (initial weights from --seed),\n"
+            "                   for latency measurements in other runtimes; not a trained model\n"
+            "  --json           print {\"exported\": [...]} on stdout\n",
+            EV_ONNX_OPSET_DEFAULT, EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX);
+}
+
+/* mkdir -p */
+static nas_status make_dirs(const char *dir, nas_err *err)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return nas_errf(err, NAS_EINVAL, "%s: path too long", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return nas_errf(err, NAS_EIO, "cannot create folder %s: %s", buf, strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return NAS_OK;
+}
+
+typedef struct {
+    int force, keep_bn, opset, json;
+} common_opts;
+
+static void apply_common(ev_export_opts *o, const common_opts *c)
+{
+    o->force = c->force;
+    o->keep_bn = c->keep_bn;
+    o->opset = c->opset;
+}
+
+/* ---- --spec: an untrained network ----------------------------------------- */
+
+static int export_spec(const char *spec_arg, const char *out, long res, long classes, long in_ch,
+                       long seed, const common_opts *c)
+{
+    space_spec spec;
+    space_net arch;
+    nas_err e;
+    nas_status st;
+    ev_net *net = NULL;
+    if ((st = space_spec_from_arg(spec_arg, &spec, &e)) != NAS_OK)
+        return cli_fail("export", st, &e);
+    if (classes > 0)
+        spec.num_classes = (int)classes;
+    if (in_ch > 0)
+        spec.in_ch = (int)in_ch;
+    if (res > 0) {
+        space_config cfg;
+        space_config_default(&cfg, (int)res, spec.in_ch, spec.num_classes);
+        space_adapt_strides(&spec, (int)res, cfg.min_side);
+    }
+    if ((st = space_resolve(&spec, &arch, &e)) != NAS_OK)
+        return cli_fail("export", st, &e);
+    ev_net_opts no = {.batch = 1, .training = 0, .threads = 1, .seed = (uint64_t)seed};
+    if ((st = ev_net_create(&arch, &no, &net, &e)) != NAS_OK)
+        return cli_fail("export", st, &e);
+    ev_export_opts o;
+    ev_export_opts_default(&o);
+    apply_common(&o, c);
+    o.spec = &spec;
+    char trained[128];
+    snprintf(trained, sizeof trained, "Untrained: initial weights from seed %ld (for latency "
+                                      "measurements only; the outputs mean nothing).", seed);
+    o.trained_on = trained;
+    st = ev_export_onnx(net, &o, out, &e);
+    ev_net_free(net);
+    if (st != NAS_OK)
+        return cli_fail("export", st, &e);
+    if (c->json)
+        printf("{\"exported\": [{\"onnx\": \"%s\", \"trained\": false}]}\n", out);
+    else
+        fprintf(stderr, "nas export: wrote %s (untrained, seed %ld)\n", out, seed);
+    return 0;
+}
+
+/* ---- RUN: trained candidates ------------------------------------------------ */
+
+/* "mnist, 2 epochs on 5000 images, batch 64, seed 1" from the run's settings. */
+static void trained_on(const runs_run *run, char *buf, size_t n)
+{
+    json_t *j = run->settings_json ? json_loads(run->settings_json, 0, NULL) : NULL;
+    const char *data = json_string_value(json_object_get(json_object_get(j, "data"), "spec"));
+    json_t *proxy = json_object_get(j, "proxy");
+    long epochs = (long)json_integer_value(json_object_get(proxy, "epochs"));
+    long subset = (long)json_integer_value(json_object_get(proxy, "subset"));
+    long batch = (long)json_integer_value(json_object_get(proxy, "batch"));
+    char sub[48] = "all training images";
+    if (subset > 0)
+        snprintf(sub, sizeof sub, "%ld training images", subset);
+    if (data)
+        snprintf(buf, n, "Trained by run '%s' (seed %" PRIu64 ") as a search candidate: data %s, "
+                         "%ld epochs on %s, batch %ld (the search's short proxy training).",
+                 run->name, run->seed, data, epochs, sub, batch);
+    else
+        snprintf(buf, n, "Trained by run '%s' (seed %" PRIu64 ") as a search candidate.", run->name,
+                 run->seed);
+    json_decref(j);
+}
+
+static const char *fig_src(const runs_fig *f, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s (%s)", f->source[0] ? f->source : "unstated",
+             f->quality[0] ? f->quality : "quality unstated");
+    return buf;
+}
+
+static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand *cand,
+                              const char *dir, const common_opts *c, char *path, size_t path_n,
+                              nas_err *err)
+{
+    space_spec spec;
+    space_net arch;
+    ev_net *net = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    int found = 0;
+    char where[96], cand_id[32], accsrc[160], trained[512], psrc[160], lsrc[160];
+    nas_status st;
+    snprintf(where, sizeof where, "candidate %" PRId64 " of run '%s'", cand->id, run->name);
+    if (!cand->spec_json)
+        return nas_errf(err, NAS_EINVAL, "%s has no spec in the store", where);
+    if ((st = space_spec_from_json(cand->spec_json, where, &spec, err)) != NAS_OK ||
+        (st = space_resolve(&spec, &arch, err)) != NAS_OK)
+        return st;
+    if ((st = runs_weights_get(db, cand->id, &blob, &len, &found, err)) != NAS_OK)
+        return st;
+    if (!found)
+        return nas_errf(err, NAS_EINVAL,
+                        "%s has no stored weights (only candidates whose weights the search kept "
+                        "can be exported; 'nas train SPEC --export FILE.onnx' trains its spec again)",
+                        where);
+    ev_net_opts no = {.batch = 1, .training = 0, .threads = 1, .seed = 0};
+    if ((st = ev_net_create(&arch, &no, &net, err)) != NAS_OK)
+        goto cleanup;
+    if ((st = ev_net_weights_unpack(net, blob, len, err)) != NAS_OK) {
+        nas_errctx(err, "%s", where);
+        goto cleanup;
+    }
+    ev_export_opts o;
+    ev_export_opts_default(&o);
+    apply_common(&o, c);
+    o.spec = &spec;
+    o.out_dir = dir;
+    o.accuracy = cand->accuracy;
+    snprintf(accsrc, sizeof accsrc, "as recorded by the search for this candidate (run '%s')",
+             run->name);
+    o.accuracy_split = accsrc;
+    trained_on(run, trained, sizeof trained);
+    o.trained_on = trained;
+    o.pred_latency_ms = cand->pred_latency_ms.value;
+    o.pred_energy_mj = cand->pred_energy_mj.value;
+    o.pred_source = fig_src(runs_fig_known(&cand->pred_energy_mj) ? &cand->pred_energy_mj
+                                                                   : &cand->pred_latency_ms,
+                            psrc, sizeof psrc);
+    o.meas_latency_ms = cand->latency_ms.value;
+    o.meas_latency_source = fig_src(&cand->latency_ms, lsrc, sizeof lsrc);
+    o.meas_energy_mj = cand->energy_mj.value;
+    o.meas_energy_source = cand->energy_mj.source;
+    o.meas_energy_quality = cand->energy_mj.quality;
+    o.run_id = run->name;
+    snprintf(cand_id, sizeof cand_id, "%" PRId64, cand->id);
+    o.candidate = cand_id;
+    snprintf(path, path_n, "%s/%s-c%" PRId64 ".onnx", dir, run->name, cand->id);
+    st = ev_export_onnx(net, &o, path, err);
+cleanup:
+    ev_net_free(net);
+    nas_free(blob);
+    return st;
+}
+
+static int export_run(const char *run_arg, const char *db_path, const char *out, long top,
+                      long cand_id, const common_opts *c)
+{
+    runs_db *db = NULL;
+    runs_report rep;
+    int have_rep = 0, rc = 0, n_done = 0;
+    int64_t run_id;
+    nas_err e;
+    nas_status st;
+    char dir[1024], path[1200];
+    memset(&rep, 0, sizeof rep);
+    if ((st = runs_open(db_path, RUNS_OPEN_READONLY, &db, &e)) != NAS_OK ||
+        (st = runs_run_find(db, run_arg, &run_id, &e)) != NAS_OK ||
+        (st = runs_report_build(db, run_id, &rep, &e)) != NAS_OK) {
+        rc = cli_fail("export", st, &e);
+        goto cleanup;
+    }
+    have_rep = 1;
+    /* Which candidates: one by id, the best K, or the chosen one. */
+    int pick[1024], n_pick = 0;
+    if (cand_id >= 0) {
+        for (int i = 0; i < rep.n; i++)
+            if (rep.cands[i].id == cand_id)
+                pick[n_pick++] = i;
+        if (!n_pick) {
+            rc = cli_usage_error("export", "run '%s' has no candidate %ld", rep.run.name, cand_id);
+            goto cleanup;
+        }
+    } else if (top > 0) {
+        for (int i = 0; i < rep.n && n_pick < top && n_pick < 1024; i++)
+            if (rep.rank[i] > 0)
+                pick[n_pick++] = i;
+    } else if (rep.chosen >= 0) {
+        pick[n_pick++] = rep.chosen;
+    } else {
+        for (int i = 0; i < rep.n && !n_pick; i++)
+            if (rep.rank[i] > 0)
+                pick[n_pick++] = i;
+    }
+    if (!n_pick) {
+        fprintf(stderr, "nas export: run '%s' has no finished candidate to export\n", rep.run.name);
+        rc = 1;
+        goto cleanup;
+    }
+    if (out)
+        snprintf(dir, sizeof dir, "%s", out);
+    else
+        snprintf(dir, sizeof dir, "out/export-%s", rep.run.name);
+    if ((st = make_dirs(dir, &e)) != NAS_OK) {
+        rc = cli_fail("export", st, &e);
+        goto cleanup;
+    }
+    if (c->json)
+        printf("{\"run\": \"%s\", \"exported\": [", rep.run.name);
+    for (int k = 0; k < n_pick; k++) {
+        const runs_cand *cand = &rep.cands[pick[k]];
+        st = export_cand(db, &rep.run, cand, dir, c, path, sizeof path, &e);
+        if (st != NAS_OK) {
+            if (c->json)
+                printf("]}\n");
+            rc = cli_fail("export", st, &e);
+            goto cleanup;
+        }
+        n_done++;
+        char spec_p[1200], card_p[1200];
+        ev_export_sidecar_paths(path, spec_p, card_p, sizeof spec_p);
+        if (c->json)
+            printf("%s{\"candidate\": %" PRId64 ", \"onnx\": \"%s\", \"spec\": \"%s\", \"card\": \"%s\"}",
+                   k ? ", " : "", cand->id, path, spec_p, card_p);
+        else
+            printf("%s\n", path);
+    }
+    if (c->json)
+        printf("]}\n");
+    fprintf(stderr, "nas export: %d model%s of run '%s' in %s\n", n_done, n_done == 1 ? "" : "s",
+            rep.run.name, dir);
+cleanup:
+    if (have_rep)
+        runs_report_free(&rep);
+    runs_close(db);
+    return rc;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    const char *db_path = "runs.db", *out = NULL, *run_arg = NULL, *spec_arg = NULL;
+    long top = 0, cand = -1, res = 0, classes = 0, in_ch = 0, seed = 1;
+    common_opts c = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--force")) {
+            c.force = 1;
+        } else if (!strcmp(a, "--keep-bn")) {
+            c.keep_bn = 1;
+        } else if (!strcmp(a, "--json")) {
+            c.json = 1;
+        } else if (!strcmp(a, "--db") || !strcmp(a, "--out") || !strcmp(a, "--top") ||
+                   !strcmp(a, "--candidate") || !strcmp(a, "--opset") || !strcmp(a, "--spec") ||
+                   !strcmp(a, "--resolution") || !strcmp(a, "--classes") ||
+                   !strcmp(a, "--in-channels") || !strcmp(a, "--seed")) {
+            if (i + 1 >= argc)
+                return cli_usage_error("export", "%s needs a value", a);
+            const char *v = argv[++i];
+            long x = 0;
+            if (!strcmp(a, "--db")) {
+                db_path = v;
+            } else if (!strcmp(a, "--out")) {
+                out = v;
+            } else if (!strcmp(a, "--spec")) {
+                spec_arg = v;
+            } else if (!strcmp(a, "--top")) {
+                if (cli_parse_int(v, 1, 1000, &top))
+                    return cli_usage_error("export", "--top: '%s' is not a count (1..1000)", v);
+            } else if (!strcmp(a, "--candidate")) {
+                if (cli_parse_int(v, 0, INT64_MAX, &cand))
+                    return cli_usage_error("export", "--candidate: '%s' is not a candidate id", v);
+            } else if (!strcmp(a, "--opset")) {
+                if (cli_parse_int(v, EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX, &x))
+                    return cli_usage_error("export", "--opset: '%s' is not supported (%d to %d)", v,
+                                           EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX);
+                c.opset = (int)x;
+            } else if (!strcmp(a, "--resolution")) {
+                if (cli_parse_int(v, 8, 1024, &res))
+                    return cli_usage_error("export", "--resolution: '%s' is not 8..1024", v);
+            } else if (!strcmp(a, "--classes")) {
+                if (cli_parse_int(v, 2, 100000, &classes))
+                    return cli_usage_error("export", "--classes: '%s' is not 2..100000", v);
+            } else if (!strcmp(a, "--in-channels")) {
+                if (cli_parse_int(v, 1, 4, &in_ch))
+                    return cli_usage_error("export", "--in-channels: '%s' is not 1..4", v);
+            } else if (cli_parse_int(v, 0, LONG_MAX, &seed)) {
+                return cli_usage_error("export", "--seed: '%s' is not a non-negative integer", v);
+            }
+        } else if (a[0] == '-') {
+            return cli_usage_error("export", "unknown option %s (try --help)", a);
+        } else if (!run_arg) {
+            run_arg = a;
+        } else {
+            return cli_usage_error("export", "one RUN only ('%s' and '%s')", run_arg, a);
+        }
+    }
+    if (top > 0 && cand >= 0)
+        return cli_usage_error("export", "--top and --candidate exclude each other");
+    if (spec_arg) {
+        if (run_arg || top > 0 || cand >= 0)
+            return cli_usage_error("export", "--spec exports one spec; it takes no RUN, --top or "
+                                             "--candidate");
+        if (!out)
+            return cli_usage_error("export", "--spec needs --out FILE.onnx");
+        return export_spec(spec_arg, out, res, classes, in_ch, seed, &c);
+    }
+    if (!run_arg)
+        return cli_usage_error("export", "which run? (nas export RUN, or --spec SPEC; see --help)");
+    if (res || classes || in_ch)
+        return cli_usage_error("export", "--resolution, --classes and --in-channels go with --spec");
+    return export_run(run_arg, db_path, out, top, cand, &c);
+}

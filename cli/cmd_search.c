@@ -1,0 +1,792 @@
+/* cmd_search.c — `nas search`: the search loop wired to the real parts. The
+ * strategy proposes genomes of the space sized to the data; the predictor
+ * (when given) screens them against a hard target and scores them; the
+ * evaluator trains each briefly on the data (the proxy task: few epochs, a
+ * subset) and its meter says what that cost in joules; the best are
+ * benchmarked for real energy and latency per inference. The loop's state is
+ * saved after every candidate (--state FILE), so a killed search resumes and
+ * ends where it would have.
+ *
+ * What goes where: progress on stderr (a line per candidate; a live line on a
+ * terminal), results on stdout (a leaderboard, the Pareto front, the chosen
+ * spec), or one JSON object with --json.
+ *
+ * The predictor is optional at build time: until predictor/ is in the tree,
+ * `--predictor` says it is not in this build, and every candidate is
+ * benchmarked instead. */
+#include "cli/cli.h"
+#include "evaluator/ev.h"
+#include "runs/runs.h"
+#include "search/search.h"
+#include "space/space.h"
+
+#if __has_include("predictor/pred.h")
+#include "predictor/pred.h"
+#define HAVE_PREDICTOR 1
+#else
+#define HAVE_PREDICTOR 0
+typedef struct pred_model pred_model;
+#endif
+
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *CMD = "search";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nas search --data mnist|idx:DIR|cifar10:DIR [budgets] [target] [options]\n\n"
+            "Searches MobileNet/EfficientNet-style networks for the best accuracy for the energy\n"
+            "(or latency) they cost per inference, within a budget of the energy the search itself\n"
+            "spends, as the meter reports it. Each candidate is trained briefly (the proxy task);\n"
+            "one whose estimated cost would cross a budget is not started.\n\n"
+            "budgets (whichever is reached first stops the search; at least one is required):\n"
+            "  --budget-joules J    energy the search spends training and measuring candidates\n"
+            "  --budget-evals N     candidates trained\n"
+            "  --budget-seconds S   wall-clock seconds\n"
+            "objective (MnasNet: reward = accuracy x (X/T)^w):\n"
+            "  --target-mj T | --target-ms T   energy (mJ) or latency (ms) per inference target\n"
+            "  --w W                soft-constraint exponent (default -0.07)\n"
+            "  --hard               hard constraint: w = 0 under the target, -1 over it; the\n"
+            "                       predictor screens out candidates predicted over 1.5 x T\n"
+            "strategy:\n"
+            "  --strategy S         evolution (default), rl or random\n"
+            "  --population P --sample S --mutations M    evolution (default: scaled to --budget-evals)\n"
+            "  --rl-lr X --entropy X --batch-rl B --ppo-epochs K    RL controller\n"
+            "  --seed S             strategy and training seeds (default 1)\n"
+            "proxy training:\n"
+            "  --epochs E (default 1)  --subset N (default 2000 images)  --batch B (default 32)\n"
+            "  --lr X (default 0.1)  --threads T (default: all cores)  --max-width W (default 0.5)\n"
+            "  --stages N           template stages searched, 1..7 (default 7)\n"
+            "measuring:\n"
+            "  --predictor FILE     calibrated predictor ('nas calibrate'); without one, every\n"
+            "                       candidate is benchmarked after training\n"
+            "  --meter M            auto (default), perf, rapl or model\n"
+            "  --watts-per-core W   the model meter's stated busy power per core\n"
+            "  --measure-every K    benchmark the best every K evaluations (default 10)\n"
+            "  --measure-top K      how many of the best (default 3)\n"
+            "  --bench-seconds S    each benchmark repeat loops this long (default 0.3)\n"
+            "output:\n"
+            "  --db FILE            record the run in this run store (SQLite; created when missing):\n"
+            "                       every candidate, its figures with their sources, and the search's\n"
+            "                       state after each, in one transaction ('nas report' reads it)\n"
+            "  --name NAME          the run's name in the store; an existing run of that name is\n"
+            "                       resumed where it stopped (also after kill -9)\n"
+            "  --state FILE         save the search's state after every candidate; resume from it\n"
+            "                       when it exists (the strategy and objective saved there rule;\n"
+            "                       the budgets given now replace the saved ones)\n"
+            "  --top K              leaderboard length (default 10)\n"
+            "  --hv-ref-mj E        hypervolume reference energy (default 2 x --target-mj, else\n"
+            "                       1.1 x the dearest seen: set it to compare runs)\n"
+            "  --json               one JSON object on stdout\n");
+}
+
+/* ---- the wiring ------------------------------------------------------------ */
+
+typedef struct {
+    space_config cfg;
+    ev_data data;
+    ev_meter *meter;
+    pred_model *pred;
+    int epochs, batch, threads;
+    double lr, bench_seconds;
+    uint64_t seed;
+    const char *state_path;
+    int live;                  /* a live progress line on the terminal */
+    int bench_each;            /* no predictor: benchmark every candidate */
+    search_loop *loop;
+    const char *pred_source;   /* the predictor file, the source of predicted figures */
+    long n_outside;            /* candidates outside what the predictor was fit on */
+    char outside_why[256];
+    /* the run store (db NULL: none); cand[seq] is the candidate's row id */
+    runs_db *db;
+    int64_t run;
+    int64_t *cand;
+    long n_cand;
+} run_ctx;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static nas_status genome_net(const run_ctx *c, const space_genome *g, space_spec *spec, space_net *net, nas_err *err)
+{
+    nas_status st = space_genome_to_spec(&c->cfg, g, spec, err);
+    if (!st)
+        st = space_resolve(spec, net, err);
+    return st;
+}
+
+#if HAVE_PREDICTOR
+static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction *out, nas_err *err)
+{
+    run_ctx *c = ctx;
+    static space_net net;
+    space_spec spec;
+    nas_status st = genome_net(c, g, &spec, &net, err);
+    if (st)
+        return st;
+    pred_estimate e;
+    if ((st = pred_predict(c->pred, &net, &e, err)))
+        return st;
+    char why[256];
+    if (pred_model_outside(c->pred, &net, why, sizeof why) && c->n_outside++ == 0)
+        snprintf(c->outside_why, sizeof c->outside_why, "%s", why);
+    out->latency_ms = e.latency_ms;
+    out->energy_mj = e.energy_mj;
+    return NAS_OK;
+}
+#endif
+
+/* Training and validating cost grows with the network's MACs per image: the
+ * loop estimates each candidate's joules from it. */
+static double cb_cost_hint(void *ctx, const space_genome *g)
+{
+    run_ctx *c = ctx;
+    static space_net net;
+    space_spec spec;
+    if (genome_net(c, g, &spec, &net, NULL))
+        return 0;
+    space_cost cost;
+    space_cost_of(&net, NULL, 0, &cost);
+    return cost.macs;
+}
+
+typedef struct {
+    ev_meter *meter;
+    double j0, allowance, unc;
+    int over;
+} epoch_watch;
+
+/* After each epoch: stop training when the meter says the allowance is spent. */
+static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, double val_acc, double ips)
+{
+    epoch_watch *w = ctx;
+    double j;
+    if (!isfinite(w->allowance) || ev_meter_read(w->meter, &j, NULL))
+        return 0;
+    w->over = (j - w->j0) * (1 + w->unc) >= w->allowance;
+    return w->over;
+}
+
+static void meter_into(const run_ctx *c, double j0, search_eval *out)
+{
+    double j1 = j0;
+    ev_meter_read(c->meter, &j1, NULL);
+    out->joules = j1 - j0;
+    out->joules_rel_unc = ev_meter_uncertainty(c->meter);
+    out->joules_estimated = ev_meter_quality(c->meter) == EV_ESTIMATED;
+    snprintf(out->meter, sizeof out->meter, "%s", ev_meter_source(c->meter));
+}
+
+static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err *err)
+{
+    ev_bench_opts bo;
+    ev_bench_opts_default(&bo);
+    bo.batch = 1;
+    bo.warmup = 2;
+    bo.repeats = 3;
+    bo.min_seconds = c->bench_seconds;
+    bo.threads = c->threads;
+    ev_bench_result br;
+    nas_status st = ev_bench_infer(net, c->meter, &bo, &br, err);
+    if (st)
+        return st;
+    out->latency_ms = br.latency_ms_median;
+    out->energy_mj = br.energy_mj_median;
+    return NAS_OK;
+}
+
+static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                              nas_err *err)
+{
+    run_ctx *c = ctx;
+    static space_net arch;
+    space_spec spec;
+    ev_net *net = NULL;
+    nas_status st = genome_net(c, g, &spec, &arch, err);
+    if (st)
+        return st;
+    double j0 = 0;
+    if ((st = ev_meter_read(c->meter, &j0, err)))
+        return st;
+    ev_net_opts no = {.batch = c->batch, .training = 1, .threads = c->threads, .seed = c->seed * 1000003u + (uint64_t)id};
+    nas_err local = {0};
+    st = ev_net_create(&arch, &no, &net, &local);
+    if (st == NAS_ENOMEM) {   /* too big for this machine: a failed candidate, not a failed search */
+        out->status = SEARCH_EVAL_FAILED;
+        meter_into(c, j0, out);
+        return NAS_OK;
+    }
+    if (st)
+        return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
+    epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter)};
+    ev_train_opts to;
+    ev_train_opts_default(&to);
+    to.epochs = c->epochs;
+    to.batch = c->batch;
+    to.lr = c->lr;
+    to.threads = c->threads;
+    to.seed = no.seed;
+    to.on_epoch = watch_epoch;
+    to.ctx = &w;
+    ev_train_result r;
+    st = ev_train(net, &c->data, &to, &r, &local);
+    if (st == NAS_EDIVERGED) {
+        out->status = SEARCH_EVAL_DIVERGED;
+    } else if (st) {
+        ev_net_free(net);
+        return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
+    } else if (w.over) {
+        out->status = SEARCH_EVAL_FAILED;   /* stopped at its allowance: not a finished training */
+    } else {
+        out->status = SEARCH_EVAL_OK;
+        out->accuracy = c->data.val.n > 0 ? r.val_acc : r.train_acc;
+        if (c->bench_each && (st = bench(c, net, out, err))) {
+            ev_net_free(net);
+            return nas_errctx(err, "benchmarking candidate %ld", id);
+        }
+    }
+    ev_net_free(net);
+    meter_into(c, j0, out);
+    return NAS_OK;
+}
+
+static nas_status cb_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                             nas_err *err)
+{
+    run_ctx *c = ctx;
+    static space_net arch;
+    space_spec spec;
+    ev_net *net = NULL;
+    nas_status st = genome_net(c, g, &spec, &arch, err);
+    if (st)
+        return st;
+    double j0 = 0;
+    if ((st = ev_meter_read(c->meter, &j0, err)))
+        return st;
+    /* energy and latency per inference do not depend on the weights: an untrained copy will do */
+    ev_net_opts no = {.batch = 1, .training = 0, .threads = c->threads, .seed = 1};
+    if ((st = ev_net_create(&arch, &no, &net, err)))
+        return nas_errctx(err, "measuring candidate %ld", id);
+    st = bench(c, net, out, err);
+    ev_net_free(net);
+    meter_into(c, j0, out);
+    return st;
+}
+
+/* ---- the run store --------------------------------------------------------- */
+
+static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+{
+    static space_net net;
+    space_spec spec;
+    char genome[320];
+    space_genome_to_string(g, genome, sizeof genome);
+    nas_status st = genome_net(c, g, &spec, &net, err);
+    if (st)
+        return st;
+    space_cost cost;
+    space_cost_of(&net, NULL, 0, &cost);
+    char *spec_json = space_spec_to_json(&spec, 0);
+    runs_new_cand nc = {.seq = (int)id, .genome = genome, .spec_json = spec_json, .params = cost.params,
+                        .macs = cost.macs};
+    nc.pred_latency_ms = p->latency_ms > 0 ? runs_fig_make(p->latency_ms, c->pred_source, "predicted") : runs_fig_none();
+    nc.pred_energy_mj = p->energy_mj > 0 ? runs_fig_make(p->energy_mj, c->pred_source, "predicted") : runs_fig_none();
+    if (id >= c->n_cand) {
+        long n = c->n_cand ? c->n_cand : 64;
+        while (n <= id)
+            n *= 2;
+        int64_t *nc_ids = nas_realloc(c->cand, (size_t)n * sizeof *nc_ids);
+        if (!nc_ids) {
+            nas_free(spec_json);
+            return nas_errf(err, NAS_ENOMEM, "out of memory");
+        }
+        for (long i = c->n_cand; i < n; i++)
+            nc_ids[i] = -1;
+        c->cand = nc_ids;
+        c->n_cand = n;
+    }
+    int seq, existed;
+    st = runs_cand_add(c->db, c->run, &nc, &c->cand[id], &seq, &existed, err);
+    nas_free(spec_json);
+    return st;
+}
+
+static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+{
+    run_ctx *c = ctx;
+    if (!c->db)
+        return NAS_OK;
+    nas_status st = store_add(c, id, g, p, err);
+    int attempts;
+    if (!st)
+        st = runs_cand_start(c->db, c->cand[id], &attempts, err);
+    return st;
+}
+
+/* One finished candidate, with the search's state after it, in one transaction.
+ * A genome seen before is not a new evaluation: only the state is saved. A
+ * measurement after training cannot rewrite a finished row (the store never
+ * overwrites one): its figures live in the saved state and the report. */
+static nas_status store_result(run_ctx *c, const search_result *r, const search_loop *l, nas_err *err)
+{
+    char *state = search_loop_save(l);
+    if (!state)
+        return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
+    nas_status st = NAS_OK;
+    if (r->cached || r->measured_later) {
+        st = runs_strategy_put(c->db, c->run, (int)r->id, state, err);
+        goto cleanup;
+    }
+    if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
+        goto cleanup;
+    const search_eval *e = &r->eval;
+    const char *quality = e->joules_estimated ? "estimated" : "measured";
+    runs_result res;
+    runs_result_init(&res);
+    res.status = r->screened ? RUNS_SCREENED : e->status == SEARCH_EVAL_OK ? RUNS_DONE
+               : e->status == SEARCH_EVAL_DIVERGED ? RUNS_DIVERGED : RUNS_FAILED;
+    res.accuracy = r->screened || e->status != SEARCH_EVAL_OK ? NAN : e->accuracy;
+    if (e->energy_mj > 0)
+        res.energy_mj = runs_fig_make(e->energy_mj, e->meter, quality);
+    if (e->latency_ms > 0)
+        res.latency_ms = runs_fig_make(e->latency_ms, "clock", "measured");
+    if (!r->screened)   /* (an over-budget one's joules are an estimate of what it would cost) */
+        res.joules = runs_fig_make(e->joules, e->meter, quality);
+    res.wall_s = r->screened ? NAN : e->seconds;
+    res.reward = r->screened ? NAN : r->reward;
+    res.error = r->over_budget ? "not started: its estimated cost would cross the joule budget"
+              : r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
+              : e->status == SEARCH_EVAL_FAILED ? "too big for this machine, or stopped at its joule allowance" : NULL;
+    st = runs_cand_finish(c->db, c->cand[r->id], &res, state, err);
+cleanup:
+    nas_free(state);
+    return st;
+}
+
+static nas_status save_state(const run_ctx *c, const search_loop *l, nas_err *err)
+{
+    if (!c->state_path)
+        return NAS_OK;
+    char *js = search_loop_save(l);
+    if (!js)
+        return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
+    nas_status st = nas_write_file_atomic(c->state_path, js, strlen(js), err);
+    nas_free(js);
+    return st;
+}
+
+static nas_status cb_on_result(void *ctx, const search_result *r, const search_loop *l, nas_err *err)
+{
+    run_ctx *c = ctx;
+    if (c->live)
+        fprintf(stderr, "\r\033[K");
+    if (r->over_budget) {
+        fprintf(stderr, "#%ld not started: its estimated %.1f J would cross the joule budget\n", r->id,
+                r->eval.joules);
+    } else if (r->screened) {
+        fprintf(stderr, "#%ld screened: predicted %.3g mJ, %.3g ms\n", r->id, r->pred.energy_mj, r->pred.latency_ms);
+    } else if (r->measured_later) {
+        fprintf(stderr, "#%ld measured: %.3g mJ  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
+                r->eval.energy_mj, r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
+                r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
+    } else if (!r->cached) {
+        const search_eval *e = &r->eval;
+        if (e->status == SEARCH_EVAL_OK)
+            fprintf(stderr, "#%ld acc %.4f  %.3g mJ %s  %.3g ms  reward %.4f%s%s  %.1f J  %.1f s\n", r->id,
+                    e->accuracy, r->energy_mj, e->energy_mj > 0 ? "(measured)" : "(predicted)", r->latency_ms,
+                    r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "", e->joules, e->seconds);
+        else
+            fprintf(stderr, "#%ld %s  %.1f J  %.1f s\n", r->id,
+                    e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed (too big, or stopped at its joule allowance)",
+                    e->joules, e->seconds);
+    }
+    nas_status st = c->db ? store_result(c, r, l, err) : NAS_OK;
+    return st ? st : save_state(c, l, err);
+}
+
+static void cb_progress(void *ctx, const search_progress *p)
+{
+    run_ctx *c = ctx;
+    if (!c->live)
+        return;
+    char line[512];
+    search_progress_line(p, line, sizeof line);
+    fprintf(stderr, "\r\033[K%s", line);
+}
+
+static int cb_should_stop(void *ctx) { return interrupted; }
+
+/* ---- output ------------------------------------------------------------------ */
+
+static void figures(const run_ctx *c, const space_genome *g, double *params, double *macs, char **spec_json)
+{
+    static space_net net;
+    space_spec spec;
+    *params = *macs = NAN;
+    if (spec_json)
+        *spec_json = NULL;
+    if (genome_net(c, g, &spec, &net, NULL))
+        return;
+    space_cost cost;
+    space_cost_of(&net, NULL, 0, &cost);
+    *params = cost.params;
+    *macs = cost.macs;
+    if (spec_json)
+        *spec_json = space_spec_to_json(&spec, 1);
+}
+
+static void print_text(const run_ctx *c, const search_loop *l, search_stop why, int top)
+{
+    search_progress p;
+    search_loop_progress(l, &p);
+    const search_budget *b = search_loop_budget(l);
+    printf("search: %s, %ld evaluations (+%ld screened, %ld seen before), %.0f s; stopped: %s\n",
+           search_kind_name(search_strategy_kind(search_loop_strategy(l))), p.evals, p.screened, p.cached,
+           p.seconds, search_stop_name(why));
+    printf("energy spent by the search: %.1f J", b->joules);
+    if (b->lim.joules > 0)
+        printf(" of %.0f J (%.1f J counting the meter's uncertainty)", b->lim.joules, b->joules_hi);
+    printf(", %s, %s\n", b->meter[0] ? b->meter : "no meter", b->estimated ? "estimated" : "measured");
+    if (p.n_checked)
+        printf("predictor on %d measured candidates: energy MAPE %.1f%% (%.0f%% within 10%%), latency MAPE %.1f%%\n",
+               p.n_checked, p.pred_mape_mj, 100 * p.pred_within10_mj, p.pred_mape_ms);
+    int *idx = nas_malloc((size_t)(top > 0 ? top : 1) * sizeof *idx);
+    int n = idx ? search_loop_leaderboard(l, idx, top) : 0;
+    printf("\nleaderboard (feasible candidates, by reward):\n");
+    printf("%4s %6s %8s %10s %10s %10s %10s %9s %8s %8s\n", "rank", "id", "accuracy", "pred_mJ", "meas_mJ",
+           "pred_ms", "meas_ms", "params", "MMACs", "reward");
+    for (int i = 0; i < n; i++) {
+        const search_result *r = search_loop_result(l, idx[i]);
+        double params, macs;
+        figures(c, &r->genome, &params, &macs, NULL);
+        printf("%4d %6ld %8.4f %10.4g %10.4g %10.4g %10.4g %9.0f %8.2f %8.4f\n", i + 1, r->id, r->eval.accuracy,
+               r->pred.energy_mj > 0 ? r->pred.energy_mj : NAN, r->eval.energy_mj > 0 ? r->eval.energy_mj : NAN,
+               r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN, r->eval.latency_ms > 0 ? r->eval.latency_ms : NAN,
+               params, macs / 1e6, r->reward);
+    }
+    nas_free(idx);
+    const search_front *f = search_loop_front(l);
+    printf("\nPareto front (accuracy against energy per inference), hypervolume %.4g (reference 0 accuracy, %.4g mJ):\n",
+           p.hypervolume, search_loop_hv_ref(l));
+    for (int i = 0; i < f->n; i++)
+        printf("  #%-5ld accuracy %.4f  %.4g mJ\n", f->p[i].id, f->p[i].accuracy, f->p[i].energy_mj);
+    const search_result *best = search_loop_best(l);
+    if (best) {
+        double params, macs;
+        char *js;
+        figures(c, &best->genome, &params, &macs, &js);
+        printf("\nchosen: #%ld (accuracy %.4f, %.4g mJ, %.4g ms, %.0f params, %.2f MMACs):\n%s\n", best->id,
+               best->eval.accuracy, best->energy_mj, best->latency_ms, params, macs / 1e6, js ? js : "?");
+        nas_free(js);
+    } else {
+        printf("\nno candidate met the target\n");
+    }
+}
+
+static int print_json(const run_ctx *c, const search_loop *l, search_stop why, int top)
+{
+    char *rep = search_loop_report_json(l, why, top);
+    json_t *root = rep ? json_loads(rep, 0, NULL) : NULL;
+    nas_free(rep);
+    if (!root)
+        return -1;
+    const search_result *best = search_loop_best(l);
+    if (best) {
+        double params, macs;
+        char *js;
+        figures(c, &best->genome, &params, &macs, &js);
+        json_t *spec = js ? json_loads(js, 0, NULL) : NULL;
+        nas_free(js);
+        json_object_set_new(root, "chosen_spec", spec ? spec : json_null());
+        json_object_set_new(json_object_get(root, "best"), "params", json_real(params));
+        json_object_set_new(json_object_get(root, "best"), "macs", json_real(macs));
+    }
+    char *s = json_dumps(root, JSON_COMPACT);
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(root);
+    return 0;
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+int cmd_search(int argc, char **argv)
+{
+    const char *data_arg = NULL, *pred_path = NULL, *meter_kind = "auto", *state_path = NULL;
+    const char *db_path = NULL, *run_name = NULL;
+    long budget_evals = 0, epochs = 1, subset = 2000, batch = 32, threads = 0, seed = 1, stages = 7;
+    long population = 0, sample = 0, mutations = 0, rl_batch = 0, ppo_epochs = -1, top = 10;
+    long measure_every = 10, measure_top = 3;
+    double budget_j = 0, budget_s = 0, target_mj = 0, target_ms = 0, w = -0.07, lr = 0.1, max_width = 0.5;
+    double rl_lr = 0, entropy = -1, watts = 0, bench_s = 0.3, hv_ref = 0;
+    int hard = 0, json = 0, kind = SEARCH_EVOLUTION;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--hard")) { hard = 1; continue; }
+        if (a[0] != '-')
+            return cli_usage_error(CMD, "unexpected argument '%s'", a);
+        if (!v)
+            return cli_usage_error(CMD, "%s needs a value", a);
+        i++;
+#define INT(name, var, lo, hi) else if (!strcmp(a, name)) { if (cli_parse_int(v, lo, hi, &var)) \
+        return cli_usage_error(CMD, "%s: '%s' is not an integer in %ld..%ld", a, v, (long)(lo), (long)(hi)); }
+#define DBL(name, var, lo, hi) else if (!strcmp(a, name)) { if (cli_parse_double(v, lo, hi, &var)) \
+        return cli_usage_error(CMD, "%s: '%s' is not a number in [%g, %g]", a, v, (double)(lo), (double)(hi)); }
+        if (!strcmp(a, "--data")) data_arg = v;
+        else if (!strcmp(a, "--predictor")) pred_path = v;
+        else if (!strcmp(a, "--meter")) meter_kind = v;
+        else if (!strcmp(a, "--state")) state_path = v;
+        else if (!strcmp(a, "--db")) db_path = v;
+        else if (!strcmp(a, "--name")) run_name = v;
+        else if (!strcmp(a, "--strategy")) {
+            if ((kind = search_kind_from_name(v)) < 0)
+                return cli_usage_error(CMD, "--strategy: '%s' is not evolution, rl or random", v);
+        }
+        DBL("--budget-joules", budget_j, 0, 1e12)
+        INT("--budget-evals", budget_evals, 0, 100000000)
+        DBL("--budget-seconds", budget_s, 0, 1e9)
+        DBL("--target-mj", target_mj, 1e-9, 1e9)
+        DBL("--target-ms", target_ms, 1e-9, 1e9)
+        DBL("--w", w, -10, 0)
+        INT("--epochs", epochs, 1, 1000)
+        INT("--subset", subset, 0, 100000000)
+        INT("--batch", batch, 1, 4096)
+        DBL("--lr", lr, 1e-8, 100)
+        INT("--threads", threads, 0, 256)
+        INT("--seed", seed, 0, 0x7fffffffL)
+        DBL("--max-width", max_width, 0.1, 4)
+        INT("--stages", stages, 1, 7)
+        INT("--population", population, 2, 1000000)
+        INT("--sample", sample, 1, 1000000)
+        INT("--mutations", mutations, 1, SPACE_MAX_GENES)
+        DBL("--rl-lr", rl_lr, 1e-9, 100)
+        DBL("--entropy", entropy, 0, 10)
+        INT("--batch-rl", rl_batch, 1, 100000)
+        INT("--ppo-epochs", ppo_epochs, 0, 1000)
+        DBL("--watts-per-core", watts, 0.01, 10000)
+        INT("--measure-every", measure_every, 0, 100000000)
+        INT("--measure-top", measure_top, 0, 64)
+        DBL("--bench-seconds", bench_s, 0.01, 60)
+        INT("--top", top, 1, 10000)
+        DBL("--hv-ref-mj", hv_ref, 1e-9, 1e12)
+        else return cli_usage_error(CMD, "unknown option '%s'", a);
+#undef INT
+#undef DBL
+    }
+    if (!data_arg)
+        return cli_usage_error(CMD, "--data is required (mnist, idx:DIR or cifar10:DIR)");
+    if (!(budget_j > 0) && budget_evals <= 0 && !(budget_s > 0))
+        return cli_usage_error(CMD, "no budget: give --budget-joules, --budget-evals or --budget-seconds");
+    if (target_mj > 0 && target_ms > 0)
+        return cli_usage_error(CMD, "--target-mj and --target-ms: one target at a time");
+    if (hard && !(target_mj > 0 || target_ms > 0))
+        return cli_usage_error(CMD, "--hard needs a target (--target-mj or --target-ms)");
+    if (run_name && !db_path)
+        return cli_usage_error(CMD, "--name needs --db (the run store it names a run in)");
+
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    nas_err err = {0};
+    nas_status st;
+    int rc = 0, data_loaded = 0;
+    char *saved = NULL;
+    search_loop *l = NULL;
+    c.epochs = (int)epochs;
+    c.batch = (int)batch;
+    c.threads = (int)threads;
+    c.lr = lr;
+    c.seed = (uint64_t)seed;
+    c.bench_seconds = bench_s;
+    c.state_path = state_path;
+    c.live = cli_progress_enabled() && !json;
+
+    ev_data_opts dopts;
+    ev_data_opts_default(&dopts);
+    dopts.train_limit = (int)subset;
+    dopts.seed = (uint64_t)seed;
+    if ((st = ev_data_load(data_arg, &dopts, &c.data, &err)))
+        goto fail;
+    data_loaded = 1;
+    if (c.batch > c.data.train.n)
+        c.batch = c.data.train.n;
+    space_config_default(&c.cfg, c.data.train.h, c.data.train.c, c.data.num_classes);
+    c.cfg.max_width = max_width;
+    c.cfg.n_stages = (int)stages;
+
+    ev_meter_opts mo;
+    ev_meter_opts_default(&mo);
+    mo.kind = meter_kind;
+    if (watts > 0)
+        mo.watts_per_core = watts;
+    if ((st = ev_meter_open(&mo, &c.meter, &err)))
+        goto fail;
+#if HAVE_PREDICTOR
+    if (pred_path && (st = pred_load(pred_path, &c.pred, &err)))
+        goto fail;
+#else
+    if (pred_path) {
+        st = nas_errf(&err, NAS_EUNSUPP, "--predictor: the predictor is not in this build");
+        goto fail;
+    }
+#endif
+    c.bench_each = c.pred == NULL;
+    c.pred_source = pred_path ? pred_path : "none";
+
+    search_space sp;
+    if ((st = search_space_from_config(&sp, &c.cfg, &err)))
+        goto fail;
+    search_loop_opts o;
+    search_loop_opts_default(&o, (search_kind)kind, budget_evals);
+    o.strategy.seed = (uint64_t)seed;
+    if (population) o.strategy.population = (int)population;
+    if (sample) o.strategy.sample_size = (int)sample;
+    if (mutations) o.strategy.n_mutations = (int)mutations;
+    if (rl_lr > 0) o.strategy.lr = rl_lr;
+    if (entropy >= 0) o.strategy.entropy_coef = entropy;
+    if (rl_batch) o.strategy.batch = (int)rl_batch;
+    if (ppo_epochs >= 0) o.strategy.ppo_epochs = (int)ppo_epochs;
+    if (o.strategy.sample_size > o.strategy.population)
+        o.strategy.sample_size = o.strategy.population;
+    search_objective_init(&o.objective, target_mj > 0 ? SEARCH_TARGET_MJ : target_ms > 0 ? SEARCH_TARGET_MS
+                                                                                        : SEARCH_TARGET_NONE,
+                          target_mj > 0 ? target_mj : target_ms, hard);
+    if (!hard)
+        o.objective.alpha = o.objective.beta = w;
+    o.objective.ref_energy_mj = hv_ref;
+    o.limits.joules = budget_j;
+    o.limits.evals = budget_evals;
+    o.limits.seconds = budget_s;
+    o.measure_every = (int)measure_every;
+    o.measure_top = (int)measure_top;
+
+    size_t len;
+    int resumed = 0;
+    if (db_path) {
+        if ((st = runs_open(db_path, RUNS_OPEN_CREATE, &c.db, &err)))
+            goto fail;
+        int64_t found = -1;
+        nas_err ferr = {0};
+        if (run_name && runs_run_find(c.db, run_name, &found, &ferr) == NAS_OK) {
+            int requeued = 0, failed = 0, seq = -1;
+            c.run = found;
+            if ((st = runs_resume(c.db, c.run, &requeued, &failed, &err)) ||
+                (st = runs_strategy_get(c.db, c.run, &saved, &seq, &err)))
+                goto fail;
+            if (saved) {
+                if ((st = search_loop_load(&sp, saved, &l, &err))) {
+                    nas_errctx(&err, "resuming run '%s' from %s", run_name, db_path);
+                    goto fail;
+                }
+                resumed = 1;
+                fprintf(stderr, "nas search: resuming run '%s' of %s after candidate %d (%d re-queued)\n", run_name,
+                        db_path, seq, requeued);
+            }
+            runs_run_set_status(c.db, c.run, "running", NULL);
+        } else {
+            char hw[256];
+            runs_hw_fingerprint(hw, sizeof hw);
+            json_t *args = json_array();
+            for (int i = 1; i < argc; i++)
+                json_array_append_new(args, json_string(argv[i]));
+            json_t *settings = json_pack("{s:s,s:o}", "command", "search", "args", args);
+            char *sj = settings ? json_dumps(settings, JSON_COMPACT) : NULL;
+            json_decref(settings);
+            runs_new_run nr = {.name = run_name, .settings_json = sj ? sj : "{}", .seed = (uint64_t)seed,
+                               .hardware = hw, .meter = ev_meter_source(c.meter)};
+            st = runs_run_create(c.db, &nr, &c.run, &err);
+            free(sj);
+            if (st)
+                goto fail;
+        }
+    }
+    if (!resumed && state_path && access(state_path, F_OK) == 0) {
+        if ((st = nas_read_file(state_path, &saved, &len, &err)) ||
+            (st = search_loop_load(&sp, saved, &l, &err))) {
+            nas_errctx(&err, "resuming from %s", state_path);
+            goto fail;
+        }
+        resumed = 1;
+        fprintf(stderr, "nas search: resuming from %s (%d candidates done)\n", state_path, search_loop_n_results(l));
+    }
+    if (resumed) {
+        /* the budgets given now rule: a resumed search may be given more */
+        if ((st = search_loop_set_limits(l, &o.limits, &err)))
+            goto fail;
+    } else if ((st = search_loop_new(&sp, &o, &l, &err))) {
+        goto fail;
+    }
+    c.loop = l;
+    fprintf(stderr, "nas search: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s\n",
+            search_kind_name((search_kind)kind), c.data.name, c.data.train.n, c.data.val.n, c.data.train.h,
+            c.data.train.w, c.data.train.c, sp.n_genes, ev_meter_source(c.meter),
+            ev_quality_name(ev_meter_quality(c.meter)), c.pred ? "" : "; no predictor: every candidate is benchmarked");
+
+    search_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.ctx = &c;
+#if HAVE_PREDICTOR
+    cb.predict = c.pred ? cb_predict : NULL;
+#endif
+    cb.evaluate = cb_evaluate;
+    cb.measure = c.pred ? cb_measure : NULL;
+    cb.on_start = cb_on_start;
+    cb.cost_hint = cb_cost_hint;
+    cb.on_result = cb_on_result;
+    cb.progress = cb_progress;
+    cb.should_stop = cb_should_stop;
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    search_stop why = SEARCH_STOP_NONE;
+    st = search_run(l, &cb, &why, &err);
+    sigaction(SIGINT, &old_sa, NULL);
+    if (c.live)
+        fprintf(stderr, "\r\033[K");
+    if (st)
+        goto fail;
+    if (why == SEARCH_STOP_REQUESTED)
+        fprintf(stderr, "nas search: interrupted%s\n", state_path ? "; run the same command to resume" : "");
+    if (c.n_outside)
+        fprintf(stderr, "nas search: warning: %ld candidates lay outside what %s was fit on (first: %s); "
+                "its figures for them are extrapolations\n", c.n_outside, pred_path, c.outside_why);
+    if (json ? print_json(&c, l, why, (int)top) : (print_text(&c, l, why, (int)top), 0)) {
+        st = nas_errf(&err, NAS_ENOMEM, "out of memory writing the report");
+        goto fail;
+    }
+    rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
+    if (c.db)
+        runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", NULL);
+    goto done;
+fail:
+    rc = cli_fail(CMD, st, &err);
+    if (c.db)
+        runs_run_set_status(c.db, c.run, "failed", NULL);
+done:
+    nas_free(saved);
+    nas_free(c.cand);
+    runs_close(c.db);
+    search_loop_free(l);
+#if HAVE_PREDICTOR
+    pred_free(c.pred);
+#endif
+    ev_meter_close(c.meter);
+    if (data_loaded)
+        ev_data_free(&c.data);
+    return rc;
+}

@@ -1,0 +1,130 @@
+/* measure.c — the CLI's measuring callback for `nas calibrate` and
+ * `nas predict --measure`: the evaluator's inference benchmark at batch 1
+ * with its energy meter, or the user's measuring command (given {spec}, and
+ * {onnx}: the network exported with untrained seeded weights, which is all a
+ * latency or energy measurement needs).
+ *
+ * Built-in measuring builds the network for inference only (no gradients or
+ * optimizer state), runs ev_bench_infer (warm-up, repeats, median and spread),
+ * and passes on the meter's source and quality with the energy, so a
+ * predictor fit on the model meter says its energy is estimated. */
+#include "cli/measure.h"
+#include "evaluator/ev.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->cmd = cmd;
+    ctx->threads = threads > 0 ? threads : 1;
+    ctx->repeats = 5;
+    ctx->min_seconds = 0.05;
+    ctx->meter = "auto";
+}
+
+nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err)
+{
+    if (ctx->cmd || ctx->m)
+        return NAS_OK;
+    ev_meter_opts mo;
+    ev_meter_opts_default(&mo);
+    mo.kind = ctx->meter;
+    nas_status st = ev_meter_open(&mo, (ev_meter **)&ctx->m, err);
+    if (st != NAS_OK)
+        return nas_errctx(err, "opening the energy meter");
+    return NAS_OK;
+}
+
+void cli_measure_close(cli_measure_ctx *ctx)
+{
+    if (ctx->m)
+        ev_meter_close((ev_meter *)ctx->m);
+    ctx->m = NULL;
+}
+
+static nas_status build(const cli_measure_ctx *ctx, const space_net *net, ev_net **en, nas_err *err)
+{
+    ev_net_opts no;
+    memset(&no, 0, sizeof no);
+    no.batch = 1;
+    no.training = 0;
+    no.threads = ctx->threads;
+    no.seed = 1;   /* seeded weights: speed does not depend on their values */
+    nas_status st = ev_net_create(net, &no, en, err);
+    return st == NAS_OK ? st : nas_errctx(err, "building the network to measure");
+}
+
+/* The measuring command, with an ONNX export of the network (untrained,
+ * seeded weights) in a temporary folder when the template asks for {onnx}. */
+static nas_status measure_cmd(const cli_measure_ctx *ctx, const space_spec *spec, const space_net *net,
+                              pred_measurement *m, nas_err *err)
+{
+    if (!strstr(ctx->cmd, "{onnx}"))
+        return pred_measure_cmd(ctx->cmd, spec, NULL, m, err);
+    char dir[] = "/tmp/nas-onnx-XXXXXX", path[64], spec_path[64], card_path[64];
+    if (!mkdtemp(dir))
+        return nas_errf(err, NAS_EIO, "measure command: cannot make a folder for the ONNX model: %s",
+                        strerror(errno));
+    snprintf(path, sizeof path, "%s/net.onnx", dir);
+    ev_net *en = NULL;
+    nas_status st = build(ctx, net, &en, err);
+    if (st == NAS_OK) {
+        ev_export_opts eo;
+        ev_export_opts_default(&eo);
+        eo.spec = spec;
+        eo.force = 1;
+        eo.sidecars = 0;
+        st = ev_export_onnx(en, &eo, path, err);
+        if (st != NAS_OK)
+            nas_errctx(err, "measure command: exporting the network to ONNX");
+    }
+    ev_net_free(en);
+    if (st == NAS_OK)
+        st = pred_measure_cmd(ctx->cmd, spec, path, m, err);
+    ev_export_sidecar_paths(path, spec_path, card_path, sizeof spec_path);
+    unlink(path);
+    unlink(spec_path);
+    unlink(card_path);
+    rmdir(dir);
+    return st;
+}
+
+nas_status cli_measure(void *ctxp, const space_spec *spec, const space_net *net, pred_measurement *m,
+                       nas_err *err)
+{
+    cli_measure_ctx *ctx = ctxp;
+    if (ctx->cmd)
+        return measure_cmd(ctx, spec, net, m, err);
+    nas_status st = cli_measure_ready(ctx, err);
+    if (st != NAS_OK)
+        return st;
+    ev_net *en = NULL;
+    st = build(ctx, net, &en, err);
+    if (st != NAS_OK)
+        return st;
+    ev_bench_opts bo;
+    ev_bench_opts_default(&bo);
+    bo.batch = 1;
+    bo.threads = ctx->threads;
+    bo.repeats = ctx->repeats;
+    bo.min_seconds = ctx->min_seconds;
+    bo.warmup = 3;
+    ev_bench_result r;
+    st = ev_bench_infer(en, (ev_meter *)ctx->m, &bo, &r, err);
+    ev_net_free(en);
+    if (st != NAS_OK)
+        return nas_errctx(err, "benchmarking the network");
+    memset(m, 0, sizeof *m);
+    m->latency_ms = r.latency_ms_median;
+    m->latency_spread = r.latency_ms_median > 0 ? (r.latency_ms_p90 - r.latency_ms_p10) / r.latency_ms_median : 0;
+    m->energy_mj = r.energy_mj_median;
+    m->energy_spread = r.energy_mj_spread;
+    snprintf(m->energy_source, sizeof m->energy_source, "%s", r.energy_source);
+    snprintf(m->energy_quality, sizeof m->energy_quality, "%s", ev_quality_name(r.energy_quality));
+    return NAS_OK;
+}

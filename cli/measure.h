@@ -1,0 +1,27 @@
+/* measure.h — how the CLI measures a network for the predictor: the built-in
+ * path (the evaluator's inference benchmark at batch 1 and its energy meter)
+ * or an external command (pred_measure_cmd, with an ONNX export for {onnx}). */
+#ifndef CLI_MEASURE_H
+#define CLI_MEASURE_H
+
+#include "predictor/pred.h"
+
+typedef struct {
+    const char *cmd;       /* external measuring command template, or NULL: built-in */
+    int threads;           /* built-in: threads of the benchmark */
+    int repeats;           /* built-in: timed repeats (median and spread over them) */
+    double min_seconds;    /* built-in: each repeat loops at least this long */
+    const char *meter;     /* built-in: energy meter kind, "auto" by default */
+    void *m;               /* built-in: the open meter */
+} cli_measure_ctx;
+
+void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads);
+/* Opens what measuring needs (the energy meter); NAS_OK when it can work. */
+nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err);
+void cli_measure_close(cli_measure_ctx *ctx);
+
+/* A pred_measure_fn: ctx is a cli_measure_ctx made ready. */
+nas_status cli_measure(void *ctx, const space_spec *spec, const space_net *net, pred_measurement *m,
+                       nas_err *err);
+
+#endif

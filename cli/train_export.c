@@ -1,0 +1,56 @@
+/* train_export.c — `nas train ... --export FILE.onnx`: the trained network as
+ * ONNX with its figures. The output folder of `nas train` is the current
+ * folder: a path outside it is refused unless --force. */
+#include "cli/train_export.h"
+
+#include <math.h>
+#include <stdio.h>
+
+static void opts_for(const cli_train_export_opts *o, ev_export_opts *x)
+{
+    ev_export_opts_default(x);
+    x->force = o->force;
+    x->keep_bn = o->keep_bn;
+    x->out_dir = ".";
+}
+
+nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err)
+{
+    ev_export_opts x;
+    opts_for(o, &x);
+    return ev_export_check_path(&x, o->path, err);
+}
+
+nas_status cli_train_export(const cli_train_export_opts *o, const ev_net *net,
+                            const space_spec *spec, const ev_data *data,
+                            const ev_train_result *r, nas_err *err)
+{
+    ev_export_opts x;
+    char split[160], trained[1024], thr[32];
+    opts_for(o, &x);
+    x.spec = spec;
+    x.accuracy = r->test_acc;
+    snprintf(split, sizeof split, "test split of %s (%d images), after training", data->name,
+             data->test.n);
+    x.accuracy_split = split;
+    if (o->threads > 0)
+        snprintf(thr, sizeof thr, "%ld", o->threads);
+    else
+        snprintf(thr, sizeof thr, "all");
+    snprintf(trained, sizeof trained,
+             "nas train: %s (%.400s), %d training images (%d for validation), %d epochs, batch "
+             "%ld, peak learning rate %g, seed %ld, %s threads; final train loss %.4f, "
+             "validation accuracy %.4f, %.1f s.",
+             data->name, data->source, data->train.n, data->val.n, r->epochs_done, o->batch, o->lr,
+             o->seed, thr, r->train_loss, r->val_acc, r->seconds);
+    x.trained_on = trained;
+    x.norm_channels = data->train.c < 3 ? data->train.c : 3;
+    for (int c = 0; c < x.norm_channels; c++) {
+        x.norm_mean[c] = data->mean[c];
+        x.norm_std[c] = data->std[c];
+    }
+    nas_status st = ev_export_onnx(net, &x, o->path, err);
+    if (st == NAS_OK)
+        fprintf(stderr, "nas train: exported %s\n", o->path);
+    return st;
+}

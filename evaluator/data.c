@@ -1,0 +1,625 @@
+/* data.c — the data sets the evaluator trains on: IDX files (MNIST and
+ * Fashion-MNIST layout, raw or gzip) and CIFAR-10 binary batches, split into
+ * train / validation / test and normalised per channel.
+ *
+ * Promises: nothing read from a file is trusted before it is checked against
+ * the file's size, so a truncated or malformed file gets an error that names
+ * the file and says what is wrong (magic, dimensions, length, label range,
+ * image/label counts). The validation split comes from the training file by a
+ * seeded shuffle, so the same seed gives the same split. Mean and std are those
+ * of the training split only (the validation and test images never leak into
+ * them). Each split owns its images (one 64-byte aligned block, nas_malloc'd)
+ * and its labels, so a caller may replace one split's images (padding them to
+ * another size, say) with a block of its own and ev_data_free still frees it.
+ */
+#include "evaluator/ev.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define DATA_CLASSES 10
+#define CIFAR_SIDE 32
+#define CIFAR_PIX (3 * CIFAR_SIDE * CIFAR_SIDE)
+#define CIFAR_REC (1 + CIFAR_PIX)
+#define CIFAR_TRAIN_BATCHES 5
+
+/* Images and labels as stored: n x h x w x c bytes, NHWC. */
+typedef struct {
+    int n, h, w, c;
+    uint8_t *pix;
+    uint8_t *lab;
+} raw_set;
+
+static void raw_free(raw_set *r)
+{
+    nas_free(r->pix);
+    nas_free(r->lab);
+    memset(r, 0, sizeof *r);
+}
+
+void ev_data_opts_default(ev_data_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->val_count = -1;   /* 10% of the training file */
+    o->seed = 1;
+}
+
+/* snprintf for paths and labels: cuts at the buffer's end (folders are
+ * checked for length up front, so only labels are ever cut). */
+__attribute__((format(printf, 3, 4)))
+static void fmt(char *out, size_t n, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(out, n, f, ap);
+    va_end(ap);
+}
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int dir_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* zlib's message starts with the path; the caller names the file already. */
+static const char *gz_reason(gzFile gz, const char *path, int *zerr)
+{
+    const char *msg = gzerror(gz, zerr);
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+        msg += n + 2;
+    return msg;
+}
+
+/* Reads a whole file, gunzipping it when it is gzip (zlib reads plain files
+ * through the same calls). */
+static nas_status read_all(const char *path, uint8_t **out, size_t *len, nas_err *err)
+{
+    *out = NULL;
+    *len = 0;
+    nas_status st = NAS_OK;
+    uint8_t *buf = NULL;
+    gzFile gz = gzopen(path, "rb");
+    if (!gz)
+        return nas_errf(err, errno == ENOENT ? NAS_EINVAL : NAS_EIO, "%s: %s", path,
+                        errno ? strerror(errno) : "cannot open");
+    gzbuffer(gz, 1 << 17);
+    size_t cap = 1 << 20, n = 0;
+    buf = nas_malloc(cap);
+    if (!buf) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (;;) {
+        if (n == cap) {
+            uint8_t *bigger = nas_realloc(buf, cap * 2);
+            if (!bigger) {
+                st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+                goto cleanup;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t want = cap - n > (size_t)INT_MAX ? (size_t)INT_MAX : cap - n;
+        int r = gzread(gz, buf + n, (unsigned)want);
+        if (r < 0) {
+            int zerr;
+            const char *msg = gz_reason(gz, path, &zerr);
+            st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", path, msg);
+            goto cleanup;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    /* zlib reports a gzip stream cut short only through gzerror after EOF. */
+    int zerr = Z_OK;
+    const char *msg = gz_reason(gz, path, &zerr);
+    if (zerr != Z_OK && zerr != Z_STREAM_END) {
+        st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", path, msg);
+        goto cleanup;
+    }
+    *out = buf;
+    *len = n;
+    buf = NULL;
+cleanup:
+    nas_free(buf);
+    gzclose(gz);
+    return st;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Checks an IDX header of unsigned bytes with `ndims` dimensions and the
+ * length that follows it; fills dims. The format (LeCun's MNIST page): two zero
+ * bytes, a type byte (0x08: unsigned byte), a byte of dimension count, then
+ * each dimension as a big-endian 32-bit integer, then the data. */
+static nas_status idx_check(const char *path, const uint8_t *buf, size_t len, int ndims,
+                            uint32_t *dims, const char *what, nas_err *err)
+{
+    if (len < 4)
+        return nas_errf(err, NAS_EINVAL, "%s: truncated: %zu bytes, shorter than the 4-byte IDX magic",
+                        path, len);
+    uint32_t magic = be32(buf), want = 0x0800u | (uint32_t)ndims;
+    if (magic != want)
+        return nas_errf(err, NAS_EINVAL,
+                        "%s: bad magic 0x%08x: expected 0x%08x (IDX %s: unsigned bytes, %d dimension%s)",
+                        path, magic, want, what, ndims, ndims > 1 ? "s" : "");
+    size_t hdr = 4 + 4 * (size_t)ndims;
+    if (len < hdr)
+        return nas_errf(err, NAS_EINVAL, "%s: truncated: %zu bytes, shorter than the %zu-byte IDX header",
+                        path, len, hdr);
+    uint64_t body = 1;
+    for (int i = 0; i < ndims; i++) {
+        dims[i] = be32(buf + 4 + 4 * i);
+        if (dims[i] == 0 || dims[i] > (uint32_t)INT_MAX)
+            return nas_errf(err, NAS_EINVAL, "%s: dimension %d is %u (must be 1..%d)", path, i, dims[i],
+                            INT_MAX);
+        body *= dims[i];
+        if (body > (uint64_t)1 << 40)
+            return nas_errf(err, NAS_EINVAL, "%s: dimensions describe more than 1 TiB of data", path);
+    }
+    if (len - hdr < body)
+        return nas_errf(err, NAS_EINVAL,
+                        "%s: truncated: the header promises %llu bytes of data, the file has %zu",
+                        path, (unsigned long long)body, len - hdr);
+    if (len - hdr > body)
+        return nas_errf(err, NAS_EINVAL,
+                        "%s: %zu unexpected bytes after the %llu bytes of data the header describes",
+                        path, len - hdr - (size_t)body, (unsigned long long)body);
+    return NAS_OK;
+}
+
+static nas_status check_labels(const char *path, const uint8_t *lab, int n, const char *unit,
+                               nas_err *err)
+{
+    for (int i = 0; i < n; i++)
+        if (lab[i] >= DATA_CLASSES)
+            return nas_errf(err, NAS_EINVAL, "%s: label %d of %s %d is out of range (0..%d)", path,
+                            lab[i], unit, i, DATA_CLASSES - 1);
+    return NAS_OK;
+}
+
+/* Finds DIR/BASE under the names the data sets ship with: with '-' or '.'
+ * before "idx", raw or gzip. */
+static int idx_find(const char *dir, const char *prefix, const char *suffix, char *out, size_t n)
+{
+    static const char *const seps[] = {"-", "."};
+    static const char *const exts[] = {"", ".gz"};
+    for (int s = 0; s < 2; s++)
+        for (int e = 0; e < 2; e++) {
+            snprintf(out, n, "%s/%s%s%s%s", dir, prefix, seps[s], suffix, exts[e]);
+            if (file_exists(out))
+                return 1;
+        }
+    snprintf(out, n, "%s/%s-%s[.gz]", dir, prefix, suffix);
+    return 0;
+}
+
+/* Reads one IDX pair (images, labels) into r. */
+static nas_status idx_load_pair(const char *dir, const char *prefix, raw_set *r, char *img_path,
+                                size_t path_n, nas_err *err)
+{
+    char lab_path[4096], img_pre[64], lab_pre[64];
+    uint8_t *ibuf = NULL, *lbuf = NULL;
+    size_t ilen = 0, llen = 0;
+    uint32_t idims[3], ldims[1];
+    nas_status st;
+    memset(r, 0, sizeof *r);
+    snprintf(img_pre, sizeof img_pre, "%s-images", prefix);
+    snprintf(lab_pre, sizeof lab_pre, "%s-labels", prefix);
+    if (!idx_find(dir, img_pre, "idx3-ubyte", img_path, path_n)) {
+        st = nas_errf(err, NAS_EINVAL, "%s: not found", img_path);
+        goto cleanup;
+    }
+    if (!idx_find(dir, lab_pre, "idx1-ubyte", lab_path, sizeof lab_path)) {
+        st = nas_errf(err, NAS_EINVAL, "%s: not found", lab_path);
+        goto cleanup;
+    }
+    if ((st = read_all(img_path, &ibuf, &ilen, err)) != NAS_OK)
+        goto cleanup;
+    if ((st = idx_check(img_path, ibuf, ilen, 3, idims, "images", err)) != NAS_OK)
+        goto cleanup;
+    if (idims[1] > 4096 || idims[2] > 4096) {
+        st = nas_errf(err, NAS_EINVAL, "%s: images of %ux%u pixels are larger than 4096x4096", img_path,
+                      idims[1], idims[2]);
+        goto cleanup;
+    }
+    if ((st = read_all(lab_path, &lbuf, &llen, err)) != NAS_OK)
+        goto cleanup;
+    if ((st = idx_check(lab_path, lbuf, llen, 1, ldims, "labels", err)) != NAS_OK)
+        goto cleanup;
+    if (ldims[0] != idims[0]) {
+        st = nas_errf(err, NAS_EINVAL, "%s has %u images but %s has %u labels", img_path, idims[0],
+                      lab_path, ldims[0]);
+        goto cleanup;
+    }
+    if ((st = check_labels(lab_path, lbuf + 8, (int)ldims[0], "item", err)) != NAS_OK)
+        goto cleanup;
+    /* Keep the bytes where they are: drop the header by moving the data down. */
+    r->n = (int)idims[0];
+    r->h = (int)idims[1];
+    r->w = (int)idims[2];
+    r->c = 1;
+    memmove(ibuf, ibuf + 16, ilen - 16);
+    memmove(lbuf, lbuf + 8, llen - 8);
+    r->pix = ibuf;
+    r->lab = lbuf;
+    ibuf = lbuf = NULL;
+cleanup:
+    nas_free(ibuf);
+    nas_free(lbuf);
+    return st;
+}
+
+static nas_status idx_load(const char *dir, raw_set *tr, raw_set *te, char *source, size_t source_n,
+                           nas_err *err)
+{
+    char tr_path[4096], te_path[4096];
+    memset(te, 0, sizeof *te);
+    nas_status st = idx_load_pair(dir, "train", tr, tr_path, sizeof tr_path, err);
+    if (st == NAS_OK)
+        st = idx_load_pair(dir, "t10k", te, te_path, sizeof te_path, err);
+    if (st == NAS_OK && (te->h != tr->h || te->w != tr->w))
+        st = nas_errf(err, NAS_EINVAL, "%s: test images are %dx%d but the training images (%s) are %dx%d",
+                      te_path, te->h, te->w, tr_path, tr->h, tr->w);
+    if (st != NAS_OK) {
+        raw_free(tr);
+        raw_free(te);
+        return st;
+    }
+    fmt(source, source_n, "%s, %s", tr_path, te_path);
+    return NAS_OK;
+}
+
+/* Appends the records of one CIFAR-10 batch to r (images converted from the
+ * file's CHW planes to NHWC). */
+static nas_status cifar_append(const char *path, raw_set *r, nas_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    nas_status st = read_all(path, &buf, &len, err);
+    if (st != NAS_OK)
+        return st;
+    if (len == 0) {
+        st = nas_errf(err, NAS_EINVAL, "%s: empty file (a CIFAR-10 batch holds 3073-byte records)", path);
+        goto cleanup;
+    }
+    if (len % CIFAR_REC != 0) {
+        st = nas_errf(err, NAS_EINVAL,
+                      "%s: truncated: %zu bytes is not a whole number of %d-byte records "
+                      "(1 label byte + 3x32x32 pixels); the last record has %zu bytes",
+                      path, len, CIFAR_REC, len % CIFAR_REC);
+        goto cleanup;
+    }
+    size_t add = len / CIFAR_REC;
+    if ((size_t)r->n + add > (size_t)INT_MAX / CIFAR_PIX) {
+        st = nas_errf(err, NAS_EINVAL, "%s: too many records", path);
+        goto cleanup;
+    }
+    uint8_t *pix = nas_realloc(r->pix, ((size_t)r->n + add) * CIFAR_PIX);
+    if (!pix) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    r->pix = pix;
+    uint8_t *lab = nas_realloc(r->lab, (size_t)r->n + add);
+    if (!lab) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    r->lab = lab;
+    for (size_t i = 0; i < add; i++) {
+        const uint8_t *rec = buf + i * CIFAR_REC;
+        if (rec[0] >= DATA_CLASSES) {
+            st = nas_errf(err, NAS_EINVAL, "%s: label %d of record %zu is out of range (0..%d)", path,
+                          rec[0], i, DATA_CLASSES - 1);
+            goto cleanup;
+        }
+        uint8_t *dst = r->pix + ((size_t)r->n + i) * CIFAR_PIX;
+        const uint8_t *plane = rec + 1;
+        for (int p = 0; p < CIFAR_SIDE * CIFAR_SIDE; p++)
+            for (int ch = 0; ch < 3; ch++)
+                dst[p * 3 + ch] = plane[ch * CIFAR_SIDE * CIFAR_SIDE + p];
+        r->lab[r->n + i] = rec[0];
+    }
+    r->n += (int)add;
+    r->h = r->w = CIFAR_SIDE;
+    r->c = 3;
+cleanup:
+    nas_free(buf);
+    return st;
+}
+
+static nas_status cifar_load(const char *dir_in, raw_set *tr, raw_set *te, char *source, size_t source_n,
+                             nas_err *err)
+{
+    char dir[4096], path[4200];
+    nas_status st = NAS_OK;
+    memset(tr, 0, sizeof *tr);
+    memset(te, 0, sizeof *te);
+    /* The archive unpacks to cifar-10-batches-bin/; accept its parent too. */
+    snprintf(dir, sizeof dir, "%s", dir_in);
+    snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
+    if (!file_exists(path)) {
+        char sub[4200];
+        fmt(sub, sizeof sub, "%s/cifar-10-batches-bin", dir_in);
+        if (dir_exists(sub))
+            fmt(dir, sizeof dir, "%s", sub);
+    }
+    for (int b = 1; b <= CIFAR_TRAIN_BATCHES + 1 && st == NAS_OK; b++) {
+        if (b <= CIFAR_TRAIN_BATCHES)
+            snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b);
+        else
+            snprintf(path, sizeof path, "%s/test_batch.bin", dir);
+        if (!file_exists(path))
+            st = nas_errf(err, NAS_EINVAL, "%s: not found (CIFAR-10 needs data_batch_1..%d.bin and "
+                          "test_batch.bin, the binary version)", path, CIFAR_TRAIN_BATCHES);
+        else
+            st = cifar_append(path, b <= CIFAR_TRAIN_BATCHES ? tr : te, err);
+    }
+    if (st != NAS_OK) {
+        raw_free(tr);
+        raw_free(te);
+        return st;
+    }
+    fmt(source, source_n, "%s/data_batch_{1..%d}.bin, %s/test_batch.bin", dir, CIFAR_TRAIN_BATCHES,
+             dir);
+    return NAS_OK;
+}
+
+/* Where "mnist" and friends live: $NAS_DATA_DIR, else data/ in the working
+ * directory (the repository root), else data/ beside the executable or one
+ * folder up (./nas and build/nas both live in the repository). */
+static void data_home(const char *name, char *out, size_t n)
+{
+    const char *env = getenv("NAS_DATA_DIR");
+    if (env && *env) {
+        snprintf(out, n, "%s/%s", env, name);
+        return;
+    }
+    snprintf(out, n, "data/%s", name);
+    if (dir_exists(out))
+        return;
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char cand[4600];
+            snprintf(cand, sizeof cand, "%s/data/%s", exe, name);
+            if (dir_exists(cand)) {
+                fmt(out, n, "%s", cand);
+                return;
+            }
+            snprintf(cand, sizeof cand, "%s/../data/%s", exe, name);
+            if (dir_exists(cand)) {
+                fmt(out, n, "%s", cand);
+                return;
+            }
+        }
+    }
+    snprintf(out, n, "data/%s", name);
+}
+
+static void shuffle(int *idx, int n, nas_pcg32 *rng)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)nas_pcg32_bounded(rng, (uint32_t)i + 1);
+        int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+/* Fills a split with the images idx[0..n) of r, through the per-channel
+ * lookup table (byte -> normalised float). */
+static void fill_split(ev_split *s, const raw_set *r, const int *idx, int n, float *img, uint8_t *lab,
+                       const float lut[3][256])
+{
+    size_t hw = (size_t)r->h * r->w, per = hw * r->c;
+    s->n = n;
+    s->h = r->h;
+    s->w = r->w;
+    s->c = r->c;
+    s->images = img;
+    s->labels = lab;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *src = r->pix + (size_t)idx[i] * per;
+        float *dst = img + (size_t)i * per;
+        for (size_t p = 0; p < hw; p++)
+            for (int ch = 0; ch < r->c; ch++)
+                dst[p * r->c + ch] = lut[ch][src[p * r->c + ch]];
+        lab[i] = r->lab[idx[i]];
+    }
+}
+
+static nas_status make_splits(const raw_set *tr, const raw_set *te, const ev_data_opts *o, ev_data *d,
+                              nas_err *err)
+{
+    nas_status st = NAS_OK;
+    int *perm = NULL, *tperm = NULL;
+    int n = tr->n;
+    int nval = o->val_count < 0 ? n / 10 : o->val_count;
+    if (nval >= n) {
+        return nas_errf(err, NAS_EINVAL, "val_count %d leaves no training images (the training file has %d)",
+                        nval, n);
+    }
+    int ntrain = n - nval;
+    if (o->train_limit > 0 && o->train_limit < ntrain)
+        ntrain = o->train_limit;
+    int ntest = te->n;
+    if (o->test_limit > 0 && o->test_limit < ntest)
+        ntest = o->test_limit;
+
+    perm = nas_malloc((size_t)n * sizeof *perm);
+    tperm = nas_malloc((size_t)te->n * sizeof *tperm);
+    size_t per = (size_t)tr->h * tr->w * tr->c;
+    size_t total = (size_t)ntrain + nval + ntest;
+    const int counts[3] = {ntrain, nval, ntest};
+    float *img[3] = {NULL, NULL, NULL};
+    uint8_t *lab[3] = {NULL, NULL, NULL};
+    int short_of_memory = !perm || !tperm;
+    for (int k = 0; k < 3 && !short_of_memory; k++) {
+        img[k] = nas_malloc_aligned((size_t)counts[k] * per * sizeof(float));
+        lab[k] = nas_malloc((size_t)counts[k]);
+        short_of_memory = !img[k] || !lab[k];
+    }
+    if (short_of_memory) {
+        for (int k = 0; k < 3; k++) {
+            nas_free_aligned(img[k]);
+            nas_free(lab[k]);
+        }
+        st = nas_errf(err, NAS_ENOMEM, "data: out of memory for %zu images of %zu values", total, per);
+        goto cleanup;
+    }
+    /* Two streams of one seed: the split of the training file and the subset
+     * of the test file never depend on each other. */
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, o->seed, 0x64617461 /* "data" */);
+    for (int i = 0; i < n; i++)
+        perm[i] = i;
+    shuffle(perm, n, &rng);
+    for (int i = 0; i < te->n; i++)
+        tperm[i] = i;
+    if (ntest < te->n) {
+        nas_pcg32 trng;
+        nas_pcg32_seed(&trng, o->seed, 0x74657374 /* "test" */);
+        shuffle(tperm, te->n, &trng);
+    }
+
+    /* Mean and std of the raw [0,1] training pixels, per channel, from exact
+     * byte histograms (no rounding drift however many images). */
+    uint64_t hist[3][256];
+    memset(hist, 0, sizeof hist);
+    size_t hw = (size_t)tr->h * tr->w;
+    for (int i = 0; i < ntrain; i++) {
+        const uint8_t *src = tr->pix + (size_t)perm[i] * per;
+        for (size_t p = 0; p < hw; p++)
+            for (int ch = 0; ch < tr->c; ch++)
+                hist[ch][src[p * tr->c + ch]]++;
+    }
+    float lut[3][256];
+    for (int ch = 0; ch < 3; ch++) {
+        d->mean[ch] = 0.0f;
+        d->std[ch] = 1.0f;
+    }
+    for (int ch = 0; ch < tr->c; ch++) {
+        double cnt = 0, s = 0, s2 = 0;
+        for (int v = 0; v < 256; v++) {
+            double x = v / 255.0;
+            cnt += (double)hist[ch][v];
+            s += (double)hist[ch][v] * x;
+            s2 += (double)hist[ch][v] * x * x;
+        }
+        double mean = s / cnt, var = s2 / cnt - mean * mean;
+        double sd = var > 1e-12 ? sqrt(var) : 1.0;   /* a constant channel: leave its scale alone */
+        d->mean[ch] = (float)mean;
+        d->std[ch] = (float)sd;
+        for (int v = 0; v < 256; v++)
+            lut[ch][v] = (float)((v / 255.0 - mean) / sd);
+    }
+    fill_split(&d->train, tr, perm, ntrain, img[0], lab[0], lut);
+    fill_split(&d->val, tr, perm + (n - nval), nval, img[1], lab[1], lut);
+    fill_split(&d->test, te, tperm, ntest, img[2], lab[2], lut);
+cleanup:
+    nas_free(perm);
+    nas_free(tperm);
+    return st;
+}
+
+nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err)
+{
+    ev_data_opts defaults;
+    if (!opts) {
+        ev_data_opts_default(&defaults);
+        opts = &defaults;
+    }
+    memset(data, 0, sizeof *data);
+    if (!spec || !*spec)
+        return nas_errf(err, NAS_EINVAL, "data: no data set given (mnist, fashion-mnist, idx:DIR, cifar10:DIR)");
+    if (opts->val_count < -1 || opts->train_limit < 0 || opts->test_limit < 0)
+        return nas_errf(err, NAS_EINVAL, "data: val_count, train_limit and test_limit must not be negative");
+
+    char dir[4096];
+    int cifar = 0;
+    const char *env = getenv("NAS_DATA_DIR");
+    if (strlen(spec) > 3000 || (env && strlen(env) > 3000))
+        return nas_errf(err, NAS_EINVAL, "data: folder name longer than 3000 characters");
+    const char *colon = strchr(spec, ':');
+    if (strcmp(spec, "mnist") == 0 || strcmp(spec, "fashion-mnist") == 0) {
+        data_home(spec, dir, sizeof dir);
+        snprintf(data->name, sizeof data->name, "%s", spec);
+        data->flip_ok = strcmp(spec, "fashion-mnist") == 0;   /* a mirrored shoe is still a shoe */
+        if (!dir_exists(dir))
+            return nas_errf(err, NAS_EINVAL,
+                            "data '%s': folder %s not found (run scripts/fetch-mnist.sh or `make data` "
+                            "for mnist; or set NAS_DATA_DIR to the folder that holds %s/)",
+                            spec, dir, spec);
+    } else if (strcmp(spec, "cifar10") == 0) {
+        data_home("cifar10", dir, sizeof dir);
+        snprintf(data->name, sizeof data->name, "cifar10");
+        data->flip_ok = 1;
+        cifar = 1;
+    } else if (colon && (strncmp(spec, "idx:", 4) == 0 || strncmp(spec, "cifar10:", 8) == 0)) {
+        cifar = spec[0] == 'c';
+        snprintf(dir, sizeof dir, "%s", colon + 1);
+        snprintf(data->name, sizeof data->name, "%s", cifar ? "cifar10" : "idx");
+        data->flip_ok = cifar;
+        if (!colon[1])
+            return nas_errf(err, NAS_EINVAL, "data '%s': no folder after the colon", spec);
+        if (!dir_exists(dir))
+            return nas_errf(err, NAS_EINVAL, "data '%s': folder %s not found", spec, dir);
+    } else {
+        return nas_errf(err, NAS_EINVAL,
+                        "data '%s': unknown data set (expected mnist, fashion-mnist, idx:DIR, cifar10 or "
+                        "cifar10:DIR)", spec);
+    }
+    data->num_classes = DATA_CLASSES;
+
+    raw_set tr, te;
+    nas_status st = cifar ? cifar_load(dir, &tr, &te, data->source, sizeof data->source, err)
+                          : idx_load(dir, &tr, &te, data->source, sizeof data->source, err);
+    if (st != NAS_OK)
+        return st;
+    st = make_splits(&tr, &te, opts, data, err);
+    raw_free(&tr);
+    raw_free(&te);
+    if (st != NAS_OK) {
+        char name[64];
+        memcpy(name, data->name, sizeof name);
+        memset(data, 0, sizeof *data);
+        memcpy(data->name, name, sizeof name);
+    }
+    return st;
+}
+
+void ev_data_free(ev_data *data)
+{
+    if (!data)
+        return;
+    ev_split *splits[3] = {&data->train, &data->val, &data->test};
+    for (int k = 0; k < 3; k++) {
+        nas_free_aligned(splits[k]->images);
+        nas_free(splits[k]->labels);
+    }
+    memset(data, 0, sizeof *data);
+}

@@ -1,0 +1,354 @@
+/* features.c — the numbers a predictor sees of a network.
+ *
+ * Two views. Whole-network features are totals and histograms (MACs by kind
+ * of op, bytes moved, depth, widths, resolution, kernels, activations).
+ * Per-unit features describe one unit of the block-level model (the stem,
+ * one MBConv block, or the head with pooling and classifier) the way nn-Meter
+ * describes a fused kernel: its input side, channels, kernel, stride,
+ * expansion, SE, activation and its own costs.
+ *
+ * The per-unit MACs and parameters are counted here from the block fields,
+ * independently of space_cost_of; the tests check both counts agree, so the
+ * features cannot drift from the cost model unnoticed.
+ */
+#include "predictor/pred.h"
+
+#include <math.h>
+#include <string.h>
+
+/* One unit's costs, by kind of work. Bytes are fp32 activations at batch 1. */
+typedef struct {
+    double conv_macs;    /* dense convolutions: stem, expand, project, head */
+    double dw_macs;      /* depthwise */
+    double lin_macs;     /* SE linears, fc, classifier */
+    double params;       /* weights, biases, BN scale and shift */
+    double act_bytes;    /* activations read and written by all its layers */
+    double in_bytes, out_bytes;
+    double exp_bytes;    /* the expanded map entering the depthwise conv */
+    int layers;          /* layers with weights, plus pooling */
+} unit_cost;
+
+static void cost_stem(const space_net *n, unit_cost *c)
+{
+    double k2 = (double)n->stem_kernel * n->stem_kernel;
+    double in_el = (double)n->resolution * n->resolution * n->in_ch;
+    double out_el = (double)n->stem_out_hw * n->stem_out_hw * n->stem_ch;
+    c->conv_macs = k2 * n->in_ch * out_el;
+    c->params = k2 * n->in_ch * n->stem_ch + 2.0 * n->stem_ch;
+    c->in_bytes = 4 * in_el;
+    c->out_bytes = 4 * out_el;
+    c->act_bytes = c->in_bytes + c->out_bytes;
+    c->exp_bytes = 0;
+    c->layers = 1;
+}
+
+static void cost_block(const space_block *b, unit_cost *c)
+{
+    double hw_in = (double)b->in_hw * b->in_hw, hw_out = (double)b->out_hw * b->out_hw;
+    double k2 = (double)b->kernel * b->kernel;
+    c->in_bytes = 4 * hw_in * b->in_ch;
+    c->out_bytes = 4 * hw_out * b->out_ch;
+    c->exp_bytes = 4 * hw_in * b->exp_ch;
+    c->layers = 0;
+    if (b->exp_ch != b->in_ch) {   /* expand 1x1 */
+        c->conv_macs += hw_in * b->in_ch * b->exp_ch;
+        c->params += (double)b->in_ch * b->exp_ch + 2.0 * b->exp_ch;
+        c->act_bytes += c->in_bytes + c->exp_bytes;
+        c->layers++;
+    }
+    /* depthwise: reads the expanded map, writes it at the output side */
+    c->dw_macs = k2 * hw_out * b->exp_ch;
+    c->params += k2 * b->exp_ch + 2.0 * b->exp_ch;
+    c->act_bytes += c->exp_bytes + 4 * hw_out * b->exp_ch;
+    c->layers++;
+    if (b->se_ch > 0) {
+        /* pool reads the map, two linears with bias, the gate scales the map in place */
+        c->lin_macs = 2.0 * b->exp_ch * b->se_ch;
+        c->params += 2.0 * b->exp_ch * b->se_ch + b->se_ch + b->exp_ch;
+        c->act_bytes += 3 * 4 * hw_out * b->exp_ch;
+        c->layers += 2;
+    }
+    c->conv_macs += hw_out * b->exp_ch * b->out_ch;   /* project 1x1 */
+    c->params += (double)b->exp_ch * b->out_ch + 2.0 * b->out_ch;
+    c->act_bytes += 4 * hw_out * b->exp_ch + c->out_bytes;
+    c->layers++;
+    if (b->residual)
+        c->act_bytes += 2 * c->out_bytes + c->in_bytes;
+}
+
+static void cost_head(const space_net *n, unit_cost *c)
+{
+    double hw = (double)n->head_hw * n->head_hw;
+    c->in_bytes = 4 * hw * n->head_in_ch;
+    c->layers = 0;
+    if (n->head_ch > 0) {
+        c->conv_macs = hw * n->head_in_ch * n->head_ch;
+        c->params += (double)n->head_in_ch * n->head_ch + 2.0 * n->head_ch;
+        c->act_bytes += c->in_bytes + 4 * hw * n->head_ch;
+        c->layers++;
+    }
+    c->act_bytes += 4 * hw * n->pool_ch + 4.0 * n->pool_ch;   /* global average pooling */
+    c->layers++;
+    if (n->fc_ch > 0) {
+        c->lin_macs += (double)n->pool_ch * n->fc_ch;
+        c->params += (double)n->pool_ch * n->fc_ch + n->fc_ch;
+        c->act_bytes += 4.0 * (n->pool_ch + n->fc_ch);
+        c->layers++;
+    }
+    c->lin_macs += (double)n->classifier_in * n->num_classes;
+    c->params += (double)n->classifier_in * n->num_classes + n->num_classes;
+    c->out_bytes = 4.0 * n->num_classes;
+    c->act_bytes += 4.0 * n->classifier_in + c->out_bytes;
+    c->layers++;
+}
+
+static void cost_unit(const space_net *n, int unit, unit_cost *c)
+{
+    memset(c, 0, sizeof *c);
+    if (unit == 0)
+        cost_stem(n, c);
+    else if (unit <= n->n_blocks)
+        cost_block(&n->blocks[unit - 1], c);
+    else
+        cost_head(n, c);
+}
+
+int pred_unit_count(const space_net *net)
+{
+    return net->n_blocks + 2;
+}
+
+void pred_unit_cost(const space_net *net, int unit, double *macs, double *params)
+{
+    unit_cost c;
+    cost_unit(net, unit, &c);
+    *macs = c.conv_macs + c.dw_macs + c.lin_macs;
+    *params = c.params;
+}
+
+/* ---- per-unit features -------------------------------------------------- */
+
+static const char *const unit_names[PRED_UNIT_NFEAT] = {
+    "type", "in_hw", "out_hw", "in_ch", "exp_ch", "out_ch", "kernel", "stride",
+    "expansion", "se_ch", "act", "residual", "has_expand", "macs", "conv_macs", "dw_macs",
+    "lin_macs", "in_bytes", "out_bytes", "act_bytes", "weight_bytes", "layers", "log_macs",
+    "exp_bytes", "position", "dw_out_elems", "net_resolution", "macs_per_byte",
+};
+
+const char *pred_unit_feature_name(int i)
+{
+    return i >= 0 && i < PRED_UNIT_NFEAT ? unit_names[i] : "?";
+}
+
+void pred_unit_features(const space_net *net, int unit, float *f)
+{
+    unit_cost c;
+    cost_unit(net, unit, &c);
+    double v[PRED_UNIT_NFEAT] = {0};
+    int units = pred_unit_count(net);
+    if (unit == 0) {
+        v[0] = 0;
+        v[1] = net->resolution;
+        v[2] = net->stem_out_hw;
+        v[3] = net->in_ch;
+        v[4] = net->in_ch;
+        v[5] = net->stem_ch;
+        v[6] = net->stem_kernel;
+        v[7] = net->stem_stride;
+        v[8] = 1;
+        v[10] = net->stem_act;
+    } else if (unit <= net->n_blocks) {
+        const space_block *b = &net->blocks[unit - 1];
+        v[0] = 1;
+        v[1] = b->in_hw;
+        v[2] = b->out_hw;
+        v[3] = b->in_ch;
+        v[4] = b->exp_ch;
+        v[5] = b->out_ch;
+        v[6] = b->kernel;
+        v[7] = b->stride;
+        v[8] = (double)b->exp_ch / b->in_ch;
+        v[9] = b->se_ch;
+        v[10] = b->act;
+        v[11] = b->residual;
+        v[12] = b->exp_ch != b->in_ch;
+        v[25] = (double)b->exp_ch * b->out_hw * b->out_hw;
+    } else {
+        v[0] = 2;
+        v[1] = net->head_hw;
+        v[2] = 1;
+        v[3] = net->head_in_ch;
+        v[4] = net->head_ch > 0 ? net->head_ch : net->head_in_ch;
+        v[5] = net->num_classes;
+        v[6] = 1;
+        v[7] = 1;
+        v[8] = net->head_in_ch > 0 ? v[4] / net->head_in_ch : 1;
+        v[9] = net->fc_ch;
+        v[10] = net->head_act;
+    }
+    double macs = c.conv_macs + c.dw_macs + c.lin_macs;
+    v[13] = macs;
+    v[14] = c.conv_macs;
+    v[15] = c.dw_macs;
+    v[16] = c.lin_macs;
+    v[17] = c.in_bytes;
+    v[18] = c.out_bytes;
+    v[19] = c.act_bytes;
+    v[20] = 4 * c.params;
+    v[21] = c.layers;
+    v[22] = log1p(macs);
+    v[23] = c.exp_bytes;
+    v[24] = units > 1 ? (double)unit / (units - 1) : 0;
+    v[26] = net->resolution;
+    v[27] = macs / (c.act_bytes + 4 * c.params + 1);
+    for (int i = 0; i < PRED_UNIT_NFEAT; i++)
+        f[i] = (float)v[i];
+}
+
+/* The prior's additive costs. Each is a count of work of one kind whose time
+ * per unit is roughly constant on a given CPU, so a non-negative linear
+ * combination is a fair first model of latency: dense 1x1 GEMMs bucketed by
+ * their thinnest side (thin GEMMs run far below peak), the stem, depthwise
+ * MACs by kernel and stride (each a separately specialised kernel), linear
+ * layers, activation elements by function (swish's exp costs many times a
+ * ReLU6), the SE pool-and-scale elements, residual adds, bytes moved, layer
+ * launches and a fixed cost. */
+static const char *const prior_names[PRED_NPRIOR] = {
+    "conv_macs_thin", "conv_macs_mid", "conv_macs_wide", "stem_macs",
+    "dw_macs_k3s1", "dw_macs_k3s2", "dw_macs_k5s1", "dw_macs_k5s2", "dw_macs_k7s1", "dw_macs_k7s2",
+    "lin_macs", "act_relu_elems", "act_hswish_elems", "act_swish_elems", "se_elems", "residual_elems",
+    "act_bytes", "weight_bytes", "layers", "fixed",
+};
+
+const char *pred_prior_name(int i)
+{
+    return i >= 0 && i < PRED_NPRIOR ? prior_names[i] : "?";
+}
+
+static void add_conv(double *p, int cin, int cout, double macs)
+{
+    int thin = cin < cout ? cin : cout;
+    p[thin < 32 ? 0 : thin < 96 ? 1 : 2] += macs;
+}
+
+static void add_act(double *p, space_act a, double elems)
+{
+    p[a == SPACE_ACT_SWISH ? 13 : a == SPACE_ACT_HSWISH ? 12 : 11] += elems;
+}
+
+void pred_unit_prior(const space_net *net, int unit, double *p)
+{
+    unit_cost c;
+    cost_unit(net, unit, &c);
+    memset(p, 0, sizeof(double) * PRED_NPRIOR);
+    if (unit == 0) {
+        p[3] = c.conv_macs;
+        add_act(p, net->stem_act, (double)net->stem_out_hw * net->stem_out_hw * net->stem_ch);
+    } else if (unit <= net->n_blocks) {
+        const space_block *b = &net->blocks[unit - 1];
+        double hw_in = (double)b->in_hw * b->in_hw, hw_out = (double)b->out_hw * b->out_hw;
+        if (b->exp_ch != b->in_ch) {
+            add_conv(p, b->in_ch, b->exp_ch, hw_in * b->in_ch * b->exp_ch);
+            add_act(p, b->act, hw_in * b->exp_ch);
+        }
+        int k = b->kernel == 7 ? 2 : b->kernel == 5 ? 1 : 0;
+        p[4 + 2 * k + (b->stride == 2)] += c.dw_macs;
+        add_act(p, b->act, hw_out * b->exp_ch);
+        if (b->se_ch > 0)
+            p[14] += hw_out * b->exp_ch;
+        add_conv(p, b->exp_ch, b->out_ch, hw_out * b->exp_ch * b->out_ch);
+        if (b->residual)
+            p[15] += hw_out * b->out_ch;
+    } else {
+        double hw = (double)net->head_hw * net->head_hw;
+        if (net->head_ch > 0) {
+            add_conv(p, net->head_in_ch, net->head_ch, hw * net->head_in_ch * net->head_ch);
+            add_act(p, net->head_act, hw * net->head_ch);
+        }
+        if (net->fc_ch > 0)
+            add_act(p, net->fc_act, net->fc_ch);
+    }
+    p[10] = c.lin_macs;
+    p[16] = c.act_bytes;
+    p[17] = 4 * c.params;
+    p[18] = c.layers;
+    p[19] = 1;
+}
+
+/* ---- whole-network features --------------------------------------------- */
+
+static const char *const net_names[PRED_NET_NFEAT] = {
+    "macs", "params", "act_bytes_total", "act_bytes_peak", "rw_bytes", "depth", "n_layers",
+    "n_blocks", "resolution", "in_ch", "stem_ch", "head_ch", "max_exp_ch", "last_out_ch",
+    "n_se", "n_residual", "n_stride2", "k3", "k5", "k7", "act_relu", "act_relu6",
+    "act_hswish", "act_swish", "conv_macs", "dw_macs", "lin_macs", "unit_act_bytes",
+    "weight_bytes", "log_macs", "mean_expansion", "num_classes", "head_hw", "n_expand",
+    "fc_ch", "stem_out_hw", "exp_bytes", "max_unit_act_bytes", "mean_kernel", "log_act_bytes",
+};
+
+const char *pred_net_feature_name(int i)
+{
+    return i >= 0 && i < PRED_NET_NFEAT ? net_names[i] : "?";
+}
+
+void pred_net_features(const space_net *net, float *f)
+{
+    double v[PRED_NET_NFEAT] = {0};
+    space_cost tot;
+    space_cost_of(net, NULL, 0, &tot);
+    int units = pred_unit_count(net);
+    double max_unit_bytes = 0;
+    for (int u = 0; u < units; u++) {
+        unit_cost c;
+        cost_unit(net, u, &c);
+        v[0] += c.conv_macs + c.dw_macs + c.lin_macs;
+        v[1] += c.params;
+        v[24] += c.conv_macs;
+        v[25] += c.dw_macs;
+        v[26] += c.lin_macs;
+        v[27] += c.act_bytes;
+        v[28] += 4 * c.params;
+        v[36] += c.exp_bytes;
+        if (c.act_bytes > max_unit_bytes)
+            max_unit_bytes = c.act_bytes;
+    }
+    v[2] = tot.act_bytes_total;
+    v[3] = tot.act_bytes_peak;
+    v[4] = tot.rw_bytes;
+    v[5] = tot.depth;
+    v[6] = tot.n_layers;
+    v[7] = net->n_blocks;
+    v[8] = net->resolution;
+    v[9] = net->in_ch;
+    v[10] = net->stem_ch;
+    v[11] = net->head_ch;
+    double sum_exp = 0, sum_k = 0;
+    for (int i = 0; i < net->n_blocks; i++) {
+        const space_block *b = &net->blocks[i];
+        if (b->exp_ch > v[12])
+            v[12] = b->exp_ch;
+        v[14] += b->se_ch > 0;
+        v[15] += b->residual;
+        v[16] += b->stride == 2;
+        v[17] += b->kernel == 3;
+        v[18] += b->kernel == 5;
+        v[19] += b->kernel == 7;
+        if (b->act >= 0 && b->act < SPACE_ACT_COUNT)
+            v[20 + b->act] += 1;
+        v[33] += b->exp_ch != b->in_ch;
+        sum_exp += (double)b->exp_ch / b->in_ch;
+        sum_k += b->kernel;
+    }
+    v[13] = net->n_blocks > 0 ? net->blocks[net->n_blocks - 1].out_ch : net->stem_ch;
+    v[29] = log1p(v[0]);
+    v[30] = net->n_blocks > 0 ? sum_exp / net->n_blocks : 0;
+    v[31] = net->num_classes;
+    v[32] = net->head_hw;
+    v[34] = net->fc_ch;
+    v[35] = net->stem_out_hw;
+    v[37] = max_unit_bytes;
+    v[38] = net->n_blocks > 0 ? sum_k / net->n_blocks : 0;
+    v[39] = log1p(v[27]);
+    for (int i = 0; i < PRED_NET_NFEAT; i++)
+        f[i] = (float)v[i];
+}

@@ -1,0 +1,384 @@
+/* model.c — the predictor as a whole: a latency and an energy regressor, the
+ * hardware and space they were fit on, and their cross-validated accuracy,
+ * kept in one JSON file.
+ *
+ * The file says where its numbers come from: the CPU, core and thread count,
+ * the energy meter (and so whether its energy is measured or estimated), the
+ * measuring command if one was used, and the space. A predictor used on
+ * other hardware still answers, but callers are told (pred_hw_differs), since
+ * latency learned on one CPU says little about another.
+ */
+#include "predictor/pred_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FORMAT_NAME "nas-predictor"
+#define FORMAT_VERSION 1
+
+static const char *const target_key[2] = {"latency_ms", "energy_mj"};
+
+/* ---- hardware fingerprint ----------------------------------------------- */
+
+static void cpu_model(char *out, size_t n)
+{
+    snprintf(out, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0)
+            continue;
+        const char *p = strchr(line, ':');
+        if (!p)
+            continue;
+        p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strcspn(p, "\n");
+        snprintf(out, n, "%.*s", (int)len, p);
+        break;
+    }
+    fclose(f);
+}
+
+void pred_hw_here(pred_hw *hw, int threads, const char *meter, const char *measure)
+{
+    memset(hw, 0, sizeof *hw);
+    cpu_model(hw->cpu_model, sizeof hw->cpu_model);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    hw->cores = cores > 0 ? (int)cores : 0;
+    hw->threads = threads;
+    snprintf(hw->meter, sizeof hw->meter, "%s", meter ? meter : "");
+    snprintf(hw->measure, sizeof hw->measure, "%s", measure ? measure : "builtin");
+}
+
+int pred_hw_differs(const pred_hw *a, const pred_hw *b, char *why, size_t n)
+{
+    char buf[1024] = "";
+    size_t len = 0;
+#define ADD(...) do { if (len < sizeof buf) len += (size_t)snprintf(buf + len, sizeof buf - len, __VA_ARGS__); } while (0)
+    if (strcmp(a->cpu_model, b->cpu_model) != 0)
+        ADD("%sCPU '%s' vs '%s'", len ? "; " : "", a->cpu_model, b->cpu_model);
+    if (a->cores != b->cores)
+        ADD("%s%d vs %d cores", len ? "; " : "", a->cores, b->cores);
+    if (a->threads != b->threads)
+        ADD("%s%d vs %d threads", len ? "; " : "", a->threads, b->threads);
+    if (strcmp(a->meter, b->meter) != 0)
+        ADD("%smeter '%s' vs '%s'", len ? "; " : "", a->meter, b->meter);
+    if (strcmp(a->measure, b->measure) != 0)
+        ADD("%smeasured by '%s' vs '%s'", len ? "; " : "", a->measure, b->measure);
+#undef ADD
+    if (why && n)
+        snprintf(why, n, "%s", buf);
+    return len > 0;
+}
+
+/* ---- the model ---------------------------------------------------------- */
+
+pred_model *pred_model_new(void)
+{
+    pred_model *m = nas_calloc(1, sizeof *m);
+    return m;
+}
+
+void pred_free(pred_model *m)
+{
+    if (!m)
+        return;
+    for (int t = 0; t < 2; t++)
+        pred_regressor_free(m->target[t].reg);
+    nas_free(m);
+}
+
+const pred_hw *pred_model_hw(const pred_model *m) { return &m->hw; }
+const space_config *pred_model_space(const pred_model *m) { return &m->space; }
+int pred_model_samples(const pred_model *m) { return m->samples; }
+
+pred_kind pred_model_kind(const pred_model *m, int target)
+{
+    return m->target[target].reg ? m->target[target].reg->kind : PRED_KIND_NET;
+}
+
+const pred_metrics *pred_model_cv(const pred_model *m, int target, pred_kind kind)
+{
+    return &m->target[target].cv[kind];
+}
+
+int pred_model_outside(const pred_model *m, const space_net *net, char *why, size_t n)
+{
+    space_cost c;
+    space_cost_of(net, NULL, 0, &c);
+    if (net->resolution != m->space.resolution && !m->space.scale_resolution) {
+        snprintf(why, n, "input %dx%d, but the predictor was fit on %dx%d inputs", net->resolution,
+                 net->resolution, m->space.resolution, m->space.resolution);
+        return 1;
+    }
+    if (net->in_ch != m->space.in_ch) {
+        snprintf(why, n, "%d input channels, but the predictor was fit on %d", net->in_ch, m->space.in_ch);
+        return 1;
+    }
+    /* a little slack: trees answer at the edge of what they saw, not past it */
+    if (c.macs < m->macs_min / 1.5 || c.macs > m->macs_max * 1.5) {
+        snprintf(why, n, "%.3g MMACs, outside the %.3g-%.3g MMACs the predictor was fit on", c.macs / 1e6,
+                 m->macs_min / 1e6, m->macs_max / 1e6);
+        return 1;
+    }
+    if (why && n)
+        why[0] = '\0';
+    return 0;
+}
+
+nas_status pred_predict(const pred_model *m, const space_net *net, pred_estimate *out, nas_err *err)
+{
+    pred_dataset d;
+    pred_dataset_init(&d);
+    nas_status st = pred_dataset_add(&d, net, err);
+    double v[2] = {NAN, NAN};
+    for (int t = 0; st == NAS_OK && t < 2; t++) {
+        if (!m->target[t].reg) {
+            st = nas_errf(err, NAS_EINVAL, "predictor has no %s model", target_key[t]);
+            break;
+        }
+        st = pred_regressor_predict(m->target[t].reg, &d, NULL, 1, &v[t], err);
+    }
+    pred_dataset_free(&d);
+    out->latency_ms = v[0];
+    out->energy_mj = v[1];
+    out->energy_quality = m->energy_quality;
+    out->energy_source = m->energy_source;
+    return st;
+}
+
+/* ---- JSON file ---------------------------------------------------------- */
+
+static json_t *metrics_json(const pred_metrics *x)
+{
+    return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:f}", "n", x->n, "within5", x->within5, "within10",
+                     x->within10, "mape", x->mape, "rmse", x->rmse, "max_rel", x->max_rel, "kendall_tau",
+                     x->kendall_tau);
+}
+
+nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    char *text = NULL;
+    json_t *root = json_pack(
+        "{s:s, s:i, s:i, s:s, s:{s:s, s:i, s:i, s:s, s:s}, s:{s:i, s:i, s:i, s:i, s:i, s:b, s:f},"
+        " s:i, s:[f, f], s:{s:s, s:s}, s:{s:f, s:f, s:f, s:f}}",
+        "format", FORMAT_NAME, "version", FORMAT_VERSION, "feature_version", PRED_FEATURE_VERSION,
+        "nas_version", NAS_VERSION,
+        "hardware", "cpu_model", m->hw.cpu_model, "cores", m->hw.cores, "threads", m->hw.threads,
+        "meter", m->hw.meter, "measure", m->hw.measure,
+        "space", "resolution", m->space.resolution, "in_ch", m->space.in_ch, "num_classes",
+        m->space.num_classes, "n_stages", m->space.n_stages, "min_side", m->space.min_side,
+        "scale_resolution", m->space.scale_resolution, "max_width", m->space.max_width,
+        "samples", m->samples, "macs_range", m->macs_min, m->macs_max,
+        "energy", "quality", m->energy_quality, "source", m->energy_source,
+        "noise", "latency_spread", m->latency_spread, "energy_spread", m->energy_spread, "reference_ms",
+        m->reference_ms, "reference_drift", m->reference_drift);
+    if (!root)
+        return nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
+    for (int t = 0; t < 2; t++) {
+        const pred_target *tg = &m->target[t];
+        if (!tg->reg) {
+            st = nas_errf(err, NAS_EINVAL, "%s: the predictor has no %s model to save", path, target_key[t]);
+            goto cleanup;
+        }
+        json_t *model = pred_regressor_to_json(tg->reg, err);
+        if (!model) {
+            st = err ? err->code : NAS_EINTERNAL;
+            if (st == NAS_OK)
+                st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+            goto cleanup;
+        }
+        json_t *t_obj = json_pack("{s:s, s:{s:o, s:o}, s:o}", "kind", pred_kind_name(tg->reg->kind), "cv",
+                                  "net", metrics_json(&tg->cv[PRED_KIND_NET]), "block",
+                                  metrics_json(&tg->cv[PRED_KIND_BLOCK]), "model", model);
+        if (!t_obj || json_object_set_new(root, target_key[t], t_obj) != 0) {
+            st = nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
+            goto cleanup;
+        }
+    }
+    text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    if (!text) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory writing the predictor", path);
+        goto cleanup;
+    }
+    st = nas_write_file_atomic(path, text, strlen(text), err);
+cleanup:
+    free(text);
+    json_decref(root);
+    return st;
+}
+
+/* Field readers that name the file and the field on failure. */
+static nas_status get_obj(const json_t *o, const char *key, const char *path, const char *ctx,
+                          const json_t **out, nas_err *err)
+{
+    *out = json_object_get(o, key);
+    if (!json_is_object(*out))
+        return nas_errf(err, NAS_EINVAL, "%s: %s%s%s: missing or not an object", path, ctx, *ctx ? "." : "",
+                        key);
+    return NAS_OK;
+}
+
+static nas_status get_num(const json_t *o, const char *key, const char *path, const char *ctx, double *out,
+                          nas_err *err)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+        return nas_errf(err, NAS_EINVAL, "%s: %s%s%s: missing or not a number", path, ctx, *ctx ? "." : "", key);
+    *out = json_number_value(v);
+    return NAS_OK;
+}
+
+static nas_status get_str(const json_t *o, const char *key, const char *path, const char *ctx, char *out,
+                          size_t n, nas_err *err)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_string(v))
+        return nas_errf(err, NAS_EINVAL, "%s: %s%s%s: missing or not a string", path, ctx, *ctx ? "." : "", key);
+    snprintf(out, n, "%s", json_string_value(v));
+    return NAS_OK;
+}
+
+static nas_status get_metrics(const json_t *o, const char *path, const char *ctx, pred_metrics *x,
+                              nas_err *err)
+{
+    static const char *const keys[] = {"n", "within5", "within10", "mape", "rmse", "max_rel", "kendall_tau"};
+    double v[7];
+    for (int i = 0; i < 7; i++) {
+        nas_status st = get_num(o, keys[i], path, ctx, &v[i], err);
+        if (st != NAS_OK)
+            return st;
+    }
+    x->n = (int)v[0];
+    x->within5 = v[1];
+    x->within10 = v[2];
+    x->mape = v[3];
+    x->rmse = v[4];
+    x->max_rel = v[5];
+    x->kendall_tau = v[6];
+    return NAS_OK;
+}
+
+nas_status pred_load(const char *path, pred_model **out, nas_err *err)
+{
+    nas_status st;
+    char *text = NULL;
+    json_t *root = NULL;
+    pred_model *m = NULL;
+    *out = NULL;
+    st = nas_read_file(path, &text, NULL, err);
+    if (st != NAS_OK)
+        return nas_errctx(err, "reading the predictor");
+    json_error_t je;
+    root = json_loads(text, 0, &je);
+    if (!root) {
+        st = nas_errf(err, NAS_EINVAL, "%s: not a predictor file: JSON error at line %d, column %d: %s", path,
+                      je.line, je.column, je.text);
+        goto cleanup;
+    }
+    m = pred_model_new();
+    if (!m) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    const json_t *fmt = json_object_get(root, "format");
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), FORMAT_NAME) != 0) {
+        st = nas_errf(err, NAS_EINVAL, "%s: format: not \"%s\" (is this a predictor file?)", path, FORMAT_NAME);
+        goto cleanup;
+    }
+    double v;
+#define NUM(obj, key, ctx, dst)                                  \
+    do {                                                         \
+        if ((st = get_num(obj, key, path, ctx, &v, err)) != NAS_OK) \
+            goto cleanup;                                        \
+        dst = v;                                                 \
+    } while (0)
+    int version = 0, fversion = 0;
+    NUM(root, "version", "", version);
+    if (version != FORMAT_VERSION) {
+        st = nas_errf(err, NAS_EINVAL, "%s: version: %d, this nas reads version %d", path, version, FORMAT_VERSION);
+        goto cleanup;
+    }
+    NUM(root, "feature_version", "", fversion);
+    if (fversion != PRED_FEATURE_VERSION) {
+        st = nas_errf(err, NAS_EINVAL,
+                      "%s: feature_version: %d, this nas computes version %d features (calibrate again)", path,
+                      fversion, PRED_FEATURE_VERSION);
+        goto cleanup;
+    }
+    const json_t *hw, *sp, *en, *noise;
+    if ((st = get_obj(root, "hardware", path, "", &hw, err)) != NAS_OK ||
+        (st = get_obj(root, "space", path, "", &sp, err)) != NAS_OK ||
+        (st = get_obj(root, "energy", path, "", &en, err)) != NAS_OK ||
+        (st = get_obj(root, "noise", path, "", &noise, err)) != NAS_OK)
+        goto cleanup;
+    if ((st = get_str(hw, "cpu_model", path, "hardware", m->hw.cpu_model, sizeof m->hw.cpu_model, err)) ||
+        (st = get_str(hw, "meter", path, "hardware", m->hw.meter, sizeof m->hw.meter, err)) ||
+        (st = get_str(hw, "measure", path, "hardware", m->hw.measure, sizeof m->hw.measure, err)) ||
+        (st = get_str(en, "quality", path, "energy", m->energy_quality, sizeof m->energy_quality, err)) ||
+        (st = get_str(en, "source", path, "energy", m->energy_source, sizeof m->energy_source, err)))
+        goto cleanup;
+    NUM(hw, "cores", "hardware", m->hw.cores);
+    NUM(hw, "threads", "hardware", m->hw.threads);
+    NUM(sp, "resolution", "space", m->space.resolution);
+    NUM(sp, "in_ch", "space", m->space.in_ch);
+    NUM(sp, "num_classes", "space", m->space.num_classes);
+    NUM(sp, "n_stages", "space", m->space.n_stages);
+    NUM(sp, "min_side", "space", m->space.min_side);
+    NUM(sp, "max_width", "space", m->space.max_width);
+    const json_t *sr = json_object_get(sp, "scale_resolution");
+    if (!json_is_boolean(sr)) {
+        st = nas_errf(err, NAS_EINVAL, "%s: space.scale_resolution: missing or not true/false", path);
+        goto cleanup;
+    }
+    m->space.scale_resolution = json_is_true(sr);
+    NUM(root, "samples", "", m->samples);
+    NUM(noise, "latency_spread", "noise", m->latency_spread);
+    NUM(noise, "energy_spread", "noise", m->energy_spread);
+    NUM(noise, "reference_ms", "noise", m->reference_ms);
+    NUM(noise, "reference_drift", "noise", m->reference_drift);
+    const json_t *range = json_object_get(root, "macs_range");
+    if (!json_is_array(range) || json_array_size(range) != 2 || !json_is_number(json_array_get(range, 0)) ||
+        !json_is_number(json_array_get(range, 1))) {
+        st = nas_errf(err, NAS_EINVAL, "%s: macs_range: must be [min, max]", path);
+        goto cleanup;
+    }
+    m->macs_min = json_number_value(json_array_get(range, 0));
+    m->macs_max = json_number_value(json_array_get(range, 1));
+    for (int t = 0; t < 2; t++) {
+        const json_t *tg, *cv, *mod, *cvk;
+        char where[600];
+        if ((st = get_obj(root, target_key[t], path, "", &tg, err)) != NAS_OK ||
+            (st = get_obj(tg, "cv", path, target_key[t], &cv, err)) != NAS_OK ||
+            (st = get_obj(tg, "model", path, target_key[t], &mod, err)) != NAS_OK)
+            goto cleanup;
+        for (int k = 0; k < 2; k++) {
+            snprintf(where, sizeof where, "%s.cv", target_key[t]);
+            if ((st = get_obj(cv, pred_kind_name((pred_kind)k), path, where, &cvk, err)) != NAS_OK)
+                goto cleanup;
+            snprintf(where, sizeof where, "%s.cv.%s", target_key[t], pred_kind_name((pred_kind)k));
+            if ((st = get_metrics(cvk, path, where, &m->target[t].cv[k], err)) != NAS_OK)
+                goto cleanup;
+        }
+        snprintf(where, sizeof where, "%s: %s.model", path, target_key[t]);
+        st = pred_regressor_from_json(mod, where, &m->target[t].reg, err);
+        if (st != NAS_OK)
+            goto cleanup;
+    }
+#undef NUM
+    *out = m;
+    m = NULL;
+cleanup:
+    pred_free(m);
+    json_decref(root);
+    nas_free(text);
+    return st;
+}

@@ -1,0 +1,348 @@
+/* runs.h — a run's life: the run store, job files and reports.
+ *
+ * The run store is one SQLite file (WAL mode). It holds runs (settings, seed,
+ * hardware, meter), candidates (genome, spec, status, accuracy, predicted and
+ * measured latency and energy, joules spent), raw measurements, predictor
+ * models and the search strategy's state. Its promise: a search killed at any
+ * moment (kill -9 included) loses no finished evaluation and records none
+ * twice, because
+ *   - each finished evaluation, its measurements and the strategy state it
+ *     produced are written in one BEGIN IMMEDIATE transaction, committed (and
+ *     fsynced) the moment the evaluation ends;
+ *   - a candidate is a row keyed by (run, seq): finishing updates that row, it
+ *     never appends, and re-proposing seq N on resume finds the row again;
+ *   - a candidate is marked running (attempts + 1) before it is evaluated, so
+ *     after a crash runs_resume() re-queues it, or fails it after two crashes.
+ *
+ * Every energy figure travels with its source ("rapl:package-0",
+ * "model:cpu-time", "xgboost") and quality (measured, sampled, estimated,
+ * predicted); the schema refuses a figure without them, so measured and
+ * modelled joules are never silently mixed.
+ *
+ * runs/ depends on base/ only; search/ calls into it. The loop it expects:
+ *
+ *   open; find or create the run; runs_resume() (re-queues what a crash left);
+ *   runs_strategy_get() and runs_cand_list(RUNS_FINISHED_MASK) to restore or
+ *   replay the strategy; then for seq = 0, 1, 2, ... in proposal order:
+ *     runs_cand_add(seq)        -> existed? a finished row: use its result
+ *     runs_cand_start()         -> queued -> running, committed
+ *     ... evaluate ...
+ *     runs_cand_finish(result, strategy state after seeing it)
+ *   A strategy whose state is saved after each result proposes the same
+ *   seq N+1 after a resume as it would have without one, so the rows line up
+ *   (runs_cand_add refuses a different genome for an existing seq).
+ */
+#ifndef RUNS_H
+#define RUNS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "base/nas.h"
+
+/* ======================= the store ======================================= */
+
+typedef struct runs_db runs_db;   /* opaque: the connection and its prepared statements */
+
+enum {
+    RUNS_OPEN_CREATE   = 1,   /* create the file when missing (else: an error naming it) */
+    RUNS_OPEN_READONLY = 2,   /* reports and listings: never writes, never migrates */
+};
+
+/* Opens (and with RUNS_OPEN_CREATE creates) a run store: WAL mode, busy
+ * timeout, foreign keys on, `PRAGMA quick_check`, schema migrated to the
+ * current version. A missing or read-only folder, a file that is not a
+ * database, a corrupt one, or one from a newer nas each get an error that
+ * names the path; none of them crashes. */
+nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err);
+void runs_close(runs_db *db);
+
+/* The schema version this build writes (PRAGMA user_version), and the one a
+ * given store has. */
+int runs_schema_version(void);
+int runs_db_version(const runs_db *db);
+/* For migration tests: creates a new store at an older schema version. */
+nas_status runs_create_at_version(const char *path, int version, nas_err *err);
+/* Full `PRAGMA integrity_check` plus the store's own invariants (no figure
+ * without its quality, no candidate of an unknown run). */
+nas_status runs_check(runs_db *db, nas_err *err);
+/* Raw connection, for tests that inspect the schema. */
+void *runs_sqlite(runs_db *db);
+
+/* ---- a figure and where it came from ----------------------------------- */
+
+#define RUNS_SRC_MAX 64
+typedef struct {
+    double value;                 /* NAN: not known */
+    char source[RUNS_SRC_MAX];    /* "rapl:package-0", "model:cpu-time", "xgboost", "clock" */
+    char quality[16];             /* "measured", "sampled", "estimated", "predicted" */
+} runs_fig;
+
+runs_fig runs_fig_none(void);
+runs_fig runs_fig_make(double value, const char *source, const char *quality);
+int runs_fig_known(const runs_fig *f);
+/* Only a hardware counter's figure is "measured"; "sampled" and
+ * "estimated" ones are shown as estimates. */
+int runs_quality_is_measured(const char *quality);
+
+/* ---- runs ---------------------------------------------------------------- */
+
+/* "x86_64|AMD EPYC 9B14 96-Core Processor|2 cpus": architecture, CPU model,
+ * logical CPUs. Stored with runs and predictor models. */
+void runs_hw_fingerprint(char *buf, size_t n);
+
+typedef struct {
+    const char *name;             /* unique; NULL: "run-<id>" */
+    const char *settings_json;    /* everything needed to resume (a JSON object) */
+    uint64_t seed;
+    const char *hardware;         /* fingerprint of the machine */
+    const char *meter;            /* energy meter source */
+} runs_new_run;
+
+typedef struct {
+    int64_t id;
+    char name[64];
+    double created;               /* Unix seconds */
+    char *settings_json;          /* nas_malloc'd */
+    uint64_t seed;
+    char hardware[128];
+    char meter[RUNS_SRC_MAX];
+    char status[16];              /* running, done, stopped, failed */
+    int n_cands, n_done, n_failed, n_queued, n_running;
+    double best_accuracy;         /* NAN: none yet */
+    double best_reward;
+} runs_run;
+
+nas_status runs_run_create(runs_db *db, const runs_new_run *r, int64_t *id, nas_err *err);
+nas_status runs_run_get(runs_db *db, int64_t id, runs_run *out, nas_err *err);
+/* "12" (an id) or a run's name. */
+nas_status runs_run_find(runs_db *db, const char *name_or_id, int64_t *id, nas_err *err);
+nas_status runs_run_list(runs_db *db, runs_run **out, int *n, nas_err *err);
+nas_status runs_run_set_status(runs_db *db, int64_t id, const char *status, nas_err *err);
+void runs_run_free(runs_run *r);
+void runs_runs_free(runs_run *r, int n);
+
+/* The search's own energy, one line per (source, quality): never summed across. */
+typedef struct {
+    char source[RUNS_SRC_MAX];
+    char quality[16];
+    double joules;
+    int n;                        /* candidates that contributed */
+} runs_energy_line;
+nas_status runs_run_energy(runs_db *db, int64_t run, runs_energy_line *out, int max, int *n,
+                           nas_err *err);
+
+/* ---- candidates ---------------------------------------------------------- */
+
+typedef enum {
+    RUNS_QUEUED, RUNS_RUNNING, RUNS_DONE, RUNS_FAILED, RUNS_DIVERGED, RUNS_SCREENED,
+    RUNS_NSTATUS
+} runs_status;
+#define RUNS_MASK(s) (1u << (s))
+#define RUNS_FINISHED_MASK (RUNS_MASK(RUNS_DONE) | RUNS_MASK(RUNS_FAILED) | \
+                            RUNS_MASK(RUNS_DIVERGED) | RUNS_MASK(RUNS_SCREENED))
+const char *runs_status_name(runs_status s);
+int runs_status_from_name(const char *s);   /* -1 when unknown */
+
+/* A crashed evaluation is retried until it has been started this many times. */
+#define RUNS_MAX_ATTEMPTS 2
+
+typedef struct {
+    int64_t id, run;
+    int seq;                      /* proposal order within the run */
+    char genome[320];             /* space_genome_to_string form */
+    char *spec_json;              /* nas_malloc'd, may be NULL */
+    runs_status status;
+    int attempts;
+    double accuracy;              /* NAN: not known */
+    runs_fig pred_latency_ms, pred_energy_mj;   /* per inference, from the predictor */
+    runs_fig latency_ms, energy_mj;             /* per inference, benchmarked */
+    runs_fig joules;                            /* spent evaluating it (training + measuring) */
+    double params, macs, wall_s, reward;        /* NAN: not known */
+    double finished;              /* Unix seconds; 0 while not finished */
+    char error[256];
+} runs_cand;
+
+typedef struct {
+    int seq;                      /* -1: the next after the run's last */
+    const char *genome;
+    const char *spec_json;        /* may be NULL */
+    runs_fig pred_latency_ms, pred_energy_mj;
+    double params, macs;          /* NAN: not known */
+} runs_new_cand;
+
+/* Adds a queued candidate. When (run, seq) exists already with the same
+ * genome, returns its id and sets *existed (resume replays proposals); with a
+ * different genome it is an error: the replay diverged from the record. */
+nas_status runs_cand_add(runs_db *db, int64_t run, const runs_new_cand *c, int64_t *id, int *seq,
+                         int *existed, nas_err *err);
+/* queued -> running, attempts + 1, committed before evaluation starts. */
+nas_status runs_cand_start(runs_db *db, int64_t id, int *attempts, nas_err *err);
+
+typedef struct {
+    const char *kind;             /* "latency_ms", "energy_mj", "train_joules", ... */
+    int rep;
+    double value;
+    const char *source, *quality;
+} runs_measurement;
+
+typedef struct {
+    runs_status status;           /* DONE, FAILED, DIVERGED or SCREENED */
+    double accuracy;
+    runs_fig latency_ms, energy_mj, joules;
+    runs_fig pred_latency_ms, pred_energy_mj;   /* unknown: keep what add() stored */
+    double params, macs, wall_s, reward;        /* NAN: not known (params/macs: keep) */
+    const char *error;            /* why it failed; may be NULL */
+    const runs_measurement *meas;
+    int n_meas;
+} runs_result;
+
+/* Fills r with "nothing known" (NAN, empty figures, status DONE). */
+void runs_result_init(runs_result *r);
+
+/* Records a finished evaluation in one transaction: the candidate's row (it
+ * must be queued or running: a finished one is never overwritten), its raw
+ * measurements, and, when strategy_state is not NULL, the run's strategy
+ * state. Committed before it returns. */
+nas_status runs_cand_finish(runs_db *db, int64_t id, const runs_result *res,
+                            const char *strategy_state, nas_err *err);
+
+/* After a crash: candidates left running are queued again, or marked failed
+ * once they have been started RUNS_MAX_ATTEMPTS times. One transaction. */
+nas_status runs_resume(runs_db *db, int64_t run, int *requeued, int *failed, nas_err *err);
+
+nas_status runs_cand_get(runs_db *db, int64_t id, runs_cand *out, nas_err *err);
+/* The run's candidates whose status is in mask, in seq order (to replay a
+ * strategy, pass RUNS_FINISHED_MASK). Free with runs_cands_free. */
+nas_status runs_cand_list(runs_db *db, int64_t run, unsigned mask, runs_cand **out, int *n,
+                          nas_err *err);
+/* The queued candidate with the lowest seq; *found = 0 when none. */
+nas_status runs_cand_next_queued(runs_db *db, int64_t run, runs_cand *out, int *found, nas_err *err);
+nas_status runs_cand_counts(runs_db *db, int64_t run, int counts[RUNS_NSTATUS], nas_err *err);
+nas_status runs_measurements(runs_db *db, int64_t cand, const char *kind, double *values, int max,
+                             int *n, nas_err *err);
+void runs_cand_free(runs_cand *c);
+void runs_cands_free(runs_cand *c, int n);
+
+/* ---- strategy state ------------------------------------------------------ */
+
+/* The last state saved for a run (by runs_cand_finish or put), with the seq
+ * of the candidate whose result produced it; *state = NULL, *seq = -1 when
+ * none. */
+nas_status runs_strategy_get(runs_db *db, int64_t run, char **state, int *seq, nas_err *err);
+nas_status runs_strategy_put(runs_db *db, int64_t run, int seq, const char *state, nas_err *err);
+
+/* ---- predictor models ---------------------------------------------------- */
+
+nas_status runs_model_put(runs_db *db, const char *name, const char *fingerprint,
+                          const char *meta_json, const void *blob, size_t len, int64_t *id,
+                          nas_err *err);
+/* The newest model of that name (and fingerprint, when not NULL). *found = 0
+ * when none; blob and meta are nas_malloc'd. */
+nas_status runs_model_get(runs_db *db, const char *name, const char *fingerprint, void **blob,
+                          size_t *len, char **meta_json, char fingerprint_out[128], int *found,
+                          nas_err *err);
+
+/* ---- trained weights of a candidate (runs/weights.c) ---------------------- */
+
+/* The evaluator's weights blob (ev_net_weights_pack) of a finished candidate;
+ * storing again replaces it. get: *found = 0 when none was stored; the blob is
+ * nas_malloc'd. */
+nas_status runs_weights_put(runs_db *db, int64_t cand, const void *blob, size_t len, nas_err *err);
+nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len, int *found,
+                            nas_err *err);
+
+/* ======================= job files ======================================= */
+
+/* Everything `nas search` flags can say, as a batch job (YAML or JSON). */
+typedef enum { RUNS_JOB_SEARCH, RUNS_JOB_CALIBRATE } runs_job_kind;
+
+typedef struct {
+    runs_job_kind kind;           /* job: search | calibrate */
+    char name[64];                /* run name; "" lets the store pick */
+    uint64_t seed;
+    int threads;                  /* 0: all cores */
+    /* data */
+    char data[512];               /* "mnist", "idx:DIR", "cifar10:DIR" */
+    int val_count;                /* 0: the loader's default */
+    int test_limit;               /* 0: all */
+    /* space limits */
+    int resolution;               /* 0: the data's */
+    double max_width;
+    int stages;                   /* template stages searched, 1..7 */
+    int min_side;
+    int scale_resolution;
+    /* strategy */
+    char strategy[16];            /* evolution | rl | random */
+    int population, sample, mutations;          /* evolution */
+    double rl_lr, rl_entropy, rl_baseline_decay; /* rl */
+    /* objective */
+    double target_mj, target_ms;  /* exactly one > 0 */
+    double w;                     /* MnasNet exponent, soft constraint */
+    int hard;                     /* 1: hard constraint */
+    /* budgets (0: none) */
+    double budget_joules;
+    long budget_evals;
+    double budget_seconds;
+    /* proxy training */
+    int epochs, subset, batch;
+    double lr;
+    /* meter */
+    char meter[16];               /* auto | rapl | perf | nvml | model */
+    double watts_per_core;
+    /* calibration */
+    int cal_samples, cal_repeats, cal_folds;
+    double cal_min_seconds;
+    char cal_command[512];        /* external measuring command; "" = this machine */
+    /* output */
+    char db[512];
+    char export_dir[512];
+} runs_job;
+
+void runs_job_default(runs_job *job);
+/* Reads a job from text; `where` names it in messages. Format by content:
+ * JSON when it starts with '{', else YAML. Errors name the file, line and
+ * key: "job.yaml:7: strategy.population: 0 is out of range (2..100000)". */
+nas_status runs_job_parse(const char *text, size_t len, const char *where, runs_job *job,
+                          nas_err *err);
+nas_status runs_job_load(const char *path, runs_job *job, nas_err *err);
+/* The job as a JSON object (nas_malloc'd), for the run's settings. */
+char *runs_job_to_json(const runs_job *job);
+
+/* ======================= reports ========================================= */
+
+typedef struct {
+    runs_run run;
+    runs_cand *cands;             /* every candidate, leaderboard order (best reward first) */
+    int n;
+    int *rank;                    /* rank[i]: 1-based leaderboard place, 0 if not ranked */
+    int *front;                   /* front[i]: on the Pareto front (accuracy vs energy) */
+    int chosen;                   /* index into cands of the chosen model; -1: none */
+    runs_energy_line energy[8];   /* the search's own energy */
+    int n_energy;
+} runs_report;
+
+/* The energy per inference a candidate is plotted at: benchmarked when known,
+ * else predicted; *source and *quality say which. NAN when neither. */
+double runs_cand_energy(const runs_cand *c, const char **source, const char **quality);
+
+nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err *err);
+void runs_report_free(runs_report *rep);
+
+typedef struct {
+    double grid_gco2_kwh;         /* NAN: no CO2e line */
+    int top;                      /* leaderboard rows printed (default 20); 0: all */
+    int color;                    /* ANSI colour on the terminal */
+} runs_report_opts;
+
+void runs_report_opts_default(runs_report_opts *o);
+void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *f);
+/* One JSON object: run, leaderboard, front, chosen, energy (and CO2e). */
+char *runs_report_json(const runs_report *rep, const runs_report_opts *o);
+nas_status runs_report_write_csv(const runs_report *rep, const char *path, nas_err *err);
+/* The Pareto plot: accuracy against energy per inference, front highlighted,
+ * chosen model marked, measured and estimated points told apart. */
+nas_status runs_report_write_svg(const runs_report *rep, const char *path, nas_err *err);
+/* Grams of CO2e for joules at a grid intensity in gCO2e/kWh. */
+double runs_co2e_grams(double joules, double grid_gco2_kwh);
+
+#endif

