@@ -104,6 +104,19 @@ static void network_gradients_kinked_activations(void **state)
     check_net_gradients(&a, "net hswish/relu6/relu, hsigmoid gate, fc", 0.1);
 }
 
+static void network_gradients_without_blocks(void **state)
+{
+    (void)state;
+    space_net a;
+    /* stem straight into the head; then stem straight into pooling and an fc */
+    nh_net(&a, 7, 2, 3, 8, 2, SPACE_ACT_SWISH, NULL, 0, 12, 0, 0);
+    a.head_act = SPACE_ACT_SWISH;
+    check_net_gradients(&a, "net without blocks, head", 2e-2);
+    nh_net(&a, 7, 2, 3, 8, 1, SPACE_ACT_SWISH, NULL, 0, 0, 6, 0.3);
+    a.fc_act = SPACE_ACT_SWISH;
+    check_net_gradients(&a, "net without blocks or head, fc", 2e-2);
+}
+
 static void small_net(space_net *a)
 {
     nh_block b[2] = {{16, 16, 3, 1, 4, SPACE_ACT_RELU6}, {48, 24, 5, 2, 0, SPACE_ACT_RELU6}};
@@ -471,6 +484,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(network_gradients_smooth_activations),
         cmocka_unit_test(network_gradients_kinked_activations),
+        cmocka_unit_test(network_gradients_without_blocks),
         cmocka_unit_test(memory_plan_and_limit),
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(inference_net_agrees_with_training_net),
