@@ -2,7 +2,11 @@
  * differences for every parameter tensor (blocks with and without expansion,
  * SE and residual, kernels 3/5/7, strides 1/2, each activation, head, fc and
  * dropout), the memory plan and its limit, injected allocation failures, and
- * inference-only nets agreeing with trainable ones. */
+ * inference-only nets agreeing with trainable ones, and the PyTorch
+ * cross-check (tests/torch_check.py).
+ * Debugging aids: GC_VERBOSE=1 prints every tensor's error, GC_H sets the
+ * difference step; TC_KEEP=1 keeps the cross-check's files (and ours after the
+ * steps as nas_params.bin), TC_STEPS sets the number of SGD steps. */
 #include "tests/testutil.h"
 #include "tests/gradcheck.h"
 #include "tests/nethelp.h"
