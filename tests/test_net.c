@@ -2,7 +2,11 @@
  * differences for every parameter tensor (blocks with and without expansion,
  * SE and residual, kernels 3/5/7, strides 1/2, each activation, head, fc and
  * dropout), the memory plan and its limit, injected allocation failures, and
- * inference-only nets agreeing with trainable ones. */
+ * inference-only nets agreeing with trainable ones, and the PyTorch
+ * cross-check (tests/torch_check.py).
+ * Debugging aids: GC_VERBOSE=1 prints every tensor's error, GC_H sets the
+ * difference step; TC_KEEP=1 keeps the cross-check's files (and ours after the
+ * steps as nas_params.bin), TC_STEPS sets the number of SGD steps. */
 #include "tests/testutil.h"
 #include "tests/gradcheck.h"
 #include "tests/nethelp.h"
@@ -102,6 +106,19 @@ static void network_gradients_kinked_activations(void **state)
     /* kinks: a step of 1e-3 on a stem weight moves many pixels across ReLU/ReLU6
      * corners, so differences are a few % off where the smooth net is within 1% */
     check_net_gradients(&a, "net hswish/relu6/relu, hsigmoid gate, fc", 0.1);
+}
+
+static void network_gradients_without_blocks(void **state)
+{
+    (void)state;
+    space_net a;
+    /* stem straight into the head; then stem straight into pooling and an fc */
+    nh_net(&a, 7, 2, 3, 8, 2, SPACE_ACT_SWISH, NULL, 0, 12, 0, 0);
+    a.head_act = SPACE_ACT_SWISH;
+    check_net_gradients(&a, "net without blocks, head", 2e-2);
+    nh_net(&a, 7, 2, 3, 8, 1, SPACE_ACT_SWISH, NULL, 0, 0, 6, 0.3);
+    a.fc_act = SPACE_ACT_SWISH;
+    check_net_gradients(&a, "net without blocks or head, fc", 2e-2);
 }
 
 static void small_net(space_net *a)
@@ -471,6 +488,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(network_gradients_smooth_activations),
         cmocka_unit_test(network_gradients_kinked_activations),
+        cmocka_unit_test(network_gradients_without_blocks),
         cmocka_unit_test(memory_plan_and_limit),
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(inference_net_agrees_with_training_net),
