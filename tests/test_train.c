@@ -210,9 +210,9 @@ static void time_limit_stops_within_an_epoch(void **state)
     o.epochs = 50;
     o.max_seconds = 1e-6;
     ev_train_result r;
-    double t0 = nas_now();
     assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_OK);
-    assert_true(nas_now() - t0 < 5.0);   /* one step and one evaluation, not 50 epochs */
+    /* Stopped inside the first of 50 epochs: the limit is checked per step.
+     * (No wall-clock assertion: under ASan on a loaded machine it says nothing.) */
     assert_int_equal(r.epochs_done, 0);
     assert_true(r.test_acc >= 0 && r.test_acc <= 1);
     ev_net_free(net);
