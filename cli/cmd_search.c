@@ -1075,8 +1075,13 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
     if (c.db) {
         runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", NULL);
-        if (!s->json && !s->no_export && search_loop_best(l) && why != SEARCH_STOP_REQUESTED)
-            export_chosen(s, &c);
+        if (!s->json && !s->no_export && search_loop_best(l) && why != SEARCH_STOP_REQUESTED) {
+            if (search_dist_size(d) > 1)
+                fprintf(stderr, "nas %s: not exported: under Open MPI the workers keep no weights; "
+                        "'nas train' the chosen spec with --export\n", cmd);
+            else
+                export_chosen(s, &c);
+        }
     }
     goto done;
 fail:

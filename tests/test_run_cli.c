@@ -118,11 +118,73 @@ static void search_job_runs_saves_its_settings_and_exports(void **state)
     tu_rmtree(dir);
 }
 
+/* A search spread over 3 Open MPI ranks (rank 0 and 2 workers) stores every
+ * candidate once, and `nas resume` under mpirun (settings sent from rank 0 to
+ * the workers) continues it with a larger budget. */
+static void search_and_resume_under_mpirun(void **state)
+{
+    (void)state;
+    struct stat sb;
+    if (stat("data/mnist", &sb) != 0 || system("command -v mpirun >/dev/null") != 0) {
+        print_message("no data/mnist or no mpirun: skipping\n");
+        skip();
+    }
+    char dir[64], db_path[128], cmd[2048], mpi[256];
+    char *out = NULL;
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db_path, sizeof db_path, "%s/m.db", dir);
+    /* containers without ssh: an empty agent lets mpirun start local ranks */
+    setenv("OMPI_MCA_plm_rsh_agent", "", 0);
+    snprintf(mpi, sizeof mpi, "timeout -k 5 120 mpirun --oversubscribe --bind-to none -np 3 %s -x ASAN_OPTIONS=detect_leaks=0",
+             geteuid() == 0 ? "--allow-run-as-root" : "");
+    snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s search --data mnist --budget-evals 4 --subset 300 "
+             "--epochs 1 --threads 1 --stages 1 --max-width 0.25 --val-count 100 --test-limit 100 "
+             "--bench-seconds 0.02 --db %s --name m > %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir);
+    if (system(cmd) != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
+        (void)system(cmd);
+        fail_msg("nas search under mpirun failed");
+    }
+    for (int round = 0; round < 2; round++) {
+        runs_db *db = NULL;
+        nas_err err = {0};
+        assert_int_equal(runs_open(db_path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+        assert_int_equal(runs_check(db, &err), NAS_OK);
+        int64_t id;
+        assert_int_equal(runs_run_find(db, "m", &id, &err), NAS_OK);
+        runs_cand *c = NULL;
+        int n = 0;
+        assert_int_equal(runs_cand_list(db, id, ~0u, &c, &n, &err), NAS_OK);
+        assert_int_equal(n, round == 0 ? 4 : 6);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(c[i].seq, i);
+            assert_int_equal(c[i].status, RUNS_DONE);
+            assert_int_equal(c[i].attempts, 1);   /* each evaluated exactly once */
+            for (int j = 0; j < i; j++)
+                assert_string_not_equal(c[i].genome, c[j].genome);
+        }
+        runs_cands_free(c, n);
+        runs_close(db);
+        if (round == 1)
+            break;
+        snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s resume m --db %s --budget-evals 6 --json "
+                 "> %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir);
+        if (system(cmd) != 0) {
+            snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
+            (void)system(cmd);
+            fail_msg("nas resume under mpirun failed");
+        }
+    }
+    (void)out;
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(job_errors_name_line_and_key),
         cmocka_unit_test(search_job_runs_saves_its_settings_and_exports),
+        cmocka_unit_test(search_and_resume_under_mpirun),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
