@@ -371,16 +371,31 @@ static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const s
 
 /* One finished candidate, with the search's state after it, in one transaction.
  * A genome seen before is not a new evaluation: only the state is saved. A
- * measurement after training cannot rewrite a finished row (the store never
- * overwrites one): its figures live in the saved state and the report. */
+ * measurement after training is attached to the finished row
+ * (runs_cand_add_measurement), never a second finish. */
 static nas_status store_result(run_ctx *c, const search_result *r, const search_loop *l, nas_err *err)
 {
     char *state = search_loop_save(l);
     if (!state)
         return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
     nas_status st = NAS_OK;
-    if (r->cached || r->measured_later) {
+    if (r->cached) {
         st = runs_strategy_put(c->db, c->run, (int)r->id, state, err);
+        goto cleanup;
+    }
+    if (r->measured_later) {
+        /* the benchmark of a trained candidate: its figures join its finished row
+         * (the first ones stay in the measurements table), with the state, at once */
+        const search_eval *e = &r->eval;
+        const char *quality = e->joules_estimated ? "estimated" : "measured";
+        runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, "clock", "measured") : runs_fig_none();
+        runs_fig en = e->energy_mj > 0 ? runs_fig_make(e->energy_mj, e->meter, quality) : runs_fig_none();
+        runs_fig j = e->joules > 0 ? runs_fig_make(e->joules, e->meter, quality) : runs_fig_none();
+        if (r->id >= c->n_cand || c->cand[r->id] < 0) {   /* finished before a resume: find its row */
+            if ((st = store_add(c, r->id, &r->genome, &r->pred, err)))
+                goto cleanup;
+        }
+        st = runs_cand_add_measurement(c->db, c->cand[r->id], &lat, &en, &j, state, err);
         goto cleanup;
     }
     if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
