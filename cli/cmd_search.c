@@ -15,6 +15,7 @@
  * `--predictor` says it is not in this build, and every candidate is
  * benchmarked instead. */
 #include "cli/cli.h"
+#include "cli/search_cli.h"
 #include "evaluator/ev.h"
 #include "runs/runs.h"
 #include "search/search.h"
@@ -30,6 +31,7 @@ typedef struct pred_model pred_model;
 
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +85,21 @@ static void usage(FILE *f)
             "  --top K              leaderboard length (default 10)\n"
             "  --hv-ref-mj E        hypervolume reference energy (default 2 x --target-mj, else\n"
             "                       1.1 x the dearest seen: set it to compare runs)\n"
-            "  --json               one JSON object on stdout\n");
+            "  --export-dir DIR     where the chosen model's ONNX goes at the end (default\n"
+            "                       out/<run name>; needs --db: the weights live in the store)\n"
+            "  --no-export          do not export the chosen model\n"
+            "  --json               one JSON object on stdout (no export)\n"
+            "data and space:\n"
+            "  --val-count N        validation images taken from train (default 10%%)\n"
+            "  --test-limit N       test images loaded (default all)\n"
+            "  --resolution R       must equal the data's (the space takes the data's)\n"
+            "  --min-side S         smallest feature map before the head\n"
+            "  --scale-resolution   compound scaling also scales the input resolution\n"
+            "  --baseline-decay X   RL baseline decay\n"
+            "several machines (under mpirun; see README.md):\n"
+            "  --mpi-sync           results told to the strategy in ticket order (reproducible)\n"
+            "  --slots S            one process: evaluate like an S-worker --mpi-sync job\n"
+            "  --worker-timeout S   end the job when one candidate runs S seconds on a worker\n");
 }
 
 /* ---- the wiring ------------------------------------------------------------ */
@@ -205,6 +221,17 @@ static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err
     return NAS_OK;
 }
 
+static nas_status keep_weights(const run_ctx *c, const ev_net *net, int64_t cand, nas_err *err)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    nas_status st = ev_net_weights_pack(net, &blob, &len, err);
+    if (!st)
+        st = runs_weights_put(c->db, cand, blob, len, err);
+    nas_free(blob);
+    return st;
+}
+
 static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
                               nas_err *err)
 {
@@ -253,6 +280,15 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         if (c->bench_each && (st = bench(c, net, out, err))) {
             ev_net_free(net);
             return nas_errctx(err, "benchmarking candidate %ld", id);
+        }
+        /* Every trained candidate's weights go to the store (a small MNIST net's blob is
+         * ~150 KB), so that `nas export` writes the network whose accuracy was recorded,
+         * whichever ends up chosen. Stored before the result: a crash in between leaves
+         * weights that the retry replaces. (Under Open MPI the workers have no store:
+         * their candidates' weights are not kept.) */
+        if (c->db && id < c->n_cand && c->cand[id] >= 0 && (st = keep_weights(c, net, c->cand[id], err))) {
+            ev_net_free(net);
+            return nas_errctx(err, "candidate %ld", id);
         }
     }
     ev_net_free(net);
@@ -335,16 +371,31 @@ static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const s
 
 /* One finished candidate, with the search's state after it, in one transaction.
  * A genome seen before is not a new evaluation: only the state is saved. A
- * measurement after training cannot rewrite a finished row (the store never
- * overwrites one): its figures live in the saved state and the report. */
+ * measurement after training is attached to the finished row
+ * (runs_cand_add_measurement), never a second finish. */
 static nas_status store_result(run_ctx *c, const search_result *r, const search_loop *l, nas_err *err)
 {
     char *state = search_loop_save(l);
     if (!state)
         return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
     nas_status st = NAS_OK;
-    if (r->cached || r->measured_later) {
+    if (r->cached) {
         st = runs_strategy_put(c->db, c->run, (int)r->id, state, err);
+        goto cleanup;
+    }
+    if (r->measured_later) {
+        /* the benchmark of a trained candidate: its figures join its finished row
+         * (the first ones stay in the measurements table), with the state, at once */
+        const search_eval *e = &r->eval;
+        const char *quality = e->joules_estimated ? "estimated" : "measured";
+        runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, "clock", "measured") : runs_fig_none();
+        runs_fig en = e->energy_mj > 0 ? runs_fig_make(e->energy_mj, e->meter, quality) : runs_fig_none();
+        runs_fig j = e->joules > 0 ? runs_fig_make(e->joules, e->meter, quality) : runs_fig_none();
+        if (r->id >= c->n_cand || c->cand[r->id] < 0) {   /* finished before a resume: find its row */
+            if ((st = store_add(c, r->id, &r->genome, &r->pred, err)))
+                goto cleanup;
+        }
+        st = runs_cand_add_measurement(c->db, c->cand[r->id], &lat, &en, &j, state, err);
         goto cleanup;
     }
     if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
@@ -518,125 +569,365 @@ static int print_json(const run_ctx *c, const search_loop *l, search_stop why, i
     return 0;
 }
 
-/* ---- options ------------------------------------------------------------------ */
+/* ---- settings ------------------------------------------------------------------ */
 
-int cmd_search(int argc, char **argv)
+/* Every setting once: its flag, where it lives, its range. Flags, the saved
+ * JSON and the job file all go through this table, so a new setting cannot be
+ * parsed but forgotten when a run is resumed. */
+typedef enum { S_LONG, S_DBL, S_STR, S_BOOL } stype;
+typedef struct {
+    const char *flag;
+    stype type;
+    size_t off, size;
+    double lo, hi;
+} setting;
+
+#define SO(f) offsetof(cli_search_settings, f), sizeof(((cli_search_settings *)0)->f)
+static const setting SETTINGS[] = {
+    {"--data", S_STR, SO(data), 0, 0},
+    {"--val-count", S_LONG, SO(val_count), -1, 1e7},
+    {"--test-limit", S_LONG, SO(test_limit), 0, 1e7},
+    {"--resolution", S_LONG, SO(resolution), 0, 4096},
+    {"--max-width", S_DBL, SO(max_width), 0.1, 4},
+    {"--stages", S_LONG, SO(stages), 1, 7},
+    {"--min-side", S_LONG, SO(min_side), 0, 4096},
+    {"--scale-resolution", S_BOOL, SO(scale_resolution), 0, 1},
+    {"--strategy", S_STR, SO(strategy), 0, 0},
+    {"--population", S_LONG, SO(population), 0, 1000000},
+    {"--sample", S_LONG, SO(sample), 0, 1000000},
+    {"--mutations", S_LONG, SO(mutations), 0, SPACE_MAX_GENES},
+    {"--rl-lr", S_DBL, SO(rl_lr), 0, 100},
+    {"--entropy", S_DBL, SO(entropy), -1, 10},
+    {"--baseline-decay", S_DBL, SO(baseline_decay), -1, 1},
+    {"--batch-rl", S_LONG, SO(rl_batch), 0, 100000},
+    {"--ppo-epochs", S_LONG, SO(ppo_epochs), -1, 1000},
+    {"--target-mj", S_DBL, SO(target_mj), 0, 1e9},
+    {"--target-ms", S_DBL, SO(target_ms), 0, 1e9},
+    {"--w", S_DBL, SO(w), -10, 0},
+    {"--hard", S_BOOL, SO(hard), 0, 1},
+    {"--budget-joules", S_DBL, SO(budget_j), 0, 1e12},
+    {"--budget-evals", S_LONG, SO(budget_evals), 0, 100000000},
+    {"--budget-seconds", S_DBL, SO(budget_s), 0, 1e9},
+    {"--epochs", S_LONG, SO(epochs), 1, 1000},
+    {"--subset", S_LONG, SO(subset), 0, 100000000},
+    {"--batch", S_LONG, SO(batch), 1, 4096},
+    {"--lr", S_DBL, SO(lr), 1e-8, 100},
+    {"--threads", S_LONG, SO(threads), 0, 256},
+    {"--seed", S_LONG, SO(seed), 0, 0x7fffffffL},
+    {"--predictor", S_STR, SO(predictor), 0, 0},
+    {"--meter", S_STR, SO(meter), 0, 0},
+    {"--watts-per-core", S_DBL, SO(watts), 0, 10000},
+    {"--measure-every", S_LONG, SO(measure_every), 0, 100000000},
+    {"--measure-top", S_LONG, SO(measure_top), 0, 64},
+    {"--bench-seconds", S_DBL, SO(bench_s), 0.01, 60},
+    {"--top", S_LONG, SO(top), 1, 10000},
+    {"--hv-ref-mj", S_DBL, SO(hv_ref), 0, 1e12},
+    {"--db", S_STR, SO(db), 0, 0},
+    {"--name", S_STR, SO(name), 0, 0},
+    {"--state", S_STR, SO(state), 0, 0},
+    {"--export-dir", S_STR, SO(export_dir), 0, 0},
+    {"--no-export", S_BOOL, SO(no_export), 0, 1},
+    {"--json", S_BOOL, SO(json), 0, 1},
+    {"--mpi-sync", S_BOOL, SO(mpi_sync), 0, 1},
+    {"--slots", S_LONG, SO(slots), 0, 4096},
+    {"--worker-timeout", S_DBL, SO(worker_timeout), 0, 1e9},
+};
+#undef SO
+#define N_SETTINGS (int)(sizeof SETTINGS / sizeof SETTINGS[0])
+
+void cli_search_defaults(cli_search_settings *s)
 {
-    const char *data_arg = NULL, *pred_path = NULL, *meter_kind = "auto", *state_path = NULL;
-    const char *db_path = NULL, *run_name = NULL;
-    long budget_evals = 0, epochs = 1, subset = 2000, batch = 32, threads = 0, seed = 1, stages = 7;
-    long population = 0, sample = 0, mutations = 0, rl_batch = 0, ppo_epochs = -1, top = 10;
-    long measure_every = 10, measure_top = 3;
-    double budget_j = 0, budget_s = 0, target_mj = 0, target_ms = 0, w = -0.07, lr = 0.1, max_width = 0.5;
-    double rl_lr = 0, entropy = -1, watts = 0, bench_s = 0.3, hv_ref = 0;
-    int hard = 0, json = 0, kind = SEARCH_EVOLUTION;
+    memset(s, 0, sizeof *s);
+    s->val_count = -1;
+    s->max_width = 0.5;
+    s->stages = 7;
+    snprintf(s->strategy, sizeof s->strategy, "evolution");
+    s->rl_lr = -1;
+    s->entropy = -1;
+    s->baseline_decay = -1;
+    s->ppo_epochs = -1;
+    s->w = -0.07;
+    s->epochs = 1;
+    s->subset = 2000;
+    s->batch = 32;
+    s->lr = 0.1;
+    s->seed = 1;
+    snprintf(s->meter, sizeof s->meter, "auto");
+    s->bench_s = 0.3;
+    s->measure_every = 10;
+    s->measure_top = 3;
+    s->top = 10;
+}
+
+static const setting *setting_find(const char *flag)
+{
+    for (int i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(SETTINGS[i].flag, flag) || !strcmp(SETTINGS[i].flag + 2, flag))
+            return &SETTINGS[i];
+    return NULL;
+}
+
+/* One value into its slot; 0 when it fits the setting's range. */
+static int setting_set(const setting *t, cli_search_settings *s, const char *v)
+{
+    char *p = (char *)s + t->off;
+    long l;
+    double d;
+    switch (t->type) {
+    case S_STR:
+        if (strlen(v) >= t->size)
+            return -1;
+        snprintf(p, t->size, "%s", v);
+        return 0;
+    case S_BOOL:
+        *(long *)p = 1;
+        return 0;
+    case S_LONG:
+        if (cli_parse_int(v, (long)t->lo, (long)t->hi, &l))
+            return -1;
+        *(long *)p = l;
+        return 0;
+    case S_DBL:
+        if (cli_parse_double(v, t->lo, t->hi, &d))
+            return -1;
+        *(double *)p = d;
+        return 0;
+    }
+    return -1;
+}
+
+int cli_search_parse(const char *cmd, int argc, char **argv, cli_search_settings *s)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!strcmp(a, "--hard")) { hard = 1; continue; }
         if (a[0] != '-')
-            return cli_usage_error(CMD, "unexpected argument '%s'", a);
-        if (!v)
-            return cli_usage_error(CMD, "%s needs a value", a);
-        i++;
-#define INT(name, var, lo, hi) else if (!strcmp(a, name)) { if (cli_parse_int(v, lo, hi, &var)) \
-        return cli_usage_error(CMD, "%s: '%s' is not an integer in %ld..%ld", a, v, (long)(lo), (long)(hi)); }
-#define DBL(name, var, lo, hi) else if (!strcmp(a, name)) { if (cli_parse_double(v, lo, hi, &var)) \
-        return cli_usage_error(CMD, "%s: '%s' is not a number in [%g, %g]", a, v, (double)(lo), (double)(hi)); }
-        if (!strcmp(a, "--data")) data_arg = v;
-        else if (!strcmp(a, "--predictor")) pred_path = v;
-        else if (!strcmp(a, "--meter")) meter_kind = v;
-        else if (!strcmp(a, "--state")) state_path = v;
-        else if (!strcmp(a, "--db")) db_path = v;
-        else if (!strcmp(a, "--name")) run_name = v;
-        else if (!strcmp(a, "--strategy")) {
-            if ((kind = search_kind_from_name(v)) < 0)
-                return cli_usage_error(CMD, "--strategy: '%s' is not evolution, rl or random", v);
+            return cli_usage_error(cmd, "unexpected argument '%s'", a);
+        const setting *t = setting_find(a);
+        if (!t || strncmp(a, "--", 2))
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        if (t->type == S_BOOL) {
+            *(long *)((char *)s + t->off) = 1;
+            continue;
         }
-        DBL("--budget-joules", budget_j, 0, 1e12)
-        INT("--budget-evals", budget_evals, 0, 100000000)
-        DBL("--budget-seconds", budget_s, 0, 1e9)
-        DBL("--target-mj", target_mj, 1e-9, 1e9)
-        DBL("--target-ms", target_ms, 1e-9, 1e9)
-        DBL("--w", w, -10, 0)
-        INT("--epochs", epochs, 1, 1000)
-        INT("--subset", subset, 0, 100000000)
-        INT("--batch", batch, 1, 4096)
-        DBL("--lr", lr, 1e-8, 100)
-        INT("--threads", threads, 0, 256)
-        INT("--seed", seed, 0, 0x7fffffffL)
-        DBL("--max-width", max_width, 0.1, 4)
-        INT("--stages", stages, 1, 7)
-        INT("--population", population, 2, 1000000)
-        INT("--sample", sample, 1, 1000000)
-        INT("--mutations", mutations, 1, SPACE_MAX_GENES)
-        DBL("--rl-lr", rl_lr, 1e-9, 100)
-        DBL("--entropy", entropy, 0, 10)
-        INT("--batch-rl", rl_batch, 1, 100000)
-        INT("--ppo-epochs", ppo_epochs, 0, 1000)
-        DBL("--watts-per-core", watts, 0.01, 10000)
-        INT("--measure-every", measure_every, 0, 100000000)
-        INT("--measure-top", measure_top, 0, 64)
-        DBL("--bench-seconds", bench_s, 0.01, 60)
-        INT("--top", top, 1, 10000)
-        DBL("--hv-ref-mj", hv_ref, 1e-9, 1e12)
-        else return cli_usage_error(CMD, "unknown option '%s'", a);
-#undef INT
-#undef DBL
+        if (!v)
+            return cli_usage_error(cmd, "%s needs a value", a);
+        i++;
+        if (setting_set(t, s, v)) {
+            if (t->type == S_STR)
+                return cli_usage_error(cmd, "%s: '%s' is too long", a, v);
+            return cli_usage_error(cmd, "%s: '%s' is not %s in [%g, %g]", a, v,
+                                   t->type == S_LONG ? "an integer" : "a number", t->lo, t->hi);
+        }
     }
-    if (!data_arg)
-        return cli_usage_error(CMD, "--data is required (mnist, idx:DIR or cifar10:DIR)");
-    if (!(budget_j > 0) && budget_evals <= 0 && !(budget_s > 0))
-        return cli_usage_error(CMD, "no budget: give --budget-joules, --budget-evals or --budget-seconds");
-    if (target_mj > 0 && target_ms > 0)
-        return cli_usage_error(CMD, "--target-mj and --target-ms: one target at a time");
-    if (hard && !(target_mj > 0 || target_ms > 0))
-        return cli_usage_error(CMD, "--hard needs a target (--target-mj or --target-ms)");
-    if (run_name && !db_path)
-        return cli_usage_error(CMD, "--name needs --db (the run store it names a run in)");
+    return -1;
+}
 
+int cli_search_check(const char *cmd, const cli_search_settings *s)
+{
+    if (!s->data[0])
+        return cli_usage_error(cmd, "--data is required (mnist, idx:DIR or cifar10:DIR)");
+    if (search_kind_from_name(s->strategy) < 0)
+        return cli_usage_error(cmd, "--strategy: '%s' is not evolution, rl or random", s->strategy);
+    if (!(s->budget_j > 0) && s->budget_evals <= 0 && !(s->budget_s > 0))
+        return cli_usage_error(cmd, "no budget: give --budget-joules, --budget-evals or --budget-seconds");
+    if (s->target_mj > 0 && s->target_ms > 0)
+        return cli_usage_error(cmd, "--target-mj and --target-ms: one target at a time");
+    if (s->hard && !(s->target_mj > 0 || s->target_ms > 0))
+        return cli_usage_error(cmd, "--hard needs a target (--target-mj or --target-ms)");
+    if (s->name[0] && !s->db[0])
+        return cli_usage_error(cmd, "--name needs --db (the run store it names a run in)");
+    return -1;
+}
+
+nas_status cli_search_from_job(const runs_job *j, cli_search_settings *s, nas_err *err)
+{
+    if (j->kind != RUNS_JOB_SEARCH)
+        return nas_errf(err, NAS_EINVAL, "job: not a search job");
+    cli_search_defaults(s);
+    snprintf(s->data, sizeof s->data, "%s", j->data);
+    s->val_count = j->val_count > 0 ? j->val_count : -1;
+    s->test_limit = j->test_limit;
+    s->resolution = j->resolution;
+    s->max_width = j->max_width;
+    s->stages = j->stages;
+    s->min_side = j->min_side;
+    s->scale_resolution = j->scale_resolution;
+    snprintf(s->strategy, sizeof s->strategy, "%s", j->strategy);
+    s->population = j->population;
+    s->sample = j->sample;
+    s->mutations = j->mutations;
+    s->rl_lr = j->rl_lr;
+    s->entropy = j->rl_entropy;
+    s->baseline_decay = j->rl_baseline_decay;
+    s->target_mj = j->target_mj;
+    s->target_ms = j->target_ms;
+    s->w = j->w;
+    s->hard = j->hard;
+    s->budget_j = j->budget_joules;
+    s->budget_evals = j->budget_evals;
+    s->budget_s = j->budget_seconds;
+    s->epochs = j->epochs;
+    s->subset = j->subset;
+    s->batch = j->batch;
+    s->lr = j->lr;
+    s->threads = j->threads;
+    s->seed = (long)j->seed;
+    snprintf(s->meter, sizeof s->meter, "%s", j->meter);
+    s->watts = j->watts_per_core;
+    snprintf(s->db, sizeof s->db, "%s", j->db);
+    snprintf(s->name, sizeof s->name, "%s", j->name);
+    snprintf(s->export_dir, sizeof s->export_dir, "%s", j->export_dir);
+    return NAS_OK;
+}
+
+char *cli_search_to_json(const cli_search_settings *s)
+{
+    json_t *o = json_object();
+    for (int i = 0; o && i < N_SETTINGS; i++) {
+        const setting *t = &SETTINGS[i];
+        const char *p = (const char *)s + t->off;
+        json_t *v = t->type == S_STR ? json_string(p) : t->type == S_DBL ? json_real(*(const double *)p)
+                  : json_integer(*(const long *)p);
+        json_object_set_new(o, t->flag + 2, v);
+    }
+    char *js = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    char *out = js ? nas_malloc(strlen(js) + 1) : NULL;
+    if (out)
+        strcpy(out, js);
+    free(js);
+    return out;
+}
+
+nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_err *err)
+{
+    json_error_t je;
+    json_t *o = json_loads(json, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return nas_errf(err, NAS_EINVAL, "settings: not a JSON object (%s)", je.text);
+    }
+    cli_search_defaults(s);
+    const char *key;
+    json_t *v;
+    nas_status st = NAS_OK;
+    json_object_foreach(o, key, v) {
+        const setting *t = setting_find(key);
+        char *p;
+        if (!t || !strncmp(key, "--", 2)) {
+            st = nas_errf(err, NAS_EINVAL, "settings: unknown key '%s'", key);
+            break;
+        }
+        p = (char *)s + t->off;
+        if (t->type == S_STR && json_is_string(v) && strlen(json_string_value(v)) < t->size)
+            snprintf(p, t->size, "%s", json_string_value(v));
+        else if ((t->type == S_LONG || t->type == S_BOOL) && json_is_integer(v))
+            *(long *)p = (long)json_integer_value(v);
+        else if (t->type == S_DBL && json_is_number(v))
+            *(double *)p = json_number_value(v);
+        else {
+            st = nas_errf(err, NAS_EINVAL, "settings: '%s' has the wrong type", key);
+            break;
+        }
+    }
+    json_decref(o);
+    return st;
+}
+
+/* ---- running it ---------------------------------------------------------------- */
+
+static double own_joules(void *ctx)
+{
+    run_ctx *c = ctx;
+    double j;
+    return ev_meter_read(c->meter, &j, NULL) ? NAN : j;
+}
+
+/* The chosen model, as ONNX, into the run's export folder. */
+static void export_chosen(const cli_search_settings *s, const run_ctx *c)
+{
+    runs_run run;
+    if (runs_run_get(c->db, c->run, &run, NULL))
+        return;
+    char dir[600];
+    if (s->export_dir[0])
+        snprintf(dir, sizeof dir, "%s", s->export_dir);
+    else
+        snprintf(dir, sizeof dir, "out/%s", run.name);
+    char name[80];
+    snprintf(name, sizeof name, "%s", run.name);
+    runs_run_free(&run);
+    char db[520];
+    snprintf(db, sizeof db, "%s", s->db);
+    char *args[] = {"export", name, "--db", db, "--top", "1", "--out", dir, "--force", NULL};
+    fflush(stdout);
+    if (cmd_export(9, args) == 0)
+        printf("exported the chosen model to %s/\n", dir);
+    else
+        fprintf(stderr, "nas search: the chosen model was not exported (above: why)\n");
+}
+
+int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dist *d)
+{
     run_ctx c;
     memset(&c, 0, sizeof c);
     nas_err err = {0};
     nas_status st;
     int rc = 0, data_loaded = 0;
+    int rank = search_dist_rank(d), root = rank == 0;
+    int kind = search_kind_from_name(s->strategy);
     char *saved = NULL;
     search_loop *l = NULL;
-    c.epochs = (int)epochs;
-    c.batch = (int)batch;
-    c.threads = (int)threads;
-    c.lr = lr;
-    c.seed = (uint64_t)seed;
-    c.bench_seconds = bench_s;
+    const char *pred_path = s->predictor[0] ? s->predictor : NULL;
+    const char *state_path = s->state[0] && root ? s->state : NULL;
+    const char *db_path = s->db[0] && root ? s->db : NULL;
+    const char *run_name = s->name[0] ? s->name : NULL;
+    c.epochs = (int)s->epochs;
+    c.batch = (int)s->batch;
+    c.threads = (int)(s->threads > 0 ? s->threads : search_dist_threads(d));
+    c.lr = s->lr;
+    c.seed = (uint64_t)s->seed;
+    c.bench_seconds = s->bench_s;
     c.state_path = state_path;
-    c.live = cli_progress_enabled() && !json;
+    c.live = root && cli_progress_enabled() && !s->json;
 
     ev_data_opts dopts;
     ev_data_opts_default(&dopts);
-    dopts.train_limit = (int)subset;
-    dopts.seed = (uint64_t)seed;
-    if ((st = ev_data_load(data_arg, &dopts, &c.data, &err)))
+    dopts.train_limit = (int)s->subset;
+    if (s->val_count >= 0)
+        dopts.val_count = (int)s->val_count;
+    dopts.test_limit = (int)s->test_limit;
+    dopts.seed = (uint64_t)s->seed;
+    if ((st = ev_data_load(s->data, &dopts, &c.data, &err)))
         goto fail;
     data_loaded = 1;
     if (c.batch > c.data.train.n)
         c.batch = c.data.train.n;
+    if (s->resolution > 0 && s->resolution != c.data.train.h) {
+        st = nas_errf(&err, NAS_EINVAL, "resolution %ld: the data's images are %dx%d (the space takes the data's)",
+                      s->resolution, c.data.train.h, c.data.train.w);
+        goto fail;
+    }
     space_config_default(&c.cfg, c.data.train.h, c.data.train.c, c.data.num_classes);
-    c.cfg.max_width = max_width;
-    c.cfg.n_stages = (int)stages;
+    c.cfg.max_width = s->max_width;
+    c.cfg.n_stages = (int)s->stages;
+    if (s->min_side > 0)
+        c.cfg.min_side = (int)s->min_side;
+    c.cfg.scale_resolution = (int)s->scale_resolution;
 
     ev_meter_opts mo;
     ev_meter_opts_default(&mo);
-    mo.kind = meter_kind;
-    if (watts > 0)
-        mo.watts_per_core = watts;
+    mo.kind = s->meter;
+    if (s->watts > 0)
+        mo.watts_per_core = s->watts;
     if ((st = ev_meter_open(&mo, &c.meter, &err)))
         goto fail;
 #if HAVE_PREDICTOR
-    if (pred_path && (st = pred_load(pred_path, &c.pred, &err)))
+    if (root && pred_path && (st = pred_load(pred_path, &c.pred, &err)))
         goto fail;
 #else
     if (pred_path) {
@@ -644,35 +935,37 @@ int cmd_search(int argc, char **argv)
         goto fail;
     }
 #endif
-    c.bench_each = c.pred == NULL;
+    /* every rank must agree on whether evaluate benchmarks: workers have no predictor loaded */
+    c.bench_each = pred_path == NULL;
     c.pred_source = pred_path ? pred_path : "none";
 
     search_space sp;
     if ((st = search_space_from_config(&sp, &c.cfg, &err)))
         goto fail;
     search_loop_opts o;
-    search_loop_opts_default(&o, (search_kind)kind, budget_evals);
-    o.strategy.seed = (uint64_t)seed;
-    if (population) o.strategy.population = (int)population;
-    if (sample) o.strategy.sample_size = (int)sample;
-    if (mutations) o.strategy.n_mutations = (int)mutations;
-    if (rl_lr > 0) o.strategy.lr = rl_lr;
-    if (entropy >= 0) o.strategy.entropy_coef = entropy;
-    if (rl_batch) o.strategy.batch = (int)rl_batch;
-    if (ppo_epochs >= 0) o.strategy.ppo_epochs = (int)ppo_epochs;
+    search_loop_opts_default(&o, (search_kind)kind, s->budget_evals);
+    o.strategy.seed = (uint64_t)s->seed;
+    if (s->population >= 2) o.strategy.population = (int)s->population;
+    if (s->sample >= 1) o.strategy.sample_size = (int)s->sample;
+    if (s->mutations >= 1) o.strategy.n_mutations = (int)s->mutations;
+    if (s->rl_lr > 0) o.strategy.lr = s->rl_lr;
+    if (s->entropy >= 0) o.strategy.entropy_coef = s->entropy;
+    if (s->baseline_decay >= 0) o.strategy.baseline_decay = s->baseline_decay;
+    if (s->rl_batch > 0) o.strategy.batch = (int)s->rl_batch;
+    if (s->ppo_epochs >= 0) o.strategy.ppo_epochs = (int)s->ppo_epochs;
     if (o.strategy.sample_size > o.strategy.population)
         o.strategy.sample_size = o.strategy.population;
-    search_objective_init(&o.objective, target_mj > 0 ? SEARCH_TARGET_MJ : target_ms > 0 ? SEARCH_TARGET_MS
-                                                                                        : SEARCH_TARGET_NONE,
-                          target_mj > 0 ? target_mj : target_ms, hard);
-    if (!hard)
-        o.objective.alpha = o.objective.beta = w;
-    o.objective.ref_energy_mj = hv_ref;
-    o.limits.joules = budget_j;
-    o.limits.evals = budget_evals;
-    o.limits.seconds = budget_s;
-    o.measure_every = (int)measure_every;
-    o.measure_top = (int)measure_top;
+    search_objective_init(&o.objective, s->target_mj > 0 ? SEARCH_TARGET_MJ : s->target_ms > 0 ? SEARCH_TARGET_MS
+                                                                                              : SEARCH_TARGET_NONE,
+                          s->target_mj > 0 ? s->target_mj : s->target_ms, (int)s->hard);
+    if (!s->hard)
+        o.objective.alpha = o.objective.beta = s->w;
+    o.objective.ref_energy_mj = s->hv_ref;
+    o.limits.joules = s->budget_j;
+    o.limits.evals = s->budget_evals;
+    o.limits.seconds = s->budget_s;
+    o.measure_every = (int)s->measure_every;
+    o.measure_top = (int)s->measure_top;
 
     size_t len;
     int resumed = 0;
@@ -693,37 +986,44 @@ int cmd_search(int argc, char **argv)
                     goto fail;
                 }
                 resumed = 1;
-                fprintf(stderr, "nas search: resuming run '%s' of %s after candidate %d (%d re-queued)\n", run_name,
-                        db_path, seq, requeued);
+                fprintf(stderr, "nas %s: resuming run '%s' of %s after candidate %d (%d re-queued)\n", cmd,
+                        run_name, db_path, seq, requeued);
             }
             runs_run_set_status(c.db, c.run, "running", NULL);
         } else {
             char hw[256];
             runs_hw_fingerprint(hw, sizeof hw);
-            json_t *args = json_array();
-            for (int i = 1; i < argc; i++)
-                json_array_append_new(args, json_string(argv[i]));
-            json_t *settings = json_pack("{s:s,s:o}", "command", "search", "args", args);
-            char *sj = settings ? json_dumps(settings, JSON_COMPACT) : NULL;
-            json_decref(settings);
-            runs_new_run nr = {.name = run_name, .settings_json = sj ? sj : "{}", .seed = (uint64_t)seed,
+            /* everything `nas resume` needs to run it again */
+            char *settings = cli_search_to_json(s);
+            json_t *sj = settings ? json_loads(settings, 0, NULL) : NULL;
+            nas_free(settings);
+            json_t *all = sj ? json_pack("{s:s,s:o}", "command", "search", "settings", sj) : NULL;
+            char *txt = all ? json_dumps(all, JSON_COMPACT) : NULL;
+            json_decref(all);
+            if (!txt) {
+                st = nas_errf(&err, NAS_ENOMEM, "saving the run's settings: out of memory");
+                goto fail;
+            }
+            runs_new_run nr = {.name = run_name, .settings_json = txt, .seed = (uint64_t)s->seed,
                                .hardware = hw, .meter = ev_meter_source(c.meter)};
             st = runs_run_create(c.db, &nr, &c.run, &err);
-            free(sj);
+            free(txt);
             if (st)
                 goto fail;
         }
     }
-    if (!resumed && state_path && access(state_path, F_OK) == 0) {
+    if (root && !resumed && state_path && access(state_path, F_OK) == 0) {
         if ((st = nas_read_file(state_path, &saved, &len, &err)) ||
             (st = search_loop_load(&sp, saved, &l, &err))) {
             nas_errctx(&err, "resuming from %s", state_path);
             goto fail;
         }
         resumed = 1;
-        fprintf(stderr, "nas search: resuming from %s (%d candidates done)\n", state_path, search_loop_n_results(l));
+        fprintf(stderr, "nas %s: resuming from %s (%d candidates done)\n", cmd, state_path, search_loop_n_results(l));
     }
-    if (resumed) {
+    if (!root) {
+        /* a worker: evaluates what rank 0 sends */
+    } else if (resumed) {
         /* the budgets given now rule: a resumed search may be given more */
         if ((st = search_loop_set_limits(l, &o.limits, &err)))
             goto fail;
@@ -731,10 +1031,13 @@ int cmd_search(int argc, char **argv)
         goto fail;
     }
     c.loop = l;
-    fprintf(stderr, "nas search: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s\n",
-            search_kind_name((search_kind)kind), c.data.name, c.data.train.n, c.data.val.n, c.data.train.h,
-            c.data.train.w, c.data.train.c, sp.n_genes, ev_meter_source(c.meter),
-            ev_quality_name(ev_meter_quality(c.meter)), c.pred ? "" : "; no predictor: every candidate is benchmarked");
+    if (root)
+        fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
+                "%d ranks, %d threads each\n", cmd,
+                search_kind_name((search_kind)kind), c.data.name, c.data.train.n, c.data.val.n, c.data.train.h,
+                c.data.train.w, c.data.train.c, sp.n_genes, ev_meter_source(c.meter),
+                ev_quality_name(ev_meter_quality(c.meter)),
+                c.pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c.threads);
 
     search_callbacks cb;
     memset(&cb, 0, sizeof cb);
@@ -743,38 +1046,61 @@ int cmd_search(int argc, char **argv)
     cb.predict = c.pred ? cb_predict : NULL;
 #endif
     cb.evaluate = cb_evaluate;
-    cb.measure = c.pred ? cb_measure : NULL;
+    cb.measure = pred_path ? cb_measure : NULL;
     cb.on_start = cb_on_start;
     cb.cost_hint = cb_cost_hint;
     cb.on_result = cb_on_result;
     cb.progress = cb_progress;
     cb.should_stop = cb_should_stop;
+    search_dist_opts dopt;
+    search_dist_opts_default(&dopt);
+    dopt.sync = (int)s->mpi_sync;
+    dopt.local_slots = (int)s->slots;
+    dopt.worker_timeout = s->worker_timeout;
+    dopt.own_joules = own_joules;
+    dopt.own_rel_unc = ev_meter_uncertainty(c.meter);
+    dopt.own_estimated = ev_meter_quality(c.meter) == EV_ESTIMATED;
+    dopt.ctx = &c;
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old_sa);
     search_stop why = SEARCH_STOP_NONE;
-    st = search_run(l, &cb, &why, &err);
+    st = search_dist_run(d, &dopt, l, &cb, &why, &err);
     sigaction(SIGINT, &old_sa, NULL);
+    if (!root) {
+        if (st)
+            goto fail;
+        goto done;
+    }
     if (c.live)
         fprintf(stderr, "\r\033[K");
     if (st)
         goto fail;
     if (why == SEARCH_STOP_REQUESTED)
-        fprintf(stderr, "nas search: interrupted%s\n", state_path ? "; run the same command to resume" : "");
+        fprintf(stderr, "nas %s: interrupted%s\n", cmd,
+                state_path || db_path ? "; run the same command (or 'nas resume') to resume" : "");
     if (c.n_outside)
-        fprintf(stderr, "nas search: warning: %ld candidates lay outside what %s was fit on (first: %s); "
-                "its figures for them are extrapolations\n", c.n_outside, pred_path, c.outside_why);
-    if (json ? print_json(&c, l, why, (int)top) : (print_text(&c, l, why, (int)top), 0)) {
+        fprintf(stderr, "nas %s: warning: %ld candidates lay outside what %s was fit on (first: %s); "
+                "its figures for them are extrapolations\n", cmd, c.n_outside, pred_path, c.outside_why);
+    if (s->json ? print_json(&c, l, why, (int)s->top) : (print_text(&c, l, why, (int)s->top), 0)) {
         st = nas_errf(&err, NAS_ENOMEM, "out of memory writing the report");
         goto fail;
     }
     rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
-    if (c.db)
+    if (c.db) {
         runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", NULL);
+        if (!s->json && !s->no_export && search_loop_best(l) && why != SEARCH_STOP_REQUESTED) {
+            if (search_dist_size(d) > 1)
+                fprintf(stderr, "nas %s: not exported: under Open MPI the workers keep no weights; "
+                        "'nas train' the chosen spec with --export\n", cmd);
+            else
+                export_chosen(s, &c);
+        }
+    }
     goto done;
 fail:
-    rc = cli_fail(CMD, st, &err);
+    rc = root ? cli_fail(cmd, st, &err) : 1;
     if (c.db)
         runs_run_set_status(c.db, c.run, "failed", NULL);
 done:
@@ -788,5 +1114,28 @@ done:
     ev_meter_close(c.meter);
     if (data_loaded)
         ev_data_free(&c.data);
+    return rc;
+}
+
+int cmd_search(int argc, char **argv)
+{
+    search_dist *d = NULL;
+    nas_err err = {0};
+    nas_status st = search_dist_init(&argc, &argv, &d, &err);
+    if (st)
+        return cli_fail(CMD, st, &err);
+    if (search_dist_rank(d) != 0) {   /* workers print nothing: rank 0 tells */
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+    }
+    cli_search_settings s;
+    cli_search_defaults(&s);
+    int rc = cli_search_parse(CMD, argc, argv, &s);
+    if (rc < 0)
+        rc = cli_search_check(CMD, &s);
+    /* workers print nothing: usage errors are rank 0's to tell */
+    if (rc < 0)
+        rc = cli_search_execute(CMD, &s, d);
+    search_dist_finish(d);
     return rc;
 }

@@ -206,6 +206,19 @@ void runs_result_init(runs_result *r);
 nas_status runs_cand_finish(runs_db *db, int64_t id, const runs_result *res,
                             const char *strategy_state, nas_err *err);
 
+/* A finished (done) candidate measured again after its result: the search
+ * benchmarks its best once they are trained. Its latency and energy per
+ * inference become these figures (either may be unknown: left as it was); the
+ * figures it had first and the new ones are both kept in the measurements
+ * table (kinds "latency_ms", "energy_mj"; the first at rep 0). joules, what
+ * measuring cost, is kept as "measure_joules" and added to the candidate's
+ * joules when of the same source and quality (never summed across them).
+ * With strategy_state, the run's state too. One transaction; any other
+ * status is an error and changes nothing. */
+nas_status runs_cand_add_measurement(runs_db *db, int64_t id, const runs_fig *latency_ms,
+                                     const runs_fig *energy_mj, const runs_fig *joules,
+                                     const char *strategy_state, nas_err *err);
+
 /* After a crash: candidates left running are queued again, or marked failed
  * once they have been started RUNS_MAX_ATTEMPTS times. One transaction. */
 nas_status runs_resume(runs_db *db, int64_t run, int *requeued, int *failed, nas_err *err);

@@ -20,13 +20,15 @@ static void test_job_examples_parse(void **state)
     assert_string_equal(j.data, "mnist");
     assert_int_equal(j.resolution, 28);
     assert_string_equal(j.strategy, "evolution");
-    assert_int_equal(j.population, 16);
-    assert_int_equal(j.sample, 4);
+    assert_int_equal(j.population, 8);
+    assert_int_equal(j.sample, 3);
+    assert_int_equal(j.val_count, 500);
+    assert_int_equal(j.stages, 3);
     assert_true(fabs(j.target_mj - 2.0) < 1e-12);
     assert_true(fabs(j.w + 0.07) < 1e-12);
     assert_int_equal(j.hard, 0);
     assert_true(fabs(j.budget_joules - 5000) < 1e-9);
-    assert_int_equal(j.budget_evals, 40);
+    assert_int_equal(j.budget_evals, 20);
     assert_int_equal(j.subset, 2000);
     assert_string_equal(j.db, "runs.db");
     assert_string_equal(j.export_dir, "out/mnist-small");

@@ -84,6 +84,71 @@ static void finish_ok(runs_db *db, int64_t id, double acc, const char *state)
 
 /* ---- records --------------------------------------------------------------- */
 
+/* A finished candidate measured again: new figures on the row, the first ones
+ * kept as measurements, joules summed only within one source and quality, the
+ * strategy state saved in the same transaction; refused for an unfinished one
+ * and for a figure without its quality, with nothing changed. */
+static void test_runs_later_measurement(void **state)
+{
+    (void)state;
+    runs_db *db = open_new();
+    int64_t run = new_run(db, "later");
+    int64_t a = add_cand(db, run, 0, "g-a"), b = add_cand(db, run, 1, "g-b");
+    nas_err err = {0};
+    int att;
+    assert_int_equal(runs_cand_start(db, a, &att, &err), NAS_OK);
+    finish_ok(db, a, 0.9, "{\"s\":0}");
+    runs_fig lat = runs_fig_make(0.8, "clock", "measured");
+    runs_fig en = runs_fig_make(2.2, "rapl:package-0", "measured");
+    runs_fig j = runs_fig_make(5.0, "model:cpu-time", "estimated");
+    assert_int_equal(runs_cand_add_measurement(db, a, &lat, &en, &j, "{\"s\":1}", &err), NAS_OK);
+    runs_cand c;
+    assert_int_equal(runs_cand_get(db, a, &c, &err), NAS_OK);
+    assert_true(c.latency_ms.value == 0.8);
+    assert_true(c.energy_mj.value == 2.2);
+    assert_string_equal(c.energy_mj.source, "rapl:package-0");
+    assert_string_equal(c.energy_mj.quality, "measured");
+    assert_true(c.joules.value == 45.0);   /* 40 + 5, same meter */
+    assert_true(c.accuracy == 0.9);        /* the rest of the row is untouched */
+    assert_int_equal(c.status, RUNS_DONE);
+    runs_cand_free(&c);
+    double v[8];
+    int n;
+    /* energy: the first figure (estimated 3.0) at rep 0, the new one after it */
+    assert_int_equal(runs_measurements(db, a, "energy_mj", v, 8, &n, &err), NAS_OK);
+    assert_int_equal(n, 2);
+    assert_true(v[0] == 3.0 && v[1] == 2.2);
+    /* latency: the raw repeats of the result stay, the new figure follows them */
+    assert_int_equal(runs_measurements(db, a, "latency_ms", v, 8, &n, &err), NAS_OK);
+    assert_int_equal(n, 4);
+    assert_true(v[0] == 1.1 && v[3] == 0.8);
+    assert_int_equal(runs_measurements(db, a, "measure_joules", v, 8, &n, &err), NAS_OK);
+    assert_int_equal(n, 1);
+    char *st = NULL;
+    int seq;
+    assert_int_equal(runs_strategy_get(db, run, &st, &seq, &err), NAS_OK);
+    assert_string_equal(st, "{\"s\":1}");
+    nas_free(st);
+
+    /* joules of another meter are recorded, never added */
+    runs_fig j2 = runs_fig_make(7.0, "rapl:package-0", "measured");
+    assert_int_equal(runs_cand_add_measurement(db, a, NULL, &en, &j2, NULL, &err), NAS_OK);
+    assert_int_equal(runs_cand_get(db, a, &c, &err), NAS_OK);
+    assert_true(c.joules.value == 45.0);
+    runs_cand_free(&c);
+
+    /* an unfinished candidate, and a figure without a quality: errors, nothing written */
+    assert_int_equal(runs_cand_add_measurement(db, b, &lat, &en, NULL, NULL, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "queued"));
+    runs_fig bad = runs_fig_make(1.0, "clock", "");
+    assert_int_equal(runs_cand_add_measurement(db, a, &bad, &en, NULL, NULL, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "latency_ms"));
+    assert_int_equal(runs_measurements(db, a, "energy_mj", v, 8, &n, &err), NAS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(runs_check(db, &err), NAS_OK);
+    runs_close(db);
+}
+
 static void test_runs_create_list_find(void **state)
 {
     runs_db *db = open_new();
@@ -748,6 +813,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs_alloc_failure_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_survives_sigkill, setup, teardown),
         cmocka_unit_test(test_runs_hw_fingerprint),
+        cmocka_unit_test_setup_teardown(test_runs_later_measurement, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,245 @@
+/* test_resume.c — `nas resume` after kill -9 at random moments: a real
+ * `nas search --db --name` is killed (SIGKILL) 20 times at random points
+ * (starting up, training, benchmarking, committing) and resumed with `nas
+ * resume` each time. After every kill the store passes PRAGMA integrity_check,
+ * no finished candidate is lost or changed (a finished row is written once, and
+ * its finish time never moves), and at the end the run's candidates and
+ * leaderboard equal those of an uninterrupted run with the same seed.
+ *
+ * The store fails a candidate that was killed twice while it ran (poison
+ * protection, RUNS_MAX_ATTEMPTS); a random kill that would hit the same
+ * candidate a second time is held until that candidate has finished, so the
+ * comparison with the uninterrupted run stays exact. */
+#include "testutil.h"
+
+#include <math.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "base/nas.h"
+#include "runs/runs.h"
+
+#define EVALS 24
+#define ARGS "--data", "mnist", "--budget-evals", "24", "--subset", "200", "--val-count", "100", "--test-limit", "100", "--epochs", "1", "--threads", "1", \
+             "--stages", "1", "--max-width", "0.25", "--bench-seconds", "0.02", "--seed", "5", "--no-export"
+
+static pid_t spawn(char *const argv[])
+{
+    pid_t p = fork();
+    if (p == 0) {
+        int fd = open("/dev/null", 1);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return p;
+}
+
+static int wait_exit(pid_t p)
+{
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+typedef struct {
+    int n;
+    runs_cand *c;
+    int found;             /* the run exists */
+} snap;
+
+static void snap_take(const char *db_path, snap *s)
+{
+    memset(s, 0, sizeof *s);
+    struct stat sb;
+    if (stat(db_path, &sb) != 0)
+        return;
+    runs_db *db = NULL;
+    nas_err err = {0};
+    assert_int_equal(runs_open(db_path, 0, &db, &err), NAS_OK);
+    assert_int_equal(runs_check(db, &err), NAS_OK);   /* PRAGMA integrity_check and the store's invariants */
+    int64_t run;
+    nas_err ferr = {0};
+    if (runs_run_find(db, "r", &run, &ferr) == NAS_OK) {
+        s->found = 1;
+        assert_int_equal(runs_cand_list(db, run, ~0u, &s->c, &s->n, &err), NAS_OK);
+    }
+    runs_close(db);
+}
+
+static const runs_cand *by_seq(const snap *s, int seq)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->c[i].seq == seq)
+            return &s->c[i];
+    return NULL;
+}
+
+static int finished(const runs_cand *c)
+{
+    return c && (RUNS_FINISHED_MASK & RUNS_MASK(c->status));
+}
+
+/* A candidate a kill interrupted (unfinished, started before the kill) that
+ * has not finished yet: a second kill would fail it. */
+static int retry_pending(const char *db_path, const snap *at_kill)
+{
+    snap s;
+    snap_take(db_path, &s);
+    int pending = 0;
+    for (int i = 0; i < at_kill->n; i++) {
+        const runs_cand *k = &at_kill->c[i];
+        pending |= !finished(k) && k->attempts >= 1 && !finished(by_seq(&s, k->seq));
+    }
+    runs_cands_free(s.c, s.n);
+    return pending;
+}
+
+/* Every candidate finished in `before` is in `after`, unchanged. */
+static void assert_kept(const snap *before, const snap *after)
+{
+    for (int i = 0; i < before->n; i++) {
+        const runs_cand *a = &before->c[i];
+        if (!finished(a))
+            continue;
+        const runs_cand *b = by_seq(after, a->seq);
+        assert_non_null(b);
+        assert_int_equal(b->status, a->status);
+        assert_string_equal(b->genome, a->genome);
+        assert_true(b->accuracy == a->accuracy || (isnan(b->accuracy) && isnan(a->accuracy)));
+        assert_true(b->finished == a->finished);   /* never finished a second time */
+    }
+}
+
+static void killed_20_times_ends_as_an_uninterrupted_run(void **state)
+{
+    (void)state;
+    struct stat sb;
+    if (stat("data/mnist", &sb) != 0) {
+        print_message("no data/mnist ('make data'): skipping\n");
+        skip();
+    }
+    char dir[64], ref_db[128], db[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(ref_db, sizeof ref_db, "%s/ref.db", dir);
+    snprintf(db, sizeof db, "%s/k.db", dir);
+    char *bin = (char *)tu_nas_bin();
+    double t0 = nas_now();
+
+    char *ref_argv[] = {bin, "search", ARGS, "--db", ref_db, "--name", "r", NULL};
+    assert_int_equal(wait_exit(spawn(ref_argv)), 0);
+    double ref_s = nas_now() - t0;
+    snap ref;
+    snap_take(ref_db, &ref);
+    assert_true(ref.found);
+    assert_int_equal(ref.n, EVALS);
+
+    char *search_argv[] = {bin, "search", ARGS, "--db", db, "--name", "r", NULL};
+    char *resume_argv[] = {bin, "resume", "r", "--db", db, NULL};
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, 20261126, 7);
+    snap prev = {0};
+    int kills = 0, done = 0, held = 0;
+    while (kills < 20 && !done) {
+        pid_t p = spawn(prev.found ? resume_argv : search_argv);
+        /* a random point within about one candidate's time: in start-up, training,
+         * benchmarking or a commit */
+        sleep_s(nas_pcg32_double(&rng) * 0.6 * ref_s / EVALS);
+        int status, exited = 0;
+        while (!(exited = waitpid(p, &status, WNOHANG) == p) && retry_pending(db, &prev)) {
+            held = 1;
+            sleep_s(0.05);
+        }
+        if (exited) {
+            done = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            assert_true(done);
+        } else {
+            kill(p, SIGKILL);
+            waitpid(p, &status, 0);
+            kills++;
+        }
+        snap now;
+        snap_take(db, &now);
+        assert_kept(&prev, &now);
+        runs_cands_free(prev.c, prev.n);
+        prev = now;
+    }
+    if (!done)
+        assert_int_equal(wait_exit(spawn(resume_argv)), 0);
+    print_message("%d kills (%s held back from a second kill of one candidate), uninterrupted run %.1f s, "
+                  "all %.0f s\n", kills, held ? "some" : "none", ref_s, nas_now() - t0);
+    assert_int_equal(kills, 20);
+
+    snap fin;
+    snap_take(db, &fin);
+    assert_kept(&prev, &fin);
+    /* the same candidates, proposals and results as the uninterrupted run */
+    assert_int_equal(fin.n, EVALS);
+    for (int i = 0; i < ref.n; i++) {
+        const runs_cand *a = &ref.c[i], *b = by_seq(&fin, a->seq);
+        assert_non_null(b);
+        assert_int_equal(b->status, RUNS_DONE);
+        assert_int_equal(a->status, RUNS_DONE);
+        assert_string_equal(b->genome, a->genome);
+        assert_true(b->accuracy == a->accuracy);
+        for (int j = 0; j < i; j++)   /* no genome evaluated twice */
+            assert_string_not_equal(fin.c[j].genome, fin.c[i].genome);
+    }
+    /* and the same leaderboard */
+    runs_db *d1 = NULL, *d2 = NULL;
+    nas_err err = {0};
+    assert_int_equal(runs_open(ref_db, RUNS_OPEN_READONLY, &d1, &err), NAS_OK);
+    assert_int_equal(runs_open(db, RUNS_OPEN_READONLY, &d2, &err), NAS_OK);
+    int64_t r1, r2;
+    assert_int_equal(runs_run_find(d1, "r", &r1, &err), NAS_OK);
+    assert_int_equal(runs_run_find(d2, "r", &r2, &err), NAS_OK);
+    runs_report a, b;
+    assert_int_equal(runs_report_build(d1, r1, &a, &err), NAS_OK);
+    assert_int_equal(runs_report_build(d2, r2, &b, &err), NAS_OK);
+    assert_int_equal(a.n, b.n);
+    for (int i = 0; i < a.n; i++) {
+        assert_int_equal(a.cands[i].seq, b.cands[i].seq);
+        assert_int_equal(a.rank[i], b.rank[i]);
+        assert_true(a.cands[i].accuracy == b.cands[i].accuracy);
+    }
+    assert_true(a.chosen >= 0);
+    assert_int_equal(a.cands[a.chosen].seq, b.cands[b.chosen].seq);
+    assert_string_equal(b.run.status, "done");
+    runs_report_free(&a);
+    runs_report_free(&b);
+    runs_close(d1);
+    runs_close(d2);
+    runs_cands_free(ref.c, ref.n);
+    runs_cands_free(prev.c, prev.n);
+    runs_cands_free(fin.c, fin.n);
+    tu_rmtree(dir);
+}
+
+static void resume_errors(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(tu_run_nas("resume 2>&1", &out), 2);
+    assert_non_null(strstr(out, "which run"));
+    free(out);
+    assert_int_equal(tu_run_nas("resume nosuchrun --db /nonexistent/x.db 2>&1", &out), 1);
+    assert_non_null(strstr(out, "/nonexistent/x.db"));
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(resume_errors),
+        cmocka_unit_test(killed_20_times_ends_as_an_uninterrupted_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,190 @@
+/* test_run_cli.c — `nas run JOB` and the export of a searched run: a job with
+ * a bad key exits 2 naming the file, line and key; a tiny search job runs with
+ * the job's settings (its run store, name, budgets, seed), saves them whole in
+ * the run (what `nas resume` rebuilds them from), exports its chosen model to
+ * the job's export folder at the end; and `nas export RUN --top 1` writes the
+ * trained network of that run as an ONNX file that Debian's onnx checker
+ * accepts, with its spec and model card beside it. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <sys/stat.h>
+#include "base/nas.h"
+#include "runs/runs.h"
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void job_errors_name_line_and_key(void **state)
+{
+    (void)state;
+    char dir[64], path[128], cmd[512];
+    char *out = NULL;
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/bad.yaml", dir);
+    write_text(path, "job: search\nobjective:\n  target_mj: 2\nstrategy:\n  population: 0\n");
+    snprintf(cmd, sizeof cmd, "run %s 2>&1", path);
+    assert_int_equal(tu_run_nas(cmd, &out), 2);
+    assert_non_null(strstr(out, "bad.yaml:5"));
+    assert_non_null(strstr(out, "strategy.population"));
+    free(out);
+    write_text(path, "job: search\nproxy:\n  epochs: 1\n  colour: red\n");
+    assert_int_equal(tu_run_nas(cmd, &out), 2);
+    assert_non_null(strstr(out, "colour"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "run %s/missing.yaml 2>&1", dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 2);
+    assert_non_null(strstr(out, "missing.yaml"));
+    free(out);
+    assert_int_equal(tu_run_nas("run 2>&1", &out), 2);
+    free(out);
+    tu_rmtree(dir);
+}
+
+static void search_job_runs_saves_its_settings_and_exports(void **state)
+{
+    (void)state;
+    struct stat sb;
+    if (stat("data/mnist", &sb) != 0) {
+        print_message("no data/mnist ('make data'): skipping\n");
+        skip();
+    }
+    char dir[64], path[128], cmd[1024], text[1024];
+    char *out = NULL;
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/job.json", dir);
+    snprintf(text, sizeof text,
+             "{\"job\": \"search\", \"name\": \"tiny\", \"seed\": 9, \"threads\": 1,\n"
+             " \"data\": {\"set\": \"mnist\", \"val_count\": 100, \"test_limit\": 100},\n"
+             " \"space\": {\"max_width\": 0.25, \"stages\": 1},\n"
+             " \"strategy\": {\"kind\": \"random\"},\n"
+             " \"objective\": {\"target_mj\": 3.0},\n"
+             " \"budget\": {\"evals\": 3},\n"
+             " \"proxy\": {\"epochs\": 1, \"subset\": 200, \"batch\": 32},\n"
+             " \"output\": {\"db\": \"%s/j.db\", \"export\": \"%s/exp\"}}\n", dir, dir);
+    write_text(path, text);
+    snprintf(cmd, sizeof cmd, "run %s 2>&1", path);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    assert_non_null(strstr(out, "exported the chosen model to"));
+    free(out);
+
+    /* the run's settings: the job's, whole */
+    char db_path[128];
+    snprintf(db_path, sizeof db_path, "%s/j.db", dir);
+    runs_db *db = NULL;
+    nas_err err = {0};
+    assert_int_equal(runs_open(db_path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+    int64_t id;
+    assert_int_equal(runs_run_find(db, "tiny", &id, &err), NAS_OK);
+    runs_run run;
+    assert_int_equal(runs_run_get(db, id, &run, &err), NAS_OK);
+    assert_int_equal(run.n_done, 3);
+    assert_int_equal((int)run.seed, 9);
+    json_t *s = json_loads(run.settings_json, 0, NULL);
+    json_t *set = json_object_get(s, "settings");
+    assert_true(json_is_object(set));
+    assert_string_equal(json_string_value(json_object_get(set, "strategy")), "random");
+    assert_int_equal(json_integer_value(json_object_get(set, "subset")), 200);
+    assert_int_equal(json_integer_value(json_object_get(set, "val-count")), 100);
+    assert_true(json_real_value(json_object_get(set, "target-mj")) == 3.0);
+    assert_true(json_real_value(json_object_get(set, "max-width")) == 0.25);
+    json_decref(s);
+    runs_run_free(&run);
+    runs_close(db);
+
+    /* the export at the end, and nas export of the same run */
+    snprintf(cmd, sizeof cmd, "ls %s/exp/*.onnx %s/exp/*.spec.json %s/exp/*.model-card.md >/dev/null", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "export tiny --db %s --top 1 --out %s/top 2>&1", db_path, dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "ls %s/top/tiny-c*.spec.json %s/top/tiny-c*.model-card.md >/dev/null && "
+             "/usr/bin/python3 tests/onnx_check.py %s/top/tiny-c*.onnx >/dev/null", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+
+    /* a finished run resumed: nothing more to do, nothing evaluated again */
+    snprintf(cmd, sizeof cmd, "resume tiny --db %s --json 2>/dev/null", db_path);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    json_t *r = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "evals")), 3);
+    json_decref(r);
+    tu_rmtree(dir);
+}
+
+/* A search spread over 3 Open MPI ranks (rank 0 and 2 workers) stores every
+ * candidate once, and `nas resume` under mpirun (settings sent from rank 0 to
+ * the workers) continues it with a larger budget. */
+static void search_and_resume_under_mpirun(void **state)
+{
+    (void)state;
+    struct stat sb;
+    if (stat("data/mnist", &sb) != 0 || system("command -v mpirun >/dev/null") != 0) {
+        print_message("no data/mnist or no mpirun: skipping\n");
+        skip();
+    }
+    char dir[64], db_path[128], cmd[2048], mpi[256];
+    char *out = NULL;
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db_path, sizeof db_path, "%s/m.db", dir);
+    /* containers without ssh: an empty agent lets mpirun start local ranks */
+    setenv("OMPI_MCA_plm_rsh_agent", "", 0);
+    snprintf(mpi, sizeof mpi, "timeout -k 5 120 mpirun --oversubscribe --bind-to none -np 3 %s -x ASAN_OPTIONS=detect_leaks=0",
+             geteuid() == 0 ? "--allow-run-as-root" : "");
+    snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s search --data mnist --budget-evals 4 --subset 300 "
+             "--epochs 1 --threads 1 --stages 1 --max-width 0.25 --val-count 100 --test-limit 100 "
+             "--bench-seconds 0.02 --db %s --name m > %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir);
+    if (system(cmd) != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
+        (void)system(cmd);
+        fail_msg("nas search under mpirun failed");
+    }
+    for (int round = 0; round < 2; round++) {
+        runs_db *db = NULL;
+        nas_err err = {0};
+        assert_int_equal(runs_open(db_path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+        assert_int_equal(runs_check(db, &err), NAS_OK);
+        int64_t id;
+        assert_int_equal(runs_run_find(db, "m", &id, &err), NAS_OK);
+        runs_cand *c = NULL;
+        int n = 0;
+        assert_int_equal(runs_cand_list(db, id, ~0u, &c, &n, &err), NAS_OK);
+        assert_int_equal(n, round == 0 ? 4 : 6);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(c[i].seq, i);
+            assert_int_equal(c[i].status, RUNS_DONE);
+            assert_int_equal(c[i].attempts, 1);   /* each evaluated exactly once */
+            for (int j = 0; j < i; j++)
+                assert_string_not_equal(c[i].genome, c[j].genome);
+        }
+        runs_cands_free(c, n);
+        runs_close(db);
+        if (round == 1)
+            break;
+        snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s resume m --db %s --budget-evals 6 --json "
+                 "> %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir);
+        if (system(cmd) != 0) {
+            snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
+            (void)system(cmd);
+            fail_msg("nas resume under mpirun failed");
+        }
+    }
+    (void)out;
+    tu_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(job_errors_name_line_and_key),
+        cmocka_unit_test(search_job_runs_saves_its_settings_and_exports),
+        cmocka_unit_test(search_and_resume_under_mpirun),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
