@@ -24,12 +24,13 @@ static void test_job_examples_parse(void **state)
     assert_int_equal(j.sample, 3);
     assert_int_equal(j.val_count, 500);
     assert_int_equal(j.stages, 3);
-    assert_true(fabs(j.target_mj - 2.0) < 1e-12);
+    assert_true(fabs(j.target_mj - 10.0) < 1e-12);
     assert_true(fabs(j.w + 0.07) < 1e-12);
     assert_int_equal(j.hard, 0);
     assert_true(fabs(j.budget_joules - 5000) < 1e-9);
-    assert_int_equal(j.budget_evals, 20);
-    assert_int_equal(j.subset, 2000);
+    assert_int_equal(j.budget_evals, 24);
+    assert_int_equal(j.subset, 4000);
+    assert_int_equal(j.batch, 32);
     assert_string_equal(j.db, "runs.db");
     assert_string_equal(j.export_dir, "out/mnist-small");
 
