@@ -92,6 +92,8 @@ double nas_now(void);               /* monotonic seconds */
 double nas_cpu_seconds(void);       /* this process's user+system CPU time */
 /* Reads a whole file into a NUL-terminated buffer (nas_free it). */
 nas_status nas_read_file(const char *path, char **out, size_t *len, nas_err *err);
+/* Creates a folder and its missing parents (mkdir -p). */
+nas_status nas_mkdirs(const char *dir, nas_err *err);
 /* Writes via a temporary file and rename, so a crash never leaves half a file. */
 nas_status nas_write_file_atomic(const char *path, const void *data, size_t len, nas_err *err);
 

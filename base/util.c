@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +98,25 @@ nas_status nas_write_file_atomic(const char *path, const void *data, size_t len,
         int e = errno;
         unlink(tmp);
         return nas_errf(err, NAS_EIO, "renaming %s to %s: %s", tmp, path, strerror(e));
+    }
+    return NAS_OK;
+}
+
+nas_status nas_mkdirs(const char *dir, nas_err *err)
+{
+    char buf[4096];
+    if (!dir[0] || snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return nas_errf(err, NAS_EINVAL, "'%s': not a usable folder path", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return nas_errf(err, NAS_EIO, "cannot create folder %s: %s", buf, strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
     }
     return NAS_OK;
 }

@@ -49,25 +49,6 @@ static void usage(FILE *f)
 }
 
 /* mkdir -p */
-static nas_status make_dirs(const char *dir, nas_err *err)
-{
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return nas_errf(err, NAS_EINVAL, "%s: path too long", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return nas_errf(err, NAS_EIO, "cannot create folder %s: %s", buf, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    return NAS_OK;
-}
-
 typedef struct {
     int force, keep_bn, opset, json;
 } common_opts;
@@ -267,7 +248,7 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
         snprintf(dir, sizeof dir, "%s", out);
     else
         snprintf(dir, sizeof dir, "out/export-%s", rep.run.name);
-    if ((st = make_dirs(dir, &e)) != NAS_OK) {
+    if ((st = nas_mkdirs(dir, &e)) != NAS_OK) {
         rc = cli_fail("export", st, &e);
         goto cleanup;
     }

@@ -32,25 +32,6 @@ static void usage(FILE *f)
 }
 
 /* mkdir -p */
-static nas_status make_dirs(const char *dir, nas_err *err)
-{
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return nas_errf(err, NAS_EINVAL, "%s: path too long", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return nas_errf(err, NAS_EIO, "cannot create folder %s: %s", buf, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    return NAS_OK;
-}
-
 int cmd_report(int argc, char **argv)
 {
     const char *db_path = "runs.db", *out_dir = NULL, *run_arg = NULL;
@@ -128,7 +109,7 @@ int cmd_report(int argc, char **argv)
             snprintf(dir, sizeof dir, "%s", out_dir);
         else
             snprintf(dir, sizeof dir, "out/report-%s", rep.run.name);
-        if ((st = make_dirs(dir, &err)))
+        if ((st = nas_mkdirs(dir, &err)))
             goto cleanup;
         snprintf(path, sizeof path, "%s/leaderboard.csv", dir);
         if ((st = runs_report_write_csv(&rep, path, &err)))

@@ -147,6 +147,15 @@ static void atomic_write_and_read_back(void **state)
     assert_non_null(strstr(e.msg, "missing"));
     snprintf(path, sizeof path, "%s/nodir/f", dir);
     assert_int_equal(nas_write_file_atomic(path, "x", 1, &e), NAS_EIO);
+    /* mkdir -p: parents made, an existing folder is fine, a file in the way is named. */
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    assert_int_equal(nas_mkdirs(path, &e), NAS_OK);
+    assert_int_equal(nas_mkdirs(path, &e), NAS_OK);
+    snprintf(path, sizeof path, "%s/a/b/c/f", dir);
+    assert_int_equal(nas_write_file_atomic(path, "x", 1, &e), NAS_OK);
+    snprintf(path, sizeof path, "%s/a/b/c/f/g", dir);
+    assert_int_equal(nas_mkdirs(path, &e), NAS_EIO);
+    assert_non_null(strstr(e.msg, "c/f/g"));
     tu_rmtree(dir);
 }
 
