@@ -543,19 +543,29 @@ INL void pw_tile(float *y, const float *x, const float *w, const float *scale, c
                 acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
         }
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        __m512 sc = _mm512_maskz_loadu_ps(m[v], scale + c0 + 16 * v);
-        __m512 sh = _mm512_maskz_loadu_ps(m[v], shift + c0 + 16 * v);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            size_t o = (size_t)r * Cout + c0 + 16 * v;
-            __m512 val = _mm512_fmadd_ps(acc[r][v], sc, sh);
-            if (res)
-                val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m[v], res + o));
-            store_act(y + o, m[v], val, act);
-        }
+    /* the activation's switch outside the stores: one branch per tile */
+#define PW_EPILOGUE(ACT)                                                               \
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                               \
+    {                                                                                  \
+        __m512 sc = _mm512_maskz_loadu_ps(m[v], scale + c0 + 16 * v);                 \
+        __m512 sh = _mm512_maskz_loadu_ps(m[v], shift + c0 + 16 * v);                 \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                            \
+        {                                                                              \
+            size_t o = (size_t)r * Cout + c0 + 16 * v;                                 \
+            __m512 val = _mm512_fmadd_ps(acc[r][v], sc, sh);                           \
+            if (res)                                                                   \
+                val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m[v], res + o));        \
+            store_act(y + o, m[v], val, ACT);                                          \
+        }                                                                              \
     }
+    switch (act) {
+    case OP_NONE: PW_EPILOGUE(OP_NONE); break;
+    case OP_RELU: PW_EPILOGUE(OP_RELU); break;
+    case OP_RELU6: PW_EPILOGUE(OP_RELU6); break;
+    case OP_HSWISH: PW_EPILOGUE(OP_HSWISH); break;
+    default: PW_EPILOGUE(act); break;
+    }
+#undef PW_EPILOGUE
 }
 
 /* 8 rows x 48 columns: 24 accumulators, 3 weight vectors and a broadcast in
