@@ -483,6 +483,14 @@ void op_dw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, con
     }
 }
 
+/* Swish and sigmoid cost an expf a lane: a separate pass (op_act_forward,
+ * its loop specialised per activation) beats doing them lane by lane in a
+ * tile's epilogue. */
+static int act_in_registers(op_act act)
+{
+    return act != OP_SWISH && act != OP_SIGMOID;
+}
+
 /* Inference: threads only where a layer has enough work to pay for waking
  * them (at batch 1 most layers do not); rows split in whole blocks. */
 #define INFER_PAR_WORK 200000L
@@ -501,16 +509,19 @@ void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
     dw_fwd_fn f = dw_fwd_tab[ci];
     long rows = (long)B * Ho;
     int T = cx->threads < 1 ? 1 : cx->threads;
+    op_act fa = act_in_registers(act) ? act : OP_NONE;
     if (T == 1 || rows * Wo * C * k * k < INFER_PAR_WORK) {
         for (long r = 0; r < rows; r++)
             f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo,
-              (int)(r % Ho), scale, shift, act);
-        return;
-    }
+              (int)(r % Ho), scale, shift, fa);
+    } else {
 #pragma omp parallel for schedule(static) num_threads(T)
-    for (long r = 0; r < rows; r++)
-        f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo, (int)(r % Ho),
-          scale, shift, act);
+        for (long r = 0; r < rows; r++)
+            f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo,
+              (int)(r % Ho), scale, shift, fa);
+    }
+    if (fa != act)
+        op_act_forward(y, y, (size_t)rows * Wo * C, act);
 }
 
 /* R rows x NV*16 columns of y = act(x w * scale + shift + res), from column c0;
@@ -588,19 +599,31 @@ PW_ROWS(PW_DEFINE, 3)
 static const pw_tile_fn pw_tab[3][PW_RB] = {
     {PW_ROWS(PW_PTR, 1)}, {PW_ROWS(PW_PTR, 2)}, {PW_ROWS(PW_PTR, 3)}};
 
-/* Rows r0..r1 of the output, all columns: column tiles outside, so a tile of
- * w is reused by every row block while it is in cache. */
+/* Rows r0..r1 of the output, all columns, in panels of PW_PANEL rows: within
+ * a panel, column tiles outside, so a tile of w is reused by every row block
+ * while it is in cache, and the panel of x stays in cache across the column
+ * tiles (a large batch would otherwise stream x from memory once per tile). */
+#define PW_PANEL 64
+/* Above this many weights, the register tiles (which stream all of w per row
+ * block, without packing) lose to OpenBLAS's packed kernels (measured with
+ * bench_infer on EfficientNet-B0's wide 1x1 convs). */
+#ifndef PW_FUSED_MAX_W
+#define PW_FUSED_MAX_W 65536L
+#endif
 static void pw_rows(float *y, const float *x, const float *w, const float *scale,
                     const float *shift, const float *res, int r0, int r1, int Cin, int Cout,
                     op_act act)
 {
-    for (int c0 = 0; c0 < Cout; c0 += 48) {
-        int nv = Cout - c0 > 32 ? 3 : Cout - c0 > 16 ? 2 : 1;
-        for (int r = r0; r < r1; r += PW_RB) {
-            int R = r1 - r < PW_RB ? r1 - r : PW_RB;
-            size_t o = (size_t)r * Cout;
-            pw_tab[nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift, res ? res + o : NULL,
-                                  Cin, Cout, c0, act);
+    for (int p0 = r0; p0 < r1; p0 += PW_PANEL) {
+        int p1 = r1 - p0 < PW_PANEL ? r1 : p0 + PW_PANEL;
+        for (int c0 = 0; c0 < Cout; c0 += 48) {
+            int nv = Cout - c0 > 32 ? 3 : Cout - c0 > 16 ? 2 : 1;
+            for (int r = p0; r < p1; r += PW_RB) {
+                int R = p1 - r < PW_RB ? p1 - r : PW_RB;
+                size_t o = (size_t)r * Cout;
+                pw_tab[nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift,
+                                      res ? res + o : NULL, Cin, Cout, c0, act);
+            }
         }
     }
 }
@@ -609,23 +632,32 @@ void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
                         const float *scale, const float *shift, const float *res, int N, int Cin,
                         int Cout, op_act act)
 {
+    if ((long)Cin * Cout > PW_FUSED_MAX_W) {
+        /* wide layers: OpenBLAS's packed GEMM, then the epilogue as a pass */
+        op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
+        affine_act_rows(y, y, scale, shift, res, N, Cout, act);
+        return;
+    }
     int T = cx->threads < 1 ? 1 : cx->threads;
     int blocks = (N + PW_RB - 1) / PW_RB;
     if (blocks < T)
         T = blocks;
+    op_act fa = act_in_registers(act) ? act : OP_NONE;
     if (T <= 1 || (long)N * Cin * Cout < INFER_PAR_WORK) {
-        pw_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, act);
-        return;
-    }
+        pw_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, fa);
+    } else {
 #pragma omp parallel num_threads(T)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int lo = blocks * t / nt * PW_RB, hi = blocks * (t + 1) / nt * PW_RB;
-        if (hi > N)
-            hi = N;
-        if (hi > lo)
-            pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, act);
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int lo = blocks * t / nt * PW_RB, hi = blocks * (t + 1) / nt * PW_RB;
+            if (hi > N)
+                hi = N;
+            if (hi > lo)
+                pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, fa);
+        }
     }
+    if (fa != act)
+        op_act_forward(y, y, (size_t)N * Cout, act);
 }
 
 #else /* no AVX-512: the oracle serves */
@@ -1047,13 +1079,25 @@ void op_bn_eval_affine(float *scale, float *shift, const float *gamma, const flo
     }
 }
 
+INLA void affine_act_loop(float *y, const float *z, const float *scale, const float *shift,
+                          const float *res, long N, int C, const op_act A)
+{
+    for (long r = 0; r < N; r++) {
+        const float *zr = z + (size_t)r * C, *rr = res ? res + (size_t)r * C : NULL;
+        float *yr = y + (size_t)r * C;
+        if (rr)
+            for (int c = 0; c < C; c++)
+                yr[c] = act_f(zr[c] * scale[c] + shift[c] + rr[c], A);
+        else
+            for (int c = 0; c < C; c++)
+                yr[c] = act_f(zr[c] * scale[c] + shift[c], A);
+    }
+}
+
 static void affine_act_rows(float *y, const float *z, const float *scale, const float *shift,
                             const float *res, long N, int C, op_act act)
 {
-    for (long r = 0; r < N; r++)
-        for (int c = 0; c < C; c++) {
-            size_t i = (size_t)r * C + c;
-            float h = z[i] * scale[c] + shift[c];
-            y[i] = act_f(res ? h + res[i] : h, act);
-        }
+#define CALL(A) affine_act_loop(y, z, scale, shift, res, N, C, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
 }
