@@ -604,11 +604,13 @@ static const pw_tile_fn pw_tab[3][PW_RB] = {
  * while it is in cache, and the panel of x stays in cache across the column
  * tiles (a large batch would otherwise stream x from memory once per tile). */
 #define PW_PANEL 64
-/* Above this many weights, the register tiles (which stream all of w per row
- * block, without packing) lose to OpenBLAS's packed kernels (measured with
- * bench_infer on EfficientNet-B0's wide 1x1 convs). */
+/* Above this many weights the layer goes to OpenBLAS's packed GEMM: the
+ * register tiles stream all of w per row block, without packing. With bench_infer
+ * (batch 1 and 64), 256K was no slower than 64K anywhere and faster on
+ * MobileNetV2-0.5, whose head (80 x 1280) stays on the tiles; EfficientNet-B0's
+ * widest 1x1 convs (over 256K) go to OpenBLAS. Not tuned further. */
 #ifndef PW_FUSED_MAX_W
-#define PW_FUSED_MAX_W 65536L
+#define PW_FUSED_MAX_W 262144L
 #endif
 static void pw_rows(float *y, const float *x, const float *w, const float *scale,
                     const float *shift, const float *res, int r0, int r1, int Cin, int Cout,
