@@ -612,6 +612,80 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
                       a->num_classes);
 }
 
+/* Inference: every conv with its batch norm (running statistics), activation
+ * and residual in one pass (ops.h's *_bn_act_infer), so no pre-normalisation
+ * tensor is written. The BN affine is recomputed from the parameters on every
+ * call (a few thousand channels, a few microseconds): nothing is cached, so
+ * whatever writes the parameters (SGD, weight loading, a caller through
+ * ev_net_tensors) is seen at once. The rest is net_forward's eval path. */
+static void pw_bn(ev_net *n, const op_ctx *cx, size_t y, const float *x, size_t w, const bn_t *bn,
+                  const float *res, int N, int Cin, op_act act)
+{
+    float sc[bn->c], sh[bn->c];
+    op_bn_eval_affine(sc, sh, P(bn->gamma), P(bn->beta), P(bn->rmean), P(bn->rvar), bn->c);
+    op_pw_bn_act_infer(cx, A(y), x, P(w), sc, sh, res, N, Cin, bn->c, act);
+}
+
+static void net_infer(ev_net *n, const float *x, int B)
+{
+    const space_net *a = &n->arch;
+    op_ctx cx = {n->threads, S(n->partial)};
+    ops_set_threads(n->threads);
+    int hw = a->stem_out_hw;
+    {
+        /* the stem: im2col, then a pointwise conv over the patches */
+        int kk = a->stem_kernel * a->stem_kernel * a->in_ch;
+        op_conv_im2col(&cx, S(n->col), x, B, a->resolution, a->resolution, a->in_ch,
+                       a->stem_kernel, a->stem_stride);
+        pw_bn(n, &cx, n->stem_a, S(n->col), n->stem_w, &n->stem_bn, NULL, B * hw * hw, kk,
+              act_of(a->stem_act));
+    }
+    for (int i = 0; i < a->n_blocks; i++) {
+        const blk_t *k = &n->blk[i];
+        const space_block *b = k->sb;
+        int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
+        op_act act = act_of(b->act);
+        size_t dwin = k->in;
+        if (k->expand) {
+            pw_bn(n, &cx, k->ea, A(k->in), k->w_exp, &k->bn_exp, NULL, nin, b->in_ch, act);
+            dwin = k->ea;
+        }
+        {
+            float sc[E], sh[E];
+            const bn_t *bn = &k->bn_dw;
+            op_bn_eval_affine(sc, sh, P(bn->gamma), P(bn->beta), P(bn->rmean), P(bn->rvar), E);
+            op_dw_bn_act_infer(&cx, A(k->da), A(dwin), P(k->w_dw), sc, sh, B, b->in_hw, b->in_hw, E,
+                               b->kernel, b->stride, act);
+        }
+        size_t pin = k->da;
+        if (b->se_ch > 0) {
+            int ohw = b->out_hw * b->out_hw;
+            op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
+            op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
+            op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+            op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
+            op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
+            op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
+            pin = k->u;
+        }
+        pw_bn(n, &cx, k->y, A(pin), k->w_proj, &k->bn_proj, b->residual ? A(k->in) : NULL, nout, E,
+              OP_NONE);
+    }
+    hw = a->head_hw;
+    if (a->head_ch > 0) {
+        size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
+        pw_bn(n, &cx, n->head_a, A(hin), n->head_w, &n->head_bn, NULL, B * hw * hw, a->head_in_ch,
+              act_of(a->head_act));
+    }
+    op_pool_forward(A(n->pooled), A(n->pool_in), B, hw * hw, a->pool_ch);
+    if (a->fc_ch > 0) {
+        op_linear_forward(A(n->fc_z), A(n->pooled), P(n->fc_w), P(n->fc_b), B, a->pool_ch, a->fc_ch);
+        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, act_of(a->fc_act));
+    }
+    op_linear_forward(A(n->logits), A(n->feat), P(n->cls_w), P(n->cls_b), B, a->classifier_in,
+                      a->num_classes);
+}
+
 /* ======================= backward ======================================== */
 
 /* Gradient buffers: cur holds d(block output); f1, f2 are free. Returns the
@@ -753,7 +827,7 @@ nas_status ev_net_infer(ev_net *n, const float *x, int B, float *logits, nas_err
     if (B < 1 || B > n->batch)
         return nas_errf(err, NAS_EINVAL, "inference: batch %d is outside 1..%d (the net was built for "
                         "batch %d)", B, n->batch, n->batch);
-    net_forward(n, x, B, 0, NULL);
+    net_infer(n, x, B);
     if (logits)
         memcpy(logits, A(n->logits), sizeof(float) * (size_t)B * n->arch.num_classes);
     return NAS_OK;

@@ -107,7 +107,7 @@ int op_out_side(int in, int k, int stride)
 
 /* ======================= full convolution (stem) ========================= */
 
-static void im2col(const op_ctx *cx, float *col, const float *x, int B, int H, int W, int Cin,
+void op_conv_im2col(const op_ctx *cx, float *col, const float *x, int B, int H, int W, int Cin,
                    int k, int s)
 {
     int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s), p = (k - 1) / 2;
@@ -137,7 +137,7 @@ void op_conv_forward(const op_ctx *cx, float *y, float *col, const float *x, con
                      int B, int H, int W, int Cin, int Cout, int k, int s)
 {
     int M = B * op_out_side(H, k, s) * op_out_side(W, k, s), K = k * k * Cin;
-    im2col(cx, col, x, B, H, W, Cin, k, s);
+    op_conv_im2col(cx, col, x, B, H, W, Cin, k, s);
     op_gemm_par(cx, 0, 0, M, Cout, K, 1.0f, col, K, w, Cout, 0.0f, y, Cout);
 }
 
@@ -145,7 +145,7 @@ void op_conv_backward(const op_ctx *cx, float *dw, float *col, const float *dy, 
                       int B, int H, int W, int Cin, int Cout, int k, int s)
 {
     int M = B * op_out_side(H, k, s) * op_out_side(W, k, s), K = k * k * Cin;
-    im2col(cx, col, x, B, H, W, Cin, k, s);   /* recomputed: cheaper than keeping it */
+    op_conv_im2col(cx, col, x, B, H, W, Cin, k, s);   /* recomputed: cheaper than keeping it */
     op_gemm_par(cx, 1, 0, K, Cout, M, 1.0f, col, K, dy, Cout, 1.0f, dw, Cout);
 }
 
@@ -210,10 +210,46 @@ void op_dw_backward_ref(float *dx, float *dw, const float *dy, const float *x, c
                 }
 }
 
+/* Scalar epilogue of the fallbacks: y = act(z * scale + shift (+ res)). */
+static void affine_act_rows(float *y, const float *z, const float *scale, const float *shift,
+                            const float *res, long N, int C, op_act act);
+
 /* ======================= depthwise convolution: AVX-512 ================== */
 #ifdef __AVX512F__
 
 #define INL static inline __attribute__((always_inline))
+
+static inline float act_f(float h, op_act act);
+
+/* Stores act(v) under mask m (a run of low lanes). The piecewise-linear
+ * activations are done in registers; swish and sigmoid go through act_f
+ * lane by lane, as the element-wise ops do. NaN stays NaN where act_f keeps it. */
+INL void store_act(float *dst, __mmask16 m, __m512 v, op_act act)
+{
+    const __m512 zero = _mm512_setzero_ps(), three = _mm512_set1_ps(3.0f),
+                 six = _mm512_set1_ps(6.0f), sixth = _mm512_set1_ps(1.0f / 6);
+    switch (act) {
+    case OP_NONE: break;
+    case OP_RELU: v = _mm512_max_ps(v, zero); break;
+    case OP_RELU6: v = _mm512_min_ps(six, _mm512_max_ps(zero, v)); break;
+    case OP_HSWISH:
+        v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_min_ps(six, _mm512_max_ps(zero, _mm512_add_ps(v, three)))),
+                          sixth);
+        break;
+    case OP_HSIGMOID:
+        v = _mm512_mul_ps(_mm512_min_ps(six, _mm512_max_ps(zero, _mm512_add_ps(v, three))), sixth);
+        break;
+    default: {
+        float t[16];
+        _mm512_storeu_ps(t, v);
+        int n = __builtin_popcount((unsigned)m);
+        for (int i = 0; i < n; i++)
+            dst[i] = act_f(t[i], act);
+        return;
+    }
+    }
+    _mm512_mask_storeu_ps(dst, m, v);
+}
 
 INL __mmask16 tail_mask(int C, int c0)
 {
@@ -224,11 +260,17 @@ INL __mmask16 tail_mask(int C, int c0)
 /* One output row (b, oy), all channels. K and S are compile-time constants at
  * every call site, so the tap loops unroll and the weights stay in registers. */
 INL void dw_fwd_row(float *yrow, const float *ximg, const float *w, int H, int W, int C, int Wo,
-                    int oy, const int K, const int S)
+                    int oy, const float *scale, const float *shift, op_act act, const int K,
+                    const int S)
 {
     const int P = (K - 1) / 2;
     for (int c0 = 0; c0 < C; c0 += 16) {
         __mmask16 m = tail_mask(C, c0);
+        __m512 sc = _mm512_setzero_ps(), sh = _mm512_setzero_ps();
+        if (scale) {
+            sc = _mm512_maskz_loadu_ps(m, scale + c0);
+            sh = _mm512_maskz_loadu_ps(m, shift + c0);
+        }
         __m512 wv[K * K];
         for (int t = 0; t < K * K; t++)
             wv[t] = _mm512_maskz_loadu_ps(m, w + (size_t)t * C + c0);
@@ -255,7 +297,10 @@ INL void dw_fwd_row(float *yrow, const float *ximg, const float *w, int H, int W
                     }
                 }
             }
-            _mm512_mask_storeu_ps(yrow + (size_t)ox * C + c0, m, acc);
+            if (scale)
+                store_act(yrow + (size_t)ox * C + c0, m, _mm512_fmadd_ps(acc, sc, sh), act);
+            else
+                _mm512_mask_storeu_ps(yrow + (size_t)ox * C + c0, m, acc);
         }
     }
 }
@@ -342,9 +387,10 @@ INL void dw_dw_row(float *part, const float *dyrow, const float *ximg, int H, in
 
 #define DW_DEFINE(K, S)                                                                         \
     static void dw_fwd_k##K##s##S(float *yrow, const float *ximg, const float *w, int H, int W, \
-                                  int C, int Wo, int oy)                                        \
+                                  int C, int Wo, int oy, const float *scale,                    \
+                                  const float *shift, op_act act)                               \
     {                                                                                           \
-        dw_fwd_row(yrow, ximg, w, H, W, C, Wo, oy, K, S);                                       \
+        dw_fwd_row(yrow, ximg, w, H, W, C, Wo, oy, scale, shift, act, K, S);                    \
     }                                                                                           \
     static void dw_dx_k##K##s##S(float *dxrow, const float *dyimg, const float *w, int W, int C, \
                                  int Ho, int Wo, int iy)                                        \
@@ -358,7 +404,8 @@ INL void dw_dw_row(float *part, const float *dyrow, const float *ximg, int H, in
     }
 DW_CASES(DW_DEFINE)
 
-typedef void (*dw_fwd_fn)(float *, const float *, const float *, int, int, int, int, int);
+typedef void (*dw_fwd_fn)(float *, const float *, const float *, int, int, int, int, int,
+                          const float *, const float *, op_act);
 typedef void (*dw_dx_fn)(float *, const float *, const float *, int, int, int, int, int);
 typedef void (*dw_dw_fn)(float *, const float *, const float *, int, int, int, int, int);
 
@@ -390,7 +437,8 @@ void op_dw_forward(const op_ctx *cx, float *y, const float *x, const float *w, i
 #pragma omp parallel for schedule(static) num_threads(cx->threads)
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / Ho), oy = (int)(r % Ho);
-        f(y + (size_t)r * Wo * C, x + (size_t)b * H * W * C, w, H, W, C, Wo, oy);
+        f(y + (size_t)r * Wo * C, x + (size_t)b * H * W * C, w, H, W, C, Wo, oy, NULL, NULL,
+          OP_NONE);
     }
 }
 
@@ -435,6 +483,185 @@ void op_dw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, con
     }
 }
 
+/* Swish and sigmoid cost an expf a lane: a separate pass (op_act_forward,
+ * its loop specialised per activation) beats doing them lane by lane in a
+ * tile's epilogue. */
+static int act_in_registers(op_act act)
+{
+    return act != OP_SWISH && act != OP_SIGMOID;
+}
+
+/* Inference: threads only where a layer has enough work to pay for waking
+ * them (at batch 1 most layers do not); rows split in whole blocks. */
+#define INFER_PAR_WORK 200000L
+
+void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
+                        const float *scale, const float *shift, int B, int H, int W, int C, int k,
+                        int s, op_act act)
+{
+    int ci = dw_case(k, s);
+    int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s);
+    if (ci < 0) {
+        op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
+        affine_act_rows(y, y, scale, shift, NULL, (long)B * Ho * Wo, C, act);
+        return;
+    }
+    dw_fwd_fn f = dw_fwd_tab[ci];
+    long rows = (long)B * Ho;
+    int T = cx->threads < 1 ? 1 : cx->threads;
+    op_act fa = act_in_registers(act) ? act : OP_NONE;
+    if (T == 1 || rows * Wo * C * k * k < INFER_PAR_WORK) {
+        for (long r = 0; r < rows; r++)
+            f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo,
+              (int)(r % Ho), scale, shift, fa);
+    } else {
+#pragma omp parallel for schedule(static) num_threads(T)
+        for (long r = 0; r < rows; r++)
+            f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo,
+              (int)(r % Ho), scale, shift, fa);
+    }
+    if (fa != act)
+        op_act_forward(y, y, (size_t)rows * Wo * C, act);
+}
+
+/* R rows x NV*16 columns of y = act(x w * scale + shift + res), from column c0;
+ * the accumulators stay in registers for the whole sum over Cin. */
+INL void pw_tile(float *y, const float *x, const float *w, const float *scale, const float *shift,
+                 const float *res, int Cin, int Cout, int c0, op_act act, const int R, const int NV)
+{
+    /* fixed-size arrays (not VLAs), fully unrolled: they live in registers */
+    __mmask16 m[3];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+        m[v] = tail_mask(Cout, c0 + 16 * v);
+    __m512 acc[8][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    const float *wk = w + c0;
+    for (int k = 0; k < Cin; k++, wk += Cout) {
+        __m512 wv[3];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            wv[v] = _mm512_maskz_loadu_ps(m[v], wk + 16 * v);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 xb = _mm512_set1_ps(x[(size_t)r * Cin + k]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
+        }
+    }
+    /* the activation's switch outside the stores: one branch per tile */
+#define PW_EPILOGUE(ACT)                                                               \
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                               \
+    {                                                                                  \
+        __m512 sc = _mm512_maskz_loadu_ps(m[v], scale + c0 + 16 * v);                 \
+        __m512 sh = _mm512_maskz_loadu_ps(m[v], shift + c0 + 16 * v);                 \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                            \
+        {                                                                              \
+            size_t o = (size_t)r * Cout + c0 + 16 * v;                                 \
+            __m512 val = _mm512_fmadd_ps(acc[r][v], sc, sh);                           \
+            if (res)                                                                   \
+                val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m[v], res + o));        \
+            store_act(y + o, m[v], val, ACT);                                          \
+        }                                                                              \
+    }
+    switch (act) {
+    case OP_NONE: PW_EPILOGUE(OP_NONE); break;
+    case OP_RELU: PW_EPILOGUE(OP_RELU); break;
+    case OP_RELU6: PW_EPILOGUE(OP_RELU6); break;
+    case OP_HSWISH: PW_EPILOGUE(OP_HSWISH); break;
+    default: PW_EPILOGUE(act); break;
+    }
+#undef PW_EPILOGUE
+}
+
+/* 8 rows x 48 columns: 24 accumulators, 3 weight vectors and a broadcast in
+ * the 32 registers; 11 loads per 24 FMAs, so the FMAs set the pace. */
+#define PW_RB 8   /* acc[8][3] in pw_tile */
+typedef void (*pw_tile_fn)(float *, const float *, const float *, const float *, const float *,
+                           const float *, int, int, int, op_act);
+#define PW_DEFINE(R, NV)                                                                         \
+    static void pw_tile_r##R##v##NV(float *y, const float *x, const float *w, const float *sc, \
+                                    const float *sh, const float *res, int Cin, int Cout, int c0, \
+                                    op_act act)                                                  \
+    {                                                                                            \
+        pw_tile(y, x, w, sc, sh, res, Cin, Cout, c0, act, R, NV);                                \
+    }
+#define PW_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV) X(5, NV) X(6, NV) X(7, NV) X(8, NV)
+PW_ROWS(PW_DEFINE, 1)
+PW_ROWS(PW_DEFINE, 2)
+PW_ROWS(PW_DEFINE, 3)
+#define PW_PTR(R, NV) pw_tile_r##R##v##NV,
+static const pw_tile_fn pw_tab[3][PW_RB] = {
+    {PW_ROWS(PW_PTR, 1)}, {PW_ROWS(PW_PTR, 2)}, {PW_ROWS(PW_PTR, 3)}};
+
+/* Rows r0..r1 of the output, all columns, in panels of PW_PANEL rows: within
+ * a panel, column tiles outside, so a tile of w is reused by every row block
+ * while it is in cache, and the panel of x stays in cache across the column
+ * tiles (a large batch would otherwise stream x from memory once per tile). */
+#define PW_PANEL 64
+/* Above this many weights the layer goes to OpenBLAS's packed GEMM: the
+ * register tiles stream all of w per row block, without packing. With bench_infer
+ * (batch 1 and 64), 256K was no slower than 64K anywhere and faster on
+ * MobileNetV2-0.5, whose head (80 x 1280) stays on the tiles; EfficientNet-B0's
+ * widest 1x1 convs (over 256K) go to OpenBLAS. Not tuned further. */
+#ifndef PW_FUSED_MAX_W
+#define PW_FUSED_MAX_W 262144L
+#endif
+static void pw_rows(float *y, const float *x, const float *w, const float *scale,
+                    const float *shift, const float *res, int r0, int r1, int Cin, int Cout,
+                    op_act act)
+{
+    for (int p0 = r0; p0 < r1; p0 += PW_PANEL) {
+        int p1 = r1 - p0 < PW_PANEL ? r1 : p0 + PW_PANEL;
+        for (int c0 = 0; c0 < Cout; c0 += 48) {
+            int nv = Cout - c0 > 32 ? 3 : Cout - c0 > 16 ? 2 : 1;
+            for (int r = p0; r < p1; r += PW_RB) {
+                int R = p1 - r < PW_RB ? p1 - r : PW_RB;
+                size_t o = (size_t)r * Cout;
+                pw_tab[nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift,
+                                      res ? res + o : NULL, Cin, Cout, c0, act);
+            }
+        }
+    }
+}
+
+void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
+                        const float *scale, const float *shift, const float *res, int N, int Cin,
+                        int Cout, op_act act)
+{
+    if ((long)Cin * Cout > PW_FUSED_MAX_W) {
+        /* wide layers: OpenBLAS's packed GEMM, then the epilogue as a pass */
+        op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
+        affine_act_rows(y, y, scale, shift, res, N, Cout, act);
+        return;
+    }
+    int T = cx->threads < 1 ? 1 : cx->threads;
+    int blocks = (N + PW_RB - 1) / PW_RB;
+    if (blocks < T)
+        T = blocks;
+    op_act fa = act_in_registers(act) ? act : OP_NONE;
+    if (T <= 1 || (long)N * Cin * Cout < INFER_PAR_WORK) {
+        pw_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, fa);
+    } else {
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int lo = blocks * t / nt * PW_RB, hi = blocks * (t + 1) / nt * PW_RB;
+            if (hi > N)
+                hi = N;
+            if (hi > lo)
+                pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, fa);
+        }
+    }
+    if (fa != act)
+        op_act_forward(y, y, (size_t)N * Cout, act);
+}
+
 #else /* no AVX-512: the oracle serves */
 
 void op_dw_forward(const op_ctx *cx, float *y, const float *x, const float *w, int B, int H, int W,
@@ -449,6 +676,24 @@ void op_dw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, con
 {
     (void)cx;
     op_dw_backward_ref(dx, dw, dy, x, w, B, H, W, C, k, s);
+}
+
+void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
+                        const float *scale, const float *shift, int B, int H, int W, int C, int k,
+                        int s, op_act act)
+{
+    (void)cx;
+    op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
+    affine_act_rows(y, y, scale, shift, NULL,
+                    (long)B * op_out_side(H, k, s) * op_out_side(W, k, s), C, act);
+}
+
+void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
+                        const float *scale, const float *shift, const float *res, int N, int Cin,
+                        int Cout, op_act act)
+{
+    op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
+    affine_act_rows(y, y, scale, shift, res, N, Cout, act);
 }
 
 #endif
@@ -821,4 +1066,40 @@ double op_xent_forward_backward(float *dlogits, const float *logits, const unsig
     if (correct)
         *correct = hits;
     return loss / B;
+}
+
+/* ======================= inference epilogues ============================= */
+
+void op_bn_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
+                       const float *run_mean, const float *run_var, int C)
+{
+    /* the same arithmetic as op_bn_act_forward's eval branch */
+    for (int c = 0; c < C; c++) {
+        float rs = 1.0f / sqrtf(run_var[c] + OP_BN_EPS);
+        scale[c] = gamma[c] * rs;
+        shift[c] = beta[c] - run_mean[c] * scale[c];
+    }
+}
+
+INLA void affine_act_loop(float *y, const float *z, const float *scale, const float *shift,
+                          const float *res, long N, int C, const op_act A)
+{
+    for (long r = 0; r < N; r++) {
+        const float *zr = z + (size_t)r * C, *rr = res ? res + (size_t)r * C : NULL;
+        float *yr = y + (size_t)r * C;
+        if (rr)
+            for (int c = 0; c < C; c++)
+                yr[c] = act_f(zr[c] * scale[c] + shift[c] + rr[c], A);
+        else
+            for (int c = 0; c < C; c++)
+                yr[c] = act_f(zr[c] * scale[c] + shift[c], A);
+    }
+}
+
+static void affine_act_rows(float *y, const float *z, const float *scale, const float *shift,
+                            const float *res, long N, int C, op_act act)
+{
+#define CALL(A) affine_act_loop(y, z, scale, shift, res, N, C, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
 }

@@ -54,6 +54,9 @@ void op_gemm_par(const op_ctx *cx, int trans_a, int trans_b, int M, int N, int K
  * padding (k-1)/2, Ho = (H + 2p - k) / s + 1. No input gradient: the stem's
  * input is the image. */
 int op_out_side(int in, int k, int stride);
+/* col [B*Ho*Wo, k*k*Cin]: the patches, one row per output pixel. */
+void op_conv_im2col(const op_ctx *cx, float *col, const float *x, int B, int H, int W, int Cin,
+                    int k, int s);
 void op_conv_forward(const op_ctx *cx, float *y, float *col, const float *x, const float *w,
                      int B, int H, int W, int Cin, int Cout, int k, int s);
 void op_conv_backward(const op_ctx *cx, float *dw, float *col, const float *dy, const float *x,
@@ -95,6 +98,26 @@ void op_bn_act_forward(const op_ctx *cx, float *y, float *mean, float *rstd, con
 void op_bn_act_backward(const op_ctx *cx, float *dz, float *dgamma, float *dbeta, const float *dy,
                         const float *z, const float *mean, const float *rstd, const float *gamma,
                         const float *beta, int N, int C, op_act act);
+
+/* ---- inference: convolutions with eval-mode batch norm fused -------------
+ * The running statistics become a per-channel affine (scale, shift), computed
+ * exactly as op_bn_act_forward's eval branch does, and applied with the
+ * activation (and a residual, res may be NULL) to each output tile while it
+ * is still in registers: no pre-normalisation tensor, no second pass. The
+ * weights themselves are read as they are, so there is no folded copy to keep
+ * in step with training or loading. Each output element's sum runs in the same
+ * order whatever the batch and thread count. y must not alias x or res. */
+void op_bn_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,
+                       const float *run_mean, const float *run_var, int C);
+/* y [N,Cout] = act((x [N,Cin] w [Cin,Cout]) * scale + shift) (+ res [N,Cout]
+ * before the activation; the space only puts residuals after a linear BN). */
+void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
+                        const float *scale, const float *shift, const float *res, int N, int Cin,
+                        int Cout, op_act act);
+/* y [B,Ho,Wo,C] = act(depthwise(x, w) * scale + shift). */
+void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
+                        const float *scale, const float *shift, int B, int H, int W, int C, int k,
+                        int s, op_act act);
 
 /* ---- element-wise activations: x [n] -> y [n]; dx may alias dy ---------- */
 void op_act_forward(float *y, const float *x, size_t n, op_act act);

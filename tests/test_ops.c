@@ -393,6 +393,80 @@ static void activations_match_definitions(void **state)
     assert_true(l0 < 1e-6 && fabs(l1 - 0.1 * 0.9 * 20) < 1e-3);
 }
 
+/* The fused inference convs against the unfused ops they replace (conv, then
+ * op_bn_act_forward with running statistics, then the residual add), for
+ * every activation, row counts around the 8-row tile, column counts around
+ * the 16/48-column tiles, one and two threads (with work enough to split),
+ * and a layer wide enough (2800 x 97 weights) for the OpenBLAS path. */
+static void fused_inference_convs_match_unfused(void **state)
+{
+    (void)state;
+    static const int Ns[4] = {1, 7, 19, 600}, Cins[4] = {1, 9, 40, 2800}, Couts[6] = {1, 16, 17, 33, 48, 97};
+    const op_ctx *cxs[2] = {&cx1, &cx2};
+    for (int a = 0; a < OP_ACT_COUNT; a++)
+        for (int ni = 0; ni < 4; ni++)
+            for (int ii = 0; ii < 4; ii++)
+                for (int oi = 0; oi < 6; oi++) {
+                    int N = Ns[ni], Cin = Cins[ii], C = Couts[oi];
+                    if (N * Cin > 600 * 40)   /* the wide case (OpenBLAS's path) on few rows */
+                        continue;
+                    float *x = fa((size_t)N * Cin), *w = fa((size_t)Cin * C), *res = fa((size_t)N * C);
+                    float *z = fa((size_t)N * C), *ref = fa((size_t)N * C), *y = fa((size_t)N * C);
+                    float *g = fa(C), *be = fa(C), *rm = fa(C), *rv = fa(C), *sc = fa(C), *sh = fa(C);
+                    fill(x, (size_t)N * Cin, 1); fill(w, (size_t)Cin * C, 0.5f);
+                    fill(res, (size_t)N * C, 1); fill(g, C, 1); fill(be, C, 1); fill(rm, C, 0.5f);
+                    for (int c = 0; c < C; c++)
+                        rv[c] = 0.1f + (float)nas_pcg32_double(&rng);
+                    op_bn_eval_affine(sc, sh, g, be, rm, rv, C);
+                    op_pw_forward(&cx1, z, x, w, N, Cin, C);
+                    op_bn_act_forward(&cx1, ref, NULL, NULL, z, g, be, rm, rv, N, C, (op_act)a, 0, 0.1f);
+                    for (int use_res = 0; use_res < 2; use_res++) {
+                        if (use_res)   /* the space adds residuals after a linear BN only */
+                            for (size_t i = 0; i < (size_t)N * C; i++)
+                                ref[i] += res[i];
+                        if (use_res && a != OP_NONE)
+                            continue;
+                        for (int t = 0; t < 2; t++) {
+                            memset(y, 0, sizeof(float) * N * C);
+                            op_pw_bn_act_infer(cxs[t], y, x, w, sc, sh, use_res ? res : NULL, N, Cin,
+                                               C, (op_act)a);
+                            /* sums over Cin in another order (wide layers: OpenBLAS's) */
+                            float tol = 1e-5f * (1 + Cin / 16.0f);
+                            for (size_t i = 0; i < (size_t)N * C; i++)
+                                assert_true(fabsf(y[i] - ref[i]) <= tol * (1 + fabsf(ref[i])));
+                        }
+                    }
+                    nas_free(x); nas_free(w); nas_free(res); nas_free(z); nas_free(ref); nas_free(y);
+                    nas_free(g); nas_free(be); nas_free(rm); nas_free(rv); nas_free(sc); nas_free(sh);
+                }
+    /* depthwise: every kernel and stride, channel counts with tails */
+    static const int ks[3] = {3, 5, 7}, Cs[3] = {16, 40, 7};
+    for (int a = 0; a < OP_ACT_COUNT; a++)
+        for (int ki = 0; ki < 3; ki++)
+            for (int s = 1; s <= 2; s++)
+                for (int ci = 0; ci < 3; ci++) {
+                    int B = 2, H = 9, C = Cs[ci], k = ks[ki], Ho = op_out_side(H, k, s);
+                    size_t nx = (size_t)B * H * H * C, ny = (size_t)B * Ho * Ho * C;
+                    float *x = fa(nx), *w = fa((size_t)k * k * C), *z = fa(ny), *ref = fa(ny), *y = fa(ny);
+                    float *g = fa(C), *be = fa(C), *rm = fa(C), *rv = fa(C), *sc = fa(C), *sh = fa(C);
+                    fill(x, nx, 1); fill(w, (size_t)k * k * C, 0.5f);
+                    fill(g, C, 1); fill(be, C, 1); fill(rm, C, 0.5f);
+                    for (int c = 0; c < C; c++)
+                        rv[c] = 0.1f + (float)nas_pcg32_double(&rng);
+                    op_bn_eval_affine(sc, sh, g, be, rm, rv, C);
+                    op_dw_forward_ref(z, x, w, B, H, H, C, k, s);
+                    op_bn_act_forward(&cx1, ref, NULL, NULL, z, g, be, rm, rv, B * Ho * Ho, C, (op_act)a,
+                                      0, 0.1f);
+                    for (int t = 0; t < 2; t++) {
+                        op_dw_bn_act_infer(cxs[t], y, x, w, sc, sh, B, H, H, C, k, s, (op_act)a);
+                        for (size_t i = 0; i < ny; i++)
+                            assert_true(fabsf(y[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])));
+                    }
+                    nas_free(x); nas_free(w); nas_free(z); nas_free(ref); nas_free(y);
+                    nas_free(g); nas_free(be); nas_free(rm); nas_free(rv); nas_free(sc); nas_free(sh);
+                }
+}
+
 int main(void)
 {
     nas_pcg32_seed(&rng, 12345, 1);
@@ -405,6 +479,7 @@ int main(void)
         cmocka_unit_test(bn_statistics_match_definition),
         cmocka_unit_test(elementwise_se_pool_dropout_loss_gradients),
         cmocka_unit_test(activations_match_definitions),
+        cmocka_unit_test(fused_inference_convs_match_unfused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
