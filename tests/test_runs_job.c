@@ -24,7 +24,7 @@ static void test_job_examples_parse(void **state)
     assert_int_equal(j.sample, 3);
     assert_int_equal(j.val_count, 500);
     assert_int_equal(j.stages, 3);
-    assert_true(fabs(j.target_mj - 10.0) < 1e-12);
+    assert_true(fabs(j.target_mj - 2.0) < 1e-12);
     assert_true(fabs(j.w + 0.07) < 1e-12);
     assert_int_equal(j.hard, 0);
     assert_true(fabs(j.budget_joules - 5000) < 1e-9);
