@@ -585,7 +585,7 @@ static void test_runs_alloc_failure_is_clean(void **state)
     runs_db *db = open_new();
     int64_t run = new_run(db, "oom");
     for (int i = 0; i < 3; i++) {
-        char g[8];
+        char g[16];
         snprintf(g, sizeof g, "%d", i);
         add_cand(db, run, -1, g);
     }
