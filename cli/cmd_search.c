@@ -236,7 +236,7 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
                               nas_err *err)
 {
     run_ctx *c = ctx;
-    static space_net arch;
+    space_net arch;   /* ~6 KB: fine on the stack, and reentrant */
     space_spec spec;
     ev_net *net = NULL;
     nas_status st = genome_net(c, g, &spec, &arch, err);
@@ -300,7 +300,7 @@ static nas_status cb_measure(void *ctx, long id, const space_genome *g, double a
                              nas_err *err)
 {
     run_ctx *c = ctx;
-    static space_net arch;
+    space_net arch;   /* ~6 KB: fine on the stack, and reentrant */
     space_spec spec;
     ev_net *net = NULL;
     nas_status st = genome_net(c, g, &spec, &arch, err);
