@@ -49,6 +49,11 @@ setup: $(SETUP)
 data: $(SETUP)
 	bash scripts/fetch-mnist.sh
 
+# The proto comes with the packages: on a fresh machine set-up must run before
+# make can look for it (plain `make -j2` there failed with "no rule").
+$(ONNX_PROTO): | $(SETUP)
+	@test -f $@ || { echo "$@ is missing: install Debian's libonnx-dev (scripts/setup.sh does)" >&2; exit 1; }
+
 $(BUILD)/gen/onnx/onnx.pb-c.c $(BUILD)/gen/onnx/onnx.pb-c.h: $(ONNX_PROTO) | $(SETUP)
 	@mkdir -p $(BUILD)/gen/onnx
 	protoc-c --proto_path=/usr/include --c_out=$(BUILD)/gen $(ONNX_PROTO)

@@ -14,7 +14,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD]\n"
             "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
-            "                     [--max-spread X] [--no-reference] [--adaptive-rounds R] [--seed S]\n"
+            "                     [--passes P] [--latency-stat p10|median] [--max-spread X] [--reference]\n"
+            "                     [--adaptive-rounds R] [--seed S] [--refit FILE]\n"
             "                     [--resolution R] [--in-channels C] [--classes K] [--max-width W] [--json]\n\n"
             "Samples N networks that cover the search space (stratified over every choice),\n"
             "measures latency and energy per inference of each, fits whole-network and\n"
@@ -35,15 +36,26 @@ static void usage(FILE *f)
             "  --repeats N        built-in benchmark: timed repeats per network (default 5)\n"
             "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.05;\n"
             "                     with a RAPL or perf meter 0.5 or more gives steadier energy)\n"
+            "  --passes P         measure every network P times (1-3, default 2), each pass after\n"
+            "                     the whole batch of networks, so a network's measurements are\n"
+            "                     minutes apart; the fastest is fit (neighbours on the machine only\n"
+            "                     ever slow a measurement down). The first two passes against each\n"
+            "                     other are printed as test-retest agreement\n"
+            "  --latency-stat S   built-in benchmark: the latency figure measured and predicted:\n"
+            "                     p10 (default), the 10th percentile of single inferences, or median.\n"
+            "                     On a shared machine neighbours slow whole stretches of calls; the\n"
+            "                     fast tenth is the network's own speed and repeats far better\n"
+            "                     (on this project's 2-core VM, two measurements of a network agreed\n"
+            "                     within 10%% for 97%% of networks with p10 and 90%% with the median)\n"
             "  --max-spread X     measure a network again (twice at most) when its latency spread\n"
             "                     (p90-p10)/median is over X (default 0.15; 0: never)\n"
-            "  --no-reference     do not measure the reference network between networks. By\n"
-            "                     default each measurement is scaled by how fast the machine ran\n"
-            "                     around it (a reference network measured before and after), and\n"
-            "                     one taken while the machine ran unsteadily or slower than usual\n"
-            "                     is taken again. On a shared VM whose speed wandered by half,\n"
-            "                     scaling alone took the held-out share within 10%% from 37%% to\n"
-            "                     80-85%%. It doubles the measuring time\n"
+            "  --reference        measure a reference network before and after each network, scale\n"
+            "                     each measurement by how fast the machine ran around it, and take\n"
+            "                     again one taken while the machine ran unsteadily or slower than\n"
+            "                     usual: for a machine whose speed drifts for minutes at a time.\n"
+            "                     It doubles the measuring time (--no-reference: off, the default)\n"
+            "  --refit FILE       fit again on the measurements recorded in the predictor FILE,\n"
+            "                     measuring nothing (its space, hardware and labels are kept)\n"
             "  --folds K          cross-validation folds (default 5)\n"
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
@@ -70,11 +82,13 @@ int cmd_calibrate(int argc, char **argv)
     const char *cmd = "calibrate";
     pred_calib_opts o;
     pred_calib_opts_default(&o);
-    o.reference = 1;
+    o.reference = 0;
+    o.passes = 2;
     long samples = 300, max_samples = -1, threads = 1, folds = 5, rounds = 2, seed = 1;
     long res = 28, in_ch = 1, classes = 10;
     double max_w = 1.0, min_s = -1;
-    long repeats = -1;
+    long repeats = -1, passes = 2;
+    const char *stat = "p10", *refit = NULL;
     const char *out = "predictor.json", *mcmd = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -87,8 +101,8 @@ int cmd_calibrate(int argc, char **argv)
             json = 1;
             continue;
         }
-        if (!strcmp(a, "--no-reference")) {
-            o.reference = 0;
+        if (!strcmp(a, "--no-reference") || !strcmp(a, "--reference")) {
+            o.reference = !strcmp(a, "--reference");
             continue;
         }
         int bad = 1;
@@ -116,7 +130,16 @@ int cmd_calibrate(int argc, char **argv)
             bad = cli_parse_int(v, 1, 1000, &repeats);
         else if (!strcmp(a, "--min-seconds"))
             bad = cli_parse_double(v, 0.001, 60, &min_s);
-        else if (!strcmp(a, "--max-spread"))
+        else if (!strcmp(a, "--passes"))
+            bad = cli_parse_int(v, 1, PRED_MAX_PASSES, &passes);
+        else if (!strcmp(a, "--latency-stat")) {
+            bad = !v || (strcmp(v, "p10") != 0 && strcmp(v, "median") != 0);
+            if (!bad)
+                stat = v;
+        } else if (!strcmp(a, "--refit")) {
+            bad = !v || !*v;
+            refit = v;
+        } else if (!strcmp(a, "--max-spread"))
             bad = cli_parse_double(v, 0, 100, &o.max_spread);
         else if (!strcmp(a, "--out")) {
             bad = !v || !*v;
@@ -148,6 +171,7 @@ int cmd_calibrate(int argc, char **argv)
     o.seed = (uint64_t)seed;
     o.fit.seed = (uint64_t)seed;
     o.threads = (int)threads;
+    o.passes = (int)passes;
     snprintf(o.measure, sizeof o.measure, "%s", mcmd ? mcmd : "builtin");
     if (cli_progress_enabled())
         o.progress = progress;
@@ -157,19 +181,33 @@ int cmd_calibrate(int argc, char **argv)
         mctx.repeats = (int)repeats;
     if (min_s > 0)
         mctx.min_seconds = min_s;
+    mctx.p10 = !strcmp(stat, "p10");
+    snprintf(o.latency_stat, sizeof o.latency_stat, "%s", cli_measure_stat(&mctx));
 
     nas_err err;
     nas_err_clear(&err);
-    nas_status ready = cli_measure_ready(&mctx, &err);
-    if (ready != NAS_OK)
-        return cli_fail(cmd, ready, &err);
+    pred_model *from = NULL;
+    if (refit) {
+        nas_status lst = pred_load_measurements(refit, &from, &err);
+        if (lst != NAS_OK)
+            return cli_fail(cmd, lst, &err);
+        o.refit = from;
+    } else {
+        nas_status ready = cli_measure_ready(&mctx, &err);
+        if (ready != NAS_OK)
+            return cli_fail(cmd, ready, &err);
+    }
     pred_model *m = NULL;
     pred_calib_report rep;
     double t0 = nas_now();
     nas_status st = pred_calibrate(&o, cli_measure, &mctx, &m, &rep, &err);
     cli_measure_close(&mctx);
+    pred_free(from);
     if (st != NAS_OK)
         return cli_fail(cmd, st, &err);
+    if (rep.failed > 0)
+        fprintf(stderr, "nas calibrate: warning: %d network(s) could not be measured and were left out; the "
+                "first: %s\n", rep.failed, rep.first_failure);
     double secs = nas_now() - t0;
     st = pred_save(m, out, &err);
     if (st != NAS_OK) {
@@ -186,6 +224,13 @@ int cmd_calibrate(int argc, char **argv)
                                  hw->cores, "threads", hw->threads, "meter", hw->meter, "measure", hw->measure,
                                  "median_latency_spread", rep.median_latency_spread, "median_energy_spread",
                                  rep.median_energy_spread);
+        if (root) {
+            json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
+            json_object_set_new(root, "passes", json_integer(o.refit ? 0 : o.passes));
+            json_object_set_new(root, "failed", json_integer(rep.failed));
+            if (rep.retest.n > 0)
+                json_object_set_new(root, "retest", metrics_json(&rep.retest));
+        }
         for (int t = 0; root && t < 2; t++)
             json_object_set_new(root, tname[t],
                                 json_pack("{s:s, s:o, s:o}", "kept", pred_kind_name(rep.kept[t]), "net",
@@ -197,14 +242,23 @@ int cmd_calibrate(int argc, char **argv)
         free(s);
         json_decref(root);
     } else {
-        printf("calibrated on %d networks (%d added where held-out error was over 10%%, %d rounds) in %.1f s\n"
+        printf("%s on %d networks (%d added where held-out error was over 10%%, %d rounds) in %.1f s\n"
                "  (measuring %.1f s, fitting %.1f s)\n",
-               rep.samples, rep.adaptive_added, rep.rounds, secs, rep.measure_seconds, rep.fit_seconds);
+               o.refit ? "refit" : "calibrated", rep.samples, rep.adaptive_added, rep.rounds, secs,
+               rep.measure_seconds, rep.fit_seconds);
         printf("hardware: %s, %d cores, %d threads; energy from %s\n", hw->cpu_model, hw->cores, hw->threads,
                hw->meter);
         printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%; "
                "%d measurements taken again as unsteady\n",
                100 * rep.median_latency_spread, 100 * rep.median_energy_spread, rep.remeasured);
+        printf("latency figure: %s%s\n", pred_model_latency_stat(m),
+               !strcmp(pred_model_latency_stat(m), "p10") ? " (10th percentile of single inferences)"
+               : !strcmp(pred_model_latency_stat(m), "median") ? " (median of single inferences)"
+                                                              : " (as the measuring command reports it)");
+        if (rep.retest.n > 0)
+            printf("test-retest (two measurements of each of %d networks, minutes apart): %.1f%% agree within 10%%, "
+                   "%.1f%% within 5%%, mean difference %.2f%%\n",
+                   rep.retest.n, 100 * rep.retest.within10, 100 * rep.retest.within5, 100 * rep.retest.mape);
         if (rep.references > 0)
             printf("reference network: median %.4g ms over %d measurements, drift (p90-p10)/median %.1f%%\n",
                    rep.reference_ms, rep.references, 100 * rep.reference_drift);

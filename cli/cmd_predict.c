@@ -108,6 +108,7 @@ int cmd_predict(int argc, char **argv)
     if (measure) {
         cli_measure_ctx mctx;
         cli_measure_init(&mctx, mcmd, fit_hw->threads);
+        mctx.p10 = !strcmp(pred_model_latency_stat(m), "p10");   /* the figure the predictor predicts */
         st = cli_measure_ready(&mctx, &err);
         if (st == NAS_OK)
             st = cli_measure(&mctx, &spec, &net, &meas, &err);
@@ -128,6 +129,8 @@ int cmd_predict(int argc, char **argv)
                                  cvl->mape, "energy_model", "kind", pred_kind_name(pred_model_kind(m, 1)),
                                  "cv_within10", cve->within10, "cv_mape", cve->mape, "other_hardware",
                                  other_hw, "outside_space", outside);
+        if (root)
+            json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
         if (root && other_hw)
             json_object_set_new(root, "hardware_warning", json_string(hw_why));
         if (root && outside)
@@ -145,8 +148,9 @@ int cmd_predict(int argc, char **argv)
         json_decref(root);
     } else {
         printf("%s: per inference, batch 1\n", arg);
-        printf("  latency  %10.4g ms  predicted (%s-level model, %.0f%% of held-out networks within 10%%)\n",
-               e.latency_ms, pred_kind_name(pred_model_kind(m, 0)), 100 * cvl->within10);
+        printf("  latency  %10.4g ms  predicted, %s (%s-level model, %.0f%% of held-out networks within 10%%)\n",
+               e.latency_ms, pred_model_latency_stat(m), pred_kind_name(pred_model_kind(m, 0)),
+               100 * cvl->within10);
         printf("  energy   %10.4g mJ  predicted, %s (fit on %s data; %.0f%% within 10%%)\n", e.energy_mj,
                e.energy_quality, e.energy_source, 100 * cve->within10);
         if (measure) {

@@ -193,6 +193,9 @@ static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, doub
     return w->over;
 }
 
+/* Where measured latencies come from: the clock, 10th percentile of single inferences. */
+#define LATENCY_SOURCE "clock:p10"
+
 static void meter_into(const run_ctx *c, double j0, search_eval *out)
 {
     double j1 = j0;
@@ -216,7 +219,9 @@ static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err
     nas_status st = ev_bench_infer(net, c->meter, &bo, &br, err);
     if (st)
         return st;
-    out->latency_ms = br.latency_ms_median;
+    /* the steady latency, as `nas calibrate` measures and predicts it by default:
+     * neighbours on a shared machine slow stretches of calls, not the fast tenth */
+    out->latency_ms = br.latency_ms_p10;
     out->energy_mj = br.energy_mj_median;
     return NAS_OK;
 }
@@ -388,7 +393,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
          * (the first ones stay in the measurements table), with the state, at once */
         const search_eval *e = &r->eval;
         const char *quality = e->joules_estimated ? "estimated" : "measured";
-        runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, "clock", "measured") : runs_fig_none();
+        runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, LATENCY_SOURCE, "measured") : runs_fig_none();
         runs_fig en = e->energy_mj > 0 ? runs_fig_make(e->energy_mj, e->meter, quality) : runs_fig_none();
         runs_fig j = e->joules > 0 ? runs_fig_make(e->joules, e->meter, quality) : runs_fig_none();
         if (r->id >= c->n_cand || c->cand[r->id] < 0) {   /* finished before a resume: find its row */
@@ -410,7 +415,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
     if (e->energy_mj > 0)
         res.energy_mj = runs_fig_make(e->energy_mj, e->meter, quality);
     if (e->latency_ms > 0)
-        res.latency_ms = runs_fig_make(e->latency_ms, "clock", "measured");
+        res.latency_ms = runs_fig_make(e->latency_ms, LATENCY_SOURCE, "measured");
     if (!r->screened)   /* (an over-budget one's joules are an estimate of what it would cost) */
         res.joules = runs_fig_make(e->joules, e->meter, quality);
     res.wall_s = r->screened ? NAN : e->seconds;
@@ -929,6 +934,10 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
 #if HAVE_PREDICTOR
     if (root && pred_path && (st = pred_load(pred_path, &c.pred, &err)))
         goto fail;
+    if (c.pred && strcmp(pred_model_latency_stat(c.pred), "p10") != 0)
+        fprintf(stderr, "nas search: warning: %s predicts %s latency; candidates are measured at the 10th "
+                "percentile of single inferences, so predicted and measured latency differ by the machine's "
+                "jitter (calibrate with --latency-stat p10 to match)\n", pred_path, pred_model_latency_stat(c.pred));
 #else
     if (pred_path) {
         st = nas_errf(&err, NAS_EUNSUPP, "--predictor: the predictor is not in this build");

@@ -27,6 +27,11 @@ void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
     ctx->meter = "auto";
 }
 
+const char *cli_measure_stat(const cli_measure_ctx *ctx)
+{
+    return ctx->cmd ? "cmd" : ctx->p10 ? "p10" : "median";
+}
+
 nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err)
 {
     if (ctx->cmd || ctx->m)
@@ -120,7 +125,7 @@ nas_status cli_measure(void *ctxp, const space_spec *spec, const space_net *net,
     if (st != NAS_OK)
         return nas_errctx(err, "benchmarking the network");
     memset(m, 0, sizeof *m);
-    m->latency_ms = r.latency_ms_median;
+    m->latency_ms = ctx->p10 ? r.latency_ms_p10 : r.latency_ms_median;
     m->latency_spread = r.latency_ms_median > 0 ? (r.latency_ms_p90 - r.latency_ms_p10) / r.latency_ms_median : 0;
     m->energy_mj = r.energy_mj_median;
     m->energy_spread = r.energy_mj_spread;

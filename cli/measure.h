@@ -12,10 +12,13 @@ typedef struct {
     int repeats;           /* built-in: timed repeats (median and spread over them) */
     double min_seconds;    /* built-in: each repeat loops at least this long */
     const char *meter;     /* built-in: energy meter kind, "auto" by default */
+    int p10;               /* built-in: latency is the 10th percentile of single calls, not the median */
     void *m;               /* built-in: the open meter */
 } cli_measure_ctx;
 
 void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads);
+/* What its latency figure is: "p10", "median", or "cmd" (whatever the command prints). */
+const char *cli_measure_stat(const cli_measure_ctx *ctx);
 /* Opens what measuring needs (the energy meter); NAS_OK when it can work. */
 nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err);
 void cli_measure_close(cli_measure_ctx *ctx);

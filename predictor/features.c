@@ -133,6 +133,7 @@ static const char *const unit_names[PRED_UNIT_NFEAT] = {
     "expansion", "se_ch", "act", "residual", "has_expand", "macs", "conv_macs", "dw_macs",
     "lin_macs", "in_bytes", "out_bytes", "act_bytes", "weight_bytes", "layers", "log_macs",
     "exp_bytes", "position", "dw_out_elems", "net_resolution", "macs_per_byte",
+    "wasted_lanes", "tile_loads", "blas_macs", "exp_ch_mod16", "out_ch_mod16",
 };
 
 const char *pred_unit_feature_name(int i)
@@ -201,23 +202,34 @@ void pred_unit_features(const space_net *net, int unit, float *f)
     v[24] = units > 1 ? (double)unit / (units - 1) : 0;
     v[26] = net->resolution;
     v[27] = macs / (c.act_bytes + 4 * c.params + 1);
+    double p[PRED_NPRIOR];
+    pred_unit_prior(net, unit, p);
+    v[28] = p[19];
+    v[29] = p[20];
+    v[30] = p[1];
+    v[31] = (int)v[4] % 16;
+    v[32] = (int)v[5] % 16;
     for (int i = 0; i < PRED_UNIT_NFEAT; i++)
         f[i] = (float)v[i];
 }
 
 /* The prior's additive costs. Each is a count of work of one kind whose time
  * per unit is roughly constant on a given CPU, so a non-negative linear
- * combination is a fair first model of latency: dense 1x1 GEMMs bucketed by
- * their thinnest side (thin GEMMs run far below peak), the stem, depthwise
- * MACs by kernel and stride (each a separately specialised kernel), linear
- * layers, activation elements by function (swish's exp costs many times a
- * ReLU6), the SE pool-and-scale elements, residual adds, bytes moved, layer
- * launches and a fixed cost. */
+ * combination is a fair first model of latency. They follow how the built-in
+ * engine runs a network (evaluator/ops.c), as nn-Meter follows the kernels a
+ * device runs: a 1x1 conv runs on AVX-512 register tiles (8 rows x 48 columns,
+ * 16 lanes a vector) up to PW_BLAS_ABOVE weights and through OpenBLAS's packed
+ * GEMM above; thin inputs leave the tile loop short and the epilogue dominant;
+ * depthwise kernels are specialised per kernel and stride and called per
+ * output row; lanes past a channel count that is not a multiple of 16 are
+ * wasted; swish's exp costs many times a ReLU6 and runs as a pass of its own.
+ * The MAC terms (0..10) add up to the unit's MACs. */
+#define PW_BLAS_ABOVE 262144.0   /* evaluator/ops.c PW_FUSED_MAX_W */
 static const char *const prior_names[PRED_NPRIOR] = {
-    "conv_macs_thin", "conv_macs_mid", "conv_macs_wide", "stem_macs",
+    "conv_macs_tile", "conv_macs_blas", "conv_macs_thin", "stem_macs",
     "dw_macs_k3s1", "dw_macs_k3s2", "dw_macs_k5s1", "dw_macs_k5s2", "dw_macs_k7s1", "dw_macs_k7s2",
     "lin_macs", "act_relu_elems", "act_hswish_elems", "act_swish_elems", "se_elems", "residual_elems",
-    "act_bytes", "weight_bytes", "layers", "fixed",
+    "act_bytes", "weight_bytes", "layers", "wasted_lanes", "tile_loads", "dw_rows", "fixed",
 };
 
 const char *pred_prior_name(int i)
@@ -225,10 +237,23 @@ const char *pred_prior_name(int i)
     return i >= 0 && i < PRED_NPRIOR ? prior_names[i] : "?";
 }
 
-static void add_conv(double *p, int cin, int cout, double macs)
+static double ceil16(double c)
 {
-    int thin = cin < cout ? cin : cout;
-    p[thin < 32 ? 0 : thin < 96 ? 1 : 2] += macs;
+    return 16 * ceil(c / 16);
+}
+
+/* A 1x1 conv of n positions: its MACs by path, wasted lanes and tile loads. */
+static void add_conv(double *p, double n, int cin, int cout)
+{
+    double macs = n * cin * cout;
+    if ((double)cin * cout > PW_BLAS_ABOVE) {
+        p[1] += macs;
+        return;
+    }
+    p[cin < 32 ? 2 : 0] += macs;
+    p[19] += n * cin * (ceil16(cout) - cout);
+    /* per tile and input channel: a weight vector per 16 columns, a broadcast per row */
+    p[20] += cin * (ceil(n / 8) * ceil16(cout) / 16 + n * ceil(cout / 48.0));
 }
 
 static void add_act(double *p, space_act a, double elems)
@@ -242,27 +267,33 @@ void pred_unit_prior(const space_net *net, int unit, double *p)
     cost_unit(net, unit, &c);
     memset(p, 0, sizeof(double) * PRED_NPRIOR);
     if (unit == 0) {
+        double n = (double)net->stem_out_hw * net->stem_out_hw;
+        int kk = net->stem_kernel * net->stem_kernel * net->in_ch;
         p[3] = c.conv_macs;
-        add_act(p, net->stem_act, (double)net->stem_out_hw * net->stem_out_hw * net->stem_ch);
+        p[19] += n * kk * (ceil16(net->stem_ch) - net->stem_ch);
+        p[20] += kk * (ceil(n / 8) * ceil16(net->stem_ch) / 16 + n * ceil(net->stem_ch / 48.0));
+        add_act(p, net->stem_act, n * net->stem_ch);
     } else if (unit <= net->n_blocks) {
         const space_block *b = &net->blocks[unit - 1];
         double hw_in = (double)b->in_hw * b->in_hw, hw_out = (double)b->out_hw * b->out_hw;
         if (b->exp_ch != b->in_ch) {
-            add_conv(p, b->in_ch, b->exp_ch, hw_in * b->in_ch * b->exp_ch);
+            add_conv(p, hw_in, b->in_ch, b->exp_ch);
             add_act(p, b->act, hw_in * b->exp_ch);
         }
         int k = b->kernel == 7 ? 2 : b->kernel == 5 ? 1 : 0;
         p[4 + 2 * k + (b->stride == 2)] += c.dw_macs;
+        p[19] += hw_out * b->kernel * b->kernel * (ceil16(b->exp_ch) - b->exp_ch);
+        p[21] += b->out_hw;
         add_act(p, b->act, hw_out * b->exp_ch);
         if (b->se_ch > 0)
             p[14] += hw_out * b->exp_ch;
-        add_conv(p, b->exp_ch, b->out_ch, hw_out * b->exp_ch * b->out_ch);
+        add_conv(p, hw_out, b->exp_ch, b->out_ch);
         if (b->residual)
             p[15] += hw_out * b->out_ch;
     } else {
         double hw = (double)net->head_hw * net->head_hw;
         if (net->head_ch > 0) {
-            add_conv(p, net->head_in_ch, net->head_ch, hw * net->head_in_ch * net->head_ch);
+            add_conv(p, hw, net->head_in_ch, net->head_ch);
             add_act(p, net->head_act, hw * net->head_ch);
         }
         if (net->fc_ch > 0)
@@ -272,7 +303,7 @@ void pred_unit_prior(const space_net *net, int unit, double *p)
     p[16] = c.act_bytes;
     p[17] = 4 * c.params;
     p[18] = c.layers;
-    p[19] = 1;
+    p[PRED_NPRIOR - 1] = 1;
 }
 
 /* ---- whole-network features --------------------------------------------- */
@@ -284,6 +315,7 @@ static const char *const net_names[PRED_NET_NFEAT] = {
     "act_hswish", "act_swish", "conv_macs", "dw_macs", "lin_macs", "unit_act_bytes",
     "weight_bytes", "log_macs", "mean_expansion", "num_classes", "head_hw", "n_expand",
     "fc_ch", "stem_out_hw", "exp_bytes", "max_unit_act_bytes", "mean_kernel", "log_act_bytes",
+    "wasted_lanes", "tile_loads", "blas_macs", "dw_rows",
 };
 
 const char *pred_net_feature_name(int i)
@@ -311,6 +343,12 @@ void pred_net_features(const space_net *net, float *f)
         v[36] += c.exp_bytes;
         if (c.act_bytes > max_unit_bytes)
             max_unit_bytes = c.act_bytes;
+        double p[PRED_NPRIOR];
+        pred_unit_prior(net, u, p);
+        v[40] += p[19];
+        v[41] += p[20];
+        v[42] += p[1];
+        v[43] += p[21];
     }
     v[2] = tot.act_bytes_total;
     v[3] = tot.act_bytes_peak;

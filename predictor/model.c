@@ -92,12 +92,20 @@ void pred_free(pred_model *m)
         return;
     for (int t = 0; t < 2; t++)
         pred_regressor_free(m->target[t].reg);
+    nas_free(m->rows);
     nas_free(m);
 }
 
 const pred_hw *pred_model_hw(const pred_model *m) { return &m->hw; }
 const space_config *pred_model_space(const pred_model *m) { return &m->space; }
 int pred_model_samples(const pred_model *m) { return m->samples; }
+const char *pred_model_latency_stat(const pred_model *m) { return m->latency_stat[0] ? m->latency_stat : "median"; }
+
+const pred_sample *pred_model_measurements(const pred_model *m, int *n)
+{
+    *n = m->n_rows;
+    return m->n_rows > 0 ? m->rows : NULL;
+}
 
 pred_kind pred_model_kind(const pred_model *m, int target)
 {
@@ -163,6 +171,32 @@ static json_t *metrics_json(const pred_metrics *x)
                      x->kendall_tau);
 }
 
+/* The measurements, a row per network: passes as measured, and the figure fit. */
+static json_t *rows_json(const pred_model *m)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < m->n_rows; i++) {
+        const pred_sample *r = &m->rows[i];
+        char g[256];
+        space_genome_to_string(&r->genome, g, sizeof g);
+        json_t *l = json_array(), *e = json_array(), *ref = json_array();
+        for (int p = 0; l && e && ref && p < r->passes; p++) {
+            json_array_append_new(l, json_real(r->latency_pass[p]));
+            json_array_append_new(e, json_real(r->energy_pass[p]));
+            json_array_append_new(ref, json_real(r->reference_pass[p]));
+        }
+        json_t *row = json_pack("{s:s, s:f, s:f, s:o, s:o, s:o, s:f, s:f}", "genome", g, "latency_ms",
+                                r->latency_ms, "energy_mj", r->energy_mj, "latency_passes", l, "energy_passes", e,
+                                "reference_passes", ref, "latency_spread", r->latency_spread, "energy_spread",
+                                r->energy_spread);
+        if (!row || json_array_append_new(a, row) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
 nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
 {
     nas_status st = NAS_OK;
@@ -203,6 +237,12 @@ nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
             st = nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
             goto cleanup;
         }
+    }
+    json_t *rows = rows_json(m);
+    if (!rows || json_object_set_new(root, "measurements", rows) != 0 ||
+        json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m))) != 0) {
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
+        goto cleanup;
     }
     text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     if (!text) {
@@ -267,7 +307,72 @@ static nas_status get_metrics(const json_t *o, const char *path, const char *ctx
     return NAS_OK;
 }
 
-nas_status pred_load(const char *path, pred_model **out, nas_err *err)
+/* Passes of one measured row: 1..PRED_MAX_PASSES positive numbers. */
+static nas_status get_passes(const json_t *row, const char *key, const char *path, int i, int want, double *out,
+                             int *n, nas_err *err)
+{
+    const json_t *a = json_object_get(row, key);
+    size_t len = json_is_array(a) ? json_array_size(a) : 0;
+    if (len < 1 || len > PRED_MAX_PASSES || (want > 0 && (int)len != want))
+        return nas_errf(err, NAS_EINVAL, "%s: measurements[%d].%s: must be an array of %s%d numbers", path, i,
+                        key, want > 0 ? "" : "1 to ", want > 0 ? want : PRED_MAX_PASSES);
+    for (size_t p = 0; p < len; p++) {
+        const json_t *v = json_array_get(a, p);
+        if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0)
+            return nas_errf(err, NAS_EINVAL, "%s: measurements[%d].%s[%zu]: not a non-negative number", path, i,
+                            key, p);
+        out[p] = json_number_value(v);
+    }
+    *n = (int)len;
+    return NAS_OK;
+}
+
+/* The measurements (absent in files of older versions: none). */
+static nas_status load_rows(const json_t *root, const char *path, pred_model *m, nas_err *err)
+{
+    const json_t *a = json_object_get(root, "measurements");
+    if (!a)
+        return NAS_OK;
+    if (!json_is_array(a))
+        return nas_errf(err, NAS_EINVAL, "%s: measurements: not an array", path);
+    size_t n = json_array_size(a);
+    if (n == 0)
+        return NAS_OK;
+    if (n > 1000000 || !(m->rows = nas_calloc(n, sizeof *m->rows)))
+        return nas_errf(err, NAS_ENOMEM, "%s: out of memory for %zu measurements", path, n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *row = json_array_get(a, i);
+        pred_sample *r = &m->rows[i];
+        char ctx[48], g[256];
+        snprintf(ctx, sizeof ctx, "measurements[%zu]", i);
+        nas_status st;
+        double v;
+        int np = 0;
+        if ((st = get_str(row, "genome", path, ctx, g, sizeof g, err)) != NAS_OK)
+            return st;
+        if (space_genome_from_string(g, &r->genome, err) != NAS_OK ||
+            space_genome_check(&m->space, &r->genome, err) != NAS_OK)
+            return nas_errctx(err, "%s: %s.genome", path, ctx);
+        if ((st = get_passes(row, "latency_passes", path, (int)i, 0, r->latency_pass, &np, err)) != NAS_OK ||
+            (st = get_passes(row, "energy_passes", path, (int)i, np, r->energy_pass, &np, err)) != NAS_OK ||
+            (st = get_passes(row, "reference_passes", path, (int)i, np, r->reference_pass, &np, err)) != NAS_OK)
+            return st;
+        r->passes = np;
+        static const char *const keys[4] = {"latency_ms", "energy_mj", "latency_spread", "energy_spread"};
+        double *dst[4] = {&r->latency_ms, &r->energy_mj, &r->latency_spread, &r->energy_spread};
+        for (int k = 0; k < 4; k++) {
+            if ((st = get_num(row, keys[k], path, ctx, &v, err)) != NAS_OK)
+                return st;
+            if (v < 0 || (k < 2 && !(v > 0)))
+                return nas_errf(err, NAS_EINVAL, "%s: %s.%s: %g is out of range", path, ctx, keys[k], v);
+            *dst[k] = v;
+        }
+        m->n_rows = (int)i + 1;
+    }
+    return NAS_OK;
+}
+
+static nas_status load(const char *path, int models, pred_model **out, nas_err *err)
 {
     nas_status st;
     char *text = NULL;
@@ -308,7 +413,7 @@ nas_status pred_load(const char *path, pred_model **out, nas_err *err)
         goto cleanup;
     }
     NUM(root, "feature_version", "", fversion);
-    if (fversion != PRED_FEATURE_VERSION) {
+    if (models && fversion != PRED_FEATURE_VERSION) {
         st = nas_errf(err, NAS_EINVAL,
                       "%s: feature_version: %d, this nas computes version %d features (calibrate again)", path,
                       fversion, PRED_FEATURE_VERSION);
@@ -353,7 +458,7 @@ nas_status pred_load(const char *path, pred_model **out, nas_err *err)
     }
     m->macs_min = json_number_value(json_array_get(range, 0));
     m->macs_max = json_number_value(json_array_get(range, 1));
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; models && t < 2; t++) {
         const json_t *tg, *cv, *mod, *cvk;
         char where[600];
         if ((st = get_obj(root, target_key[t], path, "", &tg, err)) != NAS_OK ||
@@ -374,11 +479,32 @@ nas_status pred_load(const char *path, pred_model **out, nas_err *err)
             goto cleanup;
     }
 #undef NUM
+    const json_t *ls = json_object_get(root, "latency_stat");
+    snprintf(m->latency_stat, sizeof m->latency_stat, "%s", json_is_string(ls) ? json_string_value(ls) : "median");
+    if ((st = load_rows(root, path, m, err)) != NAS_OK)
+        goto cleanup;
     *out = m;
     m = NULL;
 cleanup:
     pred_free(m);
     json_decref(root);
     nas_free(text);
+    return st;
+}
+
+nas_status pred_load(const char *path, pred_model **out, nas_err *err)
+{
+    return load(path, 1, out, err);
+}
+
+nas_status pred_load_measurements(const char *path, pred_model **out, nas_err *err)
+{
+    nas_status st = load(path, 0, out, err);
+    if (st == NAS_OK && (*out)->n_rows == 0) {
+        pred_free(*out);
+        *out = NULL;
+        return nas_errf(err, NAS_EINVAL, "%s: keeps no measurements (written by a nas before they were kept)",
+                        path);
+    }
     return st;
 }

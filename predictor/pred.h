@@ -29,11 +29,11 @@
 
 /* Bumped whenever a feature's meaning changes; a predictor file with another
  * version is refused rather than silently misread. */
-#define PRED_FEATURE_VERSION 1
+#define PRED_FEATURE_VERSION 2
 
-#define PRED_NET_NFEAT   40   /* whole-network features */
-#define PRED_UNIT_NFEAT  28   /* per-unit features */
-#define PRED_NPRIOR      20   /* additive costs the linear prior is fit on */
+#define PRED_NET_NFEAT   44   /* whole-network features */
+#define PRED_UNIT_NFEAT  33   /* per-unit features */
+#define PRED_NPRIOR      23   /* additive costs the linear prior is fit on */
 
 /* Whole-network features of a resolved net into f[PRED_NET_NFEAT]. */
 void pred_net_features(const space_net *net, float *f);
@@ -142,6 +142,21 @@ void pred_hw_here(pred_hw *hw, int threads, const char *meter, const char *measu
  * sentence naming what differs in why. */
 int pred_hw_differs(const pred_hw *a, const pred_hw *b, char *why, size_t n);
 
+/* One measured network of a calibration, as the predictor file keeps it, so
+ * that a refit (`nas calibrate --refit FILE`) needs no measuring and the data
+ * behind a predictor can be read again. */
+#define PRED_MAX_PASSES 3
+typedef struct {
+    space_genome genome;
+    int passes;                            /* measurements taken, 1..PRED_MAX_PASSES */
+    double latency_pass[PRED_MAX_PASSES];  /* as measured, ms */
+    double energy_pass[PRED_MAX_PASSES];   /* as measured, mJ */
+    double reference_pass[PRED_MAX_PASSES];/* the reference network around each (0: none) */
+    double latency_spread, energy_spread;  /* of the steadiest pass */
+    double latency_ms, energy_mj;          /* what the models fit: the fastest pass, each pass scaled
+                                            * by median(reference) / its reference */
+} pred_sample;
+
 /* ======================= the predictor =================================== */
 
 typedef struct pred_model pred_model;
@@ -160,11 +175,19 @@ nas_status pred_predict(const pred_model *m, const space_net *net, pred_estimate
  * feature version and every model, with errors naming the file and field. */
 nas_status pred_save(const pred_model *m, const char *path, nas_err *err);
 nas_status pred_load(const char *path, pred_model **out, nas_err *err);
+/* Only what a refit needs: hardware, space, labels and the measurements, from
+ * a predictor file of any feature version (its models are not read, and the
+ * result cannot predict). */
+nas_status pred_load_measurements(const char *path, pred_model **out, nas_err *err);
 void pred_free(pred_model *m);
 
 const pred_hw *pred_model_hw(const pred_model *m);
 const space_config *pred_model_space(const pred_model *m);
 int pred_model_samples(const pred_model *m);
+/* The measurements it was fit on (*n of them; NULL and 0 for none). */
+const pred_sample *pred_model_measurements(const pred_model *m, int *n);
+/* The latency statistic it predicts: "p10", "median" or "cmd". */
+const char *pred_model_latency_stat(const pred_model *m);
 /* target 0 latency, 1 energy: the kind kept and CV metrics of both kinds. */
 pred_kind pred_model_kind(const pred_model *m, int target);
 const pred_metrics *pred_model_cv(const pred_model *m, int target, pred_kind kind);
@@ -222,6 +245,15 @@ typedef struct {
                             * measurement by median(reference) / reference-around-it, which
                             * cancels slow drifts of the machine's speed (twice the measuring) */
     char measure[256];     /* "builtin" or the command, recorded in the fingerprint */
+    char latency_stat[32]; /* which latency the measurements are ("p10", "median", "cmd"), recorded */
+    int passes;            /* 1..3 (the CLI's default 2; 1 here): measure every network of a batch once per
+                            * pass, each pass after the last network of the one before, so one network's
+                            * measurements are minutes apart and a slow stretch of the machine rarely spoils
+                            * all of them; the fastest is fit */
+    double max_failed;     /* share of networks whose measuring may fail (skipped, reported) before the
+                            * calibration gives up (default 0.1; the first 5 failures are always allowed) */
+    const pred_model *refit;   /* non-NULL: fit on the measurements recorded in this predictor and
+                                * measure nothing (its space is used; samples and adaptive rounds ignored) */
     /* Progress, may be NULL: phase "measure" or "fit", done of total. */
     void (*progress)(void *ctx, const char *phase, int done, int total);
     void *progress_ctx;
@@ -240,6 +272,12 @@ typedef struct {
     int references;                 /* reference measurements (0: no reference) */
     double reference_ms;            /* their median */
     double reference_drift;         /* their (p90 - p10) / median: how much the machine's speed wandered */
+    int failed;                     /* networks skipped because measuring them failed */
+    char first_failure[256];        /* why the first of them failed */
+    /* Test-retest: the first two passes of each network against each other
+     * (n 0 with one pass): how far single measurements of one network differ
+     * on this machine. The figure fit, the fastest pass, is steadier still. */
+    pred_metrics retest;
 } pred_calib_report;
 
 /* Samples, measures, fits and cross-validates; *out is the fitted predictor. */

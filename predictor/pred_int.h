@@ -31,6 +31,9 @@ struct pred_model {
     double latency_spread, energy_spread;   /* median measurement noise */
     double reference_ms, reference_drift;   /* the reference network, when normalised by one (else 0) */
     pred_target target[2];
+    char latency_stat[32];
+    pred_sample *rows;             /* the measurements it was fit on */
+    int n_rows;
 };
 
 /* An empty model (regressors NULL); NULL when out of memory. */

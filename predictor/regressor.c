@@ -142,9 +142,9 @@ static double net_prior(const pred_dataset *d, int i, const double *w)
 }
 
 /* Non-negative least squares of sum_k w_k P_nk / y_n against 1 (relative
- * error) by cyclic coordinate descent on the 7x7 normal equations, columns
+ * error) by cyclic coordinate descent on the normal equations, columns
  * scaled to unit RMS; exact coordinate minimisation converges for this convex
- * problem, and 7 unknowns need no cleverer method. */
+ * problem, and a couple of dozen unknowns need no cleverer method. */
 static void fit_prior(const pred_dataset *d, const double *y, const int *rows, int nrows, double *w)
 {
     double G[PRED_NPRIOR][PRED_NPRIOR] = {{0}}, h[PRED_NPRIOR] = {0}, scale[PRED_NPRIOR] = {0};

@@ -19,6 +19,9 @@ typedef struct {
     double drift;      /* > 0: the machine's speed wanders by this much, slowly, over calls */
     int disturb;       /* > 0: every disturb-th call is disturbed (1.5x slower, spread 0.5) */
     int wide;          /* every measurement reports a spread of 0.5 (a machine jittery throughout) */
+    int burst;         /* > 0: the first quarter of every burst calls runs 1.4x slower, with a normal
+                        * spread (a neighbour busy for a stretch, which no single measurement shows) */
+    int fail_every;    /* > 0: every fail_every-th call fails */
 } synth_ctx;
 
 static inline double gauss(nas_pcg32 *r)
@@ -59,12 +62,15 @@ static inline nas_status synth_measure(void *ctxp, const space_spec *spec, const
                                 pred_measurement *m, nas_err *err)
 {
     (void)spec;
-    (void)err;
     synth_ctx *ctx = ctxp;
     double lat, en;
     synth_truth(net, &lat, &en);
     ctx->calls++;
+    if (ctx->fail_every > 0 && ctx->calls % ctx->fail_every == 0)
+        return nas_errf(err, NAS_EIO, "synthetic device dropped call %d", ctx->calls);
     double slow = 1 + ctx->drift * sin(ctx->calls / 9.0);
+    if (ctx->burst > 0 && ctx->calls % ctx->burst < ctx->burst / 4)
+        slow *= 1.4;
     if (ctx->disturb > 0 && ctx->calls % ctx->disturb == 0)
         slow *= 1.5;
     m->latency_ms = slow * lat * (1 + ctx->noise * gauss(&ctx->rng));

@@ -218,9 +218,12 @@ static void inference_net_agrees_with_training_net(void **state)
     assert_int_equal(ev_net_infer(tn, x, 6, l1, &err), NAS_OK);
     assert_int_equal(ev_net_infer(in, x, 6, l2, &err), NAS_OK);
     assert_memory_equal(l1, l2, sizeof l1);
-    /* a smaller batch gives the same logits for the images it has */
+    /* a smaller batch gives the same logits for the images it has: to rounding,
+     * since OpenBLAS picks its GEMM kernel by matrix size on some CPUs (on a
+     * Xeon it differed in the last bit between batch 6 and 2; on an EPYC not) */
     assert_int_equal(ev_net_infer(in, x, 2, l2, &err), NAS_OK);
-    assert_memory_equal(l1, l2, 20 * sizeof(float));
+    for (int i = 0; i < 20; i++)
+        assert_true(fabsf(l1[i] - l2[i]) <= 1e-5f * (1 + fabsf(l1[i])));
     assert_int_equal(ev_net_infer(in, x, 7, l2, &err), NAS_EINVAL);
     ev_net_free(tn);
     ev_net_free(in);

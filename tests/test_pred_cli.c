@@ -139,6 +139,17 @@ static void builtin_measuring_calibrates_and_measures(void **state)
     assert_int_equal(tu_run_nas(args, &out), 0);
     assert_non_null(strstr(out, "\"measure\": \"builtin\""));
     assert_non_null(strstr(out, "\"samples\": 20"));
+    assert_non_null(strstr(out, "\"latency_stat\": \"p10\""));
+    assert_non_null(strstr(out, "\"passes\": 2"));
+    assert_non_null(strstr(out, "\"retest\": {\"n\": 20"));   /* both passes of every network */
+    free(out);
+    /* a refit measures nothing: it is quick and says so */
+    snprintf(args, sizeof args, "calibrate --refit %s/builtin.json --folds 2 --out %s/refit.json 2>/dev/null", dir,
+             dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    assert_non_null(strstr(out, "refit on 20 networks"));
+    assert_non_null(strstr(out, "measuring 0.0 s"));
+    assert_non_null(strstr(out, "latency figure: p10"));
     free(out);
     snprintf(args, sizeof args, "predict %s/net.json --predictor %s/builtin.json --measure --json 2>/dev/null",
              dir, dir);
@@ -178,6 +189,12 @@ static void usage_and_failures(void **state)
     assert_int_equal(tu_run_nas("calibrate --samples 3 2>/dev/null", NULL), 2);
     assert_int_equal(tu_run_nas("calibrate --measure-cmd 'echo hi' 2>/dev/null", NULL), 2);
     assert_int_equal(tu_run_nas("calibrate --bogus 2>/dev/null", NULL), 2);
+    assert_int_equal(tu_run_nas("calibrate --latency-stat mean 2>/dev/null", NULL), 2);
+    assert_int_equal(tu_run_nas("calibrate --passes 4 2>/dev/null", NULL), 2);
+    snprintf(args, sizeof args, "calibrate --refit %s/none.json --out %s/y.json 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 2);
+    assert_non_null(strstr(out, "none.json"));
+    free(out);
     assert_int_equal(tu_run_nas("calibrate --help", NULL), 0);
     assert_int_equal(tu_run_nas("predict --help", NULL), 0);
     assert_int_equal(tu_run_nas("predict 2>/dev/null", NULL), 2);

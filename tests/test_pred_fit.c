@@ -401,7 +401,9 @@ static void damaged_files_give_clear_errors(void **state)
     assert_non_null(strstr(err.msg, "bad.json"));
     assert_non_null(strstr(err.msg, "JSON error at line"));
 
-    damage(good, bad, "\"feature_version\": 1", "\"feature_version\": 99", 0);
+    char fv[48];
+    snprintf(fv, sizeof fv, "\"feature_version\": %d", PRED_FEATURE_VERSION);
+    damage(good, bad, fv, "\"feature_version\": 99", 0);
     assert_int_equal(pred_load(bad, &m, &err), NAS_EINVAL);
     assert_non_null(strstr(err.msg, "feature_version: 99"));
 
@@ -453,6 +455,165 @@ static void loading_under_allocation_failures(void **state)
     tu_rmtree(dir);
 }
 
+/* Targets of a calibration's rows within 3% of the synthetic truth. */
+static int rows_near_truth(const pred_model *m)
+{
+    int n, near = 0;
+    const pred_sample *rows = pred_model_measurements(m, &n);
+    const space_config *cfg = pred_model_space(m);
+    for (int i = 0; i < n; i++) {
+        space_spec spec;
+        static space_net net;
+        nas_err err;
+        double lat, en;
+        assert_int_equal(space_genome_to_spec(cfg, &rows[i].genome, &spec, &err), NAS_OK);
+        assert_int_equal(space_resolve(&spec, &net, &err), NAS_OK);
+        synth_truth(&net, &lat, &en);
+        near += fabs(rows[i].latency_ms / lat - 1) <= 0.03;
+    }
+    return near;
+}
+
+/* A neighbour busy for stretches of calls slows a quarter of all
+ * measurements without widening any: one pass keeps them, two passes minutes
+ * apart give each network a fast measurement to keep, and the first two
+ * passes against each other show the noise as test-retest agreement. */
+static void passes_vote_out_slow_stretches(void **state)
+{
+    (void)state;
+    pred_calib_opts o;
+    pred_calib_opts_default(&o);
+    o.samples = 60;
+    o.max_samples = 60;
+    o.adaptive_rounds = 0;
+    o.folds = 4;
+    o.fit.max_rounds = 50;
+    o.max_spread = 0;
+    nas_err err;
+    pred_calib_report one, two;
+    pred_model *m1 = NULL, *m2 = NULL;
+    synth_ctx c1 = {.noise = 0.002, .burst = 40};
+    nas_pcg32_seed(&c1.rng, 8, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &c1, &m1, &one, &err), NAS_OK);
+    assert_int_equal(c1.calls, 60);
+    assert_int_equal(one.retest.n, 0);   /* one pass: nothing to compare */
+
+    o.passes = 2;
+    synth_ctx c2 = {.noise = 0.002, .burst = 40};
+    nas_pcg32_seed(&c2.rng, 8, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &c2, &m2, &two, &err), NAS_OK);
+    assert_int_equal(c2.calls, 120);
+    assert_int_equal(two.retest.n, 60);
+    printf("# test-retest within 10%%: %.3f\n", two.retest.within10);
+    assert_true(two.retest.within10 > 0.3 && two.retest.within10 < 0.8);   /* the stretches show */
+    int n;
+    const pred_sample *rows = pred_model_measurements(m2, &n);
+    assert_int_equal(n, 60);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(rows[i].passes, 2);
+    int near1 = rows_near_truth(m1), near2 = rows_near_truth(m2);
+    printf("# slow stretches: %d of 60 targets within 3%% of the truth with one pass, %d with two\n", near1,
+           near2);
+    assert_true(near1 <= 50);
+    assert_true(near2 >= 57);
+    pred_free(m1);
+    pred_free(m2);
+}
+
+/* A device that drops a network now and then costs that network, not the
+ * calibration; one that drops most of them stops it with the reason. */
+static void failed_measurements_are_skipped_then_fatal(void **state)
+{
+    (void)state;
+    pred_calib_opts o;
+    pred_calib_opts_default(&o);
+    o.samples = 60;
+    o.max_samples = 60;
+    o.adaptive_rounds = 0;
+    o.folds = 4;
+    o.fit.max_rounds = 50;
+    o.max_spread = 0;
+    nas_err err;
+    pred_calib_report rep;
+    pred_model *m = NULL;
+    synth_ctx c = {.noise = 0.01, .fail_every = 20};
+    nas_pcg32_seed(&c.rng, 3, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &c, &m, &rep, &err), NAS_OK);
+    assert_int_equal(rep.failed, 3);
+    assert_int_equal(rep.samples, 57);
+    assert_non_null(strstr(rep.first_failure, "dropped call 20"));
+    pred_free(m);
+
+    o.passes = 2;   /* a failure in the second pass drops the network's first measurement too */
+    synth_ctx c2 = {.noise = 0.01, .fail_every = 25};
+    nas_pcg32_seed(&c2.rng, 3, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &c2, &m, &rep, &err), NAS_OK);
+    int n;
+    pred_model_measurements(m, &n);
+    assert_int_equal(n, rep.samples);
+    assert_int_equal(rep.samples, 60 - rep.failed);
+    assert_true(rep.failed >= 4);
+    pred_free(m);
+    m = NULL;
+
+    o.passes = 1;
+    synth_ctx c3 = {.noise = 0.01, .fail_every = 2};
+    nas_pcg32_seed(&c3.rng, 3, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &c3, &m, &rep, &err), NAS_EIO);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "failed to measure"));
+    assert_non_null(strstr(err.msg, "synthetic device dropped"));
+}
+
+/* The predictor file keeps its measurements; a refit on them measures
+ * nothing and reproduces the calibration's fit exactly. */
+static void refit_from_the_file_reproduces_the_fit(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/pred.json", dir);
+    nas_err err;
+    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+    pred_model *back = NULL, *again = NULL;
+    assert_int_equal(pred_load(path, &back, &err), NAS_OK);
+    int n0, n1;
+    const pred_sample *r0 = pred_model_measurements(calibrated, &n0), *r1 = pred_model_measurements(back, &n1);
+    assert_int_equal(n0, calib_rep.samples);
+    assert_int_equal(n1, n0);
+    for (int i = 0; i < n0; i++) {
+        assert_memory_equal(r0[i].genome.g, r1[i].genome.g, (size_t)r0[i].genome.n);
+        assert_int_equal(r0[i].passes, r1[i].passes);
+        assert_true(r0[i].latency_ms == r1[i].latency_ms && r0[i].energy_pass[0] == r1[i].energy_pass[0]);
+    }
+    pred_calib_opts o;
+    pred_calib_opts_default(&o);
+    o.folds = 4;
+    o.fit.max_rounds = 300;
+    o.refit = back;
+    pred_calib_report rep;
+    synth_ctx never = {0};
+    assert_int_equal(pred_calibrate(&o, synth_measure, &never, &again, &rep, &err), NAS_OK);
+    assert_int_equal(never.calls, 0);
+    assert_int_equal(rep.samples, n0);
+    assert_string_equal(pred_model_hw(again)->meter, pred_model_hw(calibrated)->meter);
+    assert_int_equal(pred_model_hw(again)->threads, 2);
+    /* the last round of the calibration saw the same rows with the same options */
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++)
+            assert_true(rep.cv[t][k].mape == calib_rep.cv[t][k].mape);
+    pred_free(again);
+    pred_free(back);
+
+    /* a damaged row is named */
+    char bad[128];
+    snprintf(bad, sizeof bad, "%s/bad.json", dir);
+    damage(path, bad, "\"latency_passes\": [", "\"latency_passes\": [-1, ", 0);
+    assert_int_equal(pred_load(bad, &back, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "measurements[0].latency_passes"));
+    tu_rmtree(dir);
+}
+
 static void networks_outside_the_fit_are_flagged(void **state)
 {
     (void)state;
@@ -475,12 +636,15 @@ int main(void)
         cmocka_unit_test(allocation_failures_are_reported_not_crashes),
         cmocka_unit_test(calibration_survives_a_drifting_machine),
         cmocka_unit_test(a_uniformly_jittery_machine_is_not_measured_forever),
+        cmocka_unit_test(passes_vote_out_slow_stretches),
+        cmocka_unit_test(failed_measurements_are_skipped_then_fatal),
     };
     const struct CMUnitTest calib_tests[] = {
         cmocka_unit_test(calibration_meets_the_goal_on_a_synthetic_cpu),
         cmocka_unit_test(save_and_load_predict_identically),
         cmocka_unit_test(damaged_files_give_clear_errors),
         cmocka_unit_test(loading_under_allocation_failures),
+        cmocka_unit_test(refit_from_the_file_reproduces_the_fit),
         cmocka_unit_test(networks_outside_the_fit_are_flagged),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
