@@ -73,7 +73,7 @@ $(BUILD)/nas: $(CLI_OBJ) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
 nas: $(BUILD)/nas
-	cp $(BUILD)/nas nas
+	cp $(BUILD)/nas nas.tmp && mv -f nas.tmp nas   # a rename: a running ./nas keeps its file
 
 $(BUILD)/tests/%: tests/%.c $(LIB) tests/testutil.h | $(SETUP)
 	@mkdir -p $(dir $@)

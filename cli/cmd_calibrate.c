@@ -12,7 +12,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD]\n"
+            "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD [--measure-timeout S]]\n"
             "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
             "                     [--passes P] [--latency-stat p10|median] [--max-spread X] [--reference]\n"
             "                     [--adaptive-rounds R] [--seed S] [--refit FILE]\n"
@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "                     it prints 'latency_ms=<ms>' and 'energy_mj=<mJ>' lines (optional:\n"
             "                     latency_spread=, energy_spread= (p90-p10)/median, energy_source=,\n"
             "                     energy_quality=measured|sampled|estimated)\n"
+            "  --measure-timeout S  seconds the command may take per network before it is killed\n"
+            "                     and the network skipped (default 600; 0: no limit)\n"
             "  --threads T        threads the built-in benchmark uses (default 1); recorded\n"
             "  --repeats N        built-in benchmark: timed repeats per network (default 5)\n"
             "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.05;\n"
@@ -86,7 +88,7 @@ int cmd_calibrate(int argc, char **argv)
     o.passes = 2;
     long samples = 300, max_samples = -1, threads = 1, folds = 5, rounds = 2, seed = 1;
     long res = 28, in_ch = 1, classes = 10;
-    double max_w = 1.0, min_s = -1;
+    double max_w = 1.0, min_s = -1, timeout = 600;
     long repeats = -1, passes = 2;
     const char *stat = "p10", *refit = NULL;
     const char *out = "predictor.json", *mcmd = NULL;
@@ -128,6 +130,8 @@ int cmd_calibrate(int argc, char **argv)
             bad = cli_parse_double(v, 0.25, 1.25, &max_w);
         else if (!strcmp(a, "--repeats"))
             bad = cli_parse_int(v, 1, 1000, &repeats);
+        else if (!strcmp(a, "--measure-timeout"))
+            bad = cli_parse_double(v, 0, 86400, &timeout);
         else if (!strcmp(a, "--min-seconds"))
             bad = cli_parse_double(v, 0.001, 60, &min_s);
         else if (!strcmp(a, "--passes"))
@@ -182,6 +186,7 @@ int cmd_calibrate(int argc, char **argv)
     if (min_s > 0)
         mctx.min_seconds = min_s;
     mctx.p10 = !strcmp(stat, "p10");
+    mctx.cmd_timeout = timeout;
     snprintf(o.latency_stat, sizeof o.latency_stat, "%s", cli_measure_stat(&mctx));
 
     nas_err err;

@@ -21,7 +21,8 @@ static void usage(FILE *f)
             "the space it was fit on.\n\n"
             "  --predictor FILE   default $NAS_PREDICTOR, else predictor.json\n"
             "  --measure          also measure the network (built-in, or --measure-cmd)\n"
-            "  --measure-cmd CMD  measuring command, as for 'nas calibrate' (implies --measure)\n");
+            "  --measure-cmd CMD  measuring command, as for 'nas calibrate' (implies --measure)\n"
+            "  --measure-timeout S  seconds the command may take (default 600; 0: no limit)\n");
 }
 
 int cmd_predict(int argc, char **argv)
@@ -29,6 +30,7 @@ int cmd_predict(int argc, char **argv)
     const char *cmd = "predict";
     const char *arg = NULL, *path = getenv("NAS_PREDICTOR"), *mcmd = NULL;
     int json = 0, measure = 0;
+    double timeout = 600;
     if (!path || !*path)
         path = "predictor.json";
     for (int i = 1; i < argc; i++) {
@@ -52,6 +54,10 @@ int cmd_predict(int argc, char **argv)
                 mcmd = v;
                 measure = 1;
             }
+            i++;
+        } else if (!strcmp(a, "--measure-timeout")) {
+            if (cli_parse_double(v, 0, 86400, &timeout))
+                return cli_usage_error(cmd, "--measure-timeout needs seconds (0..86400), got '%s'", v ? v : "");
             i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
@@ -109,6 +115,7 @@ int cmd_predict(int argc, char **argv)
         cli_measure_ctx mctx;
         cli_measure_init(&mctx, mcmd, fit_hw->threads);
         mctx.p10 = !strcmp(pred_model_latency_stat(m), "p10");   /* the figure the predictor predicts */
+        mctx.cmd_timeout = timeout;
         st = cli_measure_ready(&mctx, &err);
         if (st == NAS_OK)
             st = cli_measure(&mctx, &spec, &net, &meas, &err);

@@ -36,6 +36,9 @@ static int run_calibrate(const runs_job *j, int json)
     snprintf(res, sizeof res, "%d", j->resolution > 0 ? j->resolution : 28);
     snprintf(width, sizeof width, "%g", j->max_width);
     snprintf(out, sizeof out, "%s%s", j->name[0] ? j->name : "predictor", j->name[0] ? ".predictor.json" : ".json");
+    char passes[16], timeout[32];
+    snprintf(passes, sizeof passes, "%d", j->cal_passes);
+    snprintf(timeout, sizeof timeout, "%g", j->cal_timeout);
     char cmdbuf[sizeof j->cal_command];
     snprintf(cmdbuf, sizeof cmdbuf, "%s", j->cal_command);
     char *argv[32];
@@ -50,9 +53,13 @@ static int run_calibrate(const runs_job *j, int json)
     argv[n++] = "--resolution"; argv[n++] = res;
     argv[n++] = "--max-width"; argv[n++] = width;
     argv[n++] = "--out"; argv[n++] = out;
+    argv[n++] = "--passes"; argv[n++] = passes;
+    argv[n++] = "--latency-stat"; argv[n++] = j->cal_latency_stat ? "median" : "p10";
     if (cmdbuf[0]) {
         argv[n++] = "--measure-cmd";
         argv[n++] = cmdbuf;
+        argv[n++] = "--measure-timeout";
+        argv[n++] = timeout;
     }
     if (json)
         argv[n++] = "--json";

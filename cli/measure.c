@@ -25,6 +25,7 @@ void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
     ctx->repeats = 5;
     ctx->min_seconds = 0.05;
     ctx->meter = "auto";
+    ctx->cmd_timeout = 600;
 }
 
 const char *cli_measure_stat(const cli_measure_ctx *ctx)
@@ -70,7 +71,7 @@ static nas_status measure_cmd(const cli_measure_ctx *ctx, const space_spec *spec
                               pred_measurement *m, nas_err *err)
 {
     if (!strstr(ctx->cmd, "{onnx}"))
-        return pred_measure_cmd(ctx->cmd, spec, NULL, m, err);
+        return pred_measure_cmd(ctx->cmd, spec, NULL, ctx->cmd_timeout, m, err);
     char dir[] = "/tmp/nas-onnx-XXXXXX", path[64], spec_path[64], card_path[64];
     if (!mkdtemp(dir))
         return nas_errf(err, NAS_EIO, "measure command: cannot make a folder for the ONNX model: %s",
@@ -90,7 +91,7 @@ static nas_status measure_cmd(const cli_measure_ctx *ctx, const space_spec *spec
     }
     ev_net_free(en);
     if (st == NAS_OK)
-        st = pred_measure_cmd(ctx->cmd, spec, path, m, err);
+        st = pred_measure_cmd(ctx->cmd, spec, path, ctx->cmd_timeout, m, err);
     ev_export_sidecar_paths(path, spec_path, card_path, sizeof spec_path);
     unlink(path);
     unlink(spec_path);

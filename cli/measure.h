@@ -8,6 +8,7 @@
 
 typedef struct {
     const char *cmd;       /* external measuring command template, or NULL: built-in */
+    double cmd_timeout;    /* seconds the command may take per network (0: no limit) */
     int threads;           /* built-in: threads of the benchmark */
     int repeats;           /* built-in: timed repeats (median and spread over them) */
     double min_seconds;    /* built-in: each repeat loops at least this long */

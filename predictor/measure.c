@@ -6,7 +6,9 @@
  * model the caller exported (the CLI does, with the evaluator), /bin/sh runs
  * the command, and its
  * stdout is read for "key=value" lines (format in pred.h). The command's
- * stderr passes through to ours, so its own diagnostics reach the user.
+ * stderr passes through to ours, so its own diagnostics reach the user. A
+ * command runs in a process group of its own, so one that outlives its time
+ * (a board that hangs) is killed with everything it started.
  */
 #include "predictor/pred.h"
 
@@ -14,8 +16,11 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int parse_number(const char *s, double *out)
@@ -119,15 +124,90 @@ static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
+/* Runs cmd with /bin/sh in a process group of its own, collecting its stdout
+ * into *out; past timeout_s (0: no limit) the group is killed and *timed_out
+ * set. *status is waitpid's. */
+static nas_status run_cmd(const char *cmd, double timeout_s, char **out, size_t *out_len, size_t *out_cap,
+                          int *status, int *timed_out, nas_err *err)
+{
+    int fds[2];
+    *timed_out = 0;
+    if (pipe(fds) != 0)
+        return nas_errf(err, NAS_EIO, "measure command: pipe: %s", strerror(errno));
+    fflush(NULL);   /* buffered output of ours must not be duplicated into the child */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return nas_errf(err, NAS_EIO, "measure command: cannot start '%s': %s", cmd, strerror(errno));
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);   /* also here: whichever runs first, the group exists before a kill */
+    close(fds[1]);
+    double deadline = timeout_s > 0 ? nas_now() + timeout_s : 0;
+    nas_status st = NAS_OK;
+    char buf[4096];
+    for (int open_fd = 1; open_fd;) {
+        int ms = -1;
+        if (deadline > 0) {
+            double left = deadline - nas_now();
+            if (left <= 0) {
+                *timed_out = 1;
+                break;
+            }
+            ms = (int)ceil(left * 1e3);
+        }
+        struct pollfd pf = {fds[0], POLLIN, 0};
+        int r = poll(&pf, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            continue;   /* the deadline is checked above */
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            open_fd = 0;
+        else if (st == NAS_OK && append(out, out_len, out_cap, buf, (size_t)n) != 0)
+            st = nas_errf(err, NAS_ENOMEM, "measure command: out of memory");
+    }
+    close(fds[0]);
+    if (*timed_out)
+        kill(-pid, SIGKILL);
+    /* stdout closed; the command may still be running (it backgrounded something) */
+    pid_t w;
+    while ((w = waitpid(pid, status, *timed_out ? 0 : WNOHANG)) == 0 ||
+           (w < 0 && errno == EINTR)) {
+        if (w == 0 && deadline > 0 && nas_now() >= deadline) {
+            *timed_out = 1;
+            kill(-pid, SIGKILL);
+            continue;
+        }
+        if (w == 0)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        else if (*timed_out)
+            continue;
+    }
+    if (*timed_out)
+        kill(-pid, SIGKILL);   /* whatever it left behind */
+    return st;
+}
+
 nas_status pred_measure_cmd(const char *template, const space_spec *spec, const char *onnx_path,
-                            pred_measurement *m, nas_err *err)
+                            double timeout_s, pred_measurement *m, nas_err *err)
 {
     nas_status st = NAS_OK;
     char path[] = "/tmp/nas-spec-XXXXXX.json";
     int fd = -1, have_file = 0;
     char *json = NULL, *cmd = NULL, *out = NULL;
     size_t cmd_len = 0, cmd_cap = 0, out_len = 0, out_cap = 0;
-    FILE *p = NULL;
 
     if (strstr(template, "{onnx}") && !onnx_path)
         return nas_errf(err, NAS_EUNSUPP, "measure command: {onnx} asked for, but no ONNX model was exported "
@@ -172,21 +252,13 @@ nas_status pred_measure_cmd(const char *template, const space_spec *spec, const 
         st = nas_errf(err, NAS_EINVAL, "measure command: empty");
         goto cleanup;
     }
-    fflush(NULL);   /* buffered output of ours must not be duplicated into the child */
-    p = popen(cmd, "r");
-    if (!p) {
-        st = nas_errf(err, NAS_EIO, "measure command: cannot start '%s': %s", cmd, strerror(errno));
+    int status = 0, timed_out = 0;
+    st = run_cmd(cmd, timeout_s, &out, &out_len, &out_cap, &status, &timed_out, err);
+    if (st != NAS_OK)
         goto cleanup;
-    }
-    char buf[4096];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, p)) > 0)
-        if (append(&out, &out_len, &out_cap, buf, r) != 0)
-            goto oom;
-    int status = pclose(p);
-    p = NULL;
-    if (status == -1) {
-        st = nas_errf(err, NAS_EIO, "measure command '%s': %s", cmd, strerror(errno));
+    if (timed_out) {
+        st = nas_errf(err, NAS_EIO, "measure command '%s' ran over its %g s (--measure-timeout) and was "
+                      "killed", cmd, timeout_s);
         goto cleanup;
     }
     if (WIFSIGNALED(status)) {
@@ -205,8 +277,6 @@ nas_status pred_measure_cmd(const char *template, const space_spec *spec, const 
 oom:
     st = nas_errf(err, NAS_ENOMEM, "measure command: out of memory");
 cleanup:
-    if (p)
-        pclose(p);
     if (fd >= 0)
         close(fd);
     if (have_file)
@@ -221,5 +291,5 @@ nas_status pred_measure_cmd_fn(void *ctx, const space_spec *spec, const space_ne
                                pred_measurement *m, nas_err *err)
 {
     (void)net;
-    return pred_measure_cmd((const char *)ctx, spec, NULL, m, err);
+    return pred_measure_cmd((const char *)ctx, spec, NULL, 0, m, err);
 }

@@ -221,9 +221,10 @@ typedef nas_status (*pred_measure_fn)(void *ctx, const space_spec *spec, const s
  * energy_source=<text> (default "cmd") and
  * energy_quality=measured|sampled|estimated (default measured). Other lines
  * are ignored. A non-zero exit or a missing or unparsable value is an error
- * that names the command and the field. */
+ * that names the command and the field. A command still running after
+ * timeout_s seconds (0: no limit) is killed with its process group: NAS_EIO. */
 nas_status pred_measure_cmd(const char *template, const space_spec *spec, const char *onnx_path,
-                            pred_measurement *m, nas_err *err);
+                            double timeout_s, pred_measurement *m, nas_err *err);
 /* Parses such output (exposed for tests). */
 nas_status pred_parse_measure_output(const char *text, pred_measurement *m, nas_err *err);
 /* pred_measure_fn face of pred_measure_cmd: ctx is the template. */

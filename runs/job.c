@@ -45,6 +45,8 @@ void runs_job_default(runs_job *j)
     j->cal_repeats = 5;
     j->cal_folds = 5;
     j->cal_min_seconds = 1.0;
+    j->cal_passes = 2;
+    j->cal_timeout = 600;
     snprintf(j->db, sizeof j->db, "runs.db");
     snprintf(j->export_dir, sizeof j->export_dir, "out");
 }
@@ -104,6 +106,9 @@ static const field fields[] = {
     {"calibrate", "folds", F_INT, OFF(cal_folds), 2, 20, NULL, NULL},
     {"calibrate", "min_seconds", F_DOUBLE, OFF(cal_min_seconds), 0, 600, NULL, NULL},
     {"calibrate", "command", F_STR, OFF(cal_command), 0, 0, NULL, NULL},
+    {"calibrate", "passes", F_INT, OFF(cal_passes), 1, 3, NULL, NULL},
+    {"calibrate", "latency_stat", F_CHOICE_IDX, OFF(cal_latency_stat), 0, 0, "p10|median", NULL},
+    {"calibrate", "timeout", F_DOUBLE, OFF(cal_timeout), 0, 86400, NULL, NULL},
     {"output", "db", F_STR, OFF(db), 0, 0, NULL, NULL},
     {"output", "export", F_STR, OFF(export_dir), 0, 0, NULL, NULL},
 };
@@ -454,7 +459,7 @@ char *runs_job_to_json(const runs_job *j)
         " s:{s:f, s:I, s:f},"
         " s:{s:i, s:i, s:i, s:f},"
         " s:{s:s, s:f},"
-        " s:{s:i, s:i, s:i, s:f, s:s},"
+        " s:{s:i, s:i, s:i, s:f, s:s, s:i, s:s, s:f},"
         " s:{s:s, s:s}}",
         "job", j->kind == RUNS_JOB_CALIBRATE ? "calibrate" : "search", "name", j->name, "seed",
         (json_int_t)j->seed, "threads", j->threads,
@@ -471,7 +476,8 @@ char *runs_job_to_json(const runs_job *j)
         "proxy", "epochs", j->epochs, "subset", j->subset, "batch", j->batch, "lr", j->lr,
         "meter", "kind", j->meter, "watts_per_core", j->watts_per_core,
         "calibrate", "samples", j->cal_samples, "repeats", j->cal_repeats, "folds", j->cal_folds,
-        "min_seconds", j->cal_min_seconds, "command", j->cal_command,
+        "min_seconds", j->cal_min_seconds, "command", j->cal_command, "passes", j->cal_passes,
+        "latency_stat", j->cal_latency_stat ? "median" : "p10", "timeout", j->cal_timeout,
         "output", "db", j->db, "export", j->export_dir);
     if (!o)
         return NULL;

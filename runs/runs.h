@@ -305,6 +305,9 @@ typedef struct {
     /* calibration */
     int cal_samples, cal_repeats, cal_folds;
     double cal_min_seconds;
+    int cal_passes;                /* measurements of every network, minutes apart (1..3) */
+    int cal_latency_stat;          /* 0: p10, 1: median */
+    double cal_timeout;            /* seconds the measuring command may take per network */
     char cal_command[512];        /* external measuring command; "" = this machine */
     /* output */
     char db[512];

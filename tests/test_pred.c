@@ -259,7 +259,7 @@ static void measure_command_runs_with_the_spec(void **state)
     pred_measurement m;
     assert_int_equal(space_preset("mobilenetv2", &spec, &err), NAS_OK);
     snprintf(tmpl, sizeof tmpl, "%s {spec}", script);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, &m, &err), NAS_OK);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, 0, &m, &err), NAS_OK);
     assert_true(m.latency_ms == 224.5);
     assert_true(m.energy_mj == 2.25);
     assert_string_equal(m.energy_quality, "sampled");
@@ -268,7 +268,7 @@ static void measure_command_runs_with_the_spec(void **state)
     snprintf(bad, sizeof bad, "%s/bad.sh", dir);
     write_script(bad, "#!/bin/sh\necho latency_ms=3\n");
     snprintf(tmpl, sizeof tmpl, "%s {spec}", bad);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, &m, &err), NAS_EINVAL);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, 0, &m, &err), NAS_EINVAL);
     assert_non_null(strstr(err.msg, "bad.sh"));
     assert_non_null(strstr(err.msg, "energy_mj"));
 
@@ -276,11 +276,11 @@ static void measure_command_runs_with_the_spec(void **state)
     snprintf(fail, sizeof fail, "%s/fail.sh", dir);
     write_script(fail, "#!/bin/sh\necho latency_ms=3\necho energy_mj=1\nexit 3\n");
     snprintf(tmpl, sizeof tmpl, "%s {spec} 2>/dev/null", fail);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, &m, &err), NAS_EIO);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, NULL, 0, &m, &err), NAS_EIO);
     assert_non_null(strstr(err.msg, "exit status 3"));
-    assert_int_equal(pred_measure_cmd("/nonexistent/measure {spec} 2>/dev/null", &spec, NULL, &m, &err), NAS_EIO);
+    assert_int_equal(pred_measure_cmd("/nonexistent/measure {spec} 2>/dev/null", &spec, NULL, 0, &m, &err), NAS_EIO);
     assert_non_null(strstr(err.msg, "127"));
-    assert_int_equal(pred_measure_cmd("x {onnx}", &spec, NULL, &m, &err), NAS_EUNSUPP);
+    assert_int_equal(pred_measure_cmd("x {onnx}", &spec, NULL, 0, &m, &err), NAS_EUNSUPP);
     /* {onnx} and {spec} both replaced, in either order */
     snprintf(tmpl, sizeof tmpl, "test -f {spec} && echo latency_ms=1 && echo energy_mj=$(cat {onnx})");
     char onnx[128];
@@ -289,8 +289,30 @@ static void measure_command_runs_with_the_spec(void **state)
     assert_non_null(of);
     fputs("7.5\n", of);
     fclose(of);
-    assert_int_equal(pred_measure_cmd(tmpl, &spec, onnx, &m, &err), NAS_OK);
+    assert_int_equal(pred_measure_cmd(tmpl, &spec, onnx, 0, &m, &err), NAS_OK);
     assert_true(m.energy_mj == 7.5);
+
+    /* a hung device: killed at its timeout, with what it started in the background */
+    double t0 = nas_now();
+    assert_int_equal(pred_measure_cmd("sleep 30; echo latency_ms=1 {spec}", &spec, NULL, 0.3, &m, &err), NAS_EIO);
+    assert_non_null(strstr(err.msg, "ran over its 0.3 s"));
+    assert_int_equal(pred_measure_cmd("sleep 30 & echo latency_ms=1; echo energy_mj=1 {spec}", &spec, NULL, 0.3,
+                                      &m, &err), NAS_EIO);
+    assert_true(nas_now() - t0 < 10);   /* neither waited for its sleep */
+    int sleepers = -1;
+    for (int tries = 0; tries < 100 && sleepers != 0; tries++) {   /* SIGKILL lands a moment later */
+        /* killed ones may linger as zombies where PID 1 does not reap: not counted */
+        FILE *ps = popen("ps -eo stat=,args= | awk '$1 !~ /^Z/ && $2 == \"sleep\" && $3 == \"30\"' | wc -l", "r");
+        assert_int_equal(fscanf(ps, "%d", &sleepers), 1);
+        pclose(ps);
+        if (sleepers)
+            usleep(20000);
+    }
+    assert_int_equal(sleepers, 0);
+    /* within its time it is untouched */
+    assert_int_equal(pred_measure_cmd("sleep 0.1; echo latency_ms=2; echo energy_mj=1; test -f {spec}", &spec, NULL, 5, &m,
+                                      &err), NAS_OK);
+    assert_true(m.latency_ms == 2);
 
     /* the spec file is gone afterwards */
     FILE *ls = popen("ls /tmp/nas-spec-*.json 2>/dev/null | wc -l", "r");

@@ -53,6 +53,9 @@ static void test_job_examples_parse(void **state)
     assert_int_equal(j.cal_folds, 5);
     assert_int_equal(j.threads, 1);
     assert_true(fabs(j.watts_per_core - 15) < 1e-12);
+    assert_int_equal(j.cal_passes, 2);
+    assert_int_equal(j.cal_latency_stat, 0);   /* p10 */
+    assert_true(j.cal_timeout == 600);         /* the default */
 }
 
 /* Every example in jobs/, present or future, parses and round-trips to JSON. */
@@ -142,6 +145,9 @@ static void test_job_errors_name_key_and_line(void **state)
     expect_error(OBJ "strategy:\n  population: 0\n", "j.yaml", "j.yaml:4:",
                  "strategy.population", "out of range");
     expect_error(OBJ "space:\n  stages: 9\n", "j.yaml", "j.yaml:4:", "space.stages", "1..7");
+    expect_error(OBJ "calibrate:\n  passes: 4\n", "j.yaml", "j.yaml:4:", "calibrate.passes", "1..3");
+    expect_error(OBJ "calibrate:\n  latency_stat: mean\n", "j.yaml", "j.yaml:4:", "calibrate.latency_stat",
+                 "p10");
     expect_error("objective:\n  target_mj: -1\n", "j.yaml", "j.yaml:2:", "objective.target_mj",
                  "out of range");
     expect_error(OBJ "  w: 0.5\n", "j.yaml", "j.yaml:3:", "objective.w", "out of range");
