@@ -15,7 +15,7 @@ static void usage(FILE *f)
             "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD [--measure-timeout S]]\n"
             "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
             "                     [--passes P] [--latency-stat p10|median] [--max-spread X] [--reference]\n"
-            "                     [--adaptive-rounds R] [--seed S] [--refit FILE]\n"
+            "                     [--adaptive-rounds R] [--seed S] [--holdout N] [--refit FILE]\n"
             "                     [--resolution R] [--in-channels C] [--classes K] [--max-width W] [--json]\n\n"
             "Samples N networks that cover the search space (stratified over every choice),\n"
             "measures latency and energy per inference of each, fits whole-network and\n"
@@ -56,6 +56,8 @@ static void usage(FILE *f)
             "                     again one taken while the machine ran unsteadily or slower than\n"
             "                     usual: for a machine whose speed drifts for minutes at a time.\n"
             "                     It doubles the measuring time (--no-reference: off, the default)\n"
+            "  --holdout N        after fitting, measure N fresh networks (sampled uniformly, never\n"
+            "                     fit on) and print the predictor's accuracy on them (default 0)\n"
             "  --refit FILE       fit again on the measurements recorded in the predictor FILE,\n"
             "                     measuring nothing (its space, hardware and labels are kept)\n"
             "  --folds K          cross-validation folds (default 5)\n"
@@ -89,7 +91,7 @@ int cmd_calibrate(int argc, char **argv)
     long samples = 300, max_samples = -1, threads = 1, folds = 5, rounds = 2, seed = 1;
     long res = 28, in_ch = 1, classes = 10;
     double max_w = 1.0, min_s = -1, timeout = 600;
-    long repeats = -1, passes = 2;
+    long repeats = -1, passes = 2, hold = 0;
     const char *stat = "p10", *refit = NULL;
     const char *out = "predictor.json", *mcmd = NULL;
     int json = 0;
@@ -134,6 +136,8 @@ int cmd_calibrate(int argc, char **argv)
             bad = cli_parse_double(v, 0, 86400, &timeout);
         else if (!strcmp(a, "--min-seconds"))
             bad = cli_parse_double(v, 0.001, 60, &min_s);
+        else if (!strcmp(a, "--holdout"))
+            bad = cli_parse_int(v, 0, 100000, &hold);
         else if (!strcmp(a, "--passes"))
             bad = cli_parse_int(v, 1, PRED_MAX_PASSES, &passes);
         else if (!strcmp(a, "--latency-stat")) {
@@ -176,6 +180,7 @@ int cmd_calibrate(int argc, char **argv)
     o.fit.seed = (uint64_t)seed;
     o.threads = (int)threads;
     o.passes = (int)passes;
+    o.holdout = (int)hold;
     snprintf(o.measure, sizeof o.measure, "%s", mcmd ? mcmd : "builtin");
     if (cli_progress_enabled())
         o.progress = progress;
@@ -235,6 +240,9 @@ int cmd_calibrate(int argc, char **argv)
             json_object_set_new(root, "failed", json_integer(rep.failed));
             if (rep.retest.n > 0)
                 json_object_set_new(root, "retest", metrics_json(&rep.retest));
+            if (rep.holdout[0].n > 0)
+                json_object_set_new(root, "holdout", json_pack("{s:o, s:o}", "latency_ms", metrics_json(&rep.holdout[0]),
+                                                               "energy_mj", metrics_json(&rep.holdout[1])));
         }
         for (int t = 0; root && t < 2; t++)
             json_object_set_new(root, tname[t],
@@ -276,6 +284,11 @@ int cmd_calibrate(int argc, char **argv)
                        pred_kind_name((pred_kind)k), 100 * x->within5, 100 * x->within10, 100 * x->mape,
                        x->rmse, x->kendall_tau, rep.kept[t] == (pred_kind)k ? "  (kept)" : "");
             }
+        if (rep.holdout[0].n > 0)
+            for (int t = 0; t < 2; t++)
+                printf("hold-out: %d fresh networks, never fit on: %s %.1f%% within +-10%%, %.1f%% within +-5%%, "
+                       "MAPE %.2f%%, tau %.3f\n", rep.holdout[t].n, tname[t], 100 * rep.holdout[t].within10,
+                       100 * rep.holdout[t].within5, 100 * rep.holdout[t].mape, rep.holdout[t].kendall_tau);
         printf("predictor written to %s\n", out);
     }
     pred_free(m);

@@ -693,6 +693,47 @@ static nas_status finish(const pred_calib_opts *o, samples_t *s, const char *qua
     return NAS_OK;
 }
 
+/* Networks never used in fitting or cross-validation, sampled uniformly
+ * (not stratified) with a seed of their own and measured as the others were:
+ * the final model's accuracy on them. */
+static nas_status holdout(const pred_calib_opts *o, pred_measure_fn measure, void *ctx, const samples_t *s,
+                          const pred_model *m, pred_calib_report *rep, nas_err *err)
+{
+    samples_t h;
+    memset(&h, 0, sizeof h);
+    pred_dataset_init(&h.d);
+    h.ref_spec = s->ref_spec;
+    h.ref_net = s->ref_net;
+    char quality[16] = "", source[64] = "";
+    double *pred = NULL;
+    space_genome *gs = nas_malloc(sizeof(space_genome) * (size_t)o->holdout);
+    nas_status st = gs ? NAS_OK : nas_errf(err, NAS_ENOMEM, "calibration: out of memory");
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, o->seed, 0x686f6c646f7574ULL);   /* "holdout" */
+    int n = 0;
+    for (int tries = 0; st == NAS_OK && n < o->holdout && tries < 100 * o->holdout; tries++) {
+        space_genome_sample(&o->space, &rng, &gs[n]);
+        n += !seen(s, &gs[n]);
+    }
+    double t0 = nas_now();
+    if (st == NAS_OK)
+        st = measure_batch(o, measure, ctx, &h, gs, n, quality, source, rep, err);
+    rep->measure_seconds += nas_now() - t0;
+    if (st == NAS_OK && h.n > 0 && !(pred = nas_malloc(sizeof(double) * (size_t)h.n)))
+        st = nas_errf(err, NAS_ENOMEM, "calibration: out of memory");
+    const double *ys[2] = {h.lat, h.en};
+    for (int t = 0; st == NAS_OK && h.n > 0 && t < 2; t++) {
+        st = pred_regressor_predict(m->target[t].reg, &h.d, NULL, h.n, pred, err);
+        if (st == NAS_OK)
+            pred_metrics_compute(pred, ys[t], h.n, &rep->holdout[t]);
+    }
+    rep->failed += h.failed;
+    nas_free(pred);
+    nas_free(gs);
+    samples_free(&h);
+    return st == NAS_OK ? st : nas_errctx(err, "calibration: the hold-out networks");
+}
+
 nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, void *ctx,
                           pred_model **out, pred_calib_report *rep, nas_err *err)
 {
@@ -748,6 +789,10 @@ nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, voi
     rep->failed = s.failed;
     if (st == NAS_OK)
         st = finish(&eff, &s, quality, source, rep, out, err);
+    if (st == NAS_OK && !o->refit && o->holdout > 0 && (st = holdout(o, measure, ctx, &s, *out, rep, err)) != NAS_OK) {
+        pred_free(*out);
+        *out = NULL;
+    }
 cleanup:
     samples_free(&s);
     for (int t = 0; t < 2; t++)

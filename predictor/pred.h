@@ -253,6 +253,8 @@ typedef struct {
                             * all of them; the fastest is fit */
     double max_failed;     /* share of networks whose measuring may fail (skipped, reported) before the
                             * calibration gives up (default 0.1; the first 5 failures are always allowed) */
+    int holdout;           /* after fitting, this many fresh networks (uniform, never fit on) are measured
+                            * and predicted: rep->holdout (0: none) */
     const pred_model *refit;   /* non-NULL: fit on the measurements recorded in this predictor and
                                 * measure nothing (its space is used; samples and adaptive rounds ignored) */
     /* Progress, may be NULL: phase "measure" or "fit", done of total. */
@@ -279,6 +281,7 @@ typedef struct {
      * (n 0 with one pass): how far single measurements of one network differ
      * on this machine. The figure fit, the fastest pass, is steadier still. */
     pred_metrics retest;
+    pred_metrics holdout[2];        /* [latency, energy] of the final model on the hold-out networks (n 0: none) */
 } pred_calib_report;
 
 /* Samples, measures, fits and cross-validates; *out is the fitted predictor. */

@@ -135,13 +135,14 @@ static void builtin_measuring_calibrates_and_measures(void **state)
     char args[1024], *out = NULL;
     snprintf(args, sizeof args,
              "calibrate --samples 20 --folds 2 --adaptive-rounds 0 --no-reference --repeats 2 "
-             "--min-seconds 0.01 --max-width 0.5 --out %s/builtin.json --json 2>/dev/null", dir);
+             "--min-seconds 0.01 --max-width 0.5 --holdout 5 --out %s/builtin.json --json 2>/dev/null", dir);
     assert_int_equal(tu_run_nas(args, &out), 0);
     assert_non_null(strstr(out, "\"measure\": \"builtin\""));
     assert_non_null(strstr(out, "\"samples\": 20"));
     assert_non_null(strstr(out, "\"latency_stat\": \"p10\""));
     assert_non_null(strstr(out, "\"passes\": 2"));
     assert_non_null(strstr(out, "\"retest\": {\"n\": 20"));   /* both passes of every network */
+    assert_non_null(strstr(out, "\"holdout\": {\"latency_ms\": {\"n\": 5"));
     free(out);
     /* a refit measures nothing: it is quick and says so */
     snprintf(args, sizeof args, "calibrate --refit %s/builtin.json --folds 2 --out %s/refit.json 2>/dev/null", dir,

@@ -247,6 +247,7 @@ static int calibrate_once(void **state)
     o.folds = 4;
     o.threads = 2;
     o.fit.max_rounds = 300;
+    o.holdout = 40;
     synth_ctx ctx = {.noise = 0.01};
     nas_pcg32_seed(&ctx.rng, 99, 1);
     nas_err err;
@@ -281,7 +282,13 @@ static void calibration_meets_the_goal_on_a_synthetic_cpu(void **state)
     assert_non_null(calibrated);
     assert_int_equal(calib_rep.samples, pred_model_samples(calibrated));
     assert_true(calib_rep.samples >= 150 && calib_rep.samples <= 220);
-    assert_int_equal(synth_calls, calib_rep.samples);   /* duplicates are not measured twice */
+    assert_int_equal(synth_calls, calib_rep.samples + 40);   /* duplicates are not measured twice */
+    /* fresh networks measured after the fit: the final model on data it never saw */
+    assert_int_equal(calib_rep.holdout[0].n, 40);
+    assert_int_equal(calib_rep.holdout[1].n, 40);
+    printf("# hold-out: latency within10 %.3f, energy %.3f\n", calib_rep.holdout[0].within10,
+           calib_rep.holdout[1].within10);
+    assert_true(calib_rep.holdout[0].within10 >= 0.95 && calib_rep.holdout[1].within10 >= 0.95);
     for (int t = 0; t < 2; t++) {
         const pred_metrics *kept = &calib_rep.cv[t][calib_rep.kept[t]];
         const pred_metrics *other = &calib_rep.cv[t][!calib_rep.kept[t]];
