@@ -165,6 +165,17 @@ static void allocation_failures_are_reported_not_crashes(void **state)
     assert_true(failures >= 10);
 }
 
+/* A one-round calibration of n networks, small enough for a unit test. */
+static void small_calib(pred_calib_opts *o, int n)
+{
+    pred_calib_opts_default(o);
+    o->samples = n;
+    o->max_samples = n;
+    o->adaptive_rounds = 0;
+    o->folds = 4;
+    o->fit.max_rounds = 50;
+}
+
 /* A machine whose speed wanders by +-30% and whose every 10th measurement is
  * disturbed: re-measuring fixes the disturbed ones, and the reference
  * network cancels the drift. */
@@ -172,11 +183,7 @@ static void calibration_survives_a_drifting_machine(void **state)
 {
     (void)state;
     pred_calib_opts o;
-    pred_calib_opts_default(&o);
-    o.samples = 80;
-    o.max_samples = 80;
-    o.adaptive_rounds = 0;
-    o.folds = 4;
+    small_calib(&o, 80);
     o.fit.max_rounds = 200;
     pred_calib_report plain, ref;
     pred_model *m = NULL;
@@ -213,12 +220,7 @@ static void a_uniformly_jittery_machine_is_not_measured_forever(void **state)
 {
     (void)state;
     pred_calib_opts o;
-    pred_calib_opts_default(&o);
-    o.samples = 40;
-    o.max_samples = 40;
-    o.adaptive_rounds = 0;
-    o.folds = 4;
-    o.fit.max_rounds = 50;
+    small_calib(&o, 40);
     pred_calib_report rep;
     pred_model *m = NULL;
     nas_err err;
@@ -328,14 +330,21 @@ static void calibration_meets_the_goal_on_a_synthetic_cpu(void **state)
     assert_true(in10 >= 0.95 * N);
 }
 
+/* The shared calibration saved as dir/pred.json (dir a fresh temporary folder). */
+static void save_calibrated(char dir[64], char path[128])
+{
+    nas_err err;
+    assert_non_null(tu_tmpdir(dir, 64));
+    snprintf(path, 128, "%s/pred.json", dir);
+    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+}
+
 static void save_and_load_predict_identically(void **state)
 {
     (void)state;
     char dir[64], path[128];
-    assert_non_null(tu_tmpdir(dir, sizeof dir));
-    snprintf(path, sizeof path, "%s/pred.json", dir);
     nas_err err;
-    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+    save_calibrated(dir, path);
     pred_model *back = NULL;
     assert_int_equal(pred_load(path, &back, &err), NAS_OK);
     assert_int_equal(pred_model_samples(back), pred_model_samples(calibrated));
@@ -437,10 +446,8 @@ static void loading_under_allocation_failures(void **state)
 {
     (void)state;
     char dir[64], path[128];
-    assert_non_null(tu_tmpdir(dir, sizeof dir));
-    snprintf(path, sizeof path, "%s/pred.json", dir);
     nas_err err;
-    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+    save_calibrated(dir, path);
     size_t live = nas_alloc_live();
     int failures = 0;
     for (long k = 1;; k++) {
@@ -489,12 +496,7 @@ static void passes_vote_out_slow_stretches(void **state)
 {
     (void)state;
     pred_calib_opts o;
-    pred_calib_opts_default(&o);
-    o.samples = 60;
-    o.max_samples = 60;
-    o.adaptive_rounds = 0;
-    o.folds = 4;
-    o.fit.max_rounds = 50;
+    small_calib(&o, 60);
     o.max_spread = 0;
     nas_err err;
     pred_calib_report one, two;
@@ -533,12 +535,7 @@ static void failed_measurements_are_skipped_then_fatal(void **state)
 {
     (void)state;
     pred_calib_opts o;
-    pred_calib_opts_default(&o);
-    o.samples = 60;
-    o.max_samples = 60;
-    o.adaptive_rounds = 0;
-    o.folds = 4;
-    o.fit.max_rounds = 50;
+    small_calib(&o, 60);
     o.max_spread = 0;
     nas_err err;
     pred_calib_report rep;
@@ -578,10 +575,8 @@ static void refit_from_the_file_reproduces_the_fit(void **state)
 {
     (void)state;
     char dir[64], path[128];
-    assert_non_null(tu_tmpdir(dir, sizeof dir));
-    snprintf(path, sizeof path, "%s/pred.json", dir);
     nas_err err;
-    assert_int_equal(pred_save(calibrated, path, &err), NAS_OK);
+    save_calibrated(dir, path);
     pred_model *back = NULL, *again = NULL;
     assert_int_equal(pred_load(path, &back, &err), NAS_OK);
     int n0, n1;
