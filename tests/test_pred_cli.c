@@ -1,6 +1,7 @@
 /* test_pred_cli.c — `nas calibrate` and `nas predict` end to end, measuring
  * through --measure-cmd with a stand-in device (a small script that derives
  * latency and energy from the spec file it is handed). */
+#include "predictor/pred.h"
 #include "tests/testutil.h"
 
 #include <sys/stat.h>
@@ -183,6 +184,37 @@ static void measuring_command_gets_an_onnx_model(void **state)
     assert_true(system("ls -d /tmp/nas-onnx-* >/dev/null 2>&1") != 0);
 }
 
+/* A calibrate job passes its keys on: median latency, one pass. */
+static void calibrate_job_runs_with_its_keys(void **state)
+{
+    (void)state;
+    char path[256], cmd[1024], pred_path[256];
+    snprintf(path, sizeof path, "%s/cal.yaml", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("job: calibrate\nname: tiny\nspace:\n  max_width: 0.5\ncalibrate:\n  samples: 20\n  repeats: 2\n"
+          "  folds: 2\n  min_seconds: 0.01\n  passes: 1\n  latency_stat: median\n", f);
+    fclose(f);
+    char abs_bin[512];
+    assert_non_null(realpath(tu_nas_bin(), abs_bin));
+    snprintf(cmd, sizeof cmd, "cd %s && %s run cal.yaml > run.out 2>&1", dir, abs_bin);
+    assert_int_equal(system(cmd), 0);
+    snprintf(pred_path, sizeof pred_path, "%s/tiny.predictor.json", dir);
+    char *text = NULL;
+    nas_err err;
+    assert_int_equal(nas_read_file(pred_path, &text, NULL, &err), NAS_OK);
+    assert_non_null(strstr(text, "\"latency_stat\": \"median\""));
+    assert_non_null(strstr(text, "\"latency_passes\": [\n"));
+    nas_free(text);
+    pred_model *m = NULL;
+    assert_int_equal(pred_load(pred_path, &m, &err), NAS_OK);
+    int n;
+    const pred_sample *rows = pred_model_measurements(m, &n);
+    assert_true(n >= 20 && n <= 30);   /* 20, and up to half again near the worst predicted */
+    assert_int_equal(rows[0].passes, 1);
+    pred_free(m);
+}
+
 static void usage_and_failures(void **state)
 {
     (void)state;
@@ -217,6 +249,7 @@ int main(void)
         cmocka_unit_test(predictor_from_other_hardware_warns),
         cmocka_unit_test(builtin_measuring_calibrates_and_measures),
         cmocka_unit_test(measuring_command_gets_an_onnx_model),
+        cmocka_unit_test(calibrate_job_runs_with_its_keys),
         cmocka_unit_test(usage_and_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
