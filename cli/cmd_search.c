@@ -180,9 +180,41 @@ typedef struct {
     ev_meter *meter;
     double j0, allowance, unc;
     int over;
+    /* the heartbeat: joules so far into the store after the first step, then
+     * every HEARTBEAT_S, so that a crash mid-training loses at most that much
+     * from the budget's count */
+    runs_db *db;
+    int64_t cand;              /* its row (-1: none) */
+    double last_beat;
+    nas_status st;             /* a failed heartbeat write stops training with this */
+    nas_err err;
 } epoch_watch;
 
+#define HEARTBEAT_S 2.0
+
 /* After each epoch: stop training when the meter says the allowance is spent. */
+/* After every training step, the first time and then at most every
+ * HEARTBEAT_S: the meter is read, the joules so far go to the store, and
+ * training stops at its allowance (mid-epoch: an epoch of a large network can
+ * cost more than what is left of a budget). */
+static int watch_step(void *ctx)
+{
+    epoch_watch *w = ctx;
+    double t = nas_now(), j;
+    if (t - w->last_beat < HEARTBEAT_S)
+        return 0;
+    w->last_beat = t;
+    if (ev_meter_read(w->meter, &j, NULL))
+        return 0;
+    if (w->db && w->cand >= 0) {
+        runs_fig f = runs_fig_make(j - w->j0, ev_meter_source(w->meter), ev_quality_name(ev_meter_quality(w->meter)));
+        if ((w->st = runs_cand_progress(w->db, w->cand, &f, &w->err)))
+            return 1;
+    }
+    w->over = isfinite(w->allowance) && (j - w->j0) * (1 + w->unc) >= w->allowance;
+    return w->over;
+}
+
 static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, double val_acc, double ips)
 {
     epoch_watch *w = ctx;
@@ -260,7 +292,8 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     }
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
-    epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter)};
+    epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
+                     .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL};
     ev_train_opts to;
     ev_train_opts_default(&to);
     to.epochs = c->epochs;
@@ -269,9 +302,14 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     to.threads = c->threads;
     to.seed = no.seed;
     to.on_epoch = watch_epoch;
+    to.on_step = watch_step;
     to.ctx = &w;
     ev_train_result r;
     st = ev_train(net, &c->data, &to, &r, &local);
+    if (w.st) {
+        ev_net_free(net);
+        return nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
+    }
     if (st == NAS_EDIVERGED) {
         out->status = SEARCH_EVAL_DIVERGED;
     } else if (st) {
@@ -1040,6 +1078,18 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         goto fail;
     }
     c.loop = l;
+    if (root && c.db) {
+        /* what attempts cut short by crashes spent, once: the state saved after the
+         * last finished candidate does not know of them */
+        double lost = 0;
+        if ((st = runs_lost_joules(c.db, c.run, &lost, &err)))
+            goto fail;
+        if (lost > 0) {
+            search_loop_charge_lost(l, lost, ev_meter_uncertainty(c.meter), ev_meter_source(c.meter),
+                                    ev_meter_quality(c.meter) == EV_ESTIMATED);
+            fprintf(stderr, "nas %s: %.4g J spent by interrupted candidates count against the budget\n", cmd, lost);
+        }
+    }
     if (root)
         fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
                 "%d ranks, %d threads each\n", cmd,

@@ -86,6 +86,9 @@ typedef struct {
     /* Called after each epoch; may be NULL. Return non-zero to stop early. */
     int (*on_epoch)(void *ctx, int epoch, double loss, double train_acc, double val_acc,
                     double images_per_s);
+    /* Called after every SGD step; may be NULL. Non-zero stops training there
+     * (the result reports the epochs completed, then test accuracy). */
+    int (*on_step)(void *ctx);
     void *ctx;
 } ev_train_opts;
 

@@ -184,7 +184,7 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
             loss_sum += loss * B;
             hits += correct;
             seen += B;
-            if (o->max_seconds > 0 && nas_now() - t0 > o->max_seconds) {
+            if ((o->max_seconds > 0 && nas_now() - t0 > o->max_seconds) || (o->on_step && o->on_step(o->ctx))) {
                 out_of_time = 1;   /* mid-epoch: report what was trained, then test */
                 break;
             }

@@ -222,6 +222,8 @@ static void print_energy(const runs_report *rep, const runs_report_opts *o, FILE
         int meas = runs_quality_is_measured(l->quality);
         fprintf(f, "search energy: %s%.1f J %s by %s, over %d candidate%s", meas ? "" : "~",
                 l->joules, meas ? "measured" : l->quality, l->source, l->n, l->n == 1 ? "" : "s");
+        if (l->interrupted > 0)
+            fprintf(f, " and %d attempt%s cut short by a crash", l->interrupted, l->interrupted == 1 ? "" : "s");
         if (isfinite(o->grid_gco2_kwh))
             fprintf(f, " = %s%.3g gCO2e at %g gCO2e/kWh", meas ? "" : "~",
                     runs_co2e_grams(l->joules, o->grid_gco2_kwh), o->grid_gco2_kwh);

@@ -127,6 +127,7 @@ typedef struct {
     char quality[16];
     double joules;
     int n;                        /* candidates that contributed */
+    int interrupted;              /* attempts cut short by a crash, included (what they had spent) */
 } runs_energy_line;
 nas_status runs_run_energy(runs_db *db, int64_t run, runs_energy_line *out, int max, int *n,
                            nas_err *err);
@@ -177,6 +178,15 @@ nas_status runs_cand_add(runs_db *db, int64_t run, const runs_new_cand *c, int64
                          int *existed, nas_err *err);
 /* queued -> running, attempts + 1, committed before evaluation starts. */
 nas_status runs_cand_start(runs_db *db, int64_t id, int *attempts, nas_err *err);
+/* A running candidate's heartbeat: the joules its attempt has spent so far
+ * with its source and quality, committed. If the process dies, runs_resume
+ * records the last figure as a lost attempt of the run. */
+nas_status runs_cand_progress(runs_db *db, int64_t id, const runs_fig *joules, nas_err *err);
+/* Joules of attempts that crashes cut short, summed over the run's resumes
+ * (every source and quality: for the budget, not for reporting, where
+ * runs_run_energy keeps them apart): a resumed search charges them to its
+ * budget (search_loop_charge_lost). */
+nas_status runs_lost_joules(runs_db *db, int64_t run, double *joules, nas_err *err);
 
 typedef struct {
     const char *kind;             /* "latency_ms", "energy_mj", "train_joules", ... */

@@ -94,6 +94,22 @@ static const char *const migrations[] = {
     "ALTER TABLE candidates ADD COLUMN error TEXT;"
     "CREATE INDEX candidates_by_status ON candidates(run, status, seq);"
     "PRAGMA user_version = 2;",
+
+    /* 3: joules spent by an attempt so far (a heartbeat while it runs), and
+     * the attempts a crash cut short with what they had spent, so that a
+     * resumed search still counts them against its budget and reports them. */
+    "ALTER TABLE candidates ADD COLUMN partial_j REAL;"
+    "ALTER TABLE candidates ADD COLUMN partial_j_src TEXT;"
+    "ALTER TABLE candidates ADD COLUMN partial_j_q TEXT;"
+    "CREATE TABLE lost ("
+    "  candidate INTEGER NOT NULL REFERENCES candidates(id) ON DELETE CASCADE,"
+    "  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  attempt INTEGER NOT NULL,"
+    "  joules REAL NOT NULL CHECK (joules >= 0),"
+    "  src TEXT NOT NULL CHECK (src <> ''),"
+    "  q TEXT NOT NULL CHECK (q IN ('measured', 'sampled', 'estimated')),"
+    "  PRIMARY KEY (candidate, attempt));"
+    "PRAGMA user_version = 3;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 
@@ -124,7 +140,7 @@ int runs_schema_version(void)
 typedef enum {
     S_RUN_INSERT, S_RUN_NAME, S_RUN_GET, S_RUN_BY_NAME, S_RUN_LIST, S_RUN_STATUS, S_RUN_ENERGY,
     S_CAND_INSERT, S_CAND_BY_SEQ, S_CAND_NEXT_SEQ, S_CAND_START, S_CAND_STATE, S_CAND_FINISH,
-    S_CAND_GET, S_CAND_LIST, S_CAND_NEXT_QUEUED, S_CAND_COUNTS, S_RESUME_FAIL, S_RESUME_REQUEUE,
+    S_CAND_GET, S_CAND_LIST, S_CAND_NEXT_QUEUED, S_CAND_COUNTS, S_RESUME_FAIL, S_RESUME_REQUEUE, S_RESUME_LOST, S_CAND_PARTIAL, S_RUN_LOST,
     S_MEAS_DELETE, S_MEAS_INSERT, S_MEAS_GET, S_STRAT_PUT, S_STRAT_GET, S_MODEL_PUT,
     S_MODEL_GET, S_MODEL_GET_FP, S_COUNT
 } stmt_id;
@@ -137,9 +153,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RUN_BY_NAME] = "SELECT id FROM runs WHERE name = ?1",
     [S_RUN_LIST] = "SELECT " RUN_COLS " FROM runs r ORDER BY r.id",
     [S_RUN_STATUS] = "UPDATE runs SET status = ?2 WHERE id = ?1",
-    [S_RUN_ENERGY] = "SELECT joules_src, joules_q, sum(joules), count(*) FROM candidates"
-                     " WHERE run = ?1 AND joules IS NOT NULL"
-                     " GROUP BY joules_src, joules_q ORDER BY joules_q, joules_src",
+    [S_RUN_ENERGY] = "SELECT src, q, sum(j), sum(1 - lost), sum(lost) FROM ("
+                     "  SELECT joules_src AS src, joules_q AS q, joules AS j, 0 AS lost FROM candidates"
+                     "  WHERE run = ?1 AND joules IS NOT NULL"
+                     "  UNION ALL SELECT src, q, joules, 1 FROM lost WHERE run = ?1)"
+                     " GROUP BY src, q ORDER BY q, src",
     [S_CAND_INSERT] = "INSERT INTO candidates (run, seq, genome, spec,"
                       " pred_latency_ms, pred_latency_ms_src, pred_latency_ms_q,"
                       " pred_energy_mj, pred_energy_mj_src, pred_energy_mj_q, params, macs)"
@@ -168,11 +186,17 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CAND_NEXT_QUEUED] = "SELECT " CAND_COLS " FROM candidates"
                            " WHERE run = ?1 AND status = 'queued' ORDER BY seq LIMIT 1",
     [S_CAND_COUNTS] = "SELECT status, count(*) FROM candidates WHERE run = ?1 GROUP BY status",
-    [S_RESUME_FAIL] = "UPDATE candidates SET status = 'failed', finished = ?3,"
+    [S_RESUME_FAIL] = "UPDATE candidates SET status = 'failed', finished = ?3, partial_j = NULL,"
                       " error = 'its evaluation was interrupted ' || attempts || ' times'"
                       " WHERE run = ?1 AND status = 'running' AND attempts >= ?2",
-    [S_RESUME_REQUEUE] = "UPDATE candidates SET status = 'queued'"
+    [S_RESUME_REQUEUE] = "UPDATE candidates SET status = 'queued', partial_j = NULL"
                          " WHERE run = ?1 AND status = 'running'",
+    [S_RESUME_LOST] = "INSERT OR IGNORE INTO lost (candidate, run, attempt, joules, src, q)"
+                      " SELECT id, run, attempts, partial_j, partial_j_src, partial_j_q FROM candidates"
+                      " WHERE run = ?1 AND status = 'running' AND partial_j IS NOT NULL",
+    [S_CAND_PARTIAL] = "UPDATE candidates SET partial_j = ?2, partial_j_src = ?3, partial_j_q = ?4"
+                       " WHERE id = ?1 AND status = 'running'",
+    [S_RUN_LOST] = "SELECT COALESCE(SUM(joules), 0) FROM lost WHERE run = ?1",
     [S_MEAS_DELETE] = "DELETE FROM measurements WHERE candidate = ?1",
     [S_MEAS_INSERT] = "INSERT INTO measurements (candidate, kind, rep, value, source, quality)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -813,6 +837,7 @@ nas_status runs_run_energy(runs_db *d, int64_t run, runs_energy_line *out, int m
         col_str(s, 1, l->quality, sizeof l->quality);
         l->joules = sqlite3_column_double(s, 2);
         l->n = sqlite3_column_int(s, 3);
+        l->interrupted = sqlite3_column_int(s, 4);
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? NAS_OK : db_fail(d, err, "summing a run's energy");
@@ -1226,8 +1251,16 @@ nas_status runs_resume(runs_db *d, int64_t run, int *requeued, int *failed, nas_
     nas_status st = tx_begin(d, err);
     if (st)
         return st;
-    sqlite3_stmt *s = stmt(d, S_RESUME_FAIL, err);
+    /* first what the interrupted attempts spent, before their rows change */
+    sqlite3_stmt *s = stmt(d, S_RESUME_LOST, err);
     if (!s) {
+        st = err_code(err);
+        goto cleanup;
+    }
+    sqlite3_bind_int64(s, 1, run);
+    if ((st = step_done(d, s, err, "counting the joules of interrupted candidates")))
+        goto cleanup;
+    if (!(s = stmt(d, S_RESUME_FAIL, err))) {
         st = err_code(err);
         goto cleanup;
     }
@@ -1527,4 +1560,36 @@ nas_status runs_model_get(runs_db *d, const char *name, const char *fingerprint,
     }
     sqlite3_reset(s);
     return st;
+}
+
+nas_status runs_cand_progress(runs_db *d, int64_t id, const runs_fig *joules, nas_err *err)
+{
+    if (!(joules->value >= 0) || !isfinite(joules->value) || !joules->source[0] || !joules->quality[0])
+        return nas_errf(err, NAS_EINVAL, "candidate %lld: %g joules spent so far (source '%s', quality '%s')",
+                        (long long)id, joules->value, joules->source, joules->quality);
+    sqlite3_stmt *s = stmt(d, S_CAND_PARTIAL, err);
+    if (!s)
+        return err_code(err);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_double(s, 2, joules->value);
+    sqlite3_bind_text(s, 3, joules->source, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 4, joules->quality, -1, SQLITE_TRANSIENT);
+    return step_done(d, s, err, "recording a running candidate's joules");
+}
+
+nas_status runs_lost_joules(runs_db *d, int64_t run, double *joules, nas_err *err)
+{
+    *joules = 0;
+    sqlite3_stmt *s = stmt(d, S_RUN_LOST, err);
+    if (!s)
+        return err_code(err);
+    sqlite3_bind_int64(s, 1, run);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *joules = sqlite3_column_double(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return nas_errf(err, NAS_EIO, "%s: reading run %lld's lost joules: %s", d->path, (long long)run,
+                        sqlite3_errmsg(d->db));
+    return NAS_OK;
 }

@@ -123,6 +123,16 @@ static void spend(search_budget *b, double *joules, double *rel_unc, const char 
     b->estimated |= estimated != 0;
 }
 
+void search_budget_charge_lost(search_budget *b, double total_lost, double rel_unc, const char *meter,
+                               int estimated)
+{
+    double j = total_lost - b->lost_joules;
+    if (!(j > 0) || !isfinite(j))
+        return;
+    spend(b, &j, &rel_unc, meter, estimated);
+    b->lost_joules = total_lost;
+}
+
 search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;

@@ -172,6 +172,11 @@ double search_loop_hv_ref(const search_loop *l)
     return 1.1 * l->max_energy;
 }
 
+void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, int estimated)
+{
+    search_budget_charge_lost(&l->budget, total_lost, rel_unc, meter, estimated);
+}
+
 void search_loop_progress(const search_loop *l, search_progress *p)
 {
     memset(p, 0, sizeof *p);
@@ -665,6 +670,7 @@ char *search_loop_save(const search_loop *l)
                                   search_json_num(b->j_mean), "j_m2", search_json_num(b->j_m2), "s_mean",
                                   search_json_num(b->s_mean), "s_m2", search_json_num(b->s_m2), "meter", b->meter,
                                   "estimated", b->estimated));
+    json_object_set_new(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules));
     json_object_set_new(root, "counts",
                         json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
                                   (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
@@ -813,6 +819,8 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     b->s_mean = num(jb, "s_mean", &bad);
     b->s_m2 = num(jb, "s_m2", &bad);
     b->estimated = (int)integer(jb, "estimated", &bad);
+    const json_t *lost = json_object_get(jb, "lost_j");   /* absent in states saved before it existed */
+    b->lost_joules = json_is_number(lost) ? json_number_value(lost) : 0;
     const char *m = json_string_value(json_object_get(jb, "meter"));
     if (bad || !m) { st = bad_field(err, "budget"); goto cleanup; }
     snprintf(b->meter, sizeof b->meter, "%s", m);

@@ -204,6 +204,7 @@ typedef struct {
     double j_min;              /* the cheapest evaluation so far (joules, with uncertainty) */
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
+    double lost_joules;        /* of attempts a crash cut short, charged so far (in joules) */
 } search_budget;
 
 typedef enum {
@@ -251,6 +252,12 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
 search_stop search_budget_check_measure(const search_budget *b, int free_slots);
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
                             int estimated);
+/* Joules spent by attempts that a crash cut short (the run store's running
+ * total over every resume): what total adds beyond what was charged before is
+ * spent now, so each lost joule is charged once however often the search
+ * resumes. */
+void search_budget_charge_lost(search_budget *b, double total_lost, double rel_unc, const char *meter,
+                               int estimated);
 /* Fraction of the tightest budget used, 0..1 (0 when there is no limit). */
 double search_budget_fraction(const search_budget *b);
 
@@ -379,6 +386,8 @@ char *search_loop_save(const search_loop *l);
  * was spent stays spent. */
 nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
 void search_loop_free(search_loop *l);
+/* search_budget_charge_lost on a loaded loop, before it runs again. */
+void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, int estimated);
 
 /* Runs until a budget, a stall or should_stop ends it; *why says which. */
 nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err);

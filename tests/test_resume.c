@@ -20,6 +20,8 @@
 #include "base/nas.h"
 #include "runs/runs.h"
 
+#include <sqlite3.h>
+
 #define EVALS 24
 #define ARGS "--data", "mnist", "--budget-evals", "24", "--subset", "200", "--val-count", "100", "--test-limit", "100", "--epochs", "1", "--threads", "1", \
              "--stages", "1", "--max-width", "0.25", "--bench-seconds", "0.02", "--seed", "5", "--no-export"
@@ -223,6 +225,73 @@ static void killed_20_times_ends_as_an_uninterrupted_run(void **state)
     tu_rmtree(dir);
 }
 
+/* The joules a candidate spent before a crash killed it mid-training: its
+ * heartbeat in the store becomes a lost attempt at the resume, counted in the
+ * run's energy and charged to the resumed search's budget. */
+static void a_crash_mid_training_still_counts_its_joules(void **state)
+{
+    (void)state;
+    struct stat sb;
+    if (stat("data/mnist", &sb) != 0) {
+        print_message("no data/mnist ('make data'): skipping\n");
+        skip();
+    }
+    char dir[64], db[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db, sizeof db, "%s/c.db", dir);
+    char *argv[] = {(char *)tu_nas_bin(), "search", "--data", "mnist", "--budget-evals", "1", "--subset", "3000",
+                    "--epochs", "3", "--threads", "1", "--stages", "1", "--max-width", "0.25", "--bench-seconds",
+                    "0.02", "--seed", "5", "--no-export", "--db", db, "--name", "c", NULL};
+    pid_t p = spawn(argv);
+    /* wait for the first heartbeat of candidate 0, then kill */
+    double beat = 0;
+    sqlite3 *raw = NULL;
+    for (int i = 0; i < 600 && beat <= 0; i++) {
+        sleep_s(0.05);
+        if (!raw && sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+            sqlite3_close(raw);
+            raw = NULL;
+            continue;
+        }
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(raw, "SELECT partial_j FROM candidates WHERE partial_j IS NOT NULL", -1, &st, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            beat = sqlite3_column_double(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(raw);
+    kill(p, SIGKILL);
+    wait_exit(p);
+    print_message("killed after a heartbeat of %.3g J\n", beat);
+    assert_true(beat > 0);
+    /* the same command again resumes the run and finishes it */
+    assert_int_equal(wait_exit(spawn(argv)), 0);
+    runs_db *d = NULL;
+    nas_err err = {0};
+    int64_t run;
+    double lost = 0;
+    assert_int_equal(runs_open(db, RUNS_OPEN_READONLY, &d, &err), NAS_OK);
+    assert_int_equal(runs_run_find(d, "c", &run, &err), NAS_OK);
+    assert_int_equal(runs_lost_joules(d, run, &lost, &err), NAS_OK);
+    print_message("lost %.3g J\n", lost);
+    assert_true(lost >= beat);   /* its last heartbeat, which may be later than the one seen */
+    runs_energy_line lines[4];
+    int n;
+    assert_int_equal(runs_run_energy(d, run, lines, 4, &n, &err), NAS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(lines[0].interrupted, 1);
+    assert_int_equal(lines[0].n, 1);
+    runs_cand *c = NULL;
+    int nc = 0;
+    assert_int_equal(runs_cand_list(d, run, RUNS_FINISHED_MASK, &c, &nc, &err), NAS_OK);
+    assert_int_equal(nc, 1);
+    assert_true(lines[0].joules > c[0].joules.value + lost * 0.999);   /* both are in the run's energy */
+    runs_cands_free(c, nc);
+    runs_close(d);
+    tu_rmtree(dir);
+}
+
 static void resume_errors(void **state)
 {
     (void)state;
@@ -240,6 +309,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resume_errors),
         cmocka_unit_test(killed_20_times_ends_as_an_uninterrupted_run),
+        cmocka_unit_test(a_crash_mid_training_still_counts_its_joules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

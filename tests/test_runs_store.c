@@ -340,6 +340,58 @@ static void test_runs_figures_keep_their_quality(void **state)
     runs_close(db);
 }
 
+#define EST(j) (&(runs_fig){(j), "model:cpu-time", "estimated"})
+
+/* What interrupted attempts spent (their last heartbeat) moves to the run's
+ * lost attempts at resume, once; a finished candidate's heartbeat is not lost. */
+static void test_runs_interrupted_joules_are_counted_once(void **state)
+{
+    (void)state;
+    runs_db *db = open_new();
+    int64_t run = new_run(db, "lost");
+    nas_err err = {0};
+    int64_t done = add_cand(db, run, -1, "1"), cut = add_cand(db, run, -1, "2");
+    int att;
+    double lost = -1;
+    assert_int_equal(runs_lost_joules(db, run, &lost, &err), NAS_OK);
+    assert_true(lost == 0);
+    assert_int_equal(runs_cand_progress(db, done, EST(5.0), &err), NAS_OK);   /* not running: ignored */
+    assert_int_equal(runs_cand_start(db, done, &att, &err), NAS_OK);
+    assert_int_equal(runs_cand_progress(db, done, EST(3.0), &err), NAS_OK);
+    finish_ok(db, done, 0.8, "{}");
+    assert_int_equal(runs_cand_start(db, cut, &att, &err), NAS_OK);
+    assert_int_equal(runs_cand_progress(db, cut, EST(7.0), &err), NAS_OK);
+    assert_int_equal(runs_cand_progress(db, cut, EST(12.5), &err), NAS_OK);   /* the latest counts */
+    assert_int_equal(runs_cand_progress(db, cut, EST(NAN), &err), NAS_EINVAL);
+    /* ... the process dies ... */
+    assert_int_equal(runs_resume(db, run, NULL, NULL, &err), NAS_OK);
+    assert_int_equal(runs_lost_joules(db, run, &lost, &err), NAS_OK);
+    assert_true(lost == 12.5);
+    /* a resume with nothing running adds nothing */
+    assert_int_equal(runs_resume(db, run, NULL, NULL, &err), NAS_OK);
+    assert_int_equal(runs_lost_joules(db, run, &lost, &err), NAS_OK);
+    assert_true(lost == 12.5);
+    /* the retry dies too: its own heartbeat adds, and the candidate fails */
+    assert_int_equal(runs_cand_start(db, cut, &att, &err), NAS_OK);
+    assert_int_equal(runs_cand_progress(db, cut, EST(2.0), &err), NAS_OK);
+    int requeued, failed;
+    assert_int_equal(runs_resume(db, run, &requeued, &failed, &err), NAS_OK);
+    assert_int_equal(failed, 1);
+    assert_int_equal(runs_lost_joules(db, run, &lost, &err), NAS_OK);
+    assert_true(lost == 14.5);
+    /* the report keeps them with their source and quality, and says what they are */
+    runs_energy_line lines[4];
+    int n;
+    assert_int_equal(runs_run_energy(db, run, lines, 4, &n, &err), NAS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(lines[0].source, "model:cpu-time");
+    assert_int_equal(lines[0].interrupted, 2);
+    assert_int_equal(lines[0].n, 1);   /* the finished one */
+    /* a figure without a source is refused */
+    assert_int_equal(runs_cand_progress(db, cut, &(runs_fig){1, "", "estimated"}, &err), NAS_EINVAL);
+    runs_close(db);
+}
+
 static void test_runs_resume_requeues_then_fails_poison(void **state)
 {
     runs_db *db = open_new();
@@ -805,6 +857,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs_candidate_life, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_figures_keep_their_quality, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_resume_requeues_then_fails_poison, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs_interrupted_joules_are_counted_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_migrates_old_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_missing_folder_and_file, setup, teardown),

@@ -767,6 +767,36 @@ static void progress_line_and_report_say_what_happened(void **state)
     search_loop_free(l);
 }
 
+/* Joules of attempts a crash cut short are charged to a resumed search once:
+ * the store's running total is charged by what it adds to what the saved
+ * state had charged, whether or not the state was saved since. */
+static void lost_joules_are_charged_once_across_resumes(void **state)
+{
+    (void)state;
+    synth s;
+    synth_init(&s, NG, 4);
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_EVOLUTION, 10);
+    search_stop why;
+    search_loop *l = run(&s, &o, 0, &why);
+    const search_budget *b = search_loop_budget(l);
+    double j0 = b->joules, hi0 = b->joules_hi;
+    search_loop_charge_lost(l, 5.0, 0.5, "model:cpu-time", 1);
+    assert_true(fabs(b->joules - (j0 + 5)) < 1e-12);
+    assert_true(fabs(b->joules_hi - (hi0 + 7.5)) < 1e-12);   /* with the meter's uncertainty */
+    search_loop_charge_lost(l, 5.0, 0.5, "model:cpu-time", 1);   /* the same total again: nothing */
+    assert_true(fabs(b->joules - (j0 + 5)) < 1e-12);
+    char *js = search_loop_save(l);
+    search_loop_free(l);
+    assert_int_equal(search_loop_load(&s.sp, js, &l, NULL), NAS_OK);
+    nas_free(js);
+    b = search_loop_budget(l);
+    assert_true(fabs(b->joules - (j0 + 5)) < 1e-12 && b->lost_joules == 5.0);
+    search_loop_charge_lost(l, 8.0, 0.5, "model:cpu-time", 1);   /* another crash added 3 J */
+    assert_true(fabs(b->joules - (j0 + 8)) < 1e-12);
+    search_loop_free(l);
+}
+
 static void a_resumed_search_can_be_given_more_budget(void **state)
 {
     (void)state;
@@ -1010,6 +1040,7 @@ int main(void)
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(real_space_genomes_become_valid_networks),
         cmocka_unit_test(a_resumed_search_can_be_given_more_budget),
+        cmocka_unit_test(lost_joules_are_charged_once_across_resumes),
         cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
         cmocka_unit_test(budget_estimates_match_hand_computation),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
