@@ -124,6 +124,12 @@ typedef struct {
     int64_t run;
     int64_t *cand;
     long n_cand;
+    /* Trained weights, packed where the candidate was trained (every rank knows
+     * whether the run has a store; only rank 0 opens it) and handed to
+     * search_dist, which brings them to rank 0's put_weights with the result. */
+    int keep_weights;
+    void *weights;
+    size_t weights_len;
 } run_ctx;
 
 static volatile sig_atomic_t interrupted;
@@ -258,15 +264,33 @@ static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err
     return NAS_OK;
 }
 
-static nas_status keep_weights(const run_ctx *c, const ev_net *net, int64_t cand, nas_err *err)
+static void drop_weights(run_ctx *c)
 {
-    void *blob = NULL;
-    size_t len = 0;
-    nas_status st = ev_net_weights_pack(net, &blob, &len, err);
-    if (!st)
-        st = runs_weights_put(c->db, cand, blob, len, err);
-    nas_free(blob);
-    return st;
+    nas_free(c->weights);
+    c->weights = NULL;
+    c->weights_len = 0;
+}
+
+/* search_dist's take_payload: the weights cb_evaluate packed go with the result. */
+static void take_weights(void *ctx, long id, void **bytes, size_t *len)
+{
+    run_ctx *c = ctx;
+    *bytes = c->weights;
+    *len = c->weights_len;
+    c->weights = NULL;
+    c->weights_len = 0;
+}
+
+/* search_dist's put_payload, on rank 0 before on_result: into the candidate's
+ * row, started by on_start. Stored before the result: a crash in between
+ * leaves weights that the retry replaces. */
+static nas_status put_weights(void *ctx, long id, const void *bytes, size_t len, nas_err *err)
+{
+    run_ctx *c = ctx;
+    if (!c->db || id >= c->n_cand || c->cand[id] < 0)
+        return NAS_OK;
+    nas_status st = runs_weights_put(c->db, c->cand[id], bytes, len, err);
+    return st ? nas_errctx(err, "candidate %ld", id) : NAS_OK;
 }
 
 static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
@@ -276,6 +300,7 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     space_net arch;   /* ~6 KB: fine on the stack, and reentrant */
     space_spec spec;
     ev_net *net = NULL;
+    drop_weights(c);   /* only this candidate's may travel with its result */
     nas_status st = genome_net(c, g, &spec, &arch, err);
     if (st)
         return st;
@@ -326,10 +351,9 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         }
         /* Every trained candidate's weights go to the store (a small MNIST net's blob is
          * ~150 KB), so that `nas export` writes the network whose accuracy was recorded,
-         * whichever ends up chosen. Stored before the result: a crash in between leaves
-         * weights that the retry replaces. (Under Open MPI the workers have no store:
-         * their candidates' weights are not kept.) */
-        if (c->db && id < c->n_cand && c->cand[id] >= 0 && (st = keep_weights(c, net, c->cand[id], err))) {
+         * whichever ends up chosen. Packed here, on the rank that trained it; stored by
+         * put_weights on rank 0 (under Open MPI they travel with the result). */
+        if (c->keep_weights && (st = ev_net_weights_pack(net, &c->weights, &c->weights_len, err))) {
             ev_net_free(net);
             return nas_errctx(err, "candidate %ld", id);
         }
@@ -936,6 +960,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     c.seed = (uint64_t)s->seed;
     c.bench_seconds = s->bench_s;
     c.state_path = state_path;
+    c.keep_weights = s->db[0] != 0;   /* s->db on every rank: workers pack what rank 0 stores */
     c.live = root && cli_progress_enabled() && !s->json;
 
     ev_data_opts dopts;
@@ -1119,6 +1144,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     dopt.own_joules = own_joules;
     dopt.own_rel_unc = ev_meter_uncertainty(c.meter);
     dopt.own_estimated = ev_meter_quality(c.meter) == EV_ESTIMATED;
+    dopt.take_payload = take_weights;
+    dopt.put_payload = put_weights;
     dopt.ctx = &c;
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
@@ -1149,13 +1176,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
     if (c.db) {
         runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", NULL);
-        if (!s->json && !s->no_export && search_loop_best(l) && why != SEARCH_STOP_REQUESTED) {
-            if (search_dist_size(d) > 1)
-                fprintf(stderr, "nas %s: not exported: under Open MPI the workers keep no weights; "
-                        "'nas train' the chosen spec with --export\n", cmd);
-            else
-                export_chosen(s, &c);
-        }
+        if (!s->json && !s->no_export && search_loop_best(l) && why != SEARCH_STOP_REQUESTED)
+            export_chosen(s, &c);
     }
     goto done;
 fail:
@@ -1164,6 +1186,7 @@ fail:
         runs_run_set_status(c.db, c.run, "failed", NULL);
 done:
     nas_free(saved);
+    drop_weights(&c);
     nas_free(c.cand);
     runs_close(c.db);
     search_loop_free(l);

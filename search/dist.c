@@ -6,7 +6,9 @@
  * structs sent as bytes (every rank runs the same binary):
  *   WORK   0 -> w   {id, allowance, genome}: evaluate (train) it
  *   MEASURE 0 -> w  the same: measure a trained candidate (the loop's measure)
- *   RESULT w -> 0   {id, status, search_eval, seconds, error message}
+ *   RESULT w -> 0   {id, status, search_eval, seconds, error message, payload length}
+ *   PAYLOAD w -> 0  the result's opaque bytes (take_payload), right after it when
+ *                   the length is not 0: one message, so at most INT_MAX bytes
  *   TEXT   0 -> w   settings, before the search
  *   STOP   0 -> w   empty: return from search_dist_run
  *
@@ -23,6 +25,7 @@
 #define _GNU_SOURCE
 #include "search/dist.h"
 
+#include <limits.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
@@ -33,7 +36,7 @@
 
 #include <mpi.h>
 
-enum { TAG_WORK = 11, TAG_RESULT = 12, TAG_STOP = 13, TAG_TEXT = 14, TAG_MEASURE = 15 };
+enum { TAG_WORK = 11, TAG_RESULT = 12, TAG_STOP = 13, TAG_TEXT = 14, TAG_MEASURE = 15, TAG_PAYLOAD = 16 };
 
 #define HOST_MAX 64
 
@@ -50,6 +53,7 @@ typedef struct {
     search_eval ev;
     double seconds;            /* wall time on the worker */
     char msg[sizeof(((nas_err *)0)->msg)];
+    uint64_t payload_len;      /* bytes of the PAYLOAD message that follows; 0: none */
 } wire_result;
 
 typedef struct {
@@ -59,6 +63,7 @@ typedef struct {
     double t_start, t_done, t_idle;
     long done_seq;
     wire_result res;
+    void *payload;             /* received with res, until collected */
 } worker_slot;
 
 typedef struct {
@@ -295,6 +300,8 @@ void search_dist_finish(search_dist *d)
         MPI_Finalize();
     }
     nas_free(d->hosts);
+    for (int i = 0; d->w && i < d->size - 1; i++)
+        nas_free(d->w[i].payload);
     nas_free(d->w);
     nas_free(d->q);
     nas_free(d);
@@ -346,6 +353,30 @@ nas_status search_dist_bcast(search_dist *d, char **text, nas_err *err)
     return NAS_OK;
 }
 
+/* The payload after its result. Isend and a polled wait, not MPI_Send: a
+ * large message waits until rank 0 receives it, and a blocking send would
+ * spin a core meanwhile. If rank 0 stops the job instead (it had no memory
+ * for the bytes), the send is cancelled and the stop is left for the caller. */
+static void send_payload(const void *bytes, int len, double poll_max)
+{
+    MPI_Request req;
+    MPI_Isend(bytes, len, MPI_BYTE, 0, TAG_PAYLOAD, MPI_COMM_WORLD, &req);
+    double sl = 50e-6;
+    for (;;) {
+        int done = 0, stop = 0;
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        MPI_Iprobe(0, TAG_STOP, MPI_COMM_WORLD, &stop, MPI_STATUS_IGNORE);
+        if (stop) {
+            MPI_Cancel(&req);
+            MPI_Wait(&req, MPI_STATUS_IGNORE);
+            return;
+        }
+        nap(&sl, poll_max);
+    }
+}
+
 static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const search_callbacks *cb, nas_err *err)
 {
     if (!cb->evaluate)
@@ -377,6 +408,14 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
         r.seconds = nas_now() - t0;
         if (!(r.ev.seconds > 0))
             r.ev.seconds = r.seconds;   /* the worker's clock, not rank 0's round trip */
+        void *payload = NULL;
+        size_t plen = 0;
+        if (!measure && o->take_payload)
+            o->take_payload(o->ctx, wk.id, &payload, &plen);
+        if (!st && payload && plen > INT_MAX)
+            st = nas_errf(&e, NAS_EINVAL, "rank %d, candidate %ld: %zu bytes to send with the result, more than "
+                          "one MPI message holds (%d)", d->rank, wk.id, plen, INT_MAX);
+        r.payload_len = !st && payload ? plen : 0;
         r.code = (int32_t)st;
         if (st)
             snprintf(r.msg, sizeof r.msg, "%s", e.msg[0] ? e.msg : nas_status_name(st));
@@ -384,6 +423,9 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
         d->st.worker_joules += isfinite(r.ev.joules) && r.ev.joules > 0 ? r.ev.joules : 0;
         d->st.busy_seconds += r.seconds;
         MPI_Send(&r, (int)sizeof r, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
+        if (r.payload_len)
+            send_payload(payload, (int)r.payload_len, o->poll_max);
+        nas_free(payload);
     }
     return NAS_OK;
 }
@@ -397,11 +439,22 @@ static nas_status receive_result(search_dist *d, int src, nas_err *err)
     worker_slot *w = &d->w[src - 1];
     wire_result r;
     MPI_Recv(&r, (int)sizeof r, MPI_BYTE, src, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    if (!w->busy || w->done || r.id != w->id)
+    void *payload = NULL;
+    if (r.payload_len > 0 && (payload = nas_malloc(r.payload_len)))
+        MPI_Recv(payload, (int)r.payload_len, MPI_BYTE, src, TAG_PAYLOAD, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (!w->busy || w->done || r.id != w->id) {
+        nas_free(payload);
         return nas_errf(err, NAS_EINTERNAL,
                         "distributed search: rank %d sent a result for candidate %ld, but %s", src, r.id,
                         w->busy && !w->done ? "it was given another" : "it had none to run");
+    }
+    if (r.payload_len > 0 && !payload) {   /* a failed result; the worker cancels its send at the stop */
+        r.code = NAS_ENOMEM;
+        snprintf(r.msg, sizeof r.msg, "rank 0 had no memory for the %llu bytes sent with the result",
+                 (unsigned long long)r.payload_len);
+    }
     w->res = r;
+    w->payload = payload;
     w->done = 1;
     w->t_done = nas_now();
     w->done_seq = ++d->done_seq;
@@ -571,15 +624,22 @@ static nas_status root_collect(void *ctx, long *id, search_eval *out, nas_err *e
     d->st.collected++;
     d->st.busy_seconds += w->res.seconds;
     d->result_rank = i + 1;
-    if (w->res.code != NAS_OK)
+    void *payload = w->payload;
+    w->payload = NULL;
+    if (w->res.code != NAS_OK) {
+        nas_free(payload);
         return nas_errf(err, (nas_status)w->res.code, "rank %d (host %s), candidate %ld: %s", i + 1,
                         d->hosts[i + 1], w->res.id, w->res.msg);
+    }
     *id = w->res.id;
     *out = w->res.ev;
     if (isfinite(out->joules) && out->joules > 0)
         d->st.worker_joules += out->joules;
     charge_own(d, out);
-    return NAS_OK;
+    if (payload && d->o->put_payload)
+        st = d->o->put_payload(d->o->ctx, *id, payload, (size_t)w->res.payload_len, err);
+    nas_free(payload);
+    return st;
 }
 
 /* The loop's measure (a trained candidate's energy and latency per inference)
@@ -598,6 +658,8 @@ static nas_status root_measure(void *ctx, long id, const space_genome *g, double
     worker_slot *w = &d->w[i];
     w->busy = w->done = 0;
     w->t_idle = nas_now();
+    nas_free(w->payload);   /* a measure sends none; never keep one */
+    w->payload = NULL;
     d->st.busy_seconds += w->res.seconds;
     if (w->res.code != NAS_OK)
         return nas_errf(err, (nas_status)w->res.code, "rank %d (host %s), measuring candidate %ld: %s", i + 1,
@@ -629,6 +691,8 @@ static nas_status root_stop(search_dist *d, nas_err *err)
             continue;
         }
         w->busy = w->done = 0;
+        nas_free(w->payload);   /* its result never reaches on_result: nor do its bytes */
+        w->payload = NULL;
         d->st.abandoned++;
         if (isfinite(w->res.ev.joules) && w->res.ev.joules > 0)
             d->st.abandoned_joules += w->res.ev.joules;
@@ -652,6 +716,23 @@ static nas_status local_submit(void *ctx, long id, const space_genome *g, double
     return NAS_OK;
 }
 
+/* One process: evaluate, then its payload straight from take_payload to put_payload. */
+static nas_status local_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                                 nas_err *err)
+{
+    search_dist *d = g_active;
+    const search_dist_opts *o = d->o;
+    nas_status st = d->user->evaluate(ctx, id, g, allowance, out, err);
+    void *bytes = NULL;
+    size_t len = 0;
+    if (o->take_payload)
+        o->take_payload(o->ctx, id, &bytes, &len);
+    if (!st && bytes && len > 0 && o->put_payload)
+        st = o->put_payload(o->ctx, id, bytes, len, err);
+    nas_free(bytes);
+    return st;
+}
+
 static nas_status local_collect(void *ctx, long *id, search_eval *out, nas_err *err)
 {
     search_dist *d = g_active;
@@ -661,7 +742,7 @@ static nas_status local_collect(void *ctx, long *id, search_eval *out, nas_err *
     d->q_head = (d->q_head + 1) % d->q_cap;
     d->q_n--;
     double t0 = nas_now();
-    nas_status st = d->user->evaluate(d->user->ctx, j.id, &j.g, j.allowance, out, err);
+    nas_status st = local_evaluate(d->user->ctx, j.id, &j.g, j.allowance, out, err);
     if (st)
         return st;
     if (!(out->seconds > 0))
@@ -712,13 +793,15 @@ nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loo
     nas_status st = NAS_OK;
     int local = d->size == 1;
     d->t_start = nas_now();
-    if (local && !(o->sync && o->local_slots > 1)) {   /* plain: exactly search_run */
-        st = search_run(loop, cb, why, err);
-        goto cleanup;
-    }
     search_callbacks c = *cb;
     c.on_result = wrap_on_result;
     g_active = d;
+    if (local && !(o->sync && o->local_slots > 1)) {   /* plain: search_run, payloads handed on at once */
+        if (cb->evaluate)
+            c.evaluate = local_evaluate;
+        st = search_run(loop, &c, why, err);
+        goto cleanup;
+    }
     if (local) {
         if (!cb->evaluate) {
             st = nas_errf(err, NAS_EINVAL, "distributed search: no evaluate callback");

@@ -10,6 +10,9 @@
  * energy/latency with their sources, the joules its own meter counted, with
  * source and quality, status) is scored, told to the strategy and passed to
  * on_result — where cli/ commits it to the store — the moment it arrives.
+ * A result may carry opaque bytes (take_payload/put_payload below; cli/ sends
+ * the trained weights that way, so rank 0 stores them as a single process
+ * does and the chosen model can be exported after an MPI run too).
  *
  * Without a launcher nothing here touches MPI: search_dist_init sees no
  * OMPI_COMM_WORLD_SIZE / PMIX_RANK / PMI_RANK in the environment, never calls
@@ -39,6 +42,10 @@
  *     the worker's spending plus the charge stays within the reservation.
  *     Ranks that share a host and a package-wide meter (RAPL) each count the
  *     whole package: an overcount, never an undercount.
+ *   - Payloads: an evaluated candidate's bytes reach put_payload at most once,
+ *     intact, when its result is collected and before on_result sees it; the
+ *     bytes of a result that comes back after the loop ended are dropped. One
+ *     message each, so at most INT_MAX bytes (more is the candidate's error).
  *   - cb->measure (a trained candidate's energy and latency) runs on a free
  *     worker as well: figures come from the hardware that evaluates.
  *   - Failure: Open MPI 4.1 cannot survive a dead rank (mpirun aborts the
@@ -101,6 +108,15 @@ typedef struct {
     int own_estimated;
     /* Rank 0, optional: a candidate was sent to a worker rank. */
     void (*on_assign)(void *ctx, long id, const space_genome *g, int rank);
+    /* Optional bytes that travel with an evaluated candidate's result (cli/:
+     * its trained weights), opaque here. take_payload runs where evaluate ran,
+     * right after it (whatever it returned): it hands over a nas_malloc'd
+     * buffer, or *bytes NULL for none, and search_dist frees it. put_payload
+     * runs on rank 0 when that result is collected, before on_result sees it,
+     * only if the evaluation succeeded; its error ends the search. One process:
+     * the same two calls, one after the other. Not for measure. */
+    void (*take_payload)(void *ctx, long id, void **bytes, size_t *len);
+    nas_status (*put_payload)(void *ctx, long id, const void *bytes, size_t len, nas_err *err);
     void *ctx;
 } search_dist_opts;
 

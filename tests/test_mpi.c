@@ -12,6 +12,8 @@
  *   results.log    rank 0, from on_result: "id genome acc reward joules | rank"
  *   state.json     rank 0, from on_result: the loop state (the resumable point)
  *   done           rank 0: how the run ended, and search_dist's stats
+ *   payload.log    rank 0, from put_payload (payload=1): "id bytes genome" for
+ *                  every payload that arrived intact (a bad one fails the run)
  * on_result writes state.json before appending to results.log, so every
  * logged result is in the saved state even if the job dies in between.
  */
@@ -26,6 +28,7 @@
 #include <jansson.h>
 #include <mpi.h>
 
+#include "runs/runs.h"
 #include "search/dist.h"
 
 /* ======================= the scenario (runs under mpirun) ================ */
@@ -36,10 +39,12 @@ typedef struct {
     long evals;
     uint64_t seed;
     double budget_j, first_j, own_watts, timeout;
-    int kill_rank, kill_at, hang_rank, hang_at, fail_rank, fail_at, slow_rank;
+    int kill_rank, kill_at, hang_rank, hang_at, fail_rank, fail_at, slow_rank, payload;
     double slow, scale;
     /* running */
     int n_eval;
+    void *blob;                /* payload=1: bytes evaluate made, until take_payload */
+    size_t blob_len;
     double t0;
     search_dist *d;
 } scen;
@@ -71,6 +76,75 @@ static void sleep_s(double s)
     struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) && errno == EINTR) {
     }
+}
+
+/* payload=1: what evaluate attaches to candidate id: {id, genome, bytes from
+ * a generator seeded by both, FNV-1a of all that}; none for every 4th id.
+ * Sizes 1 kB (an eager MPI message) to 200 kB (a rendezvous). */
+typedef struct {
+    long id;
+    space_genome g;
+} blob_head;
+
+static uint32_t fnv(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static void make_blob(scen *s, long id, const space_genome *g)
+{
+    if (id % 4 == 3)
+        return;
+    size_t n = sizeof(blob_head) + 1000 + (ghash(g) % 3) * 100000 + (size_t)id, len = n + sizeof(uint32_t);
+    uint8_t *b = nas_malloc(len);
+    if (!b)
+        return;
+    blob_head h;
+    memset(&h, 0, sizeof h);
+    h.id = id;
+    h.g = *g;
+    memcpy(b, &h, sizeof h);
+    uint64_t x = ghash(g) * 0x9E3779B97F4A7C15ull + (uint64_t)id + 1;
+    for (size_t i = sizeof h; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        b[i] = (uint8_t)x;
+    }
+    uint32_t sum = fnv(b, n);
+    memcpy(b + n, &sum, sizeof sum);
+    s->blob = b;
+    s->blob_len = len;
+}
+
+static void take_payload(void *ctx, long id, void **bytes, size_t *len)
+{
+    scen *s = ctx;
+    *bytes = s->blob;
+    *len = s->blob_len;
+    s->blob = NULL;
+    s->blob_len = 0;
+}
+
+/* On rank 0: the bytes must be the ones made for this id, whole. */
+static nas_status put_payload(void *ctx, long id, const void *bytes, size_t len, nas_err *err)
+{
+    scen *s = ctx;
+    const uint8_t *b = bytes;
+    blob_head h;
+    uint32_t sum;
+    if (len < sizeof h + sizeof sum)
+        return nas_errf(err, NAS_EINVAL, "payload of candidate %ld: %zu bytes, too short", id, len);
+    memcpy(&h, b, sizeof h);
+    memcpy(&sum, b + len - sizeof sum, sizeof sum);
+    if (h.id != id || fnv(b, len - sizeof sum) != sum)
+        return nas_errf(err, NAS_EINVAL, "payload of candidate %ld: corrupt (made for %ld)", id, h.id);
+    char gs[300], line[400];
+    space_genome_to_string(&h.g, gs, sizeof gs);
+    snprintf(line, sizeof line, "%ld %zu %s\n", id, len, gs);
+    append(s->dir, "payload.log", line);
+    return NAS_OK;
 }
 
 /* Accuracy rises with the gene values (so evolution has something to climb);
@@ -106,6 +180,8 @@ static nas_status synth_eval(void *ctx, long id, const space_genome *g, double a
         out->status = SEARCH_EVAL_FAILED;
     }
     snprintf(out->meter, sizeof out->meter, "test:rank%d", s->rank);
+    if (s->payload)
+        make_blob(s, id, g);
     double nap = (0.004 + 0.003 * (h % 5)) * s->scale;
     if (s->rank == s->slow_rank)
         nap *= s->slow;
@@ -198,6 +274,7 @@ static int scen_parse(int argc, char **argv, scen *s)
         KEY("timeout", timeout); KEY("kill_rank", kill_rank); KEY("kill_at", kill_at);
         KEY("hang_rank", hang_rank); KEY("hang_at", hang_at); KEY("fail_rank", fail_rank);
         KEY("fail_at", fail_at); KEY("slow_rank", slow_rank); KEY("slow", slow); KEY("scale", scale); KEY("measure", measure); KEY("bcast", bcast);
+        KEY("payload", payload);
         else return -1;
 #undef KEY
     }
@@ -271,6 +348,10 @@ static int scen_run(search_dist *d, scen *s)
     o.own_joules = s->own_watts > 0 ? own_joules : NULL;
     o.own_rel_unc = 0.1;
     o.own_estimated = 1;
+    if (s->payload) {
+        o.take_payload = take_payload;
+        o.put_payload = put_payload;
+    }
     o.ctx = s;
     search_callbacks cb;
     memset(&cb, 0, sizeof cb);
@@ -305,6 +386,8 @@ static int scen_run(search_dist *d, scen *s)
     if (st)
         fprintf(stderr, "rank %d: %s\n", s->rank, err.msg);
     search_loop_free(loop);
+    nas_free(s->blob);   /* made by an evaluate whose payload nobody took (none should be) */
+    s->blob = NULL;
     return st ? 1 : 0;
 }
 
@@ -848,7 +931,7 @@ static void test_worker_error_stops_cleanly(void **state)
     (void)state;
     char dir[64];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
-    int rc = run_mpi(3, dir, "evals=40 seed=2 fail_rank=1 fail_at=4");
+    int rc = run_mpi(3, dir, "evals=40 seed=2 fail_rank=1 fail_at=4 payload=1");   /* payloads: rank 2's abandoned one is freed */
     assert_int_equal(rc, 1);   /* every rank finalised; rank 0 exited 1 */
     char *out = slurp(dir, "out.txt");
     assert_non_null(out);
@@ -857,6 +940,140 @@ static void test_worker_error_stops_cleanly(void **state)
     assert_null(strstr(out, "MPI_ABORT"));
     assert_int_equal((int)done_value(dir, "status"), NAS_EIO);
     nas_free(out);
+    tu_rmtree(dir);
+}
+
+/* Every evaluated candidate's payload reached put_payload on rank 0 once,
+ * intact (put_payload checks the bytes) and made for that genome; none for
+ * the ids that attach nothing. */
+static void check_payloads(const char *dir, int np, int evals)
+{
+    logs *L = malloc(sizeof *L);
+    read_logs(dir, L, np);
+    static int count[MAXID];
+    static char genome[MAXID][200];
+    memset(count, 0, sizeof count);
+    char *t = slurp(dir, "payload.log");
+    assert_non_null(t);
+    for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        long id;
+        size_t len;
+        char g[200];
+        assert_int_equal(sscanf(line, "%ld %zu %199s", &id, &len, g), 3);
+        assert_true(id >= 0 && id < MAXID);
+        count[id]++;
+        snprintf(genome[id], sizeof genome[id], "%s", g);
+    }
+    nas_free(t);
+    int evaluated = 0;
+    for (int id = 0; id < MAXID; id++) {
+        int flags = -1;   /* screened, cached: "00" for an evaluation */
+        if (L->res_count[id])
+            assert_int_equal(sscanf(L->res_line[id], "%*d %*s %*f %*f %*f %d", &flags), 1);
+        int done = np > 1 ? L->eval_count[id] : flags == 0;
+        assert_int_equal(count[id], done && id % 4 != 3 ? 1 : 0);
+        if (count[id]) {
+            char want[200];
+            if (np > 1)
+                snprintf(want, sizeof want, "%s", L->assign_g[id]);
+            else
+                assert_int_equal(sscanf(L->res_line[id], "%*d %199s", want), 1);
+            assert_string_equal(genome[id], want);
+        }
+        evaluated += done;
+    }
+    assert_int_equal(evaluated, evals);
+    free(L);
+}
+
+static void test_payload_reaches_rank0_intact(void **state)
+{
+    (void)state;
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    int rc = run_mpi(3, dir, "evals=16 seed=4 payload=1");
+    if (rc)
+        show_out(dir);
+    assert_int_equal(rc, 0);
+    check_payloads(dir, 3, 16);
+    tu_rmtree(dir);
+    /* one process, the plain loop and the sync reference: the same hand-over */
+    char *args[] = {"evals=12", "seed=4", "payload=1", "sync=1", "slots=2"};
+    for (int n = 3; n <= 5; n += 2) {
+        assert_non_null(tu_tmpdir(dir, sizeof dir));
+        scen s;
+        assert_int_equal(scen_parse(n, args, &s), 0);
+        s.dir = dir;
+        search_dist *d;
+        nas_err err;
+        assert_int_equal(search_dist_init(NULL, NULL, &d, &err), NAS_OK);
+        assert_int_equal(scen_run(d, &s), 0);
+        search_dist_finish(d);
+        check_payloads(dir, 1, 12);
+        tu_rmtree(dir);
+    }
+}
+
+/* A real `nas search` over 3 ranks with a store: the workers' trained weights
+ * reach the store with their results, so the chosen model is exported at the
+ * end and `nas export RUN` works afterwards, as in a single process. */
+static void test_search_exports_under_mpirun(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], cmd[4096];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd,
+             "timeout -k 5 120 mpirun %s --oversubscribe --bind-to none -np 3 -x ASAN_OPTIONS '%s' search "
+             "--data mnist --budget-evals 3 --subset 300 --epochs 1 --threads 1 --stages 1 --max-width 0.25 "
+             "--val-count 100 --test-limit 100 --bench-seconds 0.02 --db %s/m.db --name m --export-dir %s/exp "
+             ">'%s/out.txt' 2>&1",
+             geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), dir, dir, dir);
+    if (system(cmd) != 0) {
+        show_out(dir);
+        fail_msg("nas search under mpirun failed");
+    }
+    char *out = slurp(dir, "out.txt");
+    assert_non_null(out);
+    if (!strstr(out, "exported the chosen model to"))
+        show_out(dir);
+    assert_non_null(strstr(out, "exported the chosen model to"));
+    assert_null(strstr(out, "not exported"));
+    nas_free(out);
+    /* every finished candidate has its weights in the store */
+    char path[256];
+    snprintf(path, sizeof path, "%s/m.db", dir);
+    runs_db *db = NULL;
+    nas_err err = {0};
+    assert_int_equal(runs_open(path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+    int64_t run;
+    assert_int_equal(runs_run_find(db, "m", &run, &err), NAS_OK);
+    runs_cand *c = NULL;
+    int n = 0, done = 0;
+    assert_int_equal(runs_cand_list(db, run, ~0u, &c, &n, &err), NAS_OK);
+    for (int i = 0; i < n; i++) {
+        void *blob = NULL;
+        size_t len = 0;
+        int found = 0;
+        assert_int_equal(runs_weights_get(db, c[i].id, &blob, &len, &found, &err), NAS_OK);
+        assert_int_equal(found, c[i].status == RUNS_DONE);
+        assert_true(!found || len > 1000);
+        done += c[i].status == RUNS_DONE;
+        nas_free(blob);
+    }
+    runs_cands_free(c, n);
+    runs_close(db);
+    assert_int_equal(n, 3);
+    assert_true(done >= 1);
+    snprintf(cmd, sizeof cmd, "test -s \"$(ls %s/exp/*.onnx | head -1)\"", dir);
+    assert_int_equal(system(cmd), 0);
+    /* and from the store afterwards, in a plain process */
+    snprintf(cmd, sizeof cmd, "'%s' export m --db %s/m.db --top 1 --out %s/top >'%s/out.txt' 2>&1 && "
+             "test -s \"$(ls %s/top/m-c*.onnx | head -1)\"", tu_nas_bin(), dir, dir, dir, dir);
+    if (system(cmd) != 0) {
+        show_out(dir);
+        fail_msg("nas export of the MPI run failed");
+    }
     tu_rmtree(dir);
 }
 
@@ -959,6 +1176,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_worker_then_resume_loses_nothing),
         cmocka_unit_test(test_hung_worker_is_reported_and_job_stops),
         cmocka_unit_test(test_worker_error_stops_cleanly),
+        cmocka_unit_test(test_payload_reaches_rank0_intact),
+        cmocka_unit_test(test_search_exports_under_mpirun),
         cmocka_unit_test(test_settings_reach_every_rank),
         cmocka_unit_test(test_different_builds_refused),
     };

@@ -124,11 +124,7 @@ static void assert_kept(const snap *before, const snap *after)
 static void killed_20_times_ends_as_an_uninterrupted_run(void **state)
 {
     (void)state;
-    struct stat sb;
-    if (stat("data/mnist", &sb) != 0) {
-        print_message("no data/mnist ('make data'): skipping\n");
-        skip();
-    }
+    tu_need_mnist();
     char dir[64], ref_db[128], db[128];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(ref_db, sizeof ref_db, "%s/ref.db", dir);

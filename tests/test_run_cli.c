@@ -49,11 +49,7 @@ static void job_errors_name_line_and_key(void **state)
 static void search_job_runs_saves_its_settings_and_exports(void **state)
 {
     (void)state;
-    struct stat sb;
-    if (stat("data/mnist", &sb) != 0) {
-        print_message("no data/mnist ('make data'): skipping\n");
-        skip();
-    }
+    tu_need_mnist();
     char dir[64], path[128], cmd[1024], text[1024];
     char *out = NULL;
     assert_non_null(tu_tmpdir(dir, sizeof dir));

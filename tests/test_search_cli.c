@@ -7,7 +7,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <sys/stat.h>
 
 static void usage_errors_exit_2_and_name_the_option(void **state)
 {
@@ -41,11 +40,7 @@ static void usage_errors_exit_2_and_name_the_option(void **state)
 static void tiny_search_keeps_its_budget_and_resumes(void **state)
 {
     (void)state;
-    struct stat st;
-    if (stat("data/mnist", &st) != 0) {
-        print_message("no data/mnist ('make data'): skipping the real search\n");
-        skip();
-    }
+    tu_need_mnist();
     char *out = NULL;
     assert_int_equal(tu_run_nas(TINY " --budget-evals 3 --budget-joules 500 2>/dev/null", &out), 0);
     json_t *a = json_loads(out, 0, NULL);
@@ -122,11 +117,7 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
 static void predictor_screens_and_best_meets_the_target(void **state)
 {
     (void)state;
-    struct stat st;
-    if (stat("data/mnist", &st) != 0) {
-        print_message("no data/mnist ('make data'): skipping the real search\n");
-        skip();
-    }
+    tu_need_mnist();
     char dir[64], cmd[1024], *out = NULL;
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(cmd, sizeof cmd, "calibrate --samples 20 --max-samples 20 --adaptive-rounds 0 --folds 3 "

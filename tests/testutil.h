@@ -29,6 +29,16 @@ static inline void tu_rmtree(const char *dir)
         fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
+/* Tests of a real search need the MNIST sample (`make data`); without it they
+ * are skipped, saying why. */
+#define tu_need_mnist()                                                   \
+    do {                                                                  \
+        if (access("data/mnist", F_OK) != 0) {                            \
+            print_message("no data/mnist ('make data'): skipping\n");     \
+            skip();                                                       \
+        }                                                                 \
+    } while (0)
+
 /* The nas binary under test: $NAS_BIN (set by make test), else ./build/nas. */
 static inline const char *tu_nas_bin(void)
 {
