@@ -227,11 +227,7 @@ static void killed_20_times_ends_as_an_uninterrupted_run(void **state)
 static void a_crash_mid_training_still_counts_its_joules(void **state)
 {
     (void)state;
-    struct stat sb;
-    if (stat("data/mnist", &sb) != 0) {
-        print_message("no data/mnist ('make data'): skipping\n");
-        skip();
-    }
+    tu_need_mnist();
     char dir[64], db[128];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(db, sizeof db, "%s/c.db", dir);
