@@ -317,12 +317,25 @@ static void dir_of(const char *path, char *dir, size_t n)
         snprintf(dir, n, "%.*s", (int)(slash - path), path);
 }
 
+static nas_status pragma_int(runs_db *d, const char *sql, int *out, nas_err *err);
+
+/* Each step in a write transaction that first reads the version again: two
+ * processes opening a new store at once (a search and its reporter, say) must
+ * not both run a step, or the second fails on what the first created. */
 static nas_status migrate(runs_db *d, int from, nas_err *err)
 {
     for (int v = from; v < N_MIGRATIONS; v++) {
         nas_status st = tx_begin(d, err);
         if (st)
             return st;
+        if ((st = pragma_int(d, "PRAGMA user_version", &v, err))) {
+            tx_rollback(d);
+            return st;
+        }
+        if (v >= N_MIGRATIONS) {   /* another process finished the job */
+            d->version = v;
+            return tx_commit(d, err);
+        }
         if (sqlite3_exec(d->db, migrations[v], NULL, NULL, NULL) != SQLITE_OK) {
             char what[64];
             snprintf(what, sizeof what, "migrating the schema to version %d", v + 1);
@@ -378,6 +391,41 @@ static nas_status run_check(runs_db *d, const char *sql, nas_err *err)
     return st;
 }
 
+/* The version and the number of schema objects, read in one statement: read
+ * apart, a store another process was creating meanwhile looked like version 0
+ * with tables, "not a nas run store". */
+static nas_status read_header(runs_db *d, int *version, int *n_objects, nas_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(d->db, "SELECT (SELECT user_version FROM pragma_user_version),"
+                           " (SELECT count(*) FROM sqlite_schema)", -1, &s, NULL) != SQLITE_OK)
+        return db_fail(d, err, "reading the schema");
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        nas_status st = db_fail(d, err, "reading the schema");
+        sqlite3_finalize(s);
+        return st;
+    }
+    *version = sqlite3_column_int(s, 0);
+    *n_objects = sqlite3_column_int(s, 1);
+    sqlite3_finalize(s);
+    return NAS_OK;
+}
+
+/* Changing the journal mode takes an exclusive lock without SQLite's busy
+ * handler: several processes opening one new store at once got "database is
+ * locked" at once. Retried for up to 10 s, as the busy timeout would. */
+static nas_status set_wal(runs_db *d, nas_err *err)
+{
+    for (int tries = 0;; tries++) {
+        int rc = sqlite3_exec(d->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return NAS_OK;
+        if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) || tries >= 200)
+            return db_fail(d, err, "switching to WAL mode");
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+}
+
 nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
 {
     *out = NULL;
@@ -427,9 +475,7 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
     /* The first statement that reads the header: a file that is not a
      * database fails here, cleanly. */
     int user_version = 0, n_objects = 0;
-    if ((st = pragma_int(d, "PRAGMA user_version", &user_version, err)))
-        goto cleanup;
-    if ((st = pragma_int(d, "SELECT count(*) FROM sqlite_schema", &n_objects, err)))
+    if ((st = read_header(d, &user_version, &n_objects, err)))
         goto cleanup;
     if (user_version == 0 && n_objects > 0) {
         st = nas_errf(err, NAS_EINVAL, "%s: an SQLite database, but not a nas run store", path);
@@ -449,7 +495,7 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
     }
     d->version = user_version;
     if (!readonly) {
-        if ((st = exec(d, "PRAGMA journal_mode = WAL", err, "switching to WAL mode")))
+        if ((st = set_wal(d, err)))
             goto cleanup;
         if ((st = exec(d, "PRAGMA synchronous = FULL", err, "setting synchronous mode")))
             goto cleanup;

@@ -66,8 +66,10 @@ static void snap_take(const char *db_path, snap *s)
         return;
     runs_db *db = NULL;
     nas_err err = {0};
-    assert_int_equal(runs_open(db_path, 0, &db, &err), NAS_OK);
-    assert_int_equal(runs_check(db, &err), NAS_OK);   /* PRAGMA integrity_check and the store's invariants */
+    if (runs_open(db_path, 0, &db, &err) != NAS_OK)
+        fail_msg("opening the killed run's store: %s", err.msg);
+    if (runs_check(db, &err) != NAS_OK)   /* PRAGMA integrity_check and the store's invariants */
+        fail_msg("checking the killed run's store: %s", err.msg);
     int64_t run;
     nas_err ferr = {0};
     if (runs_run_find(db, "r", &run, &ferr) == NAS_OK) {

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runs/runs.h"
 
@@ -390,6 +392,48 @@ static void test_runs_interrupted_joules_are_counted_once(void **state)
     /* a figure without a source is refused */
     assert_int_equal(runs_cand_progress(db, cut, &(runs_fig){1, "", "estimated"}, &err), NAS_EINVAL);
     runs_close(db);
+}
+
+/* Several processes creating the same new store at once each end with a
+ * store at the current version: no schema step runs twice. */
+static void test_runs_concurrent_creation(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 15, PROCS = 4 };
+    int failures = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/c%d.db", tmp, r);
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t kids[PROCS];
+        for (int k = 0; k < PROCS; k++) {
+            kids[k] = fork();
+            if (kids[k] == 0) {
+                char c;
+                close(go[1]);
+                if (read(go[0], &c, 1) < 0)   /* all start together: the pipe closes */
+                    _exit(3);
+                runs_db *db = NULL;
+                nas_err err = {0};
+                if (runs_open(path, RUNS_OPEN_CREATE, &db, &err) != NAS_OK) {
+                    fprintf(stderr, "child %d: %s\n", k, err.msg);
+                    _exit(1);
+                }
+                int ok = runs_db_version(db) == runs_schema_version();
+                runs_close(db);
+                _exit(ok ? 0 : 2);
+            }
+        }
+        close(go[0]);
+        close(go[1]);
+        for (int k = 0; k < PROCS; k++) {
+            int st;
+            waitpid(kids[k], &st, 0);
+            failures += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+    }
+    assert_int_equal(failures, 0);
 }
 
 static void test_runs_resume_requeues_then_fails_poison(void **state)
@@ -858,6 +902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs_figures_keep_their_quality, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_resume_requeues_then_fails_poison, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_interrupted_joules_are_counted_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs_concurrent_creation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_migrates_old_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_missing_folder_and_file, setup, teardown),
