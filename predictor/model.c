@@ -307,9 +307,10 @@ static nas_status get_metrics(const json_t *o, const char *path, const char *ctx
     return NAS_OK;
 }
 
-/* Passes of one measured row: 1..PRED_MAX_PASSES positive numbers. */
-static nas_status get_passes(const json_t *row, const char *key, const char *path, int i, int want, double *out,
-                             int *n, nas_err *err)
+/* Passes of one measured row: 1..PRED_MAX_PASSES numbers, positive (or, for
+ * references, 0 where none was measured). */
+static nas_status get_passes(const json_t *row, const char *key, const char *path, int i, int want, int zero_ok,
+                             double *out, int *n, nas_err *err)
 {
     const json_t *a = json_object_get(row, key);
     size_t len = json_is_array(a) ? json_array_size(a) : 0;
@@ -318,10 +319,11 @@ static nas_status get_passes(const json_t *row, const char *key, const char *pat
                         key, want > 0 ? "" : "1 to ", want > 0 ? want : PRED_MAX_PASSES);
     for (size_t p = 0; p < len; p++) {
         const json_t *v = json_array_get(a, p);
-        if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0)
-            return nas_errf(err, NAS_EINVAL, "%s: measurements[%d].%s[%zu]: not a non-negative number", path, i,
-                            key, p);
-        out[p] = json_number_value(v);
+        double x = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!isfinite(x) || x < 0 || (x == 0 && !zero_ok))
+            return nas_errf(err, NAS_EINVAL, "%s: measurements[%d].%s[%zu]: not a %s number", path, i, key, p,
+                            zero_ok ? "non-negative" : "positive");
+        out[p] = x;
     }
     *n = (int)len;
     return NAS_OK;
@@ -353,9 +355,9 @@ static nas_status load_rows(const json_t *root, const char *path, pred_model *m,
         if (space_genome_from_string(g, &r->genome, err) != NAS_OK ||
             space_genome_check(&m->space, &r->genome, err) != NAS_OK)
             return nas_errctx(err, "%s: %s.genome", path, ctx);
-        if ((st = get_passes(row, "latency_passes", path, (int)i, 0, r->latency_pass, &np, err)) != NAS_OK ||
-            (st = get_passes(row, "energy_passes", path, (int)i, np, r->energy_pass, &np, err)) != NAS_OK ||
-            (st = get_passes(row, "reference_passes", path, (int)i, np, r->reference_pass, &np, err)) != NAS_OK)
+        if ((st = get_passes(row, "latency_passes", path, (int)i, 0, 0, r->latency_pass, &np, err)) != NAS_OK ||
+            (st = get_passes(row, "energy_passes", path, (int)i, np, 0, r->energy_pass, &np, err)) != NAS_OK ||
+            (st = get_passes(row, "reference_passes", path, (int)i, np, 1, r->reference_pass, &np, err)) != NAS_OK)
             return st;
         r->passes = np;
         static const char *const keys[4] = {"latency_ms", "energy_mj", "latency_spread", "energy_spread"};
