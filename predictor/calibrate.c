@@ -365,10 +365,14 @@ static nas_status tolerate(const pred_calib_opts *o, samples_t *s, pred_calib_re
 {
     s->failed++;
     if (!rep->first_failure[0])
-        snprintf(rep->first_failure, sizeof rep->first_failure, "network %.100s: %.140s", gtxt, err->msg);
-    if (st == NAS_ENOMEM || (s->failed > 5 && s->failed > o->max_failed * s->attempted))
-        return nas_errctx(err, "calibration: network %s (%d of %d networks failed to measure)", gtxt,
-                          s->failed, s->attempted);
+        snprintf(rep->first_failure, sizeof rep->first_failure, "network %.100s: %.140s", gtxt,
+                 err ? err->msg : "(no error text: the caller passed none)");
+    if (st == NAS_ENOMEM || (s->failed > 5 && s->failed > o->max_failed * s->attempted)) {
+        /* the measuring's own status: nas_errctx would say "internal" without an err to read */
+        nas_errctx(err, "calibration: network %s (%d of %d networks failed to measure)", gtxt, s->failed,
+                   s->attempted);
+        return st;
+    }
     if (o->progress)
         o->progress(o->progress_ctx, "skipped", s->failed, s->attempted);
     return NAS_OK;

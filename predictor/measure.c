@@ -181,19 +181,18 @@ static nas_status run_cmd(const char *cmd, double timeout_s, char **out, size_t 
     close(fds[0]);
     if (*timed_out)
         kill(-pid, SIGKILL);
-    /* stdout closed; the command may still be running (it backgrounded something) */
-    pid_t w;
-    while ((w = waitpid(pid, status, *timed_out ? 0 : WNOHANG)) == 0 ||
-           (w < 0 && errno == EINTR)) {
-        if (w == 0 && deadline > 0 && nas_now() >= deadline) {
+    /* stdout closed; the command may still be running (it backgrounded
+     * something): without a limit wait for it, else poll to the deadline */
+    for (;;) {
+        pid_t w = waitpid(pid, status, deadline > 0 && !*timed_out ? WNOHANG : 0);
+        if (w == pid || (w < 0 && errno != EINTR))
+            break;
+        if (w == 0 && nas_now() >= deadline) {
             *timed_out = 1;
             kill(-pid, SIGKILL);
-            continue;
-        }
-        if (w == 0)
+        } else if (w == 0) {
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-        else if (*timed_out)
-            continue;
+        }
     }
     if (*timed_out)
         kill(-pid, SIGKILL);   /* whatever it left behind */

@@ -567,6 +567,11 @@ static void failed_measurements_are_skipped_then_fatal(void **state)
     assert_null(m);
     assert_non_null(strstr(err.msg, "failed to measure"));
     assert_non_null(strstr(err.msg, "synthetic device dropped"));
+    /* and without an error record to fill (err NULL), the same status, no crash */
+    synth_ctx c4 = {.noise = 0.01, .fail_every = 2};
+    nas_pcg32_seed(&c4.rng, 3, 1);
+    assert_int_equal(pred_calibrate(&o, synth_measure, &c4, &m, &rep, NULL), NAS_EIO);
+    assert_null(m);
 }
 
 /* The predictor file keeps its measurements; a refit on them measures
