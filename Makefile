@@ -3,7 +3,10 @@
 # Tests are tests/test_*.c, one cmocka binary each. Flags live here and nowhere else.
 
 BUILD    ?= build
-ARCH     ?= -march=native
+# No -march: one binary for every x86-64 (or aarch64). The kernel layer is
+# compiled once per ISA below and chosen at run time (evaluator/kern.h);
+# ARCH=-march=native still works for a build that never leaves its machine.
+ARCH     ?=
 OPT      ?= -O2
 SAN      ?=
 PKGS     := jansson gsl openblas sqlite3 libprotobuf-c xgboost zlib
@@ -64,6 +67,15 @@ $(BUILD)/%.o: %.c | $(SETUP) $(BUILD)/gen/onnx/onnx.pb-c.h
 
 $(BUILD)/gen/onnx/onnx.pb-c.o: $(BUILD)/gen/onnx/onnx.pb-c.c
 	$(CC) $(filter-out -W%,$(CFLAGS)) -w -c $< -o $@
+
+# The kernel layer: kern_body.h compiled per ISA, each with its own flags and
+# only those (nothing else may assume the CPU has them).
+KERN_FLAGS_avx512 := -mavx512f -mfma -mavx2
+KERN_FLAGS_avx2   := -mavx2 -mfma
+ifneq ($(findstring x86_64,$(shell $(CC) -dumpmachine)),)
+$(BUILD)/evaluator/kern_avx512.o: CFLAGS += $(KERN_FLAGS_avx512)
+$(BUILD)/evaluator/kern_avx2.o: CFLAGS += $(KERN_FLAGS_avx2)
+endif
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

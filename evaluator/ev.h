@@ -46,6 +46,19 @@ void ev_data_opts_default(ev_data_opts *o);
 nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err);
 void ev_data_free(ev_data *data);
 
+/* ======================= kernels ========================================= */
+
+/* The engine's hot loops exist per instruction set (AVX-512, AVX2+FMA, NEON,
+ * scalar) in one binary; the best this CPU runs is used, or the one the
+ * environment names: NAS_ISA=scalar|neon|avx2|avx512|auto. ev_kernels_init
+ * checks that setting (a CLI calls it first: a level this CPU lacks is an
+ * error, exit 2); ev_kernels names the level in use, for start-up lines,
+ * --json, the run store and benchmark headers. */
+nas_status ev_kernels_init(nas_err *err);
+const char *ev_kernels(void);             /* "avx2" */
+int ev_kernels_width(void);               /* floats per vector of that level */
+const char *ev_kernels_available(void);   /* the levels this CPU runs, best first: "avx512 avx2 scalar" */
+
 /* ======================= networks and training =========================== */
 
 typedef struct ev_net ev_net;   /* opaque: one allocation per kind of memory */

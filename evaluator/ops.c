@@ -1,27 +1,22 @@
 /* ops.c — forward/backward pairs of every layer the space emits (see ops.h).
  *
- * Pointwise convs, the stem and linears are GEMMs through OpenBLAS. The
- * depthwise conv, the one op BLAS cannot do, has a plain scalar oracle and an
- * AVX-512 version vectorised over contiguous channels (16 per register),
- * specialised per kernel size and stride by inlining one template with
- * constant K and S. Reductions over the batch (batch-norm statistics,
- * depthwise weight gradients) use per-thread partials added in thread order:
- * the same thread count gives the same bits.
+ * Pointwise convs, the stem and linears are GEMMs through OpenBLAS. The hot
+ * loops BLAS cannot do (depthwise conv, the fused inference tiles, batch norm,
+ * activations, pooling, SE scaling) live in the kernel layer (kern.h), one
+ * table per instruction set chosen at run time; this file keeps their scalar
+ * oracles and spreads the kernels over threads. Reductions over the batch
+ * (batch-norm statistics, depthwise weight gradients) use per-thread partials
+ * added in thread order: the same ISA and thread count give the same bits.
  */
-/* The element-wise and per-channel loops below are written to vectorise;
- * -O2's cheap cost model leaves most of them scalar. No fast-math: results
- * must match PyTorch to 1e-4 and be reproducible. */
 #pragma GCC optimize("O3", "no-math-errno")
 
 #include "evaluator/ops.h"
+#include "evaluator/kern.h"
 
 #include <math.h>
 #include <string.h>
 #include <omp.h>
 #include <cblas.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 
 const char *op_act_name(op_act a)
 {
@@ -210,229 +205,21 @@ void op_dw_backward_ref(float *dx, float *dw, const float *dy, const float *x, c
                 }
 }
 
-/* Scalar epilogue of the fallbacks: y = act(z * scale + shift (+ res)). */
-static void affine_act_rows(float *y, const float *z, const float *scale, const float *shift,
-                            const float *res, long N, int C, op_act act);
-
-/* ======================= depthwise convolution: AVX-512 ================== */
-#ifdef __AVX512F__
-
-#define INL static inline __attribute__((always_inline))
-
-static inline float act_f(float h, op_act act);
-
-/* Stores act(v) under mask m (a run of low lanes). The piecewise-linear
- * activations are done in registers; swish and sigmoid go through act_f
- * lane by lane, as the element-wise ops do. NaN stays NaN where act_f keeps it. */
-INL void store_act(float *dst, __mmask16 m, __m512 v, op_act act)
-{
-    const __m512 zero = _mm512_setzero_ps(), three = _mm512_set1_ps(3.0f),
-                 six = _mm512_set1_ps(6.0f), sixth = _mm512_set1_ps(1.0f / 6);
-    switch (act) {
-    case OP_NONE: break;
-    case OP_RELU: v = _mm512_max_ps(v, zero); break;
-    case OP_RELU6: v = _mm512_min_ps(six, _mm512_max_ps(zero, v)); break;
-    case OP_HSWISH:
-        v = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_min_ps(six, _mm512_max_ps(zero, _mm512_add_ps(v, three)))),
-                          sixth);
-        break;
-    case OP_HSIGMOID:
-        v = _mm512_mul_ps(_mm512_min_ps(six, _mm512_max_ps(zero, _mm512_add_ps(v, three))), sixth);
-        break;
-    default: {
-        float t[16];
-        _mm512_storeu_ps(t, v);
-        int n = __builtin_popcount((unsigned)m);
-        for (int i = 0; i < n; i++)
-            dst[i] = act_f(t[i], act);
-        return;
-    }
-    }
-    _mm512_mask_storeu_ps(dst, m, v);
-}
-
-INL __mmask16 tail_mask(int C, int c0)
-{
-    int n = C - c0;
-    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-}
-
-/* One output row (b, oy), all channels. K and S are compile-time constants at
- * every call site, so the tap loops unroll and the weights stay in registers. */
-INL void dw_fwd_row(float *yrow, const float *ximg, const float *w, int H, int W, int C, int Wo,
-                    int oy, const float *scale, const float *shift, op_act act, const int K,
-                    const int S)
-{
-    const int P = (K - 1) / 2;
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        __mmask16 m = tail_mask(C, c0);
-        __m512 sc = _mm512_setzero_ps(), sh = _mm512_setzero_ps();
-        if (scale) {
-            sc = _mm512_maskz_loadu_ps(m, scale + c0);
-            sh = _mm512_maskz_loadu_ps(m, shift + c0);
-        }
-        __m512 wv[K * K];
-        for (int t = 0; t < K * K; t++)
-            wv[t] = _mm512_maskz_loadu_ps(m, w + (size_t)t * C + c0);
-        for (int ox = 0; ox < Wo; ox++) {
-            __m512 acc = _mm512_setzero_ps();
-            int ix0 = ox * S - P;
-            int inner = ix0 >= 0 && ix0 + K <= W;
-            for (int ky = 0; ky < K; ky++) {
-                int iy = oy * S - P + ky;
-                if (iy < 0 || iy >= H)
-                    continue;
-                const float *xr = ximg + (size_t)iy * W * C + c0;
-                if (inner) {
-                    for (int kx = 0; kx < K; kx++)
-                        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xr + (size_t)(ix0 + kx) * C),
-                                              wv[ky * K + kx], acc);
-                } else {
-                    for (int kx = 0; kx < K; kx++) {
-                        int ix = ix0 + kx;
-                        if (ix < 0 || ix >= W)
-                            continue;
-                        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xr + (size_t)ix * C),
-                                              wv[ky * K + kx], acc);
-                    }
-                }
-            }
-            if (scale)
-                store_act(yrow + (size_t)ox * C + c0, m, _mm512_fmadd_ps(acc, sc, sh), act);
-            else
-                _mm512_mask_storeu_ps(yrow + (size_t)ox * C + c0, m, acc);
-        }
-    }
-}
-
-/* One input row (b, iy) of dx, gathered: dx[iy,ix] = sum of dy[oy,ox] w[ky,kx]
- * over the taps with oy*S - P + ky = iy and ox*S - P + kx = ix. */
-INL void dw_dx_row(float *dxrow, const float *dyimg, const float *w, int W, int C, int Ho, int Wo,
-                   int iy, const int K, const int S)
-{
-    const int P = (K - 1) / 2;
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        __mmask16 m = tail_mask(C, c0);
-        __m512 wv[K * K];
-        for (int t = 0; t < K * K; t++)
-            wv[t] = _mm512_maskz_loadu_ps(m, w + (size_t)t * C + c0);
-        for (int ix = 0; ix < W; ix++) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int ky = 0; ky < K; ky++) {
-                int t = iy + P - ky;
-                if (t < 0 || t % S)
-                    continue;
-                int oy = t / S;
-                if (oy >= Ho)
-                    continue;
-                const float *dr = dyimg + (size_t)oy * Wo * C + c0;
-                for (int kx = 0; kx < K; kx++) {
-                    int u = ix + P - kx;
-                    if (u < 0 || u % S)
-                        continue;
-                    int ox = u / S;
-                    if (ox >= Wo)
-                        continue;
-                    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dr + (size_t)ox * C),
-                                          wv[ky * K + kx], acc);
-                }
-            }
-            _mm512_mask_storeu_ps(dxrow + (size_t)ix * C + c0, m, acc);
-        }
-    }
-}
-
-/* dw partial of one output row (b, oy): part[ky,kx,c] += sum_ox dy[oy,ox,c] x[iy,ix,c]. */
-INL void dw_dw_row(float *part, const float *dyrow, const float *ximg, int H, int W, int C, int Wo,
-                   int oy, const int K, const int S)
-{
-    const int P = (K - 1) / 2;
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        __mmask16 m = tail_mask(C, c0);
-        __m512 acc[K * K];
-        for (int t = 0; t < K * K; t++)
-            acc[t] = _mm512_setzero_ps();
-        for (int ox = 0; ox < Wo; ox++) {
-            __m512 g = _mm512_maskz_loadu_ps(m, dyrow + (size_t)ox * C + c0);
-            int ix0 = ox * S - P;
-            int inner = ix0 >= 0 && ix0 + K <= W;
-            for (int ky = 0; ky < K; ky++) {
-                int iy = oy * S - P + ky;
-                if (iy < 0 || iy >= H)
-                    continue;
-                const float *xr = ximg + (size_t)iy * W * C + c0;
-                if (inner) {
-                    for (int kx = 0; kx < K; kx++)
-                        acc[ky * K + kx] = _mm512_fmadd_ps(
-                            g, _mm512_maskz_loadu_ps(m, xr + (size_t)(ix0 + kx) * C), acc[ky * K + kx]);
-                } else {
-                    for (int kx = 0; kx < K; kx++) {
-                        int ix = ix0 + kx;
-                        if (ix < 0 || ix >= W)
-                            continue;
-                        acc[ky * K + kx] = _mm512_fmadd_ps(
-                            g, _mm512_maskz_loadu_ps(m, xr + (size_t)ix * C), acc[ky * K + kx]);
-                    }
-                }
-            }
-        }
-        for (int t = 0; t < K * K; t++) {
-            float *pp = part + (size_t)t * C + c0;
-            _mm512_mask_storeu_ps(pp, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, pp), acc[t]));
-        }
-    }
-}
-
-#define DW_CASES(X) X(3, 1) X(3, 2) X(5, 1) X(5, 2) X(7, 1) X(7, 2)
-
-#define DW_DEFINE(K, S)                                                                         \
-    static void dw_fwd_k##K##s##S(float *yrow, const float *ximg, const float *w, int H, int W, \
-                                  int C, int Wo, int oy, const float *scale,                    \
-                                  const float *shift, op_act act)                               \
-    {                                                                                           \
-        dw_fwd_row(yrow, ximg, w, H, W, C, Wo, oy, scale, shift, act, K, S);                    \
-    }                                                                                           \
-    static void dw_dx_k##K##s##S(float *dxrow, const float *dyimg, const float *w, int W, int C, \
-                                 int Ho, int Wo, int iy)                                        \
-    {                                                                                           \
-        dw_dx_row(dxrow, dyimg, w, W, C, Ho, Wo, iy, K, S);                                     \
-    }                                                                                           \
-    static void dw_dw_k##K##s##S(float *part, const float *dyrow, const float *ximg, int H,     \
-                                 int W, int C, int Wo, int oy)                                  \
-    {                                                                                           \
-        dw_dw_row(part, dyrow, ximg, H, W, C, Wo, oy, K, S);                                    \
-    }
-DW_CASES(DW_DEFINE)
-
-typedef void (*dw_fwd_fn)(float *, const float *, const float *, int, int, int, int, int,
-                          const float *, const float *, op_act);
-typedef void (*dw_dx_fn)(float *, const float *, const float *, int, int, int, int, int);
-typedef void (*dw_dw_fn)(float *, const float *, const float *, int, int, int, int, int);
-
-static int dw_case(int k, int s)
-{
-    if ((k != 3 && k != 5 && k != 7) || (s != 1 && s != 2))
-        return -1;
-    return (k - 3) + (s - 1);   /* 0..5 in DW_CASES order */
-}
-
-#define DW_FWD_PTR(K, S) dw_fwd_k##K##s##S,
-#define DW_DX_PTR(K, S) dw_dx_k##K##s##S,
-#define DW_DW_PTR(K, S) dw_dw_k##K##s##S,
-static const dw_fwd_fn dw_fwd_tab[6] = {DW_CASES(DW_FWD_PTR)};
-static const dw_dx_fn dw_dx_tab[6] = {DW_CASES(DW_DX_PTR)};
-static const dw_dw_fn dw_dw_tab[6] = {DW_CASES(DW_DW_PTR)};
+/* ======================= depthwise convolution: the kernel layer ========
+ * kern.h's row kernels for the ISA in use; here, only the split over
+ * threads: rows of the output (forward), rows of dx and of dw's partials
+ * (backward), each thread's dw partial reduced in thread order. */
 
 void op_dw_forward(const op_ctx *cx, float *y, const float *x, const float *w, int B, int H, int W,
                    int C, int k, int s)
 {
-    int ci = dw_case(k, s);
+    int ci = kern_dw_case(k, s);
     if (ci < 0) {
         op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
         return;
     }
     int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s);
-    dw_fwd_fn f = dw_fwd_tab[ci];
+    kern_dw_fwd_fn f = kern_active()->dw_fwd[ci];
     long rows = (long)B * Ho;
 #pragma omp parallel for schedule(static) num_threads(cx->threads)
     for (long r = 0; r < rows; r++) {
@@ -445,7 +232,7 @@ void op_dw_forward(const op_ctx *cx, float *y, const float *x, const float *w, i
 void op_dw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, const float *x,
                     const float *w, int B, int H, int W, int C, int k, int s)
 {
-    int ci = dw_case(k, s);
+    int ci = kern_dw_case(k, s);
     if (ci < 0) {
         op_dw_backward_ref(dx, dw, dy, x, w, B, H, W, C, k, s);
         return;
@@ -453,8 +240,9 @@ void op_dw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, con
     int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s);
     int nt = cx->threads < 1 ? 1 : cx->threads;
     size_t ps = partial_stride(C, k * k);
-    dw_dx_fn fdx = dw_dx_tab[ci];
-    dw_dw_fn fdw = dw_dw_tab[ci];
+    const kern_table *K = kern_active();
+    kern_dw_dx_fn fdx = K->dw_dx[ci];
+    kern_dw_dw_fn fdw = K->dw_dw[ci];
     long in_rows = (long)B * H, out_rows = (long)B * Ho;
 #pragma omp parallel num_threads(nt)
     {
@@ -499,15 +287,16 @@ void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
                         const float *scale, const float *shift, int B, int H, int W, int C, int k,
                         int s, op_act act)
 {
-    int ci = dw_case(k, s);
+    const kern_table *K = kern_active();
+    int ci = kern_dw_case(k, s);
     int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s);
+    long rows = (long)B * Ho;
     if (ci < 0) {
         op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
-        affine_act_rows(y, y, scale, shift, NULL, (long)B * Ho * Wo, C, act);
+        K->affine_act(y, y, scale, shift, NULL, 0, rows * Wo, C, act);
         return;
     }
-    dw_fwd_fn f = dw_fwd_tab[ci];
-    long rows = (long)B * Ho;
+    kern_dw_fwd_fn f = K->dw_fwd[ci];
     int T = cx->threads < 1 ? 1 : cx->threads;
     op_act fa = act_in_registers(act) ? act : OP_NONE;
     if (T == 1 || rows * Wo * C * k * k < INFER_PAR_WORK) {
@@ -521,267 +310,78 @@ void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
               (int)(r % Ho), scale, shift, fa);
     }
     if (fa != act)
-        op_act_forward(y, y, (size_t)rows * Wo * C, act);
+        K->act_fwd(y, y, (size_t)rows * Wo * C, act);
 }
 
-/* R rows x NV*16 columns of y = act(x w * scale + shift + res), from column c0;
- * the accumulators stay in registers for the whole sum over Cin. */
-INL void pw_tile(float *y, const float *x, const float *w, const float *scale, const float *shift,
-                 const float *res, int Cin, int Cout, int c0, op_act act, const int R, const int NV)
-{
-    /* fixed-size arrays (not VLAs), fully unrolled: they live in registers */
-    __mmask16 m[3];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++)
-        m[v] = tail_mask(Cout, c0 + 16 * v);
-    __m512 acc[8][3];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    const float *wk = w + c0;
-    for (int k = 0; k < Cin; k++, wk += Cout) {
-        __m512 wv[3];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++)
-            wv[v] = _mm512_maskz_loadu_ps(m[v], wk + 16 * v);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            __m512 xb = _mm512_set1_ps(x[(size_t)r * Cin + k]);
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++)
-                acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
-        }
-    }
-    /* the activation's switch outside the stores: one branch per tile */
-#define PW_EPILOGUE(ACT)                                                               \
-    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                               \
-    {                                                                                  \
-        __m512 sc = _mm512_maskz_loadu_ps(m[v], scale + c0 + 16 * v);                 \
-        __m512 sh = _mm512_maskz_loadu_ps(m[v], shift + c0 + 16 * v);                 \
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                            \
-        {                                                                              \
-            size_t o = (size_t)r * Cout + c0 + 16 * v;                                 \
-            __m512 val = _mm512_fmadd_ps(acc[r][v], sc, sh);                           \
-            if (res)                                                                   \
-                val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m[v], res + o));        \
-            store_act(y + o, m[v], val, ACT);                                          \
-        }                                                                              \
-    }
-    switch (act) {
-    case OP_NONE: PW_EPILOGUE(OP_NONE); break;
-    case OP_RELU: PW_EPILOGUE(OP_RELU); break;
-    case OP_RELU6: PW_EPILOGUE(OP_RELU6); break;
-    case OP_HSWISH: PW_EPILOGUE(OP_HSWISH); break;
-    default: PW_EPILOGUE(act); break;
-    }
-#undef PW_EPILOGUE
-}
-
-/* 8 rows x 48 columns: 24 accumulators, 3 weight vectors and a broadcast in
- * the 32 registers; 11 loads per 24 FMAs, so the FMAs set the pace. */
-#define PW_RB 8   /* acc[8][3] in pw_tile */
-typedef void (*pw_tile_fn)(float *, const float *, const float *, const float *, const float *,
-                           const float *, int, int, int, op_act);
-#define PW_DEFINE(R, NV)                                                                         \
-    static void pw_tile_r##R##v##NV(float *y, const float *x, const float *w, const float *sc, \
-                                    const float *sh, const float *res, int Cin, int Cout, int c0, \
-                                    op_act act)                                                  \
-    {                                                                                            \
-        pw_tile(y, x, w, sc, sh, res, Cin, Cout, c0, act, R, NV);                                \
-    }
-#define PW_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV) X(5, NV) X(6, NV) X(7, NV) X(8, NV)
-PW_ROWS(PW_DEFINE, 1)
-PW_ROWS(PW_DEFINE, 2)
-PW_ROWS(PW_DEFINE, 3)
-#define PW_PTR(R, NV) pw_tile_r##R##v##NV,
-static const pw_tile_fn pw_tab[3][PW_RB] = {
-    {PW_ROWS(PW_PTR, 1)}, {PW_ROWS(PW_PTR, 2)}, {PW_ROWS(PW_PTR, 3)}};
-
-/* Rows r0..r1 of the output, all columns, in panels of PW_PANEL rows: within
- * a panel, column tiles outside, so a tile of w is reused by every row block
- * while it is in cache, and the panel of x stays in cache across the column
- * tiles (a large batch would otherwise stream x from memory once per tile). */
-#define PW_PANEL 64
-/* Above this many weights the layer goes to OpenBLAS's packed GEMM: the
- * register tiles stream all of w per row block, without packing. With bench_infer
- * (batch 1 and 64), 256K was no slower than 64K anywhere and faster on
- * MobileNetV2-0.5, whose head (80 x 1280) stays on the tiles; EfficientNet-B0's
- * widest 1x1 convs (over 256K) go to OpenBLAS. Not tuned further. */
+/* Above this many weights a pointwise layer goes to OpenBLAS's packed GEMM:
+ * the register tiles stream all of w per row block, without packing. With
+ * bench_infer (batch 1 and 64, AVX-512), 256K was no slower than 64K anywhere
+ * and faster on MobileNetV2-0.5, whose head (80 x 1280) stays on the tiles;
+ * EfficientNet-B0's widest 1x1 convs (over 256K) go to OpenBLAS. */
 #ifndef PW_FUSED_MAX_W
 #define PW_FUSED_MAX_W 262144L
 #endif
-static void pw_rows(float *y, const float *x, const float *w, const float *scale,
-                    const float *shift, const float *res, int r0, int r1, int Cin, int Cout,
-                    op_act act)
-{
-    for (int p0 = r0; p0 < r1; p0 += PW_PANEL) {
-        int p1 = r1 - p0 < PW_PANEL ? r1 : p0 + PW_PANEL;
-        for (int c0 = 0; c0 < Cout; c0 += 48) {
-            int nv = Cout - c0 > 32 ? 3 : Cout - c0 > 16 ? 2 : 1;
-            for (int r = p0; r < p1; r += PW_RB) {
-                int R = p1 - r < PW_RB ? p1 - r : PW_RB;
-                size_t o = (size_t)r * Cout;
-                pw_tab[nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift,
-                                      res ? res + o : NULL, Cin, Cout, c0, act);
-            }
-        }
-    }
-}
+/* rows a tile covers at most, on any ISA (kern_body.h's PW_RB): the unit
+ * of the split over threads */
+#define PW_SPLIT_ROWS 8
 
 void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
                         const float *scale, const float *shift, const float *res, int N, int Cin,
                         int Cout, op_act act)
 {
+    const kern_table *K = kern_active();
     if ((long)Cin * Cout > PW_FUSED_MAX_W) {
         /* wide layers: OpenBLAS's packed GEMM, then the epilogue as a pass */
         op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
-        affine_act_rows(y, y, scale, shift, res, N, Cout, act);
+        K->affine_act(y, y, scale, shift, res, 0, N, Cout, act);
         return;
     }
     int T = cx->threads < 1 ? 1 : cx->threads;
-    int blocks = (N + PW_RB - 1) / PW_RB;
+    int blocks = (N + PW_SPLIT_ROWS - 1) / PW_SPLIT_ROWS;
     if (blocks < T)
         T = blocks;
     op_act fa = act_in_registers(act) ? act : OP_NONE;
     if (T <= 1 || (long)N * Cin * Cout < INFER_PAR_WORK) {
-        pw_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, fa);
+        K->pw_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, fa);
     } else {
 #pragma omp parallel num_threads(T)
         {
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int lo = blocks * t / nt * PW_RB, hi = blocks * (t + 1) / nt * PW_RB;
+            int lo = blocks * t / nt * PW_SPLIT_ROWS, hi = blocks * (t + 1) / nt * PW_SPLIT_ROWS;
             if (hi > N)
                 hi = N;
             if (hi > lo)
-                pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, fa);
+                K->pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, fa);
         }
     }
     if (fa != act)
-        op_act_forward(y, y, (size_t)N * Cout, act);
+        K->act_fwd(y, y, (size_t)N * Cout, act);
 }
-
-#else /* no AVX-512: the oracle serves */
-
-void op_dw_forward(const op_ctx *cx, float *y, const float *x, const float *w, int B, int H, int W,
-                   int C, int k, int s)
-{
-    (void)cx;
-    op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
-}
-
-void op_dw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, const float *x,
-                    const float *w, int B, int H, int W, int C, int k, int s)
-{
-    (void)cx;
-    op_dw_backward_ref(dx, dw, dy, x, w, B, H, W, C, k, s);
-}
-
-void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
-                        const float *scale, const float *shift, int B, int H, int W, int C, int k,
-                        int s, op_act act)
-{
-    (void)cx;
-    op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
-    affine_act_rows(y, y, scale, shift, NULL,
-                    (long)B * op_out_side(H, k, s) * op_out_side(W, k, s), C, act);
-}
-
-void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
-                        const float *scale, const float *shift, const float *res, int N, int Cin,
-                        int Cout, op_act act)
-{
-    op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
-    affine_act_rows(y, y, scale, shift, res, N, Cout, act);
-}
-
-#endif
 
 /* ======================= activations ===================================== */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-static inline float act_f(float h, op_act act)
-{
-    switch (act) {
-    case OP_RELU: return h > 0 ? h : 0;
-    case OP_RELU6: return h < 0 ? 0 : h > 6 ? 6 : h;
-    case OP_HSWISH: return h <= -3 ? 0 : h >= 3 ? h : h * (h + 3) * (1.0f / 6);
-    case OP_SWISH: return h * sigmoidf(h);
-    case OP_SIGMOID: return sigmoidf(h);
-    case OP_HSIGMOID: return h <= -3 ? 0 : h >= 3 ? 1 : (h + 3) * (1.0f / 6);
-    default: return h;
-    }
-}
-
-/* Derivative at the pre-activation h; at the kinks, PyTorch's choices. */
-static inline float act_d(float h, op_act act)
-{
-    switch (act) {
-    case OP_RELU: return h > 0 ? 1.0f : 0.0f;
-    case OP_RELU6: return (h > 0 && h < 6) ? 1.0f : 0.0f;
-    case OP_HSWISH: return h < -3 ? 0 : h > 3 ? 1.0f : h * (1.0f / 3) + 0.5f;
-    case OP_SWISH: { float s = sigmoidf(h); return s * (1 + h * (1 - s)); }
-    case OP_SIGMOID: { float s = sigmoidf(h); return s * (1 - s); }
-    case OP_HSIGMOID: return (h > -3 && h < 3) ? 1.0f / 6 : 0.0f;
-    default: return 1.0f;
-    }
-}
-
-/* Each element-wise loop is written once as an always-inline function of a
- * constant activation and instantiated per activation through ACT_SWITCH, so
- * every instance vectorises without a switch inside the loop. */
-#define ACT_SWITCH(act, CALL)                        \
-    switch (act) {                                   \
-    case OP_RELU: CALL(OP_RELU); break;              \
-    case OP_RELU6: CALL(OP_RELU6); break;            \
-    case OP_HSWISH: CALL(OP_HSWISH); break;          \
-    case OP_SWISH: CALL(OP_SWISH); break;            \
-    case OP_SIGMOID: CALL(OP_SIGMOID); break;        \
-    case OP_HSIGMOID: CALL(OP_HSIGMOID); break;      \
-    default: CALL(OP_NONE); break;                   \
-    }
-
-#define INLA static inline __attribute__((always_inline))
-
-INLA void act_fwd_loop(float *y, const float *x, size_t n, const op_act A)
-{
-    for (size_t i = 0; i < n; i++)
-        y[i] = act_f(x[i], A);
-}
-
-INLA void act_bwd_loop(float *dx, const float *dy, const float *x, size_t n, const op_act A)
-{
-    for (size_t i = 0; i < n; i++)
-        dx[i] = dy[i] * act_d(x[i], A);
-}
-
 void op_act_forward(float *y, const float *x, size_t n, op_act act)
 {
-#define CALL(A) act_fwd_loop(y, x, n, A)
-    ACT_SWITCH(act, CALL)
-#undef CALL
+    kern_active()->act_fwd(y, x, n, act);
 }
 
 void op_act_backward(float *dx, const float *dy, const float *x, size_t n, op_act act)
 {
-#define CALL(A) act_bwd_loop(dx, dy, x, n, A)
-    ACT_SWITCH(act, CALL)
-#undef CALL
+    kern_active()->act_bwd(dx, dy, x, n, act);
 }
 
 /* ======================= batch norm + activation ========================= */
 
 /* Per-channel sums over N rows, deterministic for a thread count: each
  * thread sums a static slice of rows in double, slices added in order.
- * mode 0: sum z; mode 1: sum (z - mean)^2. */
+ * mean NULL: sum z; else sum (z - mean)^2. */
 static void channel_sums(const op_ctx *cx, double *out, const float *z, const float *mean, int N,
-                         int C, int mode)
+                         int C)
 {
     int nt = cx->threads < 1 ? 1 : cx->threads;
     size_t ps = partial_stride(C, 4) / 2;   /* in doubles */
     double *part = (double *)cx->partial;
+    const kern_table *K = kern_active();
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -789,17 +389,7 @@ static void channel_sums(const op_ctx *cx, double *out, const float *z, const fl
         for (int c = 0; c < C; c++)
             acc[c] = 0;
         long lo = (long)N * t / T, hi = (long)N * (t + 1) / T;
-        for (long r = lo; r < hi; r++) {
-            const float *zr = z + (size_t)r * C;
-            if (mode == 0)
-                for (int c = 0; c < C; c++)
-                    acc[c] += zr[c];
-            else
-                for (int c = 0; c < C; c++) {
-                    double d = zr[c] - mean[c];
-                    acc[c] += d * d;
-                }
-        }
+        K->chan_sums(acc, z, mean, lo, hi, C);
 #pragma omp barrier
 #pragma omp single
         for (int c = 0; c < C; c++) {
@@ -811,17 +401,6 @@ static void channel_sums(const op_ctx *cx, double *out, const float *z, const fl
     }
 }
 
-INLA void bn_fwd_rows(float *y, const float *z, const float *scale, const float *shift, long lo,
-                      long hi, int C, const op_act A)
-{
-    for (long r = lo; r < hi; r++) {
-        const float *zr = z + (size_t)r * C;
-        float *yr = y + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            yr[c] = act_f(zr[c] * scale[c] + shift[c], A);
-    }
-}
-
 void op_bn_act_forward(const op_ctx *cx, float *y, float *mean, float *rstd, const float *z,
                        const float *gamma, const float *beta, float *run_mean, float *run_var,
                        int N, int C, op_act act, int training, float momentum)
@@ -829,10 +408,10 @@ void op_bn_act_forward(const op_ctx *cx, float *y, float *mean, float *rstd, con
     float scale[C > 0 ? C : 1], shift[C > 0 ? C : 1];
     if (training) {
         double sum[C > 0 ? C : 1];
-        channel_sums(cx, sum, z, NULL, N, C, 0);
+        channel_sums(cx, sum, z, NULL, N, C);
         for (int c = 0; c < C; c++)
             mean[c] = (float)(sum[c] / N);
-        channel_sums(cx, sum, z, mean, N, C, 1);
+        channel_sums(cx, sum, z, mean, N, C);
         for (int c = 0; c < C; c++) {
             double var = sum[c] / N;
             rstd[c] = (float)(1.0 / sqrt(var + OP_BN_EPS));
@@ -843,52 +422,15 @@ void op_bn_act_forward(const op_ctx *cx, float *y, float *mean, float *rstd, con
             shift[c] = beta[c] - mean[c] * scale[c];
         }
     } else {
-        for (int c = 0; c < C; c++) {
-            float rs = 1.0f / sqrtf(run_var[c] + OP_BN_EPS);
-            scale[c] = gamma[c] * rs;
-            shift[c] = beta[c] - run_mean[c] * scale[c];
-        }
+        op_bn_eval_affine(scale, shift, gamma, beta, run_mean, run_var, C);
     }
     int nt = cx->threads < 1 ? 1 : cx->threads;
+    const kern_table *K = kern_active();
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         long lo = (long)N * t / T, hi = (long)N * (t + 1) / T;
-#define CALL(A) bn_fwd_rows(y, z, scale, shift, lo, hi, C, A)
-        ACT_SWITCH(act, CALL)
-#undef CALL
-    }
-}
-
-/* h = gamma xhat + beta, dh = dy act'(h): sums of dh and dh xhat over rows. */
-INLA void bn_bwd_sums(double *a1, double *a2, const float *dy, const float *z, const float *mean,
-                      const float *rstd, const float *gamma, const float *beta, long lo, long hi,
-                      int C, const op_act A)
-{
-    for (long r = lo; r < hi; r++) {
-        const float *zr = z + (size_t)r * C, *gr = dy + (size_t)r * C;
-        for (int c = 0; c < C; c++) {
-            float xh = (zr[c] - mean[c]) * rstd[c];
-            float dh = gr[c] * act_d(gamma[c] * xh + beta[c], A);
-            a1[c] += dh;
-            a2[c] += dh * xh;
-        }
-    }
-}
-
-/* dz = gamma rstd (dh - mean(dh) - xhat mean(dh xhat)). */
-INLA void bn_bwd_rows(float *dz, const float *dy, const float *z, const float *mean,
-                      const float *rstd, const float *gamma, const float *beta, const float *k1,
-                      const float *m1, const float *m2, long lo, long hi, int C, const op_act A)
-{
-    for (long r = lo; r < hi; r++) {
-        const float *zr = z + (size_t)r * C, *gr = dy + (size_t)r * C;
-        float *dr = dz + (size_t)r * C;
-        for (int c = 0; c < C; c++) {
-            float xh = (zr[c] - mean[c]) * rstd[c];
-            float dh = gr[c] * act_d(gamma[c] * xh + beta[c], A);
-            dr[c] = k1[c] * (dh - m1[c] - xh * m2[c]);
-        }
+        K->affine_act(y, z, scale, shift, NULL, lo, hi, C, act);
     }
 }
 
@@ -900,6 +442,7 @@ void op_bn_act_backward(const op_ctx *cx, float *dz, float *dgamma, float *dbeta
     size_t ps = partial_stride(C, 4) / 2;
     double *part = (double *)cx->partial;
     float k1[C > 0 ? C : 1], m1[C > 0 ? C : 1], m2[C > 0 ? C : 1];
+    const kern_table *K = kern_active();
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -907,9 +450,7 @@ void op_bn_act_backward(const op_ctx *cx, float *dz, float *dgamma, float *dbeta
         for (int c = 0; c < C; c++)
             a1[c] = a2[c] = 0;
         long lo = (long)N * t / T, hi = (long)N * (t + 1) / T;
-#define CALL(A) bn_bwd_sums(a1, a2, dy, z, mean, rstd, gamma, beta, lo, hi, C, A)
-        ACT_SWITCH(act, CALL)
-#undef CALL
+        K->bn_bwd_sums(a1, a2, dy, z, mean, rstd, gamma, beta, lo, hi, C, act);
 #pragma omp barrier
 #pragma omp single
         for (int c = 0; c < C; c++) {
@@ -925,9 +466,7 @@ void op_bn_act_backward(const op_ctx *cx, float *dz, float *dgamma, float *dbeta
             m2[c] = (float)(s2 / N);
         }
         /* the implicit barrier of single: k1, m1, m2 are ready */
-#define CALL(A) bn_bwd_rows(dz, dy, z, mean, rstd, gamma, beta, k1, m1, m2, lo, hi, C, A)
-        ACT_SWITCH(act, CALL)
-#undef CALL
+        K->bn_bwd_rows(dz, dy, z, mean, rstd, gamma, beta, k1, m1, m2, lo, hi, C, act);
     }
 }
 
@@ -935,18 +474,9 @@ void op_bn_act_backward(const op_ctx *cx, float *dz, float *dgamma, float *dbeta
 
 void op_pool_forward(float *y, const float *x, int B, int HW, int C)
 {
-    float inv = 1.0f / HW;
-    for (int b = 0; b < B; b++) {
-        float *yb = y + (size_t)b * C;
-        const float *xb = x + (size_t)b * HW * C;
-        for (int c = 0; c < C; c++)
-            yb[c] = 0;
-        for (int i = 0; i < HW; i++)
-            for (int c = 0; c < C; c++)
-                yb[c] += xb[(size_t)i * C + c];
-        for (int c = 0; c < C; c++)
-            yb[c] *= inv;
-    }
+    const kern_table *K = kern_active();
+    for (int b = 0; b < B; b++)
+        K->pool_fwd(y + (size_t)b * C, x + (size_t)b * HW * C, HW, C);
 }
 
 void op_pool_backward(float *dx, const float *dy, int B, int HW, int C, int dx_accumulate)
@@ -964,33 +494,22 @@ void op_pool_backward(float *dx, const float *dy, int B, int HW, int C, int dx_a
 
 void op_scale_forward(float *y, const float *x, const float *g, int B, int HW, int C)
 {
+    const kern_table *K = kern_active();
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const float *gb = g + (size_t)b * C;
-        for (int i = 0; i < HW; i++) {
-            size_t o = ((size_t)b * HW + i) * C;
-            for (int c = 0; c < C; c++)
-                y[o + c] = x[o + c] * gb[c];
-        }
+        size_t o = (size_t)b * HW * C;
+        K->scale_fwd(y + o, x + o, g + (size_t)b * C, HW, C);
     }
 }
 
 void op_scale_backward(float *dx, float *dg, const float *dy, const float *x, const float *g,
                        int B, int HW, int C)
 {
+    const kern_table *K = kern_active();
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const float *gb = g + (size_t)b * C;
-        float *dgb = dg + (size_t)b * C;
-        for (int c = 0; c < C; c++)
-            dgb[c] = 0;
-        for (int i = 0; i < HW; i++) {
-            size_t o = ((size_t)b * HW + i) * C;
-            for (int c = 0; c < C; c++) {
-                dgb[c] += dy[o + c] * x[o + c];
-                dx[o + c] = dy[o + c] * gb[c];
-            }
-        }
+        size_t o = (size_t)b * HW * C;
+        K->scale_bwd(dx + o, dg + (size_t)b * C, dy + o, x + o, g + (size_t)b * C, HW, C);
     }
 }
 
@@ -1079,27 +598,4 @@ void op_bn_eval_affine(float *scale, float *shift, const float *gamma, const flo
         scale[c] = gamma[c] * rs;
         shift[c] = beta[c] - run_mean[c] * scale[c];
     }
-}
-
-INLA void affine_act_loop(float *y, const float *z, const float *scale, const float *shift,
-                          const float *res, long N, int C, const op_act A)
-{
-    for (long r = 0; r < N; r++) {
-        const float *zr = z + (size_t)r * C, *rr = res ? res + (size_t)r * C : NULL;
-        float *yr = y + (size_t)r * C;
-        if (rr)
-            for (int c = 0; c < C; c++)
-                yr[c] = act_f(zr[c] * scale[c] + shift[c] + rr[c], A);
-        else
-            for (int c = 0; c < C; c++)
-                yr[c] = act_f(zr[c] * scale[c] + shift[c], A);
-    }
-}
-
-static void affine_act_rows(float *y, const float *z, const float *scale, const float *shift,
-                            const float *res, long N, int C, op_act act)
-{
-#define CALL(A) affine_act_loop(y, z, scale, shift, res, N, C, A)
-    ACT_SWITCH(act, CALL)
-#undef CALL
 }

@@ -72,8 +72,9 @@ void op_pw_backward(const op_ctx *cx, float *dx, float *dw, const float *dy, con
 
 /* ---- depthwise convolution, k 3/5/7, stride 1/2, padding (k-1)/2 ---------
  * x [B,H,W,C], w [k,k,C], y [B,Ho,Wo,C].
- * The _ref pair is the plain scalar oracle; the other is AVX-512 (vectorised
- * over channels, specialised per kernel and stride). dx is written, dw +=. */
+ * The _ref pair is the plain scalar oracle; the other runs the kernel layer's
+ * row kernels (kern.h: the ISA chosen at run time, specialised per kernel and
+ * stride) on cx->threads threads. dx is written, dw +=. */
 void op_dw_forward_ref(float *y, const float *x, const float *w, int B, int H, int W, int C, int k,
                        int s);
 void op_dw_backward_ref(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,

@@ -1,0 +1,683 @@
+/* kern_body.h — the engine's kernels, written once for every ISA (see simd.h
+ * and kern.h). Included by kern_<isa>.c after KERN_LEVEL and KERN_TABLE are
+ * defined; everything here is static but the table.
+ *
+ * Depthwise convolution vectorises over contiguous channels (NHWC) and blocks
+ * along the row: OB outputs at a time share the loads of the inputs their
+ * taps overlap on, so the FMAs, not the loads, set the pace. Pointwise
+ * inference keeps an R x NV tile of outputs in registers over the whole sum.
+ * The element-wise and per-channel loops are plain C that each ISA's compiler
+ * vectorises at its own width (no fast-math: same results as the scalar
+ * oracles to rounding, and reproducible).
+ */
+#include "evaluator/simd.h"
+#include "evaluator/kern.h"
+
+#include <math.h>
+#include <string.h>
+
+#pragma GCC optimize("O3", "no-math-errno")
+
+#define INL SIMD_INL
+
+/* ======================= activations, scalar ============================= */
+
+static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* Written as a value then selects (no && or nested branches), so that GCC
+ * if-converts and vectorises every loop they are inlined in: with
+ * short-circuit conditions the batch-norm backward loops stayed scalar and
+ * took 70% of a training step at AVX2 (measured with perf). */
+INL float act_f(float h, op_act act)
+{
+    float v;
+    switch (act) {
+    case OP_RELU: return h > 0 ? h : 0;
+    case OP_RELU6:
+        v = h < 0 ? 0 : h;
+        return v > 6 ? 6 : v;
+    case OP_HSWISH:
+        v = h * (h + 3) * (1.0f / 6);
+        v = h <= -3 ? 0 : v;
+        return h >= 3 ? h : v;
+    case OP_SWISH: return h * sigmoidf_(h);
+    case OP_SIGMOID: return sigmoidf_(h);
+    case OP_HSIGMOID:
+        v = (h + 3) * (1.0f / 6);
+        v = h <= -3 ? 0 : v;
+        return h >= 3 ? 1 : v;
+    default: return h;
+    }
+}
+
+/* Derivative at the pre-activation h; at the kinks, PyTorch's choices. */
+INL float act_d(float h, op_act act)
+{
+    float v;
+    switch (act) {
+    case OP_RELU: return h > 0 ? 1.0f : 0.0f;
+    case OP_RELU6:
+        v = h > 0 ? 1.0f : 0.0f;
+        return h < 6 ? v : 0.0f;
+    case OP_HSWISH:
+        v = h * (1.0f / 3) + 0.5f;
+        v = h < -3 ? 0 : v;
+        return h > 3 ? 1.0f : v;
+    case OP_SWISH: { float s = sigmoidf_(h); return s * (1 + h * (1 - s)); }
+    case OP_SIGMOID: { float s = sigmoidf_(h); return s * (1 - s); }
+    case OP_HSIGMOID:
+        v = h > -3 ? 1.0f / 6 : 0.0f;
+        return h < 3 ? v : 0.0f;
+    default: return 1.0f;
+    }
+}
+
+/* Each element-wise loop is an always-inline function of a constant
+ * activation, instantiated per activation, so no instance has a switch inside
+ * its loop. */
+#define ACT_SWITCH(act, CALL)                   \
+    switch (act) {                              \
+    case OP_RELU: CALL(OP_RELU); break;         \
+    case OP_RELU6: CALL(OP_RELU6); break;       \
+    case OP_HSWISH: CALL(OP_HSWISH); break;     \
+    case OP_SWISH: CALL(OP_SWISH); break;       \
+    case OP_SIGMOID: CALL(OP_SIGMOID); break;   \
+    case OP_HSIGMOID: CALL(OP_HSIGMOID); break; \
+    default: CALL(OP_NONE); break;              \
+    }
+
+/* ======================= activations in registers ======================== */
+
+/* Stores act(v) to the first n lanes at dst (m = vm_first(n)). The
+ * piecewise-linear activations are done in registers; swish and sigmoid
+ * (which ops.c normally does as a separate pass) lane by lane. */
+INL void store_act(float *dst, vmask m, int n, vf v, op_act act)
+{
+    const vf zero = v_zero(), three = v_set1(3.0f), six = v_set1(6.0f),
+             sixth = v_set1(1.0f / 6);
+    switch (act) {
+    case OP_NONE: break;
+    case OP_RELU: v = v_max(v, zero); break;
+    case OP_RELU6: v = v_min(six, v_max(zero, v)); break;
+    case OP_HSWISH: v = v_mul(v_mul(v, v_min(six, v_max(zero, v_add(v, three)))), sixth); break;
+    case OP_HSIGMOID: v = v_mul(v_min(six, v_max(zero, v_add(v, three))), sixth); break;
+    default: {
+        float t[VW];
+        v_st(t, v);
+        for (int i = 0; i < n && i < VW; i++)
+            dst[i] = act_f(t[i], act);
+        return;
+    }
+    }
+    v_stm(dst, m, v);
+}
+
+/* Full groups use plain loads and stores; only a channel tail pays for masks
+ * (AVX2's maskload is slower than a load, AVX-512's is not). */
+#define LD(p) (FULL ? v_ld(p) : v_ldm(p, m))
+#define ST(p, v) (FULL ? v_st(p, v) : v_stm(p, m, v))
+
+/* Outputs per block along a row, and taps' weights kept in registers when
+ * the register file holds them with the block's accumulators. */
+#define DW_OB 4
+
+/* ======================= depthwise forward =============================== */
+
+/* One output, any position (edges): bounds checked per tap. */
+INL vf dw_one(const float *ximg, const vf *wv, const float *w, int H, int W, int C, int c0,
+              vmask m, int oy, int ox, const int K, const int S, const int FLIP, const int FULL)
+{
+    const int P = (K - 1) / 2;
+    vf acc = v_zero();
+    int ix0 = ox * S - P;
+    for (int ky = 0; ky < K; ky++) {
+        int iy = oy * S - P + ky;
+        if (iy < 0 || iy >= H)
+            continue;
+        const float *xr = ximg + (size_t)iy * W * C + c0;
+        for (int kx = 0; kx < K; kx++) {
+            int ix = ix0 + kx;
+            if (ix < 0 || ix >= W)
+                continue;
+            int t = FLIP ? K * K - 1 - (ky * K + kx) : ky * K + kx;
+            vf wt = wv ? wv[t] : LD(w + (size_t)t * C + c0);
+            acc = v_fma(LD(xr + (size_t)ix * C), wt, acc);
+        }
+    }
+    return acc;
+}
+
+INL void dw_out(float *dst, vf acc, vmask m, int n, const float *scale, vf sc, vf sh, op_act act,
+                const int FULL)
+{
+    if (scale)
+        store_act(dst, m, n, v_fma(acc, sc, sh), act);
+    else
+        ST(dst, acc);
+}
+
+/* One row of outputs for channels c0..c0+VW. FLIP reads the kernel rotated by
+ * 180 degrees: the input gradient of a stride-1 depthwise conv is the forward
+ * conv of dy with the rotated kernel. */
+INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int W, int C,
+                      int Wo, int oy, int c0, const float *scale, const float *shift, op_act act,
+                      const int K, const int S, const int FLIP, const int FULL)
+{
+    const int P = (K - 1) / 2;
+    const int HOLD = K * K + DW_OB + 2 <= VREGS;   /* all taps' weights in registers */
+    int n = C - c0;
+    vmask m = vm_first(n);
+    vf sc = v_zero(), sh = v_zero();
+    if (scale) {
+        sc = LD(scale + c0);
+        sh = LD(shift + c0);
+    }
+    vf wv[K * K];
+    if (HOLD)
+        for (int t = 0; t < K * K; t++)
+            wv[t] = LD(w + (size_t)t * C + c0);
+    const vf *wr = HOLD ? wv : NULL;
+    /* ox in [lo, hi) has all K taps inside the row */
+    int lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
+    if (hi > Wo)
+        hi = Wo;
+    if (lo > hi)
+        lo = hi;
+    int ky0 = 0, ky1 = K;   /* rows of the kernel inside the image */
+    while (ky0 < K && oy * S - P + ky0 < 0)
+        ky0++;
+    while (ky1 > ky0 && oy * S - P + ky1 - 1 >= H)
+        ky1--;
+    int ox = 0;
+    for (; ox < lo; ox++)
+        dw_out(yrow + (size_t)ox * C + c0,
+               dw_one(ximg, wr, w, H, W, C, c0, m, oy, ox, K, S, FLIP, FULL), m, n, scale, sc,
+               sh, act, FULL);
+    for (; ox + DW_OB <= hi; ox += DW_OB) {
+        vf acc[DW_OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < DW_OB; j++)
+            acc[j] = v_zero();
+        int ix0 = ox * S - P;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = ximg + (size_t)(oy * S - P + ky) * W * C + (size_t)ix0 * C + c0;
+            vf wk[K];
+#pragma GCC unroll 8
+            for (int kx = 0; kx < K; kx++) {
+                int t = FLIP ? K * K - 1 - (ky * K + kx) : ky * K + kx;
+                wk[kx] = HOLD ? wv[t] : LD(w + (size_t)t * C + c0);
+            }
+            /* input p of the block feeds output j through tap kx = p - j S */
+#pragma GCC unroll 32
+            for (int p = 0; p < (DW_OB - 1) * S + K; p++) {
+                vf xv = LD(xr + (size_t)p * C);
+#pragma GCC unroll 8
+                for (int j = 0; j < DW_OB; j++) {
+                    int kx = p - j * S;
+                    if (kx >= 0 && kx < K)
+                        acc[j] = v_fma(xv, wk[kx], acc[j]);
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < DW_OB; j++)
+            dw_out(yrow + (size_t)(ox + j) * C + c0, acc[j], m, n, scale, sc, sh, act, FULL);
+    }
+    for (; ox < Wo; ox++)
+        dw_out(yrow + (size_t)ox * C + c0,
+               dw_one(ximg, wr, w, H, W, C, c0, m, oy, ox, K, S, FLIP, FULL), m, n, scale, sc,
+               sh, act, FULL);
+}
+
+INL void dw_fwd_row(float *yrow, const float *ximg, const float *w, int H, int W, int C, int Wo,
+                    int oy, const float *scale, const float *shift, op_act act, const int K,
+                    const int S, const int FLIP)
+{
+    int c0 = 0;
+    for (; c0 + VW <= C; c0 += VW)
+        dw_fwd_group(yrow, ximg, w, H, W, C, Wo, oy, c0, scale, shift, act, K, S, FLIP, 1);
+    if (c0 < C)
+        dw_fwd_group(yrow, ximg, w, H, W, C, Wo, oy, c0, scale, shift, act, K, S, FLIP, 0);
+}
+
+/* ======================= depthwise input gradient ======================== */
+
+/* Stride 2: dx[iy,ix] gathers dy[oy,ox] w[ky,kx] over oy*2 - P + ky = iy and
+ * ox*2 - P + kx = ix; the taps that reach ix depend on its parity only. */
+INL void dw_dx_group_s2(float *dxrow, const float *dyimg, const float *w, int W, int C, int Ho,
+                        int Wo, int iy, int c0, const int K, const int FULL)
+{
+    const int S = 2, P = (K - 1) / 2;
+    vmask m = vm_first(C - c0);
+    for (int ix = 0; ix < W; ix++) {
+        vf acc = v_zero();
+        for (int ky = (iy + P) & 1; ky < K; ky += S) {
+            int oy = (iy + P - ky) / S;
+            if (iy + P - ky < 0 || oy >= Ho)
+                continue;
+            const float *dr = dyimg + (size_t)oy * Wo * C + c0;
+            for (int kx = (ix + P) & 1; kx < K; kx += S) {
+                int u = ix + P - kx, ox = u / S;
+                if (u < 0 || ox >= Wo)
+                    continue;
+                acc = v_fma(LD(dr + (size_t)ox * C), LD(w + (size_t)(ky * K + kx) * C + c0), acc);
+            }
+        }
+        ST(dxrow + (size_t)ix * C + c0, acc);
+    }
+}
+
+INL void dw_dx_row(float *dxrow, const float *dyimg, const float *w, int W, int C, int Ho, int Wo,
+                   int iy, const int K, const int S)
+{
+    if (S == 1) {
+        /* Ho = H and Wo = W: a forward row over dy with the kernel rotated */
+        dw_fwd_row(dxrow, dyimg, w, Ho, Wo, C, W, iy, NULL, NULL, OP_NONE, K, 1, 1);
+        return;
+    }
+    int c0 = 0;
+    for (; c0 + VW <= C; c0 += VW)
+        dw_dx_group_s2(dxrow, dyimg, w, W, C, Ho, Wo, iy, c0, K, 1);
+    if (c0 < C)
+        dw_dx_group_s2(dxrow, dyimg, w, W, C, Ho, Wo, iy, c0, K, 0);
+}
+
+/* ======================= depthwise weight gradient ======================= */
+
+/* For output row oy and one kernel row ky: part[ky,kx,c] += sum over ox of
+ * dy[oy,ox,c] x[iy,ox*S-P+kx,c]. Blocks of OB outputs share their inputs. */
+INL void dw_dw_group(float *part, const float *dyrow, const float *xr, int W, int C, int Wo, int ky,
+                     int c0, const int K, const int S, const int FULL)
+{
+    const int P = (K - 1) / 2;
+    vmask m = vm_first(C - c0);
+    vf acc[K];
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; kx++)
+        acc[kx] = v_zero();
+    int lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
+    if (hi > Wo)
+        hi = Wo;
+    if (lo > hi)
+        lo = hi;
+    int ox = 0;
+    for (; ox < lo; ox++) {
+        vf g = LD(dyrow + (size_t)ox * C + c0);
+        for (int kx = 0; kx < K; kx++) {
+            int ix = ox * S - P + kx;
+            if (ix >= 0 && ix < W)
+                acc[kx] = v_fma(g, LD(xr + (size_t)ix * C + c0), acc[kx]);
+        }
+    }
+    for (; ox + DW_OB <= hi; ox += DW_OB) {
+        vf g[DW_OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < DW_OB; j++)
+            g[j] = LD(dyrow + (size_t)(ox + j) * C + c0);
+        const float *xb = xr + (size_t)(ox * S - P) * C + c0;
+#pragma GCC unroll 32
+        for (int p = 0; p < (DW_OB - 1) * S + K; p++) {
+            vf xv = LD(xb + (size_t)p * C);
+#pragma GCC unroll 8
+            for (int j = 0; j < DW_OB; j++) {
+                int kx = p - j * S;
+                if (kx >= 0 && kx < K)
+                    acc[kx] = v_fma(g[j], xv, acc[kx]);
+            }
+        }
+    }
+    for (; ox < Wo; ox++) {
+        vf g = LD(dyrow + (size_t)ox * C + c0);
+        for (int kx = 0; kx < K; kx++) {
+            int ix = ox * S - P + kx;
+            if (ix >= 0 && ix < W)
+                acc[kx] = v_fma(g, LD(xr + (size_t)ix * C + c0), acc[kx]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; kx++) {
+        float *pp = part + (size_t)(ky * K + kx) * C + c0;
+        ST(pp, v_add(LD(pp), acc[kx]));
+    }
+}
+
+INL void dw_dw_row(float *part, const float *dyrow, const float *ximg, int H, int W, int C, int Wo,
+                   int oy, const int K, const int S)
+{
+    const int P = (K - 1) / 2;
+    for (int ky = 0; ky < K; ky++) {
+        int iy = oy * S - P + ky;
+        if (iy < 0 || iy >= H)
+            continue;
+        const float *xr = ximg + (size_t)iy * W * C;
+        int c0 = 0;
+        for (; c0 + VW <= C; c0 += VW)
+            dw_dw_group(part, dyrow, xr, W, C, Wo, ky, c0, K, S, 1);
+        if (c0 < C)
+            dw_dw_group(part, dyrow, xr, W, C, Wo, ky, c0, K, S, 0);
+    }
+}
+
+#define DW_LIST(X) X(3, 1) X(3, 2) X(5, 1) X(5, 2) X(7, 1) X(7, 2)   /* kern_dw_case order */
+
+#define DW_DEFINE(K, S)                                                                         \
+    static void dw_fwd_k##K##s##S(float *yrow, const float *ximg, const float *w, int H, int W, \
+                                  int C, int Wo, int oy, const float *scale,                    \
+                                  const float *shift, op_act act)                               \
+    {                                                                                           \
+        dw_fwd_row(yrow, ximg, w, H, W, C, Wo, oy, scale, shift, act, K, S, 0);                 \
+    }                                                                                           \
+    static void dw_dx_k##K##s##S(float *dxrow, const float *dyimg, const float *w, int W, int C, \
+                                 int Ho, int Wo, int iy)                                        \
+    {                                                                                           \
+        dw_dx_row(dxrow, dyimg, w, W, C, Ho, Wo, iy, K, S);                                     \
+    }                                                                                           \
+    static void dw_dw_k##K##s##S(float *part, const float *dyrow, const float *ximg, int H,     \
+                                 int W, int C, int Wo, int oy)                                  \
+    {                                                                                           \
+        dw_dw_row(part, dyrow, ximg, H, W, C, Wo, oy, K, S);                                    \
+    }
+DW_LIST(DW_DEFINE)
+#undef LD
+#undef ST
+
+/* ======================= pointwise inference tiles ======================= */
+
+/* Tile shape: PW_RB rows x PW_NV vectors of outputs, with PW_NV weight
+ * vectors and a broadcast beside the accumulators in the register file.
+ * AVX-512: 8 x 3 = 24 of 32 registers; AVX2: 6 x 2 = 12 of 16; NEON: 8 x 3
+ * of 32; scalar: 4 x 4 floats. */
+#if VREGS >= 32
+#define PW_RB 8
+#define PW_NV 3
+#elif VW == 1
+#define PW_RB 4
+#define PW_NV 4
+#else
+#define PW_RB 6
+#define PW_NV 2
+#endif
+
+/* R rows x NV vectors of y = act(x w * scale + shift + res), from column c0;
+ * the accumulators stay in registers for the whole sum over Cin. */
+INL void pw_tile(float *y, const float *x, const float *w, const float *scale, const float *shift,
+                 const float *res, int Cin, int Cout, int c0, op_act act, const int R, const int NV)
+{
+    vmask m[4];
+    int n[4];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        n[v] = Cout - c0 - VW * v;
+        m[v] = vm_first(n[v]);
+    }
+    vf acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = v_zero();
+    const float *wk = w + c0;
+    for (int k = 0; k < Cin; k++, wk += Cout) {
+        vf wv[4];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            wv[v] = v_ldm(wk + VW * v, m[v]);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            vf xb = v_set1(x[(size_t)r * Cin + k]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = v_fma(xb, wv[v], acc[r][v]);
+        }
+    }
+    /* the activation's switch outside the stores: one branch per tile */
+#define PW_EPILOGUE(ACT)                                                       \
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                       \
+    {                                                                          \
+        vf sc = v_ldm(scale + c0 + VW * v, m[v]);                              \
+        vf sh = v_ldm(shift + c0 + VW * v, m[v]);                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                    \
+        {                                                                      \
+            size_t o = (size_t)r * Cout + c0 + VW * v;                         \
+            vf val = v_fma(acc[r][v], sc, sh);                                 \
+            if (res)                                                           \
+                val = v_add(val, v_ldm(res + o, m[v]));                        \
+            store_act(y + o, m[v], n[v], val, ACT);                            \
+        }                                                                      \
+    }
+    switch (act) {
+    case OP_NONE: PW_EPILOGUE(OP_NONE); break;
+    case OP_RELU: PW_EPILOGUE(OP_RELU); break;
+    case OP_RELU6: PW_EPILOGUE(OP_RELU6); break;
+    case OP_HSWISH: PW_EPILOGUE(OP_HSWISH); break;
+    default: PW_EPILOGUE(act); break;
+    }
+#undef PW_EPILOGUE
+}
+
+typedef void (*pw_tile_fn)(float *, const float *, const float *, const float *, const float *,
+                           const float *, int, int, int, op_act);
+#define PW_DEFINE(R, NV)                                                                         \
+    static void pw_tile_r##R##v##NV(float *y, const float *x, const float *w, const float *sc, \
+                                    const float *sh, const float *res, int Cin, int Cout, int c0, \
+                                    op_act act)                                                  \
+    {                                                                                            \
+        pw_tile(y, x, w, sc, sh, res, Cin, Cout, c0, act, R, NV);                                \
+    }
+#define PW_PTR(R, NV) pw_tile_r##R##v##NV,
+#if PW_RB == 8
+#define PW_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV) X(5, NV) X(6, NV) X(7, NV) X(8, NV)
+#elif PW_RB == 6
+#define PW_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV) X(5, NV) X(6, NV)
+#else
+#define PW_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV)
+#endif
+#if PW_NV == 4
+#define PW_COLS(X) X(1) X(2) X(3) X(4)
+#elif PW_NV == 3
+#define PW_COLS(X) X(1) X(2) X(3)
+#else
+#define PW_COLS(X) X(1) X(2)
+#endif
+#define PW_DEFINE_NV(NV) PW_ROWS(PW_DEFINE, NV)
+#define PW_PTRS_NV(NV) {PW_ROWS(PW_PTR, NV)},
+PW_COLS(PW_DEFINE_NV)
+static const pw_tile_fn pw_tab[PW_NV][PW_RB] = {PW_COLS(PW_PTRS_NV)};
+
+/* Rows r0..r1, all columns, in panels of PW_PANEL rows: within a panel,
+ * column tiles outside, so a tile of w is reused by every row block while it
+ * is in cache, and the panel of x stays in cache across the column tiles. */
+#define PW_PANEL 64
+static void pw_rows(float *y, const float *x, const float *w, const float *scale,
+                    const float *shift, const float *res, int r0, int r1, int Cin, int Cout,
+                    op_act act)
+{
+    const int cols = PW_NV * VW;
+    for (int p0 = r0; p0 < r1; p0 += PW_PANEL) {
+        int p1 = r1 - p0 < PW_PANEL ? r1 : p0 + PW_PANEL;
+        for (int c0 = 0; c0 < Cout; c0 += cols) {
+            int left = Cout - c0, nv = left >= cols ? PW_NV : (left + VW - 1) / VW;
+            for (int r = p0; r < p1; r += PW_RB) {
+                int R = p1 - r < PW_RB ? p1 - r : PW_RB;
+                size_t o = (size_t)r * Cout;
+                pw_tab[nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift,
+                                      res ? res + o : NULL, Cin, Cout, c0, act);
+            }
+        }
+    }
+}
+
+/* ======================= element-wise and per-channel loops ============== */
+
+INL void act_fwd_loop(float *y, const float *x, size_t n, const op_act A)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = act_f(x[i], A);
+}
+
+INL void act_bwd_loop(float *dx, const float *dy, const float *x, size_t n, const op_act A)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dy[i] * act_d(x[i], A);
+}
+
+static void act_fwd(float *y, const float *x, size_t n, op_act act)
+{
+#define CALL(A) act_fwd_loop(y, x, n, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
+}
+
+static void act_bwd(float *dx, const float *dy, const float *x, size_t n, op_act act)
+{
+#define CALL(A) act_bwd_loop(dx, dy, x, n, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
+}
+
+INL void affine_act_loop(float *y, const float *z, const float *scale, const float *shift,
+                         const float *res, long lo, long hi, int C, const op_act A)
+{
+    for (long r = lo; r < hi; r++) {
+        const float *zr = z + (size_t)r * C;
+        float *yr = y + (size_t)r * C;
+        if (res) {
+            const float *rr = res + (size_t)r * C;
+            for (int c = 0; c < C; c++)
+                yr[c] = act_f(zr[c] * scale[c] + shift[c] + rr[c], A);
+        } else {
+            for (int c = 0; c < C; c++)
+                yr[c] = act_f(zr[c] * scale[c] + shift[c], A);
+        }
+    }
+}
+
+static void affine_act(float *y, const float *z, const float *scale, const float *shift,
+                       const float *res, long lo, long hi, int C, op_act act)
+{
+#define CALL(A) affine_act_loop(y, z, scale, shift, res, lo, hi, C, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
+}
+
+static void chan_sums(double *acc, const float *z, const float *mean, long lo, long hi, int C)
+{
+    for (long r = lo; r < hi; r++) {
+        const float *zr = z + (size_t)r * C;
+        if (!mean)
+            for (int c = 0; c < C; c++)
+                acc[c] += zr[c];
+        else
+            for (int c = 0; c < C; c++) {
+                double d = zr[c] - mean[c];
+                acc[c] += d * d;
+            }
+    }
+}
+
+INL void bn_bwd_sums_loop(double *a1, double *a2, const float *dy, const float *z,
+                          const float *mean, const float *rstd, const float *gamma,
+                          const float *beta, long lo, long hi, int C, const op_act A)
+{
+    for (long r = lo; r < hi; r++) {
+        const float *zr = z + (size_t)r * C, *gr = dy + (size_t)r * C;
+        for (int c = 0; c < C; c++) {
+            float xh = (zr[c] - mean[c]) * rstd[c];
+            float dh = gr[c] * act_d(gamma[c] * xh + beta[c], A);
+            a1[c] += dh;
+            a2[c] += dh * xh;
+        }
+    }
+}
+
+static void bn_bwd_sums(double *a1, double *a2, const float *dy, const float *z, const float *mean,
+                        const float *rstd, const float *gamma, const float *beta, long lo, long hi,
+                        int C, op_act act)
+{
+#define CALL(A) bn_bwd_sums_loop(a1, a2, dy, z, mean, rstd, gamma, beta, lo, hi, C, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
+}
+
+INL void bn_bwd_rows_loop(float *dz, const float *dy, const float *z, const float *mean,
+                          const float *rstd, const float *gamma, const float *beta,
+                          const float *k1, const float *m1, const float *m2, long lo, long hi,
+                          int C, const op_act A)
+{
+    for (long r = lo; r < hi; r++) {
+        const float *zr = z + (size_t)r * C, *gr = dy + (size_t)r * C;
+        float *dr = dz + (size_t)r * C;
+        for (int c = 0; c < C; c++) {
+            float xh = (zr[c] - mean[c]) * rstd[c];
+            float dh = gr[c] * act_d(gamma[c] * xh + beta[c], A);
+            dr[c] = k1[c] * (dh - m1[c] - xh * m2[c]);
+        }
+    }
+}
+
+static void bn_bwd_rows(float *dz, const float *dy, const float *z, const float *mean,
+                        const float *rstd, const float *gamma, const float *beta, const float *k1,
+                        const float *m1, const float *m2, long lo, long hi, int C, op_act act)
+{
+#define CALL(A) bn_bwd_rows_loop(dz, dy, z, mean, rstd, gamma, beta, k1, m1, m2, lo, hi, C, A)
+    ACT_SWITCH(act, CALL)
+#undef CALL
+}
+
+static void pool_fwd(float *y, const float *x, int HW, int C)
+{
+    float inv = 1.0f / HW;
+    for (int c = 0; c < C; c++)
+        y[c] = 0;
+    for (int i = 0; i < HW; i++)
+        for (int c = 0; c < C; c++)
+            y[c] += x[(size_t)i * C + c];
+    for (int c = 0; c < C; c++)
+        y[c] *= inv;
+}
+
+static void scale_fwd(float *y, const float *x, const float *g, int HW, int C)
+{
+    for (int i = 0; i < HW; i++)
+        for (int c = 0; c < C; c++)
+            y[(size_t)i * C + c] = x[(size_t)i * C + c] * g[c];
+}
+
+static void scale_bwd(float *dx, float *dg, const float *dy, const float *x, const float *g, int HW,
+                      int C)
+{
+    for (int c = 0; c < C; c++)
+        dg[c] = 0;
+    for (int i = 0; i < HW; i++) {
+        size_t o = (size_t)i * C;
+        for (int c = 0; c < C; c++) {
+            dg[c] += dy[o + c] * x[o + c];
+            dx[o + c] = dy[o + c] * g[c];
+        }
+    }
+}
+
+/* ======================= the table ======================================= */
+
+#define DW_FWD_PTR(K, S) dw_fwd_k##K##s##S,
+#define DW_DX_PTR(K, S) dw_dx_k##K##s##S,
+#define DW_DW_PTR(K, S) dw_dw_k##K##s##S,
+
+const kern_table KERN_TABLE = {
+    .name = KERN_NAME,
+    .width = VW,
+    .level = KERN_LEVEL,
+    .dw_fwd = {DW_LIST(DW_FWD_PTR)},
+    .dw_dx = {DW_LIST(DW_DX_PTR)},
+    .dw_dw = {DW_LIST(DW_DW_PTR)},
+    .pw_rows = pw_rows,
+    .affine_act = affine_act,
+    .act_fwd = act_fwd,
+    .act_bwd = act_bwd,
+    .chan_sums = chan_sums,
+    .bn_bwd_sums = bn_bwd_sums,
+    .bn_bwd_rows = bn_bwd_rows,
+    .pool_fwd = pool_fwd,
+    .scale_fwd = scale_fwd,
+    .scale_bwd = scale_bwd,
+};
