@@ -1,6 +1,7 @@
 /* test_ops.c — every op's backward against finite differences, in every
  * configuration the space emits (kernels 3/5/7, strides 1/2, each activation,
- * SE pieces), and the AVX-512 depthwise kernels against the scalar oracle. */
+ * SE pieces), and the depthwise kernels of the active level against the scalar
+ * oracle (tests/test_kern.c covers every level). */
 #include "tests/testutil.h"
 #include "tests/gradcheck.h"
 #include "evaluator/ops.h"
