@@ -186,6 +186,8 @@ $(BUILD)/bench/bench_mpi: bench/bench_mpi.c $(LIB) | $(SETUP)
 bench-mpi: $(BUILD)/bench/bench_mpi
 	bash scripts/bench-mpi.sh $(BUILD)/bench/bench_mpi $(BENCH_MPI_ARGS)
 # Training speed against PyTorch 1.13 on the same network, and kernel GFLOP/s (bench/bench_train.c).
+# The kernel table has oneDNN beside ours (Debian's libdnnl-dev); only this binary links it.
+$(BUILD)/bench/bench_train: LDLIBS += -ldnnl
 $(BUILD)/bench/bench_train: bench/bench_train.c $(LIB) | $(SETUP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)

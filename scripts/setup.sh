@@ -5,11 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX.
+# Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX;
+# oneDNN for bench-train's kernel table.
 PKGS=(build-essential pkg-config git ca-certificates
       libxgboost-dev libgsl-dev libcmocka-dev libsqlite3-dev sqlite3 libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev libyaml-dev
-      zlib1g-dev libopenmpi-dev openmpi-bin
+      zlib1g-dev libopenmpi-dev openmpi-bin libdnnl-dev
       python3 python3-numpy python3-torch python3-onnx)
 
 missing=()
