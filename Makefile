@@ -106,7 +106,7 @@ demo: nas
 bench: bench-train bench-infer
 
 clean:
-	rm -rf build build-asan nas
+	rm -rf build build-asan build-arm nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
@@ -208,3 +208,23 @@ $(BUILD)/bench/bench_faithful: bench/bench_faithful.c $(LIB) | $(SETUP) $(ORT_PK
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 bench-faithful: $(BUILD)/bench/bench_faithful
 	$(BUILD)/bench/bench_faithful $(BENCH_FAITHFUL_ARGS)
+
+# ---- ARM (aarch64): the kernel layer and its oracle tests (tests/test_kern.c)
+# cross-compiled with Debian's gcc-aarch64-linux-gnu and run under qemu-user:
+# the NEON and scalar levels against the oracles. Speed under emulation means
+# nothing. qemu-user here cannot start threads (pthread_create never returns
+# in this sandbox), so OpenMP and OpenBLAS run single-threaded under it; the
+# split over threads is tested natively.
+.PHONY: test-arm
+ARM_CC    := aarch64-linux-gnu-gcc
+ARM_BUILD := build-arm
+ARM_SRC   := evaluator/kern.c evaluator/kern_neon.c evaluator/kern_scalar.c evaluator/ops.c base/err.c
+ARM_SETUP := $(ARM_BUILD)/.setup-done
+$(ARM_SETUP): scripts/setup-arm.sh
+	bash scripts/setup-arm.sh
+	@mkdir -p $(ARM_BUILD) && touch $@
+$(ARM_BUILD)/test_kern: tests/test_kern.c $(ARM_SRC) $(wildcard evaluator/*.h) base/nas.h | $(ARM_SETUP)
+	$(ARM_CC) -O2 -g -std=gnu11 $(WARN) -fopenmp -pthread -I. -I/usr/include/aarch64-linux-gnu/openblas-pthread \
+	    -o $@ tests/test_kern.c $(ARM_SRC) -L/usr/lib/aarch64-linux-gnu/openblas-pthread -lopenblas -lcmocka -lm
+test-arm: $(ARM_BUILD)/test_kern
+	OPENBLAS_NUM_THREADS=1 OMP_THREAD_LIMIT=1 qemu-aarch64 -L /usr/aarch64-linux-gnu $<

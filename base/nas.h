@@ -88,6 +88,9 @@ void *nas_gsl_rng_alloc(uint64_t seed, uint64_t stream);
 void  nas_gsl_rng_free(void *r);
 
 /* ---- small utilities ---------------------------------------------------- */
+/* Re-executes the program with OMP_WAIT_POLICY=passive unless it is set
+ * (spinning idle OpenMP threads starve the working ones on a shared machine). */
+void nas_omp_passive_reexec(char **argv);
 double nas_now(void);               /* monotonic seconds */
 double nas_cpu_seconds(void);       /* this process's user+system CPU time */
 /* Reads a whole file into a NUL-terminated buffer (nas_free it). */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -119,4 +120,29 @@ nas_status nas_mkdirs(const char *dir, nas_err *err)
         }
     }
     return NAS_OK;
+}
+
+/* libgomp's idle threads spin (OMP_WAIT_POLICY active, for a while) waiting
+ * for the next parallel region. On a machine shared with other work the
+ * spinning threads take the cores the working ones need: on this 2-core VM,
+ * loaded by other jobs, `nas train --threads 2` ran several times slower
+ * than with passive waiting (mobilenetv2 --width 0.25 --subset 500 --epochs 1:
+ * 32.4 s and 26.6 s spinning, 12.3 s and 10.1 s passive, load ~5). libgomp reads
+ * the variable once, when the program starts, so it cannot be set from here
+ * for this process: when it is not set, set it to passive and start again.
+ * An explicit OMP_WAIT_POLICY (active, say, on a dedicated node) is kept;
+ * NAS_NO_REEXEC=1 turns this off. The CLI and the benchmarks call it first
+ * thing in main. */
+void nas_omp_passive_reexec(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    const char *no = getenv("NAS_NO_REEXEC");
+    if (no && !strcmp(no, "1"))
+        return;
+    /* NAS_WAIT_POLICY_SET tells children (a benchmark's peer) that the policy is ours */
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0 || setenv("NAS_WAIT_POLICY_SET", "1", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): go on spinning rather than fail */
 }

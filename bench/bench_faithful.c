@@ -38,6 +38,7 @@
  * usage: bench_faithful [--seed S] [--n N] [--repeats R] [--min-seconds S]
  *                       [--passes P] [--max-width W] [--keep DIR]
  */
+#include "bench/bench_machine.h"
 #include "evaluator/ev.h"
 #include "predictor/pred.h"
 
@@ -65,62 +66,6 @@ typedef struct {
     double nas_cpu[MAX_PASSES], ort_cpu[MAX_PASSES];   /* CPU ms per call (mean) */
     double nas_best, ort_best, nas_cpu_best, ort_cpu_best;
 } bench_net;
-
-/* ---- the machine ----------------------------------------------------------- */
-
-static int has_flag(const char *flags, const char *f)
-{
-    size_t n = strlen(f);
-    for (const char *p = flags; (p = strstr(p, f)) != NULL; p += n)
-        if ((p == flags || p[-1] == ' ' || p[-1] == '\t') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-static void print_machine(void)
-{
-    char model[256] = "unknown", flags[8192] = "";
-    int logical = 0, cores = 0, siblings = 0;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[8192];
-        while (fgets(line, sizeof line, f)) {
-            const char *v = strchr(line, ':');
-            if (!v)
-                continue;
-            v++;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            if (!strncmp(line, "processor", 9))
-                logical++;
-            else if (!strncmp(line, "model name", 10) && !strcmp(model, "unknown"))
-                snprintf(model, sizeof model, "%.*s", (int)strcspn(v, "\n"), v);
-            else if (!strncmp(line, "flags", 5) && !flags[0])
-                snprintf(flags, sizeof flags, "%s", v);
-            else if (!strncmp(line, "cpu cores", 9) && !cores)
-                cores = atoi(v);
-            else if (!strncmp(line, "siblings", 8) && !siblings)
-                siblings = atoi(v);
-        }
-        fclose(f);
-    }
-    int tpc = cores > 0 && siblings >= cores ? siblings / cores : 1;
-    printf("# machine: %s; avx512f %s, avx2 %s, fma %s; %d logical CPUs (%ld online), %d core(s) x %d "
-           "thread(s) per package\n",
-           model, has_flag(flags, "avx512f") ? "yes" : "no", has_flag(flags, "avx2") ? "yes" : "no",
-           has_flag(flags, "fma") ? "yes" : "no", logical, sysconf(_SC_NPROCESSORS_ONLN), cores, tpc);
-    const char *built =
-#if defined(__AVX512F__)
-        "avx512f";
-#elif defined(__AVX2__)
-        "avx2";
-#else
-        "baseline";
-#endif
-    const char *ct = getenv("OPENBLAS_CORETYPE");
-    printf("# nas built for %s (compiler flags); OpenBLAS core type %s\n", built,
-           ct && *ct ? ct : "auto-detected");
-}
 
 /* ---- statistics ------------------------------------------------------------ */
 
@@ -255,6 +200,7 @@ static int rm_rf(const char *dir)
 
 int main(int argc, char **argv)
 {
+    bench_start(argv);
     long seed = 1;
     int per_res = 20, repeats = 3, passes = 3;
     double min_s = 0.3, max_w = 1.0;
@@ -314,7 +260,7 @@ int main(int argc, char **argv)
         }
     }
 
-    print_machine();
+    bench_print_machine(stdout);
     printf("# bench-faithful: %d networks (seed %ld: %d at 28x28x1, %d at 32x32x3, 10 classes, default space, "
            "max width %g), random weights; batch 1, 1 thread; p10 of single calls, %d repeats of >= %gs per "
            "side, %d pass(es), fastest kept\n",

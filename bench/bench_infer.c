@@ -5,6 +5,7 @@
  *   make bench-infer    (or: bench_infer [--threads T] [--batch B] [--seconds S]
  *                              [--repeats R] [--meter auto|perf|rapl|nvml|model] [--pin CPU])
  * The first line times an empty body: the harness's own cost per call. */
+#include "bench/bench_machine.h"
 #include "evaluator/ev.h"
 
 #include <stdio.h>
@@ -41,6 +42,7 @@ static void print_row(const char *name, const ev_bench_result *r)
 
 int main(int argc, char **argv)
 {
+    bench_start(argv);
     ev_bench_opts bo;
     ev_bench_opts_default(&bo);
     ev_meter_opts mo;
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
     }
     ev_meter_info info;
     ev_meter_get_info(meter, &info);
+    bench_print_machine(stdout);
     printf("meter: %s (%s)%s%s\n", ev_meter_source(meter), ev_quality_name(ev_meter_quality(meter)),
            info.note[0] ? "; " : "", info.note);
     printf("each row: %d repeats of >= %.2f s after %d warm-up calls; latency per call of `batch` images\n\n",

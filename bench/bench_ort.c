@@ -13,6 +13,7 @@
  *
  * usage: bench_ort [--repeats R] [--min-seconds S] [--threads-max T] [--out DIR]
  */
+#include "bench/bench_machine.h"
 #include "evaluator/ev.h"
 
 #include <math.h>
@@ -96,6 +97,7 @@ static int time_ort(const char *model, int threads, int repeats, double min_s, d
 
 int main(int argc, char **argv)
 {
+    bench_start(argv);
     int repeats = 7, tmax = 2;
     double min_s = 0.5;
     const char *out = "build/bench";
@@ -151,6 +153,7 @@ int main(int argc, char **argv)
         for (int p = 0; p < 32 * 32; p++)
             xc[c * 1024 + p] = x[p * 3 + c];
 
+    bench_print_machine(stdout);
     printf("# bench-ort: %s, %.2fM MACs, %.3fM params, batch 1; median of %d repeats of >= %gs\n",
            spec.name, cost.macs / 1e6, cost.params / 1e6, repeats, min_s);
     printf("%-8s %9s %9s %8s   %10s %10s %8s   %s\n", "threads", "nas_ms", "ort_ms", "nas/ort",

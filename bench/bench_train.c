@@ -21,6 +21,7 @@
  * usage: bench_train [--threads T] [--batch B] [--repeats R] [--seconds S]
  *                    [--min-side M] [--width W] [--no-torch] [--kernels-only] [--no-kernels]
  */
+#include "bench/bench_machine.h"
 #include "evaluator/ev.h"
 #include "evaluator/net_priv.h"
 #include "evaluator/ops.h"
@@ -413,6 +414,7 @@ static void bench_kernels(int threads)
 
 int main(int argc, char **argv)
 {
+    bench_start(argv);
     int threads = 2, batch = 64, repeats = 5, min_side = 1, torch = 1, kernels_only = 0, no_kernels = 0;
     double seconds = 3, width = 0.5;
     for (int i = 1; i < argc; i++) {
@@ -434,6 +436,7 @@ int main(int argc, char **argv)
     }
     if (repeats < 1 || repeats > 99 || batch < 1 || threads < 1)
         return 2;
+    bench_print_machine(stdout);
     if (kernels_only) {
         bench_kernels(threads);
         return 0;
@@ -508,8 +511,9 @@ int main(int argc, char **argv)
             continue;
         /* PyTorch, one repeat per call, alternating with ours so that the
          * machine's noise falls on both alike */
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/bench_train.py %s %d 1 %g", path, threads,
-                 seconds);
+        /* PyTorch waits for work as its user left it, not as bench_start set it for us */
+        snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 bench/bench_train.py %s %d 1 %g",
+                 getenv("NAS_WAIT_POLICY_SET") ? "env -u OMP_WAIT_POLICY " : "", path, threads, seconds);
         FILE *p = popen(cmd, "r");
         double v;
         if (p && fscanf(p, "%lf", &v) == 1) {

@@ -3,6 +3,7 @@
  * energy predictor, report its cross-validated accuracy, save it. */
 #include "cli/cli.h"
 #include "cli/measure.h"
+#include "evaluator/ev.h"
 #include "predictor/pred.h"
 
 #include <jansson.h>
@@ -181,7 +182,12 @@ int cmd_calibrate(int argc, char **argv)
     o.threads = (int)threads;
     o.passes = (int)passes;
     o.holdout = (int)hold;
-    snprintf(o.measure, sizeof o.measure, "%s", mcmd ? mcmd : "builtin");
+    /* builtin measurements are of this engine's kernels: a predictor fit on
+     * AVX-512 kernels does not hold for AVX2 ones, so the level is recorded */
+    if (mcmd)
+        snprintf(o.measure, sizeof o.measure, "%s", mcmd);
+    else
+        snprintf(o.measure, sizeof o.measure, "builtin:%s", ev_kernels());
     if (cli_progress_enabled())
         o.progress = progress;
     cli_measure_ctx mctx;

@@ -3,6 +3,7 @@
  * with --measure, the measured values beside them. */
 #include "cli/cli.h"
 #include "cli/measure.h"
+#include "evaluator/ev.h"
 #include "predictor/pred.h"
 
 #include <jansson.h>
@@ -91,9 +92,11 @@ int cmd_predict(int argc, char **argv)
     char hw_why[1024] = "", space_why[512] = "";
     const pred_hw *fit_hw = pred_model_hw(m);
     int other_hw = 0;
-    if (!strcmp(fit_hw->measure, "builtin")) {
+    if (!strncmp(fit_hw->measure, "builtin", 7)) {
         pred_hw here;
-        pred_hw_here(&here, fit_hw->threads, fit_hw->meter, fit_hw->measure);
+        char builtin[64];
+        snprintf(builtin, sizeof builtin, "builtin:%s", ev_kernels());
+        pred_hw_here(&here, fit_hw->threads, fit_hw->meter, builtin);
         other_hw = pred_hw_differs(fit_hw, &here, hw_why, sizeof hw_why);
         if (other_hw)
             fprintf(stderr, "nas predict: warning: %s was fit on other hardware (%s; predictor vs here); "

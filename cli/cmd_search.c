@@ -1065,6 +1065,9 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         } else {
             char hw[256];
             runs_hw_fingerprint(hw, sizeof hw);
+            /* the engine's kernels are part of what the latencies were measured on */
+            size_t hl = strlen(hw);
+            snprintf(hw + hl, sizeof hw - hl, "|kernels %s", ev_kernels());
             /* everything `nas resume` needs to run it again */
             char *settings = cli_search_to_json(s);
             json_t *sj = settings ? json_loads(settings, 0, NULL) : NULL;
@@ -1117,11 +1120,12 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     }
     if (root)
         fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
-                "%d ranks, %d threads each\n", cmd,
+                "%d ranks, %d threads each, kernels %s\n", cmd,
                 search_kind_name((search_kind)kind), c.data.name, c.data.train.n, c.data.val.n, c.data.train.h,
                 c.data.train.w, c.data.train.c, sp.n_genes, ev_meter_source(c.meter),
                 ev_quality_name(ev_meter_quality(c.meter)),
-                c.pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c.threads);
+                c.pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c.threads,
+                ev_kernels());
 
     search_callbacks cb;
     memset(&cb, 0, sizeof cb);

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -176,10 +177,11 @@ int cmd_train(int argc, char **argv)
     space_cost cost;
     space_cost_of(&arch, NULL, 0, &cost);
     fprintf(stderr, "nas train: %s at %ldx%ldx%d, %d blocks, %.3fM params, %.2fM MACs/image; "
-            "%s: %d train, %d val, %d test; %.1f MiB\n",
+            "%s: %d train, %d val, %d test; %.1f MiB; %d threads, kernels %s\n",
             spec.name[0] ? spec.name : spec_arg, res, res, arch.in_ch, arch.n_blocks,
             cost.params / 1e6, cost.macs / 1e6, data.name, data.train.n, data.val.n, data.test.n,
-            plan.total / 1048576.0);
+            plan.total / 1048576.0, (int)(threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN)),
+            ev_kernels());
 
     ev_train_opts to;
     ev_train_opts_default(&to);
@@ -211,6 +213,7 @@ int cmd_train(int argc, char **argv)
         json_object_set_new(o, "seconds", json_real(r.seconds));
         json_object_set_new(o, "images_per_s", json_real(r.images_per_s));
         json_object_set_new(o, "threads", json_integer(threads));
+        json_object_set_new(o, "kernels", json_string(ev_kernels()));
         json_object_set_new(o, "seed", json_integer(seed));
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s);

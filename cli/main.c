@@ -2,6 +2,7 @@
  * Commands are weak references so that a build in progress links without
  * every command; one that is absent says so and fails, it never pretends. */
 #include "cli/cli.h"
+#include "evaluator/ev.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,32 +51,14 @@ static void usage(FILE *f)
                "1 failure, 2 bad usage or input.\n");
 }
 
-/* libgomp's idle threads spin (OMP_WAIT_POLICY active, for a while) waiting
- * for the next parallel region. On a machine shared with other work the
- * spinning threads take the cores the working ones need: on this 2-core VM,
- * loaded by other jobs, `nas train --threads 2` ran several times slower
- * than with passive waiting (mobilenetv2 --width 0.25 --subset 500 --epochs 1:
- * 32.4 s and 26.6 s spinning, 12.3 s and 10.1 s passive, load ~5). libgomp reads
- * the variable once, when the program starts, so it cannot be set from here
- * for this process: when it is not set, set it to passive and start again.
- * An explicit OMP_WAIT_POLICY (active, say, on a dedicated node) is kept;
- * NAS_NO_REEXEC=1 turns this off. */
-static void wait_policy_reexec(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY"))
-        return;
-    const char *no = getenv("NAS_NO_REEXEC");
-    if (no && !strcmp(no, "1"))
-        return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): go on spinning rather than fail */
-}
-
 int main(int argc, char **argv)
 {
-    wait_policy_reexec(argv);
+    nas_omp_passive_reexec(argv);
+    nas_err kerr;
+    if (ev_kernels_init(&kerr) != NAS_OK) {
+        fprintf(stderr, "nas: %s\n", kerr.msg);
+        return 2;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
