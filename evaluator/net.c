@@ -48,6 +48,7 @@ typedef struct {
 struct ev_net {
     space_net arch;
     int batch, training, threads, max_threads;
+    double macs;   /* multiply-adds per image, for the inference thread choice */
     ev_memplan plan;
     float *params, *grads, *mom, *acts, *scratch;
     size_t n_params, n_acts, n_scratch;
@@ -445,6 +446,9 @@ nas_status ev_net_create(const space_net *arch, const ev_net_opts *opts, ev_net 
     n->training = opts->training;
     n->threads = default_threads(opts->threads);
     n->max_threads = n->threads > default_threads(0) ? n->threads : default_threads(0);
+    space_cost cost;
+    space_cost_of(arch, NULL, 0, &cost);
+    n->macs = (double)cost.macs;
     if (layout(n)) {
         st = nas_errf(err, NAS_EINVAL, "network: more than %d parameter tensors", MAX_TENSORS);
         goto cleanup;
@@ -626,11 +630,19 @@ static void pw_bn(ev_net *n, const op_ctx *cx, size_t y, const float *x, size_t 
     op_pw_bn_act_infer(cx, A(y), x, P(w), sc, sh, res, N, Cin, bn->c, act);
 }
 
+/* Waking a sleeping OpenMP thread (OMP_WAIT_POLICY=passive, as nas and the
+ * benchmarks run) costs tens of microseconds a parallel region. Below this
+ * much work a call runs on one thread: MobileNetV2-0.5 at 32x32, batch 1
+ * (26M MACs), took 3.3-3.9 ms on 2 threads against 0.83 ms on one (bench-ort,
+ * AMD EPYC, 2 cores, AVX2 and AVX-512 kernels alike). */
+#define INFER_THREADS_MIN_MACS 200e6
+
 static void net_infer(ev_net *n, const float *x, int B)
 {
     const space_net *a = &n->arch;
-    op_ctx cx = {n->threads, S(n->partial)};
-    ops_set_threads(n->threads);
+    int T = (double)B * n->macs < INFER_THREADS_MIN_MACS ? 1 : n->threads;
+    op_ctx cx = {T, S(n->partial)};
+    ops_set_threads(T);
     int hw = a->stem_out_hw;
     {
         /* the stem: im2col, then a pointwise conv over the patches */
