@@ -124,7 +124,7 @@ INL float act_d(float h, op_act act)
 /* Stores act(v) to the first n lanes at dst (m = vm_first(n)). The
  * piecewise-linear activations are done in registers; swish and sigmoid
  * (which ops.c normally does as a separate pass) lane by lane. */
-INL void store_act(float *dst, vmask m, int n, vf v, op_act act)
+INL void store_act(float *dst, vmask m, int n, vf v, op_act act, const int FULL)
 {
     const vf zero = v_zero(), three = v_set1(3.0f), six = v_set1(6.0f),
              sixth = v_set1(1.0f / 6);
@@ -142,7 +142,10 @@ INL void store_act(float *dst, vmask m, int n, vf v, op_act act)
         return;
     }
     }
-    v_stm(dst, m, v);
+    if (FULL)
+        v_st(dst, v);
+    else
+        v_stm(dst, m, v);
 }
 
 /* Full groups use plain loads and stores; only a channel tail pays for masks
@@ -184,7 +187,7 @@ INL void dw_out(float *dst, vf acc, vmask m, int n, const float *scale, vf sc, v
                 const int FULL)
 {
     if (scale)
-        store_act(dst, m, n, v_fma(acc, sc, sh), act);
+        store_act(dst, m, n, v_fma(acc, sc, sh), act, FULL);
     else
         ST(dst, acc);
 }
@@ -456,9 +459,12 @@ DW_LIST(DW_DEFINE)
 #endif
 
 /* R rows x NV vectors of y = act(x w * scale + shift + res), from column c0;
- * the accumulators stay in registers for the whole sum over Cin. */
+ * the accumulators stay in registers for the whole sum over Cin. FULL: all
+ * NV vectors are whole, so no masked load or store (AVX2's are several times
+ * the cost of plain ones, and this loop is most of batch-1 inference). */
 INL void pw_tile(float *y, const float *x, const float *w, const float *scale, const float *shift,
-                 const float *res, int Cin, int Cout, int c0, op_act act, const int R, const int NV)
+                 const float *res, int Cin, int Cout, int c0, op_act act, const int R, const int NV,
+                 const int FULL)
 {
     vmask m[4];
     int n[4];
@@ -478,7 +484,7 @@ INL void pw_tile(float *y, const float *x, const float *w, const float *scale, c
         vf wv[4];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++)
-            wv[v] = v_ldm(wk + VW * v, m[v]);
+            wv[v] = FULL ? v_ld(wk + VW * v) : v_ldm(wk + VW * v, m[v]);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             vf xb = v_set1(x[(size_t)r * Cin + k]);
@@ -491,15 +497,15 @@ INL void pw_tile(float *y, const float *x, const float *w, const float *scale, c
 #define PW_EPILOGUE(ACT)                                                       \
     _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                       \
     {                                                                          \
-        vf sc = v_ldm(scale + c0 + VW * v, m[v]);                              \
-        vf sh = v_ldm(shift + c0 + VW * v, m[v]);                              \
+        vf sc = FULL ? v_ld(scale + c0 + VW * v) : v_ldm(scale + c0 + VW * v, m[v]); \
+        vf sh = FULL ? v_ld(shift + c0 + VW * v) : v_ldm(shift + c0 + VW * v, m[v]); \
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                    \
         {                                                                      \
             size_t o = (size_t)r * Cout + c0 + VW * v;                         \
             vf val = v_fma(acc[r][v], sc, sh);                                 \
             if (res)                                                           \
-                val = v_add(val, v_ldm(res + o, m[v]));                        \
-            store_act(y + o, m[v], n[v], val, ACT);                            \
+                val = v_add(val, FULL ? v_ld(res + o) : v_ldm(res + o, m[v])); \
+            store_act(y + o, m[v], n[v], val, ACT, FULL);                      \
         }                                                                      \
     }
     switch (act) {
@@ -519,9 +525,16 @@ typedef void (*pw_tile_fn)(float *, const float *, const float *, const float *,
                                     const float *sh, const float *res, int Cin, int Cout, int c0, \
                                     op_act act)                                                  \
     {                                                                                            \
-        pw_tile(y, x, w, sc, sh, res, Cin, Cout, c0, act, R, NV);                                \
+        pw_tile(y, x, w, sc, sh, res, Cin, Cout, c0, act, R, NV, 0);                             \
+    }                                                                                            \
+    static void pw_full_r##R##v##NV(float *y, const float *x, const float *w, const float *sc, \
+                                    const float *sh, const float *res, int Cin, int Cout, int c0, \
+                                    op_act act)                                                  \
+    {                                                                                            \
+        pw_tile(y, x, w, sc, sh, res, Cin, Cout, c0, act, R, NV, 1);                             \
     }
 #define PW_PTR(R, NV) pw_tile_r##R##v##NV,
+#define PW_FULL_PTR(R, NV) pw_full_r##R##v##NV,
 #if PW_RB == 8
 #define PW_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV) X(5, NV) X(6, NV) X(7, NV) X(8, NV)
 #elif PW_RB == 6
@@ -538,8 +551,10 @@ typedef void (*pw_tile_fn)(float *, const float *, const float *, const float *,
 #endif
 #define PW_DEFINE_NV(NV) PW_ROWS(PW_DEFINE, NV)
 #define PW_PTRS_NV(NV) {PW_ROWS(PW_PTR, NV)},
+#define PW_FULL_PTRS_NV(NV) {PW_ROWS(PW_FULL_PTR, NV)},
 PW_COLS(PW_DEFINE_NV)
-static const pw_tile_fn pw_tab[PW_NV][PW_RB] = {PW_COLS(PW_PTRS_NV)};
+/* [whole vectors only][vectors - 1][rows - 1] */
+static const pw_tile_fn pw_tab[2][PW_NV][PW_RB] = {{PW_COLS(PW_PTRS_NV)}, {PW_COLS(PW_FULL_PTRS_NV)}};
 
 /* Rows r0..r1, all columns, in panels of PW_PANEL rows: within a panel,
  * column tiles outside, so a tile of w is reused by every row block while it
@@ -554,10 +569,11 @@ static void pw_rows(float *y, const float *x, const float *w, const float *scale
         int p1 = r1 - p0 < PW_PANEL ? r1 : p0 + PW_PANEL;
         for (int c0 = 0; c0 < Cout; c0 += cols) {
             int left = Cout - c0, nv = left >= cols ? PW_NV : (left + VW - 1) / VW;
+            int full = left >= cols || left % VW == 0;
             for (int r = p0; r < p1; r += PW_RB) {
                 int R = p1 - r < PW_RB ? p1 - r : PW_RB;
                 size_t o = (size_t)r * Cout;
-                pw_tab[nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift,
+                pw_tab[full][nv - 1][R - 1](y + o, x + (size_t)r * Cin, w, scale, shift,
                                       res ? res + o : NULL, Cin, Cout, c0, act);
             }
         }
