@@ -281,10 +281,11 @@ INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int
 }
 
 /* A row in chunks of DW_CHUNK outputs, every channel group of a chunk before
- * the next chunk: the group after a group reads the same input pixels' next
- * channels, still in L1. (Group by group over the whole row, the rows of a
- * wide layer left L1 between groups: 16 GFLOP/s against oneDNN's 59 on
- * 16x16x144 k3 with AVX2.) */
+ * the next chunk, so that the group after a group reads the same input
+ * pixels' next channels while they are in L1. Measured against going group by
+ * group over the whole row: no difference beyond noise (AVX2, bench-train's
+ * shapes); it stays because it bounds the working set of wide rows. oneDNN's
+ * AVX2 depthwise forward is still 2-4x faster on 16x16x144 k3. */
 #define DW_CHUNK (2 * DW_OB)
 INL void dw_fwd_row(float *yrow, const float *ximg, const float *w, int H, int W, int C, int Wo,
                     int oy, const float *scale, const float *shift, op_act act, const int K,
