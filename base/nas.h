@@ -91,6 +91,9 @@ void  nas_gsl_rng_free(void *r);
 /* Re-executes the program with OMP_WAIT_POLICY=passive unless it is set
  * (spinning idle OpenMP threads starve the working ones on a shared machine). */
 void nas_omp_passive_reexec(char **argv);
+/* The CPU's "model name" from /proc/cpuinfo, or fallback where there is none
+ * (no /proc, or an aarch64 kernel, which names no model). */
+void nas_cpu_model(char *out, size_t n, const char *fallback);
 double nas_now(void);               /* monotonic seconds */
 double nas_cpu_seconds(void);       /* this process's user+system CPU time */
 /* Reads a whole file into a NUL-terminated buffer (nas_free it). */

@@ -146,3 +146,25 @@ void nas_omp_passive_reexec(char **argv)
     execv("/proc/self/exe", argv);
     /* exec failed (no /proc): go on spinning rather than fail */
 }
+
+void nas_cpu_model(char *out, size_t n, const char *fallback)
+{
+    snprintf(out, n, "%s", fallback);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0)
+            continue;
+        const char *v = strchr(line, ':');
+        if (!v)
+            break;
+        v++;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        snprintf(out, n, "%.*s", (int)strcspn(v, "\n"), v);
+        break;
+    }
+    fclose(f);
+}

@@ -23,7 +23,8 @@ static int bench_has_flag(const char *flags, const char *f)
 
 static void bench_print_machine(FILE *out)
 {
-    char model[256] = "unknown", flags[8192] = "";
+    char model[256], flags[8192] = "";
+    nas_cpu_model(model, sizeof model, "unknown");
     int logical = 0, cores = 0, siblings = 0;
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f) {
@@ -37,8 +38,6 @@ static void bench_print_machine(FILE *out)
                 v++;
             if (!strncmp(line, "processor", 9))
                 logical++;
-            else if (!strncmp(line, "model name", 10) && !strcmp(model, "unknown"))
-                snprintf(model, sizeof model, "%.*s", (int)strcspn(v, "\n"), v);
             else if ((!strncmp(line, "flags", 5) || !strncmp(line, "Features", 8)) && !flags[0])
                 snprintf(flags, sizeof flags, "%s", v);
             else if (!strncmp(line, "cpu cores", 9) && !cores)

@@ -56,7 +56,6 @@ void ev_data_free(ev_data *data);
  * --json, the run store and benchmark headers. */
 nas_status ev_kernels_init(nas_err *err);
 const char *ev_kernels(void);             /* "avx2" */
-int ev_kernels_width(void);               /* floats per vector of that level */
 const char *ev_kernels_available(void);   /* the levels this CPU runs, best first: "avx512 avx2 scalar" */
 
 /* ======================= networks and training =========================== */

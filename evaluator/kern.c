@@ -118,8 +118,6 @@ nas_status ev_kernels_init(nas_err *err)
 
 const char *ev_kernels(void) { return kern_active()->name; }
 
-int ev_kernels_width(void) { return kern_active()->width; }
-
 static char avail[128];
 
 static void list_available(void)

@@ -23,33 +23,10 @@ static const char *const target_key[2] = {"latency_ms", "energy_mj"};
 
 /* ---- hardware fingerprint ----------------------------------------------- */
 
-static void cpu_model(char *out, size_t n)
-{
-    snprintf(out, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0)
-            continue;
-        const char *p = strchr(line, ':');
-        if (!p)
-            continue;
-        p++;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        size_t len = strcspn(p, "\n");
-        snprintf(out, n, "%.*s", (int)len, p);
-        break;
-    }
-    fclose(f);
-}
-
 void pred_hw_here(pred_hw *hw, int threads, const char *meter, const char *measure)
 {
     memset(hw, 0, sizeof *hw);
-    cpu_model(hw->cpu_model, sizeof hw->cpu_model);
+    nas_cpu_model(hw->cpu_model, sizeof hw->cpu_model, "unknown");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     hw->cores = cores > 0 ? (int)cores : 0;
     hw->threads = threads;

@@ -11,25 +11,8 @@
 
 void runs_hw_fingerprint(char *buf, size_t n)
 {
-    char model[128] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (strncmp(line, "model name", 10) != 0)
-                continue;
-            const char *v = strchr(line, ':');
-            if (!v)
-                break;
-            v++;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            snprintf(model, sizeof model, "%s", v);
-            model[strcspn(model, "\n")] = '\0';
-            break;
-        }
-        fclose(f);
-    }
+    char model[128];
+    nas_cpu_model(model, sizeof model, "unknown cpu");
     struct utsname u;
     const char *arch = uname(&u) == 0 ? u.machine : "unknown";
     snprintf(buf, n, "%s|%s|%ld cpus", arch, model, sysconf(_SC_NPROCESSORS_ONLN));

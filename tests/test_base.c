@@ -159,6 +159,28 @@ static void atomic_write_and_read_back(void **state)
     tu_rmtree(dir);
 }
 
+/* The CPU model is the cpuinfo line's value, whole and without its newline;
+ * the fallback only where cpuinfo names none. */
+static void cpu_model_reads_cpuinfo(void **state)
+{
+    (void)state;
+    char got[256], want[256] = "";
+    nas_cpu_model(got, sizeof got, "no model here");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (!want[0] && fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10) && strchr(line, ':'))
+                sscanf(strchr(line, ':') + 1, " %255[^\n]", want);
+        fclose(f);
+    }
+    assert_string_equal(got, want[0] ? want : "no model here");
+    assert_null(strchr(got, '\n'));
+    char tiny[4];
+    nas_cpu_model(tiny, sizeof tiny, "fallback");   /* truncated, still terminated */
+    assert_int_equal(strlen(tiny), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +192,7 @@ int main(void)
         cmocka_unit_test(overrun_is_caught_on_free),
         cmocka_unit_test(errors_carry_message_and_exit_code),
         cmocka_unit_test(atomic_write_and_read_back),
+        cmocka_unit_test(cpu_model_reads_cpuinfo),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
