@@ -156,32 +156,9 @@ INL void store_act(float *dst, vmask m, int n, vf v, op_act act, const int FULL)
 /* Outputs per block along a row, and taps' weights kept in registers when
  * the register file holds them with the block's accumulators. */
 #define DW_OB 4
+_Static_assert(DW_OB == 4, "dw_fwd_group's switch takes the remainders 1..3");
 
 /* ======================= depthwise forward =============================== */
-
-/* One output, any position (edges): bounds checked per tap. */
-INL vf dw_one(const float *ximg, const vf *wv, const float *w, int H, int W, int C, int c0,
-              vmask m, int oy, int ox, const int K, const int S, const int FLIP, const int FULL)
-{
-    const int P = (K - 1) / 2;
-    vf acc = v_zero();
-    int ix0 = ox * S - P;
-    for (int ky = 0; ky < K; ky++) {
-        int iy = oy * S - P + ky;
-        if (iy < 0 || iy >= H)
-            continue;
-        const float *xr = ximg + (size_t)iy * W * C + c0;
-        for (int kx = 0; kx < K; kx++) {
-            int ix = ix0 + kx;
-            if (ix < 0 || ix >= W)
-                continue;
-            int t = FLIP ? K * K - 1 - (ky * K + kx) : ky * K + kx;
-            vf wt = wv ? wv[t] : LD(w + (size_t)t * C + c0);
-            acc = v_fma(LD(xr + (size_t)ix * C), wt, acc);
-        }
-    }
-    return acc;
-}
 
 INL void dw_out(float *dst, vf acc, vmask m, int n, const float *scale, vf sc, vf sh, op_act act,
                 const int FULL)
@@ -192,12 +169,15 @@ INL void dw_out(float *dst, vf acc, vmask m, int n, const float *scale, vf sc, v
         ST(dst, acc);
 }
 
-/* OB outputs from ox, all taps inside the row: input p of the block feeds
- * output j through tap kx = p - j S, so the block loads each input once. */
+/* OB outputs from ox: input p of the block feeds output j through tap
+ * kx = p - j S, so the block loads each input once. CHECK skips inputs
+ * outside the row (the zero padding), so the edges of a row reuse loads the
+ * same way; on small maps with large kernels (7x7 with k7, 14x14 with k5)
+ * most outputs are edges. Rows outside the image are cut by ky0..ky1. */
 INL void dw_block(float *yrow, const float *ximg, const vf *wv, const float *w, int W, int C, int c0,
                   vmask m, int n, int oy, int ox, int ky0, int ky1, const float *scale, vf sc, vf sh,
                   op_act act, const int K, const int S, const int FLIP, const int FULL,
-                  const int HOLD, const int OB)
+                  const int HOLD, const int OB, const int CHECK)
 {
     const int P = (K - 1) / 2;
     vf acc[DW_OB];
@@ -206,7 +186,7 @@ INL void dw_block(float *yrow, const float *ximg, const vf *wv, const float *w, 
         acc[j] = v_zero();
     int ix0 = ox * S - P;
     for (int ky = ky0; ky < ky1; ky++) {
-        const float *xr = ximg + (size_t)(oy * S - P + ky) * W * C + (size_t)ix0 * C + c0;
+        const float *xr = ximg + (size_t)(oy * S - P + ky) * W * C + c0;
         vf wk[7];
 #pragma GCC unroll 8
         for (int kx = 0; kx < K; kx++) {
@@ -215,7 +195,10 @@ INL void dw_block(float *yrow, const float *ximg, const vf *wv, const float *w, 
         }
 #pragma GCC unroll 32
         for (int p = 0; p < (OB - 1) * S + K; p++) {
-            vf xv = LD(xr + (size_t)p * C);
+            int ix = ix0 + p;
+            if (CHECK && (ix < 0 || ix >= W))
+                continue;
+            vf xv = LD(xr + (ptrdiff_t)ix * C);
 #pragma GCC unroll 8
             for (int j = 0; j < OB; j++) {
                 int kx = p - j * S;
@@ -229,11 +212,12 @@ INL void dw_block(float *yrow, const float *ximg, const vf *wv, const float *w, 
         dw_out(yrow + (size_t)(ox + j) * C + c0, acc[j], m, n, scale, sc, sh, act, FULL);
 }
 
-/* Outputs oxa..oxb of a row for channels c0..c0+VW. FLIP reads the kernel rotated by
- * 180 degrees: the input gradient of a stride-1 depthwise conv is the forward
- * conv of dy with the rotated kernel. */
+/* Outputs oxa..oxb of a row for channels c0..c0+VW, in blocks of DW_OB; a
+ * block with a tap outside the row takes the checked variant. FLIP reads the
+ * kernel rotated by 180 degrees: the input gradient of a stride-1 depthwise
+ * conv is the forward conv of dy with the rotated kernel. */
 INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int W, int C,
-                      int oxa, int Wo, int oy, int c0, const float *scale, const float *shift,
+                      int oxa, int oxb, int oy, int c0, const float *scale, const float *shift,
                       op_act act, const int K, const int S, const int FLIP, const int FULL)
 {
     const int P = (K - 1) / 2;
@@ -249,35 +233,30 @@ INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int
     if (HOLD)
         for (int t = 0; t < K * K; t++)
             wv[t] = LD(w + (size_t)t * C + c0);
-    const vf *wr = HOLD ? wv : NULL;
     /* ox in [lo, hi) has all K taps inside the row */
     int lo = (P + S - 1) / S, hi = W - K + P >= 0 ? (W - K + P) / S + 1 : 0;
-    if (hi > Wo)
-        hi = Wo;
-    if (lo < oxa)
-        lo = oxa;
-    if (lo > hi)
-        lo = hi;
     int ky0 = 0, ky1 = K;   /* rows of the kernel inside the image */
     while (ky0 < K && oy * S - P + ky0 < 0)
         ky0++;
     while (ky1 > ky0 && oy * S - P + ky1 - 1 >= H)
         ky1--;
+#define DW_BLOCK(OB, CHECK)                                                                       \
+    dw_block(yrow, ximg, wv, w, W, C, c0, m, n, oy, ox, ky0, ky1, scale, sc, sh, act, K, S, FLIP, \
+             FULL, HOLD, OB, CHECK)
     int ox = oxa;
-    for (; ox < lo; ox++)
-        dw_out(yrow + (size_t)ox * C + c0,
-               dw_one(ximg, wr, w, H, W, C, c0, m, oy, ox, K, S, FLIP, FULL), m, n, scale, sc,
-               sh, act, FULL);
-    for (; ox + DW_OB <= hi; ox += DW_OB)
-        dw_block(yrow, ximg, wv, w, W, C, c0, m, n, oy, ox, ky0, ky1, scale, sc, sh, act, K, S, FLIP,
-                 FULL, HOLD, DW_OB);
-    for (; ox < hi; ox++)   /* interior outputs left over: no bounds checks either */
-        dw_block(yrow, ximg, wv, w, W, C, c0, m, n, oy, ox, ky0, ky1, scale, sc, sh, act, K, S, FLIP,
-                 FULL, HOLD, 1);
-    for (; ox < Wo; ox++)
-        dw_out(yrow + (size_t)ox * C + c0,
-               dw_one(ximg, wr, w, H, W, C, c0, m, oy, ox, K, S, FLIP, FULL), m, n, scale, sc,
-               sh, act, FULL);
+    for (; ox + DW_OB <= oxb; ox += DW_OB) {
+        if (ox >= lo && ox + DW_OB <= hi)
+            DW_BLOCK(DW_OB, 0);
+        else
+            DW_BLOCK(DW_OB, 1);
+    }
+    switch (oxb - ox) {   /* DW_OB is 4 */
+    case 3: DW_BLOCK(3, 1); break;
+    case 2: DW_BLOCK(2, 1); break;
+    case 1: DW_BLOCK(1, 1); break;
+    default: break;
+    }
+#undef DW_BLOCK
 }
 
 /* A row in chunks of DW_CHUNK outputs, every channel group of a chunk before
