@@ -153,10 +153,17 @@ INL void store_act(float *dst, vmask m, int n, vf v, op_act act, const int FULL)
 #define LD(p) (FULL ? v_ld(p) : v_ldm(p, m))
 #define ST(p, v) (FULL ? v_st(p, v) : v_stm(p, m, v))
 
-/* Outputs per block along a row, and taps' weights kept in registers when
- * the register file holds them with the block's accumulators. */
+/* Outputs per block along a row in the stride-2 input gradient. */
 #define DW_OB 4
-_Static_assert(DW_OB == 4, "dw_fwd_group's switch takes the remainders 1..3");
+/* The forward's block: OB accumulators are OB independent FMA chains, and a
+ * chain of K FMAs per kernel row waits on the FMA's latency; 4 chains leave
+ * half of the FMA slots empty (AVX2 on Zen 3, bench-train's kernel table:
+ * 16x16x144 k3 went from 5-6 to 10-22 GFLOP/s, 8x8x192 k3 from 6-12 to
+ * 19-28). Wider where the registers hold the block: accumulators, the K
+ * weights of a kernel row and the input. Taps' weights stay in registers
+ * across blocks when they fit too (HOLD). */
+#define DW_FWD_OB(K) (VREGS >= 32 || (K) <= 3 ? 8 : (K) <= 5 ? 6 : 4)
+#define DW_OB_MAX 8
 
 /* ======================= depthwise forward =============================== */
 
@@ -180,7 +187,7 @@ INL void dw_block(float *yrow, const float *ximg, const vf *wv, const float *w, 
                   const int HOLD, const int OB, const int CHECK)
 {
     const int P = (K - 1) / 2;
-    vf acc[DW_OB];
+    vf acc[DW_OB_MAX];
 #pragma GCC unroll 8
     for (int j = 0; j < OB; j++)
         acc[j] = v_zero();
@@ -212,7 +219,7 @@ INL void dw_block(float *yrow, const float *ximg, const vf *wv, const float *w, 
         dw_out(yrow + (size_t)(ox + j) * C + c0, acc[j], m, n, scale, sc, sh, act, FULL);
 }
 
-/* Outputs oxa..oxb of a row for channels c0..c0+VW, in blocks of DW_OB; a
+/* Outputs oxa..oxb of a row for channels c0..c0+VW, in blocks of OB; a
  * block with a tap outside the row takes the checked variant. FLIP reads the
  * kernel rotated by 180 degrees: the input gradient of a stride-1 depthwise
  * conv is the forward conv of dy with the rotated kernel. */
@@ -221,7 +228,8 @@ INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int
                       op_act act, const int K, const int S, const int FLIP, const int FULL)
 {
     const int P = (K - 1) / 2;
-    const int HOLD = K * K + DW_OB + 2 <= VREGS;   /* all taps' weights in registers */
+    const int OB = DW_FWD_OB(K);
+    const int HOLD = K * K + OB + 2 <= VREGS;   /* all taps' weights in registers */
     int n = C - c0;
     vmask m = vm_first(n);
     vf sc = v_zero(), sh = v_zero();
@@ -244,13 +252,17 @@ INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int
     dw_block(yrow, ximg, wv, w, W, C, c0, m, n, oy, ox, ky0, ky1, scale, sc, sh, act, K, S, FLIP, \
              FULL, HOLD, OB, CHECK)
     int ox = oxa;
-    for (; ox + DW_OB <= oxb; ox += DW_OB) {
-        if (ox >= lo && ox + DW_OB <= hi)
-            DW_BLOCK(DW_OB, 0);
+    for (; ox + OB <= oxb; ox += OB) {
+        if (ox >= lo && ox + OB <= hi)
+            DW_BLOCK(OB, 0);
         else
-            DW_BLOCK(DW_OB, 1);
+            DW_BLOCK(OB, 1);
     }
-    switch (oxb - ox) {   /* DW_OB is 4 */
+    switch (oxb - ox) {   /* OB is at most 8 */
+    case 7: DW_BLOCK(7, 1); break;
+    case 6: DW_BLOCK(6, 1); break;
+    case 5: DW_BLOCK(5, 1); break;
+    case 4: DW_BLOCK(4, 1); break;
     case 3: DW_BLOCK(3, 1); break;
     case 2: DW_BLOCK(2, 1); break;
     case 1: DW_BLOCK(1, 1); break;
@@ -265,13 +277,13 @@ INL void dw_fwd_group(float *yrow, const float *ximg, const float *w, int H, int
  * group over the whole row: no difference beyond noise (AVX2, bench-train's
  * shapes); it stays because it bounds the working set of wide rows. oneDNN's
  * AVX2 depthwise forward is still 2-4x faster on 16x16x144 k3. */
-#define DW_CHUNK (2 * DW_OB)
+#define DW_CHUNK(K) (2 * DW_FWD_OB(K))
 INL void dw_fwd_row(float *yrow, const float *ximg, const float *w, int H, int W, int C, int Wo,
                     int oy, const float *scale, const float *shift, op_act act, const int K,
                     const int S, const int FLIP)
 {
-    for (int oxa = 0; oxa < Wo; oxa += DW_CHUNK) {
-        int oxb = Wo - oxa < DW_CHUNK ? Wo : oxa + DW_CHUNK;
+    for (int oxa = 0; oxa < Wo; oxa += DW_CHUNK(K)) {
+        int oxb = Wo - oxa < DW_CHUNK(K) ? Wo : oxa + DW_CHUNK(K);
         int c0 = 0;
         for (; c0 + VW <= C; c0 += VW)
             dw_fwd_group(yrow, ximg, w, H, W, C, oxa, oxb, oy, c0, scale, shift, act, K, S, FLIP, 1);
