@@ -361,12 +361,20 @@ INL void dw_dw_group(float *part, const float *dyrow, const float *xr, int W, in
                 acc[kx] = v_fma(g, LD(xr + (size_t)ix * C + c0), acc[kx]);
         }
     }
-    for (; ox + DW_OB <= hi; ox += DW_OB) {
+    /* Two sets of K sums, by block parity, where registers allow: K chains
+     * of dependent FMAs alone wait on the FMA's latency (k3: 3 chains). */
+    const int SETS = 2 * K + DW_OB + 1 <= VREGS ? 2 : 1;
+    vf acc2[7];
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; kx++)
+        acc2[kx] = v_zero();
+    for (int blk = 0; ox + DW_OB <= hi; ox += DW_OB, blk++) {
         vf g[DW_OB];
 #pragma GCC unroll 8
         for (int j = 0; j < DW_OB; j++)
             g[j] = LD(dyrow + (size_t)(ox + j) * C + c0);
         const float *xb = xr + (size_t)(ox * S - P) * C + c0;
+        vf *a = SETS == 2 && (blk & 1) ? acc2 : acc;
 #pragma GCC unroll 32
         for (int p = 0; p < (DW_OB - 1) * S + K; p++) {
             vf xv = LD(xb + (size_t)p * C);
@@ -374,10 +382,13 @@ INL void dw_dw_group(float *part, const float *dyrow, const float *xr, int W, in
             for (int j = 0; j < DW_OB; j++) {
                 int kx = p - j * S;
                 if (kx >= 0 && kx < K)
-                    acc[kx] = v_fma(g[j], xv, acc[kx]);
+                    a[kx] = v_fma(g[j], xv, a[kx]);
             }
         }
     }
+#pragma GCC unroll 8
+    for (int kx = 0; kx < K; kx++)
+        acc[kx] = v_add(acc[kx], acc2[kx]);
     for (; ox < Wo; ox++) {
         vf g = LD(dyrow + (size_t)ox * C + c0);
         for (int kx = 0; kx < K; kx++) {
