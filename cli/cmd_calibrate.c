@@ -65,6 +65,7 @@ static void usage(FILE *f)
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
             "                     the space to calibrate (default 28, 1, 10, 1.0: MNIST)\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas calibrate --samples 60 --out predictor.json");
 }
 
 static void progress(void *ctx, const char *phase, int done, int total)
