@@ -14,6 +14,7 @@
  * The predictor is optional at build time: until predictor/ is in the tree,
  * `--predictor` says it is not in this build, and every candidate is
  * benchmarked instead. */
+#include "base/progress.h"
 #include "cli/cli.h"
 #include "cli/search_cli.h"
 #include "evaluator/ev.h"
@@ -118,7 +119,14 @@ typedef struct {
     double lr, bench_seconds;
     uint64_t seed;
     const char *state_path;
-    int live;                  /* a live progress line on the terminal */
+    /* the status line on stderr (rank 0): in place on a terminal, a plain line
+     * every few seconds elsewhere; the loop's last progress, and when it came */
+    int show;
+    nas_progress prog;
+    search_progress snap;
+    double snap_t;
+    long eval_limit;           /* --budget-evals, for "candidate k of N" */
+    int steps_total;           /* training steps of one candidate */
     int bench_each;            /* no predictor: benchmark every candidate */
     search_loop *loop;
     const char *pred_source;   /* the predictor file, the source of predicted figures */
@@ -214,6 +222,9 @@ typedef struct {
     runs_db *db;
     int64_t cand;              /* its row (-1: none) */
     double last_beat;
+    run_ctx *c;                /* for the status line: which candidate, which step */
+    long id;
+    int step;
     nas_status st;             /* a failed heartbeat write stops training with this */
     nas_err err;
 } epoch_watch;
@@ -225,9 +236,31 @@ typedef struct {
  * HEARTBEAT_S: the meter is read, the joules so far go to the store, and
  * training stops at its allowance (mid-epoch: an epoch of a large network can
  * cost more than what is left of a budget). */
+/* The status line while a candidate trains: which one, how far, and the
+ * search as of its last result (its clock moved on since). */
+static void show_training(epoch_watch *w)
+{
+    run_ctx *c = w->c;
+    if (!c || !c->show || !nas_progress_due(&c->prog))
+        return;
+    search_progress p = c->snap;
+    double since = nas_now() - c->snap_t;
+    p.seconds += since;
+    p.eta_seconds = p.eta_seconds > since ? p.eta_seconds - since : p.eta_seconds;
+    char line[512], of[48] = "";
+    search_progress_line(&p, line, sizeof line);
+    if (c->eval_limit > 0)
+        snprintf(of, sizeof of, " (%ld of %ld)", p.evals + 1, c->eval_limit);
+    const search_budget *b = c->loop ? search_loop_budget(c->loop) : NULL;
+    nas_progress_show(&c->prog, "candidate #%ld%s: step %d/%d | %s | %.1f J with the meter's uncertainty", w->id, of,
+                      w->step, c->steps_total, line, b ? b->joules_hi : NAN);
+}
+
 static int watch_step(void *ctx)
 {
     epoch_watch *w = ctx;
+    w->step++;
+    show_training(w);
     double t = nas_now(), j;
     if (t - w->last_beat < HEARTBEAT_S)
         return 0;
@@ -348,7 +381,8 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
     epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
-                     .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL};
+                     .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
+                     .c = c, .id = id};
     ev_train_opts to;
     ev_train_opts_default(&to);
     to.epochs = c->epochs;
@@ -536,8 +570,7 @@ static nas_status save_state(const run_ctx *c, const search_loop *l, nas_err *er
 static nas_status cb_on_result(void *ctx, const search_result *r, const search_loop *l, nas_err *err)
 {
     run_ctx *c = ctx;
-    if (c->live)
-        fprintf(stderr, "\r\033[K");
+    nas_progress_clear(&c->prog);
     if (r->over_budget) {
         fprintf(stderr, "#%ld not started: its estimated %.1f J would cross the joule budget\n", r->id,
                 r->eval.joules);
@@ -565,11 +598,13 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
 static void cb_progress(void *ctx, const search_progress *p)
 {
     run_ctx *c = ctx;
-    if (!c->live)
+    c->snap = *p;
+    c->snap_t = nas_now();
+    if (!c->show)
         return;
     char line[512];
     search_progress_line(p, line, sizeof line);
-    fprintf(stderr, "\r\033[K%s", line);
+    nas_progress_show(&c->prog, "%s", line);
 }
 
 static int cb_should_stop(void *ctx) { return interrupted; }
@@ -1006,7 +1041,11 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     c.bench_seconds = s->bench_s;
     c.state_path = state_path;
     c.keep_weights = cli_search_db(s) != NULL;   /* on every rank: workers pack what rank 0 stores */
-    c.live = root && cli_progress_enabled() && !s->json;
+    c.show = root;   /* on stderr, with --json too: stdout stays the JSON */
+    nas_progress_init(&c.prog, stderr, cli_progress_enabled(), 5.0);
+    c.snap.best_reward = c.snap.eta_seconds = NAN;
+    c.snap_t = nas_now();
+    c.eval_limit = s->budget_evals;
 
     if (s->data_dir[0])   /* where the loader looks for mnist and fashion-mnist */
         setenv("NAS_DATA_DIR", s->data_dir, 1);
@@ -1022,6 +1061,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     data_loaded = 1;
     if (c.batch > c.data.train.n)
         c.batch = c.data.train.n;
+    c.steps_total = c.epochs * (c.data.train.n / c.batch > 0 ? c.data.train.n / c.batch : 1);
     if (s->resolution > 0 && s->resolution != c.data.train.h) {
         st = nas_errf(&err, NAS_EINVAL, "resolution %ld: the data's images are %dx%d (the space takes the data's)",
                       s->resolution, c.data.train.h, c.data.train.w);
@@ -1223,8 +1263,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
             goto fail;
         goto done;
     }
-    if (c.live)
-        fprintf(stderr, "\r\033[K");
+    nas_progress_clear(&c.prog);
     if (st)
         goto fail;
     if (why == SEARCH_STOP_REQUESTED)

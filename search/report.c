@@ -3,25 +3,11 @@
  * their meter and whether they were estimated, so a modelled figure is never
  * shown as a measured one. */
 #include "search/internal.h"
+#include "base/progress.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static void duration(double s, char *buf, size_t n)
-{
-    if (!isfinite(s) || s < 0) {
-        snprintf(buf, n, "?");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60)
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, n, "%lds", t);
-}
 
 void search_progress_line(const search_progress *p, char *buf, size_t n)
 {
@@ -38,8 +24,8 @@ void search_progress_line(const search_progress *p, char *buf, size_t n)
                  p->estimated ? " (estimated)" : "");
     else
         snprintf(joules, sizeof joules, "%.1f J %s%s", p->joules, meter, p->estimated ? " (estimated)" : "");
-    duration(p->seconds, el, sizeof el);
-    duration(p->eta_seconds, eta, sizeof eta);
+    nas_progress_duration(p->seconds, el, sizeof el);
+    nas_progress_duration(p->eta_seconds, eta, sizeof eta);
     snprintf(buf, n, "evals %ld%s | best %s | front %d, hv %.4g | %s | %s, ETA %s", p->evals, extra, best,
              p->front_size, p->hypervolume, joules, el, eta);
 }
