@@ -7,9 +7,10 @@
  * saved after every candidate (--state FILE), so a killed search resumes and
  * ends where it would have.
  *
- * What goes where: progress on stderr (a line per candidate; a live line on a
- * terminal), results on stdout (a leaderboard, the Pareto front, the chosen
- * spec), or one JSON object with --json.
+ * What goes where: progress on stderr (a line per candidate, and a status
+ * line from base/progress.h: redrawn in place on a terminal, a plain line every
+ * few seconds elsewhere), results on stdout (a leaderboard, the Pareto front,
+ * the chosen spec), or one JSON object with --json.
  *
  * The predictor is optional at build time: until predictor/ is in the tree,
  * `--predictor` says it is not in this build, and every candidate is
@@ -231,11 +232,6 @@ typedef struct {
 
 #define HEARTBEAT_S 2.0
 
-/* After each epoch: stop training when the meter says the allowance is spent. */
-/* After every training step, the first time and then at most every
- * HEARTBEAT_S: the meter is read, the joules so far go to the store, and
- * training stops at its allowance (mid-epoch: an epoch of a large network can
- * cost more than what is left of a budget). */
 /* The status line while a candidate trains: which one, how far, and the
  * search as of its last result (its clock moved on since). */
 static void show_training(epoch_watch *w)
@@ -256,6 +252,11 @@ static void show_training(epoch_watch *w)
                       w->step, c->steps_total, line, b ? b->joules_hi : NAN);
 }
 
+/* After each epoch: stop training when the meter says the allowance is spent. */
+/* After every training step, the first time and then at most every
+ * HEARTBEAT_S: the meter is read, the joules so far go to the store, and
+ * training stops at its allowance (mid-epoch: an epoch of a large network can
+ * cost more than what is left of a budget). */
 static int watch_step(void *ctx)
 {
     epoch_watch *w = ctx;
