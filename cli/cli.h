@@ -19,6 +19,9 @@ int cmd_export(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 
+/* The run store every command uses unless told otherwise (--db FILE). */
+#define CLI_DEFAULT_DB "runs.db"
+
 /* Prints "nas <cmd>: <message>" to stderr and returns the exit code for st. */
 int cli_fail(const char *cmd, nas_status st, const nas_err *err);
 /* Prints a usage error and returns 2. */

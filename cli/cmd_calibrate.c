@@ -1,12 +1,14 @@
 /* cmd_calibrate.c — `nas calibrate`: measure sampled networks on this machine
  * (or through an external command on a target device), fit the latency and
  * energy predictor, report its cross-validated accuracy, save it. */
+#include "base/progress.h"
 #include "cli/cli.h"
 #include "cli/measure.h"
 #include "evaluator/ev.h"
 #include "predictor/pred.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,14 +67,32 @@ static void usage(FILE *f)
             "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
             "  --resolution R --in-channels C --classes K --max-width W\n"
             "                     the space to calibrate (default 28, 1, 10, 1.0: MNIST)\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas calibrate --samples 60 --out predictor.json");
 }
+
+/* The status line: which phase, network k of N, elapsed and ETA of the phase. */
+typedef struct {
+    nas_progress line;
+    char phase[16];
+} calib_progress;
 
 static void progress(void *ctx, const char *phase, int done, int total)
 {
-    (void)ctx;
-    fprintf(stderr, "\r%-8s %d/%d   ", phase, done, total);
+    calib_progress *cp = ctx;
+    if (!strcmp(phase, "skipped"))   /* the failures are reported at the end */
+        return;
+    if (strcmp(phase, cp->phase)) {   /* a new phase times itself */
+        snprintf(cp->phase, sizeof cp->phase, "%s", phase);
+        cp->line.t0 = cp->line.now();
+        cp->line.last = -HUGE_VAL;
+    }
+    char el[32], eta[32];
+    nas_progress_duration(nas_progress_elapsed(&cp->line), el, sizeof el);
+    nas_progress_duration(nas_progress_eta(&cp->line, total > 0 ? (double)done / total : NAN), eta, sizeof eta);
+    nas_progress_show(&cp->line, "calibrate: %s %d of %d%s | %s, ETA %s", !strcmp(phase, "fit") ? "fitting model" : phase,
+                      done, total, !strcmp(phase, "fit") ? "" : " networks", el, eta);
     if (done == total)
-        fprintf(stderr, "\r                        \r");
+        nas_progress_clear(&cp->line);
 }
 
 static json_t *metrics_json(const pred_metrics *m)
@@ -188,8 +208,10 @@ int cmd_calibrate(int argc, char **argv)
         snprintf(o.measure, sizeof o.measure, "%s", mcmd);
     else
         snprintf(o.measure, sizeof o.measure, "builtin:%s", ev_kernels());
-    if (cli_progress_enabled())
-        o.progress = progress;
+    calib_progress cprog = {.phase = ""};   /* on stderr, on a terminal or not */
+    nas_progress_init(&cprog.line, stderr, cli_progress_enabled(), 5.0);
+    o.progress = progress;
+    o.progress_ctx = &cprog;
     cli_measure_ctx mctx;
     cli_measure_init(&mctx, mcmd, (int)threads);
     if (repeats > 0)

@@ -24,20 +24,22 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nas export RUN [--top K | --candidate ID] [--out DIR] [--db FILE] [--force]\n"
+            "usage: nas export RUN [--top K | --candidate N] [--out DIR] [--db FILE] [--force]\n"
             "                      [--keep-bn] [--opset N] [--json]\n"
             "       nas export --spec SPEC.json|PRESET --out FILE.onnx [--resolution R]\n"
             "                      [--classes K] [--in-channels C] [--seed S] [--force] [--keep-bn]\n\n"
             "Writes trained networks of a run as ONNX models (opset %d by default; input `input`,\n"
             "N x C x H x W with N free; output `logits`), each with NAME.spec.json and\n"
             "NAME.model-card.md beside it. Batch norm is folded into the convolutions unless\n"
-            "--keep-bn. Metadata: spec, accuracy, predicted and measured latency and energy with\n"
-            "their sources, nas version.\n\n"
+            "--keep-bn. Metadata: spec, accuracy, the input normalisation (mean and std), predicted\n"
+            "and benchmarked latency and energy with their sources and quality, nas version.\n\n"
             "  RUN              a run's name or id (see 'nas ls')\n"
             "  --top K          the K best candidates of the leaderboard (default: the chosen one)\n"
-            "  --candidate ID   one candidate, by id (see 'nas report RUN')\n"
-            "  --out DIR        output folder (default: out/export-<run name>); files are named\n"
-            "                   <run>-c<ID>.onnx. With --spec: the model file itself.\n"
+            "  --candidate N    one candidate, by the number 'nas report RUN' and 'nas search'\n"
+            "                   print for it (its seq in the run)\n"
+            "  --out DIR        output folder (default: out/<run name>, where the search's own\n"
+            "                   export goes); files are named <run>-c<N>.onnx. With --spec: the\n"
+            "                   model file itself.\n"
             "  --db FILE        run store (default: runs.db in this folder)\n"
             "  --force          overwrite existing files, or write outside the output folder\n"
             "  --keep-bn        keep BatchNormalization nodes instead of folding them\n"
@@ -46,6 +48,7 @@ static void usage(FILE *f)
             "                   for latency measurements in other runtimes; not a trained model\n"
             "  --json           print {\"exported\": [...]} on stdout\n",
             EV_ONNX_OPSET_DEFAULT, EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX);
+    fprintf(f, "\nexample:\n  %s\n", "nas export my-search --candidate 9 --out out/my-search   (9: the number 'nas report' prints)");
 }
 
 /* mkdir -p */
@@ -110,23 +113,21 @@ static int export_spec(const char *spec_arg, const char *out, long res, long cla
 /* "mnist, 2 epochs on 5000 images, batch 64, seed 1" from the run's settings. */
 static void trained_on(const runs_run *run, char *buf, size_t n)
 {
-    json_t *j = run->settings_json ? json_loads(run->settings_json, 0, NULL) : NULL;
-    const char *data = json_string_value(json_object_get(json_object_get(j, "data"), "spec"));
-    json_t *proxy = json_object_get(j, "proxy");
-    long epochs = (long)json_integer_value(json_object_get(proxy, "epochs"));
-    long subset = (long)json_integer_value(json_object_get(proxy, "subset"));
-    long batch = (long)json_integer_value(json_object_get(proxy, "batch"));
+    char data[256];
+    int have_data = runs_settings_string(run->settings_json, "data", data, sizeof data);
+    long epochs = (long)runs_settings_number(run->settings_json, "epochs");
+    long subset = (long)runs_settings_number(run->settings_json, "subset");
+    long batch = (long)runs_settings_number(run->settings_json, "batch");
     char sub[48] = "all training images";
     if (subset > 0)
         snprintf(sub, sizeof sub, "%ld training images", subset);
-    if (data)
+    if (have_data)
         snprintf(buf, n, "Trained by run '%s' (seed %" PRIu64 ") as a search candidate: data %s, "
                          "%ld epochs on %s, batch %ld (the search's short proxy training).",
                  run->name, run->seed, data, epochs, sub, batch);
     else
         snprintf(buf, n, "Trained by run '%s' (seed %" PRIu64 ") as a search candidate.", run->name,
                  run->seed);
-    json_decref(j);
 }
 
 static const char *fig_src(const runs_fig *f, char *buf, size_t n)
@@ -148,7 +149,7 @@ static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand 
     int found = 0;
     char where[96], cand_id[32], accsrc[160], trained[512], psrc[160], lsrc[160];
     nas_status st;
-    snprintf(where, sizeof where, "candidate %" PRId64 " of run '%s'", cand->id, run->name);
+    snprintf(where, sizeof where, "candidate %d of run '%s'", cand->seq, run->name);
     if (!cand->spec_json)
         return nas_errf(err, NAS_EINVAL, "%s has no spec in the store", where);
     if ((st = space_spec_from_json(cand->spec_json, where, &spec, err)) != NAS_OK ||
@@ -189,10 +190,18 @@ static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand 
     o.meas_energy_mj = cand->energy_mj.value;
     o.meas_energy_source = cand->energy_mj.source;
     o.meas_energy_quality = cand->energy_mj.quality;
+    runs_norm nm;
+    if (runs_settings_norm(run->settings_json, &nm)) {
+        o.norm_channels = nm.channels;
+        for (int ch = 0; ch < nm.channels; ch++) {
+            o.norm_mean[ch] = (float)nm.mean[ch];
+            o.norm_std[ch] = (float)nm.std[ch];
+        }
+    }
     o.run_id = run->name;
-    snprintf(cand_id, sizeof cand_id, "%" PRId64, cand->id);
+    snprintf(cand_id, sizeof cand_id, "%d", cand->seq);
     o.candidate = cand_id;
-    snprintf(path, path_n, "%s/%s-c%" PRId64 ".onnx", dir, run->name, cand->id);
+    snprintf(path, path_n, "%s/%s-c%d.onnx", dir, run->name, cand->seq);
     st = ev_export_onnx(net, &o, path, err);
 cleanup:
     ev_net_free(net);
@@ -218,14 +227,15 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
         goto cleanup;
     }
     have_rep = 1;
-    /* Which candidates: one by id, the best K, or the chosen one. */
+    /* Which candidates: one by the number the report prints, the best K, or the chosen one. */
     int pick[1024], n_pick = 0;
     if (cand_id >= 0) {
-        for (int i = 0; i < rep.n; i++)
-            if (rep.cands[i].id == cand_id)
+        for (int i = 0; i < rep.n && !n_pick; i++)
+            if (rep.cands[i].seq == cand_id)
                 pick[n_pick++] = i;
         if (!n_pick) {
-            rc = cli_usage_error("export", "run '%s' has no candidate %ld", rep.run.name, cand_id);
+            rc = cli_usage_error("export", "run '%s' has no candidate %ld ('nas report %s' lists them)",
+                                 rep.run.name, cand_id, rep.run.name);
             goto cleanup;
         }
     } else if (top > 0) {
@@ -247,7 +257,7 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
     if (out)
         snprintf(dir, sizeof dir, "%s", out);
     else
-        snprintf(dir, sizeof dir, "out/export-%s", rep.run.name);
+        snprintf(dir, sizeof dir, "out/%s", rep.run.name);
     if ((st = nas_mkdirs(dir, &e)) != NAS_OK) {
         rc = cli_fail("export", st, &e);
         goto cleanup;
@@ -267,8 +277,8 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
         char spec_p[1200], card_p[1200];
         ev_export_sidecar_paths(path, spec_p, card_p, sizeof spec_p);
         if (c->json)
-            printf("%s{\"candidate\": %" PRId64 ", \"onnx\": \"%s\", \"spec\": \"%s\", \"card\": \"%s\"}",
-                   k ? ", " : "", cand->id, path, spec_p, card_p);
+            printf("%s{\"candidate\": %d, \"onnx\": \"%s\", \"spec\": \"%s\", \"card\": \"%s\"}",
+                   k ? ", " : "", cand->seq, path, spec_p, card_p);
         else
             printf("%s\n", path);
     }
@@ -317,8 +327,8 @@ int cmd_export(int argc, char **argv)
                 if (cli_parse_int(v, 1, 1000, &top))
                     return cli_usage_error("export", "--top: '%s' is not a count (1..1000)", v);
             } else if (!strcmp(a, "--candidate")) {
-                if (cli_parse_int(v, 0, INT64_MAX, &cand))
-                    return cli_usage_error("export", "--candidate: '%s' is not a candidate id", v);
+                if (cli_parse_int(v, 0, INT_MAX, &cand))
+                    return cli_usage_error("export", "--candidate: '%s' is not a candidate number", v);
             } else if (!strcmp(a, "--opset")) {
                 if (cli_parse_int(v, EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX, &x))
                     return cli_usage_error("export", "--opset: '%s' is not supported (%d to %d)", v,

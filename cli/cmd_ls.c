@@ -16,20 +16,13 @@ static void usage(FILE *f)
                "its quality: measured by a counter, or estimated).\n\n"
                "  --db FILE   run store (default: runs.db in this folder)\n"
                "  --json      one JSON object: {\"db\": ..., \"runs\": [...]}\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas ls --db runs.db");
 }
 
 static const char *strategy_of(const char *settings, char *buf, size_t n)
 {
-    json_t *o = json_loads(settings ? settings : "{}", 0, NULL);
-    snprintf(buf, n, "-");
-    if (o) {
-        json_t *s = json_object_get(o, "strategy");
-        if (json_is_object(s))
-            s = json_object_get(s, "kind");
-        if (json_is_string(s))
-            snprintf(buf, n, "%s", json_string_value(s));
-        json_decref(o);
-    }
+    if (!runs_settings_string(settings, "strategy", buf, n))
+        snprintf(buf, n, "-");
     return buf;
 }
 

@@ -24,6 +24,7 @@ static void usage(FILE *f)
             "  --measure          also measure the network (built-in, or --measure-cmd)\n"
             "  --measure-cmd CMD  measuring command, as for 'nas calibrate' (implies --measure)\n"
             "  --measure-timeout S  seconds the command may take (default 600; 0: no limit)\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas predict mobilenetv2 --predictor predictor.json");
 }
 
 int cmd_predict(int argc, char **argv)

@@ -22,13 +22,15 @@ static void usage(FILE *f)
             "and DIR/chosen-spec.json (the chosen architecture).\n\n"
             "  RUN                  a run's name or id (see 'nas ls')\n"
             "  --db FILE            run store (default: runs.db in this folder)\n"
-            "  --out DIR            where the files go (default: out/report-<run name>)\n"
+            "  --out DIR            where the files go (default: out/<run name>/report, beside the\n"
+            "                       run's exported models in out/<run name>/)\n"
             "  --json               print the report as one JSON object instead of text\n"
             "  --top N              leaderboard rows printed (default: 20; 0: all)\n"
             "  --grid-gco2-kwh G    also state the search's own energy as CO2e at G gCO2e/kWh\n"
             "  --no-files           print only; write nothing\n\n"
             "Energy figures say whether they were measured by a hardware counter, estimated\n"
             "by a model (CPU time x power), or predicted; they are never added across kinds.\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas report my-search --out out/my-search/report");
 }
 
 /* mkdir -p */
@@ -108,7 +110,7 @@ int cmd_report(int argc, char **argv)
         if (out_dir)
             snprintf(dir, sizeof dir, "%s", out_dir);
         else
-            snprintf(dir, sizeof dir, "out/report-%s", rep.run.name);
+            snprintf(dir, sizeof dir, "out/%s/report", rep.run.name);
         if ((st = nas_mkdirs(dir, &err)))
             goto cleanup;
         snprintf(path, sizeof path, "%s/leaderboard.csv", dir);

@@ -25,6 +25,7 @@ static void usage(FILE *f)
                "  --json       one JSON object on stdout\n"
                "  --threads T  threads instead of the saved count\n"
                "  --budget-*   new budgets (a run may be given more)\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas resume my-search --budget-evals 48");
 }
 
 /* The saved settings of a run as cli_search_settings JSON text (nas_malloc'd).

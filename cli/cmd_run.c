@@ -22,6 +22,7 @@ static void usage(FILE *f)
                "  --json       one JSON object on stdout (search jobs)\n"
                "  --db FILE    run store instead of the job's output.db\n"
                "  --threads T  threads instead of the job's\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas run jobs/mnist-small.yaml");
 }
 
 static int run_calibrate(const runs_job *j, int json)
@@ -102,7 +103,7 @@ int cmd_run(int argc, char **argv)
         }
     }
     if (rc < 0 && !path)
-        rc = cli_usage_error(CMD, "no job file (try 'nas run --help')");
+        rc = cli_usage_error(CMD, "no job file");
     runs_job job;
     if (rc < 0 && (st = runs_job_load(path, &job, &err)))
         rc = st == NAS_ENOMEM ? cli_fail(CMD, st, &err) : (fprintf(stderr, "nas %s: %s\n", CMD, err.msg), 2);

@@ -7,13 +7,15 @@
  * saved after every candidate (--state FILE), so a killed search resumes and
  * ends where it would have.
  *
- * What goes where: progress on stderr (a line per candidate; a live line on a
- * terminal), results on stdout (a leaderboard, the Pareto front, the chosen
- * spec), or one JSON object with --json.
+ * What goes where: progress on stderr (a line per candidate, and a status
+ * line from base/progress.h: redrawn in place on a terminal, a plain line every
+ * few seconds elsewhere), results on stdout (a leaderboard, the Pareto front,
+ * the chosen spec), or one JSON object with --json.
  *
  * The predictor is optional at build time: until predictor/ is in the tree,
  * `--predictor` says it is not in this build, and every candidate is
  * benchmarked instead. */
+#include "base/progress.h"
 #include "cli/cli.h"
 #include "cli/search_cli.h"
 #include "evaluator/ev.h"
@@ -52,7 +54,7 @@ static void usage(FILE *f)
             "  --budget-evals N     candidates trained\n"
             "  --budget-seconds S   wall-clock seconds\n"
             "objective (MnasNet: reward = accuracy x (X/T)^w):\n"
-            "  --target-mj T | --target-ms T   energy (mJ) or latency (ms) per inference target\n"
+            "  --target-mj T | --target-ms T   energy (mJ) or latency (ms) per inference target (> 0)\n"
             "  --w W                soft-constraint exponent (default -0.07)\n"
             "  --hard               hard constraint: w = 0 under the target, -1 over it; the\n"
             "                       predictor screens out candidates predicted over 1.5 x T\n"
@@ -74,9 +76,11 @@ static void usage(FILE *f)
             "  --measure-top K      how many of the best (default 3)\n"
             "  --bench-seconds S    each benchmark repeat loops this long (default 0.3)\n"
             "output:\n"
-            "  --db FILE            record the run in this run store (SQLite; created when missing):\n"
-            "                       every candidate, its figures with their sources, and the search's\n"
-            "                       state after each, in one transaction ('nas report' reads it)\n"
+            "  --db FILE            the run store the run is recorded in (SQLite; created when missing;\n"
+            "                       default ./runs.db): every candidate, its figures with their sources,\n"
+            "                       its weights and the search's state after each, in one transaction\n"
+            "                       ('nas report', 'nas export' and 'nas resume' read it)\n"
+            "  --no-db              a throwaway run: nothing recorded, nothing to resume or export\n"
             "  --name NAME          the run's name in the store; an existing run of that name is\n"
             "                       resumed where it stopped (also after kill -9)\n"
             "  --state FILE         save the search's state after every candidate; resume from it\n"
@@ -86,10 +90,12 @@ static void usage(FILE *f)
             "  --hv-ref-mj E        hypervolume reference energy (default 2 x --target-mj, else\n"
             "                       1.1 x the dearest seen: set it to compare runs)\n"
             "  --export-dir DIR     where the chosen model's ONNX goes at the end (default\n"
-            "                       out/<run name>; needs --db: the weights live in the store)\n"
+            "                       out/<run name>; not with --no-db: the weights live in the store)\n"
             "  --no-export          do not export the chosen model\n"
             "  --json               one JSON object on stdout (no export)\n"
             "data and space:\n"
+            "  --data-dir DIR       where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
+            "                       else data/ here or beside the nas binary)\n"
             "  --val-count N        validation images taken from train (default 10%%)\n"
             "  --test-limit N       test images loaded (default all)\n"
             "  --resolution R       must equal the data's (the space takes the data's)\n"
@@ -100,6 +106,7 @@ static void usage(FILE *f)
             "  --mpi-sync           results told to the strategy in ticket order (reproducible)\n"
             "  --slots S            one process: evaluate like an S-worker --mpi-sync job\n"
             "  --worker-timeout S   end the job when one candidate runs S seconds on a worker\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas search --data mnist --budget-joules 2000 --budget-evals 24 --target-mj 2 --name my-search");
 }
 
 /* ---- the wiring ------------------------------------------------------------ */
@@ -113,7 +120,14 @@ typedef struct {
     double lr, bench_seconds;
     uint64_t seed;
     const char *state_path;
-    int live;                  /* a live progress line on the terminal */
+    /* the status line on stderr (rank 0): in place on a terminal, a plain line
+     * every few seconds elsewhere; the loop's last progress, and when it came */
+    int show;
+    nas_progress prog;
+    search_progress snap;
+    double snap_t;
+    long eval_limit;           /* --budget-evals, for "candidate k of N" */
+    int steps_total;           /* training steps of one candidate */
     int bench_each;            /* no predictor: benchmark every candidate */
     search_loop *loop;
     const char *pred_source;   /* the predictor file, the source of predicted figures */
@@ -166,6 +180,23 @@ static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction
     out->energy_mj = e.energy_mj;
     return NAS_OK;
 }
+
+/* A hard target under every prediction for networks of the space is said at
+ * the start, not found out from an empty leaderboard at the end. */
+static void warn_unreachable(const char *cmd, run_ctx *c, const search_space *sp, const search_objective *obj)
+{
+    enum { N = 200 };
+    double lo;
+    long outside = c->n_outside;   /* these samples are no candidates */
+    nas_err e = {0};
+    if (search_target_floor(sp, obj, cb_predict, c, N, c->seed, &lo, &e))
+        fprintf(stderr, "nas %s: warning: the target could not be checked: %s\n", cmd, e.msg);
+    else if (lo > obj->t)
+        fprintf(stderr, "nas %s: warning: the hard target %g %s is below the lowest prediction for %d networks "
+                "sampled from the space (%.3g %s): nearly every candidate will be screened out\n", cmd, obj->t,
+                obj->target == SEARCH_TARGET_MJ ? "mJ" : "ms", N, lo, obj->target == SEARCH_TARGET_MJ ? "mJ" : "ms");
+    c->n_outside = outside;
+}
 #endif
 
 /* Training and validating cost grows with the network's MACs per image: the
@@ -192,11 +223,34 @@ typedef struct {
     runs_db *db;
     int64_t cand;              /* its row (-1: none) */
     double last_beat;
+    run_ctx *c;                /* for the status line: which candidate, which step */
+    long id;
+    int step;
     nas_status st;             /* a failed heartbeat write stops training with this */
     nas_err err;
 } epoch_watch;
 
 #define HEARTBEAT_S 2.0
+
+/* The status line while a candidate trains: which one, how far, and the
+ * search as of its last result (its clock moved on since). */
+static void show_training(epoch_watch *w)
+{
+    run_ctx *c = w->c;
+    if (!c || !c->show || !nas_progress_due(&c->prog))
+        return;
+    search_progress p = c->snap;
+    double since = nas_now() - c->snap_t;
+    p.seconds += since;
+    p.eta_seconds = p.eta_seconds > since ? p.eta_seconds - since : p.eta_seconds;
+    char line[512], of[48] = "";
+    search_progress_line(&p, line, sizeof line);
+    if (c->eval_limit > 0)
+        snprintf(of, sizeof of, " (%ld of %ld)", p.evals + 1, c->eval_limit);
+    const search_budget *b = c->loop ? search_loop_budget(c->loop) : NULL;
+    nas_progress_show(&c->prog, "candidate #%ld%s: step %d/%d | %s | %.1f J with the meter's uncertainty", w->id, of,
+                      w->step, c->steps_total, line, b ? b->joules_hi : NAN);
+}
 
 /* After each epoch: stop training when the meter says the allowance is spent. */
 /* After every training step, the first time and then at most every
@@ -206,6 +260,8 @@ typedef struct {
 static int watch_step(void *ctx)
 {
     epoch_watch *w = ctx;
+    w->step++;
+    show_training(w);
     double t = nas_now(), j;
     if (t - w->last_beat < HEARTBEAT_S)
         return 0;
@@ -234,14 +290,23 @@ static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, doub
 /* Where measured latencies come from: the clock, 10th percentile of single inferences. */
 #define LATENCY_SOURCE "clock:p10"
 
-static void meter_into(const run_ctx *c, double j0, search_eval *out)
+/* What the evaluation cost by the meter. A failed read is an error: taken
+ * as 0 J, it would let the search spend past its budget unseen. */
+static nas_status meter_into(const run_ctx *c, double j0, search_eval *out, nas_err *err)
 {
-    double j1 = j0;
-    ev_meter_read(c->meter, &j1, NULL);
-    out->joules = j1 - j0;
+    nas_status st = ev_meter_spent(c->meter, j0, &out->joules, err);
     out->joules_rel_unc = ev_meter_uncertainty(c->meter);
     out->joules_estimated = ev_meter_quality(c->meter) == EV_ESTIMATED;
     snprintf(out->meter, sizeof out->meter, "%s", ev_meter_source(c->meter));
+    return st;
+}
+
+/* The quality word of a candidate's energy figures: estimated when the rank
+ * that measured it said so (rank 0's meter marks every result when it is a
+ * model), else what this meter is (measured, or sampled). */
+static const char *eval_quality(const run_ctx *c, const search_eval *e)
+{
+    return e->joules_estimated ? "estimated" : ev_quality_name(ev_meter_quality(c->meter));
 }
 
 static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err *err)
@@ -312,13 +377,13 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     st = ev_net_create(&arch, &no, &net, &local);
     if (st == NAS_ENOMEM) {   /* too big for this machine: a failed candidate, not a failed search */
         out->status = SEARCH_EVAL_FAILED;
-        meter_into(c, j0, out);
-        return NAS_OK;
+        return meter_into(c, j0, out, err) ? nas_errctx(err, "candidate %ld", id) : NAS_OK;
     }
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
     epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
-                     .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL};
+                     .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
+                     .c = c, .id = id};
     ev_train_opts to;
     ev_train_opts_default(&to);
     to.epochs = c->epochs;
@@ -359,8 +424,7 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         }
     }
     ev_net_free(net);
-    meter_into(c, j0, out);
-    return NAS_OK;
+    return meter_into(c, j0, out, err) ? nas_errctx(err, "candidate %ld", id) : NAS_OK;
 }
 
 static nas_status cb_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
@@ -382,7 +446,8 @@ static nas_status cb_measure(void *ctx, long id, const space_genome *g, double a
         return nas_errctx(err, "measuring candidate %ld", id);
     st = bench(c, net, out, err);
     ev_net_free(net);
-    meter_into(c, j0, out);
+    if (!st && meter_into(c, j0, out, err))
+        st = nas_errctx(err, "measuring candidate %ld", id);
     return st;
 }
 
@@ -454,7 +519,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         /* the benchmark of a trained candidate: its figures join its finished row
          * (the first ones stay in the measurements table), with the state, at once */
         const search_eval *e = &r->eval;
-        const char *quality = e->joules_estimated ? "estimated" : "measured";
+        const char *quality = eval_quality(c, e);
         runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, LATENCY_SOURCE, "measured") : runs_fig_none();
         runs_fig en = e->energy_mj > 0 ? runs_fig_make(e->energy_mj, e->meter, quality) : runs_fig_none();
         runs_fig j = e->joules > 0 ? runs_fig_make(e->joules, e->meter, quality) : runs_fig_none();
@@ -468,7 +533,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
     if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
         goto cleanup;
     const search_eval *e = &r->eval;
-    const char *quality = e->joules_estimated ? "estimated" : "measured";
+    const char *quality = eval_quality(c, e);
     runs_result res;
     runs_result_init(&res);
     res.status = r->screened ? RUNS_SCREENED : e->status == SEARCH_EVAL_OK ? RUNS_DONE
@@ -506,22 +571,21 @@ static nas_status save_state(const run_ctx *c, const search_loop *l, nas_err *er
 static nas_status cb_on_result(void *ctx, const search_result *r, const search_loop *l, nas_err *err)
 {
     run_ctx *c = ctx;
-    if (c->live)
-        fprintf(stderr, "\r\033[K");
+    nas_progress_clear(&c->prog);
     if (r->over_budget) {
         fprintf(stderr, "#%ld not started: its estimated %.1f J would cross the joule budget\n", r->id,
                 r->eval.joules);
     } else if (r->screened) {
         fprintf(stderr, "#%ld screened: predicted %.3g mJ, %.3g ms\n", r->id, r->pred.energy_mj, r->pred.latency_ms);
     } else if (r->measured_later) {
-        fprintf(stderr, "#%ld measured: %.3g mJ  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
-                r->eval.energy_mj, r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
+        fprintf(stderr, "#%ld benchmarked: %.3g mJ (%s)  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
+                r->eval.energy_mj, eval_quality(c, &r->eval), r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
                 r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
     } else if (!r->cached) {
         const search_eval *e = &r->eval;
         if (e->status == SEARCH_EVAL_OK)
-            fprintf(stderr, "#%ld acc %.4f  %.3g mJ %s  %.3g ms  reward %.4f%s%s  %.1f J  %.1f s\n", r->id,
-                    e->accuracy, r->energy_mj, e->energy_mj > 0 ? "(measured)" : "(predicted)", r->latency_ms,
+            fprintf(stderr, "#%ld acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s  %.1f J  %.1f s\n", r->id,
+                    e->accuracy, r->energy_mj, e->energy_mj > 0 ? eval_quality(c, e) : "predicted", r->latency_ms,
                     r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "", e->joules, e->seconds);
         else
             fprintf(stderr, "#%ld %s  %.1f J  %.1f s\n", r->id,
@@ -535,11 +599,13 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
 static void cb_progress(void *ctx, const search_progress *p)
 {
     run_ctx *c = ctx;
-    if (!c->live)
+    c->snap = *p;
+    c->snap_t = nas_now();
+    if (!c->show)
         return;
     char line[512];
     search_progress_line(p, line, sizeof line);
-    fprintf(stderr, "\r\033[K%s", line);
+    nas_progress_show(&c->prog, "%s", line);
 }
 
 static int cb_should_stop(void *ctx) { return interrupted; }
@@ -580,16 +646,17 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
                p.n_checked, p.pred_mape_mj, 100 * p.pred_within10_mj, p.pred_mape_ms);
     int *idx = nas_malloc((size_t)(top > 0 ? top : 1) * sizeof *idx);
     int n = idx ? search_loop_leaderboard(l, idx, top) : 0;
-    printf("\nleaderboard (feasible candidates, by reward):\n");
-    printf("%4s %6s %8s %10s %10s %10s %10s %9s %8s %8s\n", "rank", "id", "accuracy", "pred_mJ", "meas_mJ",
-           "pred_ms", "meas_ms", "params", "MMACs", "reward");
+    printf("\nleaderboard (feasible candidates, by reward; energy_mJ benchmarked by %s, its quality beside it):\n",
+           ev_meter_source(c->meter));
+    printf("%4s %6s %8s %10s %10s %-9s %10s %10s %9s %8s %8s\n", "rank", "id", "accuracy", "pred_mJ", "energy_mJ",
+           "quality", "pred_ms", "meas_ms", "params", "MMACs", "reward");
     for (int i = 0; i < n; i++) {
         const search_result *r = search_loop_result(l, idx[i]);
         double params, macs;
         figures(c, &r->genome, &params, &macs, NULL);
-        printf("%4d %6ld %8.4f %10.4g %10.4g %10.4g %10.4g %9.0f %8.2f %8.4f\n", i + 1, r->id, r->eval.accuracy,
+        printf("%4d %6ld %8.4f %10.4g %10.4g %-9s %10.4g %10.4g %9.0f %8.2f %8.4f\n", i + 1, r->id, r->eval.accuracy,
                r->pred.energy_mj > 0 ? r->pred.energy_mj : NAN, r->eval.energy_mj > 0 ? r->eval.energy_mj : NAN,
-               r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN, r->eval.latency_ms > 0 ? r->eval.latency_ms : NAN,
+               r->eval.energy_mj > 0 ? eval_quality(c, &r->eval) : "-", r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN, r->eval.latency_ms > 0 ? r->eval.latency_ms : NAN,
                params, macs / 1e6, r->reward);
     }
     nas_free(idx);
@@ -690,6 +757,8 @@ static const setting SETTINGS[] = {
     {"--top", S_LONG, SO(top), 1, 10000},
     {"--hv-ref-mj", S_DBL, SO(hv_ref), 0, 1e12},
     {"--db", S_STR, SO(db), 0, 0},
+    {"--no-db", S_BOOL, SO(no_db), 0, 1},
+    {"--data-dir", S_STR, SO(data_dir), 0, 0},
     {"--name", S_STR, SO(name), 0, 0},
     {"--state", S_STR, SO(state), 0, 0},
     {"--export-dir", S_STR, SO(export_dir), 0, 0},
@@ -789,6 +858,11 @@ int cli_search_parse(const char *cmd, int argc, char **argv, cli_search_settings
             return cli_usage_error(cmd, "%s: '%s' is not %s in [%g, %g]", a, v,
                                    t->type == S_LONG ? "an integer" : "a number", t->lo, t->hi);
         }
+        /* 0 is how the settings say "no target": given as a flag it would turn
+         * the energy (or latency) objective off without a word */
+        if ((t->off == offsetof(cli_search_settings, target_mj) || t->off == offsetof(cli_search_settings, target_ms)) &&
+            !(*(double *)((char *)s + t->off) > 0))
+            return cli_usage_error(cmd, "%s: '%s' is not a target; give one above 0 (or leave %s out for none)", a, v, a);
     }
     return -1;
 }
@@ -805,9 +879,16 @@ int cli_search_check(const char *cmd, const cli_search_settings *s)
         return cli_usage_error(cmd, "--target-mj and --target-ms: one target at a time");
     if (s->hard && !(s->target_mj > 0 || s->target_ms > 0))
         return cli_usage_error(cmd, "--hard needs a target (--target-mj or --target-ms)");
-    if (s->name[0] && !s->db[0])
-        return cli_usage_error(cmd, "--name needs --db (the run store it names a run in)");
+    if (s->name[0] && s->no_db)
+        return cli_usage_error(cmd, "--name and --no-db: a throwaway run has no name to resume by");
+    if (s->db[0] && s->no_db)
+        return cli_usage_error(cmd, "--db and --no-db exclude each other");
     return -1;
+}
+
+const char *cli_search_db(const cli_search_settings *s)
+{
+    return s->no_db ? NULL : s->db[0] ? s->db : CLI_DEFAULT_DB;
 }
 
 nas_status cli_search_from_job(const runs_job *j, cli_search_settings *s, nas_err *err)
@@ -915,7 +996,7 @@ static double own_joules(void *ctx)
 }
 
 /* The chosen model, as ONNX, into the run's export folder. */
-static void export_chosen(const cli_search_settings *s, const run_ctx *c)
+static void export_chosen(const cli_search_settings *s, const run_ctx *c, const char *db_path)
 {
     runs_run run;
     if (runs_run_get(c->db, c->run, &run, NULL))
@@ -929,7 +1010,7 @@ static void export_chosen(const cli_search_settings *s, const run_ctx *c)
     snprintf(name, sizeof name, "%s", run.name);
     runs_run_free(&run);
     char db[520];
-    snprintf(db, sizeof db, "%s", s->db);
+    snprintf(db, sizeof db, "%s", db_path);
     char *args[] = {"export", name, "--db", db, "--top", "1", "--out", dir, "--force", NULL};
     fflush(stdout);
     if (cmd_export(9, args) == 0)
@@ -951,7 +1032,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     search_loop *l = NULL;
     const char *pred_path = s->predictor[0] ? s->predictor : NULL;
     const char *state_path = s->state[0] && root ? s->state : NULL;
-    const char *db_path = s->db[0] && root ? s->db : NULL;
+    const char *db_path = root ? cli_search_db(s) : NULL;
     const char *run_name = s->name[0] ? s->name : NULL;
     c.epochs = (int)s->epochs;
     c.batch = (int)s->batch;
@@ -960,9 +1041,15 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     c.seed = (uint64_t)s->seed;
     c.bench_seconds = s->bench_s;
     c.state_path = state_path;
-    c.keep_weights = s->db[0] != 0;   /* s->db on every rank: workers pack what rank 0 stores */
-    c.live = root && cli_progress_enabled() && !s->json;
+    c.keep_weights = cli_search_db(s) != NULL;   /* on every rank: workers pack what rank 0 stores */
+    c.show = root;   /* on stderr, with --json too: stdout stays the JSON */
+    nas_progress_init(&c.prog, stderr, cli_progress_enabled(), 5.0);
+    c.snap.best_reward = c.snap.eta_seconds = NAN;
+    c.snap_t = nas_now();
+    c.eval_limit = s->budget_evals;
 
+    if (s->data_dir[0])   /* where the loader looks for mnist and fashion-mnist */
+        setenv("NAS_DATA_DIR", s->data_dir, 1);
     ev_data_opts dopts;
     ev_data_opts_default(&dopts);
     dopts.train_limit = (int)s->subset;
@@ -975,6 +1062,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     data_loaded = 1;
     if (c.batch > c.data.train.n)
         c.batch = c.data.train.n;
+    c.steps_total = c.epochs * (c.data.train.n / c.batch > 0 ? c.data.train.n / c.batch : 1);
     if (s->resolution > 0 && s->resolution != c.data.train.h) {
         st = nas_errf(&err, NAS_EINVAL, "resolution %ld: the data's images are %dx%d (the space takes the data's)",
                       s->resolution, c.data.train.h, c.data.train.w);
@@ -1061,7 +1149,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
                 fprintf(stderr, "nas %s: resuming run '%s' of %s after candidate %d (%d re-queued)\n", cmd,
                         run_name, db_path, seq, requeued);
             }
-            runs_run_set_status(c.db, c.run, "running", NULL);
+            if ((st = runs_run_set_status(c.db, c.run, "running", &err)))
+                goto fail;
         } else {
             char hw[256];
             runs_hw_fingerprint(hw, sizeof hw);
@@ -1075,14 +1164,22 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
             json_t *all = sj ? json_pack("{s:s,s:o}", "command", "search", "settings", sj) : NULL;
             char *txt = all ? json_dumps(all, JSON_COMPACT) : NULL;
             json_decref(all);
-            if (!txt) {
+            /* and the input normalisation its networks train with, for every export */
+            runs_norm nm = {.channels = c.data.train.c < 3 ? c.data.train.c : 3};
+            for (int ch = 0; ch < nm.channels; ch++) {
+                nm.mean[ch] = c.data.mean[ch];
+                nm.std[ch] = c.data.std[ch];
+            }
+            char *full = txt ? runs_settings_with_norm(txt, &nm) : NULL;
+            free(txt);
+            if (!full) {
                 st = nas_errf(&err, NAS_ENOMEM, "saving the run's settings: out of memory");
                 goto fail;
             }
-            runs_new_run nr = {.name = run_name, .settings_json = txt, .seed = (uint64_t)s->seed,
+            runs_new_run nr = {.name = run_name, .settings_json = full, .seed = (uint64_t)s->seed,
                                .hardware = hw, .meter = ev_meter_source(c.meter)};
             st = runs_run_create(c.db, &nr, &c.run, &err);
-            free(txt);
+            nas_free(full);
             if (st)
                 goto fail;
         }
@@ -1140,6 +1237,10 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     cb.on_result = cb_on_result;
     cb.progress = cb_progress;
     cb.should_stop = cb_should_stop;
+#if HAVE_PREDICTOR
+    if (root && c.pred && s->hard)
+        warn_unreachable(cmd, &c, &sp, &o.objective);
+#endif
     search_dist_opts dopt;
     search_dist_opts_default(&dopt);
     dopt.sync = (int)s->mpi_sync;
@@ -1163,8 +1264,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
             goto fail;
         goto done;
     }
-    if (c.live)
-        fprintf(stderr, "\r\033[K");
+    nas_progress_clear(&c.prog);
     if (st)
         goto fail;
     if (why == SEARCH_STOP_REQUESTED)
@@ -1178,16 +1278,23 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         goto fail;
     }
     rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
+    const search_result *best = search_loop_best(l);
+    if (best && best->eval.accuracy <= 1.5 / c.data.num_classes)
+        fprintf(stderr, "nas %s: warning: the chosen model's accuracy, %.1f%%, is at chance for %d classes: it "
+                "learned nothing (more --epochs, a larger --subset or another --lr may help)\n", cmd,
+                100 * best->eval.accuracy, c.data.num_classes);
     if (c.db) {
-        runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", NULL);
-        if (!s->json && !s->no_export && search_loop_best(l) && why != SEARCH_STOP_REQUESTED)
-            export_chosen(s, &c);
+        /* a status that cannot be written would leave the run marked running */
+        if ((st = runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", &err)))
+            goto fail;
+        if (!s->json && !s->no_export && best && why != SEARCH_STOP_REQUESTED)
+            export_chosen(s, &c, db_path);
     }
     goto done;
 fail:
     rc = root ? cli_fail(cmd, st, &err) : 1;
-    if (c.db)
-        runs_run_set_status(c.db, c.run, "failed", NULL);
+    if (c.db && c.run > 0 && runs_run_set_status(c.db, c.run, "failed", &err))
+        fprintf(stderr, "nas %s: the run could not be marked failed either: %s\n", cmd, err.msg);
 done:
     nas_free(saved);
     drop_weights(&c);

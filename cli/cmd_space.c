@@ -33,6 +33,7 @@ static void usage(FILE *f)
     for (int i = 0; i < space_preset_count(); i++)
         fprintf(f, "%s%s", i ? ", " : "", space_preset_name(i));
     fprintf(f, "\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas space sample -n 3 --resolution 32");
 }
 
 /* The spec JSON as a jansson object (for embedding in --json output). */

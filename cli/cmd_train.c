@@ -31,8 +31,11 @@ static void usage(FILE *f)
             "  --resolution R    network input side; images are padded or cropped to it\n"
             "  --json            print one JSON object with the result on stdout\n"
             "  --export F.onnx   write the trained network as ONNX, with F.spec.json and\n"
-            "                    F.model-card.md beside it (--keep-bn: BN not folded; --force:\n"
-            "                    overwrite, or write outside the current folder)\n");
+            "                    F.model-card.md beside it, its folder made when missing (--keep-bn:\n"
+            "                    BN not folded; --force: overwrite existing files)\n"
+            "  --data-dir DIR    where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
+            "                    else data/ here or beside the nas binary)\n");
+    fprintf(f, "\nexample:\n  %s\n", "nas train mobilenetv2 --data mnist --width 0.5 --epochs 1 --export out/m/m.onnx");
 }
 
 static int on_epoch(void *ctx, int epoch, double loss, double acc, double val, double ips)
@@ -95,6 +98,8 @@ int cmd_train(int argc, char **argv)
             data_arg = v;
         else if (!strcmp(a, "--export"))
             xo.path = v;
+        else if (!strcmp(a, "--data-dir"))
+            setenv("NAS_DATA_DIR", v, 1);   /* where the loader looks for mnist */
         else if (!strcmp(a, "--epochs")) {
             if (cli_parse_int(v, 1, 1000, &epochs))
                 return cli_usage_error("train", "--epochs: '%s' is not an integer in 1..1000", v);

@@ -27,7 +27,8 @@ typedef struct {
     double watts, bench_s, hv_ref;
     long measure_every, measure_top, top;
     char db[512], name[64], state[512], export_dir[512];
-    long no_export, json;
+    long no_export, json, no_db;
+    char data_dir[512];       /* where mnist and fashion-mnist live ("": $NAS_DATA_DIR, else data/) */
     long mpi_sync, slots;
     double worker_timeout;
 } cli_search_settings;
@@ -42,6 +43,9 @@ nas_status cli_search_from_job(const runs_job *job, cli_search_settings *s, nas_
 /* JSON object of every setting (nas_malloc'd), and back (unknown keys are errors). */
 char *cli_search_to_json(const cli_search_settings *s);
 nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_err *err);
+/* The run store the search records into: --db FILE, else CLI_DEFAULT_DB
+ * (./runs.db); NULL with --no-db (a throwaway run). */
+const char *cli_search_db(const cli_search_settings *s);
 /* Runs the search on every rank of d; returns the exit code. */
 int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dist *d);
 

@@ -1,23 +1,33 @@
 /* train_export.c — `nas train ... --export FILE.onnx`: the trained network as
- * ONNX with its figures. The output folder of `nas train` is the current
- * folder: a path outside it is refused unless --force. */
+ * ONNX with its figures. A path the user typed is where the user wants the
+ * file: it is written there (its folder made when missing); only overwriting
+ * an existing file needs --force. */
 #include "cli/train_export.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static void opts_for(const cli_train_export_opts *o, ev_export_opts *x)
 {
     ev_export_opts_default(x);
     x->force = o->force;
     x->keep_bn = o->keep_bn;
-    x->out_dir = ".";
+    x->out_dir = NULL;
 }
 
 nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err)
 {
     ev_export_opts x;
     opts_for(o, &x);
+    const char *slash = o->path ? strrchr(o->path, '/') : NULL;
+    if (slash && slash != o->path) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - o->path), o->path);
+        nas_status st = nas_mkdirs(dir, err);
+        if (st)
+            return nas_errctx(err, "--export %s", o->path);
+    }
     return ev_export_check_path(&x, o->path, err);
 }
 

@@ -13,8 +13,8 @@ typedef struct {
     double lr;
 } cli_train_export_opts;
 
-/* Before training: refuses an existing file or a path outside the current
- * folder unless force, so no training is wasted on an export that would fail. */
+/* Before training: makes the file's folder, and refuses an existing file
+ * unless force, so no training is wasted on an export that would fail. */
 nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err);
 /* After training: the model, its spec JSON and model card (test accuracy and
  * the training recipe in the metadata). */

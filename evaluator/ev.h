@@ -187,6 +187,9 @@ nas_status ev_meter_open(const ev_meter_opts *opts, ev_meter **out, nas_err *err
 void ev_meter_close(ev_meter *m);
 /* Joules since open (counter wrap-around handled). */
 nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err);
+/* Joules since j0, an earlier ev_meter_read. A failed read is the error and
+ * *joules NAN: what was spent is unknown, never 0 J. */
+nas_status ev_meter_spent(ev_meter *m, double j0, double *joules, nas_err *err);
 /* "rapl:package-0+package-1", "perf:energy-pkg", "nvml:energy", "model:cpu-time" */
 const char *ev_meter_source(const ev_meter *m);
 ev_quality ev_meter_quality(const ev_meter *m);
@@ -296,7 +299,8 @@ typedef struct {
     const char *pred_source;       /* the predictor model that gave them */
     double meas_latency_ms;
     const char *meas_latency_source;   /* "nas engine, batch 1, 1 thread, median of 5" */
-    double meas_energy_mj;
+    double meas_energy_mj;             /* benchmarked; named by its quality, never "measured"
+                                        * when the quality is estimated */
     const char *meas_energy_source;    /* "rapl:package-0", "model:cpu-time" */
     const char *meas_energy_quality;   /* "measured", "sampled", "estimated" */
     const char *run_id, *candidate;    /* where it came from in the run store; may be NULL */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,14 @@ nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err)
     *joules = m->joules;
     pthread_mutex_unlock(&m->mu);
     return st;
+}
+
+nas_status ev_meter_spent(ev_meter *m, double j0, double *joules, nas_err *err)
+{
+    double j1;
+    nas_status st = ev_meter_read(m, &j1, err);
+    *joules = st ? NAN : j1 - j0;
+    return st ? nas_errctx(err, "the energy spent is unknown (%s)", m->source) : NAS_OK;
 }
 
 const char *ev_meter_source(const ev_meter *m) { return m->source; }

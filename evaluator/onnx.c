@@ -561,12 +561,12 @@ static int gb_metadata(gb *g, const ev_export_opts *o, const char *spec_json, kv
         PUT("nas.latency_ms.measured.source", "%s",
             o->meas_latency_source ? o->meas_latency_source : "unstated");
     }
+    /* The benchmarked energy under a key that does not call it measured: its
+     * quality (measured, sampled, estimated) says what it is. */
     if (fig_known(o->meas_energy_mj)) {
-        PUT("nas.energy_mj.measured", "%.6g", o->meas_energy_mj);
-        PUT("nas.energy_mj.measured.source", "%s",
-            o->meas_energy_source ? o->meas_energy_source : "unstated");
-        PUT("nas.energy_mj.measured.quality", "%s",
-            o->meas_energy_quality ? o->meas_energy_quality : "unstated");
+        PUT("nas.energy_mj", "%.6g", o->meas_energy_mj);
+        PUT("nas.energy_mj.source", "%s", o->meas_energy_source ? o->meas_energy_source : "unstated");
+        PUT("nas.energy_quality", "%s", o->meas_energy_quality ? o->meas_energy_quality : "unstated");
     }
     if (o->run_id)
         PUT("nas.run", "%s", o->run_id);
@@ -763,6 +763,8 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
         for (int ch = 0; ch < o->norm_channels && ch < 4; ch++)
             fprintf(f, "%s%.4f", ch ? ", " : " ", o->norm_std[ch]);
         fprintf(f, ")");
+    } else {
+        fprintf(f, " (the values were not recorded with this model)");
     }
     fprintf(f, ".\n");
     fprintf(f, "- Output `logits`: N x %d (no softmax).\n", a->num_classes);
@@ -779,12 +781,14 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
                 o->accuracy_split ? o->accuracy_split : "unstated");
     md_fig(f, "latency per inference, measured", o->meas_latency_ms, "ms", o->meas_latency_source);
     if (isnan(o->meas_energy_mj))
-        md_fig(f, "energy per inference, measured", NAN, "", NULL);
+        md_fig(f, "energy per inference, benchmarked", NAN, "", NULL);
     else {
-        char src[256];
-        snprintf(src, sizeof src, "%s (%s)", o->meas_energy_source ? o->meas_energy_source : "unstated",
-                 o->meas_energy_quality ? o->meas_energy_quality : "quality unstated");
-        md_fig(f, "energy per inference, measured", o->meas_energy_mj, "mJ", src);
+        /* the row is named by the figure's quality: an estimate is never "measured" */
+        char src[256], what[64];
+        const char *q = o->meas_energy_quality ? o->meas_energy_quality : "quality unstated";
+        snprintf(src, sizeof src, "%s (%s)", o->meas_energy_source ? o->meas_energy_source : "unstated", q);
+        snprintf(what, sizeof what, "energy per inference, %s", q);
+        md_fig(f, what, o->meas_energy_mj, "mJ", src);
     }
     md_fig(f, "latency per inference, predicted", o->pred_latency_ms, "ms", o->pred_source);
     md_fig(f, "energy per inference, predicted", o->pred_energy_mj, "mJ", o->pred_source);

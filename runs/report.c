@@ -142,6 +142,19 @@ void runs_report_free(runs_report *rep)
     rep->n = 0;
 }
 
+/* The run's energy target per inference (mJ), NAN when it had none. */
+static double energy_target(const runs_report *rep)
+{
+    double t = runs_settings_number(rep->run.settings_json, "target-mj");
+    return t > 0 ? t : NAN;
+}
+
+/* Benchmarked (or else predicted) energy over the run's target. */
+static int over_target(const runs_cand *c, double target)
+{
+    return isfinite(target) && runs_cand_energy(c, NULL, NULL) > target;
+}
+
 /* ---- text ------------------------------------------------------------------- */
 
 static const char *qual_short(const char *q)
@@ -259,6 +272,10 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
         }
     fprintf(f, "%s)\n", first ? "none" : "");
     print_energy(rep, o, f);
+    double target = energy_target(rep);
+    if (isfinite(target))
+        fprintf(f, "target: %g mJ per inference (%s constraint)\n", target,
+                runs_settings_number(r->settings_json, "hard") > 0 ? "hard" : "soft");
 
     int shown = 0;
     src_set srcs = {0};
@@ -287,9 +304,10 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
         src_add(&srcs, "latency", &c->latency_ms);
         src_add(&srcs, "latency", &c->pred_latency_ms);
         int chosen = i == rep->chosen;
-        fprintf(f, "%s%4d %5d %8s %8s %11s %11s %10s %10s %8s %8s  %s%s%s\n",
+        fprintf(f, "%s%4d %5d %8s %8s %11s %11s %10s %10s %8s %8s  %s%s%s%s\n",
                 chosen ? green : "", rep->rank[i], c->seq, acc, rew, e, pe, l, pl, par, mac,
-                rep->front[i] ? "front" : "", chosen ? " chosen" : "", chosen ? off : "");
+                rep->front[i] ? "front" : "", chosen ? " chosen" : "",
+                over_target(c, target) ? " over-target" : "", chosen ? off : "");
     }
     if (!shown)
         fprintf(f, "%s  (no finished candidates yet)%s\n", dim, off);
@@ -301,6 +319,8 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
                 ranked_total - shown, off);
     for (int i = 0; i < srcs.n; i++)
         fprintf(f, "%s  %s %s: %s%s\n", dim, srcs.what[i], srcs.q[i], srcs.src[i], off);
+    if (isfinite(target))
+        fprintf(f, "%s  over-target: energy per inference above the %g mJ target%s\n", dim, target, off);
 
     fprintf(f, "\n%sPareto front%s (accuracy against energy per inference, cheapest first)\n",
             bold, off);
@@ -349,13 +369,14 @@ static json_t *jfig(const runs_fig *f)
                      f->quality);
 }
 
-static json_t *jcand(const runs_report *rep, int i)
+static json_t *jcand(const runs_report *rep, int i, double target)
 {
     const runs_cand *c = &rep->cands[i];
     json_t *o = json_object();
     json_object_set_new(o, "rank", rep->rank[i] ? json_integer(rep->rank[i]) : json_null());
+    /* seq, the number every output and `nas export --candidate` use; the
+     * store's row id stays inside the store */
     json_object_set_new(o, "seq", json_integer(c->seq));
-    json_object_set_new(o, "id", json_integer(c->id));
     json_object_set_new(o, "status", json_string(runs_status_name(c->status)));
     json_object_set_new(o, "genome", json_string(c->genome));
     json_object_set_new(o, "accuracy", jnum(c->accuracy));
@@ -371,6 +392,8 @@ static json_t *jcand(const runs_report *rep, int i)
     json_object_set_new(o, "attempts", json_integer(c->attempts));
     json_object_set_new(o, "front", json_boolean(rep->front[i]));
     json_object_set_new(o, "chosen", json_boolean(i == rep->chosen));
+    if (isfinite(target))
+        json_object_set_new(o, "over_target", json_boolean(over_target(c, target)));
     if (c->error[0])
         json_object_set_new(o, "error", json_string(c->error));
     if (c->spec_json && i == rep->chosen) {
@@ -393,8 +416,10 @@ char *runs_report_json(const runs_report *rep, const runs_report_opts *o)
                                   r->hardware, "meter", r->meter, "settings",
                                   settings ? settings : json_object()));
     json_t *board = json_array(), *front = json_array(), *others = json_array();
+    double target = energy_target(rep);
+    json_object_set_new(root, "target_mj", jnum(target));
     for (int i = 0; i < rep->n; i++) {
-        json_array_append_new(rep->rank[i] ? board : others, jcand(rep, i));
+        json_array_append_new(rep->rank[i] ? board : others, jcand(rep, i, target));
         if (rep->front[i])
             json_array_append_new(front, json_integer(rep->cands[i].seq));
     }
@@ -594,22 +619,6 @@ static void tick_label(char *buf, size_t n, double v, double step)
     snprintf(buf, n, "%.*f", dec > 6 ? 6 : dec, v);
 }
 
-/* A settings value from the run's JSON, top level or under "objective". */
-static double settings_target(const char *settings, const char *key)
-{
-    json_t *o = json_loads(settings ? settings : "{}", 0, NULL);
-    double v = NAN;
-    if (o) {
-        json_t *x = json_object_get(o, key);
-        if (!x)
-            x = json_object_get(json_object_get(o, "objective"), key);
-        if (json_is_number(x) && json_number_value(x) > 0)
-            v = json_number_value(x);
-        json_decref(o);
-    }
-    return v;
-}
-
 nas_status runs_report_write_svg(const runs_report *rep, const char *path, nas_err *err)
 {
     sbuf b = {0};
@@ -640,7 +649,7 @@ nas_status runs_report_write_svg(const runs_report *rep, const char *path, nas_e
         amin = fmin(amin, rep->cands[i].accuracy * 100);
         amax = fmax(amax, rep->cands[i].accuracy * 100);
     }
-    double target = settings_target(rep->run.settings_json, "target_mj");
+    double target = energy_target(rep);
     if (isfinite(target) && npts) {
         emin = fmin(emin, target);
         emax = fmax(emax, target);

@@ -121,6 +121,27 @@ nas_status runs_run_set_status(runs_db *db, int64_t id, const char *status, nas_
 void runs_run_free(runs_run *r);
 void runs_runs_free(runs_run *r, int n);
 
+/* ---- what a run's saved settings say (runs/settings.c) -------------------- */
+
+/* A search run's setting, by its flag name without dashes ("target-mj",
+ * "strategy"), from the settings JSON it saved: NAN / 0 when absent. */
+double runs_settings_number(const char *settings_json, const char *key);
+int runs_settings_string(const char *settings_json, const char *key, char *buf, size_t n);
+
+/* The input normalisation a run's networks were trained with, kept in its
+ * settings: x = (pixel/255 - mean) / std per channel, the training split's
+ * statistics. Exports write it into the model's metadata and card. */
+#define RUNS_NORM_MAX 4
+typedef struct {
+    int channels;                 /* 0: not recorded */
+    double mean[RUNS_NORM_MAX], std[RUNS_NORM_MAX];
+} runs_norm;
+/* settings_json (an object) with the normalisation added, nas_malloc'd; NULL
+ * when it is not an object or memory ran out. */
+char *runs_settings_with_norm(const char *settings_json, const runs_norm *norm);
+/* 1 and *norm filled when the settings record one, else 0 (channels 0). */
+int runs_settings_norm(const char *settings_json, runs_norm *norm);
+
 /* The search's own energy, one line per (source, quality): never summed across. */
 typedef struct {
     char source[RUNS_SRC_MAX];

@@ -449,6 +449,9 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
                         path);
     if (exists && S_ISDIR(sb.st_mode))
         return nas_errf(err, NAS_EINVAL, "%s: is a folder, not a run store file", path);
+    if (exists && readonly && sb.st_size == 0)
+        return nas_errf(err, NAS_EINVAL, "%s: an empty file, not a run store (a search creates one: "
+                        "nas search --db %s ...)", path, path);
     if (!readonly && access(dir, W_OK) != 0)
         return nas_errf(err, NAS_EIO,
                         "%s: cannot write the run store: folder %s is not writable (%s)", path,

@@ -42,7 +42,7 @@ for strategy in evolution rl random; do
         nice "$NAS" search --data mnist --strategy "$strategy" --seed "$seed" \
             --budget-evals "$EVALS" --budget-joules "$JOULES" \
             --subset "$SUBSET" --batch "$BATCH" --epochs "$EPOCHS" --stages "$STAGES" --max-width "$MAX_WIDTH" \
-            --threads "$THREADS" --target-mj "$TARGET_MJ" --hv-ref-mj "$HV_REF_MJ" --json \
+            --threads "$THREADS" --target-mj "$TARGET_MJ" --hv-ref-mj "$HV_REF_MJ" --no-db --json \
             > "$OUT/$strategy-$seed.json" 2> "$OUT/$strategy-$seed.log"
         echo "  $strategy seed $seed: $(( $(date +%s) - start )) s"
     done

@@ -3,25 +3,11 @@
  * their meter and whether they were estimated, so a modelled figure is never
  * shown as a measured one. */
 #include "search/internal.h"
+#include "base/progress.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static void duration(double s, char *buf, size_t n)
-{
-    if (!isfinite(s) || s < 0) {
-        snprintf(buf, n, "?");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60)
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, n, "%lds", t);
-}
 
 void search_progress_line(const search_progress *p, char *buf, size_t n)
 {
@@ -38,8 +24,8 @@ void search_progress_line(const search_progress *p, char *buf, size_t n)
                  p->estimated ? " (estimated)" : "");
     else
         snprintf(joules, sizeof joules, "%.1f J %s%s", p->joules, meter, p->estimated ? " (estimated)" : "");
-    duration(p->seconds, el, sizeof el);
-    duration(p->eta_seconds, eta, sizeof eta);
+    nas_progress_duration(p->seconds, el, sizeof el);
+    nas_progress_duration(p->eta_seconds, eta, sizeof eta);
     snprintf(buf, n, "evals %ld%s | best %s | front %d, hv %.4g | %s | %s, ETA %s", p->evals, extra, best,
              p->front_size, p->hypervolume, joules, el, eta);
 }
@@ -47,12 +33,14 @@ void search_progress_line(const search_progress *p, char *buf, size_t n)
 static json_t *result_summary(const search_result *r)
 {
     const search_eval *e = &r->eval;
-    int measured = e->energy_mj > 0;
-    return json_pack("{s:I,s:o,s:s,s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:s,s:b}", "id", (json_int_t)r->id,
+    int benchmarked = e->energy_mj > 0;
+    /* where the energy came from, and what it is: a model's joules are estimated */
+    const char *quality = !benchmarked ? "predicted" : e->joules_estimated ? "estimated" : "measured";
+    return json_pack("{s:I,s:o,s:s,s:o,s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:s,s:b}", "id", (json_int_t)r->id,
                      "genome", search_json_genome(&r->genome), "status",
                      e->status == SEARCH_EVAL_OK ? "ok" : e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed",
                      "accuracy", search_json_num(e->accuracy), "energy_mj", search_json_num(r->energy_mj),
-                     "energy_from", measured ? "measured" : "predicted", "latency_ms", search_json_num(r->latency_ms),
+                     "energy_from", benchmarked ? "benchmarked" : "predicted", "energy_quality", quality, "latency_ms", search_json_num(r->latency_ms),
                      "pred_energy_mj", search_json_num(r->pred.energy_mj > 0 ? r->pred.energy_mj : NAN),
                      "pred_latency_ms", search_json_num(r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN),
                      "reward", search_json_num(r->reward), "joules", search_json_num(e->joules), "feasible",

@@ -267,6 +267,16 @@ typedef struct {
     double latency_ms, energy_mj;   /* predicted per inference; <= 0: unknown */
 } search_prediction;
 
+/* Before any training: the lowest predicted energy (target in mJ) or latency
+ * (ms) per inference over n networks sampled from sp with seed (search/target.c).
+ * A hard target below it is one the search can hardly meet, and the caller
+ * says so at the start. *lowest is NAN without a target, a predictor or any
+ * positive prediction; a failed prediction is the error. */
+nas_status search_target_floor(const search_space *sp, const search_objective *obj,
+                               nas_status (*predict)(void *ctx, const space_genome *g,
+                                                     search_prediction *out, nas_err *err),
+                               void *ctx, int n, uint64_t seed, double *lowest, nas_err *err);
+
 typedef enum { SEARCH_EVAL_OK, SEARCH_EVAL_DIVERGED, SEARCH_EVAL_FAILED } search_eval_status;
 
 typedef struct {

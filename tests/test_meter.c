@@ -193,6 +193,30 @@ static void rapl_wraps_are_corrected_or_dropped(void **state)
     tu_rmtree(root);
 }
 
+/* What an evaluation cost, read after it: a counter that cannot be read is an
+ * error naming it, never a cost of 0 J (a search would spend past its budget
+ * unseen). */
+static void a_failed_read_is_no_free_energy(void **state)
+{
+    (void)state;
+    char root[64], p[600];
+    assert_non_null(tu_tmpdir(root, sizeof root));
+    mk_zone(root, "intel-rapl:0", "package-0", 1000000, MAXR);
+    nas_err err = {0};
+    ev_meter *m = open_rapl(root, 0, NAS_OK, &err);
+    double j0 = read_ok(m), spent = -1;
+    set_energy(root, "intel-rapl:0", 3500000);
+    assert_int_equal(ev_meter_spent(m, j0, &spent, &err), NAS_OK);
+    assert_float_equal(spent, 2.5, 1e-12);
+    zpath(p, sizeof p, root, "intel-rapl:0", "energy_uj");
+    assert_int_equal(unlink(p), 0);
+    assert_int_not_equal(ev_meter_spent(m, j0, &spent, &err), NAS_OK);
+    assert_true(isnan(spent));
+    assert_non_null(strstr(err.msg, "energy_uj"));
+    ev_meter_close(m);
+    tu_rmtree(root);
+}
+
 static void rapl_sampling_thread_sees_wraps_between_reads(void **state)
 {
     (void)state;
@@ -719,6 +743,7 @@ int main(void)
         cmocka_unit_test(rapl_sums_package_domains_only),
         cmocka_unit_test(rapl_wraps_are_corrected_or_dropped),
         cmocka_unit_test(rapl_sampling_thread_sees_wraps_between_reads),
+        cmocka_unit_test(a_failed_read_is_no_free_energy),
         cmocka_unit_test(rapl_counter_must_move_at_open),
         cmocka_unit_test(rapl_other_trees),
         cmocka_unit_test(rapl_unreadable_counters_are_explained),

@@ -8,8 +8,10 @@
 #include "testutil.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <sys/stat.h>
 #include "base/nas.h"
+#include "evaluator/ev.h"
 #include "runs/runs.h"
 
 static void write_text(const char *path, const char *text)
@@ -46,6 +48,105 @@ static void job_errors_name_line_and_key(void **state)
     tu_rmtree(dir);
 }
 
+/* The exported candidate in ONNX Runtime, fed test digits normalised with the
+ * mean and std its metadata states, scores what nas's own engine scores on
+ * the same digits as the search normalised them (within 1 point); the
+ * metadata's numbers are the training split's. */
+static void exported_model_scores_in_ort_with_its_normalisation(const char *dir, const char *db_path)
+{
+    runs_db *db = NULL;
+    nas_err err = {0};
+    runs_report rep;
+    int64_t id;
+    assert_int_equal(runs_open(db_path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+    assert_int_equal(runs_run_find(db, "tiny", &id, &err), NAS_OK);
+    assert_int_equal(runs_report_build(db, id, &rep, &err), NAS_OK);
+    assert_true(rep.chosen >= 0);
+    const runs_cand *cand = &rep.cands[rep.chosen];
+    char cmd[2048], onnx[256];
+    snprintf(cmd, sizeof cmd, "export tiny --db %s --candidate %d --out %s/norm >/dev/null 2>&1", db_path,
+             cand->seq, dir);
+    assert_int_equal(tu_run_nas(cmd, NULL), 0);
+    snprintf(onnx, sizeof onnx, "%s/norm/tiny-c%d.onnx", dir, cand->seq);
+
+    /* the metadata, read by Debian's onnx */
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c \"import onnx; d={p.key: p.value for p in "
+             "onnx.load('%s').metadata_props}; print(d['nas.input_mean'], d['nas.input_std'])\"", onnx);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    double mean = NAN, sd = NAN;
+    assert_int_equal(fscanf(p, "%lf %lf", &mean, &sd), 2);
+    assert_int_equal(pclose(p), 0);
+
+    /* the digits as the job loaded them (its seed, split and subset), with more test images */
+    ev_data data;
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.val_count = 100;
+    o.train_limit = 1500;
+    o.test_limit = 1000;
+    o.seed = 9;
+    assert_int_equal(ev_data_load("mnist", &o, &data, &err), NAS_OK);
+    assert_true(fabs(mean - data.mean[0]) < 1e-5 && fabs(sd - data.std[0]) < 1e-5);
+
+    /* nas's own accuracy: the stored weights in the engine */
+    space_spec spec;
+    space_net arch;
+    ev_net *net = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    int found = 0;
+    assert_int_equal(space_spec_from_json(cand->spec_json, "chosen", &spec, &err), NAS_OK);
+    assert_int_equal(space_resolve(&spec, &arch, &err), NAS_OK);
+    ev_net_opts no = {.batch = 100, .training = 0, .threads = 1, .seed = 0};
+    assert_int_equal(ev_net_create(&arch, &no, &net, &err), NAS_OK);
+    assert_int_equal(runs_weights_get(db, cand->id, &blob, &len, &found, &err), NAS_OK);
+    assert_true(found);
+    assert_int_equal(ev_net_weights_unpack(net, blob, len, &err), NAS_OK);
+    double nas_acc = -1;
+    assert_int_equal(ev_evaluate(net, &data.test, &nas_acc, &err), NAS_OK);
+
+    /* ORT's: raw [0,1] pixels back from the loader's, then the metadata's normalisation */
+    const ev_split *t = &data.test;
+    size_t per = (size_t)t->h * t->w * t->c;
+    float *x = malloc((size_t)t->n * per * sizeof(float));
+    float *logits = malloc((size_t)t->n * 10 * sizeof(float));
+    assert_true(x && logits && t->c == 1);
+    for (size_t i = 0; i < (size_t)t->n * per; i++)
+        x[i] = (float)(((double)t->images[i] * data.std[0] + data.mean[0] - mean) / sd);
+    char in[256], out[256];
+    snprintf(in, sizeof in, "%s/norm/in.f32", dir);
+    snprintf(out, sizeof out, "%s/norm/out.f32", dir);
+    FILE *f = fopen(in, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(x, sizeof(float), (size_t)t->n * per, f), (size_t)t->n * per);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "node tests/ort_run.js --threads 1 '%s' '%s' %d '%s' >/dev/null", onnx, in, t->n, out);
+    assert_int_equal(system(cmd), 0);
+    f = fopen(out, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(logits, sizeof(float), (size_t)t->n * 10, f), (size_t)t->n * 10);
+    fclose(f);
+    int right = 0;
+    for (int i = 0; i < t->n; i++) {
+        int best = 0;
+        for (int k = 1; k < 10; k++)
+            if (logits[i * 10 + k] > logits[i * 10 + best])
+                best = k;
+        right += best == t->labels[i];
+    }
+    double ort_acc = (double)right / t->n;
+    print_message("test accuracy: nas %.4f, ONNX Runtime with the metadata's mean/std %.4f\n", nas_acc, ort_acc);
+    assert_true(fabs(ort_acc - nas_acc) <= 0.01);
+    free(x);
+    free(logits);
+    nas_free(blob);
+    ev_net_free(net);
+    ev_data_free(&data);
+    runs_report_free(&rep);
+    runs_close(db);
+}
+
 static void search_job_runs_saves_its_settings_and_exports(void **state)
 {
     (void)state;
@@ -61,7 +162,7 @@ static void search_job_runs_saves_its_settings_and_exports(void **state)
              " \"strategy\": {\"kind\": \"random\"},\n"
              " \"objective\": {\"target_mj\": 3.0},\n"
              " \"budget\": {\"evals\": 3},\n"
-             " \"proxy\": {\"epochs\": 1, \"subset\": 200, \"batch\": 32},\n"
+             " \"proxy\": {\"epochs\": 1, \"subset\": 1500, \"batch\": 32},\n"
              " \"output\": {\"db\": \"%s/j.db\", \"export\": \"%s/exp\"}}\n", dir, dir);
     write_text(path, text);
     snprintf(cmd, sizeof cmd, "run %s 2>&1", path);
@@ -85,7 +186,7 @@ static void search_job_runs_saves_its_settings_and_exports(void **state)
     json_t *set = json_object_get(s, "settings");
     assert_true(json_is_object(set));
     assert_string_equal(json_string_value(json_object_get(set, "strategy")), "random");
-    assert_int_equal(json_integer_value(json_object_get(set, "subset")), 200);
+    assert_int_equal(json_integer_value(json_object_get(set, "subset")), 1500);
     assert_int_equal(json_integer_value(json_object_get(set, "val-count")), 100);
     assert_true(json_real_value(json_object_get(set, "target-mj")) == 3.0);
     assert_true(json_real_value(json_object_get(set, "max-width")) == 0.25);
@@ -111,6 +212,7 @@ static void search_job_runs_saves_its_settings_and_exports(void **state)
     assert_non_null(r);
     assert_int_equal(json_integer_value(json_object_get(r, "evals")), 3);
     json_decref(r);
+    exported_model_scores_in_ort_with_its_normalisation(dir, db_path);
     tu_rmtree(dir);
 }
 
@@ -135,7 +237,7 @@ static void search_and_resume_under_mpirun(void **state)
              geteuid() == 0 ? "--allow-run-as-root" : "");
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s search --data mnist --budget-evals 4 --subset 300 "
              "--epochs 1 --threads 1 --stages 1 --max-width 0.25 --val-count 100 --test-limit 100 "
-             "--bench-seconds 0.02 --db %s --name m > %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir);
+             "--bench-seconds 0.02 --db %s --name m --export-dir %s/exp > %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir, dir);
     if (system(cmd) != 0) {
         snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);
         (void)system(cmd);

@@ -39,8 +39,9 @@ static int64_t fixture(runs_db *db, const char *name)
 {
     nas_err err = {0};
     runs_new_run r = {.name = name,
-                      .settings_json = "{\"strategy\":{\"kind\":\"evolution\"},"
-                                       "\"objective\":{\"target_mj\":2.0}}",
+                      /* the shape `nas search` saves: its flags without dashes */
+                      .settings_json = "{\"command\":\"search\",\"settings\":{\"strategy\":\"evolution\","
+                                       "\"target-mj\":2.0,\"hard\":0}}",
                       .seed = 42, .hardware = "AMD EPYC 9B14 x2", .meter = "rapl:package-0"};
     int64_t run;
     if (runs_run_create(db, &r, &run, &err))
@@ -310,6 +311,19 @@ static void test_report_text(void **state)
     assert_null(strstr(buf, " more ("));
     assert_non_null(strstr(buf, "\033[32m"));   /* the chosen row, on a terminal */
     free(buf);
+    /* the target, and every ranked row over it flagged (no others) */
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    o.color = 0;
+    runs_report_print(&rep, &o, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "target: 2 mJ per inference (soft constraint)"));
+    int over = 0;
+    for (int i = 0; i < rep.n; i++)
+        over += rep.rank[i] && runs_cand_energy(&rep.cands[i], NULL, NULL) > 2.0;
+    assert_true(over > 0);
+    assert_int_equal(count(buf, " over-target\n"), over);
+    free(buf);
     runs_report_free(&rep);
     runs_close(db);
 }
@@ -358,6 +372,9 @@ static void test_cli_ls_and_report(void **state)
     assert_int_equal(json_array_size(json_object_get(o, "leaderboard")), N_FIX - 4);
     json_t *first = json_array_get(json_object_get(o, "leaderboard"), 0);
     assert_true(json_is_true(json_object_get(first, "chosen")));
+    assert_true(json_is_boolean(json_object_get(first, "over_target")));
+    assert_null(json_object_get(first, "id"));   /* one number names a candidate: seq */
+    assert_true(json_real_value(json_object_get(o, "target_mj")) == 2.0);
     assert_int_equal(json_integer_value(json_object_get(o, "chosen_seq")),
                      json_integer_value(json_object_get(first, "seq")));
     assert_non_null(json_object_get(first, "spec"));

@@ -42,7 +42,7 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     (void)state;
     tu_need_mnist();
     char *out = NULL;
-    assert_int_equal(tu_run_nas(TINY " --budget-evals 3 --budget-joules 500 2>/dev/null", &out), 0);
+    assert_int_equal(tu_run_nas(TINY " --budget-evals 3 --budget-joules 500 --no-db 2>/dev/null", &out), 0);
     json_t *a = json_loads(out, 0, NULL);
     free(out);
     assert_non_null(a);
@@ -55,16 +55,19 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     assert_true(json_is_object(json_object_get(a, "chosen_spec")));
     double acc = json_real_value(json_object_get(best, "accuracy"));
     assert_true(acc >= 0 && acc <= 1);
-    /* every candidate was benchmarked (no predictor): energies are measured */
-    assert_string_equal(json_string_value(json_object_get(best, "energy_from")), "measured");
+    /* every candidate was benchmarked (no predictor), by the search's meter: its
+     * energy has the meter's quality (estimated on a machine without a counter) */
+    assert_string_equal(json_string_value(json_object_get(best, "energy_from")), "benchmarked");
+    assert_string_equal(json_string_value(json_object_get(best, "energy_quality")),
+                        json_string_value(json_object_get(en, "quality")));
 
     /* the same search in two parts: 2 evaluations, then resumed to 3 */
     char dir[64], cmd[512];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --state %s/st.json 2>/dev/null", dir);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --no-db --state %s/st.json 2>/dev/null", dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     free(out);
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --state %s/st.json 2>&1 >/dev/null", dir);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --no-db --state %s/st.json 2>&1 >/dev/null", dir);
     char *msgs = NULL;
     assert_int_equal(tu_run_nas(cmd, &msgs), 0);
     assert_non_null(strstr(msgs, "resuming from"));
@@ -72,7 +75,7 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     /* given one more evaluation on resume, it ends as the 3-evaluation run did:
      * the same candidates with the same accuracies (training is deterministic;
      * measured energies are not, so rewards may differ in the last digits) */
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --budget-joules 500 --state %s/st.json 2>/dev/null", dir);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --budget-joules 500 --no-db --state %s/st.json 2>/dev/null", dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     json_t *b = json_loads(out, 0, NULL);
     free(out);
@@ -142,6 +145,13 @@ static void predictor_screens_and_best_meets_the_target(void **state)
     double target = json_real_value(json_object_get(p, "energy_mj"));
     json_decref(p);
     assert_true(target > 0);
+    /* a hard target far under anything this space can do: said before any training */
+    snprintf(cmd, sizeof cmd, "search --data mnist --subset 64 --epochs 1 --stages 2 --max-width 0.25 --threads 1 "
+             "--budget-evals 1 --budget-seconds 60 --target-mj %.6g --hard --predictor %s/pred.json --no-db --json "
+             "2>&1 >/dev/null", target / 1000, dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    assert_non_null(strstr(out, "is below the lowest prediction for 200 networks"));
+    free(out);
     snprintf(cmd, sizeof cmd, "search --data mnist --subset 64 --epochs 1 --stages 2 --max-width 0.25 --threads 1 "
              "--bench-seconds 0.02 --budget-evals 4 --target-mj %.6g --hard --predictor %s/pred.json "
              "--measure-every 2 --measure-top 2 --seed 5 --db %s/p.db --name p --json 2>/dev/null", target, dir, dir);

@@ -749,7 +749,9 @@ static void progress_line_and_report_say_what_happened(void **state)
     const search_result *best = search_loop_best(l);
     json_t *jb = json_object_get(root, "best");
     assert_int_equal(json_integer_value(json_object_get(jb, "id")), best->id);
-    assert_string_equal(json_string_value(json_object_get(jb, "energy_from")), "measured");
+    assert_string_equal(json_string_value(json_object_get(jb, "energy_from")), "benchmarked");
+    assert_string_equal(json_string_value(json_object_get(jb, "energy_quality")),
+                        best->eval.joules_estimated ? "estimated" : "measured");
     assert_true(json_real_value(json_object_get(jb, "energy_mj")) <= 2.0);
     json_t *lb = json_object_get(root, "leaderboard");
     assert_int_equal(json_array_size(lb), 5);

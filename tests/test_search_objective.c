@@ -153,10 +153,62 @@ static void front_growth_survives_allocation_failure(void **state)
     search_front_free(&f);
 }
 
+/* A stand-in predictor: energy 1 + the sum of the genes, latency twice that;
+ * the first call after `fail_at` calls fails. */
+static int predict_calls, fail_at = -1;
+static nas_status fake_predict(void *ctx, const space_genome *g, search_prediction *out, nas_err *err)
+{
+    (void)ctx;
+    if (predict_calls++ == fail_at)
+        return nas_errf(err, NAS_EINTERNAL, "the fake predictor failed");
+    double e = 1;
+    for (int i = 0; i < g->n; i++)
+        e += g->g[i];
+    out->energy_mj = e;
+    out->latency_ms = 2 * e;
+    return NAS_OK;
+}
+
+/* The floor under a target is the lowest prediction over the sampled
+ * networks: with enough samples of a small space it finds the all-zero
+ * genome's 1 mJ; no target or no predictor gives none; a failing predictor is
+ * the error. */
+static void target_floor_is_the_lowest_prediction(void **state)
+{
+    (void)state;
+    search_space sp;
+    int card[3] = {2, 2, 2};
+    nas_err err = {0};
+    assert_int_equal(search_space_init(&sp, 3, card, &err), NAS_OK);
+    search_objective o;
+    double lo;
+    search_objective_init(&o, SEARCH_TARGET_MJ, 0.5, 1);
+    assert_int_equal(search_target_floor(&sp, &o, fake_predict, &sp, 200, 1, &lo, &err), NAS_OK);
+    NEAR(lo, 1.0);
+    search_objective_init(&o, SEARCH_TARGET_MS, 0.5, 1);
+    assert_int_equal(search_target_floor(&sp, &o, fake_predict, &sp, 200, 1, &lo, &err), NAS_OK);
+    NEAR(lo, 2.0);
+    /* one sample: a genome's own prediction, at least the floor */
+    assert_int_equal(search_target_floor(&sp, &o, fake_predict, &sp, 1, 7, &lo, &err), NAS_OK);
+    assert_true(lo >= 2.0 && lo <= 8.0);
+    search_objective_init(&o, SEARCH_TARGET_NONE, 0, 0);
+    assert_int_equal(search_target_floor(&sp, &o, fake_predict, &sp, 200, 1, &lo, &err), NAS_OK);
+    assert_true(isnan(lo));
+    search_objective_init(&o, SEARCH_TARGET_MJ, 0.5, 1);
+    assert_int_equal(search_target_floor(&sp, &o, NULL, NULL, 200, 1, &lo, &err), NAS_OK);
+    assert_true(isnan(lo));
+    predict_calls = 0;
+    fail_at = 3;
+    assert_int_equal(search_target_floor(&sp, &o, fake_predict, &sp, 200, 1, &lo, &err), NAS_EINTERNAL);
+    assert_non_null(strstr(err.msg, "sampled network 4 of 200"));
+    fail_at = -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(soft_reward_matches_hand_values),
+        cmocka_unit_test(target_floor_is_the_lowest_prediction),
         cmocka_unit_test(hard_reward_matches_hand_values),
         cmocka_unit_test(front_keeps_only_nondominated_points),
         cmocka_unit_test(front_agrees_with_brute_force),
