@@ -218,7 +218,7 @@ bench-faithful: $(BUILD)/bench/bench_faithful
 .PHONY: test-arm
 ARM_CC    := aarch64-linux-gnu-gcc
 ARM_BUILD := build-arm
-ARM_SRC   := evaluator/kern.c evaluator/kern_neon.c evaluator/kern_scalar.c evaluator/ops.c base/err.c
+ARM_SRC   := evaluator/kern.c evaluator/kern_neon.c evaluator/kern_scalar.c evaluator/ops.c base/err.c base/sig.c
 ARM_SETUP := $(ARM_BUILD)/.setup-done
 $(ARM_SETUP): scripts/setup-arm.sh
 	bash scripts/setup-arm.sh

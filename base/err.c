@@ -58,6 +58,7 @@ const char *nas_status_name(nas_status code)
     case NAS_EDENIED:   return "permission denied";
     case NAS_EUNSUPP:   return "not supported here";
     case NAS_EINTERNAL: return "internal error";
+    case NAS_EINTR:     return "stopped by a signal";
     }
     return "unknown error";
 }
@@ -66,5 +67,7 @@ int nas_exit_code(nas_status code)
 {
     if (code == NAS_OK)
         return 0;
+    if (code == NAS_EINTR)
+        return nas_sig_exit_code() ? nas_sig_exit_code() : 130;
     return code == NAS_EINVAL ? 2 : 1;
 }

@@ -28,6 +28,7 @@ typedef enum {
     NAS_EDENIED,   /* permission denied (e.g. reading an energy counter) */
     NAS_EUNSUPP,   /* not available here (no meter, no GPU library) */
     NAS_EINTERNAL, /* a library call failed (XGBoost, SQLite, BLAS) */
+    NAS_EINTR,     /* stopped by SIGINT or SIGTERM (nas_sig_*): exit 128 + the signal */
 } nas_status;
 
 typedef struct {
@@ -43,7 +44,8 @@ nas_status nas_errf(nas_err *err, nas_status code, const char *fmt, ...)
 nas_status nas_errctx(nas_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void nas_err_clear(nas_err *err);
 const char *nas_status_name(nas_status code);
-/* The CLI's rule: 0 success, 2 bad usage or input, 1 any other failure. */
+/* The CLI's rule: 0 success, 2 bad usage or input, 128 + the signal for a
+ * stop by signal (130 SIGINT, 143 SIGTERM), 1 any other failure. */
 int nas_exit_code(nas_status code);
 
 /* ---- memory ------------------------------------------------------------
@@ -102,5 +104,16 @@ nas_status nas_read_file(const char *path, char **out, size_t *len, nas_err *err
 nas_status nas_mkdirs(const char *dir, nas_err *err);
 /* Writes via a temporary file and rename, so a crash never leaves half a file. */
 nas_status nas_write_file_atomic(const char *path, const void *data, size_t len, nas_err *err);
+
+/* ---- signals (sig.c) -------------------------------------------------------
+ * SIGINT and SIGTERM stop a long command cleanly: the first is acknowledged
+ * on stderr at once ("nas CMD: SIGTERM: stopping WHAT (Ctrl-C again ...)")
+ * and only sets a flag that loops read at their next safe point; a second
+ * ends the process at once with 128 + the signal. */
+void nas_sig_install(const char *cmd, const char *what);   /* clears the flag */
+void nas_sig_uninstall(void);                             /* the previous handlers back */
+int  nas_sig_caught(void);           /* the first signal since install (SIGINT, SIGTERM), else 0 */
+int  nas_sig_exit_code(void);        /* 128 + that signal; 0 when none came */
+const char *nas_sig_name(int sig);   /* "SIGINT", "SIGTERM" */
 
 #endif

@@ -238,9 +238,20 @@ int cmd_calibrate(int argc, char **argv)
     pred_model *m = NULL;
     pred_calib_report rep;
     double t0 = nas_now();
+    /* a signal stops measuring after the network in hand; nothing is written,
+     * as there is no partial predictor to keep (run it again, or --refit one) */
+    nas_sig_install(cmd, "after the network being measured (nothing will be written)");
     nas_status st = pred_calibrate(&o, cli_measure, &mctx, &m, &rep, &err);
     cli_measure_close(&mctx);
     pred_free(from);
+    if (st == NAS_EINTR) {   /* (a signal during the fit lets it finish and write) */
+        int rc = nas_exit_code(st);
+        fprintf(stderr, "nas %s: stopped by %s after %.1f s; %s was not written\n", cmd,
+                nas_sig_name(nas_sig_caught()), nas_now() - t0, out);
+        nas_sig_uninstall();
+        return rc;
+    }
+    nas_sig_uninstall();
     if (st != NAS_OK)
         return cli_fail(cmd, st, &err);
     if (rep.failed > 0)

@@ -144,14 +144,8 @@ typedef struct {
     int keep_weights;
     void *weights;
     size_t weights_len;
+    search_dist *dist;         /* a worker's training stops when rank 0 stops the job */
 } run_ctx;
-
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
 
 static nas_status genome_net(const run_ctx *c, const space_genome *g, space_spec *spec, space_net *net, nas_err *err)
 {
@@ -228,6 +222,8 @@ typedef struct {
     int step;
     nas_status st;             /* a failed heartbeat write stops training with this */
     nas_err err;
+    search_dist *dist;
+    int stopped;               /* SIGINT/SIGTERM here, or rank 0 stopped the job: cut short */
 } epoch_watch;
 
 #define HEARTBEAT_S 2.0
@@ -260,6 +256,10 @@ static void show_training(epoch_watch *w)
 static int watch_step(void *ctx)
 {
     epoch_watch *w = ctx;
+    if (nas_sig_caught() || search_dist_stop_pending(w->dist)) {
+        w->stopped = 1;
+        return 1;
+    }
     w->step++;
     show_training(w);
     double t = nas_now(), j;
@@ -358,6 +358,26 @@ static nas_status put_weights(void *ctx, long id, const void *bytes, size_t len,
     return st ? nas_errctx(err, "candidate %ld", id) : NAS_OK;
 }
 
+/* Whatever stopped the job stopped this candidate mid-training: what it
+ * spent is in out (a worker sends it to rank 0 with the NAS_EINTR); with a
+ * store here, it goes in as a lost attempt and the row is queued again, so
+ * the budget counts it and a resume retries the candidate. */
+static nas_status cut_short(run_ctx *c, long id, double j0, search_eval *out, nas_err *err)
+{
+    nas_status mst = meter_into(c, j0, out, err);
+    if (mst)
+        return nas_errctx(err, "candidate %ld", id);
+    if (c->db && id < c->n_cand && c->cand[id] >= 0) {
+        runs_fig f = runs_fig_make(out->joules, ev_meter_source(c->meter), ev_quality_name(ev_meter_quality(c->meter)));
+        nas_status st = runs_cand_stopped(c->db, c->cand[id], &f, err);
+        if (st)
+            return st;
+    }
+    int sig = nas_sig_caught();
+    return nas_errf(err, NAS_EINTR, "candidate %ld stopped by %s after %.3g J (recorded; it is retried on resume)",
+                    id, sig ? nas_sig_name(sig) : "rank 0", out->joules);
+}
+
 static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
                               nas_err *err)
 {
@@ -383,7 +403,7 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
     epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
                      .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
-                     .c = c, .id = id};
+                     .c = c, .id = id, .dist = c->dist};
     ev_train_opts to;
     ev_train_opts_default(&to);
     to.epochs = c->epochs;
@@ -399,6 +419,10 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     if (w.st) {
         ev_net_free(net);
         return nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
+    }
+    if (w.stopped) {
+        ev_net_free(net);
+        return cut_short(c, id, j0, out, err);
     }
     if (st == NAS_EDIVERGED) {
         out->status = SEARCH_EVAL_DIVERGED;
@@ -608,7 +632,24 @@ static void cb_progress(void *ctx, const search_progress *p)
     nas_progress_show(&c->prog, "%s", line);
 }
 
-static int cb_should_stop(void *ctx) { return interrupted; }
+static int cb_should_stop(void *ctx) { return nas_sig_caught() != 0; }
+
+/* search_dist's on_abandoned, on rank 0: a worker's candidate that the job
+ * stopped (or whose result came after the stop): its joules join the run as
+ * a lost attempt and the row is queued again for the resume. */
+static void abandoned(void *ctx, long id, const search_eval *ev)
+{
+    run_ctx *c = ctx;
+    if (!c->db || id < 0 || id >= c->n_cand || c->cand[id] < 0)
+        return;
+    runs_fig f = ev->joules > 0 && isfinite(ev->joules)
+               ? runs_fig_make(ev->joules, ev->meter[0] ? ev->meter : ev_meter_source(c->meter),
+                               ev->joules_estimated ? "estimated" : "measured")
+               : runs_fig_none();
+    nas_err e = {0};
+    if (runs_cand_stopped(c->db, c->cand[id], &f, &e))
+        fprintf(stderr, "nas search: warning: candidate %ld's %.3g J were not recorded: %s\n", id, ev->joules, e.msg);
+}
 
 /* ---- output ------------------------------------------------------------------ */
 
@@ -1025,7 +1066,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     memset(&c, 0, sizeof c);
     nas_err err = {0};
     nas_status st;
-    int rc = 0, data_loaded = 0;
+    int rc = 0, data_loaded = 0, sig = 0;
     int rank = search_dist_rank(d), root = rank == 0;
     int kind = search_kind_from_name(s->strategy);
     char *saved = NULL;
@@ -1047,6 +1088,9 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     c.snap.best_reward = c.snap.eta_seconds = NAN;
     c.snap_t = nas_now();
     c.eval_limit = s->budget_evals;
+    /* from here on a signal stops the search at its next safe point (a worker's
+     * training stops too; rank 0 then tells the others) */
+    nas_sig_install(cmd, "the current candidate, recording its joules and saving the run");
 
     if (s->data_dir[0])   /* where the loader looks for mnist and fashion-mnist */
         setenv("NAS_DATA_DIR", s->data_dir, 1);
@@ -1251,14 +1295,20 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     dopt.own_estimated = ev_meter_quality(c.meter) == EV_ESTIMATED;
     dopt.take_payload = take_weights;
     dopt.put_payload = put_weights;
+    dopt.on_abandoned = abandoned;
     dopt.ctx = &c;
-    struct sigaction sa, old_sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    c.dist = d;
     search_stop why = SEARCH_STOP_NONE;
     st = search_dist_run(d, &dopt, l, &cb, &why, &err);
-    sigaction(SIGINT, &old_sa, NULL);
+    sig = nas_sig_caught();
+    if (root && (st == NAS_EINTR || (st == NAS_OK && why == SEARCH_STOP_REQUESTED))) {
+        /* a stop on request: what finished is committed, the cut-short candidate
+         * recorded (a search that had ended by then just ends) */
+        if (st)
+            fprintf(stderr, "nas %s: %s\n", cmd, err.msg);
+        st = NAS_OK;
+        why = SEARCH_STOP_REQUESTED;
+    }
     if (!root) {
         if (st)
             goto fail;
@@ -1267,9 +1317,18 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     nas_progress_clear(&c.prog);
     if (st)
         goto fail;
-    if (why == SEARCH_STOP_REQUESTED)
-        fprintf(stderr, "nas %s: interrupted%s\n", cmd,
-                state_path || db_path ? "; run the same command (or 'nas resume') to resume" : "");
+    if (why == SEARCH_STOP_REQUESTED && c.db) {
+        char rn[96];
+        if (run_name)
+            snprintf(rn, sizeof rn, "%s", run_name);
+        else
+            snprintf(rn, sizeof rn, "run-%lld", (long long)c.run);
+        fprintf(stderr, "nas %s: stopped by %s after %d results; the run is saved: 'nas resume %s --db %s' "
+                "continues it\n", cmd, nas_sig_name(sig), search_loop_n_results(l), rn, db_path);
+    }
+    else if (why == SEARCH_STOP_REQUESTED)
+        fprintf(stderr, "nas %s: stopped by %s%s\n", cmd, nas_sig_name(sig),
+                state_path ? "; run the same command to resume" : "");
     if (c.n_outside)
         fprintf(stderr, "nas %s: warning: %ld candidates lay outside what %s was fit on (first: %s); "
                 "its figures for them are extrapolations\n", cmd, c.n_outside, pred_path, c.outside_why);
@@ -1277,7 +1336,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         st = nas_errf(&err, NAS_ENOMEM, "out of memory writing the report");
         goto fail;
     }
-    rc = why == SEARCH_STOP_REQUESTED ? 1 : 0;
+    rc = why == SEARCH_STOP_REQUESTED ? (sig ? 128 + sig : 1) : 0;
     const search_result *best = search_loop_best(l);
     if (best && best->eval.accuracy <= 1.5 / c.data.num_classes)
         fprintf(stderr, "nas %s: warning: the chosen model's accuracy, %.1f%%, is at chance for %d classes: it "
@@ -1296,6 +1355,7 @@ fail:
     if (c.db && c.run > 0 && runs_run_set_status(c.db, c.run, "failed", &err))
         fprintf(stderr, "nas %s: the run could not be marked failed either: %s\n", cmd, err.msg);
 done:
+    nas_sig_uninstall();
     nas_free(saved);
     drop_weights(&c);
     nas_free(c.cand);

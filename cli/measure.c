@@ -104,6 +104,8 @@ nas_status cli_measure(void *ctxp, const space_spec *spec, const space_net *net,
                        nas_err *err)
 {
     cli_measure_ctx *ctx = ctxp;
+    if (nas_sig_caught())   /* SIGINT/SIGTERM: stop between networks */
+        return nas_errf(err, NAS_EINTR, "stopped by %s", nas_sig_name(nas_sig_caught()));
     if (ctx->cmd)
         return measure_cmd(ctx, spec, net, m, err);
     nas_status st = cli_measure_ready(ctx, err);

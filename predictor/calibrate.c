@@ -359,10 +359,13 @@ static void note_quality(const pred_measurement *m, char *quality, char *source)
 
 /* A failed measurement is skipped (a target device that drops one network
  * should not cost the hour spent on the others) until failures pass
- * o->max_failed of the networks tried; out of memory always stops. */
+ * o->max_failed of the networks tried; out of memory and a stop on request
+ * always stop. */
 static nas_status tolerate(const pred_calib_opts *o, samples_t *s, pred_calib_report *rep, nas_status st,
                            const char *gtxt, nas_err *err)
 {
+    if (st == NAS_EINTR)   /* stopped on request (SIGINT, SIGTERM): not the network's failure */
+        return st;
     s->failed++;
     if (!rep->first_failure[0])
         snprintf(rep->first_failure, sizeof rep->first_failure, "network %.100s: %.140s", gtxt,

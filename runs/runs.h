@@ -208,6 +208,22 @@ nas_status runs_cand_progress(runs_db *db, int64_t id, const runs_fig *joules, n
  * runs_run_energy keeps them apart): a resumed search charges them to its
  * budget (search_loop_charge_lost). */
 nas_status runs_lost_joules(runs_db *db, int64_t run, double *joules, nas_err *err);
+/* A running candidate stopped on purpose (SIGINT, SIGTERM) before it
+ * finished: the joules its attempt spent (a figure, or none) become a lost
+ * attempt of the run, as after a crash, and the row is queued again at once,
+ * so that the next resume retries it. Not a crash: RUNS_MAX_ATTEMPTS counts
+ * only attempts left running. One transaction. */
+nas_status runs_cand_stopped(runs_db *db, int64_t id, const runs_fig *joules, nas_err *err);
+
+/* ---- a test facility: faults injected into the store's writes (fault.c) ----
+ * Armed, the nth_write-th write to a store's files from now on (database and
+ * WAL of every store opened while armed) and every later one fail as on a
+ * full (ENOSPC) or failing (EIO) disk. 0 disarms it (stores opened after that
+ * write normally). `nas` arms it from NAS_FAULT_WRITE=N:ENOSPC or N:EIO. */
+nas_status runs_fault_set(long nth_write, int errno_value, nas_err *err);
+long runs_fault_writes(void);                          /* writes seen since armed */
+/* The VFS name runs_open passes to SQLite: NULL (the system's) unless armed. */
+nas_status runs_fault_vfs(const char **vfs, nas_err *err);
 
 typedef struct {
     const char *kind;             /* "latency_ms", "energy_mj", "train_joules", ... */

@@ -141,6 +141,7 @@ typedef enum {
     S_RUN_INSERT, S_RUN_NAME, S_RUN_GET, S_RUN_BY_NAME, S_RUN_LIST, S_RUN_STATUS, S_RUN_ENERGY,
     S_CAND_INSERT, S_CAND_BY_SEQ, S_CAND_NEXT_SEQ, S_CAND_START, S_CAND_STATE, S_CAND_FINISH,
     S_CAND_GET, S_CAND_LIST, S_CAND_NEXT_QUEUED, S_CAND_COUNTS, S_RESUME_FAIL, S_RESUME_REQUEUE, S_RESUME_LOST, S_CAND_PARTIAL, S_RUN_LOST,
+    S_STOP_LOST, S_STOP_REQUEUE,
     S_MEAS_DELETE, S_MEAS_INSERT, S_MEAS_GET, S_STRAT_PUT, S_STRAT_GET, S_MODEL_PUT,
     S_MODEL_GET, S_MODEL_GET_FP, S_COUNT
 } stmt_id;
@@ -197,6 +198,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CAND_PARTIAL] = "UPDATE candidates SET partial_j = ?2, partial_j_src = ?3, partial_j_q = ?4"
                        " WHERE id = ?1 AND status = 'running'",
     [S_RUN_LOST] = "SELECT COALESCE(SUM(joules), 0) FROM lost WHERE run = ?1",
+    [S_STOP_LOST] = "INSERT OR IGNORE INTO lost (candidate, run, attempt, joules, src, q)"
+                    " SELECT id, run, attempts, ?2, ?3, ?4 FROM candidates WHERE id = ?1 AND status = 'running'",
+    [S_STOP_REQUEUE] = "UPDATE candidates SET status = 'queued', partial_j = NULL WHERE id = ?1 AND status = 'running'",
     [S_MEAS_DELETE] = "DELETE FROM measurements WHERE candidate = ?1",
     [S_MEAS_INSERT] = "INSERT INTO measurements (candidate, kind, rep, value, source, quality)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -231,8 +235,11 @@ static nas_status db_fail(runs_db *d, nas_err *err, const char *what)
     if (prim == SQLITE_NOTADB || prim == SQLITE_CORRUPT)
         return nas_errf(err, NAS_EIO, "%s: the run store is damaged or not a database (%s, while %s)",
                         d->path, sqlite3_errmsg(d->db), what);
-    if (prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN || prim == SQLITE_IOERR ||
-        prim == SQLITE_FULL || prim == SQLITE_PERM)
+    if (prim == SQLITE_FULL || prim == SQLITE_IOERR)   /* the transaction is undone; the ones before stay */
+        return nas_errf(err, NAS_EIO, "%s: %s: %s (%s; everything committed before is kept: %s, then resume)",
+                        d->path, what, sqlite3_errmsg(d->db), prim == SQLITE_FULL ? "the disk is full" : "a write failed",
+                        prim == SQLITE_FULL ? "free some space" : "check the disk");
+    if (prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN || prim == SQLITE_PERM)
         code = NAS_EIO;
     else if (prim == SQLITE_CONSTRAINT)
         code = NAS_EINVAL;
@@ -465,9 +472,12 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
         return nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
     snprintf(d->path, sizeof d->path, "%s", path);
     d->readonly = readonly;
-    nas_status st = NAS_OK;
     int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path, &d->db, oflags, NULL) != SQLITE_OK) {
+    const char *vfs = NULL;   /* the system's, unless a test armed fault injection */
+    nas_status st = runs_fault_vfs(&vfs, err);
+    if (st)
+        goto cleanup;
+    if (sqlite3_open_v2(path, &d->db, oflags, vfs) != SQLITE_OK) {
         st = d->db ? db_fail(d, err, "opening")
                    : nas_errf(err, NAS_ENOMEM, "%s: out of memory opening", path);
         goto cleanup;
@@ -1641,4 +1651,34 @@ nas_status runs_lost_joules(runs_db *d, int64_t run, double *joules, nas_err *er
         return nas_errf(err, NAS_EIO, "%s: reading run %lld's lost joules: %s", d->path, (long long)run,
                         sqlite3_errmsg(d->db));
     return NAS_OK;
+}
+
+/* A prepared statement whose ?1 is a row id and, with f, ?2..?4 a figure. */
+static nas_status step_id(runs_db *d, stmt_id which, int64_t id, const runs_fig *f, const char *what, nas_err *err)
+{
+    sqlite3_stmt *s = stmt(d, which, err);
+    if (!s)
+        return err_code(err);
+    sqlite3_bind_int64(s, 1, id);
+    if (f)
+        bind_fig(s, 2, f);
+    return step_done(d, s, err, what);
+}
+
+nas_status runs_cand_stopped(runs_db *d, int64_t id, const runs_fig *joules, nas_err *err)
+{
+    int known = runs_fig_known(joules);
+    if (known && (!(joules->value >= 0) || !joules->source[0] || !joules->quality[0]))
+        return nas_errf(err, NAS_EINVAL, "candidate %lld: %g joules spent before it was stopped (source '%s', "
+                        "quality '%s')", (long long)id, joules->value, joules->source, joules->quality);
+    nas_status st = tx_begin(d, err);
+    if (!st && known)
+        st = step_id(d, S_STOP_LOST, id, joules, "recording a stopped candidate's joules", err);
+    if (!st)
+        st = step_id(d, S_STOP_REQUEUE, id, NULL, "queueing a stopped candidate again", err);
+    if (!st)
+        st = tx_commit(d, err);
+    if (st)
+        tx_rollback(d);
+    return st;
 }

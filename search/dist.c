@@ -10,7 +10,9 @@
  *   PAYLOAD w -> 0  the result's opaque bytes (take_payload), right after it when
  *                   the length is not 0: one message, so at most INT_MAX bytes
  *   TEXT   0 -> w   settings, before the search
- *   STOP   0 -> w   empty: return from search_dist_run
+ *   STOP   0 -> w   {int32 hung}: return from search_dist_run; hung > 0: that
+ *                   rank hung, so this one must not finalise either (see
+ *                   search_dist_finish) 
  *
  * Why polling with sleeps instead of MPI_Recv/MPI_Waitany: Open MPI's
  * blocking calls spin a core while they wait. An idle worker or a waiting
@@ -28,9 +30,11 @@
 #include <limits.h>
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -246,6 +250,15 @@ nas_status search_dist_init(int *argc, char ***argv, search_dist **out, nas_err 
     return NAS_OK;
 }
 
+int search_dist_stop_pending(search_dist *d)
+{
+    if (!d || !d->mpi || d->rank == 0)
+        return 0;
+    int flag = 0;
+    MPI_Iprobe(0, TAG_STOP, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+    return flag;
+}
+
 int search_dist_rank(const search_dist *d) { return d->rank; }
 int search_dist_size(const search_dist *d) { return d->size; }
 int search_dist_mpi(const search_dist *d) { return d->mpi; }
@@ -273,8 +286,23 @@ static void nap(double *s, double max)
 
 static void send_stop_all(search_dist *d)
 {
+    if (d->stopped)
+        return;   /* once: a second STOP would never be received */
+    int32_t hung = d->st.hung_rank > 0 ? d->st.hung_rank : 0;
     for (int r = 1; r < d->size; r++)
-        MPI_Send(NULL, 0, MPI_BYTE, r, TAG_STOP, MPI_COMM_WORLD);
+        MPI_Send(&hung, 1, MPI_INT32_T, r, TAG_STOP, MPI_COMM_WORLD);
+    d->stopped = 1;
+}
+
+/* A worker takes the STOP that is waiting: a hung rank named in it means
+ * that MPI_Finalize would wait for that rank forever, so this one ends
+ * without it too (search_dist_finish). */
+static void recv_stop(search_dist *d)
+{
+    int32_t hung = 0;
+    MPI_Recv(&hung, 1, MPI_INT32_T, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (hung > 0)
+        d->st.hung_rank = hung;
     d->stopped = 1;
 }
 
@@ -290,7 +318,10 @@ void search_dist_finish(search_dist *d)
              * libevent) leaves mpirun hanging after it now and then, with every
              * rank already dead (open-mpi/ompi#5528 is the same symptom). A
              * rank that exits non-zero without finalising makes mpirun kill the
-             * job every time. The workers that still answer were stopped first. */
+             * job every time. The workers that still answer were stopped first
+             * and told which rank hung: they end here too, as their
+             * MPI_Finalize would wait for it, and the hung one ends itself at
+             * its watchdog if mpirun's kill never reaches it. */
             fflush(stdout);
             fflush(stderr);
             _exit(1);
@@ -335,8 +366,7 @@ nas_status search_dist_bcast(search_dist *d, char **text, nas_err *err)
     MPI_Status s;
     wait_root(d, 0.005, &s);
     if (s.MPI_TAG == TAG_STOP) {
-        MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        d->stopped = 1;
+        recv_stop(d);
         return nas_errf(err, NAS_EINVAL, "rank %d: rank 0 stopped the job before sending the settings", d->rank);
     }
     if (s.MPI_TAG != TAG_TEXT)
@@ -377,6 +407,50 @@ static void send_payload(const void *bytes, int len, double poll_max)
     }
 }
 
+/* The worker's own deadline for one evaluation, past which it ends itself:
+ * rank 0 reports a hung worker at worker_timeout and ends the job, but the
+ * job must end even if that report or mpirun's kill never reaches this rank
+ * (it may be stuck anywhere, in a system call, in a lock). SIGALRM after
+ * twice the timeout (at least 10 s more: rank 0 must get to tell first), and
+ * a handler that only write(2)s and _exit(2)s; exiting without MPI_Finalize
+ * makes mpirun end the job. */
+static char watchdog_msg[320];
+
+static void on_watchdog(int sig)
+{
+    ssize_t n = write(STDERR_FILENO, watchdog_msg, strlen(watchdog_msg));
+    (void)n;
+    _exit(1);
+}
+
+static void watchdog_arm(const search_dist *d, double timeout, long id)
+{
+    if (!(timeout > 0))
+        return;
+    double after = timeout + fmax(timeout, 10.0);
+    snprintf(watchdog_msg, sizeof watchdog_msg,
+             "rank %d (host %s): candidate %ld has run %.0f s, past twice the worker timeout of %g s: this rank "
+             "ends itself\n", d->rank, d->hosts[d->rank], id, after, timeout);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watchdog;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it;
+    memset(&it, 0, sizeof it);
+    it.it_value.tv_sec = (time_t)after;
+    it.it_value.tv_usec = (suseconds_t)((after - (double)(time_t)after) * 1e6);
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void watchdog_disarm(double timeout)
+{
+    if (!(timeout > 0))
+        return;
+    struct itimerval it;
+    memset(&it, 0, sizeof it);
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
 static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const search_callbacks *cb, nas_err *err)
 {
     if (!cb->evaluate)
@@ -385,8 +459,7 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
         MPI_Status s;
         wait_root(d, o->poll_max, &s);
         if (s.MPI_TAG == TAG_STOP) {
-            MPI_Recv(NULL, 0, MPI_BYTE, 0, TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            d->stopped = 1;
+            recv_stop(d);
             break;
         }
         if (s.MPI_TAG != TAG_WORK && s.MPI_TAG != TAG_MEASURE)
@@ -402,9 +475,11 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
         nas_err e;
         nas_err_clear(&e);
         double t0 = nas_now();
+        watchdog_arm(d, o->worker_timeout, wk.id);
         nas_status st = !measure ? cb->evaluate(cb->ctx, wk.id, &wk.g, wk.allowance, &r.ev, &e)
                       : cb->measure ? cb->measure(cb->ctx, wk.id, &wk.g, wk.allowance, &r.ev, &e)
                       : nas_errf(&e, NAS_EINVAL, "rank %d: asked to measure with no measure callback", d->rank);
+        watchdog_disarm(o->worker_timeout);
         r.seconds = nas_now() - t0;
         if (!(r.ev.seconds > 0))
             r.ev.seconds = r.seconds;   /* the worker's clock, not rank 0's round trip */
@@ -513,6 +588,8 @@ static nas_status root_wait(search_dist *d, int want, int sync, int *slot, nas_e
             sl = 50e-6;
             continue;
         }
+        if (nas_sig_caught())
+            send_stop_all(d);   /* SIGINT/SIGTERM here: every worker cuts its candidate short */
         double now = nas_now();
         int busy = 0;
         for (int i = 0; i < d->size - 1; i++) {
@@ -556,6 +633,8 @@ static nas_status send_job(search_dist *d, int tag, long id, const space_genome 
             pick = i;
     if (pick < 0)
         return nas_errf(err, NAS_EINTERNAL, "distributed search: candidate %ld sent out with every worker busy", id);
+    if (d->stopped)   /* the workers were told to stop: none would receive it */
+        return nas_errf(err, NAS_EINTR, "distributed search: candidate %ld not sent out: the job is stopping", id);
     wire_work wk;
     memset(&wk, 0, sizeof wk);
     wk.id = id;
@@ -611,6 +690,16 @@ static void charge_own(search_dist *d, search_eval *ev)
     d->st.root_charged += delta;
 }
 
+/* A result that never reaches on_result: counted, and its joules handed on. */
+static void abandon(search_dist *d, const wire_result *r)
+{
+    d->st.abandoned++;
+    if (isfinite(r->ev.joules) && r->ev.joules > 0)
+        d->st.abandoned_joules += r->ev.joules;
+    if (d->o->on_abandoned)
+        d->o->on_abandoned(d->o->ctx, r->id, &r->ev);
+}
+
 static nas_status root_collect(void *ctx, long *id, search_eval *out, nas_err *err)
 {
     search_dist *d = g_active;
@@ -626,6 +715,8 @@ static nas_status root_collect(void *ctx, long *id, search_eval *out, nas_err *e
     d->result_rank = i + 1;
     void *payload = w->payload;
     w->payload = NULL;
+    if (w->res.code == NAS_EINTR)
+        abandon(d, &w->res);
     if (w->res.code != NAS_OK) {
         nas_free(payload);
         return nas_errf(err, (nas_status)w->res.code, "rank %d (host %s), candidate %ld: %s", i + 1,
@@ -693,9 +784,7 @@ static nas_status root_stop(search_dist *d, nas_err *err)
         w->busy = w->done = 0;
         nas_free(w->payload);   /* its result never reaches on_result: nor do its bytes */
         w->payload = NULL;
-        d->st.abandoned++;
-        if (isfinite(w->res.ev.joules) && w->res.ev.joules > 0)
-            d->st.abandoned_joules += w->res.ev.joules;
+        abandon(d, &w->res);
     }
     send_stop_all(d);
     return st;

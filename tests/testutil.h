@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 
 /* A fresh folder under /tmp, removed by tu_rmtree. */
@@ -44,6 +45,51 @@ static inline const char *tu_nas_bin(void)
 {
     const char *b = getenv("NAS_BIN");
     return b && *b ? b : "./build/nas";
+}
+
+/* A fresh folder for a test that runs `nas` and compares with a reference
+ * run: DIR/ref.db, DIR/<db_name> and DIR/stderr.txt. */
+typedef struct {
+    char dir[64], ref_db[128], db[128], err[128];
+} tu_run_paths;
+
+static inline void tu_run_paths_make(tu_run_paths *p, const char *db_name)
+{
+    if (!tu_tmpdir(p->dir, sizeof p->dir))
+        fail_msg("no temporary folder");
+    snprintf(p->ref_db, sizeof p->ref_db, "%s/ref.db", p->dir);
+    snprintf(p->db, sizeof p->db, "%s/%s", p->dir, db_name);
+    snprintf(p->err, sizeof p->err, "%s/stderr.txt", p->dir);
+}
+
+/* Starts argv[0] with argv in a child: stdout to /dev/null, stderr to
+ * err_path (NULL: /dev/null), the variable env set to value (NULL: unset) when
+ * env is given. */
+static inline pid_t tu_spawn(char *const argv[], const char *err_path, const char *env, const char *value)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        if (env && value)
+            setenv(env, value, 1);
+        else if (env)
+            unsetenv(env);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        int ef = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : fd;
+        dup2(ef, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return p;
+}
+
+/* Waits for a child: its exit code, or 128 + the signal that ended it. */
+static inline int tu_wait(pid_t p)
+{
+    int st;
+    if (waitpid(p, &st, 0) != p)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* Runs `nas ARGS` through the shell, stdout into *out (malloc'd, may be NULL).
