@@ -650,7 +650,10 @@ json_t *pred_regressor_to_json(const pred_regressor *r, nas_err *err)
     }
     prior = json_array();
     for (int k = 0; prior && k < PRED_NPRIOR; k++)
-        json_array_append_new(prior, json_real(r->prior_w[k]));
+        if (json_array_append_new(prior, json_real(r->prior_w[k])) != 0) {
+            st = nas_errf(err, NAS_EINVAL, "predictor: prior[%d] is %g, which JSON cannot hold", k, r->prior_w[k]);
+            goto cleanup;
+        }
     j = json_pack("{s:s, s:i, s:o, s:o}", "kind", pred_kind_name(r->kind), "rounds", r->rounds,
                   "prior", prior, "xgboost", model);
     prior = model = NULL;   /* json_pack's "o" took them, or freed them on failure */
