@@ -106,7 +106,7 @@ demo: nas
 bench: bench-train bench-infer
 
 clean:
-	rm -rf build build-asan build-arm nas
+	rm -rf build build-asan build-arm build-fuzz nas
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
@@ -228,3 +228,73 @@ $(ARM_BUILD)/test_kern: tests/test_kern.c $(ARM_SRC) $(wildcard evaluator/*.h) b
 	    -o $@ tests/test_kern.c $(ARM_SRC) -L/usr/lib/aarch64-linux-gnu/openblas-pthread -lopenblas -lcmocka -lm
 test-arm: $(ARM_BUILD)/test_kern
 	OPENBLAS_NUM_THREADS=1 OMP_THREAD_LIMIT=1 qemu-aarch64 -L /usr/aarch64-linux-gnu $<
+
+# ---- fuzzing: one libFuzzer binary per target of fuzz/targets.c (spec, job,
+# idx, cifar, pred, measure, state, settings, store), built with Debian's
+# clang-14 under ASan + UBSan, UBSan non-recoverable, in build-fuzz/ apart from
+# the normal build. `make fuzz` runs each for FUZZ_SECONDS (600), one after
+# another, niced; `make fuzz-smoke` each for FUZZ_SMOKE_SECONDS (20). Each
+# starts from its seeds (fuzz/corpus/NAME) and the inputs fixed bugs were
+# found with (fuzz/regress/NAME); what it finds goes to build-fuzz/corpus/NAME,
+# crashes to build-fuzz/crash/ (fixed, they are copied to fuzz/regress/NAME,
+# which test_fuzz_regress replays in every `make test`).
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-bins fuzz-seeds
+FUZZ_CC      ?= clang-14
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_NAMES   := spec job idx cifar pred measure state settings store
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 20
+CLI_LIB_OBJ  = $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ))
+
+$(BUILD)/fuzz/fuzz_%: fuzz/main.c fuzz/targets.h $(BUILD)/fuzz/targets.o $(CLI_LIB_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -DFUZZ_NAME='"$*"' -o $@ fuzz/main.c $(BUILD)/fuzz/targets.o \
+	    $(CLI_LIB_OBJ) $(LIB) $(LDLIBS)
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-bins
+
+fuzz: fuzz-build
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-smoke: fuzz-build
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
+
+# The regressions without clang: the seed corpora and fuzz/regress replayed
+# through the same targets in the normal and the ASan build.
+$(BUILD)/tests/test_fuzz_regress: tests/test_fuzz_regress.c fuzz/targets.h tests/testutil.h \
+                                  $(BUILD)/fuzz/targets.o $(CLI_LIB_OBJ) $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/fuzz/targets.o $(CLI_LIB_OBJ) $(LIB) $(LDLIBS) $(TEST_LIBS)
+
+# The seed corpora (committed) are written by fuzz/mkseeds.c from nas's own
+# writers and the tests' inputs; run again after a format changes.
+$(BUILD)/fuzz/mkseeds: fuzz/mkseeds.c fuzz/targets.h $(CLI_LIB_OBJ) $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CLI_LIB_OBJ) $(LIB) $(LDLIBS)
+fuzz-seeds: $(BUILD)/fuzz/mkseeds
+	$(BUILD)/fuzz/mkseeds fuzz/corpus
+
+-include $(BUILD)/fuzz/targets.d
+
+# ---- valgrind's memcheck over every suite but test_mpi (which starts mpirun,
+# whose processes are Open MPI's to check, not ours), in the normal build.
+# Memory errors and definite leaks fail a suite; tests/valgrind.supp holds the
+# libraries' known reports, each with why. valgrind runs code 20-50x slower.
+.PHONY: test-valgrind
+VALGRIND := valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            --show-leak-kinds=definite --suppressions=$(CURDIR)/tests/valgrind.supp --num-callers=40 -q
+VALGRIND_TESTS = $(filter-out $(BUILD)/tests/test_mpi,$(TEST_BIN))
+test-valgrind: $(BUILD)/nas $(VALGRIND_TESTS)
+	@NAS_BIN=$(CURDIR)/$(BUILD)/nas NAS_VALGRIND=1 NAS_TEST_WRAP="$(VALGRIND)" bash tests/run.sh $(VALGRIND_TESTS)
+
+# The kernel layer is no parser and no fuzz target reaches it; built
+# instrumented it took clang-14 over 15 minutes on a loaded 2-core machine,
+# so the fuzz build compiles it plain.
+ifeq ($(BUILD),$(FUZZ_BUILD))
+$(BUILD)/evaluator/kern_%.o: override SAN :=
+$(BUILD)/evaluator/kern_%.o: override OPT := -O1
+endif

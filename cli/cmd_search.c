@@ -976,20 +976,61 @@ nas_status cli_search_from_job(const runs_job *j, cli_search_settings *s, nas_er
 char *cli_search_to_json(const cli_search_settings *s)
 {
     json_t *o = json_object();
+    int bad = !o;
     for (int i = 0; o && i < N_SETTINGS; i++) {
         const setting *t = &SETTINGS[i];
         const char *p = (const char *)s + t->off;
         json_t *v = t->type == S_STR ? json_string(p) : t->type == S_DBL ? json_real(*(const double *)p)
                   : json_integer(*(const long *)p);
-        json_object_set_new(o, t->flag + 2, v);
+        /* a value JSON cannot hold (text that is not UTF-8) fails the whole: a
+         * dropped key would resume with its default */
+        if (json_object_set_new(o, t->flag + 2, v) != 0)
+            bad = 1;
     }
-    char *js = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *js = !bad ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     char *out = js ? nas_malloc(strlen(js) + 1) : NULL;
     if (out)
         strcpy(out, js);
     free(js);
     return out;
+}
+
+/* One saved value into its slot: of the setting's type and within its range
+ * (or its default, which may lie outside: -1 for "the strategy's own"), as a
+ * flag would have been; a string whole, never cut. */
+static nas_status setting_from_json(const setting *t, const json_t *v, const cli_search_settings *dflt,
+                                    cli_search_settings *s, nas_err *err)
+{
+    char *p = (char *)s + t->off;
+    const char *d = (const char *)dflt + t->off, *key = t->flag + 2;
+    double x;
+    switch (t->type) {
+    case S_STR:
+        if (!json_is_string(v) || json_string_length(v) >= t->size || strlen(json_string_value(v)) != json_string_length(v))
+            return nas_errf(err, NAS_EINVAL, "settings: '%s' is not a string of at most %zu bytes", key, t->size - 1);
+        memcpy(p, json_string_value(v), json_string_length(v) + 1);
+        return NAS_OK;
+    case S_LONG:
+    case S_BOOL:
+        if (!json_is_integer(v))
+            return nas_errf(err, NAS_EINVAL, "settings: '%s' has the wrong type (an integer)", key);
+        x = (double)json_integer_value(v);
+        if (!(x >= t->lo && x <= t->hi) && json_integer_value(v) != *(const long *)d)
+            return nas_errf(err, NAS_EINVAL, "settings: '%s': %lld is out of range (%.15g to %.15g)", key,
+                            (long long)json_integer_value(v), t->lo, t->hi);
+        *(long *)p = (long)json_integer_value(v);
+        return NAS_OK;
+    case S_DBL:
+        if (!json_is_number(v))
+            return nas_errf(err, NAS_EINVAL, "settings: '%s' has the wrong type (a number)", key);
+        x = json_number_value(v);
+        if (!(x >= t->lo && x <= t->hi) && x != *(const double *)d)
+            return nas_errf(err, NAS_EINVAL, "settings: '%s': %g is out of range (%g to %g)", key, x, t->lo, t->hi);
+        *(double *)p = x;
+        return NAS_OK;
+    }
+    return nas_errf(err, NAS_EINTERNAL, "settings: '%s' has no type", key);
 }
 
 nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_err *err)
@@ -1001,27 +1042,19 @@ nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_er
         return nas_errf(err, NAS_EINVAL, "settings: not a JSON object (%s)", je.text);
     }
     cli_search_defaults(s);
+    cli_search_settings dflt;
+    cli_search_defaults(&dflt);
     const char *key;
     json_t *v;
     nas_status st = NAS_OK;
     json_object_foreach(o, key, v) {
         const setting *t = setting_find(key);
-        char *p;
         if (!t || !strncmp(key, "--", 2)) {
             st = nas_errf(err, NAS_EINVAL, "settings: unknown key '%s'", key);
             break;
         }
-        p = (char *)s + t->off;
-        if (t->type == S_STR && json_is_string(v) && strlen(json_string_value(v)) < t->size)
-            snprintf(p, t->size, "%s", json_string_value(v));
-        else if ((t->type == S_LONG || t->type == S_BOOL) && json_is_integer(v))
-            *(long *)p = (long)json_integer_value(v);
-        else if (t->type == S_DBL && json_is_number(v))
-            *(double *)p = json_number_value(v);
-        else {
-            st = nas_errf(err, NAS_EINVAL, "settings: '%s' has the wrong type", key);
+        if ((st = setting_from_json(t, v, &dflt, s, err)))
             break;
-        }
     }
     json_decref(o);
     return st;

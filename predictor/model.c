@@ -10,6 +10,7 @@
  */
 #include "predictor/pred_int.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,7 +149,8 @@ static json_t *metrics_json(const pred_metrics *x)
                      x->kendall_tau);
 }
 
-/* The measurements, a row per network: passes as measured, and the figure fit. */
+/* The measurements, a row per network: passes as measured, and the figure fit.
+ * NULL when any value fails to go in. */
 static json_t *rows_json(const pred_model *m)
 {
     json_t *a = json_array();
@@ -157,10 +159,17 @@ static json_t *rows_json(const pred_model *m)
         char g[256];
         space_genome_to_string(&r->genome, g, sizeof g);
         json_t *l = json_array(), *e = json_array(), *ref = json_array();
-        for (int p = 0; l && e && ref && p < r->passes; p++) {
-            json_array_append_new(l, json_real(r->latency_pass[p]));
-            json_array_append_new(e, json_real(r->energy_pass[p]));
-            json_array_append_new(ref, json_real(r->reference_pass[p]));
+        int bad = !l || !e || !ref;
+        for (int p = 0; !bad && p < r->passes; p++)
+            bad = json_array_append_new(l, json_real(r->latency_pass[p])) ||
+                  json_array_append_new(e, json_real(r->energy_pass[p])) ||
+                  json_array_append_new(ref, json_real(r->reference_pass[p]));
+        if (bad) {
+            json_decref(l);
+            json_decref(e);
+            json_decref(ref);
+            json_decref(a);
+            return NULL;
         }
         json_t *row = json_pack("{s:s, s:f, s:f, s:o, s:o, s:o, s:f, s:f}", "genome", g, "latency_ms",
                                 r->latency_ms, "energy_mj", r->energy_mj, "latency_passes", l, "energy_passes", e,
@@ -174,10 +183,21 @@ static json_t *rows_json(const pred_model *m)
     return a;
 }
 
-nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
+/* jansson refuses NaN, infinities and text that is not UTF-8 as it refuses a
+ * failed allocation: by returning NULL. */
+static nas_status build_failed(const char *path, nas_err *err)
+{
+    return nas_errf(err, NAS_ENOMEM, "%s: cannot build the predictor's JSON (out of memory, a value JSON "
+                    "cannot hold, or text that is not UTF-8)", path);
+}
+
+/* The predictor as JSON text (nas_malloc'd): every value goes in, or the
+ * whole fails, since a dropped key is a file that does not load back. */
+static nas_status to_text(const pred_model *m, const char *path, char **out, nas_err *err)
 {
     nas_status st = NAS_OK;
     char *text = NULL;
+    *out = NULL;
     json_t *root = json_pack(
         "{s:s, s:i, s:i, s:s, s:{s:s, s:i, s:i, s:s, s:s}, s:{s:i, s:i, s:i, s:i, s:i, s:b, s:f},"
         " s:i, s:[f, f], s:{s:s, s:s}, s:{s:f, s:f, s:f, s:f}}",
@@ -193,43 +213,55 @@ nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
         "noise", "latency_spread", m->latency_spread, "energy_spread", m->energy_spread, "reference_ms",
         m->reference_ms, "reference_drift", m->reference_drift);
     if (!root)
-        return nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
+        return build_failed(path, err);
     for (int t = 0; t < 2; t++) {
         const pred_target *tg = &m->target[t];
         if (!tg->reg) {
             st = nas_errf(err, NAS_EINVAL, "%s: the predictor has no %s model to save", path, target_key[t]);
             goto cleanup;
         }
-        json_t *model = pred_regressor_to_json(tg->reg, err);
+        nas_err rerr = {0};
+        json_t *model = pred_regressor_to_json(tg->reg, &rerr);
         if (!model) {
-            st = err ? err->code : NAS_EINTERNAL;
-            if (st == NAS_OK)
-                st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
+            st = rerr.code != NAS_OK ? nas_errf(err, rerr.code, "%s: %s", path, rerr.msg) : build_failed(path, err);
             goto cleanup;
         }
         json_t *t_obj = json_pack("{s:s, s:{s:o, s:o}, s:o}", "kind", pred_kind_name(tg->reg->kind), "cv",
                                   "net", metrics_json(&tg->cv[PRED_KIND_NET]), "block",
                                   metrics_json(&tg->cv[PRED_KIND_BLOCK]), "model", model);
         if (!t_obj || json_object_set_new(root, target_key[t], t_obj) != 0) {
-            st = nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
+            st = build_failed(path, err);
             goto cleanup;
         }
     }
     json_t *rows = rows_json(m);
     if (!rows || json_object_set_new(root, "measurements", rows) != 0 ||
         json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m))) != 0) {
-        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory building the predictor", path);
+        st = build_failed(path, err);
         goto cleanup;
     }
     text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-    if (!text) {
+    if (!text || !(*out = nas_strdup(text)))
         st = nas_errf(err, NAS_ENOMEM, "%s: out of memory writing the predictor", path);
-        goto cleanup;
-    }
-    st = nas_write_file_atomic(path, text, strlen(text), err);
 cleanup:
     free(text);
     json_decref(root);
+    return st;
+}
+
+char *pred_to_json(const pred_model *m, nas_err *err)
+{
+    char *text;
+    return to_text(m, "predictor", &text, err) == NAS_OK ? text : NULL;
+}
+
+nas_status pred_save(const pred_model *m, const char *path, nas_err *err)
+{
+    char *text;
+    nas_status st = to_text(m, path, &text, err);
+    if (st == NAS_OK)
+        st = nas_write_file_atomic(path, text, strlen(text), err);
+    nas_free(text);
     return st;
 }
 
@@ -254,40 +286,77 @@ static nas_status get_num(const json_t *o, const char *key, const char *path, co
     return NAS_OK;
 }
 
-static nas_status get_str(const json_t *o, const char *key, const char *path, const char *ctx, char *out,
-                          size_t n, nas_err *err)
+/* A number in [lo, hi]: what the code can hold and what makes sense. */
+static nas_status get_range(const json_t *o, const char *key, const char *path, const char *ctx, double lo,
+                            double hi, double *out, nas_err *err)
+{
+    nas_status st = get_num(o, key, path, ctx, out, err);
+    if (st == NAS_OK && !(*out >= lo && *out <= hi))
+        st = nas_errf(err, NAS_EINVAL, "%s: %s%s%s: %g is out of range (%g to %g)", path, ctx, *ctx ? "." : "", key,
+                      *out, lo, hi);
+    return st;
+}
+
+/* A whole number in [lo, hi], checked before it becomes an int. */
+static nas_status get_int(const json_t *o, const char *key, const char *path, const char *ctx, int lo, int hi,
+                          int *out, nas_err *err)
+{
+    double v;
+    nas_status st = get_range(o, key, path, ctx, lo, hi, &v, err);
+    if (st == NAS_OK && floor(v) != v)
+        st = nas_errf(err, NAS_EINVAL, "%s: %s%s%s: %g is not a whole number", path, ctx, *ctx ? "." : "", key, v);
+    if (st == NAS_OK)
+        *out = (int)v;
+    return st;
+}
+
+/* A string that fits out (never cut: a cut could split a UTF-8 character, and
+ * the file would then not save again) and, when choices is given ("a|b"), is one of them. */
+static nas_status get_str(const json_t *o, const char *key, const char *path, const char *ctx, const char *choices,
+                          char *out, size_t n, nas_err *err)
 {
     const json_t *v = json_object_get(o, key);
     if (!json_is_string(v))
         return nas_errf(err, NAS_EINVAL, "%s: %s%s%s: missing or not a string", path, ctx, *ctx ? "." : "", key);
-    snprintf(out, n, "%s", json_string_value(v));
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (len >= n || strlen(s) != len)
+        return nas_errf(err, NAS_EINVAL, "%s: %s%s%s: longer than %zu bytes, or holds a NUL", path, ctx,
+                        *ctx ? "." : "", key, n - 1);
+    if (choices) {
+        int found = 0;
+        for (const char *p = choices; *p && !found;) {
+            size_t k = strcspn(p, "|");
+            found = k == len && !strncmp(p, s, k);
+            p += k + (p[k] == '|');
+        }
+        if (!found)
+            return nas_errf(err, NAS_EINVAL, "%s: %s%s%s: '%s' is not one of %s", path, ctx, *ctx ? "." : "", key, s,
+                            choices);
+    }
+    memcpy(out, s, len + 1);
     return NAS_OK;
 }
 
 static nas_status get_metrics(const json_t *o, const char *path, const char *ctx, pred_metrics *x,
                               nas_err *err)
 {
-    static const char *const keys[] = {"n", "within5", "within10", "mape", "rmse", "max_rel", "kendall_tau"};
-    double v[7];
-    for (int i = 0; i < 7; i++) {
-        nas_status st = get_num(o, keys[i], path, ctx, &v[i], err);
-        if (st != NAS_OK)
-            return st;
-    }
-    x->n = (int)v[0];
-    x->within5 = v[1];
-    x->within10 = v[2];
-    x->mape = v[3];
-    x->rmse = v[4];
-    x->max_rel = v[5];
-    x->kendall_tau = v[6];
+    nas_status st;
+    if ((st = get_int(o, "n", path, ctx, 0, 1000000, &x->n, err)) ||
+        (st = get_range(o, "within5", path, ctx, 0, 1, &x->within5, err)) ||
+        (st = get_range(o, "within10", path, ctx, 0, 1, &x->within10, err)) ||
+        (st = get_range(o, "mape", path, ctx, 0, DBL_MAX, &x->mape, err)) ||
+        (st = get_range(o, "rmse", path, ctx, 0, DBL_MAX, &x->rmse, err)) ||
+        (st = get_range(o, "max_rel", path, ctx, 0, DBL_MAX, &x->max_rel, err)) ||
+        (st = get_range(o, "kendall_tau", path, ctx, -1, 1, &x->kendall_tau, err)))
+        return st;
     return NAS_OK;
 }
 
-/* Passes of one measured row: 1..PRED_MAX_PASSES numbers, positive (or, for
+/* Passes of one measured row: 1..PRED_MAX_PASSES numbers in (0, hi] (or, for
  * references, 0 where none was measured). */
 static nas_status get_passes(const json_t *row, const char *key, const char *path, int i, int want, int zero_ok,
-                             double *out, int *n, nas_err *err)
+                             double hi, double *out, int *n, nas_err *err)
 {
     const json_t *a = json_object_get(row, key);
     size_t len = json_is_array(a) ? json_array_size(a) : 0;
@@ -297,9 +366,9 @@ static nas_status get_passes(const json_t *row, const char *key, const char *pat
     for (size_t p = 0; p < len; p++) {
         const json_t *v = json_array_get(a, p);
         double x = json_is_number(v) ? json_number_value(v) : NAN;
-        if (!isfinite(x) || x < 0 || (x == 0 && !zero_ok))
-            return nas_errf(err, NAS_EINVAL, "%s: measurements[%d].%s[%zu]: not a %s number", path, i, key, p,
-                            zero_ok ? "non-negative" : "positive");
+        if (!(x >= 0 && x <= hi) || (x == 0 && !zero_ok))
+            return nas_errf(err, NAS_EINVAL, "%s: measurements[%d].%s[%zu]: not a number in %s0 to %g", path, i, key,
+                            p, zero_ok ? "[" : "(", hi);
         out[p] = x;
     }
     *n = (int)len;
@@ -317,7 +386,9 @@ static nas_status load_rows(const json_t *root, const char *path, pred_model *m,
     size_t n = json_array_size(a);
     if (n == 0)
         return NAS_OK;
-    if (n > 1000000 || !(m->rows = nas_calloc(n, sizeof *m->rows)))
+    if (n > 1000000)
+        return nas_errf(err, NAS_EINVAL, "%s: measurements: %zu rows, at most 1000000", path, n);
+    if (!(m->rows = nas_calloc(n, sizeof *m->rows)))
         return nas_errf(err, NAS_ENOMEM, "%s: out of memory for %zu measurements", path, n);
     for (size_t i = 0; i < n; i++) {
         const json_t *row = json_array_get(a, i);
@@ -325,150 +396,154 @@ static nas_status load_rows(const json_t *root, const char *path, pred_model *m,
         char ctx[48], g[256];
         snprintf(ctx, sizeof ctx, "measurements[%zu]", i);
         nas_status st;
-        double v;
         int np = 0;
-        if ((st = get_str(row, "genome", path, ctx, g, sizeof g, err)) != NAS_OK)
+        if ((st = get_str(row, "genome", path, ctx, NULL, g, sizeof g, err)) != NAS_OK)
             return st;
         if (space_genome_from_string(g, &r->genome, err) != NAS_OK ||
             space_genome_check(&m->space, &r->genome, err) != NAS_OK)
             return nas_errctx(err, "%s: %s.genome", path, ctx);
-        if ((st = get_passes(row, "latency_passes", path, (int)i, 0, 0, r->latency_pass, &np, err)) != NAS_OK ||
-            (st = get_passes(row, "energy_passes", path, (int)i, np, 0, r->energy_pass, &np, err)) != NAS_OK ||
-            (st = get_passes(row, "reference_passes", path, (int)i, np, 1, r->reference_pass, &np, err)) != NAS_OK)
+        if ((st = get_passes(row, "latency_passes", path, (int)i, 0, 0, PRED_MAX_MS, r->latency_pass, &np, err)) ||
+            (st = get_passes(row, "energy_passes", path, (int)i, np, 0, PRED_MAX_MJ, r->energy_pass, &np, err)) ||
+            (st = get_passes(row, "reference_passes", path, (int)i, np, 1, PRED_MAX_MS, r->reference_pass, &np, err)))
             return st;
         r->passes = np;
-        static const char *const keys[4] = {"latency_ms", "energy_mj", "latency_spread", "energy_spread"};
-        double *dst[4] = {&r->latency_ms, &r->energy_mj, &r->latency_spread, &r->energy_spread};
-        for (int k = 0; k < 4; k++) {
-            if ((st = get_num(row, keys[k], path, ctx, &v, err)) != NAS_OK)
-                return st;
-            if (v < 0 || (k < 2 && !(v > 0)))
-                return nas_errf(err, NAS_EINVAL, "%s: %s.%s: %g is out of range", path, ctx, keys[k], v);
-            *dst[k] = v;
-        }
+        if ((st = get_range(row, "latency_ms", path, ctx, DBL_MIN, PRED_MAX_MS, &r->latency_ms, err)) ||
+            (st = get_range(row, "energy_mj", path, ctx, DBL_MIN, PRED_MAX_MJ, &r->energy_mj, err)) ||
+            (st = get_range(row, "latency_spread", path, ctx, 0, PRED_MAX_SPREAD, &r->latency_spread, err)) ||
+            (st = get_range(row, "energy_spread", path, ctx, 0, PRED_MAX_SPREAD, &r->energy_spread, err)))
+            return st;
         m->n_rows = (int)i + 1;
     }
     return NAS_OK;
 }
 
-static nas_status load(const char *path, int models, pred_model **out, nas_err *err)
+/* The space a predictor was fit on, in the ranges `nas calibrate` and the
+ * search accept (space_genome_check and the features then hold). */
+static nas_status load_space(const json_t *sp, const char *path, space_config *c, nas_err *err)
 {
     nas_status st;
-    char *text = NULL;
-    json_t *root = NULL;
-    pred_model *m = NULL;
-    *out = NULL;
-    st = nas_read_file(path, &text, NULL, err);
-    if (st != NAS_OK)
-        return nas_errctx(err, "reading the predictor");
-    json_error_t je;
-    root = json_loads(text, 0, &je);
-    if (!root) {
-        st = nas_errf(err, NAS_EINVAL, "%s: not a predictor file: JSON error at line %d, column %d: %s", path,
-                      je.line, je.column, je.text);
-        goto cleanup;
-    }
-    m = pred_model_new();
-    if (!m) {
-        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", path);
-        goto cleanup;
-    }
-    const json_t *fmt = json_object_get(root, "format");
-    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), FORMAT_NAME) != 0) {
-        st = nas_errf(err, NAS_EINVAL, "%s: format: not \"%s\" (is this a predictor file?)", path, FORMAT_NAME);
-        goto cleanup;
-    }
-    double v;
-#define NUM(obj, key, ctx, dst)                                  \
-    do {                                                         \
-        if ((st = get_num(obj, key, path, ctx, &v, err)) != NAS_OK) \
-            goto cleanup;                                        \
-        dst = v;                                                 \
-    } while (0)
-    int version = 0, fversion = 0;
-    NUM(root, "version", "", version);
-    if (version != FORMAT_VERSION) {
-        st = nas_errf(err, NAS_EINVAL, "%s: version: %d, this nas reads version %d", path, version, FORMAT_VERSION);
-        goto cleanup;
-    }
-    NUM(root, "feature_version", "", fversion);
-    if (models && fversion != PRED_FEATURE_VERSION) {
-        st = nas_errf(err, NAS_EINVAL,
-                      "%s: feature_version: %d, this nas computes version %d features (calibrate again)", path,
-                      fversion, PRED_FEATURE_VERSION);
-        goto cleanup;
-    }
-    const json_t *hw, *sp, *en, *noise;
-    if ((st = get_obj(root, "hardware", path, "", &hw, err)) != NAS_OK ||
-        (st = get_obj(root, "space", path, "", &sp, err)) != NAS_OK ||
-        (st = get_obj(root, "energy", path, "", &en, err)) != NAS_OK ||
-        (st = get_obj(root, "noise", path, "", &noise, err)) != NAS_OK)
-        goto cleanup;
-    if ((st = get_str(hw, "cpu_model", path, "hardware", m->hw.cpu_model, sizeof m->hw.cpu_model, err)) ||
-        (st = get_str(hw, "meter", path, "hardware", m->hw.meter, sizeof m->hw.meter, err)) ||
-        (st = get_str(hw, "measure", path, "hardware", m->hw.measure, sizeof m->hw.measure, err)) ||
-        (st = get_str(en, "quality", path, "energy", m->energy_quality, sizeof m->energy_quality, err)) ||
-        (st = get_str(en, "source", path, "energy", m->energy_source, sizeof m->energy_source, err)))
-        goto cleanup;
-    NUM(hw, "cores", "hardware", m->hw.cores);
-    NUM(hw, "threads", "hardware", m->hw.threads);
-    NUM(sp, "resolution", "space", m->space.resolution);
-    NUM(sp, "in_ch", "space", m->space.in_ch);
-    NUM(sp, "num_classes", "space", m->space.num_classes);
-    NUM(sp, "n_stages", "space", m->space.n_stages);
-    NUM(sp, "min_side", "space", m->space.min_side);
-    NUM(sp, "max_width", "space", m->space.max_width);
+    if ((st = get_int(sp, "resolution", path, "space", 8, 1024, &c->resolution, err)) ||
+        (st = get_int(sp, "in_ch", path, "space", 1, 4, &c->in_ch, err)) ||
+        (st = get_int(sp, "num_classes", path, "space", 2, 100000, &c->num_classes, err)) ||
+        (st = get_int(sp, "n_stages", path, "space", 1, 7, &c->n_stages, err)) ||
+        (st = get_int(sp, "min_side", path, "space", 0, 4096, &c->min_side, err)) ||
+        (st = get_range(sp, "max_width", path, "space", 0.1, 4, &c->max_width, err)))
+        return st;
     const json_t *sr = json_object_get(sp, "scale_resolution");
-    if (!json_is_boolean(sr)) {
-        st = nas_errf(err, NAS_EINVAL, "%s: space.scale_resolution: missing or not true/false", path);
-        goto cleanup;
-    }
-    m->space.scale_resolution = json_is_true(sr);
-    NUM(root, "samples", "", m->samples);
-    NUM(noise, "latency_spread", "noise", m->latency_spread);
-    NUM(noise, "energy_spread", "noise", m->energy_spread);
-    NUM(noise, "reference_ms", "noise", m->reference_ms);
-    NUM(noise, "reference_drift", "noise", m->reference_drift);
+    if (!json_is_boolean(sr))
+        return nas_errf(err, NAS_EINVAL, "%s: space.scale_resolution: missing or not true/false", path);
+    c->scale_resolution = json_is_true(sr);
+    return NAS_OK;
+}
+
+static nas_status load_json(const json_t *root, const char *path, int models, pred_model *m, nas_err *err)
+{
+    nas_status st;
+    const json_t *fmt = json_object_get(root, "format");
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), FORMAT_NAME) != 0)
+        return nas_errf(err, NAS_EINVAL, "%s: format: not \"%s\" (is this a predictor file?)", path, FORMAT_NAME);
+    double version, fversion;
+    if ((st = get_num(root, "version", path, "", &version, err)))
+        return st;
+    if (version != FORMAT_VERSION)
+        return nas_errf(err, NAS_EINVAL, "%s: version: %g, this nas reads version %d", path, version, FORMAT_VERSION);
+    if ((st = get_num(root, "feature_version", path, "", &fversion, err)))
+        return st;
+    if (models && fversion != PRED_FEATURE_VERSION)
+        return nas_errf(err, NAS_EINVAL,
+                        "%s: feature_version: %g, this nas computes version %d features (calibrate again)", path,
+                        fversion, PRED_FEATURE_VERSION);
+    const json_t *hw, *sp, *en, *noise;
+    if ((st = get_obj(root, "hardware", path, "", &hw, err)) || (st = get_obj(root, "space", path, "", &sp, err)) ||
+        (st = get_obj(root, "energy", path, "", &en, err)) || (st = get_obj(root, "noise", path, "", &noise, err)))
+        return st;
+    if ((st = get_str(hw, "cpu_model", path, "hardware", NULL, m->hw.cpu_model, sizeof m->hw.cpu_model, err)) ||
+        (st = get_str(hw, "meter", path, "hardware", NULL, m->hw.meter, sizeof m->hw.meter, err)) ||
+        (st = get_str(hw, "measure", path, "hardware", NULL, m->hw.measure, sizeof m->hw.measure, err)) ||
+        (st = get_str(en, "quality", path, "energy", "measured|sampled|estimated", m->energy_quality,
+                      sizeof m->energy_quality, err)) ||
+        (st = get_str(en, "source", path, "energy", NULL, m->energy_source, sizeof m->energy_source, err)))
+        return st;
+    if ((st = get_int(hw, "cores", path, "hardware", 0, 1 << 20, &m->hw.cores, err)) ||
+        (st = get_int(hw, "threads", path, "hardware", 0, 1 << 20, &m->hw.threads, err)) ||
+        (st = load_space(sp, path, &m->space, err)) ||
+        (st = get_int(root, "samples", path, "", 0, 1000000, &m->samples, err)) ||
+        (st = get_range(noise, "latency_spread", path, "noise", 0, PRED_MAX_SPREAD, &m->latency_spread, err)) ||
+        (st = get_range(noise, "energy_spread", path, "noise", 0, PRED_MAX_SPREAD, &m->energy_spread, err)) ||
+        (st = get_range(noise, "reference_ms", path, "noise", 0, PRED_MAX_MS, &m->reference_ms, err)) ||
+        (st = get_range(noise, "reference_drift", path, "noise", 0, PRED_MAX_SPREAD, &m->reference_drift, err)))
+        return st;
     const json_t *range = json_object_get(root, "macs_range");
+    double lo = json_number_value(json_array_get(range, 0)), hi = json_number_value(json_array_get(range, 1));
     if (!json_is_array(range) || json_array_size(range) != 2 || !json_is_number(json_array_get(range, 0)) ||
-        !json_is_number(json_array_get(range, 1))) {
-        st = nas_errf(err, NAS_EINVAL, "%s: macs_range: must be [min, max]", path);
-        goto cleanup;
-    }
-    m->macs_min = json_number_value(json_array_get(range, 0));
-    m->macs_max = json_number_value(json_array_get(range, 1));
+        !json_is_number(json_array_get(range, 1)) || !(lo >= 0 && lo <= hi && hi <= 1e15))
+        return nas_errf(err, NAS_EINVAL, "%s: macs_range: must be [min, max] with 0 <= min <= max <= 1e15", path);
+    m->macs_min = lo;
+    m->macs_max = hi;
     for (int t = 0; models && t < 2; t++) {
         const json_t *tg, *cv, *mod, *cvk;
         char where[600];
-        if ((st = get_obj(root, target_key[t], path, "", &tg, err)) != NAS_OK ||
-            (st = get_obj(tg, "cv", path, target_key[t], &cv, err)) != NAS_OK ||
-            (st = get_obj(tg, "model", path, target_key[t], &mod, err)) != NAS_OK)
-            goto cleanup;
+        if ((st = get_obj(root, target_key[t], path, "", &tg, err)) ||
+            (st = get_obj(tg, "cv", path, target_key[t], &cv, err)) ||
+            (st = get_obj(tg, "model", path, target_key[t], &mod, err)))
+            return st;
         for (int k = 0; k < 2; k++) {
             snprintf(where, sizeof where, "%s.cv", target_key[t]);
-            if ((st = get_obj(cv, pred_kind_name((pred_kind)k), path, where, &cvk, err)) != NAS_OK)
-                goto cleanup;
+            if ((st = get_obj(cv, pred_kind_name((pred_kind)k), path, where, &cvk, err)))
+                return st;
             snprintf(where, sizeof where, "%s.cv.%s", target_key[t], pred_kind_name((pred_kind)k));
-            if ((st = get_metrics(cvk, path, where, &m->target[t].cv[k], err)) != NAS_OK)
-                goto cleanup;
+            if ((st = get_metrics(cvk, path, where, &m->target[t].cv[k], err)))
+                return st;
         }
         snprintf(where, sizeof where, "%s: %s.model", path, target_key[t]);
-        st = pred_regressor_from_json(mod, where, &m->target[t].reg, err);
-        if (st != NAS_OK)
-            goto cleanup;
+        if ((st = pred_regressor_from_json(mod, where, &m->target[t].reg, err)))
+            return st;
     }
-#undef NUM
-    const json_t *ls = json_object_get(root, "latency_stat");
-    snprintf(m->latency_stat, sizeof m->latency_stat, "%s", json_is_string(ls) ? json_string_value(ls) : "median");
-    if ((st = load_rows(root, path, m, err)) != NAS_OK)
-        goto cleanup;
-    *out = m;
-    m = NULL;
-cleanup:
-    pred_free(m);
+    if (json_object_get(root, "latency_stat") &&
+        (st = get_str(root, "latency_stat", path, "", "p10|median|cmd", m->latency_stat, sizeof m->latency_stat, err)))
+        return st;
+    return load_rows(root, path, m, err);
+}
+
+/* Text of a predictor file into a model; where names it in messages. */
+static nas_status from_text(const char *text, const char *where, int models, pred_model **out, nas_err *err)
+{
+    *out = NULL;
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    if (!root)
+        return nas_errf(err, NAS_EINVAL, "%s: not a predictor file: JSON error at line %d, column %d: %s", where,
+                        je.line, je.column, je.text);
+    nas_status st;
+    pred_model *m = pred_model_new();
+    if (!m)
+        st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", where);
+    else
+        st = load_json(root, where, models, m, err);
     json_decref(root);
+    if (st != NAS_OK) {
+        pred_free(m);
+        return st;
+    }
+    *out = m;
+    return NAS_OK;
+}
+
+static nas_status load(const char *path, int models, pred_model **out, nas_err *err)
+{
+    char *text = NULL;
+    *out = NULL;
+    nas_status st = nas_read_file(path, &text, NULL, err);
+    if (st != NAS_OK)
+        return nas_errctx(err, "reading the predictor");
+    st = from_text(text, path, models, out, err);
     nas_free(text);
     return st;
+}
+
+nas_status pred_from_json(const char *text, const char *where, pred_model **out, nas_err *err)
+{
+    return from_text(text, where, 1, out, err);
 }
 
 nas_status pred_load(const char *path, pred_model **out, nas_err *err)

@@ -171,10 +171,16 @@ typedef struct {
 /* About 0.15 ms a network. Not safe to call on one model from several threads
  * at once (XGBoost's prediction buffer is per booster): one model per thread. */
 nas_status pred_predict(const pred_model *m, const space_net *net, pred_estimate *out, nas_err *err);
-/* The JSON predictor file: written atomically; loading checks the format,
- * feature version and every model, with errors naming the file and field. */
+/* The JSON predictor file: written atomically, every value or an error
+ * (never a key left out); loading checks the format, feature version, every
+ * model and every number against its range, with errors naming the file,
+ * the field and the range. */
 nas_status pred_save(const pred_model *m, const char *path, nas_err *err);
 nas_status pred_load(const char *path, pred_model **out, nas_err *err);
+/* The same over text in memory (where names it in messages), and the text
+ * pred_save writes (nas_malloc'd; NULL with err set). */
+nas_status pred_from_json(const char *text, const char *where, pred_model **out, nas_err *err);
+char *pred_to_json(const pred_model *m, nas_err *err);
 /* Only what a refit needs: hardware, space, labels and the measurements, from
  * a predictor file of any feature version (its models are not read, and the
  * result cannot predict). */
@@ -205,6 +211,13 @@ typedef struct {
     char energy_source[64];   /* "model:cpu-time", "rapl:package-0", ... */
     char energy_quality[16];  /* "measured", "sampled", "estimated" */
 } pred_measurement;
+
+/* What one measurement of an inference may be, wherever one is read (a
+ * measuring command's output, a predictor file): at most 11 days, a
+ * megajoule, a spread of a million times the median. */
+#define PRED_MAX_MS 1e9
+#define PRED_MAX_MJ 1e12
+#define PRED_MAX_SPREAD 1e6
 
 /* Measures one network. spec and net describe the same network. */
 typedef nas_status (*pred_measure_fn)(void *ctx, const space_spec *spec, const space_net *net,

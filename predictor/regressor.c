@@ -650,7 +650,10 @@ json_t *pred_regressor_to_json(const pred_regressor *r, nas_err *err)
     }
     prior = json_array();
     for (int k = 0; prior && k < PRED_NPRIOR; k++)
-        json_array_append_new(prior, json_real(r->prior_w[k]));
+        if (json_array_append_new(prior, json_real(r->prior_w[k])) != 0) {
+            st = nas_errf(err, NAS_EINVAL, "predictor: prior[%d] is %g, which JSON cannot hold", k, r->prior_w[k]);
+            goto cleanup;
+        }
     j = json_pack("{s:s, s:i, s:o, s:o}", "kind", pred_kind_name(r->kind), "rounds", r->rounds,
                   "prior", prior, "xgboost", model);
     prior = model = NULL;   /* json_pack's "o" took them, or freed them on failure */
@@ -661,6 +664,92 @@ cleanup:
     json_decref(model);
     (void)st;
     return j;
+}
+
+/* ---- checking a model before XGBoost reads it ---------------------------- */
+
+/* XGBoost's JSON loader trusts the trees it is given: a node whose child
+ * index points outside its tree, or a tree whose id is not its place, loads
+ * and then crashes prediction (found by fuzzing the predictor file). So the
+ * shape of every tree is checked here first, against the one XGBoost writes:
+ * a gbtree of numerical splits, children after their parent and within the
+ * tree, split features within the model's feature count. */
+static int xgb_count(const json_t *v, long lo, long hi, long *out)
+{
+    const char *s = json_string_value(v);
+    char *end;
+    if (!s || !*s)
+        return -1;
+    long x = strtol(s, &end, 10);
+    if (*end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static const json_t *xgb_get(const json_t *o, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *save = NULL;
+    for (char *k = strtok_r(buf, ".", &save); k && o; k = strtok_r(NULL, ".", &save))
+        o = json_object_get(o, k);
+    return o;
+}
+
+static int xgb_tree_ok(const json_t *t, long i, long nf)
+{
+    static const char *const per_node[] = {"left_children", "right_children", "parents", "split_indices",
+                                           "split_conditions", "default_left", "base_weights", "loss_changes",
+                                           "sum_hessian", "split_type"};
+    long nn, tnf;
+    if (!json_is_integer(json_object_get(t, "id")) || json_integer_value(json_object_get(t, "id")) != i ||
+        xgb_count(xgb_get(t, "tree_param.num_nodes"), 1, 10000000, &nn) ||
+        xgb_count(xgb_get(t, "tree_param.num_feature"), nf, nf, &tnf))
+        return 0;
+    for (size_t k = 0; k < sizeof per_node / sizeof per_node[0]; k++) {
+        const json_t *a = json_object_get(t, per_node[k]);
+        if (!json_is_array(a) || (long)json_array_size(a) != nn)
+            return 0;
+    }
+    const json_t *l = json_object_get(t, "left_children"), *r = json_object_get(t, "right_children");
+    const json_t *f = json_object_get(t, "split_indices"), *ty = json_object_get(t, "split_type");
+    for (long j = 0; j < nn; j++) {
+        json_int_t a = json_integer_value(json_array_get(l, (size_t)j));
+        json_int_t b = json_integer_value(json_array_get(r, (size_t)j));
+        json_int_t fi = json_integer_value(json_array_get(f, (size_t)j));
+        if (!json_is_integer(json_array_get(l, (size_t)j)) || !json_is_integer(json_array_get(r, (size_t)j)) ||
+            !json_is_integer(json_array_get(f, (size_t)j)) || json_integer_value(json_array_get(ty, (size_t)j)) != 0 ||
+            !json_is_integer(json_array_get(ty, (size_t)j)))
+            return 0;
+        int leaf = a == -1 && b == -1, inner = a > j && a < nn && b > j && b < nn && a != b;
+        if (!(leaf || inner) || (inner && (fi < 0 || fi >= nf)))
+            return 0;
+    }
+    return 1;
+}
+
+static nas_status xgb_check(const json_t *model, const char *where, nas_err *err)
+{
+    long nf, nt, npt;
+    const json_t *trees = xgb_get(model, "learner.gradient_booster.model.trees");
+    const json_t *info = xgb_get(model, "learner.gradient_booster.model.tree_info");
+    const char *name = json_string_value(xgb_get(model, "learner.gradient_booster.name"));
+    if (!name || strcmp(name, "gbtree") || xgb_count(xgb_get(model, "learner.learner_model_param.num_feature"), 1,
+                                                     100000, &nf) ||
+        xgb_count(xgb_get(model, "learner.gradient_booster.model.gbtree_model_param.num_trees"), 0, 1000000, &nt) ||
+        xgb_count(xgb_get(model, "learner.gradient_booster.model.gbtree_model_param.num_parallel_tree"), 1, 1,
+                  &npt) ||
+        !json_is_array(trees) || (long)json_array_size(trees) != nt || !json_is_array(info) ||
+        (long)json_array_size(info) != nt)
+        return nas_errf(err, NAS_EINVAL, "%s.xgboost: not a gbtree model of the shape XGBoost writes (learner, "
+                        "gradient_booster, trees, tree_info)", where);
+    for (long i = 0; i < nt; i++)
+        if (!xgb_tree_ok(json_array_get(trees, (size_t)i), i, nf) ||
+            json_integer_value(json_array_get(info, (size_t)i)) != 0)
+            return nas_errf(err, NAS_EINVAL, "%s.xgboost: tree %ld is malformed (its id, node count, children, "
+                            "split features or split types)", where, i);
+    return NAS_OK;
 }
 
 nas_status pred_regressor_from_json(const json_t *j, const char *where, pred_regressor **out,
@@ -681,6 +770,8 @@ nas_status pred_regressor_from_json(const json_t *j, const char *where, pred_reg
         return nas_errf(err, NAS_EINVAL, "%s.prior: must be an array of %d numbers", where, PRED_NPRIOR);
     if (!json_is_object(model))
         return nas_errf(err, NAS_EINVAL, "%s.xgboost: missing or not an object", where);
+    if ((st = xgb_check(model, where, err)) != NAS_OK)
+        return st;
     r = nas_calloc(1, sizeof *r);
     if (!r)
         return nas_errf(err, NAS_ENOMEM, "predictor: out of memory");

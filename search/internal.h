@@ -60,6 +60,23 @@ nas_status search_json_get_genome(const json_t *j, const search_space *space, sp
                                   const char *field, nas_err *err);
 json_t *search_json_space(const search_space *space);
 nas_status search_json_check_space(const json_t *j, const search_space *space, nas_err *err);
+/* Sets obj[key] to v, or appends v, taking its reference; a failure (v NULL
+ * is one: jansson's answer to NaN, an infinity, text that is not UTF-8 or no
+ * memory) sets *bad, so that a save fails as a whole instead of dropping a
+ * key and writing a state that does not load back. */
+void search_json_set(json_t *obj, const char *key, json_t *v, int *bad);
+void search_json_append(json_t *arr, json_t *v, int *bad);
+/* Readers of a saved state's fields, checked against [lo, hi]: `what` names
+ * the state and `field` the field in the error ("opts.lr"; its last part is
+ * the key in obj). A real may be null (read as NaN, as search_json_num writes
+ * NaN) only where null_ok. */
+nas_status search_json_int(const json_t *obj, const char *what, const char *field, long lo, long hi, long *v,
+                           nas_err *err);
+nas_status search_json_real(const json_t *obj, const char *what, const char *field, double lo, double hi,
+                            int null_ok, double *v, nas_err *err);
+/* Tickets (candidate ids) a saved state may reach: they are the run store's
+ * int sequence numbers and index the caller's tables. */
+#define SEARCH_MAX_TICKETS 1000000000L
 /* Reads a number field; NaN is stored as null. */
 int search_json_get_num(const json_t *obj, const char *key, double *v);
 json_t *search_json_num(double v);

@@ -18,6 +18,7 @@
  */
 #include "search/internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -632,130 +633,242 @@ char *search_loop_save(const search_loop *l)
 {
     const search_loop_opts *o = &l->opts;
     const search_budget *b = &l->budget;
+    int bad = 0;
     json_t *root = json_object();
-    if (!root)
-        return NULL;
-    json_object_set_new(root, "version", json_integer(LOOP_VERSION));
-    json_object_set_new(root, "strategy", search_strategy_to_json(l->strat));
-    json_object_set_new(root, "objective",
-                        json_pack("{s:i,s:o,s:i,s:o,s:o,s:o}", "target", (int)o->objective.target, "t",
-                                  search_json_num(o->objective.t), "hard", o->objective.hard, "alpha",
-                                  search_json_num(o->objective.alpha), "beta", search_json_num(o->objective.beta),
-                                  "ref_mj", search_json_num(o->objective.ref_energy_mj)));
-    json_object_set_new(root, "limits",
-                        json_pack("{s:o,s:I,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules), "evals",
-                                  (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
-                                  "first_joules", search_json_num(o->limits.first_joules), "sigmas",
-                                  search_json_num(b->lim.sigmas)));
-    json_object_set_new(root, "screen_factor", search_json_num(o->screen_factor));
-    json_object_set_new(root, "reuse_seen", json_integer(o->reuse_seen));
-    json_object_set_new(root, "stall_limit", json_integer(o->stall_limit));
-    json_object_set_new(root, "measure", json_pack("{s:i,s:i}", "every", o->measure_every, "top", o->measure_top));
-    json_object_set_new(root, "checks",
-                        json_pack("{s:I,s:i,s:i,s:i,s:o,s:o,s:I,s:o,s:o}", "next_at", (json_int_t)l->next_measure_at,
-                                  "n_mj", l->n_checked_mj, "n_ms", l->n_checked_ms, "within10_mj", l->within10_mj,
-                                  "ape_mj", search_json_num(l->ape_mj), "ape_ms", search_json_num(l->ape_ms),
-                                  "n_meas", (json_int_t)b->n_meas, "m_max_j", search_json_num(b->m_max_j),
-                                  "m_max_s", search_json_num(b->m_max_s)));
-    json_object_set_new(root, "cost_fit",
-                        json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "n", (json_int_t)b->n_hint, "h_mean",
-                                  search_json_num(b->h_mean), "j_mean", search_json_num(b->hj_mean), "c_hh",
-                                  search_json_num(b->c_hh), "c_hj", search_json_num(b->c_hj), "c_jj",
-                                  search_json_num(b->c_jj), "j_min", search_json_num(b->j_min), "over_budget",
-                                  (json_int_t)l->over_budget));
-    json_object_set_new(root, "budget",
-                        json_pack("{s:o,s:o,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:s,s:i}", "joules", search_json_num(b->joules),
-                                  "joules_hi", search_json_num(b->joules_hi), "evals", (json_int_t)b->evals, "seconds",
-                                  search_json_num(b->seconds), "n_cost", (json_int_t)b->n_cost, "j_mean",
-                                  search_json_num(b->j_mean), "j_m2", search_json_num(b->j_m2), "s_mean",
-                                  search_json_num(b->s_mean), "s_m2", search_json_num(b->s_m2), "meter", b->meter,
-                                  "estimated", b->estimated));
-    json_object_set_new(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules));
-    json_object_set_new(root, "counts",
-                        json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
-                                  (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
-                                  l->best, "max_mj", search_json_num(l->max_energy)));
+    search_json_set(root, "version", json_integer(LOOP_VERSION), &bad);
+    search_json_set(root, "strategy", search_strategy_to_json(l->strat), &bad);
+    search_json_set(root, "objective",
+                    json_pack("{s:i,s:o,s:i,s:o,s:o,s:o}", "target", (int)o->objective.target, "t",
+                              search_json_num(o->objective.t), "hard", o->objective.hard, "alpha",
+                              search_json_num(o->objective.alpha), "beta", search_json_num(o->objective.beta),
+                              "ref_mj", search_json_num(o->objective.ref_energy_mj)), &bad);
+    search_json_set(root, "limits",
+                    json_pack("{s:o,s:I,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules), "evals",
+                              (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
+                              "first_joules", search_json_num(o->limits.first_joules), "sigmas",
+                              search_json_num(b->lim.sigmas)), &bad);
+    search_json_set(root, "screen_factor", search_json_num(o->screen_factor), &bad);
+    search_json_set(root, "reuse_seen", json_integer(o->reuse_seen), &bad);
+    search_json_set(root, "stall_limit", json_integer(o->stall_limit), &bad);
+    search_json_set(root, "measure", json_pack("{s:i,s:i}", "every", o->measure_every, "top", o->measure_top), &bad);
+    search_json_set(root, "checks",
+                    json_pack("{s:I,s:i,s:i,s:i,s:o,s:o,s:I,s:o,s:o}", "next_at", (json_int_t)l->next_measure_at,
+                              "n_mj", l->n_checked_mj, "n_ms", l->n_checked_ms, "within10_mj", l->within10_mj,
+                              "ape_mj", search_json_num(l->ape_mj), "ape_ms", search_json_num(l->ape_ms),
+                              "n_meas", (json_int_t)b->n_meas, "m_max_j", search_json_num(b->m_max_j),
+                              "m_max_s", search_json_num(b->m_max_s)), &bad);
+    search_json_set(root, "cost_fit",
+                    json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:I}", "n", (json_int_t)b->n_hint, "h_mean",
+                              search_json_num(b->h_mean), "j_mean", search_json_num(b->hj_mean), "c_hh",
+                              search_json_num(b->c_hh), "c_hj", search_json_num(b->c_hj), "c_jj",
+                              search_json_num(b->c_jj), "j_min", search_json_num(b->j_min), "over_budget",
+                              (json_int_t)l->over_budget), &bad);
+    search_json_set(root, "budget",
+                    json_pack("{s:o,s:o,s:I,s:o,s:I,s:o,s:o,s:o,s:o,s:s,s:i}", "joules", search_json_num(b->joules),
+                              "joules_hi", search_json_num(b->joules_hi), "evals", (json_int_t)b->evals, "seconds",
+                              search_json_num(b->seconds), "n_cost", (json_int_t)b->n_cost, "j_mean",
+                              search_json_num(b->j_mean), "j_m2", search_json_num(b->j_m2), "s_mean",
+                              search_json_num(b->s_mean), "s_m2", search_json_num(b->s_m2), "meter", b->meter,
+                              "estimated", b->estimated), &bad);
+    search_json_set(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules), &bad);
+    search_json_set(root, "counts",
+                    json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
+                              (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
+                              l->best, "max_mj", search_json_num(l->max_energy)), &bad);
     json_t *res = json_array(), *fl = json_array();
-    for (int i = 0; res && i < l->n_res; i++)
-        json_array_append_new(res, result_json(&l->res[i]));
-    for (int i = 0; fl && i < l->n_fl; i++) {
+    for (int i = 0; i < l->n_res; i++)
+        search_json_append(res, result_json(&l->res[i]), &bad);
+    for (int i = 0; i < l->n_fl; i++) {
         const flight_t *f = &l->fl[i];
-        json_array_append_new(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "hint",
-                                            search_json_num(f->hint), "genome",
-                                            search_json_genome(&f->g), "pred_ms", search_json_num(f->pred.latency_ms),
-                                            "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
-                                            search_json_num(f->allow_j), "est_s", search_json_num(f->est_s)));
+        search_json_append(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "hint",
+                                         search_json_num(f->hint), "genome",
+                                         search_json_genome(&f->g), "pred_ms", search_json_num(f->pred.latency_ms),
+                                         "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
+                                         search_json_num(f->allow_j), "est_s", search_json_num(f->est_s)), &bad);
     }
-    json_object_set_new(root, "results", res);
-    json_object_set_new(root, "in_flight", fl);
-    char *out = search_json_dump(root);
+    search_json_set(root, "results", res, &bad);
+    search_json_set(root, "in_flight", fl, &bad);
+    char *out = bad ? NULL : search_json_dump(root);
     json_decref(root);
     return out;
 }
 
-static double num(const json_t *obj, const char *key, int *bad)
-{
-    double v;
-    if (search_json_get_num(obj, key, &v))
-        *bad = 1;
-    return v;
-}
-
-static long integer(const json_t *obj, const char *key, int *bad)
-{
-    json_t *j = json_object_get(obj, key);
-    if (!json_is_integer(j)) {
-        *bad = 1;
-        return 0;
-    }
-    return (long)json_integer_value(j);
-}
-
-static nas_status result_from_json(const json_t *j, const search_space *space, search_result *r, nas_err *err)
-{
-    memset(r, 0, sizeof r[0]);
-    int bad = !json_is_object(j);
-    if (bad)
-        return nas_errf(err, NAS_EINVAL, "search state: results: not an object");
-    nas_status st = search_json_get_genome(json_object_get(j, "genome"), space, &r->genome,
-                                           "search state: results[].genome", err);
-    if (st)
-        return st;
-    search_eval *e = &r->eval;
-    r->id = integer(j, "id", &bad);
-    r->pred.latency_ms = num(j, "pred_ms", &bad);
-    r->pred.energy_mj = num(j, "pred_mj", &bad);
-    r->screened = (int)integer(j, "screened", &bad);
-    r->cached = (int)integer(j, "cached", &bad);
-    e->status = (search_eval_status)integer(j, "status", &bad);
-    e->accuracy = num(j, "acc", &bad);
-    e->energy_mj = num(j, "meas_mj", &bad);
-    e->latency_ms = num(j, "meas_ms", &bad);
-    e->joules = num(j, "joules", &bad);
-    e->joules_rel_unc = num(j, "unc", &bad);
-    e->joules_estimated = (int)integer(j, "est", &bad);
-    const char *m = json_string_value(json_object_get(j, "meter"));
-    if (!m)
-        bad = 1;
-    else
-        snprintf(e->meter, sizeof e->meter, "%s", m);
-    e->seconds = num(j, "seconds", &bad);
-    r->energy_mj = num(j, "mj", &bad);
-    r->latency_ms = num(j, "ms", &bad);
-    r->reward = num(j, "reward", &bad);
-    r->feasible = (int)integer(j, "feasible", &bad);
-    r->on_front = (int)integer(j, "on_front", &bad);
-    r->is_best = (int)integer(j, "is_best", &bad);
-    r->measured_later = (int)integer(j, "late", &bad);
-    r->over_budget = (int)integer(j, "ob", &bad);
-    if (bad || e->status < SEARCH_EVAL_OK || e->status > SEARCH_EVAL_FAILED)
-        return nas_errf(err, NAS_EINVAL, "search state: results: candidate %ld has a missing or invalid field", r->id);
-    return NAS_OK;
-}
+/* What a saved figure may be, so that a state that loads also runs and saves
+ * again: counters within what the tables can index, figures finite and within
+ * what any search spends (a petajoule, 30,000 years), the budget's own sums
+ * never negative (a negative or NaN one never lets the budget bind, and the
+ * search runs on without end). */
+#define WHAT "search state"
+#define MAX_J 1e15
+#define MAX_S 1e12
+#define MAX_N SEARCH_MAX_TICKETS
+#define TRY(x) do { if ((st = (x)) != NAS_OK) goto cleanup; } while (0)
 
 static nas_status bad_field(nas_err *err, const char *field)
 {
-    return nas_errf(err, NAS_EINVAL, "search state: field '%s' missing or invalid", field);
+    return nas_errf(err, NAS_EINVAL, WHAT ": field '%s' missing or invalid", field);
+}
+
+/* An int field in [lo, hi]. */
+static nas_status get_i(const json_t *obj, const char *field, long lo, long hi, int *v, nas_err *err)
+{
+    long x;
+    nas_status st = search_json_int(obj, WHAT, field, lo, hi, &x, err);
+    if (st == NAS_OK)
+        *v = (int)x;
+    return st;
+}
+
+/* A string that fits n bytes as it is (a cut one could split a UTF-8 character). */
+static nas_status get_s(const json_t *obj, const char *field, char *out, size_t n, nas_err *err)
+{
+    const char *key = strrchr(field, '.') ? strrchr(field, '.') + 1 : field;
+    json_t *j = json_object_get(obj, key);
+    if (!json_is_string(j) || json_string_length(j) >= n || strlen(json_string_value(j)) != json_string_length(j))
+        return nas_errf(err, NAS_EINVAL, WHAT ": field '%s' missing, not a string or longer than %zu bytes", field,
+                        n - 1);
+    memcpy(out, json_string_value(j), json_string_length(j) + 1);
+    return NAS_OK;
+}
+
+static nas_status result_from_json(const json_t *j, const search_space *space, long next_ticket, search_result *r,
+                                   nas_err *err)
+{
+    memset(r, 0, sizeof r[0]);
+    if (!json_is_object(j))
+        return nas_errf(err, NAS_EINVAL, WHAT ": results: not an object");
+    nas_status st;
+    search_eval *e = &r->eval;
+    int status;
+    TRY(search_json_get_genome(json_object_get(j, "genome"), space, &r->genome, WHAT ": results[].genome", err));
+    TRY(search_json_int(j, WHAT, "results[].id", 0, next_ticket - 1, &r->id, err));
+    TRY(search_json_real(j, WHAT, "results[].pred_ms", -MAX_S, MAX_S, 1, &r->pred.latency_ms, err));
+    TRY(search_json_real(j, WHAT, "results[].pred_mj", -MAX_J, MAX_J, 1, &r->pred.energy_mj, err));
+    TRY(get_i(j, "results[].screened", 0, 1, &r->screened, err));
+    TRY(get_i(j, "results[].cached", 0, 1, &r->cached, err));
+    TRY(get_i(j, "results[].status", SEARCH_EVAL_OK, SEARCH_EVAL_FAILED, &status, err));
+    e->status = (search_eval_status)status;
+    TRY(search_json_real(j, WHAT, "results[].acc", 0, 1, 1, &e->accuracy, err));
+    TRY(search_json_real(j, WHAT, "results[].meas_mj", -MAX_J, MAX_J, 1, &e->energy_mj, err));
+    TRY(search_json_real(j, WHAT, "results[].meas_ms", -MAX_S, MAX_S, 1, &e->latency_ms, err));
+    TRY(search_json_real(j, WHAT, "results[].joules", -MAX_J, MAX_J, 1, &e->joules, err));
+    TRY(search_json_real(j, WHAT, "results[].unc", -MAX_J, MAX_J, 1, &e->joules_rel_unc, err));
+    TRY(get_i(j, "results[].est", 0, 1, &e->joules_estimated, err));
+    TRY(get_s(j, "results[].meter", e->meter, sizeof e->meter, err));
+    TRY(search_json_real(j, WHAT, "results[].seconds", -MAX_S, MAX_S, 1, &e->seconds, err));
+    TRY(search_json_real(j, WHAT, "results[].mj", -MAX_J, MAX_J, 1, &r->energy_mj, err));
+    TRY(search_json_real(j, WHAT, "results[].ms", -MAX_S, MAX_S, 1, &r->latency_ms, err));
+    TRY(search_json_real(j, WHAT, "results[].reward", -DBL_MAX, DBL_MAX, 1, &r->reward, err));
+    TRY(get_i(j, "results[].feasible", 0, 1, &r->feasible, err));
+    TRY(get_i(j, "results[].on_front", 0, 1, &r->on_front, err));
+    TRY(get_i(j, "results[].is_best", 0, 1, &r->is_best, err));
+    TRY(get_i(j, "results[].late", 0, 1, &r->measured_later, err));
+    TRY(get_i(j, "results[].ob", 0, 1, &r->over_budget, err));
+cleanup:
+    return st;
+}
+
+static nas_status flight_from_json(const json_t *jf, const search_space *space, long next_ticket, flight_t *f,
+                                   nas_err *err)
+{
+    nas_status st;
+    memset(f, 0, sizeof *f);
+    TRY(search_json_get_genome(json_object_get(jf, "genome"), space, &f->g, WHAT ": in_flight[].genome", err));
+    TRY(search_json_int(jf, WHAT, "in_flight[].id", 0, next_ticket - 1, &f->id, err));
+    TRY(search_json_real(jf, WHAT, "in_flight[].pred_ms", -MAX_S, MAX_S, 1, &f->pred.latency_ms, err));
+    TRY(search_json_real(jf, WHAT, "in_flight[].pred_mj", -MAX_J, MAX_J, 1, &f->pred.energy_mj, err));
+    TRY(search_json_real(jf, WHAT, "in_flight[].allow_j", 0, MAX_J, 1, &f->allow_j, err));
+    if (isnan(f->allow_j))
+        f->allow_j = INFINITY;   /* saved as null: no joule budget */
+    TRY(search_json_real(jf, WHAT, "in_flight[].est_s", 0, MAX_S, 0, &f->est_s, err));
+    TRY(search_json_real(jf, WHAT, "in_flight[].hint", 0, DBL_MAX, 0, &f->hint, err));
+cleanup:
+    return st;
+}
+
+/* The options of the loop (the strategy's come with the strategy). */
+static nas_status opts_from_json(const json_t *root, search_loop_opts *o, nas_err *err)
+{
+    nas_status st;
+    int target;
+    memset(o, 0, sizeof *o);
+    json_t *jo = json_object_get(root, "objective"), *jl = json_object_get(root, "limits");
+    json_t *jm = json_object_get(root, "measure");
+    if (!json_is_object(jo))
+        return bad_field(err, "objective");
+    TRY(get_i(jo, "objective.target", SEARCH_TARGET_NONE, SEARCH_TARGET_MS, &target, err));
+    o->objective.target = (search_target)target;
+    TRY(search_json_real(jo, WHAT, "objective.t", 0, 1e12, 1, &o->objective.t, err));
+    TRY(get_i(jo, "objective.hard", 0, 1, &o->objective.hard, err));
+    TRY(search_json_real(jo, WHAT, "objective.alpha", -10, 0, 0, &o->objective.alpha, err));
+    TRY(search_json_real(jo, WHAT, "objective.beta", -10, 0, 0, &o->objective.beta, err));
+    TRY(search_json_real(jo, WHAT, "objective.ref_mj", 0, MAX_J, 0, &o->objective.ref_energy_mj, err));
+    if (!json_is_object(jl))
+        return bad_field(err, "limits");
+    TRY(search_json_real(jl, WHAT, "limits.joules", 0, MAX_J, 0, &o->limits.joules, err));
+    TRY(search_json_int(jl, WHAT, "limits.evals", 0, MAX_N, &o->limits.evals, err));
+    TRY(search_json_real(jl, WHAT, "limits.seconds", 0, MAX_S, 0, &o->limits.seconds, err));
+    TRY(search_json_real(jl, WHAT, "limits.first_joules", 0, MAX_J, 0, &o->limits.first_joules, err));
+    TRY(search_json_real(jl, WHAT, "limits.sigmas", 0, 100, 0, &o->limits.sigmas, err));
+    TRY(search_json_real(root, WHAT, "screen_factor", 0, 1e6, 0, &o->screen_factor, err));
+    TRY(get_i(root, "reuse_seen", 0, 1, &o->reuse_seen, err));
+    /* a proposal that is screened or seen before costs a save of the state: a
+     * limit of millions would be hours of them */
+    TRY(get_i(root, "stall_limit", 1, 100000, &o->stall_limit, err));
+    if (!json_is_object(jm))
+        return bad_field(err, "measure");
+    TRY(get_i(jm, "measure.every", 0, 100000000, &o->measure_every, err));
+    TRY(get_i(jm, "measure.top", 0, 64, &o->measure_top, err));
+cleanup:
+    return st;
+}
+
+/* What the budget has counted: spent, the cost statistics, measurements and the cost line. */
+static nas_status budget_from_json(const json_t *root, search_loop *l, nas_err *err)
+{
+    nas_status st;
+    search_budget *b = &l->budget;
+    json_t *jb = json_object_get(root, "budget"), *jk = json_object_get(root, "checks");
+    json_t *jr = json_object_get(root, "cost_fit");
+    if (!json_is_object(jb))
+        return bad_field(err, "budget");
+    TRY(search_json_real(jb, WHAT, "budget.joules", 0, MAX_J, 0, &b->joules, err));
+    TRY(search_json_real(jb, WHAT, "budget.joules_hi", 0, MAX_J, 0, &b->joules_hi, err));
+    TRY(search_json_int(jb, WHAT, "budget.evals", 0, MAX_N, &b->evals, err));
+    TRY(search_json_real(jb, WHAT, "budget.seconds", 0, MAX_S, 0, &b->seconds, err));
+    TRY(search_json_int(jb, WHAT, "budget.n_cost", 0, MAX_N, &b->n_cost, err));
+    TRY(search_json_real(jb, WHAT, "budget.j_mean", 0, MAX_J, 0, &b->j_mean, err));
+    TRY(search_json_real(jb, WHAT, "budget.j_m2", 0, DBL_MAX, 0, &b->j_m2, err));
+    TRY(search_json_real(jb, WHAT, "budget.s_mean", 0, MAX_S, 0, &b->s_mean, err));
+    TRY(search_json_real(jb, WHAT, "budget.s_m2", 0, DBL_MAX, 0, &b->s_m2, err));
+    TRY(get_i(jb, "budget.estimated", 0, 1, &b->estimated, err));
+    b->lost_joules = 0;   /* absent in states saved before it existed */
+    if (json_object_get(jb, "lost_j"))
+        TRY(search_json_real(jb, WHAT, "budget.lost_j", 0, MAX_J, 0, &b->lost_joules, err));
+    TRY(get_s(jb, "budget.meter", b->meter, sizeof b->meter, err));
+    if (!json_is_object(jk))
+        return bad_field(err, "checks");
+    TRY(search_json_int(jk, WHAT, "checks.next_at", 0, 2 * MAX_N, &l->next_measure_at, err));
+    TRY(get_i(jk, "checks.n_mj", 0, MAX_N, &l->n_checked_mj, err));
+    TRY(get_i(jk, "checks.n_ms", 0, MAX_N, &l->n_checked_ms, err));
+    TRY(get_i(jk, "checks.within10_mj", 0, l->n_checked_mj, &l->within10_mj, err));
+    TRY(search_json_real(jk, WHAT, "checks.ape_mj", 0, DBL_MAX, 0, &l->ape_mj, err));
+    TRY(search_json_real(jk, WHAT, "checks.ape_ms", 0, DBL_MAX, 0, &l->ape_ms, err));
+    TRY(search_json_int(jk, WHAT, "checks.n_meas", 0, MAX_N, &b->n_meas, err));
+    TRY(search_json_real(jk, WHAT, "checks.m_max_j", 0, MAX_J, 0, &b->m_max_j, err));
+    TRY(search_json_real(jk, WHAT, "checks.m_max_s", 0, MAX_S, 0, &b->m_max_s, err));
+    if (!json_is_object(jr))
+        return bad_field(err, "cost_fit");
+    TRY(search_json_int(jr, WHAT, "cost_fit.n", 0, MAX_N, &b->n_hint, err));
+    TRY(search_json_real(jr, WHAT, "cost_fit.h_mean", 0, DBL_MAX, 0, &b->h_mean, err));
+    TRY(search_json_real(jr, WHAT, "cost_fit.j_mean", 0, MAX_J, 0, &b->hj_mean, err));
+    TRY(search_json_real(jr, WHAT, "cost_fit.c_hh", 0, DBL_MAX, 0, &b->c_hh, err));
+    TRY(search_json_real(jr, WHAT, "cost_fit.c_hj", -DBL_MAX, DBL_MAX, 0, &b->c_hj, err));
+    TRY(search_json_real(jr, WHAT, "cost_fit.c_jj", 0, DBL_MAX, 0, &b->c_jj, err));
+    TRY(search_json_real(jr, WHAT, "cost_fit.j_min", 0, MAX_J, 0, &b->j_min, err));
+    TRY(search_json_int(jr, WHAT, "cost_fit.over_budget", 0, MAX_N, &l->over_budget, err));
+cleanup:
+    return st;
 }
 
 nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err)
@@ -766,128 +879,62 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     json_error_t je;
     json_t *root = json_loads(json, 0, &je);
     if (!root)
-        return nas_errf(err, NAS_EINVAL, "search state: line %d: %s", je.line, je.text);
-    int bad = 0;
-    if (integer(root, "version", &bad) != LOOP_VERSION || bad) {
-        st = nas_errf(err, NAS_EINVAL, "search state: field 'version' must be %d", LOOP_VERSION);
+        return nas_errf(err, NAS_EINVAL, WHAT ": line %d: %s", je.line, je.text);
+    long version;
+    if (search_json_int(root, WHAT, "version", LOOP_VERSION, LOOP_VERSION, &version, NULL)) {
+        st = nas_errf(err, NAS_EINVAL, WHAT ": field 'version' must be %d", LOOP_VERSION);
         goto cleanup;
     }
     search_loop_opts o;
-    memset(&o, 0, sizeof o);
-    json_t *jo = json_object_get(root, "objective"), *jl = json_object_get(root, "limits");
-    json_t *jb = json_object_get(root, "budget"), *jc = json_object_get(root, "counts");
-    if (!json_is_object(jo)) { st = bad_field(err, "objective"); goto cleanup; }
-    o.objective.target = (search_target)integer(jo, "target", &bad);
-    o.objective.t = num(jo, "t", &bad);
-    o.objective.hard = (int)integer(jo, "hard", &bad);
-    o.objective.alpha = num(jo, "alpha", &bad);
-    o.objective.beta = num(jo, "beta", &bad);
-    o.objective.ref_energy_mj = num(jo, "ref_mj", &bad);
-    if (bad || o.objective.target < SEARCH_TARGET_NONE || o.objective.target > SEARCH_TARGET_MS) {
-        st = bad_field(err, "objective");
+    TRY(opts_from_json(root, &o, err));
+    TRY(loop_alloc(space, &o, &l, err));
+    TRY(search_strategy_from_json(space, json_object_get(root, "strategy"), &l->strat, err));
+    l->opts.strategy = l->strat->opts;
+    TRY(budget_from_json(root, l, err));
+    json_t *jc = json_object_get(root, "counts");
+    if (!json_is_object(jc)) {
+        st = bad_field(err, "counts");
         goto cleanup;
     }
-    if (!json_is_object(jl)) { st = bad_field(err, "limits"); goto cleanup; }
-    o.limits.joules = num(jl, "joules", &bad);
-    o.limits.evals = integer(jl, "evals", &bad);
-    o.limits.seconds = num(jl, "seconds", &bad);
-    o.limits.first_joules = num(jl, "first_joules", &bad);
-    o.limits.sigmas = num(jl, "sigmas", &bad);
-    if (bad) { st = bad_field(err, "limits"); goto cleanup; }
-    o.screen_factor = num(root, "screen_factor", &bad);
-    o.reuse_seen = (int)integer(root, "reuse_seen", &bad);
-    o.stall_limit = (int)integer(root, "stall_limit", &bad);
-    if (bad) { st = bad_field(err, "screen_factor/reuse_seen/stall_limit"); goto cleanup; }
-    json_t *jm = json_object_get(root, "measure"), *jk = json_object_get(root, "checks");
-    o.measure_every = (int)integer(jm, "every", &bad);
-    o.measure_top = (int)integer(jm, "top", &bad);
-    if (bad) { st = bad_field(err, "measure"); goto cleanup; }
-    if ((st = loop_alloc(space, &o, &l, err)))
-        goto cleanup;
-    if ((st = search_strategy_from_json(space, json_object_get(root, "strategy"), &l->strat, err)))
-        goto cleanup;
-    l->opts.strategy = l->strat->opts;
-    search_budget *b = &l->budget;
-    if (!json_is_object(jb)) { st = bad_field(err, "budget"); goto cleanup; }
-    b->joules = num(jb, "joules", &bad);
-    b->joules_hi = num(jb, "joules_hi", &bad);
-    b->evals = integer(jb, "evals", &bad);
-    b->seconds = num(jb, "seconds", &bad);
-    b->n_cost = integer(jb, "n_cost", &bad);
-    b->j_mean = num(jb, "j_mean", &bad);
-    b->j_m2 = num(jb, "j_m2", &bad);
-    b->s_mean = num(jb, "s_mean", &bad);
-    b->s_m2 = num(jb, "s_m2", &bad);
-    b->estimated = (int)integer(jb, "estimated", &bad);
-    const json_t *lost = json_object_get(jb, "lost_j");   /* absent in states saved before it existed */
-    b->lost_joules = json_is_number(lost) ? json_number_value(lost) : 0;
-    const char *m = json_string_value(json_object_get(jb, "meter"));
-    if (bad || !m) { st = bad_field(err, "budget"); goto cleanup; }
-    snprintf(b->meter, sizeof b->meter, "%s", m);
-    if (!json_is_object(jc)) { st = bad_field(err, "counts"); goto cleanup; }
-    l->proposals = integer(jc, "proposals", &bad);
-    l->screened = integer(jc, "screened", &bad);
-    l->cached = integer(jc, "cached", &bad);
-    l->stall = (int)integer(jc, "stall", &bad);
-    l->best = (int)integer(jc, "best", &bad);
-    l->max_energy = num(jc, "max_mj", &bad);
-    if (bad) { st = bad_field(err, "counts"); goto cleanup; }
-    l->next_measure_at = integer(jk, "next_at", &bad);
-    l->n_checked_mj = (int)integer(jk, "n_mj", &bad);
-    l->n_checked_ms = (int)integer(jk, "n_ms", &bad);
-    l->within10_mj = (int)integer(jk, "within10_mj", &bad);
-    l->ape_mj = num(jk, "ape_mj", &bad);
-    l->ape_ms = num(jk, "ape_ms", &bad);
-    b->n_meas = integer(jk, "n_meas", &bad);
-    b->m_max_j = num(jk, "m_max_j", &bad);
-    b->m_max_s = num(jk, "m_max_s", &bad);
-    if (bad) { st = bad_field(err, "checks"); goto cleanup; }
-    json_t *jr = json_object_get(root, "cost_fit");
-    b->n_hint = integer(jr, "n", &bad);
-    b->h_mean = num(jr, "h_mean", &bad);
-    b->hj_mean = num(jr, "j_mean", &bad);
-    b->c_hh = num(jr, "c_hh", &bad);
-    b->c_hj = num(jr, "c_hj", &bad);
-    b->c_jj = num(jr, "c_jj", &bad);
-    b->j_min = num(jr, "j_min", &bad);
-    l->over_budget = integer(jr, "over_budget", &bad);
-    if (bad) { st = bad_field(err, "cost_fit"); goto cleanup; }
+    TRY(search_json_int(jc, WHAT, "counts.proposals", 0, MAX_N, &l->proposals, err));
+    TRY(search_json_int(jc, WHAT, "counts.screened", 0, l->proposals, &l->screened, err));
+    TRY(search_json_int(jc, WHAT, "counts.cached", 0, l->proposals, &l->cached, err));
+    TRY(get_i(jc, "counts.stall", 0, MAX_N, &l->stall, err));
+    TRY(get_i(jc, "counts.best", -1, MAX_N, &l->best, err));
+    TRY(search_json_real(jc, WHAT, "counts.max_mj", 0, MAX_J, 0, &l->max_energy, err));
     json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
-    if (!json_is_array(res)) { st = bad_field(err, "results"); goto cleanup; }
-    if (!json_is_array(fl)) { st = bad_field(err, "in_flight"); goto cleanup; }
+    long next_ticket = l->strat->next_ticket;
+    if (!json_is_array(res) || (long)json_array_size(res) > next_ticket) {
+        st = bad_field(err, "results");
+        goto cleanup;
+    }
+    if (!json_is_array(fl) || (long)json_array_size(fl) > search_strategy_pending(l->strat)) {
+        st = bad_field(err, "in_flight");
+        goto cleanup;
+    }
     for (size_t i = 0; i < json_array_size(res); i++) {
         search_result r;
-        if ((st = result_from_json(json_array_get(res, i), space, &r, err)) || (st = push_result(l, &r, err)))
-            goto cleanup;
+        TRY(result_from_json(json_array_get(res, i), space, next_ticket, &r, err));
+        TRY(push_result(l, &r, err));
         /* the front is rebuilt by adding the same points in the same order */
         if (!r.screened && !r.cached && r.eval.status == SEARCH_EVAL_OK && isfinite(r.energy_mj) &&
             search_front_add(&l->front, r.id, r.eval.accuracy, r.energy_mj) < 0) {
-            st = nas_errf(err, NAS_ENOMEM, "search state: out of memory");
+            st = nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
             goto cleanup;
         }
     }
-    if (l->best < -1 || l->best >= l->n_res) { st = bad_field(err, "counts.best"); goto cleanup; }
+    if (l->best >= l->n_res) {
+        st = bad_field(err, "counts.best");
+        goto cleanup;
+    }
     for (size_t i = 0; i < json_array_size(fl); i++) {
-        json_t *jf = json_array_get(fl, i);
         flight_t f;
-        memset(&f, 0, sizeof f);
-        if ((st = search_json_get_genome(json_object_get(jf, "genome"), space, &f.g, "search state: in_flight[].genome",
-                                         err)))
-            goto cleanup;
-        f.id = integer(jf, "id", &bad);
-        f.pred.latency_ms = num(jf, "pred_ms", &bad);
-        f.pred.energy_mj = num(jf, "pred_mj", &bad);
-        f.allow_j = num(jf, "allow_j", &bad);
-        if (isnan(f.allow_j))
-            f.allow_j = INFINITY;   /* saved as null: no joule budget */
-        f.est_s = num(jf, "est_s", &bad);
-        f.hint = num(jf, "hint", &bad);
-        if (bad) { st = bad_field(err, "in_flight"); goto cleanup; }
+        TRY(flight_from_json(json_array_get(fl, i), space, next_ticket, &f, err));
         if (flight_push(l, &f)) {
-            st = nas_errf(err, NAS_ENOMEM, "search state: out of memory");
+            st = nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
             goto cleanup;
         }
-        search_budget_start(b, f.allow_j, f.est_s);
+        search_budget_start(&l->budget, f.allow_j, f.est_s);
     }
     *out = l;
     l = NULL;

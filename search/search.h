@@ -107,8 +107,10 @@ nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, d
 /* Tickets asked and not yet told. */
 int search_strategy_pending(const search_strategy *s);
 /* JSON of the whole state (options, rng, population or policy, pending tickets);
- * nas_malloc'd, NULL when out of memory. Restoring it into the same space gives a
- * strategy that continues exactly as the saved one would have. */
+ * nas_malloc'd, NULL when out of memory or a value cannot be written (never a
+ * state with a key left out). Restoring it into the same space gives a
+ * strategy that continues exactly as the saved one would have; loading checks
+ * every field against its range. */
 char *search_strategy_save(const search_strategy *s);
 nas_status search_strategy_load(const search_space *space, const char *json, search_strategy **out,
                                 nas_err *err);
@@ -389,8 +391,12 @@ void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget
 nas_status search_loop_new(const search_space *space, const search_loop_opts *opts, search_loop **out,
                            nas_err *err);
 /* From search_loop_save's JSON: strategy, budget spent, front, results, pending
- * candidates (submitted again first, under their own ids). */
+ * candidates (submitted again first, under their own ids). Every field is
+ * checked against its range, with an error naming it: a state that loads
+ * runs, ends (no budget counter that never binds) and saves again. */
 nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err);
+/* nas_malloc'd JSON; NULL when out of memory or when a value cannot be written
+ * (a NaN where a number must be): never a state with a key left out. */
 char *search_loop_save(const search_loop *l);
 /* New budgets for a loaded loop (a resumed search given more, or less): what
  * was spent stays spent. */

@@ -8,6 +8,7 @@
  */
 #include "search/internal.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -256,8 +257,13 @@ int search_json_get_u64(const json_t *j, uint64_t *v)
 json_t *search_json_genome(const space_genome *g)
 {
     json_t *a = json_array();
-    for (int i = 0; a && i < g->n; i++)
-        json_array_append_new(a, json_integer(g->g[i]));
+    int bad = 0;
+    for (int i = 0; i < g->n; i++)
+        search_json_append(a, json_integer(g->g[i]), &bad);
+    if (bad) {
+        json_decref(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -280,8 +286,13 @@ nas_status search_json_get_genome(const json_t *j, const search_space *space, sp
 json_t *search_json_space(const search_space *space)
 {
     json_t *a = json_array();
-    for (int i = 0; a && i < space->n_genes; i++)
-        json_array_append_new(a, json_integer(space->card[i]));
+    int bad = 0;
+    for (int i = 0; i < space->n_genes; i++)
+        search_json_append(a, json_integer(space->card[i]), &bad);
+    if (bad) {
+        json_decref(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -328,64 +339,72 @@ char *search_json_dump(json_t *root)
 
 /* ---- save and load ------------------------------------------------------ */
 
+void search_json_set(json_t *obj, const char *key, json_t *v, int *bad)
+{
+    if (json_object_set_new(obj, key, v) != 0)
+        *bad = 1;
+}
+
+void search_json_append(json_t *arr, json_t *v, int *bad)
+{
+    if (json_array_append_new(arr, v) != 0)
+        *bad = 1;
+}
+
 json_t *search_strategy_to_json(const search_strategy *s)
 {
     const search_opts *o = &s->opts;
+    int bad = 0;
     json_t *root = json_object(), *opts = json_object(), *pend = json_array();
-    if (!root || !opts || !pend)
-        goto fail;
-    json_object_set_new(root, "version", json_integer(STATE_VERSION));
-    json_object_set_new(root, "kind", json_string(search_kind_name(o->kind)));
-    json_object_set_new(root, "space", search_json_space(&s->space));
-    json_object_set_new(opts, "seed", search_json_u64(o->seed));
-    json_object_set_new(opts, "population", json_integer(o->population));
-    json_object_set_new(opts, "sample_size", json_integer(o->sample_size));
-    json_object_set_new(opts, "n_mutations", json_integer(o->n_mutations));
-    json_object_set_new(opts, "lr", json_real(o->lr));
-    json_object_set_new(opts, "baseline_decay", json_real(o->baseline_decay));
-    json_object_set_new(opts, "entropy_coef", json_real(o->entropy_coef));
-    json_object_set_new(opts, "batch", json_integer(o->batch));
-    json_object_set_new(opts, "ppo_epochs", json_integer(o->ppo_epochs));
-    json_object_set_new(opts, "ppo_clip", json_real(o->ppo_clip));
-    json_object_set_new(root, "opts", opts);
-    opts = NULL;
-    json_object_set_new(root, "rng_state", search_json_u64(s->rng.state));
-    json_object_set_new(root, "rng_inc", search_json_u64(s->rng.inc));
-    json_object_set_new(root, "next_ticket", json_integer(s->next_ticket));
-    json_object_set_new(root, "told", json_integer(s->told));
+    search_json_set(root, "version", json_integer(STATE_VERSION), &bad);
+    search_json_set(root, "kind", json_string(search_kind_name(o->kind)), &bad);
+    search_json_set(root, "space", search_json_space(&s->space), &bad);
+    search_json_set(opts, "seed", search_json_u64(o->seed), &bad);
+    search_json_set(opts, "population", json_integer(o->population), &bad);
+    search_json_set(opts, "sample_size", json_integer(o->sample_size), &bad);
+    search_json_set(opts, "n_mutations", json_integer(o->n_mutations), &bad);
+    search_json_set(opts, "lr", json_real(o->lr), &bad);
+    search_json_set(opts, "baseline_decay", json_real(o->baseline_decay), &bad);
+    search_json_set(opts, "entropy_coef", json_real(o->entropy_coef), &bad);
+    search_json_set(opts, "batch", json_integer(o->batch), &bad);
+    search_json_set(opts, "ppo_epochs", json_integer(o->ppo_epochs), &bad);
+    search_json_set(opts, "ppo_clip", json_real(o->ppo_clip), &bad);
+    search_json_set(root, "opts", opts, &bad);
+    search_json_set(root, "rng_state", search_json_u64(s->rng.state), &bad);
+    search_json_set(root, "rng_inc", search_json_u64(s->rng.inc), &bad);
+    search_json_set(root, "next_ticket", json_integer(s->next_ticket), &bad);
+    search_json_set(root, "told", json_integer(s->told), &bad);
     for (int i = 0; i < s->n_pending; i++)
-        json_array_append_new(pend, json_pack("[I,i,f]", (json_int_t)s->pending[i].ticket,
-                                              s->pending[i].random_start, s->pending[i].logp));
-    json_object_set_new(root, "pending", pend);
-    pend = NULL;
+        search_json_append(pend, json_pack("[I,i,f]", (json_int_t)s->pending[i].ticket, s->pending[i].random_start,
+                                           s->pending[i].logp), &bad);
+    search_json_set(root, "pending", pend, &bad);
     if (o->kind == SEARCH_EVOLUTION) {
         json_t *pop = json_array();
-        for (int i = 0; pop && i < s->pop_n; i++) {
+        for (int i = 0; i < s->pop_n; i++) {
             int k = (s->pop_head + i) % o->population;   /* oldest first */
-            json_array_append_new(pop, json_pack("[o,f]", search_json_genome(&s->pop_g[k]), s->pop_r[k]));
+            search_json_append(pop, json_pack("[o,f]", search_json_genome(&s->pop_g[k]), s->pop_r[k]), &bad);
         }
-        json_object_set_new(root, "population", pop);
-        json_object_set_new(root, "start_pending", json_integer(s->start_pending));
+        search_json_set(root, "population", pop, &bad);
+        search_json_set(root, "start_pending", json_integer(s->start_pending), &bad);
     }
     if (o->kind == SEARCH_RL) {
         json_t *lg = json_array(), *buf = json_array();
-        for (int i = 0; lg && i < s->n_logits; i++)
-            json_array_append_new(lg, json_real(s->logits[i]));
-        for (int i = 0; buf && i < s->buf_n; i++)
-            json_array_append_new(buf, json_pack("[o,f,f]", search_json_genome(&s->buf_g[i]), s->buf_adv[i],
-                                                 s->buf_logp[i]));
-        json_object_set_new(root, "logits", lg);
-        json_object_set_new(root, "batch_buffer", buf);
-        json_object_set_new(root, "baseline", json_real(s->baseline));
-        json_object_set_new(root, "reward_var", json_real(s->reward_var));
-        json_object_set_new(root, "have_baseline", json_integer(s->have_baseline));
+        for (int i = 0; i < s->n_logits; i++)
+            search_json_append(lg, json_real(s->logits[i]), &bad);
+        for (int i = 0; i < s->buf_n; i++)
+            search_json_append(buf, json_pack("[o,f,f]", search_json_genome(&s->buf_g[i]), s->buf_adv[i],
+                                              s->buf_logp[i]), &bad);
+        search_json_set(root, "logits", lg, &bad);
+        search_json_set(root, "batch_buffer", buf, &bad);
+        search_json_set(root, "baseline", json_real(s->baseline), &bad);
+        search_json_set(root, "reward_var", json_real(s->reward_var), &bad);
+        search_json_set(root, "have_baseline", json_integer(s->have_baseline), &bad);
+    }
+    if (bad) {
+        json_decref(root);
+        return NULL;
     }
     return root;
-fail:
-    json_decref(root);
-    json_decref(opts);
-    json_decref(pend);
-    return NULL;
 }
 
 char *search_strategy_save(const search_strategy *s)
@@ -396,17 +415,161 @@ char *search_strategy_save(const search_strategy *s)
     return out;
 }
 
-static int get_int(const json_t *obj, const char *key, long lo, long hi, long *v)
+/* The last part of a field's name ("opts.lr" -> "lr"): its key in its object. */
+static const char *key_of(const char *field)
 {
-    json_t *j = json_object_get(obj, key);
-    if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi)
-        return -1;
-    *v = (long)json_integer_value(j);
-    return 0;
+    const char *dot = strrchr(field, '.');
+    return dot ? dot + 1 : field;
 }
 
-#define BAD(field) do { st = nas_errf(err, NAS_EINVAL, "strategy state: field '%s' missing or invalid", field); \
+nas_status search_json_int(const json_t *obj, const char *what, const char *field, long lo, long hi, long *v,
+                           nas_err *err)
+{
+    json_t *j = json_object_get(obj, key_of(field));
+    if (!json_is_integer(j))
+        return nas_errf(err, NAS_EINVAL, "%s: field '%s' missing or not an integer", what, field);
+    json_int_t x = json_integer_value(j);
+    if (x < lo || x > hi)
+        return nas_errf(err, NAS_EINVAL, "%s: field '%s': %lld is out of range (%ld to %ld)", what, field,
+                        (long long)x, lo, hi);
+    *v = (long)x;
+    return NAS_OK;
+}
+
+nas_status search_json_real(const json_t *obj, const char *what, const char *field, double lo, double hi,
+                            int null_ok, double *v, nas_err *err)
+{
+    json_t *j = json_object_get(obj, key_of(field));
+    if (null_ok && json_is_null(j)) {
+        *v = NAN;
+        return NAS_OK;
+    }
+    if (!json_is_number(j))
+        return nas_errf(err, NAS_EINVAL, "%s: field '%s' missing or not a number%s", what, field,
+                        null_ok ? " (or null)" : "");
+    double x = json_number_value(j);
+    if (!(x >= lo && x <= hi))
+        return nas_errf(err, NAS_EINVAL, "%s: field '%s': %g is out of range (%g to %g)", what, field, x, lo, hi);
+    *v = x;
+    return NAS_OK;
+}
+
+#define WHAT "strategy state"
+#define BAD(field) do { st = nas_errf(err, NAS_EINVAL, WHAT ": field '%s' missing or invalid", field); \
                         goto cleanup; } while (0)
+#define TRY(x) do { if ((st = (x)) != NAS_OK) goto cleanup; } while (0)
+
+/* The options as saved. Those of another kind than the state's are not used,
+ * but they are saved again, so they must be numbers JSON can hold. */
+static nas_status opts_from_json(const json_t *jo, search_opts *o, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    long v;
+    if (!json_is_object(jo))
+        BAD("opts");
+    if (search_json_get_u64(json_object_get(jo, "seed"), &o->seed))
+        BAD("opts.seed");
+    TRY(search_json_int(jo, WHAT, "opts.population", 0, 1000000, &v, err));
+    o->population = (int)v;
+    TRY(search_json_int(jo, WHAT, "opts.sample_size", 0, 1000000, &v, err));
+    o->sample_size = (int)v;
+    TRY(search_json_int(jo, WHAT, "opts.n_mutations", 0, SPACE_MAX_GENES, &v, err));
+    o->n_mutations = (int)v;
+    TRY(search_json_int(jo, WHAT, "opts.batch", 1, 100000, &v, err));
+    o->batch = (int)v;
+    TRY(search_json_int(jo, WHAT, "opts.ppo_epochs", 0, 1000, &v, err));
+    o->ppo_epochs = (int)v;
+    TRY(search_json_real(jo, WHAT, "opts.lr", -DBL_MAX, DBL_MAX, 0, &o->lr, err));
+    TRY(search_json_real(jo, WHAT, "opts.baseline_decay", -DBL_MAX, DBL_MAX, 0, &o->baseline_decay, err));
+    TRY(search_json_real(jo, WHAT, "opts.entropy_coef", -DBL_MAX, DBL_MAX, 0, &o->entropy_coef, err));
+    TRY(search_json_real(jo, WHAT, "opts.ppo_clip", -DBL_MAX, DBL_MAX, 0, &o->ppo_clip, err));
+cleanup:
+    return st;
+}
+
+/* Tickets asked and not told, in ask order (so strictly increasing, which
+ * also rules out one ticket twice). */
+static nas_status pending_from_json(const json_t *pend, search_strategy *s, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    if (!json_is_array(pend) || (long)json_array_size(pend) > s->next_ticket)
+        BAD("pending");
+    for (size_t i = 0; i < json_array_size(pend); i++) {
+        json_int_t t;
+        int rs;
+        double lp;
+        if (json_unpack(json_array_get(pend, i), "[I,i,F]", &t, &rs, &lp) || t < 0 || t >= s->next_ticket ||
+            (s->n_pending > 0 && t <= s->pending[s->n_pending - 1].ticket) || rs < 0 || rs > 1 ||
+            !(lp <= 0 && lp >= -DBL_MAX))
+            BAD("pending");
+        search_pending_t p = {.ticket = (long)t, .random_start = rs, .logp = lp};
+        if (pending_push(s, p)) {
+            st = nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
+            goto cleanup;
+        }
+    }
+cleanup:
+    return st;
+}
+
+static nas_status evo_from_json(const json_t *root, const search_space *space, search_strategy *s, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    long v;
+    json_t *pop = json_object_get(root, "population");
+    if (!json_is_array(pop) || (int)json_array_size(pop) > s->opts.population)
+        BAD("population");
+    for (size_t i = 0; i < json_array_size(pop); i++) {
+        json_t *jg;
+        double r;
+        if (json_unpack(json_array_get(pop, i), "[o,F]", &jg, &r) || !isfinite(r))
+            BAD("population");
+        TRY(search_json_get_genome(jg, space, &s->pop_g[i], WHAT ": population", err));
+        s->pop_r[i] = r;
+    }
+    s->pop_n = (int)json_array_size(pop);
+    s->pop_head = 0;
+    TRY(search_json_int(root, WHAT, "start_pending", 0, s->n_pending, &v, err));
+    s->start_pending = (int)v;
+cleanup:
+    return st;
+}
+
+/* Logits beyond this are a policy certain to the last bit many times over;
+ * bounded, its updates stay finite and it saves again. */
+#define RL_MAX_LOGIT 1e9
+
+static nas_status rl_from_json(const json_t *root, const search_space *space, search_strategy *s, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    long v;
+    json_t *lg = json_object_get(root, "logits"), *buf = json_object_get(root, "batch_buffer");
+    if (!json_is_array(lg) || (int)json_array_size(lg) != s->n_logits)
+        BAD("logits");
+    for (int i = 0; i < s->n_logits; i++) {
+        json_t *x = json_array_get(lg, (size_t)i);
+        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= RL_MAX_LOGIT))
+            return nas_errf(err, NAS_EINVAL, WHAT ": field 'logits[%d]': not a number in -%g to %g", i, RL_MAX_LOGIT,
+                            RL_MAX_LOGIT);
+        s->logits[i] = json_number_value(x);
+    }
+    if (!json_is_array(buf) || (int)json_array_size(buf) >= s->opts.batch)
+        BAD("batch_buffer");
+    for (size_t i = 0; i < json_array_size(buf); i++) {
+        json_t *jg;
+        if (json_unpack(json_array_get(buf, i), "[o,F,F]", &jg, &s->buf_adv[i], &s->buf_logp[i]) ||
+            !isfinite(s->buf_adv[i]) || !(s->buf_logp[i] <= 0 && s->buf_logp[i] >= -DBL_MAX))
+            BAD("batch_buffer");
+        TRY(search_json_get_genome(jg, space, &s->buf_g[i], WHAT ": batch_buffer", err));
+    }
+    s->buf_n = (int)json_array_size(buf);
+    TRY(search_json_real(root, WHAT, "baseline", -DBL_MAX, DBL_MAX, 0, &s->baseline, err));
+    TRY(search_json_real(root, WHAT, "reward_var", 0, DBL_MAX, 0, &s->reward_var, err));
+    TRY(search_json_int(root, WHAT, "have_baseline", 0, 1, &v, err));
+    s->have_baseline = (int)v;
+cleanup:
+    return st;
+}
 
 nas_status search_strategy_from_json(const search_space *space, const json_t *root, search_strategy **out,
                                      nas_err *err)
@@ -414,101 +577,29 @@ nas_status search_strategy_from_json(const search_space *space, const json_t *ro
     nas_status st = NAS_OK;
     search_strategy *s = NULL;
     *out = NULL;
-    long v;
     if (!json_is_object(root))
-        return nas_errf(err, NAS_EINVAL, "strategy state: not a JSON object");
-    if (get_int(root, "version", STATE_VERSION, STATE_VERSION, &v))
-        return nas_errf(err, NAS_EINVAL, "strategy state: field 'version' must be %d", STATE_VERSION);
+        return nas_errf(err, NAS_EINVAL, WHAT ": not a JSON object");
+    long v;
+    if (search_json_int(root, WHAT, "version", STATE_VERSION, STATE_VERSION, &v, NULL))
+        return nas_errf(err, NAS_EINVAL, WHAT ": field 'version' must be %d", STATE_VERSION);
     int kind = search_kind_from_name(json_string_value(json_object_get(root, "kind")));
     if (kind < 0)
-        return nas_errf(err, NAS_EINVAL, "strategy state: field 'kind' must be evolution, rl or random");
+        return nas_errf(err, NAS_EINVAL, WHAT ": field 'kind' must be evolution, rl or random");
     if ((st = search_json_check_space(json_object_get(root, "space"), space, err)))
         return st;
-    json_t *jo = json_object_get(root, "opts");
     search_opts o;
     search_opts_default(&o, (search_kind)kind, 0);
-    if (!json_is_object(jo))
-        BAD("opts");
-    if (search_json_get_u64(json_object_get(jo, "seed"), &o.seed))
-        BAD("opts.seed");
-    if (get_int(jo, "population", 0, 1000000, &v)) BAD("opts.population");
-    o.population = (int)v;
-    if (get_int(jo, "sample_size", 0, 1000000, &v)) BAD("opts.sample_size");
-    o.sample_size = (int)v;
-    if (get_int(jo, "n_mutations", 0, SPACE_MAX_GENES, &v)) BAD("opts.n_mutations");
-    o.n_mutations = (int)v;
-    if (get_int(jo, "batch", 1, 100000, &v)) BAD("opts.batch");
-    o.batch = (int)v;
-    if (get_int(jo, "ppo_epochs", 0, 1000, &v)) BAD("opts.ppo_epochs");
-    o.ppo_epochs = (int)v;
-    if (search_json_get_num(jo, "lr", &o.lr)) BAD("opts.lr");
-    if (search_json_get_num(jo, "baseline_decay", &o.baseline_decay)) BAD("opts.baseline_decay");
-    if (search_json_get_num(jo, "entropy_coef", &o.entropy_coef)) BAD("opts.entropy_coef");
-    if (search_json_get_num(jo, "ppo_clip", &o.ppo_clip)) BAD("opts.ppo_clip");
-    if ((st = strategy_alloc(space, &o, &s, err)))
-        goto cleanup;
+    TRY(opts_from_json(json_object_get(root, "opts"), &o, err));
+    TRY(strategy_alloc(space, &o, &s, err));
     if (search_json_get_u64(json_object_get(root, "rng_state"), &s->rng.state)) BAD("rng_state");
     if (search_json_get_u64(json_object_get(root, "rng_inc"), &s->rng.inc) || !(s->rng.inc & 1)) BAD("rng_inc");
-    if (get_int(root, "next_ticket", 0, LONG_MAX, &s->next_ticket)) BAD("next_ticket");
-    if (get_int(root, "told", 0, LONG_MAX, &s->told)) BAD("told");
-    json_t *pend = json_object_get(root, "pending");
-    if (!json_is_array(pend))
-        BAD("pending");
-    for (size_t i = 0; i < json_array_size(pend); i++) {
-        json_int_t t;
-        int rs;
-        double lp;
-        if (json_unpack(json_array_get(pend, i), "[I,i,F]", &t, &rs, &lp) || t < 0 || t >= s->next_ticket)
-            BAD("pending");
-        search_pending_t p = {.ticket = (long)t, .random_start = rs, .logp = lp};
-        if (pending_push(s, p)) {
-            st = nas_errf(err, NAS_ENOMEM, "strategy state: out of memory");
-            goto cleanup;
-        }
-    }
-    if (o.kind == SEARCH_EVOLUTION) {
-        json_t *pop = json_object_get(root, "population");
-        if (!json_is_array(pop) || (int)json_array_size(pop) > o.population)
-            BAD("population");
-        for (size_t i = 0; i < json_array_size(pop); i++) {
-            json_t *jg;
-            double r;
-            if (json_unpack(json_array_get(pop, i), "[o,F]", &jg, &r))
-                BAD("population");
-            if ((st = search_json_get_genome(jg, space, &s->pop_g[i], "strategy state: population", err)))
-                goto cleanup;
-            s->pop_r[i] = r;
-        }
-        s->pop_n = (int)json_array_size(pop);
-        s->pop_head = 0;
-        if (get_int(root, "start_pending", 0, 1000000000, &v)) BAD("start_pending");
-        s->start_pending = (int)v;
-    }
-    if (o.kind == SEARCH_RL) {
-        json_t *lg = json_object_get(root, "logits"), *buf = json_object_get(root, "batch_buffer");
-        if (!json_is_array(lg) || (int)json_array_size(lg) != s->n_logits)
-            BAD("logits");
-        for (int i = 0; i < s->n_logits; i++) {
-            json_t *x = json_array_get(lg, (size_t)i);
-            if (!json_is_number(x))
-                BAD("logits");
-            s->logits[i] = json_number_value(x);
-        }
-        if (!json_is_array(buf) || (int)json_array_size(buf) >= o.batch)
-            BAD("batch_buffer");
-        for (size_t i = 0; i < json_array_size(buf); i++) {
-            json_t *jg;
-            if (json_unpack(json_array_get(buf, i), "[o,F,F]", &jg, &s->buf_adv[i], &s->buf_logp[i]))
-                BAD("batch_buffer");
-            if ((st = search_json_get_genome(jg, space, &s->buf_g[i], "strategy state: batch_buffer", err)))
-                goto cleanup;
-        }
-        s->buf_n = (int)json_array_size(buf);
-        if (search_json_get_num(root, "baseline", &s->baseline)) BAD("baseline");
-        if (search_json_get_num(root, "reward_var", &s->reward_var)) BAD("reward_var");
-        if (get_int(root, "have_baseline", 0, 1, &v)) BAD("have_baseline");
-        s->have_baseline = (int)v;
-    }
+    TRY(search_json_int(root, WHAT, "next_ticket", 0, SEARCH_MAX_TICKETS, &s->next_ticket, err));
+    TRY(search_json_int(root, WHAT, "told", 0, s->next_ticket, &s->told, err));
+    TRY(pending_from_json(json_object_get(root, "pending"), s, err));
+    if (o.kind == SEARCH_EVOLUTION)
+        TRY(evo_from_json(root, space, s, err));
+    if (o.kind == SEARCH_RL)
+        TRY(rl_from_json(root, space, s, err));
     *out = s;
     s = NULL;
 cleanup:

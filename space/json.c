@@ -228,6 +228,11 @@ static nas_status read_spec(ctx_t *c, json_t *root, space_spec *s)
     s->dropout = 0.2;
     const char *name = NULL;
     TRY(get_str(c, root, "name", "", &name));
+    if (name && strlen(name) >= sizeof s->name) {
+        char msg[64];   /* cut, it could end inside a UTF-8 character and not save again */
+        snprintf(msg, sizeof msg, "longer than %zu bytes", sizeof s->name - 1);
+        return bad(c, "name", msg);
+    }
     if (name)
         snprintf(s->name, sizeof s->name, "%s", name);
     TRY(get_int(c, root, "resolution", "", &s->resolution));

@@ -577,6 +577,185 @@ static void mnist_json_converts_to_stratified_idx(void **state)
     tu_rmtree(dir);
 }
 
+/* ---- bytes in memory, and the cap on what a .gz may expand to -------------- */
+
+/* len bytes gzipped into a malloc'd block of *out_len bytes. */
+static uint8_t *gzip_bytes(const uint8_t *data, size_t len, size_t *out_len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t cap = deflateBound(&z, (uLong)len);
+    uint8_t *out = malloc(cap);
+    assert_non_null(out);
+    z.next_in = (Bytef *)data;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    *out_len = cap - z.avail_out;
+    deflateEnd(&z);
+    return out;
+}
+
+static uint8_t *read_whole(const char *path, size_t *len)
+{
+    char *text;
+    nas_err err;
+    assert_int_equal(nas_read_file(path, &text, len, &err), NAS_OK);
+    return (uint8_t *)text;
+}
+
+static void assert_same_data(const ev_data *a, const ev_data *b)
+{
+    const ev_split *sa[3] = {&a->train, &a->val, &a->test}, *sb[3] = {&b->train, &b->val, &b->test};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(sa[k]->n, sb[k]->n);
+        size_t per = (size_t)sa[k]->h * sa[k]->w * sa[k]->c;
+        assert_int_equal(per, (size_t)sb[k]->h * sb[k]->w * sb[k]->c);
+        assert_memory_equal(sa[k]->images, sb[k]->images, (size_t)sa[k]->n * per * sizeof(float));
+        assert_memory_equal(sa[k]->labels, sb[k]->labels, (size_t)sa[k]->n);
+    }
+    assert_memory_equal(a->mean, b->mean, sizeof a->mean);
+    assert_memory_equal(a->std, b->std, sizeof a->std);
+    assert_int_equal(a->flip_ok, b->flip_ok);
+}
+
+/* ev_data_from_buffers gives what ev_data_load gives from the same bytes in
+ * files, for IDX (gzip) and CIFAR-10 (raw), and says what it expects. */
+static void buffers_load_as_files_do(void **state)
+{
+    (void)state;
+    char dir[64], spec[120], path[4][200];
+    static const char *const names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    write_idx_set(dir, 30, 12, 1);
+    ev_data_buf b[6];
+    uint8_t *bytes[6];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
+        bytes[i] = read_whole(path[i], &b[i].len);
+        b[i].data = bytes[i];
+        b[i].name = path[i];
+    }
+    ev_data from_files, from_bytes;
+    nas_err err = {0};
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    assert_int_equal(ev_data_load(spec, NULL, &from_files, &err), NAS_OK);
+    assert_int_equal(ev_data_from_buffers("idx", b, 4, NULL, &from_bytes, &err), NAS_OK);
+    assert_same_data(&from_files, &from_bytes);
+    assert_string_equal(from_files.source, from_bytes.source);
+    ev_data_free(&from_files);
+    ev_data_free(&from_bytes);
+    for (int i = 0; i < 4; i++)
+        nas_free(bytes[i]);
+    tu_rmtree(dir);
+
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    write_cifar(dir, 4, 3);
+    char cpath[6][200];
+    for (int i = 0; i < 6; i++) {
+        if (i < 5)
+            snprintf(cpath[i], sizeof cpath[i], "%s/data_batch_%d.bin", dir, i + 1);
+        else
+            snprintf(cpath[i], sizeof cpath[i], "%s/test_batch.bin", dir);
+        bytes[i] = read_whole(cpath[i], &b[i].len);
+        b[i].data = bytes[i];
+        b[i].name = cpath[i];
+    }
+    snprintf(spec, sizeof spec, "cifar10:%s", dir);
+    assert_int_equal(ev_data_load(spec, NULL, &from_files, &err), NAS_OK);
+    assert_int_equal(ev_data_from_buffers("cifar10", b, 6, NULL, &from_bytes, &err), NAS_OK);
+    assert_same_data(&from_files, &from_bytes);
+    ev_data_free(&from_files);
+    ev_data_free(&from_bytes);
+
+    assert_int_equal(ev_data_from_buffers("cifar10", b, 1, NULL, &from_bytes, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "1 to 5 training batches, then the test batch"));
+    assert_int_equal(ev_data_from_buffers("idx", b, 3, NULL, &from_bytes, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "train images, train labels"));
+    assert_int_equal(ev_data_from_buffers("png", b, 4, NULL, &from_bytes, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "expected idx or cifar10"));
+    for (int i = 0; i < 6; i++)
+        nas_free(bytes[i]);
+    tu_rmtree(dir);
+}
+
+/* A 16 KB .gz whose IDX header declares 10 images of 2x2 and whose data goes
+ * on for 16 MiB: inflating stops at the 56 bytes the header declares. One
+ * whose header declares a lot stops at the cap on a file, and so do raw
+ * files and CIFAR-10 batches, which declare nothing. */
+static void a_small_gzip_cannot_expand_past_its_cap(void **state)
+{
+    (void)state;
+    size_t big = (size_t)16 << 20, gz_len, lab_gz_len;
+    uint8_t *raw = calloc(1, 16 + big);
+    assert_non_null(raw);
+    put_be32(raw, 0x803);
+    put_be32(raw + 4, 10);
+    put_be32(raw + 8, 2);
+    put_be32(raw + 12, 2);
+    uint8_t *gz = gzip_bytes(raw, 16 + big, &gz_len);
+    assert_true(gz_len < 64 * 1024);
+    uint8_t lab[18] = {0};
+    put_be32(lab, 0x801);
+    put_be32(lab + 4, 10);
+    uint8_t *lab_gz = gzip_bytes(lab, sizeof lab, &lab_gz_len);
+    ev_data_buf b[4] = {{gz, gz_len, "bomb-images.gz"}, {lab_gz, lab_gz_len, "labels.gz"},
+                        {gz, gz_len, "bomb-images.gz"}, {lab_gz, lab_gz_len, "labels.gz"}};
+    ev_data d;
+    nas_err err = {0};
+    size_t live = nas_alloc_live();
+    assert_int_equal(ev_data_from_buffers("idx", b, 4, NULL, &d, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "bomb-images.gz: the gzip data expands beyond the 56 bytes its IDX header declares"));
+    assert_int_equal(nas_alloc_live(), live);
+
+    /* the same through files */
+    char dir[64], spec[80], path[200];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    write_idx_set(dir, 10, 10, 1);
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
+    write_bytes(path, gz, gz_len, 0);
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    load_expect_error(spec, "train-images-idx3-ubyte.gz: the gzip data expands beyond the 56 bytes", NULL);
+    tu_rmtree(dir);
+
+    /* a header that declares 1000 images of 64x64 (4 MB): the cap, 1 MiB here, comes first */
+    put_be32(raw + 4, 1000);
+    put_be32(raw + 8, 64);
+    put_be32(raw + 12, 64);
+    free(gz);
+    gz = gzip_bytes(raw, 16 + big, &gz_len);
+    b[0].data = b[2].data = gz;
+    b[0].len = b[2].len = gz_len;
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.max_file_bytes = (size_t)1 << 20;
+    assert_int_equal(ev_data_from_buffers("idx", b, 4, &o, &d, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "expands beyond 1048576 bytes, the most a data file may hold"));
+
+    /* CIFAR-10 batches declare no size: the cap alone holds them, gzip or raw */
+    uint8_t rec[3 * 3073] = {0};
+    size_t rec_gz_len;
+    uint8_t *rec_gz = gzip_bytes(rec, sizeof rec, &rec_gz_len);
+    o.max_file_bytes = 4096;
+    ev_data_buf c[2] = {{rec_gz, rec_gz_len, "batch.gz"}, {rec, 3073, "test.bin"}};
+    assert_int_equal(ev_data_from_buffers("cifar10", c, 2, &o, &d, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "batch.gz: the gzip data expands beyond 4096 bytes"));
+    c[0] = (ev_data_buf){rec, sizeof rec, "batch.bin"};
+    assert_int_equal(ev_data_from_buffers("cifar10", c, 2, &o, &d, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "batch.bin: 9219 bytes, more than the 4096 bytes a data file may hold"));
+    o.max_file_bytes = 0;
+    assert_int_equal(ev_data_from_buffers("cifar10", c, 2, &o, &d, &err), NAS_OK);
+    ev_data_free(&d);
+    assert_int_equal(nas_alloc_live(), live);
+    free(rec_gz);
+    free(gz);
+    free(lab_gz);
+    free(raw);
+}
+
 /* ---- out of memory -------------------------------------------------------- */
 
 static void every_allocation_failure_is_reported_without_leaks(void **state)
@@ -618,6 +797,8 @@ int main(void)
         cmocka_unit_test(cifar_records_become_nhwc),
         cmocka_unit_test(cifar_malformed_batches_are_named),
         cmocka_unit_test(mnist_json_converts_to_stratified_idx),
+        cmocka_unit_test(buffers_load_as_files_do),
+        cmocka_unit_test(a_small_gzip_cannot_expand_past_its_cap),
         cmocka_unit_test(every_allocation_failure_is_reported_without_leaks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

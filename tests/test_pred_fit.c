@@ -634,6 +634,106 @@ static void networks_outside_the_fit_are_flagged(void **state)
     assert_non_null(strstr(why, "224x224"));
 }
 
+/* A copy of the saved predictor at dst with the value of the first "key": set
+ * to `value` (text as it goes into the JSON). */
+static void set_value(const char *src, const char *dst, const char *key, const char *value)
+{
+    char *text, from[64];
+    size_t len;
+    nas_err err;
+    assert_int_equal(nas_read_file(src, &text, &len, &err), NAS_OK);
+    snprintf(from, sizeof from, "\"%s\": ", key);
+    char *hit = strstr(text, from);
+    assert_non_null(hit);
+    char *v = hit + strlen(from), *end = v + strcspn(v, ",\n}");
+    FILE *f = fopen(dst, "w");
+    assert_non_null(f);
+    fwrite(text, 1, (size_t)(v - text), f);
+    fputs(value, f);
+    fputs(end, f);
+    fclose(f);
+    nas_free(text);
+}
+
+/* Numbers too large for their fields were undefined behaviour (a double
+ * converted to int) and numbers outside what makes sense were taken as they
+ * came: each is now an error naming the field and its range. */
+static void numbers_out_of_range_name_the_field(void **state)
+{
+    (void)state;
+    char dir[64], good[128], bad[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(good, sizeof good, "%s/pred.json", dir);
+    snprintf(bad, sizeof bad, "%s/bad.json", dir);
+    nas_err err;
+    assert_int_equal(pred_save(calibrated, good, &err), NAS_OK);
+    const struct {
+        const char *key, *value, *field;
+    } cases[] = {
+        {"cores", "1e300", "hardware.cores: 1e+300 is out of range"},
+        {"threads", "-3", "hardware.threads: -3 is out of range"},
+        {"resolution", "1e10", "space.resolution: 1e+10 is out of range (8 to 1024)"},
+        {"n_stages", "99", "space.n_stages: 99 is out of range (1 to 7)"},
+        {"in_ch", "2.5", "space.in_ch: 2.5 is not a whole number"},
+        {"samples", "-1e300", "samples: -1e+300 is out of range"},
+        {"version", "1e300", "version: 1e+300"},
+        {"n", "1e20", "latency_ms.cv.net.n: 1e+20 is out of range"},
+        {"within10", "7", "latency_ms.cv.net.within10: 7 is out of range (0 to 1)"},
+        {"kendall_tau", "-2", "latency_ms.cv.net.kendall_tau: -2 is out of range (-1 to 1)"},
+        {"latency_spread", "1e300", "noise.latency_spread: 1e+300 is out of range"},
+        {"quality", "\"guessed\"", "energy.quality: 'guessed' is not one of measured|sampled|estimated"},
+        {"latency_stat", "\"mean\"", "latency_stat: 'mean' is not one of p10|median|cmd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pred_model *m = NULL;
+        set_value(good, bad, cases[i].key, cases[i].value);
+        nas_status st = pred_load(bad, &m, &err);
+        if (st == NAS_OK)
+            pred_free(m);
+        assert_int_equal(st, NAS_EINVAL);
+        assert_null(m);
+        if (!strstr(err.msg, cases[i].field))
+            fail_msg("%s = %s: '%s' does not say '%s'", cases[i].key, cases[i].value, err.msg, cases[i].field);
+    }
+    tu_rmtree(dir);
+}
+
+/* A file that loads saves again into one that loads back: a string cut to
+ * its field's size could end inside a UTF-8 character, which JSON cannot
+ * write (the file loaded, and then would not save), so it is refused; the
+ * text of a loaded file saves unchanged. */
+static void what_loads_saves_and_loads_back(void **state)
+{
+    (void)state;
+    nas_err err;
+    char *text = pred_to_json(calibrated, &err);
+    assert_non_null(text);
+    pred_model *back = NULL;
+    assert_int_equal(pred_from_json(text, "memory", &back, &err), NAS_OK);
+    char *again = pred_to_json(back, &err);
+    assert_non_null(again);
+    assert_string_equal(again, text);
+    nas_free(again);
+    pred_free(back);
+
+    char dir[64], good[128], bad[128], model[400] = "\"";
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(good, sizeof good, "%s/pred.json", dir);
+    snprintf(bad, sizeof bad, "%s/bad.json", dir);
+    FILE *f = fopen(good, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    for (int i = 0; i < 100; i++)
+        strcat(model, "\xc3\xa9");   /* 200 bytes: cut at 127, half an "é" */
+    strcat(model, "\"");
+    set_value(good, bad, "cpu_model", model);
+    assert_int_equal(pred_load(bad, &back, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "hardware.cpu_model: longer than 127 bytes"));
+    nas_free(text);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -650,6 +750,8 @@ int main(void)
         cmocka_unit_test(calibration_meets_the_goal_on_a_synthetic_cpu),
         cmocka_unit_test(save_and_load_predict_identically),
         cmocka_unit_test(damaged_files_give_clear_errors),
+        cmocka_unit_test(numbers_out_of_range_name_the_field),
+        cmocka_unit_test(what_loads_saves_and_loads_back),
         cmocka_unit_test(loading_under_allocation_failures),
         cmocka_unit_test(refit_from_the_file_reproduces_the_fit),
         cmocka_unit_test(networks_outside_the_fit_are_flagged),

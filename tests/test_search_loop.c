@@ -1026,6 +1026,150 @@ static void real_space_genomes_become_valid_networks(void **state)
     }
 }
 
+/* ---- hand-edited states ---------------------------------------------------- */
+
+/* js with the field at path ("budget.joules_hi", "strategy.opts.lr") set to v
+ * (its reference taken); malloc'd. */
+static char *edit_state(const char *js, const char *path, json_t *v)
+{
+    json_t *root = json_loads(js, 0, NULL), *obj = root;
+    assert_non_null(root);
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *key = buf, *dot;
+    while ((dot = strchr(key, '.'))) {
+        *dot = '\0';
+        obj = json_object_get(obj, key);
+        assert_non_null(obj);
+        key = dot + 1;
+    }
+    assert_non_null(json_object_get(obj, key));
+    assert_int_equal(json_object_set_new(obj, key, v), 0);
+    char *out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}
+
+/* A state saved after 3 of a search's results, with a joule budget. */
+static char *state_after_three(synth *s, search_kind kind)
+{
+    synth_init(s, NG, 4);
+    s->save_at = 3;
+    search_loop_opts o;
+    search_loop_opts_default(&o, kind, 0);
+    o.limits.joules = 400;
+    search_stop why;
+    search_loop_free(run(s, &o, 0, &why));
+    assert_non_null(s->saved);
+    char *js = s->saved;
+    s->saved = NULL;
+    return js;
+}
+
+/* A budget counter that never binds (NaN, or negative) made a resumed search
+ * run without end: each is refused at load, naming the field. */
+static void a_hand_edited_budget_that_never_binds_is_refused(void **state)
+{
+    (void)state;
+    synth s;
+    char *js = state_after_three(&s, SEARCH_EVOLUTION);
+    const struct {
+        const char *path;
+        json_t *value;
+    } edits[] = {
+        {"budget.joules_hi", json_null()},
+        {"budget.joules", json_real(-1e9)},
+        {"budget.evals", json_integer(-1000000000)},
+        {"budget.seconds", json_real(-1e18)},
+        {"stall_limit", json_integer(2000000000)},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char *bad = edit_state(js, edits[i].path, edits[i].value);
+        search_loop *l = NULL;
+        nas_err err = {0};
+        nas_status st = search_loop_load(&s.sp, bad, &l, &err);
+        if (st == NAS_OK) {
+            /* what loading it led to: a search that ran past its budget (stopped here by hand) */
+            search_limits lim = {.joules = 400, .evals = 50, .sigmas = 2};
+            assert_int_equal(search_loop_set_limits(l, &lim, &err), NAS_OK);
+            s.n_results = 0;
+            s.stop_after = 500;
+            search_callbacks cb = callbacks(&s, 0);
+            search_stop why;
+            st = search_run(l, &cb, &why, &err);
+            print_error("%s: loaded; the search then stopped with '%s' after %d results\n", edits[i].path,
+                        search_stop_name(why), s.n_results);
+            search_loop_free(l);
+            fail_msg("%s: loaded; it should have been refused", edits[i].path);
+        }
+        assert_int_equal(st, NAS_EINVAL);
+        assert_null(l);
+        assert_non_null(strstr(err.msg, edits[i].path));
+        free(bad);
+    }
+    nas_free(js);
+}
+
+/* A state that loads must save into one that loads back: fields that loaded
+ * but could not be saved (a NaN option, a meter name cut inside a UTF-8
+ * character, a ticket counter at the end of its range) are refused, each
+ * naming its field; what loads, saves and loads back identically. */
+static void every_state_that_loads_saves_and_loads_back(void **state)
+{
+    (void)state;
+    synth s;
+    char *evo = state_after_three(&s, SEARCH_EVOLUTION), *rl = state_after_three(&s, SEARCH_RL);
+    char meter[80] = "";
+    for (int i = 0; i < 31; i++)
+        strcat(meter, "\xc3\xa9");   /* 62 bytes of "é": cut at 31, half a character */
+    const struct {
+        const char *base;
+        const char *path, *field;
+        json_t *value;
+    } edits[] = {
+        {evo, "strategy.opts.lr", "opts.lr", json_null()},
+        {evo, "budget.meter", "budget.meter", json_string(meter)},
+        {evo, "strategy.next_ticket", "next_ticket", json_integer(INT64_MAX)},
+        {evo, "strategy.start_pending", "start_pending", json_integer(999999999)},
+        {rl, "strategy.baseline", "baseline", json_null()},
+        {rl, "strategy.reward_var", "reward_var", json_real(-1)},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char *bad = edit_state(edits[i].base, edits[i].path, edits[i].value);
+        search_loop *l = NULL;
+        nas_err err = {0};
+        nas_status st = search_loop_load(&s.sp, bad, &l, &err);
+        if (st == NAS_OK) {
+            char *again = search_loop_save(l);
+            search_loop *back = NULL;
+            nas_status st2 = again ? search_loop_load(&s.sp, again, &back, &err) : NAS_ENOMEM;
+            print_error("%s: loaded; saved %s; loaded back: %s\n", edits[i].path, again ? "fine" : "NULL",
+                        st2 ? err.msg : "fine");
+            nas_free(again);
+            search_loop_free(back);
+            search_loop_free(l);
+            fail_msg("%s: a state with a field out of its range was loaded", edits[i].path);
+        }
+        assert_int_equal(st, NAS_EINVAL);
+        assert_non_null(strstr(err.msg, edits[i].field));
+        free(bad);
+    }
+    /* and the states as saved go round unchanged */
+    const char *good[] = {evo, rl};
+    for (int k = 0; k < 2; k++) {
+        search_loop *l = NULL;
+        nas_err err = {0};
+        assert_int_equal(search_loop_load(&s.sp, good[k], &l, &err), NAS_OK);
+        char *again = search_loop_save(l);
+        assert_non_null(again);
+        assert_string_equal(again, good[k]);
+        nas_free(again);
+        search_loop_free(l);
+    }
+    nas_free(evo);
+    nas_free(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1046,6 +1190,8 @@ int main(void)
         cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
         cmocka_unit_test(budget_estimates_match_hand_computation),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
+        cmocka_unit_test(a_hand_edited_budget_that_never_binds_is_refused),
+        cmocka_unit_test(every_state_that_loads_saves_and_loads_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
