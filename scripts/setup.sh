@@ -6,12 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX;
-# oneDNN for bench-train's kernel table.
+# oneDNN for bench-train's kernel table. Data: Fashion-MNIST, the main job's task
+# (/usr/share/datasets/fashion-mnist).
 PKGS=(build-essential pkg-config git ca-certificates
       libxgboost-dev libgsl-dev libcmocka-dev libsqlite3-dev sqlite3 libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev libyaml-dev
       zlib1g-dev libopenmpi-dev openmpi-bin libdnnl-dev
-      python3 python3-numpy python3-torch python3-onnx)
+      python3 python3-numpy python3-torch python3-onnx
+      dataset-fashion-mnist)
 
 missing=()
 for p in "${PKGS[@]}"; do
