@@ -30,6 +30,9 @@ typedef struct {
     long no_export, json;
     long mpi_sync, slots;
     double worker_timeout;
+    /* final training of the top of the search (final_top 0: none) */
+    long final_top, final_epochs, final_batch, final_subset;
+    double final_lr;
 } cli_search_settings;
 
 void cli_search_defaults(cli_search_settings *s);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #define LOOP_VERSION 1
+#define OVER_BUDGET_TRIES 200   /* proposals in a row too dear for what is left: the budget is spent */
 
 typedef struct {
     long id;
@@ -42,6 +43,8 @@ struct search_loop {
     int best;                  /* index into res, -1: none */
     long proposals, screened, cached, over_budget;
     int stall;
+    int over_stall;            /* of those, over the joule budget in a row (not saved: a resumed
+                                  search counts them afresh) */
     double max_energy;         /* for the hypervolume reference when none is set */
     int n_fl, cap_fl;
     flight_t *fl;
@@ -293,6 +296,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     r.eval = *ev;
     search_budget_finish(&l->budget, f->allow_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
                          ev->joules_estimated, f->hint);
+    l->over_stall = 0;   /* its reservation is free again, and the estimates have learnt */
     /* measured figures when there are, predicted otherwise */
     r.energy_mj = ev->energy_mj > 0 ? ev->energy_mj : f->pred.energy_mj > 0 ? f->pred.energy_mj : NAN;
     r.latency_ms = ev->latency_ms > 0 ? ev->latency_ms : f->pred.latency_ms > 0 ? f->pred.latency_ms : NAN;
@@ -379,7 +383,18 @@ static nas_status collect_one(search_loop *l, const search_callbacks *cb, nas_er
 static double estimate_before_asking(const search_loop *l, const search_callbacks *cb)
 {
     const search_budget *b = &l->budget;
+    double cheapest = cb->cost_hint ? search_budget_cheapest_joules(b) : 0;
+    if (cheapest > 0)
+        return cheapest;
     return cb->cost_hint && b->n_hint >= 3 ? b->j_min : search_budget_next_joules(b);
+}
+
+/* A proposal too dear for what is left: skipped when the cheapest candidate
+ * of the space still fits (the strategy may propose one), else the end. */
+static int cheapest_still_fits(const search_loop *l, int free_slots)
+{
+    double cheapest = search_budget_cheapest_joules(&l->budget);
+    return cheapest > 0 && search_budget_check(&l->budget, free_slots, cheapest) == SEARCH_STOP_NONE;
 }
 
 /* Proposes one candidate and sees it through screening, reuse and its own
@@ -421,10 +436,16 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
         r.latency_ms = f.pred.latency_ms > 0 ? f.pred.latency_ms : NAN;
         if (over) {
             l->over_budget++;
-            *stop = SEARCH_STOP_JOULES;
+            /* what is left may still fit the cheapest, but after this many dear
+             * proposals in a row it is the budget, not the strategy, that ends it */
+            if (cheapest_still_fits(l, free_slots) && ++l->over_stall < OVER_BUDGET_TRIES)
+                l->stall++;
+            else
+                *stop = SEARCH_STOP_JOULES;
         } else {
             l->screened++;
             l->stall++;
+            l->over_stall = 0;
         }
         return finish_candidate(l, &r, cb, err);
     }
@@ -437,9 +458,10 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
         r.eval.joules = 0;
         l->cached++;
         l->stall++;
+        l->over_stall = 0;
         return finish_candidate(l, &r, cb, err);
     }
-    l->stall = 0;
+    l->stall = l->over_stall = 0;
     f.allow_j = search_budget_allowance(&l->budget, free_slots, est);
     f.est_s = search_budget_next_seconds(&l->budget);
     search_budget_start(&l->budget, f.allow_j, f.est_s);
@@ -615,7 +637,7 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
 static json_t *result_json(const search_result *r)
 {
     const search_eval *e = &r->eval;
-    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i}",
+    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i,s:i}",
                      "id", (json_int_t)r->id, "genome", search_json_genome(&r->genome),
                      "pred_ms", search_json_num(r->pred.latency_ms), "pred_mj", search_json_num(r->pred.energy_mj),
                      "screened", r->screened, "cached", r->cached, "status", (int)e->status,
@@ -625,7 +647,7 @@ static json_t *result_json(const search_result *r)
                      "seconds", search_json_num(e->seconds), "mj", search_json_num(r->energy_mj),
                      "ms", search_json_num(r->latency_ms), "reward", search_json_num(r->reward),
                      "feasible", r->feasible, "on_front", r->on_front, "is_best", r->is_best,
-                     "late", r->measured_later, "ob", r->over_budget);
+                     "late", r->measured_later, "ob", r->over_budget, "early", e->stopped_early);
 }
 
 char *search_loop_save(const search_loop *l)
@@ -643,10 +665,12 @@ char *search_loop_save(const search_loop *l)
                                   search_json_num(o->objective.alpha), "beta", search_json_num(o->objective.beta),
                                   "ref_mj", search_json_num(o->objective.ref_energy_mj)));
     json_object_set_new(root, "limits",
-                        json_pack("{s:o,s:I,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules), "evals",
-                                  (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
+                        json_pack("{s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules),
+                                  "evals", (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
                                   "first_joules", search_json_num(o->limits.first_joules), "sigmas",
-                                  search_json_num(b->lim.sigmas)));
+                                  search_json_num(b->lim.sigmas), "prior_j0", search_json_num(o->limits.prior_j0),
+                                  "prior_j_per_hint", search_json_num(o->limits.prior_j_per_hint), "min_hint",
+                                  search_json_num(o->limits.min_hint)));
     json_object_set_new(root, "screen_factor", search_json_num(o->screen_factor));
     json_object_set_new(root, "reuse_seen", json_integer(o->reuse_seen));
     json_object_set_new(root, "stall_limit", json_integer(o->stall_limit));
@@ -671,6 +695,8 @@ char *search_loop_save(const search_loop *l)
                                   search_json_num(b->s_mean), "s_m2", search_json_num(b->s_m2), "meter", b->meter,
                                   "estimated", b->estimated));
     json_object_set_new(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules));
+    json_object_set_new(json_object_get(root, "cost_fit"), "prior_sum", search_json_num(b->prior_sum));
+    json_object_set_new(json_object_get(root, "cost_fit"), "meas_sum", search_json_num(b->meas_sum));
     json_object_set_new(root, "counts",
                         json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
                                   (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
@@ -699,6 +725,13 @@ static double num(const json_t *obj, const char *key, int *bad)
     if (search_json_get_num(obj, key, &v))
         *bad = 1;
     return v;
+}
+
+/* A number a state saved by an older build may lack: 0 then. */
+static double opt_num(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_number(v) ? json_number_value(v) : 0;
 }
 
 static long integer(const json_t *obj, const char *key, int *bad)
@@ -748,6 +781,8 @@ static nas_status result_from_json(const json_t *j, const search_space *space, s
     r->is_best = (int)integer(j, "is_best", &bad);
     r->measured_later = (int)integer(j, "late", &bad);
     r->over_budget = (int)integer(j, "ob", &bad);
+    const json_t *early = json_object_get(j, "early");   /* absent in states saved before it existed */
+    e->stopped_early = json_is_integer(early) ? (int)json_integer_value(early) : 0;
     if (bad || e->status < SEARCH_EVAL_OK || e->status > SEARCH_EVAL_FAILED)
         return nas_errf(err, NAS_EINVAL, "search state: results: candidate %ld has a missing or invalid field", r->id);
     return NAS_OK;
@@ -794,6 +829,10 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     o.limits.first_joules = num(jl, "first_joules", &bad);
     o.limits.sigmas = num(jl, "sigmas", &bad);
     if (bad) { st = bad_field(err, "limits"); goto cleanup; }
+    /* absent in states saved before the prior existed: none */
+    o.limits.prior_j0 = opt_num(jl, "prior_j0");
+    o.limits.prior_j_per_hint = opt_num(jl, "prior_j_per_hint");
+    o.limits.min_hint = opt_num(jl, "min_hint");
     o.screen_factor = num(root, "screen_factor", &bad);
     o.reuse_seen = (int)integer(root, "reuse_seen", &bad);
     o.stall_limit = (int)integer(root, "stall_limit", &bad);
@@ -851,6 +890,8 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     b->c_jj = num(jr, "c_jj", &bad);
     b->j_min = num(jr, "j_min", &bad);
     l->over_budget = integer(jr, "over_budget", &bad);
+    b->prior_sum = opt_num(jr, "prior_sum");
+    b->meas_sum = opt_num(jr, "meas_sum");
     if (bad) { st = bad_field(err, "cost_fit"); goto cleanup; }
     json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
     if (!json_is_array(res)) { st = bad_field(err, "results"); goto cleanup; }
