@@ -16,7 +16,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nas train SPEC.json|PRESET --data mnist|fashion-mnist|cifar10:DIR|idx:DIR [options]\n\n"
+            "usage: nas train SPEC.json|PRESET --data mnist|cifar10:DIR|idx:DIR [options]\n\n"
             "Trains one architecture briefly with the built-in engine and prints the test accuracy.\n"
             "The spec is adapted to the data: channels, classes, and --resolution (default: the\n"
             "data's), with strides made gentler so the map entering the head is at least 4x4.\n\n"

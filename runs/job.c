@@ -385,14 +385,15 @@ static nas_status cross_check(parse_ctx *c)
     /* data: a set and, where it needs one, a folder. */
     int l_set = c->line[F_DATA_SET], l_dir = c->line[F_DATA_DIR];
     const char *set = c->data_set[0] ? c->data_set : "mnist";
-    int needs_dir = strcmp(set, "mnist") != 0;
+    /* mnist and fashion-mnist have homes of their own (data/, Debian's package) */
+    int needs_dir = strcmp(set, "mnist") != 0 && strcmp(set, "fashion-mnist") != 0;
     if (needs_dir && !c->data_dir[0])
         return nas_errf(c->err, NAS_EINVAL, "%s:%d: data.set: %s needs data.dir (its folder)",
                         c->where, l_set, set);
     if (l_set || l_dir) {
         const char *loader = !strcmp(set, "cifar10") ? "cifar10" : "idx";
         if (!c->data_dir[0])
-            snprintf(j->data, sizeof j->data, "mnist");
+            snprintf(j->data, sizeof j->data, "%s", set);
         else if (snprintf(j->data, sizeof j->data, "%s:%s", loader, c->data_dir) >=
                  (int)sizeof j->data)
             return nas_errf(c->err, NAS_EINVAL, "%s:%d: data.dir: too long", c->where, l_dir);
