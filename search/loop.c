@@ -23,6 +23,7 @@
 #include <string.h>
 
 #define LOOP_VERSION 1
+#define OVER_BUDGET_TRIES 200   /* proposals in a row too dear for what is left: the budget is spent */
 
 typedef struct {
     long id;
@@ -43,6 +44,8 @@ struct search_loop {
     int best;                  /* index into res, -1: none */
     long proposals, screened, cached, over_budget;
     int stall;
+    int over_stall;            /* of those, over the joule budget in a row (not saved: a resumed
+                                  search counts them afresh) */
     double max_energy;         /* for the hypervolume reference when none is set */
     int n_fl, cap_fl;
     flight_t *fl;
@@ -294,6 +297,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     r.eval = *ev;
     search_budget_finish(&l->budget, f->allow_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
                          ev->joules_estimated, f->hint);
+    l->over_stall = 0;   /* its reservation is free again, and the estimates have learnt */
     /* measured figures when there are, predicted otherwise */
     r.energy_mj = ev->energy_mj > 0 ? ev->energy_mj : f->pred.energy_mj > 0 ? f->pred.energy_mj : NAN;
     r.latency_ms = ev->latency_ms > 0 ? ev->latency_ms : f->pred.latency_ms > 0 ? f->pred.latency_ms : NAN;
@@ -380,7 +384,18 @@ static nas_status collect_one(search_loop *l, const search_callbacks *cb, nas_er
 static double estimate_before_asking(const search_loop *l, const search_callbacks *cb)
 {
     const search_budget *b = &l->budget;
+    double cheapest = cb->cost_hint ? search_budget_cheapest_joules(b) : 0;
+    if (cheapest > 0)
+        return cheapest;
     return cb->cost_hint && b->n_hint >= 3 ? b->j_min : search_budget_next_joules(b);
+}
+
+/* A proposal too dear for what is left: skipped when the cheapest candidate
+ * of the space still fits (the strategy may propose one), else the end. */
+static int cheapest_still_fits(const search_loop *l, int free_slots)
+{
+    double cheapest = search_budget_cheapest_joules(&l->budget);
+    return cheapest > 0 && search_budget_check(&l->budget, free_slots, cheapest) == SEARCH_STOP_NONE;
 }
 
 /* Proposes one candidate and sees it through screening, reuse and its own
@@ -422,10 +437,16 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
         r.latency_ms = f.pred.latency_ms > 0 ? f.pred.latency_ms : NAN;
         if (over) {
             l->over_budget++;
-            *stop = SEARCH_STOP_JOULES;
+            /* what is left may still fit the cheapest, but after this many dear
+             * proposals in a row it is the budget, not the strategy, that ends it */
+            if (cheapest_still_fits(l, free_slots) && ++l->over_stall < OVER_BUDGET_TRIES)
+                l->stall++;
+            else
+                *stop = SEARCH_STOP_JOULES;
         } else {
             l->screened++;
             l->stall++;
+            l->over_stall = 0;
         }
         return finish_candidate(l, &r, cb, err);
     }
@@ -438,9 +459,10 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
         r.eval.joules = 0;
         l->cached++;
         l->stall++;
+        l->over_stall = 0;
         return finish_candidate(l, &r, cb, err);
     }
-    l->stall = 0;
+    l->stall = l->over_stall = 0;
     f.allow_j = search_budget_allowance(&l->budget, free_slots, est);
     f.est_s = search_budget_next_seconds(&l->budget);
     search_budget_start(&l->budget, f.allow_j, f.est_s);
@@ -616,7 +638,7 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
 static json_t *result_json(const search_result *r)
 {
     const search_eval *e = &r->eval;
-    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i}",
+    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i,s:i}",
                      "id", (json_int_t)r->id, "genome", search_json_genome(&r->genome),
                      "pred_ms", search_json_num(r->pred.latency_ms), "pred_mj", search_json_num(r->pred.energy_mj),
                      "screened", r->screened, "cached", r->cached, "status", (int)e->status,
@@ -626,7 +648,7 @@ static json_t *result_json(const search_result *r)
                      "seconds", search_json_num(e->seconds), "mj", search_json_num(r->energy_mj),
                      "ms", search_json_num(r->latency_ms), "reward", search_json_num(r->reward),
                      "feasible", r->feasible, "on_front", r->on_front, "is_best", r->is_best,
-                     "late", r->measured_later, "ob", r->over_budget);
+                     "late", r->measured_later, "ob", r->over_budget, "early", e->stopped_early);
 }
 
 char *search_loop_save(const search_loop *l)
@@ -643,10 +665,12 @@ char *search_loop_save(const search_loop *l)
                               search_json_num(o->objective.alpha), "beta", search_json_num(o->objective.beta),
                               "ref_mj", search_json_num(o->objective.ref_energy_mj)), &bad);
     search_json_set(root, "limits",
-                    json_pack("{s:o,s:I,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules), "evals",
-                              (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
+                    json_pack("{s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules),
+                              "evals", (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
                               "first_joules", search_json_num(o->limits.first_joules), "sigmas",
-                              search_json_num(b->lim.sigmas)), &bad);
+                              search_json_num(b->lim.sigmas), "prior_j0", search_json_num(o->limits.prior_j0),
+                              "prior_j_per_hint", search_json_num(o->limits.prior_j_per_hint), "min_hint",
+                              search_json_num(o->limits.min_hint)), &bad);
     search_json_set(root, "screen_factor", search_json_num(o->screen_factor), &bad);
     search_json_set(root, "reuse_seen", json_integer(o->reuse_seen), &bad);
     search_json_set(root, "stall_limit", json_integer(o->stall_limit), &bad);
@@ -671,6 +695,8 @@ char *search_loop_save(const search_loop *l)
                               search_json_num(b->s_mean), "s_m2", search_json_num(b->s_m2), "meter", b->meter,
                               "estimated", b->estimated), &bad);
     search_json_set(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules), &bad);
+    search_json_set(json_object_get(root, "cost_fit"), "prior_sum", search_json_num(b->prior_sum), &bad);
+    search_json_set(json_object_get(root, "cost_fit"), "meas_sum", search_json_num(b->meas_sum), &bad);
     search_json_set(root, "counts",
                     json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
                               (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
@@ -731,6 +757,14 @@ static nas_status get_s(const json_t *obj, const char *field, char *out, size_t 
     return NAS_OK;
 }
 
+/* A number in [0, hi] that a state saved by an older build may lack: 0 then. */
+static nas_status opt_real(const json_t *obj, const char *field, double hi, double *v, nas_err *err)
+{
+    *v = 0;
+    const char *key = strrchr(field, '.') ? strrchr(field, '.') + 1 : field;
+    return json_object_get(obj, key) ? search_json_real(obj, WHAT, field, 0, hi, 0, v, err) : NAS_OK;
+}
+
 static nas_status result_from_json(const json_t *j, const search_space *space, long next_ticket, search_result *r,
                                    nas_err *err)
 {
@@ -764,6 +798,9 @@ static nas_status result_from_json(const json_t *j, const search_space *space, l
     TRY(get_i(j, "results[].is_best", 0, 1, &r->is_best, err));
     TRY(get_i(j, "results[].late", 0, 1, &r->measured_later, err));
     TRY(get_i(j, "results[].ob", 0, 1, &r->over_budget, err));
+    e->stopped_early = 0;   /* absent in states saved before it existed */
+    if (json_object_get(j, "early"))
+        TRY(get_i(j, "results[].early", 0, 1, &e->stopped_early, err));
 cleanup:
     return st;
 }
@@ -810,6 +847,10 @@ static nas_status opts_from_json(const json_t *root, search_loop_opts *o, nas_er
     TRY(search_json_real(jl, WHAT, "limits.seconds", 0, MAX_S, 0, &o->limits.seconds, err));
     TRY(search_json_real(jl, WHAT, "limits.first_joules", 0, MAX_J, 0, &o->limits.first_joules, err));
     TRY(search_json_real(jl, WHAT, "limits.sigmas", 0, 100, 0, &o->limits.sigmas, err));
+    /* absent in states saved before the budget's prior existed: none */
+    TRY(opt_real(jl, "limits.prior_j0", MAX_J, &o->limits.prior_j0, err));
+    TRY(opt_real(jl, "limits.prior_j_per_hint", MAX_J, &o->limits.prior_j_per_hint, err));
+    TRY(opt_real(jl, "limits.min_hint", DBL_MAX, &o->limits.min_hint, err));
     TRY(search_json_real(root, WHAT, "screen_factor", 0, 1e6, 0, &o->screen_factor, err));
     TRY(get_i(root, "reuse_seen", 0, 1, &o->reuse_seen, err));
     /* a proposal that is screened or seen before costs a save of the state: a
@@ -867,6 +908,8 @@ static nas_status budget_from_json(const json_t *root, search_loop *l, nas_err *
     TRY(search_json_real(jr, WHAT, "cost_fit.c_jj", 0, DBL_MAX, 0, &b->c_jj, err));
     TRY(search_json_real(jr, WHAT, "cost_fit.j_min", 0, MAX_J, 0, &b->j_min, err));
     TRY(search_json_int(jr, WHAT, "cost_fit.over_budget", 0, MAX_N, &l->over_budget, err));
+    TRY(opt_real(jr, "cost_fit.prior_sum", MAX_J, &b->prior_sum, err));
+    TRY(opt_real(jr, "cost_fit.meas_sum", MAX_J, &b->meas_sum, err));
 cleanup:
     return st;
 }

@@ -179,6 +179,17 @@ typedef struct {
      * spent, and its evaluator is given the allowance to stop within). */
     double first_joules;
     double sigmas;             /* safety margin on the per-evaluation estimate (default 2) */
+    /* With cost hints: what the caller expects a candidate to cost before any
+     * was measured, prior_j0 + prior_j_per_hint x hint joules (counted with the
+     * meter's uncertainty; 0 and 0: no prior). Each measured candidate refines
+     * it (scaled by measured / expected so far) until the least-squares line of
+     * search_budget_estimate_joules takes over. */
+    double prior_j0, prior_j_per_hint;
+    /* The smallest cost hint a candidate of the space can have (0: unknown).
+     * With it, a proposal too dear for what is left is skipped (reported
+     * over_budget) and the search goes on while the cheapest candidate of the
+     * space still fits; without it the first such proposal ends the search. */
+    double min_hint;
 } search_limits;
 
 /* Per-evaluation costs are tracked as running mean and variance (Welford). The
@@ -207,6 +218,7 @@ typedef struct {
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
     double lost_joules;        /* of attempts a crash cut short, charged so far (in joules) */
+    double prior_sum, meas_sum;   /* over hinted evaluations: the prior's joules, and what they cost */
 } search_budget;
 
 typedef enum {
@@ -233,14 +245,20 @@ double search_budget_next_seconds(const search_budget *b);
  * line fits where a ratio (joules per MAC) would overcharge large networks for
  * small ones' overhead. */
 double search_budget_estimate_joules(const search_budget *b, double hint);
+/* The estimate for the cheapest candidate of the space (limits.min_hint;
+ * 0 when it or a prior is unknown): a joule budget below it cannot train any. */
+double search_budget_cheapest_joules(const search_budget *b);
 /* Whether a candidate expected to cost est_j may start now, with free_slots
  * evaluation slots free (1 when evaluating one at a time); if not, which budget
  * stops it. */
 search_stop search_budget_check(const search_budget *b, int free_slots, double est_j);
 /* The joules a candidate starting now may spend (inf: no joule limit): the
  * unreserved rest shared among the free slots, but at least est_j when that
- * much is unreserved. The evaluator must stop before its spending, raised by
- * its meter's uncertainty, crosses it. */
+ * much is unreserved, and at most ALLOWANCE_FACTOR (2) x est_j when there is
+ * an estimate, so that one candidate dearer than expected is stopped early
+ * (and still yields a result) rather than eating what others would use. The
+ * evaluator must stop before its spending, raised by its meter's uncertainty,
+ * crosses it. */
 double search_budget_allowance(const search_budget *b, int free_slots, double est_j);
 void search_budget_start(search_budget *b, double allowance_j, double est_seconds);
 /* A finished evaluation: what it cost, its meter, and the meter's relative
@@ -291,6 +309,8 @@ typedef struct {
     int joules_estimated;      /* 1: modelled (e.g. model:cpu-time), 0: measured */
     char meter[32];            /* the meter's source string */
     double seconds;            /* <= 0: the loop times the call itself */
+    int stopped_early;         /* status OK, but training stopped at its joule allowance: accuracy
+                                  is that of the network as trained when it stopped */
 } search_eval;
 
 /* One candidate: proposed, screened or evaluated, and scored. */

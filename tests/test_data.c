@@ -351,14 +351,116 @@ static void mnist_is_found_through_nas_data_dir(void **state)
     assert_int_equal(d.flip_ok, 0);
     assert_int_equal(d.train.n + d.val.n, 20);
     ev_data_free(&d);
-    /* fashion-mnist has no folder here: the message says where it looked. */
+    /* fashion-mnist has no folder here, nor under a datasets root without the
+     * Debian package: the message says where it looked and what to install. */
+    setenv("NAS_DATASETS_DIR", dir, 1);
     load_expect_error("fashion-mnist", "fashion-mnist not found", "NAS_DATA_DIR");
+    load_expect_error("fashion-mnist", "dataset-fashion-mnist", "apt-get install");
+    unsetenv("NAS_DATASETS_DIR");
     if (saved) {
         setenv("NAS_DATA_DIR", saved, 1);
         free(saved);
     } else {
         unsetenv("NAS_DATA_DIR");
     }
+    tu_rmtree(dir);
+}
+
+#define FASHION_DEB "/usr/share/datasets/fashion-mnist"
+
+/* Debian's dataset-fashion-mnist, read whole: 60,000 training and 10,000 test
+ * images of 28x28, 6,000 and 1,000 of each class (the set is balanced), with
+ * Zalando's class names. A copy under NAS_DATA_DIR is preferred to it. */
+static void fashion_mnist_from_the_debian_package(void **state)
+{
+    (void)state;
+    char probe[200];
+    snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte.gz", FASHION_DEB);
+    if (access(probe, R_OK) != 0) {
+        fprintf(stderr, "skipped: %s is missing (Debian's dataset-fashion-mnist; scripts/setup.sh installs it)\n",
+                probe);
+        skip();
+    }
+    const char *old = getenv("NAS_DATA_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    unsetenv("NAS_DATA_DIR");
+    unsetenv("NAS_DATASETS_DIR");
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.val_count = 0;
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load("fashion-mnist", &o, &d, &err), NAS_OK);
+    assert_string_equal(d.name, "fashion-mnist");
+    assert_non_null(strstr(d.source, FASHION_DEB "/train-images-idx3-ubyte.gz"));
+    assert_non_null(strstr(d.source, FASHION_DEB "/t10k-images-idx3-ubyte.gz"));
+    assert_int_equal(d.train.n, 60000);
+    assert_int_equal(d.test.n, 10000);
+    assert_int_equal(d.val.n, 0);
+    assert_int_equal(d.train.h, 28);
+    assert_int_equal(d.train.w, 28);
+    assert_int_equal(d.train.c, 1);
+    assert_int_equal(d.flip_ok, 1);
+    int tr[10] = {0}, te[10] = {0};
+    for (int i = 0; i < d.train.n; i++)
+        tr[d.train.labels[i]]++;
+    for (int i = 0; i < d.test.n; i++)
+        te[d.test.labels[i]]++;
+    for (int k = 0; k < 10; k++) {
+        assert_int_equal(tr[k], 6000);
+        assert_int_equal(te[k], 1000);
+    }
+    assert_string_equal(ev_data_class_name(&d, 0), "T-shirt/top");
+    assert_string_equal(ev_data_class_name(&d, 9), "Ankle boot");
+    assert_string_equal(ev_data_class_name(&d, 10), "?");
+    ev_data_free(&d);
+    /* a copy under NAS_DATA_DIR wins over the package */
+    char dir[64], sub[100];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(sub, sizeof sub, "%s/fashion-mnist", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    write_idx_set(sub, 20, 4, 1);
+    setenv("NAS_DATA_DIR", dir, 1);
+    assert_int_equal(ev_data_load("fashion-mnist", NULL, &d, &err), NAS_OK);
+    assert_int_equal(d.train.n + d.val.n, 20);
+    assert_non_null(strstr(d.source, sub));
+    ev_data_free(&d);
+    tu_rmtree(dir);
+    if (saved) {
+        setenv("NAS_DATA_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("NAS_DATA_DIR");
+    }
+}
+
+/* skip_test: the test files are never opened, so a search that loads its data
+ * this way cannot have looked at the test split: with the t10k files corrupt,
+ * the load still succeeds and its test split is empty; a load that reads the
+ * test split names the corrupt file. */
+static void skip_test_never_opens_the_test_files(void **state)
+{
+    (void)state;
+    char dir[64], spec[100], path[200];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    write_idx_set(dir, 30, 6, 0);
+    snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte", dir);
+    const uint8_t junk[4] = {0xde, 0xad, 0xbe, 0xef};
+    patch_file(path, 0, junk, sizeof junk, 10);
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    ev_data_opts o;
+    ev_data_opts_default(&o);
+    o.skip_test = 1;
+    ev_data d;
+    nas_err err = {0};
+    assert_int_equal(ev_data_load(spec, &o, &d, &err), NAS_OK);
+    assert_int_equal(d.test.n, 0);
+    assert_int_equal(d.train.n + d.val.n, 30);
+    assert_non_null(strstr(d.source, "test split not read"));
+    ev_data_free(&d);
+    o.skip_test = 0;
+    assert_int_not_equal(ev_data_load(spec, &o, &d, &err), NAS_OK);
+    assert_non_null(strstr(err.msg, "t10k-images-idx3-ubyte"));
     tu_rmtree(dir);
 }
 
@@ -794,6 +896,8 @@ int main(void)
         cmocka_unit_test(idx_gzip_reads_like_raw_and_limits_apply),
         cmocka_unit_test(idx_malformed_files_are_named),
         cmocka_unit_test(mnist_is_found_through_nas_data_dir),
+        cmocka_unit_test(fashion_mnist_from_the_debian_package),
+        cmocka_unit_test(skip_test_never_opens_the_test_files),
         cmocka_unit_test(cifar_records_become_nhwc),
         cmocka_unit_test(cifar_malformed_batches_are_named),
         cmocka_unit_test(mnist_json_converts_to_stratified_idx),

@@ -1177,7 +1177,7 @@ static void test_search_exports_under_mpirun(void **state)
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(cmd, sizeof cmd,
              "timeout -k 5 600 mpirun %s --oversubscribe --bind-to none -np 3 -x ASAN_OPTIONS '%s' search "
-             "--data mnist --budget-evals 3 --subset 300 --epochs 1 --threads 1 --stages 1 --max-width 0.25 "
+             "--data mnist --budget-evals 3 --subset 300 --epochs 1 --threads 1 --stages 1 --max-width 0.25 --final-top 0 "
              "--val-count 100 --test-limit 100 --bench-seconds 0.02 --db %s/m.db --name m --export-dir %s/exp "
              ">'%s/out.txt' 2>&1",
              geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), dir, dir, dir);

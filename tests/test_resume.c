@@ -24,7 +24,8 @@
 
 #define EVALS 24
 #define ARGS "--data", "mnist", "--budget-evals", "24", "--subset", "200", "--val-count", "100", "--test-limit", "100", "--epochs", "1", "--threads", "1", \
-             "--stages", "1", "--max-width", "0.25", "--bench-seconds", "0.02", "--seed", "5", "--no-export"
+             "--stages", "1", "--max-width", "0.25", "--bench-seconds", "0.02", "--seed", "5", "--no-export", \
+             "--final-top", "0"
 
 static pid_t spawn(char *const argv[])
 {
@@ -228,7 +229,7 @@ static void a_crash_mid_training_still_counts_its_joules(void **state)
     snprintf(db, sizeof db, "%s/c.db", dir);
     char *argv[] = {(char *)tu_nas_bin(), "search", "--data", "mnist", "--budget-evals", "1", "--subset", "3000",
                     "--epochs", "3", "--threads", "1", "--stages", "1", "--max-width", "0.25", "--bench-seconds",
-                    "0.02", "--seed", "5", "--no-export", "--db", db, "--name", "c", NULL};
+                    "0.02", "--seed", "5", "--no-export", "--final-top", "0", "--db", db, "--name", "c", NULL};
     pid_t p = spawn(argv);
     /* wait for the first heartbeat of candidate 0, then kill; no time limit but
      * the search's own end (a loaded machine may take long to start it) */

@@ -163,11 +163,14 @@ static void search_job_runs_saves_its_settings_and_exports(void **state)
              " \"objective\": {\"target_mj\": 3.0},\n"
              " \"budget\": {\"evals\": 3},\n"
              " \"proxy\": {\"epochs\": 1, \"subset\": 1500, \"batch\": 32},\n"
+             " \"final\": {\"top\": 1, \"epochs\": 1, \"subset\": 300},\n"
              " \"output\": {\"db\": \"%s/j.db\", \"export\": \"%s/exp\"}}\n", dir, dir);
     write_text(path, text);
     snprintf(cmd, sizeof cmd, "run %s 2>&1", path);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
-    assert_non_null(strstr(out, "exported the chosen model to"));
+    /* the job's final section: the chosen one trained again and tested, then exported */
+    assert_non_null(strstr(out, "final training (the top 1 again, on 300 images"));
+    assert_non_null(strstr(out, "exported the finally trained model to"));
     free(out);
 
     /* the run's settings: the job's, whole */
@@ -190,6 +193,8 @@ static void search_job_runs_saves_its_settings_and_exports(void **state)
     assert_int_equal(json_integer_value(json_object_get(set, "val-count")), 100);
     assert_true(json_real_value(json_object_get(set, "target-mj")) == 3.0);
     assert_true(json_real_value(json_object_get(set, "max-width")) == 0.25);
+    assert_int_equal(json_integer_value(json_object_get(set, "final-subset")), 300);
+    assert_int_equal(json_integer_value(json_object_get(set, "final-epochs")), 1);
     json_decref(s);
     runs_run_free(&run);
     runs_close(db);
@@ -236,7 +241,7 @@ static void search_and_resume_under_mpirun(void **state)
     snprintf(mpi, sizeof mpi, "timeout -k 5 600 mpirun --oversubscribe --bind-to none -np 3 %s -x ASAN_OPTIONS=detect_leaks=0",
              geteuid() == 0 ? "--allow-run-as-root" : "");
     snprintf(cmd, sizeof cmd, "ASAN_OPTIONS=detect_leaks=0 %s %s search --data mnist --budget-evals 4 --subset 300 "
-             "--epochs 1 --threads 1 --stages 1 --max-width 0.25 --val-count 100 --test-limit 100 "
+             "--epochs 1 --threads 1 --stages 1 --max-width 0.25 --val-count 100 --test-limit 100 --final-top 0 "
              "--bench-seconds 0.02 --db %s --name m --export-dir %s/exp > %s/out.txt 2>&1", mpi, tu_nas_bin(), db_path, dir, dir);
     if (system(cmd) != 0) {
         snprintf(cmd, sizeof cmd, "cat %s/out.txt", dir);

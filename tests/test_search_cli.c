@@ -34,7 +34,7 @@ static void usage_errors_exit_2_and_name_the_option(void **state)
     free(out);
 }
 
-#define TINY "search --data mnist --subset 64 --epochs 1 --stages 1 --max-width 0.25 --threads 1 " \
+#define TINY "search --data mnist --subset 64 --epochs 1 --stages 1 --max-width 0.25 --threads 1 --final-top 0 " \
              "--bench-seconds 0.02 --target-mj 2 --hv-ref-mj 4 --seed 3 --json"
 
 static void tiny_search_keeps_its_budget_and_resumes(void **state)
@@ -153,7 +153,7 @@ static void predictor_screens_and_best_meets_the_target(void **state)
     assert_non_null(strstr(out, "is below the lowest prediction for 200 networks"));
     free(out);
     snprintf(cmd, sizeof cmd, "search --data mnist --subset 64 --epochs 1 --stages 2 --max-width 0.25 --threads 1 "
-             "--bench-seconds 0.02 --budget-evals 4 --target-mj %.6g --hard --predictor %s/pred.json "
+             "--final-top 0 --bench-seconds 0.02 --budget-evals 4 --target-mj %.6g --hard --predictor %s/pred.json "
              "--measure-every 2 --measure-top 2 --seed 5 --db %s/p.db --name p --json 2>/dev/null", target, dir, dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     json_t *r = json_loads(out, 0, NULL);

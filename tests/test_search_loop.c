@@ -42,6 +42,10 @@ typedef struct {
     int n_measure, n_result_calls_for[4096];
     int n_start;
     int hint_kind;              /* cost hint: 0 none, 1 proportional to the cost, 2 affine in it (a fixed part) */
+    int stop_early_ok;          /* stopped at its allowance, a candidate still reports its accuracy so far */
+    double first_allow;         /* the allowance the first evaluation was given (0: none yet) */
+    double worst_allow_ratio;   /* the largest allowance / prior estimate of a candidate before any finished */
+    double prior_j0, prior_jh;  /* the prior the loop was given, to check allowances against */
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -88,12 +92,20 @@ static void run_eval(synth *s, long id, const space_genome *g, double allowance,
     out->joules_estimated = 1;
     snprintf(out->meter, sizeof out->meter, "model:cpu-time");
     double secs = 2.0 + (s->jitter > 0 ? s->jitter * nas_pcg32_double(&s->noise) : 0);
+    if (s->n_eval == 1)
+        s->first_allow = allowance;
     if (s->honour_allowance && j * 1.05 > allowance) {
         /* an evaluator that watches its meter stops at the allowance */
-        out->status = SEARCH_EVAL_FAILED;
+        out->status = s->stop_early_ok ? SEARCH_EVAL_OK : SEARCH_EVAL_FAILED;
         out->joules = allowance / 1.05;
         out->seconds = secs * out->joules / j;
         s->clock += out->seconds;
+        if (s->stop_early_ok) {   /* what it had learnt by then */
+            out->stopped_early = 1;
+            out->accuracy = accuracy_of(s, g) * out->joules / j;
+            out->energy_mj = e;
+            out->latency_ms = 3 * e;
+        }
         return;
     }
     out->joules = j;
@@ -875,6 +887,114 @@ static void cost_hints_keep_the_budget_when_evaluations_cannot_stop(void **state
     print_message("without cost hints, the worst overrun was %.1f J\n", worst_without);
 }
 
+/* A made-up evaluator whose cost (20 + 10 e J, +-5%) the loop learns only
+ * from a prior on the cost hint (e x 1e6, MACs-like) that is off by 0.4x to
+ * 1.6x, in one process and with 3 in flight: the budget holds from the first
+ * candidate on, no candidate is handed more than twice its estimate, one
+ * stopped at its allowance still yields a result, marked, and every run ends
+ * with a leaderboard. The cheapest candidate's estimate is the prior's at the
+ * space's smallest hint until measurements scale it. */
+static void allowances_hold_from_the_first_candidate(void **state)
+{
+    (void)state;
+    const double budgets[] = {45, 90, 300, 777};
+    const double scale[] = {0.4, 1, 1.6};
+    int early_seen = 0;
+    for (int b = 0; b < 4; b++)
+        for (int k = 0; k < 3; k++)
+            for (int async = 0; async <= 3; async += 3) {
+                synth s;
+                synth_init(&s, NG, 4);
+                s.hint_kind = 2;
+                s.stop_early_ok = 1;
+                search_loop_opts o;
+                search_loop_opts_default(&o, SEARCH_EVOLUTION, 0);
+                o.strategy.seed = (uint64_t)(b + 1);
+                o.limits.joules = budgets[b];
+                o.limits.prior_j0 = 21 * scale[k];
+                o.limits.prior_j_per_hint = 1.05e-5 * scale[k];
+                o.limits.min_hint = 0.5e6;   /* true_energy's smallest: every gene at 0 */
+                search_loop *l;
+                nas_err err = {0};
+                assert_int_equal(search_loop_new(&s.sp, &o, &l, &err), NAS_OK);
+                /* before anything is measured: the prior at the smallest hint, 21 + 5.25 J scaled */
+                const search_budget *bu = search_loop_budget(l);
+                assert_true(fabs(search_budget_cheapest_joules(bu) - 26.25 * scale[k]) < 1e-9);
+                search_callbacks cb = callbacks(&s, async);
+                search_stop why;
+                assert_int_equal(search_run(l, &cb, &why, &err), NAS_OK);
+                assert_true(bu->joules_hi <= budgets[b] + 1e-9);
+                assert_false(s.max_allowance_seen_over);
+                /* the first candidate got at most twice its prior estimate (the dearest
+                 * genome costs 60 J), not the whole budget */
+                assert_true(s.first_allow <= 2 * (21 + 1.05e-5 * 4e6) * scale[k] + 1e-9);
+                /* where a typical candidate (e ~ 2.25: 45 J by the prior) fits twice,
+                 * the search always trains some: proposals too dear are skipped */
+                int idx[4];
+                if (budgets[b] >= 2 * 45 * scale[k]) {
+                    assert_true(s.first_allow > 0);
+                    assert_true(search_loop_leaderboard(l, idx, 4) >= 1);
+                }
+                for (int i = 0; i < search_loop_n_results(l); i++) {
+                    const search_result *r = search_loop_result(l, i);
+                    if (!r->eval.stopped_early)
+                        continue;
+                    early_seen++;
+                    assert_int_equal(r->eval.status, SEARCH_EVAL_OK);
+                    assert_true(isfinite(r->eval.accuracy) && r->eval.accuracy > 0);
+                }
+                /* the state keeps the mark and the prior */
+                char *js = search_loop_save(l);
+                search_loop *back = NULL;
+                assert_int_equal(search_loop_load(&s.sp, js, &back, &err), NAS_OK);
+                char *js2 = search_loop_save(back);
+                assert_string_equal(js, js2);
+                nas_free(js);
+                nas_free(js2);
+                search_loop_free(back);
+                search_loop_free(l);
+            }
+    assert_true(early_seen > 0);
+    /* with no room for the cheapest candidate, nothing starts */
+    synth s;
+    synth_init(&s, NG, 4);
+    s.hint_kind = 2;
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_RANDOM, 0);
+    o.limits.joules = 26;
+    o.limits.prior_j0 = 21;
+    o.limits.prior_j_per_hint = 1.05e-5;
+    o.limits.min_hint = 0.5e6;
+    search_stop why;
+    search_loop *l = run(&s, &o, 0, &why);
+    assert_int_equal(why, SEARCH_STOP_JOULES);
+    assert_int_equal(s.n_eval, 0);
+    assert_true(search_loop_budget(l)->joules_hi == 0);
+    search_loop_free(l);
+}
+
+/* The prior is scaled by what hinted candidates cost against what it said:
+ * after one measured at twice its prior, the next estimate is twice the prior. */
+static void the_prior_is_refined_by_each_measured_candidate(void **state)
+{
+    (void)state;
+    search_limits lim = {.joules = 1000, .sigmas = 2, .prior_j0 = 10, .prior_j_per_hint = 1, .min_hint = 2};
+    search_budget b;
+    search_budget_init(&b, &lim);
+    assert_true(fabs(search_budget_estimate_joules(&b, 5) - 15) < 1e-12);
+    assert_true(fabs(search_budget_cheapest_joules(&b) - 12) < 1e-12);
+    double allow = search_budget_allowance(&b, 1, 15);
+    assert_true(fabs(allow - 30) < 1e-12);   /* twice the estimate, not all 1000 J */
+    search_budget_start(&b, allow, 0);
+    search_budget_finish(&b, allow, 0, 30, 0, 1, "rapl:package-0", 0, 5);   /* cost 2x the prior */
+    assert_true(fabs(search_budget_estimate_joules(&b, 10) - 40) < 1e-12);
+    assert_true(fabs(search_budget_cheapest_joules(&b) - 24) < 1e-12);
+    /* three hinted evaluations: the line takes over from the scaled prior */
+    search_budget_finish(&b, 0, 0, 50, 0, 1, "rapl:package-0", 0, 15);
+    search_budget_finish(&b, 0, 0, 70, 0, 1, "rapl:package-0", 0, 25);
+    assert_true(fabs(search_budget_estimate_joules(&b, 35) - 90) < 1e-9);   /* exact line 20 + 2h */
+}
+
 static void budget_estimates_match_hand_computation(void **state)
 {
     (void)state;
@@ -1189,6 +1309,8 @@ int main(void)
         cmocka_unit_test(lost_joules_are_charged_once_across_resumes),
         cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
         cmocka_unit_test(budget_estimates_match_hand_computation),
+        cmocka_unit_test(allowances_hold_from_the_first_candidate),
+        cmocka_unit_test(the_prior_is_refined_by_each_measured_candidate),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
         cmocka_unit_test(a_hand_edited_budget_that_never_binds_is_refused),
         cmocka_unit_test(every_state_that_loads_saves_and_loads_back),

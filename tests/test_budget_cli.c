@@ -1,0 +1,142 @@
+/* test_budget_cli.c — `nas search --budget-joules J` is a cap, as a user runs
+ * it on the MNIST sample: a sweep of small budgets, in one process and under
+ * `mpirun -np 3`, never reports more joules (counted with the meter's stated
+ * uncertainty) than it was given, and ends with a leaderboard; a budget no
+ * network of the space fits is refused at start, naming the cheapest; and the
+ * search never reads the test split (its files may be corrupt). */
+#include "tests/testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+
+/* Small candidates on few images, so that a run takes seconds. */
+#define SMALL "search --data mnist --subset 300 --val-count 200 --epochs 1 --stages 2 --max-width 0.5 " \
+              "--threads 1 --bench-seconds 0.02 --meter model --final-top 0 --json"
+
+static void too_small_a_budget_is_refused_naming_the_cheapest(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char *out = NULL;
+    assert_int_equal(tu_run_nas(SMALL " --budget-joules 0.5 --budget-evals 3 2>&1", &out), 2);
+    assert_non_null(strstr(out, "too small for any network of this space"));
+    assert_non_null(strstr(out, "MMACs"));
+    assert_non_null(strstr(out, "--budget-joules 0.5"));
+    free(out);
+}
+
+/* One run's JSON report: the joules it counted against the budget, its
+ * evaluations, and whether it has a best candidate. */
+static void check_report(const char *json, double budget, const char *what)
+{
+    json_error_t je;
+    json_t *a = json_loads(json, 0, &je);
+    if (!a)
+        fail_msg("%s: no JSON report (%s): %s", what, je.text, json);
+    json_t *en = json_object_get(a, "energy");
+    double hi = json_real_value(json_object_get(en, "joules_with_uncertainty"));
+    double lo = json_real_value(json_object_get(en, "joules"));
+    long evals = (long)json_integer_value(json_object_get(a, "evals"));
+    print_message("%s: %.1f J (%.1f with uncertainty) of %.0f, %ld evaluations\n", what, lo, hi, budget, evals);
+    if (!(hi <= budget))
+        fail_msg("%s: %.2f J counted against a budget of %.0f J", what, hi, budget);
+    assert_true(lo > 0 && lo <= hi);
+    assert_true(evals >= 1);
+    if (!json_is_object(json_object_get(a, "best")))
+        fail_msg("%s: empty leaderboard", what);
+    json_decref(a);
+}
+
+static const double BUDGETS[] = {12, 20, 35};
+
+static void budget_sweep_in_one_process(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    for (int b = 0; b < 3; b++) {
+        char args[512], what[64];
+        char *out = NULL;
+        snprintf(args, sizeof args, SMALL " --budget-joules %g --budget-evals 12 --seed %d 2>/dev/null", BUDGETS[b],
+                 b + 3);
+        snprintf(what, sizeof what, "one process, %g J", BUDGETS[b]);
+        assert_int_equal(tu_run_nas(args, &out), 0);
+        check_report(out, BUDGETS[b], what);
+        free(out);
+    }
+}
+
+static void budget_sweep_under_mpirun(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    if (system("command -v mpirun >/dev/null 2>&1") != 0) {
+        print_message("no mpirun: skipping\n");
+        skip();
+    }
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    for (int b = 0; b < 3; b++) {
+        char cmd[2048], what[64], path[128];
+        snprintf(cmd, sizeof cmd,
+                 "OMPI_MCA_plm_rsh_agent= timeout -k 5 180 mpirun %s --oversubscribe --bind-to none -np 3 "
+                 "-x ASAN_OPTIONS=detect_leaks=0 '%s' " SMALL " --budget-joules %g --budget-evals 12 --seed %d "
+                 ">'%s/out.json' 2>'%s/err.txt'",
+                 geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), BUDGETS[b], b + 5, dir, dir);
+        snprintf(what, sizeof what, "mpirun -np 3, %g J", BUDGETS[b]);
+        if (system(cmd) != 0) {
+            snprintf(cmd, sizeof cmd, "cat '%s/err.txt' >&2", dir);
+            (void)system(cmd);
+            fail_msg("%s: nas search failed", what);
+        }
+        snprintf(path, sizeof path, "%s/out.json", dir);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        char buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        check_report(buf, BUDGETS[b], what);
+    }
+    tu_rmtree(dir);
+}
+
+/* The search ranks on validation images only: with the test files of its
+ * data corrupt, it runs as well; final training, the test split's one
+ * reader, names the corrupt file. */
+static void the_search_never_reads_the_test_split(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], cmd[1024];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd,
+             "cp data/mnist/train-images-idx3-ubyte data/mnist/train-labels-idx1-ubyte '%s'/ && "
+             "printf 'not an idx file' >'%s/t10k-images-idx3-ubyte' && "
+             "printf 'nor this' >'%s/t10k-labels-idx1-ubyte'", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    char args[1024];
+    char *out = NULL;
+    for (int final = 0; final <= 1; final++) {
+        snprintf(args, sizeof args,
+                 "search --data idx:%s --subset 200 --val-count 100 --stages 1 --max-width 0.25 --threads 1 "
+                 "--bench-seconds 0.02 --budget-evals 2 --json --final-top %d --final-epochs 1 2>&1", dir, final);
+        int rc = tu_run_nas(args, &out);
+        if (!final && rc != 0)
+            fail_msg("nas search with corrupt test files: exit %d: %s", rc, out ? out : "");
+        if (final && (rc == 0 || !strstr(out, "t10k-images-idx3-ubyte")))
+            fail_msg("final training did not name the corrupt test file: exit %d: %s", rc, out ? out : "");
+        free(out);
+    }
+    tu_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(too_small_a_budget_is_refused_naming_the_cheapest),
+        cmocka_unit_test(budget_sweep_in_one_process),
+        cmocka_unit_test(budget_sweep_under_mpirun),
+        cmocka_unit_test(the_search_never_reads_the_test_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,119 @@
+/* test_final_cli.c — final training after `nas search`: the top K trained
+ * again on the training split and tested once; the report gives each one's
+ * proxy, final validation and test accuracy and its joules apart from the
+ * search budget; the model chosen by final validation is the one exported. */
+#include "tests/testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+
+#define FINAL "search --data mnist --subset 200 --val-count 200 --epochs 1 --stages 1 --max-width 0.25 " \
+              "--threads 1 --bench-seconds 0.02 --budget-evals 3 --seed 4 --final-top 2 --final-epochs 1 " \
+              "--final-subset 600"
+
+static double num(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void the_top_k_are_trained_again_and_tested(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char *out = NULL;
+    assert_int_equal(tu_run_nas(FINAL " --json 2>/dev/null", &out), 0);
+    json_t *a = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(a);
+    json_t *f = json_object_get(a, "final");
+    assert_true(json_is_object(f));
+    assert_int_equal(json_integer_value(json_object_get(f, "train_images")), 600);
+    assert_true(json_integer_value(json_object_get(f, "test_images")) > 0);
+    assert_true(num(f, "joules") > 0);
+    assert_non_null(strstr(json_string_value(json_object_get(f, "budget")), "not counted"));
+    json_t *models = json_object_get(f, "models");
+    size_t n = json_array_size(models);
+    assert_true(n >= 1 && n <= 2);
+    int chosen = -1;
+    double best_reward = -1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(models, i);
+        for (int k = 0; k < 3; k++) {
+            const char *key = k == 0 ? "proxy_accuracy" : k == 1 ? "val_accuracy" : "test_accuracy";
+            double v = num(m, key);
+            assert_true(v >= 0 && v <= 1);
+        }
+        assert_int_equal(json_integer_value(json_object_get(m, "epochs")), 1);
+        assert_true(num(m, "joules") > 0);
+        json_t *cls = json_object_get(m, "test_accuracy_per_class");
+        assert_int_equal(json_object_size(cls), 10);
+        if (json_is_true(json_object_get(m, "chosen"))) {
+            assert_int_equal(chosen, -1);
+            chosen = (int)i;
+        }
+        best_reward = fmax(best_reward, num(m, "reward"));
+    }
+    assert_true(chosen >= 0);
+    /* chosen by the objective on final validation accuracy */
+    assert_true(num(json_array_get(models, (size_t)chosen), "reward") == best_reward);
+    /* the search's leaderboard and budget are the search's: final training is apart */
+    json_t *en = json_object_get(a, "energy");
+    assert_true(num(en, "joules") > 0);
+    json_decref(a);
+}
+
+/* With a run store, the model exported at the end is the finally trained one:
+ * its model card carries the test accuracy that the report printed. */
+static void the_exported_model_is_the_finally_trained_one(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], args[1024];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(args, sizeof args, FINAL " --final-top 1 --db %s/f.db --name f --export-dir %s/exp 2>&1", dir, dir);
+    char *out = NULL;
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    assert_non_null(strstr(out, "final training (the top 1 again, on 600 images"));
+    assert_non_null(strstr(out, "not counted in the search's --budget-joules"));
+    assert_non_null(strstr(out, "exported the finally trained model to"));
+    assert_null(strstr(out, "exported the chosen model to"));
+    /* the chosen row: "  id  proxy  val  test ..." */
+    const char *row = strstr(out, "[chosen]");
+    assert_non_null(row);
+    const char *line = row;
+    while (line > out && line[-1] != '\n')
+        line--;
+    long id;
+    double proxy, val, test;
+    assert_int_equal(sscanf(line, "%ld %lf %lf %lf", &id, &proxy, &val, &test), 4);
+    free(out);
+    char path[256], *card = NULL;
+    snprintf(path, sizeof path, "%s/exp/f-final.model-card.md", dir);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        fail_msg("%s is missing", path);
+    card = calloc(1, 1 << 16);
+    assert_non_null(card);
+    size_t len = fread(card, 1, (1 << 16) - 1, fp);
+    fclose(fp);
+    card[len] = '\0';
+    char acc[32];
+    snprintf(acc, sizeof acc, "| accuracy | %.2f%%", 100 * test);
+    if (!strstr(card, acc))
+        fail_msg("the model card does not carry the final test accuracy %s:\n%s", acc, card);
+    free(card);
+    snprintf(args, sizeof args, "test -s %s/exp/f-final.onnx && /usr/bin/python3 tests/onnx_check.py %s/exp/f-final.onnx "
+             ">/dev/null", dir, dir);
+    assert_int_equal(system(args), 0);
+    tu_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_top_k_are_trained_again_and_tested),
+        cmocka_unit_test(the_exported_model_is_the_finally_trained_one),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
