@@ -42,13 +42,18 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     (void)state;
     tu_need_mnist();
     char *out = NULL;
-    assert_int_equal(tu_run_nas(TINY " --budget-evals 3 --budget-joules 500 --no-db 2>/dev/null", &out), 0);
+    /* No joule budget here: under one, a candidate's allowance is at most twice
+     * its estimate from MACs (a prior measured on a native build), and under
+     * ASan every candidate costs several times that, so training stops at a
+     * point that depends on the machine's pace and the resumed run cannot end
+     * as the first did. tests/test_budget_cli.c holds the joule budget. */
+    assert_int_equal(tu_run_nas(TINY " --budget-evals 3 --no-db 2>/dev/null", &out), 0);
     json_t *a = json_loads(out, 0, NULL);
     free(out);
     assert_non_null(a);
     assert_int_equal(json_integer_value(json_object_get(a, "evals")), 3);
     json_t *en = json_object_get(a, "energy");
-    assert_true(json_real_value(json_object_get(en, "joules_with_uncertainty")) <= 500.0);
+    assert_true(json_real_value(json_object_get(en, "joules_with_uncertainty")) > 0);
     assert_non_null(json_string_value(json_object_get(en, "meter")));
     json_t *best = json_object_get(a, "best");
     assert_true(json_is_object(best));
@@ -64,10 +69,10 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     /* the same search in two parts: 2 evaluations, then resumed to 3 */
     char dir[64], cmd[512];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --no-db --state %s/st.json 2>/dev/null", dir);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --no-db --state %s/st.json 2>/dev/null", dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     free(out);
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --budget-joules 500 --no-db --state %s/st.json 2>&1 >/dev/null", dir);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --no-db --state %s/st.json 2>&1 >/dev/null", dir);
     char *msgs = NULL;
     assert_int_equal(tu_run_nas(cmd, &msgs), 0);
     assert_non_null(strstr(msgs, "resuming from"));
@@ -75,7 +80,7 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     /* given one more evaluation on resume, it ends as the 3-evaluation run did:
      * the same candidates with the same accuracies (training is deterministic;
      * measured energies are not, so rewards may differ in the last digits) */
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --budget-joules 500 --no-db --state %s/st.json 2>/dev/null", dir);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --no-db --state %s/st.json 2>/dev/null", dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     json_t *b = json_loads(out, 0, NULL);
     free(out);
