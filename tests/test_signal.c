@@ -133,7 +133,7 @@ static void a_stopped_candidate_is_a_lost_attempt_queued_again(void **state)
 #define EVALS 3
 #define ARGS "--data", "mnist", "--budget-evals", "3", "--subset", "1200", "--val-count", "100", "--test-limit", \
              "100", "--epochs", "2", "--threads", "1", "--stages", "1", "--max-width", "0.25", "--bench-seconds", \
-             "0.02", "--seed", "7", "--no-export"
+             "0.02", "--seed", "7", "--no-export", "--final-top", "0"
 
 static void nap(void)
 {

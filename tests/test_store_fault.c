@@ -210,7 +210,7 @@ static void bad_fault_settings_are_refused(void **state)
 
 #define ARGS "--data", "mnist", "--budget-evals", "3", "--subset", "300", "--val-count", "100", "--test-limit", \
              "100", "--epochs", "1", "--threads", "1", "--stages", "1", "--max-width", "0.25", "--bench-seconds", \
-             "0.02", "--seed", "11", "--no-export"
+             "0.02", "--seed", "11", "--no-export", "--final-top", "0"
 
 static int run_nas(char *const argv[], const char *fault, const char *err_path)
 {
