@@ -231,6 +231,9 @@ typedef struct {
     double last_j, last_t, step_j, watts;   /* last_*: the window's start */
     int win_steps;
     double setup_j;            /* what the candidate cost up to its first step (building the net) */
+    double j_train;            /* the meter when training began (after the net was built) */
+    double j_first, j_last;    /* the meter after the first step, and after the latest */
+    int step_guess;            /* step_j is the first step's cost, until a window closes */
     int seen_step;
     double val_steps;          /* validation passes cost about this many training steps */
     double bench_s;            /* seconds the benchmark after training runs (0: none) */
@@ -296,11 +299,21 @@ static int watch_sample(epoch_watch *w, int step, double *j)
     if (step && !w->seen_step) {
         w->seen_step = 1;
         w->setup_j = *j - w->j0;
+        w->j_first = *j;
+        /* until a window closes, the first step (with the data's first touch) stands for a step */
+        if (!(w->step_j > 0)) {
+            w->step_j = *j - w->j_train;
+            w->step_guess = 1;
+        }
     }
+    if (step)
+        w->j_last = *j;
     w->win_steps += step;
     if (!step || dt >= WINDOW_S) {
-        if (step && dj / w->win_steps > w->step_j)
+        if (step && (w->step_guess || dj / w->win_steps > w->step_j)) {
             w->step_j = dj / w->win_steps;
+            w->step_guess = 0;
+        }
         if (dt >= WINDOW_S && dj / dt > w->watts)
             w->watts = dj / dt;
         w->last_j = *j;
@@ -335,6 +348,23 @@ static int watch_step(void *ctx)
     if ((w->st = runs_cand_progress(w->db, w->cand, &f, &w->err)))
         return 1;
     return stop;
+}
+
+/* Before validation: all of it, unless training stopped at the allowance; then
+ * the images the rest of the allowance pays for after what follows (as
+ * watch_tail counts it), one batch at least. A candidate stopped after its
+ * first step would otherwise spend a whole validation past its allowance. */
+static int watch_val_count(void *ctx, int n)
+{
+    epoch_watch *w = ctx;
+    double j;
+    if (!w->over || !(w->step_j > 0) || ev_meter_read(w->meter, &j, NULL))
+        return n;
+    int batch = w->c && w->c->batch > 0 ? w->c->batch : 1;
+    double per_image = 0.5 * w->step_j / batch * (1 + w->unc);   /* a forward pass: half a step, as val_steps */
+    double left = w->allowance - (j - w->j0 + w->setup_j) * (1 + w->unc);
+    double k = left / per_image;
+    return k >= n ? n : k > batch ? (int)k : batch;
 }
 
 static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, double val_acc, double ips)
@@ -492,8 +522,15 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     to.seed = no.seed;
     to.on_epoch = watch_epoch;
     to.on_step = watch_step;
+    to.val_count = watch_val_count;
     to.ctx = &w;
     ev_train_result r;
+    if ((st = ev_meter_read(c->meter, &w.j_train, err))) {
+        ev_net_free(net);
+        return nas_errctx(err, "candidate %ld", id);
+    }
+    w.last_j = w.j_train;   /* the first window times steps, not the net's creation */
+    w.last_t = nas_now();
     st = ev_train(net, &c->data, &to, &r, &local);
     if (w.st) {
         ev_net_free(net);
@@ -527,7 +564,11 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         }
     }
     ev_net_free(net);
-    return meter_into(c, j0, out, err) ? nas_errctx(err, "candidate %ld", id) : NAS_OK;
+    if (meter_into(c, j0, out, err))
+        return nas_errctx(err, "candidate %ld", id);
+    /* had it stopped after its first step, the steps between would not have been spent */
+    out->floor_joules = (out->joules - (w.seen_step ? w.j_last - w.j_first : 0)) * (1 + w.unc);
+    return NAS_OK;
 }
 
 static nas_status cb_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,

@@ -128,12 +128,17 @@ typedef struct {
     /* Called after every SGD step; may be NULL. Non-zero stops training there
      * (the result reports the epochs completed, then test accuracy). */
     int (*on_step)(void *ctx);
+    /* Called before each validation pass; may be NULL. Returns how many of the
+     * split's n images to score (the first; at least 1): a candidate stopped at
+     * its joule allowance validates on what the rest of it pays for. */
+    int (*val_count)(void *ctx, int n);
     void *ctx;
 } ev_train_opts;
 
 typedef struct {
     int epochs_done;
     double train_loss, train_acc, val_acc, test_acc;
+    int val_n;                           /* validation images val_acc was scored on */
     double seconds, images_per_s;
     int diverged;                        /* loss became NaN/inf: stopped, reported, not a crash */
 } ev_train_result;

@@ -196,7 +196,13 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
         res->train_loss = loss_sum / seen;
         res->train_acc = (double)hits / seen;
         res->images_per_s = train_secs > 0 ? images / train_secs : 0;
-        if ((st = ev_evaluate(net, &data->val, &res->val_acc, err)))
+        ev_split val = data->val;
+        if (o->val_count && val.n > 0) {
+            int k = o->val_count(o->ctx, val.n);
+            val.n = k < 1 ? 1 : k < val.n ? k : val.n;
+        }
+        res->val_n = val.n;
+        if ((st = ev_evaluate(net, &val, &res->val_acc, err)))
             goto cleanup;
         if (o->on_epoch && o->on_epoch(o->ctx, ep + 1, res->train_loss, res->train_acc,
                                        res->val_acc, seen / (dt > 0 ? dt : 1e-9)))

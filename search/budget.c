@@ -46,9 +46,32 @@ static double estimate(long n, double mean, double m2, double sigmas, double fir
     return mean + sigmas * sd;
 }
 
+/* The least a candidate with this hint (0: unknown) can cost once started,
+ * with a margin: floors of like candidates differ by a fifth and more on a
+ * busy machine (set-up and the first step are single, untimed events). */
+#define FLOOR_MARGIN 1.25
+
+static double floor_of(const search_budget *b, double hint)
+{
+    double f = b->floor_max;
+    if (hint > 0 && b->floor_per_hint * hint > f)
+        f = b->floor_per_hint * hint;
+    return FLOOR_MARGIN * f;
+}
+
 double search_budget_next_joules(const search_budget *b)
 {
-    return estimate(b->n_cost, b->j_mean, b->j_m2, b->lim.sigmas, b->lim.first_joules);
+    return fmax(estimate(b->n_cost, b->j_mean, b->j_m2, b->lim.sigmas, b->lim.first_joules), floor_of(b, 0));
+}
+
+void search_budget_floor(search_budget *b, double floor_hi, double hint)
+{
+    if (!(floor_hi > 0) || !isfinite(floor_hi))
+        return;
+    if (floor_hi > b->floor_max)
+        b->floor_max = floor_hi;
+    if (hint > 0 && isfinite(hint) && floor_hi / hint > b->floor_per_hint)
+        b->floor_per_hint = floor_hi / hint;
 }
 
 double search_budget_next_seconds(const search_budget *b)
@@ -81,7 +104,14 @@ static double prior_estimate(const search_budget *b, double hint)
     return p;
 }
 
+static double fit_estimate(const search_budget *b, double hint);
+
 double search_budget_estimate_joules(const search_budget *b, double hint)
+{
+    return fmax(fit_estimate(b, hint), floor_of(b, hint));
+}
+
+static double fit_estimate(const search_budget *b, double hint)
 {
     double generic = hint > 0 && has_prior(b) ? prior_estimate(b, hint) : search_budget_next_joules(b);
     if (!(hint > 0) || b->n_hint < 3 || !(b->c_hh > 0))

@@ -297,6 +297,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     r.eval = *ev;
     search_budget_finish(&l->budget, f->allow_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
                          ev->joules_estimated, f->hint);
+    search_budget_floor(&l->budget, ev->floor_joules, f->hint);
     l->over_stall = 0;   /* its reservation is free again, and the estimates have learnt */
     /* measured figures when there are, predicted otherwise */
     r.energy_mj = ev->energy_mj > 0 ? ev->energy_mj : f->pred.energy_mj > 0 ? f->pred.energy_mj : NAN;
@@ -697,6 +698,8 @@ char *search_loop_save(const search_loop *l)
     search_json_set(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "prior_sum", search_json_num(b->prior_sum), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "meas_sum", search_json_num(b->meas_sum), &bad);
+    search_json_set(json_object_get(root, "cost_fit"), "floor_max", search_json_num(b->floor_max), &bad);
+    search_json_set(json_object_get(root, "cost_fit"), "floor_per_hint", search_json_num(b->floor_per_hint), &bad);
     search_json_set(root, "counts",
                     json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
                               (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
@@ -910,6 +913,8 @@ static nas_status budget_from_json(const json_t *root, search_loop *l, nas_err *
     TRY(search_json_int(jr, WHAT, "cost_fit.over_budget", 0, MAX_N, &l->over_budget, err));
     TRY(opt_real(jr, "cost_fit.prior_sum", MAX_J, &b->prior_sum, err));
     TRY(opt_real(jr, "cost_fit.meas_sum", MAX_J, &b->meas_sum, err));
+    TRY(opt_real(jr, "cost_fit.floor_max", MAX_J, &b->floor_max, err));
+    TRY(opt_real(jr, "cost_fit.floor_per_hint", MAX_J, &b->floor_per_hint, err));
 cleanup:
     return st;
 }

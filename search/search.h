@@ -219,6 +219,10 @@ typedef struct {
     int estimated;             /* 1 if any figure was estimated rather than measured */
     double lost_joules;        /* of attempts a crash cut short, charged so far (in joules) */
     double prior_sum, meas_sum;   /* over hinted evaluations: the prior's joules, and what they cost */
+    /* The floor: what a started candidate costs however early it is stopped
+     * (set-up, a first step, validation). The dearest floor seen, and the
+     * dearest per unit of hint, bound every estimate from below. */
+    double floor_max, floor_per_hint;
 } search_budget;
 
 typedef enum {
@@ -266,6 +270,11 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
  * hint: the candidate's cost hint (0: none). */
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated, double hint);
+/* A finished evaluation's floor (search_eval.floor_joules, with uncertainty;
+ * <= 0: unknown) and its hint: from then on no estimate is below
+ * max(floor_max, floor_per_hint x hint), as no allowance below the floor can be
+ * kept (the first check comes after the first step, and validation follows). */
+void search_budget_floor(search_budget *b, double floor_hi, double hint);
 /* Measurements of trained candidates: admitted like evaluations (but not
  * counted as ones), with the dearest measurement so far as the estimate (the
  * cheapest evaluation before the first). */
@@ -311,6 +320,9 @@ typedef struct {
     double seconds;            /* <= 0: the loop times the call itself */
     int stopped_early;         /* status OK, but training stopped at its joule allowance: accuracy
                                   is that of the network as trained when it stopped */
+    double floor_joules;       /* what it would have cost had it stopped after its first step (set-up,
+                                  one step, and what follows the last: validation, weights), with
+                                  uncertainty: no allowance below it can be kept; 0: not known */
 } search_eval;
 
 /* One candidate: proposed, screened or evaluated, and scored. */

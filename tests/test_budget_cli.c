@@ -73,14 +73,6 @@ static void budget_sweep_under_mpirun(void **state)
         print_message("no mpirun: skipping\n");
         skip();
     }
-#ifdef __SANITIZE_ADDRESS__
-    /* A known defect, not a pass: under ASan (every rank several times slower
-     * than the prior from MACs assumes) the 12 J run counted 13.1-18.2 J
-     * (2026-12-02). The cap under mpirun holds in the normal build only until
-     * that is fixed; the one-process sweep is checked under ASan too. */
-    print_message("ASan build: the mpirun sweep is skipped (known overrun under ASan, see the comment)\n");
-    skip();
-#endif
     char dir[64];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     for (int b = 0; b < 3; b++) {

@@ -1031,6 +1031,36 @@ static void budget_estimates_match_hand_computation(void **state)
     assert_true(fabs(search_budget_allowance(&b, 1, 0) - 39) < 1e-12);
 }
 
+/* A candidate stopped at once still costs its floor (set-up, one step,
+ * validation): once one is seen, no estimate falls below it, scaled up for a
+ * dearer hint, so no candidate starts on an allowance it cannot keep (under
+ * ASan + mpirun, candidates given 2.3-2.9 J spent 3.0-3.7 J before this). */
+static void no_estimate_falls_below_the_floor_seen(void **state)
+{
+    (void)state;
+    search_limits lim = {.joules = 100, .sigmas = 0, .prior_j0 = 1, .prior_j_per_hint = 1};
+    search_budget b;
+    search_budget_init(&b, &lim);
+    assert_true(fabs(search_budget_estimate_joules(&b, 1) - 2) < 1e-12);   /* the prior */
+    search_budget_start(&b, 10, 0);
+    search_budget_finish(&b, 10, 0, 4, 0, 1, "model:cpu-time", 1, 1);
+    search_budget_floor(&b, 3.5, 1);
+    search_budget_floor(&b, -1, 1);    /* unknown: ignored */
+    search_budget_floor(&b, NAN, 1);
+    assert_true(b.floor_max == 3.5 && b.floor_per_hint == 3.5);
+    /* the prior scaled by 4/2 says 3 J at hint 0.5; the floor with its margin, 1.25 x 3.5 */
+    assert_true(fabs(search_budget_estimate_joules(&b, 0.5) - 4.375) < 1e-12);
+    assert_true(fabs(search_budget_estimate_joules(&b, 2) - 8.75) < 1e-12);   /* 3.5 J per unit of hint */
+    assert_true(search_budget_next_joules(&b) >= 4.375);
+    /* with 5 J left, a candidate estimated at the floor may start, and no allowance is below it */
+    b.joules_hi = 95;
+    double est = search_budget_estimate_joules(&b, 0.5);
+    assert_int_equal(search_budget_check(&b, 1, est), SEARCH_STOP_NONE);
+    assert_true(search_budget_allowance(&b, 2, est) >= 4.375);
+    b.joules_hi = 96;   /* 4 J left: below the floor with its margin, nothing starts */
+    assert_int_equal(search_budget_check(&b, 1, search_budget_estimate_joules(&b, 0.5)), SEARCH_STOP_JOULES);
+}
+
 /* ---- on space/'s own genome ------------------------------------------------ */
 
 /* A stand-in for training on the real space: accuracy grows with the log of
@@ -1309,6 +1339,7 @@ int main(void)
         cmocka_unit_test(lost_joules_are_charged_once_across_resumes),
         cmocka_unit_test(cost_hints_keep_the_budget_when_evaluations_cannot_stop),
         cmocka_unit_test(budget_estimates_match_hand_computation),
+        cmocka_unit_test(no_estimate_falls_below_the_floor_seen),
         cmocka_unit_test(allowances_hold_from_the_first_candidate),
         cmocka_unit_test(the_prior_is_refined_by_each_measured_candidate),
         cmocka_unit_test(progress_line_and_report_say_what_happened),

@@ -219,6 +219,49 @@ static void time_limit_stops_within_an_epoch(void **state)
     free_data(&d);
 }
 
+/* val_count limits a validation pass to the first k images (at least one):
+ * the accuracy is that of ev_evaluate over those k. */
+static int val_take;
+static int take_val(void *ctx, int n)
+{
+    (void)ctx;
+    assert_true(n > 0);
+    return val_take;
+}
+
+static void validation_can_be_cut_to_the_first_images(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 6);
+    space_net a;
+    stripes_net(&a);
+    ev_net *net = NULL;
+    nas_err err;
+    ev_net_opts no = {.batch = 32, .training = 1, .threads = 1, .seed = 2};
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    ev_train_opts o;
+    ev_train_opts_default(&o);
+    o.batch = 32;
+    o.epochs = 1;
+    o.val_count = take_val;
+    ev_train_result r;
+    for (int i = 0; i < 3; i++) {
+        const int takes[3] = {7, 0, 1 << 20};
+        val_take = takes[i];
+        assert_int_equal(ev_train(net, &d, &o, &r, &err), NAS_OK);
+        int want = i == 0 ? 7 : i == 1 ? 1 : d.val.n;
+        assert_int_equal(r.val_n, want);
+        ev_split first = d.val;
+        first.n = want;
+        double acc;
+        assert_int_equal(ev_evaluate(net, &first, &acc, &err), NAS_OK);
+        assert_true(acc == r.val_acc);
+    }
+    ev_net_free(net);
+    free_data(&d);
+}
+
 /* `nas train`: usage errors exit 2 and name the option; with the data
  * loaders in the build, a short run prints JSON with the test accuracy. */
 static void cli_train(void **state)
@@ -268,6 +311,7 @@ int main(void)
         cmocka_unit_test(huge_learning_rate_diverges),
         cmocka_unit_test(bad_inputs_are_refused),
         cmocka_unit_test(time_limit_stops_within_an_epoch),
+        cmocka_unit_test(validation_can_be_cut_to_the_first_images),
         cmocka_unit_test(cli_train),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
