@@ -195,6 +195,19 @@ $(BUILD)/bench/bench_train: bench/bench_train.c $(LIB) | $(SETUP)
 bench-train: $(BUILD)/bench/bench_train
 	$(BUILD)/bench/bench_train $(BENCH_TRAIN_ARGS)
 
+# ---- how short a training still ranks, and whether a zero-cost score does
+# (bench/bench_fidelity.c): N sampled networks of the main job's space on
+# Fashion-MNIST, validation at every quarter epoch, Kendall tau of each rung
+# against the final test accuracy; Spearman rho of grad_norm, snip, #params and
+# MACs against it. Knobs: make bench-fidelity BENCH_FIDELITY_ARGS='--n 8 --epochs 2'.
+.PHONY: bench-fidelity
+BENCH_FIDELITY_ARGS ?=
+$(BUILD)/bench/bench_fidelity: bench/bench_fidelity.c $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-fidelity: $(BUILD)/bench/bench_fidelity
+	$(BUILD)/bench/bench_fidelity $(BENCH_FIDELITY_ARGS)
+
 # ---- does nas's engine rank networks as ONNX Runtime would? (bench/bench_faithful.c):
 # 20 + 20 sampled networks at 28x28x1 and 32x32x3, batch-1 p10 latency, 1 thread,
 # in nas and in ORT, 3 passes; Kendall tau of the two rankings and the nas/ORT

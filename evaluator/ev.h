@@ -135,6 +135,20 @@ typedef struct {
     void *ctx;
 } ev_train_opts;
 
+/* Training-free scores at the net's current (initial) weights, from the loss
+ * gradient of one batch of `batch` training images (spread over the split from
+ * a seeded offset): grad_norm = ||dL/dtheta||_2, snip = sum |theta dL/dtheta|.
+ * Deterministic for a seed and thread count; the net's weights and batch-norm
+ * statistics are left exactly as they were. */
+typedef struct {
+    double grad_norm, snip;
+    double loss;                         /* the batch's loss at initialisation */
+    int batch;
+} ev_zero_cost_scores;
+
+nas_status ev_zero_cost(ev_net *net, const ev_split *train, int batch, uint64_t seed, ev_zero_cost_scores *out,
+                        nas_err *err);
+
 typedef struct {
     int epochs_done;
     double train_loss, train_acc, val_acc, test_acc;
