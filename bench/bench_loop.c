@@ -11,7 +11,7 @@
  *   per-result ms: 100 -> A, 1000 -> B, 10000 -> C
  * for evolution (the loop and the store together).
  *
- *   make bench-loop        (or: bench_loop [--max N] [--strategy evolution|rl|random|all])
+ *   make bench-loop        (or: bench_loop [--max N] [--strategy evolution|rl|random|all] [--full-state])
  */
 #include "runs/runs.h"
 #include "search/search.h"
@@ -35,6 +35,7 @@ typedef struct {
     double save_s;            /* serialising the loop's state */
     size_t state_len;         /* the last state's length */
     long max_evals;
+    int full_state;           /* save the whole history with each result, as states were saved before */
     /* cumulative (loop, store) seconds when evaluation k finished, k = 0..max */
     double *at_total, *at_store;
     double t0;
@@ -142,7 +143,7 @@ static nas_status on_result(void *ctx, const search_result *r, const search_loop
 {
     bench *b = ctx;
     double t = nas_now();
-    char *state = search_loop_save(l);
+    char *state = b->full_state ? search_loop_save(l) : search_loop_save_state(l);
     double t1 = nas_now();
     b->save_s += t1 - t;
     if (!state)
@@ -160,7 +161,7 @@ static nas_status on_result(void *ctx, const search_result *r, const search_loop
 }
 
 /* One search of max_evals evaluations; per-result ms of loop and store at each mark. */
-static int run_one(search_kind kind, long max_evals, const char *dir, double loop_ms[N_MARKS],
+static int run_one(search_kind kind, long max_evals, int full_state, const char *dir, double loop_ms[N_MARKS],
                    double store_ms[N_MARKS])
 {
     char path[600];
@@ -168,6 +169,7 @@ static int run_one(search_kind kind, long max_evals, const char *dir, double loo
     bench b;
     memset(&b, 0, sizeof b);
     b.max_evals = max_evals;
+    b.full_state = full_state;
     b.at_total = calloc((size_t)max_evals + 1, sizeof(double));
     b.at_store = calloc((size_t)max_evals + 1, sizeof(double));
     space_config cfg;
@@ -199,6 +201,19 @@ static int run_one(search_kind kind, long max_evals, const char *dir, double loo
     if (search_run(l, &cb, &why, &b.err))
         goto cleanup;
     long done = search_loop_budget(l)->evals;
+    /* what one result would cost at this size if its state held the whole
+     * history, as states did before: serialise it and commit it, three times */
+    double full_kb = 0, tf = nas_now();
+    for (int rep = 0; rep < 3; rep++) {
+        char *full = search_loop_save(l);
+        if (!full || runs_strategy_put(b.db, b.run, (int)done, full, &b.err)) {
+            nas_free(full);
+            goto cleanup;
+        }
+        full_kb = (double)strlen(full) / 1024;
+        nas_free(full);
+    }
+    double full_ms = (nas_now() - tf) / 3 * 1e3;
     for (int m = 0; m < N_MARKS; m++) {
         long hi = marks[m], lo = hi / 2;
         if (hi > done) {
@@ -212,6 +227,8 @@ static int run_one(search_kind kind, long max_evals, const char *dir, double loo
     printf("%-9s %ld evaluations (%d results, stopped: %s) in %.1f s; state saved last: %.1f KB; "
            "serialising states %.1f s in all\n", search_kind_name(kind), done, search_loop_n_results(l),
            search_stop_name(why), nas_now() - b.t0, (double)b.state_len / 1024, b.save_s);
+    printf("  with the whole history (%.0f KB) saved with a result at %ld evaluations, that result would cost "
+           "%.1f ms more\n", full_kb, done, full_ms);
     rc = 0;
 cleanup:
     if (rc)
@@ -233,12 +250,14 @@ cleanup:
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_loop [--max N (100..1000000, default 10000)] "
-                    "[--strategy evolution|rl|random|all (default all)]\n");
+                    "[--strategy evolution|rl|random|all (default all)]\n"
+                    "  [--full-state: save the whole history with every result, as nas did before]\n");
 }
 
 int main(int argc, char **argv)
 {
     long max_evals = 10000;
+    int full_state = 0;
     const char *which = "all";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--max") && i + 1 < argc) {
@@ -248,6 +267,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_loop: --max %s: a number of evaluations from 100 to 1000000\n", argv[i]);
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--full-state")) {
+            full_state = 1;
         } else if (!strcmp(argv[i], "--strategy") && i + 1 < argc) {
             which = argv[++i];
             if (strcmp(which, "all") && search_kind_from_name(which) < 0) {
@@ -267,7 +288,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("bench_loop: made-up evaluator (no training), run store in %s; ms per result over evaluations "
-           "N/2..N\n", dir);
+           "N/2..N; %s\n", dir, full_state ? "the whole history saved with each result" : "the state without its history");
     search_kind kinds[3] = {SEARCH_EVOLUTION, SEARCH_RL, SEARCH_RANDOM};
     double evo_total[N_MARKS] = {NAN, NAN, NAN};
     int rc = 0;
@@ -275,7 +296,7 @@ int main(int argc, char **argv)
         if (strcmp(which, "all") && search_kind_from_name(which) != (int)kinds[k])
             continue;
         double lm[N_MARKS], sm[N_MARKS];
-        if ((rc = run_one(kinds[k], max_evals, dir, lm, sm)))
+        if ((rc = run_one(kinds[k], max_evals, full_state, dir, lm, sm)))
             break;
         for (int m = 0; m < N_MARKS; m++) {
             printf("  %-9s N=%-6ld loop %8.3f ms  store %8.3f ms  per result\n", search_kind_name(kinds[k]), marks[m],

@@ -46,6 +46,11 @@ struct search_loop {
     int n_res, cap_res;
     search_result *res;
     int n_cached_res;          /* of them, seen before (no run-store row holds them) */
+    /* the evaluated ones by genome, for reuse_seen: open addressing, indices
+     * into res (-1: empty), so that a proposal is looked up at once rather than
+     * by a scan of every result (quadratic over a long search) */
+    int *seen;
+    int cap_seen, n_seen;
     int best;                  /* index into res, -1: none */
     long proposals, screened, cached, over_budget;
     int stall;
@@ -125,6 +130,7 @@ void search_loop_free(search_loop *l)
     search_strategy_free(l->strat);
     search_front_free(&l->front);
     nas_free(l->res);
+    nas_free(l->seen);
     nas_free(l->fl);
     nas_free(l);
 }
@@ -223,6 +229,51 @@ nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_
     return NAS_OK;
 }
 
+static uint64_t genome_hash(const space_genome *g)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (int i = 0; i < g->n; i++)
+        h = (h ^ g->g[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int seen_eligible(const search_result *r)
+{
+    return !r->screened && !r->cached;
+}
+
+/* res[i] into the table (the first of equal genomes stays: a scan in result
+ * order would find it first); -1 when out of memory. */
+static int seen_put(int *tab, int cap, const search_result *res, int i)
+{
+    size_t mask = (size_t)cap - 1, k = (size_t)genome_hash(&res[i].genome) & mask;
+    for (; tab[k] >= 0; k = (k + 1) & mask)
+        if (search_genome_equal(&res[tab[k]].genome, &res[i].genome))
+            return 0;
+    tab[k] = i;
+    return 1;
+}
+
+static int seen_add(search_loop *l, int i)
+{
+    if (2 * (l->n_seen + 1) > l->cap_seen) {
+        int cap = l->cap_seen ? 2 * l->cap_seen : 256;
+        int *tab = nas_malloc((size_t)cap * sizeof *tab);
+        if (!tab)
+            return -1;
+        for (int k = 0; k < cap; k++)
+            tab[k] = -1;
+        for (int k = 0; k < l->cap_seen; k++)
+            if (l->seen[k] >= 0)
+                seen_put(tab, cap, l->res, l->seen[k]);
+        nas_free(l->seen);
+        l->seen = tab;
+        l->cap_seen = cap;
+    }
+    l->n_seen += seen_put(l->seen, l->cap_seen, l->res, i);
+    return 0;
+}
+
 static nas_status push_result(search_loop *l, const search_result *r, nas_err *err)
 {
     if (l->n_res == l->cap_res) {
@@ -235,6 +286,11 @@ static nas_status push_result(search_loop *l, const search_result *r, nas_err *e
     }
     l->res[l->n_res++] = *r;
     l->n_cached_res += r->cached != 0;
+    if (seen_eligible(r) && seen_add(l, l->n_res - 1)) {
+        l->n_res--;
+        l->n_cached_res -= r->cached != 0;
+        return nas_errf(err, NAS_ENOMEM, "search: out of memory for results");
+    }
     return NAS_OK;
 }
 
@@ -247,11 +303,15 @@ static int default_screen(const search_loop *l, const search_prediction *p)
     return x > 0 && x > l->opts.screen_factor * o->t;
 }
 
+/* The first result evaluated with genome g (NULL: none). */
 static const search_result *find_seen(const search_loop *l, const space_genome *g)
 {
-    for (int i = 0; i < l->n_res; i++)
-        if (!l->res[i].screened && !l->res[i].cached && search_genome_equal(&l->res[i].genome, g))
-            return &l->res[i];
+    if (!l->cap_seen)
+        return NULL;
+    size_t mask = (size_t)l->cap_seen - 1;
+    for (size_t k = (size_t)genome_hash(g) & mask; l->seen[k] >= 0; k = (k + 1) & mask)
+        if (search_genome_equal(&l->res[l->seen[k]].genome, g))
+            return &l->res[l->seen[k]];
     return NULL;
 }
 
