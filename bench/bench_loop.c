@@ -187,6 +187,10 @@ static int run_one(search_kind kind, long max_evals, int full_state, const char 
     search_loop_opts o;
     search_loop_opts_default(&o, kind, max_evals);
     o.strategy.seed = 7;
+    /* a policy that keeps exploring: on the made-up objective the default one
+     * converges within a few thousand evaluations and the search stalls */
+    o.strategy.entropy_coef = 0.05;
+    o.strategy.lr = 0.05;
     search_objective_init(&o.objective, SEARCH_TARGET_MJ, 1.0, 0);
     if (search_loop_new(&sp, &o, &l, &b.err))
         goto cleanup;
