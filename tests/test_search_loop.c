@@ -247,6 +247,17 @@ static void synth_init(synth *s, int n_genes, int max_card)
     s->honour_allowance = 1;
 }
 
+/* What on_result saved at save_at. */
+static void synth_free_saved(synth *s)
+{
+    nas_free(s->saved);
+    nas_free(s->saved_state);
+    nas_free(s->hist);
+    s->saved = s->saved_state = NULL;
+    s->hist = NULL;
+    s->n_hist = 0;
+}
+
 static search_callbacks callbacks(synth *s, int async)
 {
     search_callbacks cb;
@@ -468,13 +479,20 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         nas_free(ja);
         nas_free(jb);
         nas_free(jc);
-        nas_free(s2.saved);
-        nas_free(s2.saved_state);
-        nas_free(s2.hist);
+        synth_free_saved(&s2);
         search_loop_free(a);
         search_loop_free(b);
         search_loop_free(c);
     }
+}
+
+/* Evolution with its default options for an evaluation budget, run to its end. */
+static search_loop *run_evolution(synth *s, long evals)
+{
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_EVOLUTION, evals);
+    search_stop why;
+    return run(s, &o, 0, &why);
 }
 
 /* Two loops ended at the same point: the same state, counts, best, leaderboard and front. */
@@ -550,9 +568,7 @@ static void check_restore(const search_loop_opts *o, int async, int late, int sa
         assert_int_equal(search_loop_budget(c)->evals, search_loop_budget(a)->evals);
         assert_int_equal(search_strategy_pending(search_loop_strategy(c)), 0);
     }
-    nas_free(s2.saved);
-    nas_free(s2.saved_state);
-    nas_free(s2.hist);
+    synth_free_saved(&s2);
     search_loop_free(a);
     search_loop_free(b);
     search_loop_free(c);
@@ -610,11 +626,8 @@ static void a_restore_with_the_wrong_history_names_it(void **state)
     synth s;
     synth_init(&s, NG, 4);
     s.save_at = 12;
-    search_loop_opts o;
-    search_loop_opts_default(&o, SEARCH_EVOLUTION, 30);
-    search_stop why;
-    search_loop *l = run(&s, &o, 0, &why), *c = NULL;
-    search_loop_free(l);
+    search_loop *c = NULL;
+    search_loop_free(run_evolution(&s, 30));
     nas_err err = {0};
     assert_true(s.n_hist >= 3);
     assert_int_equal(search_loop_restore(&s.sp, s.saved_state, s.hist, s.n_hist - 1, &c, &err), NAS_EINVAL);
@@ -637,9 +650,7 @@ static void a_restore_with_the_wrong_history_names_it(void **state)
     s.hist[s.n_hist] = extra;
     assert_int_equal(search_loop_restore(&s.sp, s.saved_state, s.hist, s.n_hist + 1, &c, &err), NAS_OK);
     search_loop_free(c);
-    nas_free(s.saved);
-    nas_free(s.saved_state);
-    nas_free(s.hist);
+    synth_free_saved(&s);
 }
 
 static void async_results_out_of_order_and_interrupted(void **state)
@@ -693,10 +704,7 @@ static void failures_score_zero_and_stay_off_the_front(void **state)
     synth s;
     synth_init(&s, NG, 4);
     s.fail_every = 3;
-    search_loop_opts o;
-    search_loop_opts_default(&o, SEARCH_EVOLUTION, 45);
-    search_stop why;
-    search_loop *l = run(&s, &o, 0, &why);
+    search_loop *l = run_evolution(&s, 45);
     int failed = 0;
     for (int i = 0; i < search_loop_n_results(l); i++) {
         const search_result *r = search_loop_result(l, i);
@@ -1368,10 +1376,7 @@ static char *state_after_three(synth *s, search_kind kind)
     assert_non_null(s->saved);
     char *js = s->saved;
     s->saved = NULL;
-    nas_free(s->saved_state);
-    nas_free(s->hist);
-    s->saved_state = NULL;
-    s->hist = NULL;
+    synth_free_saved(s);
     return js;
 }
 
