@@ -450,8 +450,9 @@ const search_budget *search_loop_budget(const search_loop *l);
 const search_front *search_loop_front(const search_loop *l);
 const search_strategy *search_loop_strategy(const search_loop *l);
 /* Every candidate that ended (evaluated, screened or seen before), in the order
- * it ended (id order when evaluating one at a time); the best feasible one
- * (NULL if none). */
+ * it ended (id order when evaluating one at a time; a loop restored from a
+ * state without its history holds the past results it was handed, in id
+ * order, and none of those seen before); the best feasible one (NULL if none). */
 int search_loop_n_results(const search_loop *l);
 const search_result *search_loop_result(const search_loop *l, int i);
 const search_result *search_loop_best(const search_loop *l);
