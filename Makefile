@@ -126,6 +126,16 @@ $(BUILD)/bench/bench_store: bench/bench_store.c $(LIB)
 bench-store: $(BUILD)/bench/bench_store
 	$(BUILD)/bench/bench_store /tmp/nas-bench-store.db 2000
 
+# search/ and runs/: the loop's bookkeeping per result at 100, 1,000 and 10,000
+# evaluations (a made-up evaluator, the real loop and store); knobs:
+# make bench-loop BENCH_LOOP_ARGS='--max 2000 --strategy evolution'.
+.PHONY: bench-loop
+$(BUILD)/bench/bench_loop: bench/bench_loop.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-loop: $(BUILD)/bench/bench_loop
+	$(BUILD)/bench/bench_loop $(BENCH_LOOP_ARGS)
+
 # ---- evaluator meters: the stand-in libnvidia-ml that tests/test_meter.c loads
 # in place of NVIDIA's (built plain, without the sanitizers, as a driver would be).
 $(BUILD)/tests/libfake-nvml.so: tests/fake_nvml.c

@@ -707,7 +707,7 @@ static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const s
  * (runs_cand_add_measurement), never a second finish. */
 static nas_status store_result(run_ctx *c, const search_result *r, const search_loop *l, nas_err *err)
 {
-    char *state = search_loop_save(l);
+    char *state = search_loop_save_state(l);   /* the history is the store's rows */
     if (!state)
         return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
     nas_status st = NAS_OK;
@@ -747,9 +747,8 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         res.joules = runs_fig_make(e->joules, e->meter, quality);
     res.wall_s = r->screened ? NAN : e->seconds;
     res.reward = r->screened ? NAN : r->reward;
-    res.error = r->over_budget ? "not started: its estimated cost would cross the joule budget"
-              : e->status == SEARCH_EVAL_OK && e->stopped_early ? "stopped early at its joule allowance: "
-                                                                  "accuracy as trained when it stopped"
+    res.error = r->over_budget ? CLI_OVER_BUDGET_MSG
+              : e->status == SEARCH_EVAL_OK && e->stopped_early ? CLI_STOPPED_EARLY_MSG
               : r->screened ? "predicted over the hard target" : e->status == SEARCH_EVAL_DIVERGED ? "loss diverged"
               : e->status == SEARCH_EVAL_FAILED ? "too big for this machine" : NULL;
     st = runs_cand_finish(c->db, c->cand[r->id], &res, state, err);
@@ -1489,7 +1488,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
                 (st = runs_strategy_get(c.db, c.run, &saved, &seq, &err)))
                 goto fail;
             if (saved) {
-                if ((st = search_loop_load(&sp, saved, &l, &err))) {
+                if ((st = cli_search_restore(c.db, c.run, &sp, saved, &l, &err))) {
                     nas_errctx(&err, "resuming run '%s' from %s", run_name, db_path);
                     goto fail;
                 }

@@ -22,7 +22,11 @@
 #include <math.h>
 #include <string.h>
 
+/* The saved state's forms: 1 holds the whole history (every result), 2 only
+ * what the history does not tell (search_loop_save_state), at a size that
+ * does not grow with the search. */
 #define LOOP_VERSION 1
+#define LOOP_VERSION_NO_HISTORY 2
 #define OVER_BUDGET_TRIES 200   /* proposals in a row too dear for what is left: the budget is spent */
 
 typedef struct {
@@ -41,6 +45,12 @@ struct search_loop {
     search_front front;
     int n_res, cap_res;
     search_result *res;
+    int n_cached_res;          /* of them, seen before (no run-store row holds them) */
+    /* the evaluated ones by genome, for reuse_seen: open addressing, indices
+     * into res (-1: empty), so that a proposal is looked up at once rather than
+     * by a scan of every result (quadratic over a long search) */
+    int *seen;
+    int cap_seen, n_seen;
     int best;                  /* index into res, -1: none */
     long proposals, screened, cached, over_budget;
     int stall;
@@ -120,6 +130,7 @@ void search_loop_free(search_loop *l)
     search_strategy_free(l->strat);
     search_front_free(&l->front);
     nas_free(l->res);
+    nas_free(l->seen);
     nas_free(l->fl);
     nas_free(l);
 }
@@ -218,6 +229,51 @@ nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_
     return NAS_OK;
 }
 
+static uint64_t genome_hash(const space_genome *g)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (int i = 0; i < g->n; i++)
+        h = (h ^ g->g[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int seen_eligible(const search_result *r)
+{
+    return !r->screened && !r->cached;
+}
+
+/* res[i] into the table (the first of equal genomes stays: a scan in result
+ * order would find it first); -1 when out of memory. */
+static int seen_put(int *tab, int cap, const search_result *res, int i)
+{
+    size_t mask = (size_t)cap - 1, k = (size_t)genome_hash(&res[i].genome) & mask;
+    for (; tab[k] >= 0; k = (k + 1) & mask)
+        if (search_genome_equal(&res[tab[k]].genome, &res[i].genome))
+            return 0;
+    tab[k] = i;
+    return 1;
+}
+
+static int seen_add(search_loop *l, int i)
+{
+    if (2 * (l->n_seen + 1) > l->cap_seen) {
+        int cap = l->cap_seen ? 2 * l->cap_seen : 256;
+        int *tab = nas_malloc((size_t)cap * sizeof *tab);
+        if (!tab)
+            return -1;
+        for (int k = 0; k < cap; k++)
+            tab[k] = -1;
+        for (int k = 0; k < l->cap_seen; k++)
+            if (l->seen[k] >= 0)
+                seen_put(tab, cap, l->res, l->seen[k]);
+        nas_free(l->seen);
+        l->seen = tab;
+        l->cap_seen = cap;
+    }
+    l->n_seen += seen_put(l->seen, l->cap_seen, l->res, i);
+    return 0;
+}
+
 static nas_status push_result(search_loop *l, const search_result *r, nas_err *err)
 {
     if (l->n_res == l->cap_res) {
@@ -229,6 +285,12 @@ static nas_status push_result(search_loop *l, const search_result *r, nas_err *e
         l->cap_res = cap;
     }
     l->res[l->n_res++] = *r;
+    l->n_cached_res += r->cached != 0;
+    if (seen_eligible(r) && seen_add(l, l->n_res - 1)) {
+        l->n_res--;
+        l->n_cached_res -= r->cached != 0;
+        return nas_errf(err, NAS_ENOMEM, "search: out of memory for results");
+    }
     return NAS_OK;
 }
 
@@ -241,11 +303,15 @@ static int default_screen(const search_loop *l, const search_prediction *p)
     return x > 0 && x > l->opts.screen_factor * o->t;
 }
 
+/* The first result evaluated with genome g (NULL: none). */
 static const search_result *find_seen(const search_loop *l, const space_genome *g)
 {
-    for (int i = 0; i < l->n_res; i++)
-        if (!l->res[i].screened && !l->res[i].cached && search_genome_equal(&l->res[i].genome, g))
-            return &l->res[i];
+    if (!l->cap_seen)
+        return NULL;
+    size_t mask = (size_t)l->cap_seen - 1;
+    for (size_t k = (size_t)genome_hash(g) & mask; l->seen[k] >= 0; k = (k + 1) & mask)
+        if (search_genome_equal(&l->res[l->seen[k]].genome, g))
+            return &l->res[l->seen[k]];
     return NULL;
 }
 
@@ -283,6 +349,13 @@ static nas_status finish_candidate(search_loop *l, search_result *r, const searc
     return NAS_OK;
 }
 
+/* What the objective uses: measured figures when there are, predicted otherwise. */
+static void objective_figures(search_result *r)
+{
+    r->energy_mj = r->eval.energy_mj > 0 ? r->eval.energy_mj : r->pred.energy_mj > 0 ? r->pred.energy_mj : NAN;
+    r->latency_ms = r->eval.latency_ms > 0 ? r->eval.latency_ms : r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN;
+}
+
 /* Scores an evaluated candidate and updates budget, front and best. */
 static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev, double seconds,
                               const search_callbacks *cb, nas_err *err)
@@ -299,9 +372,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
                          ev->joules_estimated, f->hint);
     search_budget_floor(&l->budget, ev->floor_joules, f->hint);
     l->over_stall = 0;   /* its reservation is free again, and the estimates have learnt */
-    /* measured figures when there are, predicted otherwise */
-    r.energy_mj = ev->energy_mj > 0 ? ev->energy_mj : f->pred.energy_mj > 0 ? f->pred.energy_mj : NAN;
-    r.latency_ms = ev->latency_ms > 0 ? ev->latency_ms : f->pred.latency_ms > 0 ? f->pred.latency_ms : NAN;
+    objective_figures(&r);
     const search_objective *o = &l->opts.objective;
     if (ev->status == SEARCH_EVAL_OK && isfinite(ev->accuracy)) {
         r.reward = search_reward(o, ev->accuracy, r.energy_mj, r.latency_ms);
@@ -652,13 +723,20 @@ static json_t *result_json(const search_result *r)
                      "late", r->measured_later, "ob", r->over_budget, "early", e->stopped_early);
 }
 
-char *search_loop_save(const search_loop *l)
+/* The results a state without its history stands for: every one but those
+ * seen before (which the run store keeps no row for). */
+static long n_kept(const search_loop *l)
+{
+    return l->n_res - l->n_cached_res;
+}
+
+static char *loop_save(const search_loop *l, int with_history)
 {
     const search_loop_opts *o = &l->opts;
     const search_budget *b = &l->budget;
     int bad = 0;
     json_t *root = json_object();
-    search_json_set(root, "version", json_integer(LOOP_VERSION), &bad);
+    search_json_set(root, "version", json_integer(with_history ? LOOP_VERSION : LOOP_VERSION_NO_HISTORY), &bad);
     search_json_set(root, "strategy", search_strategy_to_json(l->strat), &bad);
     search_json_set(root, "objective",
                     json_pack("{s:i,s:o,s:i,s:o,s:o,s:o}", "target", (int)o->objective.target, "t",
@@ -701,12 +779,20 @@ char *search_loop_save(const search_loop *l)
     search_json_set(json_object_get(root, "cost_fit"), "floor_max", search_json_num(b->floor_max), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "floor_per_hint", search_json_num(b->floor_per_hint), &bad);
     search_json_set(root, "counts",
-                    json_pack("{s:I,s:I,s:I,s:i,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
-                              (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall, "best",
-                              l->best, "max_mj", search_json_num(l->max_energy)), &bad);
-    json_t *res = json_array(), *fl = json_array();
-    for (int i = 0; i < l->n_res; i++)
-        search_json_append(res, result_json(&l->res[i]), &bad);
+                    json_pack("{s:I,s:I,s:I,s:i,s:o}", "proposals", (json_int_t)l->proposals, "screened",
+                              (json_int_t)l->screened, "cached", (json_int_t)l->cached, "stall", l->stall,
+                              "max_mj", search_json_num(l->max_energy)), &bad);
+    json_t *fl = json_array();
+    if (with_history) {
+        /* the best is an index into the results, which only this form holds */
+        search_json_set(json_object_get(root, "counts"), "best", json_integer(l->best), &bad);
+        json_t *res = json_array();
+        for (int i = 0; i < l->n_res; i++)
+            search_json_append(res, result_json(&l->res[i]), &bad);
+        search_json_set(root, "results", res, &bad);
+    } else {
+        search_json_set(root, "history", json_pack("{s:I}", "n", (json_int_t)n_kept(l)), &bad);
+    }
     for (int i = 0; i < l->n_fl; i++) {
         const flight_t *f = &l->fl[i];
         search_json_append(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "hint",
@@ -715,11 +801,20 @@ char *search_loop_save(const search_loop *l)
                                          "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
                                          search_json_num(f->allow_j), "est_s", search_json_num(f->est_s)), &bad);
     }
-    search_json_set(root, "results", res, &bad);
     search_json_set(root, "in_flight", fl, &bad);
     char *out = bad ? NULL : search_json_dump(root);
     json_decref(root);
     return out;
+}
+
+char *search_loop_save(const search_loop *l)
+{
+    return loop_save(l, 1);
+}
+
+char *search_loop_save_state(const search_loop *l)
+{
+    return loop_save(l, 0);
 }
 
 /* What a saved figure may be, so that a state that loads also runs and saves
@@ -919,7 +1014,118 @@ cleanup:
     return st;
 }
 
-nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err)
+/* Results are handed back in id order: the order they ended in, for a loop
+ * that evaluates one at a time. */
+static int by_id(const void *a, const void *b)
+{
+    long x = ((const search_result *)a)->id, y = ((const search_result *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static int strategy_has_pending(const search_strategy *s, long id)
+{
+    for (int i = 0; i < s->n_pending; i++)
+        if (s->pending[i].ticket == id)
+            return 1;
+    return 0;
+}
+
+static nas_status check_genome(const search_space *space, const search_result *r, nas_err *err)
+{
+    if (r->genome.n != space->n_genes)
+        return nas_errf(err, NAS_EINVAL, WHAT ": the result of candidate %ld has %d genes, the space %d", r->id,
+                        r->genome.n, space->n_genes);
+    for (int g = 0; g < space->n_genes; g++)
+        if (r->genome.g[g] >= space->card[g])
+            return nas_errf(err, NAS_EINVAL, WHAT ": the result of candidate %ld: gene %d out of range (0..%d)",
+                            r->id, g, space->card[g] - 1);
+    return NAS_OK;
+}
+
+/* A past result scored again as the loop scored it (the caller's copy need
+ * not carry the score: a run store's reward predates later measurements). */
+static search_result *rescored(const search_loop *l, search_result *r)
+{
+    const search_objective *o = &l->opts.objective;
+    objective_figures(r);
+    int ok = !r->screened && r->eval.status == SEARCH_EVAL_OK && isfinite(r->eval.accuracy);
+    r->reward = ok ? search_reward(o, r->eval.accuracy, r->energy_mj, r->latency_ms) : 0;
+    r->feasible = ok && search_feasible(o, r->energy_mj, r->latency_ms);
+    r->on_front = r->is_best = 0;   /* as of the moment it ended, which a restore does not replay */
+    return r;
+}
+
+/* The history of a state saved without it: the results that ended before the
+ * save, evaluated or screened, taken from the caller (the run store's rows).
+ * A result of a candidate the state does not know as ended (asked after the
+ * save, or still in flight in it: a row a crash failed later) is not part of
+ * it and is left out; the rest must be exactly what the state counted. */
+static nas_status history_from_past(search_loop *l, const json_t *root, const search_result *past, int n_past,
+                                    nas_err *err)
+{
+    nas_status st = NAS_OK;
+    long want;
+    json_t *jh = json_object_get(root, "history");
+    if (!json_is_object(jh))
+        return bad_field(err, "history");
+    if ((st = search_json_int(jh, WHAT, "history.n", 0, l->strat->next_ticket, &want, err)))
+        return st;
+    search_result *keep = n_past > 0 ? nas_malloc((size_t)n_past * sizeof *keep) : NULL;
+    if (n_past > 0 && !keep)
+        return nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
+    long n = 0;
+    for (int i = 0; i < n_past; i++)
+        if (past[i].id >= 0 && past[i].id < l->strat->next_ticket && !strategy_has_pending(l->strat, past[i].id))
+            keep[n++] = past[i];
+    if (n != want) {
+        st = nas_errf(err, NAS_EINVAL, WHAT ": saved after %ld results (evaluated or screened), but %ld of "
+                      "them were handed back: the results and the state are not of the same run", want, n);
+        goto cleanup;
+    }
+    qsort(keep, (size_t)n, sizeof *keep, by_id);
+    for (long i = 0; i < n && !st; i++) {
+        if (i > 0 && keep[i].id == keep[i - 1].id)
+            st = nas_errf(err, NAS_EINVAL, WHAT ": candidate %ld's result was handed back twice", keep[i].id);
+        else if (keep[i].cached)
+            st = nas_errf(err, NAS_EINVAL, WHAT ": candidate %ld: a result seen before is not part of the "
+                          "history", keep[i].id);
+        else if (!(st = check_genome(&l->space, &keep[i], err)))
+            st = push_result(l, rescored(l, &keep[i]), err);
+    }
+    if (!st)
+        st = rescore(l, err);
+cleanup:
+    nas_free(keep);
+    return st;
+}
+
+/* The history a full state holds: its results, in the order they ended. */
+static nas_status history_from_json(search_loop *l, const json_t *root, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    json_t *jc = json_object_get(root, "counts"), *res = json_object_get(root, "results");
+    long next_ticket = l->strat->next_ticket;
+    if ((st = get_i(jc, "counts.best", -1, MAX_N, &l->best, err)))
+        return st;
+    if (!json_is_array(res) || (long)json_array_size(res) > next_ticket)
+        return bad_field(err, "results");
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        search_result r;
+        TRY(result_from_json(json_array_get(res, i), &l->space, next_ticket, &r, err));
+        TRY(push_result(l, &r, err));
+        /* the front is rebuilt by adding the same points in the same order */
+        if (!r.screened && !r.cached && r.eval.status == SEARCH_EVAL_OK && isfinite(r.energy_mj) &&
+            search_front_add(&l->front, r.id, r.eval.accuracy, r.energy_mj) < 0)
+            return nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
+    }
+    if (l->best >= l->n_res)
+        return bad_field(err, "counts.best");
+cleanup:
+    return st;
+}
+
+nas_status search_loop_restore(const search_space *space, const char *json, const search_result *past,
+                               int n_past, search_loop **out, nas_err *err)
 {
     nas_status st = NAS_OK;
     search_loop *l = NULL;
@@ -929,8 +1135,9 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     if (!root)
         return nas_errf(err, NAS_EINVAL, WHAT ": line %d: %s", je.line, je.text);
     long version;
-    if (search_json_int(root, WHAT, "version", LOOP_VERSION, LOOP_VERSION, &version, NULL)) {
-        st = nas_errf(err, NAS_EINVAL, WHAT ": field 'version' must be %d", LOOP_VERSION);
+    if (search_json_int(root, WHAT, "version", LOOP_VERSION, LOOP_VERSION_NO_HISTORY, &version, NULL)) {
+        st = nas_errf(err, NAS_EINVAL, WHAT ": field 'version' must be %d (with its history) or %d (without)",
+                      LOOP_VERSION, LOOP_VERSION_NO_HISTORY);
         goto cleanup;
     }
     search_loop_opts o;
@@ -948,33 +1155,17 @@ nas_status search_loop_load(const search_space *space, const char *json, search_
     TRY(search_json_int(jc, WHAT, "counts.screened", 0, l->proposals, &l->screened, err));
     TRY(search_json_int(jc, WHAT, "counts.cached", 0, l->proposals, &l->cached, err));
     TRY(get_i(jc, "counts.stall", 0, MAX_N, &l->stall, err));
-    TRY(get_i(jc, "counts.best", -1, MAX_N, &l->best, err));
     TRY(search_json_real(jc, WHAT, "counts.max_mj", 0, MAX_J, 0, &l->max_energy, err));
-    json_t *res = json_object_get(root, "results"), *fl = json_object_get(root, "in_flight");
+    json_t *fl = json_object_get(root, "in_flight");
     long next_ticket = l->strat->next_ticket;
-    if (!json_is_array(res) || (long)json_array_size(res) > next_ticket) {
-        st = bad_field(err, "results");
-        goto cleanup;
-    }
     if (!json_is_array(fl) || (long)json_array_size(fl) > search_strategy_pending(l->strat)) {
         st = bad_field(err, "in_flight");
         goto cleanup;
     }
-    for (size_t i = 0; i < json_array_size(res); i++) {
-        search_result r;
-        TRY(result_from_json(json_array_get(res, i), space, next_ticket, &r, err));
-        TRY(push_result(l, &r, err));
-        /* the front is rebuilt by adding the same points in the same order */
-        if (!r.screened && !r.cached && r.eval.status == SEARCH_EVAL_OK && isfinite(r.energy_mj) &&
-            search_front_add(&l->front, r.id, r.eval.accuracy, r.energy_mj) < 0) {
-            st = nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
-            goto cleanup;
-        }
-    }
-    if (l->best >= l->n_res) {
-        st = bad_field(err, "counts.best");
-        goto cleanup;
-    }
+    if (version == LOOP_VERSION)
+        TRY(history_from_json(l, root, err));
+    else
+        TRY(history_from_past(l, root, past, n_past, err));
     for (size_t i = 0; i < json_array_size(fl); i++) {
         flight_t f;
         TRY(flight_from_json(json_array_get(fl, i), space, next_ticket, &f, err));
@@ -990,4 +1181,9 @@ cleanup:
     search_loop_free(l);
     json_decref(root);
     return st;
+}
+
+nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err)
+{
+    return search_loop_restore(space, json, NULL, 0, out, err);
 }

@@ -422,14 +422,31 @@ void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget
 
 nas_status search_loop_new(const search_space *space, const search_loop_opts *opts, search_loop **out,
                            nas_err *err);
-/* From search_loop_save's JSON: strategy, budget spent, front, results, pending
- * candidates (submitted again first, under their own ids). Every field is
+/* From search_loop_save's JSON (search_loop_restore with no past results):
+ * strategy, budget spent, front, results, pending candidates (submitted again
+ * first, under their own ids). Every field is
  * checked against its range, with an error naming it: a state that loads
  * runs, ends (no budget counter that never binds) and saves again. */
 nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err);
 /* nas_malloc'd JSON; NULL when out of memory or when a value cannot be written
- * (a NaN where a number must be): never a state with a key left out. */
+ * (a NaN where a number must be): never a state with a key left out.
+ * search_loop_save holds the whole history (every result: it grows by about
+ * 500 bytes a candidate), for a state that is all there is (a --state file);
+ * search_loop_save_state leaves the history out (its size does not grow with
+ * the search), for a caller that keeps every result elsewhere, as the run
+ * store does, and hands them back to search_loop_restore. */
 char *search_loop_save(const search_loop *l);
+char *search_loop_save_state(const search_loop *l);
+/* From either form: with search_loop_save_state's, past[0..n_past) are the
+ * results that had ended when it was saved, evaluated or screened, in any
+ * order (those seen before, cached, are not among them: the run store keeps
+ * no row for them, and the loop needs none); results of candidates the state
+ * does not know as ended are left out, and the rest must be as many as the
+ * state counted, or it is an error. The restored loop holds them in id order
+ * (the order they ended in when evaluated one at a time) and continues exactly
+ * as the saved one would have. With search_loop_save's form, past is unused. */
+nas_status search_loop_restore(const search_space *space, const char *json, const search_result *past,
+                               int n_past, search_loop **out, nas_err *err);
 /* New budgets for a loaded loop (a resumed search given more, or less): what
  * was spent stays spent. */
 nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
@@ -445,8 +462,9 @@ const search_budget *search_loop_budget(const search_loop *l);
 const search_front *search_loop_front(const search_loop *l);
 const search_strategy *search_loop_strategy(const search_loop *l);
 /* Every candidate that ended (evaluated, screened or seen before), in the order
- * it ended (id order when evaluating one at a time); the best feasible one
- * (NULL if none). */
+ * it ended (id order when evaluating one at a time; a loop restored from a
+ * state without its history holds the past results it was handed, in id
+ * order, and none of those seen before); the best feasible one (NULL if none). */
 int search_loop_n_results(const search_loop *l);
 const search_result *search_loop_result(const search_loop *l, int i);
 const search_result *search_loop_best(const search_loop *l);

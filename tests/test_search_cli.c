@@ -4,6 +4,7 @@
  * itself, and, stopped and resumed through --state, ends as an uninterrupted
  * run does; with --db the run store records it and resumes it. */
 #include "tests/testutil.h"
+#include "runs/runs.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -36,6 +37,27 @@ static void usage_errors_exit_2_and_name_the_option(void **state)
 
 #define TINY "search --data mnist --subset 64 --epochs 1 --stages 1 --max-width 0.25 --threads 1 --final-top 0 " \
              "--bench-seconds 0.02 --target-mj 2 --hv-ref-mj 4 --seed 3 --json"
+
+/* The same candidates with the same genomes and accuracies on both leaderboards. */
+static void assert_same_leaderboard(json_t *a, json_t *b)
+{
+    json_t *la = json_object_get(a, "leaderboard"), *lb = json_object_get(b, "leaderboard");
+    assert_int_equal(json_array_size(la), json_array_size(lb));
+    for (size_t i = 0; i < json_array_size(la); i++) {
+        json_t *x = json_array_get(la, i);
+        int found = 0;
+        for (size_t j = 0; j < json_array_size(lb); j++) {
+            json_t *y = json_array_get(lb, j);
+            if (json_integer_value(json_object_get(x, "id")) == json_integer_value(json_object_get(y, "id"))) {
+                found = 1;
+                assert_true(json_equal(json_object_get(x, "genome"), json_object_get(y, "genome")));
+                assert_true(json_real_value(json_object_get(x, "accuracy")) ==
+                            json_real_value(json_object_get(y, "accuracy")));
+            }
+        }
+        assert_true(found);
+    }
+}
 
 static void tiny_search_keeps_its_budget_and_resumes(void **state)
 {
@@ -86,31 +108,43 @@ static void tiny_search_keeps_its_budget_and_resumes(void **state)
     free(out);
     assert_non_null(b);
     assert_int_equal(json_integer_value(json_object_get(b, "evals")), 3);
-    json_t *la = json_object_get(a, "leaderboard"), *lb = json_object_get(b, "leaderboard");
-    assert_int_equal(json_array_size(la), json_array_size(lb));
-    for (size_t i = 0; i < json_array_size(la); i++) {
-        json_t *x = json_array_get(la, i);
-        int found = 0;
-        for (size_t j = 0; j < json_array_size(lb); j++) {
-            json_t *y = json_array_get(lb, j);
-            if (json_integer_value(json_object_get(x, "id")) == json_integer_value(json_object_get(y, "id"))) {
-                found = 1;
-                assert_true(json_equal(json_object_get(x, "genome"), json_object_get(y, "genome")));
-                assert_true(json_real_value(json_object_get(x, "accuracy")) ==
-                            json_real_value(json_object_get(y, "accuracy")));
-            }
-        }
-        assert_true(found);
-    }
+    assert_same_leaderboard(a, b);
     json_decref(b);
     /* into a run store: every candidate recorded, and the same command resumes the run */
     snprintf(cmd, sizeof cmd, TINY " --budget-evals 2 --db %s/runs.db --name tiny 2>/dev/null", dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     free(out);
-    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --db %s/runs.db --name tiny 2>&1 >/dev/null", dir);
-    assert_int_equal(tu_run_nas(cmd, &msgs), 0);
+    /* the state it saved holds no history (the candidates' rows are it) */
+    char db_path[128];
+    snprintf(db_path, sizeof db_path, "%s/runs.db", dir);
+    runs_db *db = NULL;
+    nas_err err = {0};
+    int64_t run;
+    char *saved = NULL;
+    int seq;
+    assert_int_equal(runs_open(db_path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+    assert_int_equal(runs_run_find(db, "tiny", &run, &err), NAS_OK);
+    assert_int_equal(runs_strategy_get(db, run, &saved, &seq, &err), NAS_OK);
+    runs_close(db);
+    json_t *st = json_loads(saved, 0, NULL);
+    nas_free(saved);
+    assert_non_null(st);
+    assert_int_equal(json_integer_value(json_object_get(st, "version")), 2);
+    assert_null(json_object_get(st, "results"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "history"), "n")), 2);
+    json_decref(st);
+    snprintf(cmd, sizeof cmd, TINY " --budget-evals 3 --db %s/runs.db --name tiny 2>%s/msgs", dir, dir);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    b = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(b);
+    assert_same_leaderboard(a, b);   /* resumed from the store's rows, it ends as the 3-evaluation run */
+    json_decref(b);
+    snprintf(cmd, sizeof cmd, "%s/msgs", dir);
+    size_t len;
+    assert_int_equal(nas_read_file(cmd, &msgs, &len, &err), NAS_OK);
     assert_non_null(strstr(msgs, "resuming run 'tiny'"));
-    free(msgs);
+    nas_free(msgs);
     snprintf(cmd, sizeof cmd, "report tiny --db %s/runs.db --out %s/rep 2>&1", dir, dir);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     assert_non_null(strstr(out, "candidates: 3 (done 3)"));

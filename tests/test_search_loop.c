@@ -34,7 +34,10 @@ typedef struct {
     /* hooks for single tests */
     int stop_after;             /* should_stop once this many results came */
     int save_at;                /* on_result saves the state at this many results */
-    char *saved;
+    char *saved;                /* the whole state, history included */
+    char *saved_state;          /* the state without its history */
+    search_result *hist;        /* and the history as a run store keeps it: no result seen before */
+    int n_hist;
     int reject_all;
     nas_status fail_on_result;
     double max_allowance_seen_over;   /* evaluations started with a negative allowance */
@@ -183,6 +186,21 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
         assert_null(s->saved);
         s->saved = search_loop_save(l);
         assert_non_null(s->saved);
+        s->saved_state = search_loop_save_state(l);
+        assert_non_null(s->saved_state);
+        s->hist = nas_malloc((size_t)search_loop_n_results(l) * sizeof *s->hist);
+        assert_non_null(s->hist);
+        for (int i = 0; i < search_loop_n_results(l); i++) {
+            const search_result *h = search_loop_result(l, i);
+            if (h->cached)
+                continue;
+            s->hist[s->n_hist] = *h;
+            /* a store's row need not carry the score: the loop scores it again */
+            s->hist[s->n_hist].reward = -1;
+            s->hist[s->n_hist].feasible = 0;
+            s->hist[s->n_hist].energy_mj = s->hist[s->n_hist].latency_ms = 0;
+            s->n_hist++;
+        }
     }
     return NAS_OK;
 }
@@ -227,6 +245,17 @@ static void synth_init(synth *s, int n_genes, int max_card)
     search_space_sample(&s->sp, &rng, &s->target);
     nas_pcg32_seed(&s->noise, 3, 3);
     s->honour_allowance = 1;
+}
+
+/* What on_result saved at save_at. */
+static void synth_free_saved(synth *s)
+{
+    nas_free(s->saved);
+    nas_free(s->saved_state);
+    nas_free(s->hist);
+    s->saved = s->saved_state = NULL;
+    s->hist = NULL;
+    s->n_hist = 0;
 }
 
 static search_callbacks callbacks(synth *s, int async)
@@ -450,11 +479,178 @@ static void same_seed_same_run_and_resume_ends_the_same(void **state)
         nas_free(ja);
         nas_free(jb);
         nas_free(jc);
-        nas_free(s2.saved);
+        synth_free_saved(&s2);
         search_loop_free(a);
         search_loop_free(b);
         search_loop_free(c);
     }
+}
+
+/* Evolution with its default options for an evaluation budget, run to its end. */
+static search_loop *run_evolution(synth *s, long evals)
+{
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_EVOLUTION, evals);
+    search_stop why;
+    return run(s, &o, 0, &why);
+}
+
+/* Two loops ended at the same point: the same state, counts, best, leaderboard and front. */
+static void assert_same_end(const search_loop *a, const search_loop *b)
+{
+    char *ja = search_loop_save_state(a), *jb = search_loop_save_state(b);
+    assert_non_null(ja);
+    assert_non_null(jb);
+    assert_string_equal(ja, jb);
+    nas_free(ja);
+    nas_free(jb);
+    search_progress pa, pb;
+    search_loop_progress(a, &pa);
+    search_loop_progress(b, &pb);
+    assert_int_equal(pa.evals, pb.evals);
+    assert_int_equal(pa.best_id, pb.best_id);
+    assert_true(pa.best_reward == pb.best_reward || (isnan(pa.best_reward) && isnan(pb.best_reward)));
+    assert_true(pa.hypervolume == pb.hypervolume);
+    int ia[20], ib[20];
+    int na = search_loop_leaderboard(a, ia, 20), nb = search_loop_leaderboard(b, ib, 20);
+    assert_int_equal(na, nb);
+    for (int i = 0; i < na; i++) {
+        const search_result *ra = search_loop_result(a, ia[i]), *rb = search_loop_result(b, ib[i]);
+        assert_int_equal(ra->id, rb->id);
+        assert_true(ra->reward == rb->reward);
+        assert_true(ra->eval.accuracy == rb->eval.accuracy);
+        assert_true(ra->energy_mj == rb->energy_mj);
+    }
+    const search_front *fa = search_loop_front(a), *fb = search_loop_front(b);
+    assert_int_equal(fa->n, fb->n);
+    for (int i = 0; i < fa->n; i++) {
+        assert_int_equal(fa->p[i].id, fb->p[i].id);
+        assert_true(fa->p[i].energy_mj == fb->p[i].energy_mj);
+    }
+}
+
+/* Restored from the state without its history and the results handed back,
+ * a search saved at save_at results ends where the uninterrupted one did. */
+static void check_restore(const search_loop_opts *o, int async, int late, int save_at, size_t *state_len,
+                          size_t *full_len)
+{
+    synth s1, s2, s3;
+    synth_init(&s1, NG, 4);
+    synth_init(&s2, NG, 4);
+    synth_init(&s3, NG, 4);
+    s1.late_measure = s2.late_measure = s3.late_measure = late;
+    s2.save_at = save_at;
+    search_stop w1, w2, w3;
+    search_loop *a = run(&s1, o, async, &w1), *b = run(&s2, o, async, &w2);
+    assert_non_null(s2.saved_state);
+    *state_len = strlen(s2.saved_state);
+    *full_len = strlen(s2.saved);
+    search_loop *c;
+    nas_err err = {0};
+    /* in any order: the store lists them by seq, a caller may not */
+    for (int i = 0; i < s2.n_hist / 2; i++) {
+        search_result t = s2.hist[i];
+        s2.hist[i] = s2.hist[s2.n_hist - 1 - i];
+        s2.hist[s2.n_hist - 1 - i] = t;
+    }
+    assert_int_equal(search_loop_restore(&s3.sp, s2.saved_state, s2.hist, s2.n_hist, &c, &err), NAS_OK);
+    char *again = search_loop_save_state(c);
+    assert_string_equal(again, s2.saved_state);   /* what loads saves again the same */
+    nas_free(again);
+    long evals_before = search_loop_budget(c)->evals;
+    search_callbacks cb = callbacks(&s3, async);
+    assert_int_equal(search_run(c, &cb, &w3, &err), NAS_OK);
+    assert_int_equal(w1, w3);
+    if (!async) {
+        assert_same_end(a, c);
+        assert_int_equal(evals_before + s3.n_eval, s1.n_eval);   /* nothing trained twice */
+    } else {   /* out of order: another interleaving from the save on, but every proposal ends once */
+        assert_int_equal(search_loop_budget(c)->evals, search_loop_budget(a)->evals);
+        assert_int_equal(search_strategy_pending(search_loop_strategy(c)), 0);
+    }
+    synth_free_saved(&s2);
+    search_loop_free(a);
+    search_loop_free(b);
+    search_loop_free(c);
+}
+
+static void resume_from_the_state_without_history_ends_the_same(void **state)
+{
+    (void)state;
+    size_t sl, fl;
+    for (int k = 0; k < 3; k++) {
+        search_loop_opts o;
+        search_loop_opts_default(&o, (search_kind)k, 60);
+        o.limits.joules = 2500;
+        search_objective_init(&o.objective, SEARCH_TARGET_MJ, 2.0, 0);
+        for (int late = 0; late < 2; late++)
+            for (int at = 18; at <= 23; at++)   /* around the second round of measurements */
+                check_restore(&o, 0, late, at, &sl, &fl);
+        check_restore(&o, 4, 0, 25, &sl, &fl);
+    }
+}
+
+/* A search long enough that the whole history is megabytes: the state saved
+ * with each result stays the size of the strategy and the counters, and the
+ * run resumed from it and the results still ends as the uninterrupted one. */
+static void a_long_search_saves_a_state_that_does_not_grow(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        search_loop_opts o;
+        search_loop_opts_default(&o, (search_kind)k, 3000);
+        search_objective_init(&o.objective, SEARCH_TARGET_MJ, 2.0, 0);
+        /* where it ends: a converged policy may stall before the 3000 evaluations */
+        synth s;
+        synth_init(&s, NG, 4);
+        s.late_measure = 1;
+        search_stop why;
+        search_loop_free(run(&s, &o, 0, &why));
+        int late_at = s.n_results - 20;
+        assert_true(late_at >= 2000);
+        size_t early_len, early_full, late_len, late_full;
+        check_restore(&o, 0, 1, 200, &early_len, &early_full);
+        check_restore(&o, 0, 1, late_at, &late_len, &late_full);
+        print_message("%s: state %zu bytes at 200 results, %zu at %d (with the history: %zu and %zu)\n",
+                      search_kind_name((search_kind)k), early_len, late_len, late_at, early_full, late_full);
+        assert_true(late_full > 1000000);   /* what every result used to write */
+        assert_true(late_len < 16384);
+        assert_true(late_len < 2 * early_len + 1024);
+    }
+}
+
+/* The history handed back must be the one the state was saved with. */
+static void a_restore_with_the_wrong_history_names_it(void **state)
+{
+    (void)state;
+    synth s;
+    synth_init(&s, NG, 4);
+    s.save_at = 12;
+    search_loop *c = NULL;
+    search_loop_free(run_evolution(&s, 30));
+    nas_err err = {0};
+    assert_true(s.n_hist >= 3);
+    assert_int_equal(search_loop_restore(&s.sp, s.saved_state, s.hist, s.n_hist - 1, &c, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "handed back"));
+    assert_null(c);
+    assert_int_equal(search_loop_load(&s.sp, s.saved_state, &c, &err), NAS_EINVAL);   /* no history at all */
+    s.hist[1].id = s.hist[0].id;
+    assert_int_equal(search_loop_restore(&s.sp, s.saved_state, s.hist, s.n_hist, &c, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "twice"));
+    s.hist[1].id = 1;
+    s.hist[2].genome.g[0] = 200;
+    assert_int_equal(search_loop_restore(&s.sp, s.saved_state, s.hist, s.n_hist, &c, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "gene 0"));
+    s.hist[2].genome.g[0] = 0;
+    /* a result of a candidate the state had not seen end (a row a crash failed after the save) is left out */
+    search_result extra = s.hist[0];
+    extra.id = 12 + 5;
+    s.hist = nas_realloc(s.hist, (size_t)(s.n_hist + 1) * sizeof *s.hist);
+    assert_non_null(s.hist);
+    s.hist[s.n_hist] = extra;
+    assert_int_equal(search_loop_restore(&s.sp, s.saved_state, s.hist, s.n_hist + 1, &c, &err), NAS_OK);
+    search_loop_free(c);
+    synth_free_saved(&s);
 }
 
 static void async_results_out_of_order_and_interrupted(void **state)
@@ -508,10 +704,7 @@ static void failures_score_zero_and_stay_off_the_front(void **state)
     synth s;
     synth_init(&s, NG, 4);
     s.fail_every = 3;
-    search_loop_opts o;
-    search_loop_opts_default(&o, SEARCH_EVOLUTION, 45);
-    search_stop why;
-    search_loop *l = run(&s, &o, 0, &why);
+    search_loop *l = run_evolution(&s, 45);
     int failed = 0;
     for (int i = 0; i < search_loop_n_results(l); i++) {
         const search_result *r = search_loop_result(l, i);
@@ -624,8 +817,8 @@ static void bad_options_and_states_name_the_field(void **state)
     assert_int_equal(search_loop_load(&s.sp, js, &l, &err), NAS_EINVAL);
     assert_non_null(strstr(err.msg, "'budget'"));
     assert_null(l);
-    assert_int_equal(search_loop_load(&s.sp, "{\"version\": 2}", &l, &err), NAS_EINVAL);
-    assert_non_null(strstr(err.msg, "'version'"));
+    assert_int_equal(search_loop_load(&s.sp, "{\"version\": 3}", &l, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "'version' must be 1 (with its history) or 2"));
     assert_int_equal(search_loop_load(&s.sp, "not json", &l, &err), NAS_EINVAL);
     nas_free(js);
 }
@@ -1213,6 +1406,7 @@ static char *state_after_three(synth *s, search_kind kind)
     assert_non_null(s->saved);
     char *js = s->saved;
     s->saved = NULL;
+    synth_free_saved(s);
     return js;
 }
 
@@ -1327,6 +1521,9 @@ int main(void)
         cmocka_unit_test(eval_and_second_budgets_are_never_exceeded),
         cmocka_unit_test(hard_target_screens_and_best_is_feasible),
         cmocka_unit_test(same_seed_same_run_and_resume_ends_the_same),
+        cmocka_unit_test(resume_from_the_state_without_history_ends_the_same),
+        cmocka_unit_test(a_long_search_saves_a_state_that_does_not_grow),
+        cmocka_unit_test(a_restore_with_the_wrong_history_names_it),
         cmocka_unit_test(async_results_out_of_order_and_interrupted),
         cmocka_unit_test(best_candidates_are_measured_and_the_predictor_checked),
         cmocka_unit_test(failures_score_zero_and_stay_off_the_front),
