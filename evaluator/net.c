@@ -550,6 +550,25 @@ static void bn_bwd(ev_net *n, const op_ctx *cx, const bn_t *bn, float *d, size_t
                        P(bn->gamma), P(bn->beta), N, bn->c, act);
 }
 
+/* Squeeze-excite of the depthwise output da [B, ohw, E] into u, the one
+ * forward that training and inference share (se_backward is its pair):
+ *   sp = mean over the map, s1z = sp W1 + b1, s1a = se_act(s1z),
+ *   s2z = s1a W2 + b2, g = gate(s2z), u = da * g per channel.
+ * Returns u, what the projection reads. */
+static size_t se_forward(ev_net *n, const blk_t *k, int B)
+{
+    const space_net *a = &n->arch;
+    const space_block *b = k->sb;
+    int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
+    op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
+    op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
+    op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+    op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
+    op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
+    op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
+    return k->u;
+}
+
 /* x: the input batch (B x res x res x in_ch). */
 static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg32 *rng)
 {
@@ -575,17 +594,7 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
         op_dw_forward(&cx, A(k->dz), A(dwin), P(k->w_dw), B, b->in_hw, b->in_hw, E, b->kernel,
                       b->stride);
         bn_fwd(n, &cx, &k->bn_dw, k->da, k->dz, nout, act, training);
-        size_t pin = k->da;
-        if (b->se_ch > 0) {
-            int ohw = b->out_hw * b->out_hw;
-            op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
-            op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
-            op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
-            op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
-            op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-            op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
-            pin = k->u;
-        }
+        size_t pin = b->se_ch > 0 ? se_forward(n, k, B) : k->da;
         op_pw_forward(&cx, A(k->pz), A(pin), P(k->w_proj), nout, E, b->out_ch);
         bn_fwd(n, &cx, &k->bn_proj, k->y, k->pz, nout, OP_NONE, training);
         if (b->residual)
@@ -669,17 +678,7 @@ static void net_infer(ev_net *n, const float *x, int B)
             op_dw_bn_act_infer(&cx, A(k->da), A(dwin), P(k->w_dw), sc, sh, B, b->in_hw, b->in_hw, E,
                                b->kernel, b->stride, act);
         }
-        size_t pin = k->da;
-        if (b->se_ch > 0) {
-            int ohw = b->out_hw * b->out_hw;
-            op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
-            op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
-            op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
-            op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
-            op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-            op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
-            pin = k->u;
-        }
+        size_t pin = b->se_ch > 0 ? se_forward(n, k, B) : k->da;
         pw_bn(n, &cx, k->y, A(pin), k->w_proj, &k->bn_proj, b->residual ? A(k->in) : NULL, nout, E,
               OP_NONE);
     }
@@ -700,16 +699,31 @@ static void net_infer(ev_net *n, const float *x, int B)
 
 /* ======================= backward ======================================== */
 
+/* se_forward's pair: du [B, ohw, E] in d becomes d(da) in place; `tmp`, a
+ * free gradient buffer, holds d gate [B,E], d s1 [B,S] and d pooled [B,E]. */
+static void se_backward(ev_net *n, const blk_t *k, int B, float *d, float *tmp)
+{
+    const space_net *a = &n->arch;
+    const space_block *b = k->sb;
+    int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
+    float *dgate = tmp, *ds1 = tmp + (((size_t)B * E + 15) & ~(size_t)15);
+    float *dsp = ds1 + (((size_t)B * b->se_ch + 15) & ~(size_t)15);
+    op_scale_backward(d, dgate, d, A(k->da), A(k->g), B, ohw, E);
+    op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
+    op_linear_backward(ds1, G(k->se_w2), G(k->se_b2), dgate, A(k->s1a), P(k->se_w2), B, b->se_ch, E);
+    op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+    op_linear_backward(dsp, G(k->se_w1), G(k->se_b1), ds1, A(k->sp), P(k->se_w1), B, E, b->se_ch);
+    op_pool_backward(d, dsp, B, ohw, E, 1);
+}
+
 /* Gradient buffers: cur holds d(block output); f1, f2 are free. Returns the
  * buffer that holds d(block input). */
 static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, int cur)
 {
-    const space_net *a = &n->arch;
     const space_block *b = k->sb;
     int f1 = (cur + 1) % 3, f2 = (cur + 2) % 3;
     float *gc = S(n->gbuf[cur]), *g1 = S(n->gbuf[f1]), *g2 = S(n->gbuf[f2]);
     int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-    int ohw = b->out_hw * b->out_hw;
     op_act act = act_of(b->act);
 
     /* project BN (no act): d pz -> g1 */
@@ -718,19 +732,8 @@ static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, in
     /* project conv: d(project input) -> g2 */
     size_t pin = b->se_ch > 0 ? k->u : k->da;
     op_pw_backward(cx, g2, G(k->w_proj), g1, A(pin), P(k->w_proj), nout, E, b->out_ch, 0);
-    if (b->se_ch > 0) {
-        /* g1 is free: it holds d gate [B,E], d s1 [B,S], d pooled [B,E] */
-        float *dgate = g1, *ds1 = g1 + (((size_t)B * E + 15) & ~(size_t)15);
-        float *dsp = ds1 + (((size_t)B * b->se_ch + 15) & ~(size_t)15);
-        op_scale_backward(g2, dgate, g2, A(k->da), A(k->g), B, ohw, E);
-        op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-        op_linear_backward(ds1, G(k->se_w2), G(k->se_b2), dgate, A(k->s1a), P(k->se_w2), B,
-                           b->se_ch, E);
-        op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
-        op_linear_backward(dsp, G(k->se_w1), G(k->se_b1), ds1, A(k->sp), P(k->se_w1), B, E,
-                           b->se_ch);
-        op_pool_backward(g2, dsp, B, ohw, E, 1);
-    }
+    if (b->se_ch > 0)
+        se_backward(n, k, B, g2, g1);
     /* depthwise BN + act, in place in g2; then the depthwise conv: d(dw input) -> g1 */
     bn_bwd(n, cx, &k->bn_dw, g2, k->dz, nout, act);
     size_t dwin = k->expand ? k->ea : k->in;
