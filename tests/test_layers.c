@@ -1,10 +1,12 @@
 /* test_layers.c — the flat layer list (space/layers.c), the one description
  * of a network: a preset's op counts and sums against the published figures,
  * shapes that chain from op to op, and every consumer agreeing with it (the
- * cost model's rows and totals, the predictor's per-unit costs). */
+ * cost model's rows and totals, the predictor's per-unit costs, the
+ * evaluator's parameter tensors). */
 #include "tests/testutil.h"
 #include "space/space.h"
 #include "predictor/pred.h"
+#include "evaluator/ev.h"
 
 #include <math.h>
 
@@ -151,6 +153,85 @@ static void check_features_agree(const space_net *n, const space_layers *L)
     }
 }
 
+/* The number of values of the evaluator's tensor `name`, -1 when it has none. */
+static long tensor_size(const ev_tensor *t, int nt, const char *name)
+{
+    for (int i = 0; i < nt; i++)
+        if (!strcmp(t[i].name, name)) {
+            long v = 1;
+            for (int d = 0; d < t[i].ndim; d++)
+                v *= t[i].shape[d];
+            return v;
+        }
+    return -1;
+}
+
+static void expect_tensor(const ev_tensor *t, int nt, const char *op, const char *part, long want,
+                          int *seen)
+{
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s%s", op, part);
+    long got = tensor_size(t, nt, nm);
+    if (got != want)
+        fail_msg("evaluator tensor %s: %ld values, the layer list says %ld", nm, got, want);
+    (*seen)++;
+}
+
+/* The evaluator lays out exactly the tensors the list's ops need, with the
+ * sizes the list states, and its trainable values add up to the list's
+ * parameters (BN's running statistics are buffers, not parameters). */
+static void check_evaluator_agrees(const space_net *n, const space_layers *L)
+{
+    ev_net *net;
+    nas_err e;
+    ev_net_opts o = {.batch = 1, .training = 0, .threads = 1, .seed = 1};
+    assert_int_equal(ev_net_create(n, &o, &net, &e), NAS_OK);
+    static ev_tensor t[SPACE_MAX_BLOCKS * 20 + 32];
+    int nt = ev_net_tensors(net, t, (int)(sizeof t / sizeof t[0]));
+    int seen = 0;
+    double params = 0, values = 0;
+    for (int i = 0; i < L->n; i++) {
+        const space_op *op = &L->op[i];
+        long in = op->in_ch, out = op->out_ch, k2 = (long)op->kernel * op->kernel;
+        params += op->params;
+        switch (op->kind) {
+        case SPACE_OP_CONV:
+        case SPACE_OP_DWCONV:
+            expect_tensor(t, nt, op->name, ".conv", k2 * (in / op->groups) * out, &seen);
+            break;
+        case SPACE_OP_BN:
+            expect_tensor(t, nt, op->name, ".gamma", out, &seen);
+            expect_tensor(t, nt, op->name, ".beta", out, &seen);
+            expect_tensor(t, nt, op->name, ".running_mean", out, &seen);
+            expect_tensor(t, nt, op->name, ".running_var", out, &seen);
+            break;
+        case SPACE_OP_SE:
+            expect_tensor(t, nt, op->name, ".reduce.w", in * op->mid_ch, &seen);
+            expect_tensor(t, nt, op->name, ".reduce.b", op->mid_ch, &seen);
+            expect_tensor(t, nt, op->name, ".expand.w", op->mid_ch * out, &seen);
+            expect_tensor(t, nt, op->name, ".expand.b", out, &seen);
+            break;
+        case SPACE_OP_LINEAR:
+            expect_tensor(t, nt, op->name, ".w", in * out, &seen);
+            expect_tensor(t, nt, op->name, ".b", out, &seen);
+            break;
+        default:
+            break;
+        }
+    }
+    assert_int_equal(seen, nt);   /* no tensor the list does not name */
+    for (int i = 0; i < nt; i++) {
+        if (strstr(t[i].name, ".running_"))
+            continue;
+        double v = 1;
+        for (int d = 0; d < t[i].ndim; d++)
+            v *= t[i].shape[d];
+        values += v;
+    }
+    assert_true(values == params);
+    ev_net_free(net);
+}
+
 static void every_preset_and_random_genome_chains_and_agrees(void **state)
 {
     (void)state;
@@ -163,6 +244,8 @@ static void every_preset_and_random_genome_chains_and_agrees(void **state)
         check_chain(&n, &L);
         check_cost_agrees(&n, &L);
         check_features_agree(&n, &L);
+        if (n.resolution <= 240)   /* the larger EfficientNets take too long to build here */
+            check_evaluator_agrees(&n, &L);
         space_layers_free(&L);
     }
     nas_pcg32 rng;
@@ -180,6 +263,8 @@ static void every_preset_and_random_genome_chains_and_agrees(void **state)
         check_chain(&n, &L);
         check_cost_agrees(&n, &L);
         check_features_agree(&n, &L);
+        if (i % 10 == 0)
+            check_evaluator_agrees(&n, &L);
         space_layers_free(&L);
     }
 }
