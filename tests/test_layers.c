@@ -18,6 +18,23 @@ static void resolve_preset(const char *name, space_net *n)
     assert_int_equal(space_resolve(&s, n, &e), NAS_OK);
 }
 
+/* Resolves a preset and builds its layer list. */
+static void build_preset(const char *name, space_net *n, space_layers *L)
+{
+    nas_err e;
+    resolve_preset(name, n);
+    assert_int_equal(space_layers_build(n, L, &e), NAS_OK);
+}
+
+static void sum_ops(const space_layers *L, double *macs, double *params)
+{
+    *macs = *params = 0;
+    for (int i = 0; i < L->n; i++) {
+        *macs += L->op[i].macs;
+        *params += L->op[i].params;
+    }
+}
+
 static int count_kind(const space_layers *L, space_op_kind k)
 {
     int c = 0;
@@ -34,10 +51,8 @@ static void mobilenetv2_layer_list_matches_the_paper(void **state)
 {
     (void)state;
     static space_net n;
-    resolve_preset("mobilenetv2", &n);
     space_layers L;
-    nas_err e;
-    assert_int_equal(space_layers_build(&n, &L, &e), NAS_OK);
+    build_preset("mobilenetv2", &n, &L);
     assert_int_equal(count_kind(&L, SPACE_OP_CONV), 35);
     assert_int_equal(count_kind(&L, SPACE_OP_DWCONV), 17);
     assert_int_equal(count_kind(&L, SPACE_OP_BN), 52);
@@ -47,11 +62,8 @@ static void mobilenetv2_layer_list_matches_the_paper(void **state)
     assert_int_equal(count_kind(&L, SPACE_OP_POOL), 1);
     assert_int_equal(count_kind(&L, SPACE_OP_LINEAR), 1);
     assert_int_equal(count_kind(&L, SPACE_OP_DROPOUT), 1);
-    double macs = 0, params = 0;
-    for (int i = 0; i < L.n; i++) {
-        macs += L.op[i].macs;
-        params += L.op[i].params;
-    }
+    double macs, params;
+    sum_ops(&L, &macs, &params);
     assert_true(params == 3504872.0);
     assert_true(fabs(macs / 300e6 - 1) < 0.02);
     /* the first op reads the image, the last writes the logits */
@@ -68,16 +80,13 @@ static void efficientnet_b0_has_se_in_every_block(void **state)
 {
     (void)state;
     static space_net n;
-    resolve_preset("efficientnet-b0", &n);
     space_layers L;
-    nas_err e;
-    assert_int_equal(space_layers_build(&n, &L, &e), NAS_OK);
+    build_preset("efficientnet-b0", &n, &L);
     assert_int_equal(count_kind(&L, SPACE_OP_SE), 16);
     assert_int_equal(count_kind(&L, SPACE_OP_DWCONV), 16);
-    double macs = 0, params = 0;
+    double macs, params;
+    sum_ops(&L, &macs, &params);
     for (int i = 0; i < L.n; i++) {
-        macs += L.op[i].macs;
-        params += L.op[i].params;
         if (L.op[i].kind == SPACE_OP_SE) {
             assert_int_equal(L.op[i].act, SPACE_ACT_SWISH);
             assert_int_equal(L.op[i].gate, SPACE_GATE_SIGMOID);
@@ -123,11 +132,10 @@ static void check_cost_agrees(const space_net *n, const space_layers *L)
 {
     space_cost c;
     space_cost_of(n, NULL, 0, &c);
-    double macs = 0, params = 0;
+    double macs, params;
     int weighted = 0;
+    sum_ops(L, &macs, &params);
     for (int i = 0; i < L->n; i++) {
-        macs += L->op[i].macs;
-        params += L->op[i].params;
         space_op_kind k = L->op[i].kind;
         weighted += k == SPACE_OP_CONV || k == SPACE_OP_DWCONV || k == SPACE_OP_LINEAR;
     }
@@ -232,6 +240,15 @@ static void check_evaluator_agrees(const space_net *n, const space_layers *L)
     ev_net_free(net);
 }
 
+static void check_all(const space_net *n, const space_layers *L, int with_evaluator)
+{
+    check_chain(n, L);
+    check_cost_agrees(n, L);
+    check_features_agree(n, L);
+    if (with_evaluator)
+        check_evaluator_agrees(n, L);
+}
+
 static void every_preset_and_random_genome_chains_and_agrees(void **state)
 {
     (void)state;
@@ -239,13 +256,8 @@ static void every_preset_and_random_genome_chains_and_agrees(void **state)
     nas_err e;
     space_layers L;
     for (int p = 0; p < space_preset_count(); p++) {
-        resolve_preset(space_preset_name(p), &n);
-        assert_int_equal(space_layers_build(&n, &L, &e), NAS_OK);
-        check_chain(&n, &L);
-        check_cost_agrees(&n, &L);
-        check_features_agree(&n, &L);
-        if (n.resolution <= 240)   /* the larger EfficientNets take too long to build here */
-            check_evaluator_agrees(&n, &L);
+        build_preset(space_preset_name(p), &n, &L);
+        check_all(&n, &L, n.resolution <= 240);   /* the larger EfficientNets take long to build */
         space_layers_free(&L);
     }
     nas_pcg32 rng;
@@ -260,11 +272,7 @@ static void every_preset_and_random_genome_chains_and_agrees(void **state)
         assert_int_equal(space_genome_to_spec(&cfg, &g, &s, &e), NAS_OK);
         assert_int_equal(space_resolve(&s, &n, &e), NAS_OK);
         assert_int_equal(space_layers_build(&n, &L, &e), NAS_OK);
-        check_chain(&n, &L);
-        check_cost_agrees(&n, &L);
-        check_features_agree(&n, &L);
-        if (i % 10 == 0)
-            check_evaluator_agrees(&n, &L);
+        check_all(&n, &L, i % 10 == 0);
         space_layers_free(&L);
     }
 }
@@ -274,10 +282,8 @@ static void unit_ops_concatenate_to_the_list(void **state)
 {
     (void)state;
     static space_net n;
-    resolve_preset("mobilenetv3-small", &n);
     space_layers L;
-    nas_err e;
-    assert_int_equal(space_layers_build(&n, &L, &e), NAS_OK);
+    build_preset("mobilenetv3-small", &n, &L);
     int first = 0;
     for (int u = 0; u < space_unit_count(&n); u++) {
         space_op ops[SPACE_UNIT_MAX_OPS];
