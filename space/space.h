@@ -5,7 +5,9 @@
  *   spec    stages of MBConv blocks, as a person writes it (JSON on disk),
  *   net     the resolved blocks with every channel count and feature-map size
  *           (what evaluator/ builds and predictor/ reads features from).
- * The cost model (MACs, parameters, activation bytes) is computed on the net.
+ * From the net, one flat layer list (every conv, BN, activation, SE, add,
+ * pooling and linear, with shapes and costs) is what the cost model, the
+ * predictor's features, the evaluator's layout and the ONNX export walk.
  *
  * space/ depends on nothing of nas but base/. Everything here is pure: no I/O
  * but the JSON file helpers, no global state.
