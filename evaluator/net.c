@@ -4,7 +4,9 @@
  * gradients, momentum, activations and scratch are one nas_malloc'd block
  * each, with every tensor an offset into its block (as llm.c does). The same
  * layout pass sizes ev_net_plan and fills ev_net_create, so the plan is the
- * truth. Training keeps every activation backward needs; inference-only nets
+ * truth. The layout walks the layer list (space_unit_ops), unit by unit, so
+ * tensor names and sizes are the ones the cost model and the ONNX export
+ * see. Training keeps every activation backward needs; inference-only nets
  * alternate two regions, block by block, since nothing is kept.
  *
  * Backward walks the blocks in reverse with three gradient buffers, each as
@@ -162,12 +164,127 @@ static void lay_linear(layout_t *L, size_t *w, size_t *b, const char *prefix, in
     *b = lay_param(L, nm, 1, bs, "C", 0, 1);
 }
 
+/* Where the stem, one block or the head keeps its offsets while its ops are
+ * laid out: the conv being laid, its pre-BN output (z) and post-activation
+ * output (a), and the BN between them. */
+typedef struct {
+    size_t *w, *z, *a;
+    bn_t *bn;
+} slot_t;
+
+/* The slot of conv op o of its unit: a block's conv before its depthwise one
+ * is the expansion, after it the projection. */
+static slot_t conv_slot(ev_net *n, const space_op *o, int seen_dw)
+{
+    if (o->block < 0 && o->unit == 0)
+        return (slot_t){&n->stem_w, &n->stem_z, &n->stem_a, &n->stem_bn};
+    if (o->block < 0)
+        return (slot_t){&n->head_w, &n->head_z, &n->head_a, &n->head_bn};
+    blk_t *k = &n->blk[o->block];
+    if (o->kind == SPACE_OP_DWCONV)
+        return (slot_t){&k->w_dw, &k->dz, &k->da, &k->bn_dw};
+    if (!seen_dw)
+        return (slot_t){&k->w_exp, &k->ez, &k->ea, &k->bn_exp};
+    return (slot_t){&k->w_proj, &k->pz, &k->y, &k->bn_proj};
+}
+
+static void lay_se(layout_t *L, blk_t *k, const space_op *o, size_t B)
+{
+    char nm[48];
+    size_t nout = B * o->out_hw * o->out_hw;
+    snprintf(nm, sizeof nm, "%s.reduce", o->name);
+    lay_linear(L, &k->se_w1, &k->se_b1, nm, o->in_ch, o->mid_ch);
+    snprintf(nm, sizeof nm, "%s.expand", o->name);
+    lay_linear(L, &k->se_w2, &k->se_b2, nm, o->mid_ch, o->out_ch);
+    k->sp = lay_act(L, B * o->out_ch);
+    k->s1z = lay_act(L, B * o->mid_ch);
+    k->s1a = lay_act(L, B * o->mid_ch);
+    k->s2z = lay_act(L, B * o->out_ch);
+    k->g = lay_act(L, B * o->out_ch);
+    k->u = lay_act(L, nout * o->out_ch);
+    /* SE's backward keeps three small vectors in one gradient buffer */
+    size_t se_need = B * (2 * (size_t)o->out_ch + o->mid_ch) + 48;
+    if (se_need > L->max_tensor)
+        L->max_tensor = se_need;
+}
+
+/* The head's pooling, fc and classifier (its last op, with dropout's buffers
+ * in training). */
+static void lay_tail(layout_t *L, const space_op *o, size_t B, size_t *prev, int last)
+{
+    ev_net *n = L->n;
+    if (o->kind == SPACE_OP_POOL) {
+        n->pool_in = *prev;
+        n->pooled = n->feat = lay_act(L, B * o->out_ch);
+        return;
+    }
+    if (!last) {
+        lay_linear(L, &n->fc_w, &n->fc_b, o->name, o->in_ch, o->out_ch);
+        n->fc_z = lay_act(L, B * o->out_ch);
+        n->fc_a = n->feat = lay_act(L, B * o->out_ch);
+        return;
+    }
+    if (!L->inference) {
+        n->drop_mask = lay_act(L, B * o->in_ch);
+        n->drop_out = lay_act(L, B * o->in_ch);
+    }
+    lay_linear(L, &n->cls_w, &n->cls_b, o->name, o->in_ch, o->out_ch);
+    n->logits = lay_act(L, B * o->out_ch);
+}
+
+/* One unit's parameters and activations, op by op from the layer list.
+ * `prev` is the activation the unit reads; on return, the one it writes. */
+static void lay_unit(layout_t *L, const space_op *ops, int k, size_t B, size_t *prev)
+{
+    ev_net *n = L->n;
+    char nm[48];
+    int seen_dw = 0;
+    slot_t sl = {0};
+    if (ops[0].block >= 0) {
+        blk_t *b = &n->blk[ops[0].block];
+        b->sb = &n->arch.blocks[ops[0].block];
+        b->in = *prev;
+        b->expand = b->sb->exp_ch != b->sb->in_ch;
+    }
+    for (int i = 0; i < k; i++) {
+        const space_op *o = &ops[i];
+        size_t nout = B * o->out_hw * o->out_hw;
+        switch (o->kind) {
+        case SPACE_OP_CONV:
+        case SPACE_OP_DWCONV:
+            sl = conv_slot(n, o, seen_dw);
+            snprintf(nm, sizeof nm, "%s.conv", o->name);
+            if (o->kind == SPACE_OP_DWCONV) {
+                int dws[3] = {o->kernel, o->kernel, o->out_ch};
+                *sl.w = lay_param(L, nm, 3, dws, "KKC", 1, 1);
+                seen_dw = 1;
+            } else {
+                lay_conv(L, sl.w, nm, o->kernel, o->in_ch, o->out_ch);
+            }
+            break;
+        case SPACE_OP_BN:
+            lay_bn(L, sl.bn, o->name, o->out_ch);
+            *sl.z = lay_act(L, nout * o->out_ch);
+            *prev = *sl.a = lay_act(L, nout * o->out_ch);
+            break;
+        case SPACE_OP_SE:
+            lay_se(L, &n->blk[o->block], o, B);
+            break;
+        case SPACE_OP_POOL:
+        case SPACE_OP_LINEAR:
+            lay_tail(L, o, B, prev, i == k - 1);
+            break;
+        default:   /* activations, adds and dropout write in place or in their op's buffers */
+            break;
+        }
+    }
+}
+
 static void layout_pass(layout_t *L)
 {
     ev_net *n = L->n;
     const space_net *a = &n->arch;
     size_t B = (size_t)n->batch;
-    char nm[48];
     n->n_tensors = 0;
     L->p = L->a = 0;
     L->seg_start = 0;
@@ -175,92 +292,17 @@ static void layout_pass(layout_t *L)
     L->max_tensor = 0;
     L->max_c = 0;
 
-    /* stem: segment -1 */
+    /* segments: the stem -1, block i i, the head n_blocks (unit u is segment u - 1) */
     lay_segment(L, -1);
-    size_t hw = (size_t)a->stem_out_hw * a->stem_out_hw;
-    if (L->inference) {
-        n->input = 0;   /* inference reads the caller's x */
-    } else {
-        n->input = lay_act(L, B * a->resolution * a->resolution * a->in_ch);
+    n->input = L->inference ? 0   /* inference reads the caller's x */
+                            : lay_act(L, B * a->resolution * a->resolution * a->in_ch);
+    size_t prev = 0;
+    space_op ops[SPACE_UNIT_MAX_OPS];
+    for (int u = 0; u < space_unit_count(a); u++) {
+        if (u > 0)
+            lay_segment(L, u - 1);
+        lay_unit(L, ops, space_unit_ops(a, u, 0, ops), B, &prev);
     }
-    lay_conv(L, &n->stem_w, "stem.conv", a->stem_kernel, a->in_ch, a->stem_ch);
-    lay_bn(L, &n->stem_bn, "stem.bn", a->stem_ch);
-    n->stem_z = lay_act(L, B * hw * a->stem_ch);
-    n->stem_a = lay_act(L, B * hw * a->stem_ch);
-    size_t prev = n->stem_a;
-
-    for (int i = 0; i < a->n_blocks; i++) {
-        blk_t *k = &n->blk[i];
-        const space_block *sb = &a->blocks[i];
-        lay_segment(L, i);
-        k->sb = sb;
-        k->in = prev;
-        k->expand = sb->exp_ch != sb->in_ch;
-        size_t nin = B * sb->in_hw * sb->in_hw, nout = B * sb->out_hw * sb->out_hw;
-        if (k->expand) {
-            snprintf(nm, sizeof nm, "b%d.expand.conv", i);
-            lay_conv(L, &k->w_exp, nm, 1, sb->in_ch, sb->exp_ch);
-            snprintf(nm, sizeof nm, "b%d.expand.bn", i);
-            lay_bn(L, &k->bn_exp, nm, sb->exp_ch);
-            k->ez = lay_act(L, nin * sb->exp_ch);
-            k->ea = lay_act(L, nin * sb->exp_ch);
-        }
-        int dws[3] = {sb->kernel, sb->kernel, sb->exp_ch};
-        snprintf(nm, sizeof nm, "b%d.dw.conv", i);
-        k->w_dw = lay_param(L, nm, 3, dws, "KKC", 1, 1);
-        snprintf(nm, sizeof nm, "b%d.dw.bn", i);
-        lay_bn(L, &k->bn_dw, nm, sb->exp_ch);
-        k->dz = lay_act(L, nout * sb->exp_ch);
-        k->da = lay_act(L, nout * sb->exp_ch);
-        if (sb->se_ch > 0) {
-            snprintf(nm, sizeof nm, "b%d.se.reduce", i);
-            lay_linear(L, &k->se_w1, &k->se_b1, nm, sb->exp_ch, sb->se_ch);
-            snprintf(nm, sizeof nm, "b%d.se.expand", i);
-            lay_linear(L, &k->se_w2, &k->se_b2, nm, sb->se_ch, sb->exp_ch);
-            k->sp = lay_act(L, B * sb->exp_ch);
-            k->s1z = lay_act(L, B * sb->se_ch);
-            k->s1a = lay_act(L, B * sb->se_ch);
-            k->s2z = lay_act(L, B * sb->exp_ch);
-            k->g = lay_act(L, B * sb->exp_ch);
-            k->u = lay_act(L, nout * sb->exp_ch);
-            /* SE's backward keeps three small vectors in one gradient buffer */
-            size_t se_need = B * (2 * (size_t)sb->exp_ch + sb->se_ch) + 48;
-            if (se_need > L->max_tensor)
-                L->max_tensor = se_need;
-        }
-        snprintf(nm, sizeof nm, "b%d.project.conv", i);
-        lay_conv(L, &k->w_proj, nm, 1, sb->exp_ch, sb->out_ch);
-        snprintf(nm, sizeof nm, "b%d.project.bn", i);
-        lay_bn(L, &k->bn_proj, nm, sb->out_ch);
-        k->pz = lay_act(L, nout * sb->out_ch);
-        k->y = lay_act(L, nout * sb->out_ch);
-        prev = k->y;
-    }
-
-    lay_segment(L, a->n_blocks);
-    hw = (size_t)a->head_hw * a->head_hw;
-    if (a->head_ch > 0) {
-        lay_conv(L, &n->head_w, "head.conv", 1, a->head_in_ch, a->head_ch);
-        lay_bn(L, &n->head_bn, "head.bn", a->head_ch);
-        n->head_z = lay_act(L, B * hw * a->head_ch);
-        n->head_a = lay_act(L, B * hw * a->head_ch);
-        prev = n->head_a;
-    }
-    n->pool_in = prev;
-    n->pooled = lay_act(L, B * a->pool_ch);
-    n->feat = n->pooled;
-    if (a->fc_ch > 0) {
-        lay_linear(L, &n->fc_w, &n->fc_b, "fc", a->pool_ch, a->fc_ch);
-        n->fc_z = lay_act(L, B * a->fc_ch);
-        n->fc_a = lay_act(L, B * a->fc_ch);
-        n->feat = n->fc_a;
-    }
-    if (!L->inference) {
-        n->drop_mask = lay_act(L, B * a->classifier_in);
-        n->drop_out = lay_act(L, B * a->classifier_in);
-    }
-    lay_linear(L, &n->cls_w, &n->cls_b, "classifier", a->classifier_in, a->num_classes);
-    n->logits = lay_act(L, B * a->num_classes);
     if (a->head_in_ch > L->max_c)
         L->max_c = a->head_in_ch;
 }
@@ -550,6 +592,25 @@ static void bn_bwd(ev_net *n, const op_ctx *cx, const bn_t *bn, float *d, size_t
                        P(bn->gamma), P(bn->beta), N, bn->c, act);
 }
 
+/* Squeeze-excite of the depthwise output da [B, ohw, E] into u, the one
+ * forward that training and inference share (se_backward is its pair):
+ *   sp = mean over the map, s1z = sp W1 + b1, s1a = se_act(s1z),
+ *   s2z = s1a W2 + b2, g = gate(s2z), u = da * g per channel.
+ * Returns u, what the projection reads. */
+static size_t se_forward(ev_net *n, const blk_t *k, int B)
+{
+    const space_net *a = &n->arch;
+    const space_block *b = k->sb;
+    int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
+    op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
+    op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
+    op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+    op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
+    op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
+    op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
+    return k->u;
+}
+
 /* x: the input batch (B x res x res x in_ch). */
 static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg32 *rng)
 {
@@ -575,17 +636,7 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
         op_dw_forward(&cx, A(k->dz), A(dwin), P(k->w_dw), B, b->in_hw, b->in_hw, E, b->kernel,
                       b->stride);
         bn_fwd(n, &cx, &k->bn_dw, k->da, k->dz, nout, act, training);
-        size_t pin = k->da;
-        if (b->se_ch > 0) {
-            int ohw = b->out_hw * b->out_hw;
-            op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
-            op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
-            op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
-            op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
-            op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-            op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
-            pin = k->u;
-        }
+        size_t pin = b->se_ch > 0 ? se_forward(n, k, B) : k->da;
         op_pw_forward(&cx, A(k->pz), A(pin), P(k->w_proj), nout, E, b->out_ch);
         bn_fwd(n, &cx, &k->bn_proj, k->y, k->pz, nout, OP_NONE, training);
         if (b->residual)
@@ -669,17 +720,7 @@ static void net_infer(ev_net *n, const float *x, int B)
             op_dw_bn_act_infer(&cx, A(k->da), A(dwin), P(k->w_dw), sc, sh, B, b->in_hw, b->in_hw, E,
                                b->kernel, b->stride, act);
         }
-        size_t pin = k->da;
-        if (b->se_ch > 0) {
-            int ohw = b->out_hw * b->out_hw;
-            op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
-            op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
-            op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
-            op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
-            op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-            op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
-            pin = k->u;
-        }
+        size_t pin = b->se_ch > 0 ? se_forward(n, k, B) : k->da;
         pw_bn(n, &cx, k->y, A(pin), k->w_proj, &k->bn_proj, b->residual ? A(k->in) : NULL, nout, E,
               OP_NONE);
     }
@@ -700,16 +741,31 @@ static void net_infer(ev_net *n, const float *x, int B)
 
 /* ======================= backward ======================================== */
 
+/* se_forward's pair: du [B, ohw, E] in d becomes d(da) in place; `tmp`, a
+ * free gradient buffer, holds d gate [B,E], d s1 [B,S] and d pooled [B,E]. */
+static void se_backward(ev_net *n, const blk_t *k, int B, float *d, float *tmp)
+{
+    const space_net *a = &n->arch;
+    const space_block *b = k->sb;
+    int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
+    float *dgate = tmp, *ds1 = tmp + (((size_t)B * E + 15) & ~(size_t)15);
+    float *dsp = ds1 + (((size_t)B * b->se_ch + 15) & ~(size_t)15);
+    op_scale_backward(d, dgate, d, A(k->da), A(k->g), B, ohw, E);
+    op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
+    op_linear_backward(ds1, G(k->se_w2), G(k->se_b2), dgate, A(k->s1a), P(k->se_w2), B, b->se_ch, E);
+    op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+    op_linear_backward(dsp, G(k->se_w1), G(k->se_b1), ds1, A(k->sp), P(k->se_w1), B, E, b->se_ch);
+    op_pool_backward(d, dsp, B, ohw, E, 1);
+}
+
 /* Gradient buffers: cur holds d(block output); f1, f2 are free. Returns the
  * buffer that holds d(block input). */
 static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, int cur)
 {
-    const space_net *a = &n->arch;
     const space_block *b = k->sb;
     int f1 = (cur + 1) % 3, f2 = (cur + 2) % 3;
     float *gc = S(n->gbuf[cur]), *g1 = S(n->gbuf[f1]), *g2 = S(n->gbuf[f2]);
     int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-    int ohw = b->out_hw * b->out_hw;
     op_act act = act_of(b->act);
 
     /* project BN (no act): d pz -> g1 */
@@ -718,19 +774,8 @@ static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, in
     /* project conv: d(project input) -> g2 */
     size_t pin = b->se_ch > 0 ? k->u : k->da;
     op_pw_backward(cx, g2, G(k->w_proj), g1, A(pin), P(k->w_proj), nout, E, b->out_ch, 0);
-    if (b->se_ch > 0) {
-        /* g1 is free: it holds d gate [B,E], d s1 [B,S], d pooled [B,E] */
-        float *dgate = g1, *ds1 = g1 + (((size_t)B * E + 15) & ~(size_t)15);
-        float *dsp = ds1 + (((size_t)B * b->se_ch + 15) & ~(size_t)15);
-        op_scale_backward(g2, dgate, g2, A(k->da), A(k->g), B, ohw, E);
-        op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-        op_linear_backward(ds1, G(k->se_w2), G(k->se_b2), dgate, A(k->s1a), P(k->se_w2), B,
-                           b->se_ch, E);
-        op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
-        op_linear_backward(dsp, G(k->se_w1), G(k->se_b1), ds1, A(k->sp), P(k->se_w1), B, E,
-                           b->se_ch);
-        op_pool_backward(g2, dsp, B, ohw, E, 1);
-    }
+    if (b->se_ch > 0)
+        se_backward(n, k, B, g2, g1);
     /* depthwise BN + act, in place in g2; then the depthwise conv: d(dw input) -> g1 */
     bn_bwd(n, cx, &k->bn_dw, g2, k->dz, nout, act);
     size_t dwin = k->expand ? k->ea : k->in;

@@ -416,65 +416,70 @@ static const char *gb_linear(gb *g, const char *x, const char *name, int in, int
 
 /* ---- the network ---------------------------------------------------------- */
 
-static const char *gb_block(gb *g, const space_net *a, int i, const char *x)
+/* Squeeze-excite of x: pool, reduce linear, se_act, expand linear, gate, scale. */
+static const char *gb_se(gb *g, const space_op *o, const char *x)
 {
-    const space_block *b = &a->blocks[i];
-    char pre[48], wn[48], bn[48], nm[96];
-    const char *y = x;
-    if (b->exp_ch != b->in_ch) {
-        snprintf(pre, sizeof pre, "b%d.expand", i);
-        snprintf(wn, sizeof wn, "b%d.expand.conv", i);
-        snprintf(bn, sizeof bn, "b%d.expand.bn", i);
-        y = gb_conv_bn(g, y, pre, wn, bn, 1, 1, b->in_ch, b->exp_ch, 0, b->act);
-    }
-    snprintf(pre, sizeof pre, "b%d.dw", i);
-    snprintf(wn, sizeof wn, "b%d.dw.conv", i);
-    snprintf(bn, sizeof bn, "b%d.dw.bn", i);
-    y = gb_conv_bn(g, y, pre, wn, bn, b->kernel, b->stride, b->exp_ch, b->exp_ch, 1, b->act);
-    if (b->se_ch > 0) {
-        snprintf(nm, sizeof nm, "b%d.se.pool", i);
-        const char *s = gb_node1(g, "GlobalAveragePool", nm, y);
-        snprintf(pre, sizeof pre, "b%d.se.reduce", i);
-        s = gb_linear(g, s, pre, b->exp_ch, b->se_ch, 1, NULL);
-        snprintf(nm, sizeof nm, "b%d.se.reduce.act", i);
-        s = gb_act(g, s, a->se_act, nm);
-        snprintf(pre, sizeof pre, "b%d.se.expand", i);
-        s = gb_linear(g, s, pre, b->se_ch, b->exp_ch, 1, NULL);
-        snprintf(nm, sizeof nm, "b%d.se.gate", i);
-        s = gb_gate(g, s, a->se_gate, nm);
-        snprintf(nm, sizeof nm, "b%d.se.scale", i);
-        y = gb_node2(g, "Mul", nm, y, s);   /* [N,C,H,W] * [N,C,1,1] broadcasts */
-    }
-    snprintf(pre, sizeof pre, "b%d.project", i);
-    snprintf(wn, sizeof wn, "b%d.project.conv", i);
-    snprintf(bn, sizeof bn, "b%d.project.bn", i);
-    y = gb_conv_bn(g, y, pre, wn, bn, 1, 1, b->exp_ch, b->out_ch, 0, -1);
-    if (b->residual) {
-        snprintf(nm, sizeof nm, "b%d.add", i);
-        y = gb_node2(g, "Add", nm, y, x);
-    }
-    return y;
+    char pre[48], nm[96];
+    snprintf(nm, sizeof nm, "%s.pool", o->name);
+    const char *s = gb_node1(g, "GlobalAveragePool", nm, x);
+    snprintf(pre, sizeof pre, "%s.reduce", o->name);
+    s = gb_linear(g, s, pre, o->out_ch, o->mid_ch, 1, NULL);
+    snprintf(nm, sizeof nm, "%s.reduce.act", o->name);
+    s = gb_act(g, s, o->act, nm);
+    snprintf(pre, sizeof pre, "%s.expand", o->name);
+    s = gb_linear(g, s, pre, o->mid_ch, o->out_ch, 1, NULL);
+    snprintf(nm, sizeof nm, "%s.gate", o->name);
+    s = gb_gate(g, s, o->gate, nm);
+    snprintf(nm, sizeof nm, "%s.scale", o->name);
+    return gb_node2(g, "Mul", nm, x, s);   /* [N,C,H,W] * [N,C,1,1] broadcasts */
 }
 
-static void gb_network(gb *g, const space_net *a)
+/* The ONNX value op i of the layer list writes, given the values it reads.
+ * A conv takes the BN after it (the engine's tensors "<op>.conv" and
+ * "<op>.bn"), folded or kept; that BN and dropout then pass their input on. */
+static const char *gb_op(gb *g, const space_layers *L, int i, const char *x, const char *x2)
 {
-    const char *x = gb_conv_bn(g, "input", "stem", "stem.conv", "stem.bn", a->stem_kernel,
-                               a->stem_stride, a->in_ch, a->stem_ch, 0, a->stem_act);
-    for (int i = 0; i < a->n_blocks; i++)
-        x = gb_block(g, a, i, x);
-    if (a->head_ch > 0)
-        x = gb_conv_bn(g, x, "head", "head.conv", "head.bn", 1, 1, a->head_in_ch, a->head_ch, 0,
-                       a->head_act);
-    x = gb_node1(g, "GlobalAveragePool", "pool", x);
-    gb_attr axis = {.name = "axis", .kind = 'i', .i = 1};
-    x = gb_node(g, "Flatten", "flatten", 1, &x, 1, &axis);
-    if (a->fc_ch > 0) {
-        x = gb_linear(g, x, "fc", a->pool_ch, a->fc_ch, 0, NULL);
-        x = gb_act(g, x, a->fc_act, "fc.act");
+    const space_op *o = &L->op[i];
+    char wn[48];
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+    case SPACE_OP_DWCONV:
+        if (i + 1 >= L->n || L->op[i + 1].kind != SPACE_OP_BN) {
+            g->st = nas_errf(g->err, NAS_EINTERNAL, "onnx export: conv '%s' has no batch norm after it",
+                             o->name);
+            return NULL;
+        }
+        snprintf(wn, sizeof wn, "%s.conv", o->name);
+        return gb_conv_bn(g, x, o->name, wn, L->op[i + 1].name, o->kernel, o->stride, o->in_ch,
+                          o->out_ch, o->kind == SPACE_OP_DWCONV, -1);
+    case SPACE_OP_ACT:
+        return gb_act(g, x, o->act, o->name);
+    case SPACE_OP_SE:
+        return gb_se(g, o, x);
+    case SPACE_OP_ADD:
+        return gb_node2(g, "Add", o->name, x, x2);
+    case SPACE_OP_POOL: {
+        gb_attr axis = {.name = "axis", .kind = 'i', .i = 1};
+        const char *p = gb_node1(g, "GlobalAveragePool", o->name, x);
+        return gb_node(g, "Flatten", "flatten", 1, &p, 1, &axis);
     }
-    /* Dropout is training only: nothing to emit. The classifier's Gemm gives
-     * `logits` directly, so the graph's output is a node output. */
-    gb_linear(g, x, "classifier", a->classifier_in, a->num_classes, 0, "logits");
+    case SPACE_OP_LINEAR:
+        /* The classifier's Gemm gives `logits` directly, so the graph's
+         * output is a node output. */
+        return gb_linear(g, x, o->name, o->in_ch, o->out_ch, 0, i == L->n - 1 ? "logits" : NULL);
+    default:   /* BN (taken by its conv) and dropout (training only) */
+        return x;
+    }
+}
+
+static void gb_network(gb *g, const space_layers *L)
+{
+    const char **out = arena_alloc(&g->A, sizeof(char *) * (size_t)L->n);
+    for (int i = 0; i < L->n && gb_ok(g); i++) {
+        const space_op *o = &L->op[i];
+        const char *x = o->in < 0 ? "input" : out[o->in];
+        out[i] = gb_op(g, L, i, x, o->in2 < 0 ? NULL : out[o->in2]);
+    }
 }
 
 /* ======================= model =========================================== */
@@ -585,11 +590,16 @@ static nas_status build_and_pack(const space_net *arch, const ev_tensor *t, int 
 {
     gb g = {.t = t, .nt = nt, .keep_bn = o->keep_bn, .err = err};
     int opset = o->opset ? o->opset : EV_ONNX_OPSET_DEFAULT;
-    /* At most ~12 nodes and ~12 initializers per block, plus stem, head and tail. */
-    g.cap_nodes = g.cap_inits = 64 + 16 * (size_t)arch->n_blocks;
+    space_layers L;
+    g.st = space_layers_build(arch, &L, err);
+    if (g.st != NAS_OK)
+        return g.st;
+    /* At most 8 nodes and 8 initializers per op (SE has 7 nodes and 4
+     * initializers, a conv with kept BN 5), plus ReLU6's shared bounds. */
+    g.cap_nodes = g.cap_inits = 16 + 8 * (size_t)L.n;
     g.nodes = arena_alloc(&g.A, sizeof(*g.nodes) * g.cap_nodes);
     g.inits = arena_alloc(&g.A, sizeof(*g.inits) * g.cap_inits);
-    gb_network(&g, arch);
+    gb_network(&g, &L);
 
     int64_t in_dims[4] = {-1, arch->in_ch, arch->resolution, arch->resolution};
     int64_t out_dims[2] = {-1, arch->num_classes};
@@ -666,6 +676,7 @@ static nas_status build_and_pack(const space_net *arch, const ev_tensor *t, int 
     }
 cleanup:
     arena_free(&g.A);
+    space_layers_free(&L);
     return g.st;
 }
 

@@ -7,9 +7,9 @@
  * describes a fused kernel: its input side, channels, kernel, stride,
  * expansion, SE, activation and its own costs.
  *
- * The per-unit MACs and parameters are counted here from the block fields,
- * independently of space_cost_of; the tests check both counts agree, so the
- * features cannot drift from the cost model unnoticed.
+ * Costs come from walking each unit's ops in the layer list (space/space.h),
+ * the same list the cost model walks, so the features cannot drift from it;
+ * this file only decides how bytes and kinds of work are grouped.
  */
 #include "predictor/pred.h"
 
@@ -28,94 +28,66 @@ typedef struct {
     int layers;          /* layers with weights, plus pooling */
 } unit_cost;
 
-static void cost_stem(const space_net *n, unit_cost *c)
+static double bytes_of(int ch, int hw)
 {
-    double k2 = (double)n->stem_kernel * n->stem_kernel;
-    double in_el = (double)n->resolution * n->resolution * n->in_ch;
-    double out_el = (double)n->stem_out_hw * n->stem_out_hw * n->stem_ch;
-    c->conv_macs = k2 * n->in_ch * out_el;
-    c->params = k2 * n->in_ch * n->stem_ch + 2.0 * n->stem_ch;
-    c->in_bytes = 4 * in_el;
-    c->out_bytes = 4 * out_el;
-    c->act_bytes = c->in_bytes + c->out_bytes;
-    c->exp_bytes = 0;
-    c->layers = 1;
+    return 4.0 * ch * (double)hw * hw;
 }
 
-static void cost_block(const space_block *b, unit_cost *c)
+/* One op's share of its unit's costs. Bytes count each op reading its
+ * inputs and writing its output, with BN and activation fused into the op
+ * before them; SE's pooling reads the map and its scale reads and writes it. */
+static void cost_op(const space_op *o, unit_cost *c)
 {
-    double hw_in = (double)b->in_hw * b->in_hw, hw_out = (double)b->out_hw * b->out_hw;
-    double k2 = (double)b->kernel * b->kernel;
-    c->in_bytes = 4 * hw_in * b->in_ch;
-    c->out_bytes = 4 * hw_out * b->out_ch;
-    c->exp_bytes = 4 * hw_in * b->exp_ch;
-    c->layers = 0;
-    if (b->exp_ch != b->in_ch) {   /* expand 1x1 */
-        c->conv_macs += hw_in * b->in_ch * b->exp_ch;
-        c->params += (double)b->in_ch * b->exp_ch + 2.0 * b->exp_ch;
-        c->act_bytes += c->in_bytes + c->exp_bytes;
+    double in = bytes_of(o->in_ch, o->in_hw), out = bytes_of(o->out_ch, o->out_hw);
+    c->params += o->params;
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+        c->conv_macs += o->macs;
+        c->act_bytes += in + out;
         c->layers++;
-    }
-    /* depthwise: reads the expanded map, writes it at the output side */
-    c->dw_macs = k2 * hw_out * b->exp_ch;
-    c->params += k2 * b->exp_ch + 2.0 * b->exp_ch;
-    c->act_bytes += c->exp_bytes + 4 * hw_out * b->exp_ch;
-    c->layers++;
-    if (b->se_ch > 0) {
-        /* pool reads the map, two linears with bias, the gate scales the map in place */
-        c->lin_macs = 2.0 * b->exp_ch * b->se_ch;
-        c->params += 2.0 * b->exp_ch * b->se_ch + b->se_ch + b->exp_ch;
-        c->act_bytes += 3 * 4 * hw_out * b->exp_ch;
+        break;
+    case SPACE_OP_DWCONV:
+        c->dw_macs += o->macs;
+        c->act_bytes += in + out;
+        c->exp_bytes = in;
+        c->layers++;
+        break;
+    case SPACE_OP_SE:
+        c->lin_macs += o->macs;
+        c->act_bytes += 3 * out;
         c->layers += 2;
-    }
-    c->conv_macs += hw_out * b->exp_ch * b->out_ch;   /* project 1x1 */
-    c->params += (double)b->exp_ch * b->out_ch + 2.0 * b->out_ch;
-    c->act_bytes += 4 * hw_out * b->exp_ch + c->out_bytes;
-    c->layers++;
-    if (b->residual)
-        c->act_bytes += 2 * c->out_bytes + c->in_bytes;
-}
-
-static void cost_head(const space_net *n, unit_cost *c)
-{
-    double hw = (double)n->head_hw * n->head_hw;
-    c->in_bytes = 4 * hw * n->head_in_ch;
-    c->layers = 0;
-    if (n->head_ch > 0) {
-        c->conv_macs = hw * n->head_in_ch * n->head_ch;
-        c->params += (double)n->head_in_ch * n->head_ch + 2.0 * n->head_ch;
-        c->act_bytes += c->in_bytes + 4 * hw * n->head_ch;
+        break;
+    case SPACE_OP_ADD:   /* reads both maps, writes one */
+        c->act_bytes += 2 * out + in;
+        break;
+    case SPACE_OP_POOL:
+        c->act_bytes += in + out;
         c->layers++;
-    }
-    c->act_bytes += 4 * hw * n->pool_ch + 4.0 * n->pool_ch;   /* global average pooling */
-    c->layers++;
-    if (n->fc_ch > 0) {
-        c->lin_macs += (double)n->pool_ch * n->fc_ch;
-        c->params += (double)n->pool_ch * n->fc_ch + n->fc_ch;
-        c->act_bytes += 4.0 * (n->pool_ch + n->fc_ch);
+        break;
+    case SPACE_OP_LINEAR:
+        c->lin_macs += o->macs;
+        c->act_bytes += in + out;
         c->layers++;
+        break;
+    default:   /* BN, activation, dropout: fused, no bytes of their own */
+        break;
     }
-    c->lin_macs += (double)n->classifier_in * n->num_classes;
-    c->params += (double)n->classifier_in * n->num_classes + n->num_classes;
-    c->out_bytes = 4.0 * n->num_classes;
-    c->act_bytes += 4.0 * n->classifier_in + c->out_bytes;
-    c->layers++;
 }
 
 static void cost_unit(const space_net *n, int unit, unit_cost *c)
 {
+    space_op ops[SPACE_UNIT_MAX_OPS];
+    int k = space_unit_ops(n, unit, 0, ops);
     memset(c, 0, sizeof *c);
-    if (unit == 0)
-        cost_stem(n, c);
-    else if (unit <= n->n_blocks)
-        cost_block(&n->blocks[unit - 1], c);
-    else
-        cost_head(n, c);
+    for (int i = 0; i < k; i++)
+        cost_op(&ops[i], c);
+    c->in_bytes = bytes_of(ops[0].in_ch, ops[0].in_hw);
+    c->out_bytes = bytes_of(ops[k - 1].out_ch, ops[k - 1].out_hw);
 }
 
 int pred_unit_count(const space_net *net)
 {
-    return net->n_blocks + 2;
+    return space_unit_count(net);
 }
 
 void pred_unit_cost(const space_net *net, int unit, double *macs, double *params)
@@ -261,44 +233,52 @@ static void add_act(double *p, space_act a, double elems)
     p[a == SPACE_ACT_SWISH ? 13 : a == SPACE_ACT_HSWISH ? 12 : 11] += elems;
 }
 
+/* One op's additive prior terms. The stem (unit 0) is a dense kxk conv run
+ * as a GEMM over im2col patches, not on the 1x1 path. */
+static void prior_op(const space_op *o, double *p)
+{
+    double n = (double)o->out_hw * o->out_hw;
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+        if (o->unit == 0) {
+            int kk = o->kernel * o->kernel * o->in_ch;
+            p[3] = o->macs;
+            p[19] += n * kk * (ceil16(o->out_ch) - o->out_ch);
+            p[20] += kk * (ceil(n / 8) * ceil16(o->out_ch) / 16 + n * ceil(o->out_ch / 48.0));
+        } else {
+            add_conv(p, n, o->in_ch, o->out_ch);
+        }
+        break;
+    case SPACE_OP_DWCONV: {
+        int k = o->kernel == 7 ? 2 : o->kernel == 5 ? 1 : 0;
+        p[4 + 2 * k + (o->stride == 2)] += o->macs;
+        p[19] += n * o->kernel * o->kernel * (ceil16(o->out_ch) - o->out_ch);
+        p[21] += o->out_hw;
+        break;
+    }
+    case SPACE_OP_ACT:
+        add_act(p, o->act, n * o->out_ch);
+        break;
+    case SPACE_OP_SE:
+        p[14] += n * o->out_ch;
+        break;
+    case SPACE_OP_ADD:
+        p[15] += n * o->out_ch;
+        break;
+    default:
+        break;
+    }
+}
+
 void pred_unit_prior(const space_net *net, int unit, double *p)
 {
     unit_cost c;
     cost_unit(net, unit, &c);
     memset(p, 0, sizeof(double) * PRED_NPRIOR);
-    if (unit == 0) {
-        double n = (double)net->stem_out_hw * net->stem_out_hw;
-        int kk = net->stem_kernel * net->stem_kernel * net->in_ch;
-        p[3] = c.conv_macs;
-        p[19] += n * kk * (ceil16(net->stem_ch) - net->stem_ch);
-        p[20] += kk * (ceil(n / 8) * ceil16(net->stem_ch) / 16 + n * ceil(net->stem_ch / 48.0));
-        add_act(p, net->stem_act, n * net->stem_ch);
-    } else if (unit <= net->n_blocks) {
-        const space_block *b = &net->blocks[unit - 1];
-        double hw_in = (double)b->in_hw * b->in_hw, hw_out = (double)b->out_hw * b->out_hw;
-        if (b->exp_ch != b->in_ch) {
-            add_conv(p, hw_in, b->in_ch, b->exp_ch);
-            add_act(p, b->act, hw_in * b->exp_ch);
-        }
-        int k = b->kernel == 7 ? 2 : b->kernel == 5 ? 1 : 0;
-        p[4 + 2 * k + (b->stride == 2)] += c.dw_macs;
-        p[19] += hw_out * b->kernel * b->kernel * (ceil16(b->exp_ch) - b->exp_ch);
-        p[21] += b->out_hw;
-        add_act(p, b->act, hw_out * b->exp_ch);
-        if (b->se_ch > 0)
-            p[14] += hw_out * b->exp_ch;
-        add_conv(p, hw_out, b->exp_ch, b->out_ch);
-        if (b->residual)
-            p[15] += hw_out * b->out_ch;
-    } else {
-        double hw = (double)net->head_hw * net->head_hw;
-        if (net->head_ch > 0) {
-            add_conv(p, hw, net->head_in_ch, net->head_ch);
-            add_act(p, net->head_act, hw * net->head_ch);
-        }
-        if (net->fc_ch > 0)
-            add_act(p, net->fc_act, net->fc_ch);
-    }
+    space_op ops[SPACE_UNIT_MAX_OPS];
+    int k = space_unit_ops(net, unit, 0, ops);
+    for (int i = 0; i < k; i++)
+        prior_op(&ops[i], p);
     p[10] = c.lin_macs;
     p[16] = c.act_bytes;
     p[17] = 4 * c.params;

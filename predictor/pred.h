@@ -51,8 +51,8 @@ const char *pred_unit_feature_name(int i);
 void pred_unit_prior(const space_net *net, int unit, double *p);
 const char *pred_prior_name(int i);
 
-/* Per-unit MACs and parameters as features.c counts them (for the check that
- * they sum to space_cost_of's totals). */
+/* Per-unit MACs and parameters, summed over the unit's ops in the layer list
+ * (the tests check they sum to space_cost_of's totals). */
 void pred_unit_cost(const space_net *net, int unit, double *macs, double *params);
 
 /* ======================= metrics ========================================= */

@@ -1,10 +1,9 @@
 /* cost.c — multiply-adds, parameters and activation bytes of a resolved net.
  *
- * Counted as the published figures count them (MobileNetV2, MnasNet and
- * EfficientNet papers, torchvision's tables): MACs of convolutions and linear
- * layers, SE linears included; batch norm, activations, pooling and the SE
- * scale are not MACs. Parameters include BN scale and shift (not the running
- * statistics, which are buffers) and every bias.
+ * A walk of the layer list (layers.c, where each op's MACs and parameters
+ * are counted as the published figures count them), grouped into one row per
+ * layer with weights, its BN folded in; this file adds the activation-bytes
+ * model (sizes written, peak live set, bytes moved).
  */
 #include "space/space.h"
 
@@ -54,34 +53,42 @@ static void add(acc_t *a, space_layer_kind kind, int block, const char *name, in
     a->n++;
 }
 
-/* A kxk conv with BN: weights cin*cout*k*k (per group), BN 2 per output channel. */
-static double conv_macs(int cin, int cout, int k, int ohw, int groups)
+/* A row of the table is a layer with weights (or the pooling) and the BN
+ * that follows it: activations, adds and dropout are folded into it. */
+static int starts_row(space_op_kind k)
 {
-    return (double)ohw * ohw * cout * (cin / groups) * k * k;
+    return k == SPACE_OP_CONV || k == SPACE_OP_DWCONV || k == SPACE_OP_SE || k == SPACE_OP_POOL ||
+           k == SPACE_OP_LINEAR;
 }
 
-static void add_block(acc_t *a, const space_block *b, int i)
+static space_layer_kind row_kind(const space_op *o, int last)
 {
-    char nm[32];
-    a->live_extra = b->residual ? F32 * b->in_ch * (double)b->in_hw * b->in_hw : 0.0;
-    if (b->exp_ch != b->in_ch) {
-        snprintf(nm, sizeof nm, "b%d.expand", i);
-        add(a, SPACE_LAYER_CONV, i, nm, b->in_ch, b->exp_ch, b->in_hw, b->in_hw, 1, 1,
-            conv_macs(b->in_ch, b->exp_ch, 1, b->in_hw, 1), (double)b->in_ch * b->exp_ch + 2.0 * b->exp_ch);
+    switch (o->kind) {
+    case SPACE_OP_CONV:   return SPACE_LAYER_CONV;
+    case SPACE_OP_DWCONV: return SPACE_LAYER_DWCONV;
+    case SPACE_OP_SE:     return SPACE_LAYER_SE;
+    case SPACE_OP_POOL:   return SPACE_LAYER_POOL;
+    default:              return last ? SPACE_LAYER_CLASSIFIER : SPACE_LAYER_FC;
     }
-    snprintf(nm, sizeof nm, "b%d.dw", i);
-    add(a, SPACE_LAYER_DWCONV, i, nm, b->exp_ch, b->exp_ch, b->in_hw, b->out_hw, b->kernel, b->stride,
-        conv_macs(b->exp_ch, b->exp_ch, b->kernel, b->out_hw, b->exp_ch),
-        (double)b->exp_ch * b->kernel * b->kernel + 2.0 * b->exp_ch);
-    if (b->se_ch > 0) {
-        snprintf(nm, sizeof nm, "b%d.se", i);
-        double p = 2.0 * b->exp_ch * b->se_ch + b->se_ch + b->exp_ch;
-        add(a, SPACE_LAYER_SE, i, nm, b->exp_ch, b->exp_ch, b->out_hw, b->out_hw, 1, 1,
-            2.0 * b->exp_ch * b->se_ch, p);
+}
+
+/* One unit's rows; `last_unit` marks the head, whose last linear is the classifier. */
+static void add_unit(acc_t *a, const space_op *ops, int n, int last_unit)
+{
+    a->live_extra = 0.0;
+    for (int i = 0; i < n; i++)
+        if (ops[i].kind == SPACE_OP_ADD)   /* the block input stays live for its residual */
+            a->live_extra = F32 * ops[i].out_ch * (double)ops[i].out_hw * ops[i].out_hw;
+    for (int i = 0; i < n; i++) {
+        const space_op *o = &ops[i];
+        if (!starts_row(o->kind))
+            continue;
+        double params = o->params;
+        if (i + 1 < n && ops[i + 1].kind == SPACE_OP_BN)
+            params += ops[i + 1].params;
+        add(a, row_kind(o, last_unit && i == n - 1), o->block, o->name, o->in_ch, o->out_ch, o->in_hw,
+            o->out_hw, o->kernel, o->stride, o->macs, params);
     }
-    snprintf(nm, sizeof nm, "b%d.project", i);
-    add(a, SPACE_LAYER_CONV, i, nm, b->exp_ch, b->out_ch, b->out_hw, b->out_hw, 1, 1,
-        conv_macs(b->exp_ch, b->out_ch, 1, b->out_hw, 1), (double)b->exp_ch * b->out_ch + 2.0 * b->out_ch);
     a->live_extra = 0.0;
 }
 
@@ -90,22 +97,13 @@ int space_cost_of(const space_net *n, space_layer *layers, int max_layers, space
     space_cost t;
     memset(&t, 0, sizeof t);
     acc_t a = {layers, max_layers, 0, &t, 0.0};
-    add(&a, SPACE_LAYER_CONV, -1, "stem", n->in_ch, n->stem_ch, n->resolution, n->stem_out_hw,
-        n->stem_kernel, n->stem_stride, conv_macs(n->in_ch, n->stem_ch, n->stem_kernel, n->stem_out_hw, 1),
-        (double)n->in_ch * n->stem_ch * n->stem_kernel * n->stem_kernel + 2.0 * n->stem_ch);
-    for (int i = 0; i < n->n_blocks; i++)
-        add_block(&a, &n->blocks[i], i);
-    if (n->head_ch > 0)
-        add(&a, SPACE_LAYER_CONV, -1, "head", n->head_in_ch, n->head_ch, n->head_hw, n->head_hw, 1, 1,
-            conv_macs(n->head_in_ch, n->head_ch, 1, n->head_hw, 1),
-            (double)n->head_in_ch * n->head_ch + 2.0 * n->head_ch);
-    add(&a, SPACE_LAYER_POOL, -1, "pool", n->pool_ch, n->pool_ch, n->head_hw, 1, n->head_hw, 1, 0.0, 0.0);
-    if (n->fc_ch > 0)
-        add(&a, SPACE_LAYER_FC, -1, "fc", n->pool_ch, n->fc_ch, 1, 1, 1, 1, (double)n->pool_ch * n->fc_ch,
-            (double)n->pool_ch * n->fc_ch + n->fc_ch);
-    add(&a, SPACE_LAYER_CLASSIFIER, -1, "classifier", n->classifier_in, n->num_classes, 1, 1, 1, 1,
-        (double)n->classifier_in * n->num_classes,
-        (double)n->classifier_in * n->num_classes + n->num_classes);
+    space_op ops[SPACE_UNIT_MAX_OPS];
+    int units = space_unit_count(n), first = 0;
+    for (int u = 0; u < units; u++) {
+        int k = space_unit_ops(n, u, first, ops);
+        add_unit(&a, ops, k, u == units - 1);
+        first += k;
+    }
     t.n_layers = a.n;
     if (total)
         *total = t;

@@ -5,7 +5,9 @@
  *   spec    stages of MBConv blocks, as a person writes it (JSON on disk),
  *   net     the resolved blocks with every channel count and feature-map size
  *           (what evaluator/ builds and predictor/ reads features from).
- * The cost model (MACs, parameters, activation bytes) is computed on the net.
+ * From the net, one flat layer list (every conv, BN, activation, SE, add,
+ * pooling and linear, with shapes and costs) is what the cost model, the
+ * predictor's features, the evaluator's layout and the ONNX export walk.
  *
  * space/ depends on nothing of nas but base/. Everything here is pure: no I/O
  * but the JSON file helpers, no global state.
@@ -118,6 +120,61 @@ int space_make_divisible(double v, int divisor);
  * into stride 1 until the map entering the head is at least `min_side`
  * (ImageNet's total stride 32 would take 28x28 to 1x1). */
 void space_adapt_strides(space_spec *spec, int resolution, int min_side);
+
+/* ---- the layer list: the one description of a network ----------------- */
+
+/* Every op of a resolved net, in execution order. The MBConv block is spelled
+ * out here once; the cost model, the predictor's features, the evaluator and
+ * the ONNX export walk this list rather than re-deriving the block. A conv,
+ * dwconv or linear layer has no bias unless it is a linear (fc, classifier,
+ * SE's linears, which have one); every conv and dwconv is followed by its BN. */
+typedef enum {
+    SPACE_OP_CONV,      /* dense kxk conv (stem, expand, project, head), no bias */
+    SPACE_OP_DWCONV,    /* depthwise kxk conv, groups == channels, no bias */
+    SPACE_OP_BN,        /* batch norm of the op before it: scale and shift per channel */
+    SPACE_OP_ACT,       /* the activation `act`, elementwise */
+    SPACE_OP_SE,        /* squeeze-excite: avgpool, linear(ch->mid)+bias, se_act,
+                           linear(mid->ch)+bias, gate, scale of its input */
+    SPACE_OP_ADD,       /* residual: output of `in` + output of `in2` */
+    SPACE_OP_POOL,      /* global average pooling to 1x1 */
+    SPACE_OP_LINEAR,    /* fc or classifier, with bias */
+    SPACE_OP_DROPOUT,   /* before the classifier, training only (rate in the net) */
+} space_op_kind;
+
+/* Units group ops as the block-level predictor does: unit 0 is the stem,
+ * units 1..n_blocks the blocks, unit n_blocks + 1 the head (head conv,
+ * pooling, fc, dropout, classifier). */
+#define SPACE_UNIT_MAX_OPS 12
+
+typedef struct {
+    space_op_kind kind;
+    int unit;
+    int block;            /* block index, -1 outside blocks */
+    char name[32];        /* "stem", "b3.expand", "b3.expand.bn", "b3.dw.act", "b3.se", "b3.add", ... */
+    int in_ch, out_ch, in_hw, out_hw;
+    int kernel, stride, groups;   /* convs; 1 elsewhere */
+    int mid_ch;           /* SE: squeeze width */
+    space_act act;        /* ACT: its activation; SE: the squeeze's activation */
+    space_gate gate;      /* SE */
+    int in, in2;          /* ops whose outputs it reads (-1: the network input; in2 -1: none) */
+    double macs;          /* multiply-adds, as the published figures count them */
+    double params;        /* weights, biases, BN scale and shift */
+} space_op;
+
+/* The ops of one unit, numbered from `first` (their index in the whole list;
+ * `in` fields refer to that numbering). Returns how many (<= SPACE_UNIT_MAX_OPS). */
+int space_unit_ops(const space_net *net, int unit, int first, space_op *ops);
+int space_unit_count(const space_net *net);
+
+typedef struct {
+    int n;
+    space_op *op;         /* nas_malloc'd */
+} space_layers;
+
+/* The whole list, resolved once (outside any training loop). */
+nas_status space_layers_build(const space_net *net, space_layers *out, nas_err *err);
+void space_layers_free(space_layers *l);
+const char *space_op_kind_name(space_op_kind k);
 
 /* ---- cost model -------------------------------------------------------- */
 
