@@ -11,7 +11,7 @@
 
 /* Small candidates on few images, so that a run takes seconds. */
 #define SMALL "search --data mnist --subset 300 --val-count 200 --epochs 1 --stages 2 --max-width 0.5 " \
-              "--threads 1 --bench-seconds 0.02 --meter model --final-top 0 --json"
+              "--threads 1 --bench-seconds 0.02 --meter model --final-top 0 --json --no-db"
 
 static void too_small_a_budget_is_refused_naming_the_cheapest(void **state)
 {
@@ -119,7 +119,7 @@ static void the_search_never_reads_the_test_split(void **state)
     for (int final = 0; final <= 1; final++) {
         snprintf(args, sizeof args,
                  "search --data idx:%s --subset 200 --val-count 100 --stages 1 --max-width 0.25 --threads 1 "
-                 "--bench-seconds 0.02 --budget-evals 2 --json --final-top %d --final-epochs 1 2>&1", dir, final);
+                 "--bench-seconds 0.02 --budget-evals 2 --json --no-db --final-top %d --final-epochs 1 2>&1", dir, final);
         int rc = tu_run_nas(args, &out);
         if (!final && rc != 0)
             fail_msg("nas search with corrupt test files: exit %d: %s", rc, out ? out : "");
