@@ -104,6 +104,11 @@ static const char *const stmt_sql[S_COUNT] = {
                     " ORDER BY id DESC LIMIT 1",
     [S_MODEL_GET_FP] = "SELECT blob, meta, fingerprint FROM models WHERE name = ?1"
                        " AND fingerprint = ?2 ORDER BY id DESC LIMIT 1",
+    [S_WEIGHTS_PUT] = "INSERT INTO weights (candidate, format, version, bytes, crc32, created, blob)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (candidate) DO UPDATE SET"
+                      " format = excluded.format, version = excluded.version, bytes = excluded.bytes,"
+                      " crc32 = excluded.crc32, created = excluded.created, blob = excluded.blob",
+    [S_WEIGHTS_GET] = "SELECT format, version, bytes, crc32, blob FROM weights WHERE candidate = ?1",
 };
 
 /* ---- errors -------------------------------------------------------------- */

@@ -107,6 +107,34 @@ static const char *const migrations[] = {
     "  q TEXT NOT NULL CHECK (q IN ('measured', 'sampled', 'estimated')),"
     "  PRIMARY KEY (candidate, attempt));"
     "PRAGMA user_version = 3;",
+
+    /* 4: trained weights in a table of their own. Up to 3 they were rows of
+     * models named weights/<candidate> with fingerprint nas-weights; the
+     * newest row of each candidate moves here (with its length and a CRC-32
+     * computed by runs_weights_sql_functions), the moved rows leave models.
+     * Rows that are not NASW blobs, or whose candidate is gone, stay put. */
+    "CREATE TABLE weights ("
+    "  candidate INTEGER PRIMARY KEY REFERENCES candidates(id) ON DELETE CASCADE,"
+    "  format TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL CHECK (bytes = length(blob)),"
+    "  crc32 INTEGER NOT NULL,"
+    "  created REAL NOT NULL,"
+    "  blob BLOB NOT NULL);"
+    "CREATE TEMP TABLE old_weights AS"
+    "  SELECT m.id AS id, CAST(substr(m.name, 9) AS INTEGER) AS candidate,"
+    "         nas_weights_version(m.blob) AS version"
+    "  FROM models m WHERE m.fingerprint = 'nas-weights' AND m.name GLOB 'weights/[0-9]*'"
+    "    AND m.id IN (SELECT max(id) FROM models WHERE fingerprint = 'nas-weights' GROUP BY name);"
+    "DELETE FROM temp.old_weights WHERE version IS NULL"
+    "  OR candidate NOT IN (SELECT id FROM candidates);"
+    "INSERT INTO weights (candidate, format, version, bytes, crc32, created, blob)"
+    "  SELECT o.candidate, 'NASW', o.version, length(m.blob), nas_crc32(m.blob), m.created, m.blob"
+    "  FROM temp.old_weights o JOIN models m ON m.id = o.id;"
+    "DELETE FROM models WHERE fingerprint = 'nas-weights' AND name GLOB 'weights/[0-9]*'"
+    "  AND CAST(substr(name, 9) AS INTEGER) IN (SELECT candidate FROM temp.old_weights);"
+    "DROP TABLE temp.old_weights;"
+    "PRAGMA user_version = 4;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 
@@ -288,6 +316,10 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
     }
     sqlite3_extended_result_codes(d->db, 1);
     sqlite3_busy_timeout(d->db, 10000);
+    if (runs_weights_sql_functions(d->db) != SQLITE_OK) {
+        st = runs_db_fail(d, err, "registering the store's SQL functions");
+        goto cleanup;
+    }
 
     /* The first statement that reads the header: a file that is not a
      * database fails here, cleanly. */
@@ -358,6 +390,10 @@ nas_status runs_create_at_version(const char *path, int version, nas_err *err)
     nas_status st = NAS_OK;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
         st = nas_errf(err, NAS_EIO, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        goto cleanup;
+    }
+    if (runs_weights_sql_functions(db) != SQLITE_OK) {
+        st = nas_errf(err, NAS_EIO, "%s: registering SQL functions: %s", path, sqlite3_errmsg(db));
         goto cleanup;
     }
     for (int v = 0; v < version; v++) {

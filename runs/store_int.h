@@ -21,7 +21,7 @@ typedef enum {
     S_CAND_GET, S_CAND_LIST, S_CAND_NEXT_QUEUED, S_CAND_COUNTS, S_RESUME_FAIL, S_RESUME_REQUEUE, S_RESUME_LOST, S_CAND_PARTIAL, S_RUN_LOST,
     S_STOP_LOST, S_STOP_REQUEUE,
     S_MEAS_DELETE, S_MEAS_INSERT, S_MEAS_GET, S_STRAT_PUT, S_STRAT_GET, S_MODEL_PUT,
-    S_MODEL_GET, S_MODEL_GET_FP, S_COUNT
+    S_MODEL_GET, S_MODEL_GET_FP, S_WEIGHTS_PUT, S_WEIGHTS_GET, S_COUNT
 } runs_stmt_id;
 
 struct runs_db {
@@ -63,5 +63,9 @@ nas_status runs_cand_state(runs_db *d, int64_t id, int *status, int *attempts, i
 
 /* The strategy state written inside the caller's transaction (blob.c). */
 nas_status runs_strategy_write(runs_db *d, int64_t run, int seq, const char *state, nas_err *err);
+
+/* nas_crc32(blob) and nas_weights_version(blob) (the NASW header's version, NULL
+ * when the blob is not NASW) on a connection, for migration 4 (weights.c). */
+int runs_weights_sql_functions(sqlite3 *db);
 
 #endif
