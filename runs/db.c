@@ -145,8 +145,8 @@ sqlite3_stmt *runs_stmt(runs_db *d, runs_stmt_id id, nas_err *err)
     if (!d->st[id]) {
         if (sqlite3_prepare_v3(d->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &d->st[id],
                                NULL) != SQLITE_OK) {
-            runs_db_fail(d, err, "preparing a statement");
-            return NULL;
+            if (runs_db_fail(d, err, "preparing a statement") != NAS_OK)
+                return NULL;   /* err says why; runs_err_code(err) is its status */
         }
     } else {
         sqlite3_reset(d->st[id]);

@@ -33,17 +33,17 @@ struct runs_db {
 };
 
 /* Fills err from the connection's last SQLite error; `what` says what was being done. */
-nas_status runs_db_fail(runs_db *d, nas_err *err, const char *what);
+NAS_MUST_USE nas_status runs_db_fail(runs_db *d, nas_err *err, const char *what);
 /* The status a failed runs_stmt() left in err. */
-nas_status runs_err_code(const nas_err *err);
+NAS_MUST_USE nas_status runs_err_code(const nas_err *err);
 /* The cached statement `id`, reset with its bindings cleared; NULL (err filled) if it cannot be prepared. */
 sqlite3_stmt *runs_stmt(runs_db *d, runs_stmt_id id, nas_err *err);
 /* Steps a statement that returns no rows, then resets it. */
-nas_status runs_step_done(runs_db *d, sqlite3_stmt *s, nas_err *err, const char *what);
-nas_status runs_exec(runs_db *d, const char *sql, nas_err *err, const char *what);
+NAS_MUST_USE nas_status runs_step_done(runs_db *d, sqlite3_stmt *s, nas_err *err, const char *what);
+NAS_MUST_USE nas_status runs_exec(runs_db *d, const char *sql, nas_err *err, const char *what);
 /* BEGIN IMMEDIATE (refused on a read-only store), COMMIT, and a ROLLBACK that is safe to call twice. */
-nas_status runs_tx_begin(runs_db *d, nas_err *err);
-nas_status runs_tx_commit(runs_db *d, nas_err *err);
+NAS_MUST_USE nas_status runs_tx_begin(runs_db *d, nas_err *err);
+NAS_MUST_USE nas_status runs_tx_commit(runs_db *d, nas_err *err);
 void runs_tx_rollback(runs_db *d);
 double runs_wall_clock(void);
 
@@ -55,14 +55,14 @@ double runs_col_real(sqlite3_stmt *s, int i);
 void runs_col_str(sqlite3_stmt *s, int i, char *buf, size_t n);
 runs_fig runs_col_fig(sqlite3_stmt *s, int i);
 /* A figure with a value must name its source and an allowed quality. */
-nas_status runs_check_fig(const runs_fig *f, const char *name, int predicted, nas_err *err);
+NAS_MUST_USE nas_status runs_check_fig(const runs_fig *f, const char *name, int predicted, nas_err *err);
 
 /* A candidate's status, attempts, run and seq, read inside the caller's transaction (cand.c). */
-nas_status runs_cand_state(runs_db *d, int64_t id, int *status, int *attempts, int64_t *run, int *seq,
+NAS_MUST_USE nas_status runs_cand_state(runs_db *d, int64_t id, int *status, int *attempts, int64_t *run, int *seq,
                            nas_err *err);
 
 /* The strategy state written inside the caller's transaction (blob.c). */
-nas_status runs_strategy_write(runs_db *d, int64_t run, int seq, const char *state, nas_err *err);
+NAS_MUST_USE nas_status runs_strategy_write(runs_db *d, int64_t run, int seq, const char *state, nas_err *err);
 
 /* nas_crc32(blob) and nas_weights_version(blob) (the NASW header's version, NULL
  * when the blob is not NASW) on a connection, for migration 4 (weights.c). */
