@@ -31,6 +31,15 @@ typedef enum {
     NAS_EINTR,     /* stopped by SIGINT or SIGTERM (nas_sig_*): exit 128 + the signal */
 } nas_status;
 
+/* On every declaration of a function that returns a nas_status a caller must
+ * look at. GCC does not honour warn_unused_result on a type (it warns that the
+ * attribute "only applies to function types" and drops it), hence a macro on
+ * declarations. GCC also warns through a (void) cast: a status deliberately
+ * dropped is written `if (f(...)) {}` with a comment on why. nas_errf and
+ * nas_errctx are not marked: they build an error, and their result is a
+ * convenience for `return nas_errf(...)`. */
+#define NAS_MUST_USE __attribute__((warn_unused_result))
+
 typedef struct {
     nas_status code;
     char msg[1024];
@@ -99,11 +108,11 @@ void nas_cpu_model(char *out, size_t n, const char *fallback);
 double nas_now(void);               /* monotonic seconds */
 double nas_cpu_seconds(void);       /* this process's user+system CPU time */
 /* Reads a whole file into a NUL-terminated buffer (nas_free it). */
-nas_status nas_read_file(const char *path, char **out, size_t *len, nas_err *err);
+NAS_MUST_USE nas_status nas_read_file(const char *path, char **out, size_t *len, nas_err *err);
 /* Creates a folder and its missing parents (mkdir -p). */
-nas_status nas_mkdirs(const char *dir, nas_err *err);
+NAS_MUST_USE nas_status nas_mkdirs(const char *dir, nas_err *err);
 /* Writes via a temporary file and rename, so a crash never leaves half a file. */
-nas_status nas_write_file_atomic(const char *path, const void *data, size_t len, nas_err *err);
+NAS_MUST_USE nas_status nas_write_file_atomic(const char *path, const void *data, size_t len, nas_err *err);
 
 /* ---- signals (sig.c) -------------------------------------------------------
  * SIGINT and SIGTERM stop a long command cleanly: the first is acknowledged

@@ -53,7 +53,7 @@ enum {
  * current version. A missing or read-only folder, a file that is not a
  * database, a corrupt one, or one from a newer nas each get an error that
  * names the path; none of them crashes. */
-nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err);
+NAS_MUST_USE nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err);
 void runs_close(runs_db *db);
 
 /* The schema version this build writes (PRAGMA user_version), and the one a
@@ -61,10 +61,10 @@ void runs_close(runs_db *db);
 int runs_schema_version(void);
 int runs_db_version(const runs_db *db);
 /* For migration tests: creates a new store at an older schema version. */
-nas_status runs_create_at_version(const char *path, int version, nas_err *err);
+NAS_MUST_USE nas_status runs_create_at_version(const char *path, int version, nas_err *err);
 /* Full `PRAGMA integrity_check` plus the store's own invariants (no figure
  * without its quality, no candidate of an unknown run). */
-nas_status runs_check(runs_db *db, nas_err *err);
+NAS_MUST_USE nas_status runs_check(runs_db *db, nas_err *err);
 /* Raw connection, for tests that inspect the schema. */
 void *runs_sqlite(runs_db *db);
 
@@ -112,12 +112,12 @@ typedef struct {
     double best_reward;
 } runs_run;
 
-nas_status runs_run_create(runs_db *db, const runs_new_run *r, int64_t *id, nas_err *err);
-nas_status runs_run_get(runs_db *db, int64_t id, runs_run *out, nas_err *err);
+NAS_MUST_USE nas_status runs_run_create(runs_db *db, const runs_new_run *r, int64_t *id, nas_err *err);
+NAS_MUST_USE nas_status runs_run_get(runs_db *db, int64_t id, runs_run *out, nas_err *err);
 /* "12" (an id) or a run's name. */
-nas_status runs_run_find(runs_db *db, const char *name_or_id, int64_t *id, nas_err *err);
-nas_status runs_run_list(runs_db *db, runs_run **out, int *n, nas_err *err);
-nas_status runs_run_set_status(runs_db *db, int64_t id, const char *status, nas_err *err);
+NAS_MUST_USE nas_status runs_run_find(runs_db *db, const char *name_or_id, int64_t *id, nas_err *err);
+NAS_MUST_USE nas_status runs_run_list(runs_db *db, runs_run **out, int *n, nas_err *err);
+NAS_MUST_USE nas_status runs_run_set_status(runs_db *db, int64_t id, const char *status, nas_err *err);
 void runs_run_free(runs_run *r);
 void runs_runs_free(runs_run *r, int n);
 
@@ -150,7 +150,7 @@ typedef struct {
     int n;                        /* candidates that contributed */
     int interrupted;              /* attempts cut short by a crash, included (what they had spent) */
 } runs_energy_line;
-nas_status runs_run_energy(runs_db *db, int64_t run, runs_energy_line *out, int max, int *n,
+NAS_MUST_USE nas_status runs_run_energy(runs_db *db, int64_t run, runs_energy_line *out, int max, int *n,
                            nas_err *err);
 
 /* ---- candidates ---------------------------------------------------------- */
@@ -195,35 +195,35 @@ typedef struct {
 /* Adds a queued candidate. When (run, seq) exists already with the same
  * genome, returns its id and sets *existed (resume replays proposals); with a
  * different genome it is an error: the replay diverged from the record. */
-nas_status runs_cand_add(runs_db *db, int64_t run, const runs_new_cand *c, int64_t *id, int *seq,
+NAS_MUST_USE nas_status runs_cand_add(runs_db *db, int64_t run, const runs_new_cand *c, int64_t *id, int *seq,
                          int *existed, nas_err *err);
 /* queued -> running, attempts + 1, committed before evaluation starts. */
-nas_status runs_cand_start(runs_db *db, int64_t id, int *attempts, nas_err *err);
+NAS_MUST_USE nas_status runs_cand_start(runs_db *db, int64_t id, int *attempts, nas_err *err);
 /* A running candidate's heartbeat: the joules its attempt has spent so far
  * with its source and quality, committed. If the process dies, runs_resume
  * records the last figure as a lost attempt of the run. */
-nas_status runs_cand_progress(runs_db *db, int64_t id, const runs_fig *joules, nas_err *err);
+NAS_MUST_USE nas_status runs_cand_progress(runs_db *db, int64_t id, const runs_fig *joules, nas_err *err);
 /* Joules of attempts that crashes cut short, summed over the run's resumes
  * (every source and quality: for the budget, not for reporting, where
  * runs_run_energy keeps them apart): a resumed search charges them to its
  * budget (search_loop_charge_lost). */
-nas_status runs_lost_joules(runs_db *db, int64_t run, double *joules, nas_err *err);
+NAS_MUST_USE nas_status runs_lost_joules(runs_db *db, int64_t run, double *joules, nas_err *err);
 /* A running candidate stopped on purpose (SIGINT, SIGTERM) before it
  * finished: the joules its attempt spent (a figure, or none) become a lost
  * attempt of the run, as after a crash, and the row is queued again at once,
  * so that the next resume retries it. Not a crash: RUNS_MAX_ATTEMPTS counts
  * only attempts left running. One transaction. */
-nas_status runs_cand_stopped(runs_db *db, int64_t id, const runs_fig *joules, nas_err *err);
+NAS_MUST_USE nas_status runs_cand_stopped(runs_db *db, int64_t id, const runs_fig *joules, nas_err *err);
 
 /* ---- a test facility: faults injected into the store's writes (fault.c) ----
  * Armed, the nth_write-th write to a store's files from now on (database and
  * WAL of every store opened while armed) and every later one fail as on a
  * full (ENOSPC) or failing (EIO) disk. 0 disarms it (stores opened after that
  * write normally). `nas` arms it from NAS_FAULT_WRITE=N:ENOSPC or N:EIO. */
-nas_status runs_fault_set(long nth_write, int errno_value, nas_err *err);
+NAS_MUST_USE nas_status runs_fault_set(long nth_write, int errno_value, nas_err *err);
 long runs_fault_writes(void);                          /* writes seen since armed */
 /* The VFS name runs_open passes to SQLite: NULL (the system's) unless armed. */
-nas_status runs_fault_vfs(const char **vfs, nas_err *err);
+NAS_MUST_USE nas_status runs_fault_vfs(const char **vfs, nas_err *err);
 
 typedef struct {
     const char *kind;             /* "latency_ms", "energy_mj", "train_joules", ... */
@@ -250,7 +250,7 @@ void runs_result_init(runs_result *r);
  * must be queued or running: a finished one is never overwritten), its raw
  * measurements, and, when strategy_state is not NULL, the run's strategy
  * state. Committed before it returns. */
-nas_status runs_cand_finish(runs_db *db, int64_t id, const runs_result *res,
+NAS_MUST_USE nas_status runs_cand_finish(runs_db *db, int64_t id, const runs_result *res,
                             const char *strategy_state, nas_err *err);
 
 /* A finished (done) candidate measured again after its result: the search
@@ -262,23 +262,23 @@ nas_status runs_cand_finish(runs_db *db, int64_t id, const runs_result *res,
  * joules when of the same source and quality (never summed across them).
  * With strategy_state, the run's state too. One transaction; any other
  * status is an error and changes nothing. */
-nas_status runs_cand_add_measurement(runs_db *db, int64_t id, const runs_fig *latency_ms,
+NAS_MUST_USE nas_status runs_cand_add_measurement(runs_db *db, int64_t id, const runs_fig *latency_ms,
                                      const runs_fig *energy_mj, const runs_fig *joules,
                                      const char *strategy_state, nas_err *err);
 
 /* After a crash: candidates left running are queued again, or marked failed
  * once they have been started RUNS_MAX_ATTEMPTS times. One transaction. */
-nas_status runs_resume(runs_db *db, int64_t run, int *requeued, int *failed, nas_err *err);
+NAS_MUST_USE nas_status runs_resume(runs_db *db, int64_t run, int *requeued, int *failed, nas_err *err);
 
-nas_status runs_cand_get(runs_db *db, int64_t id, runs_cand *out, nas_err *err);
+NAS_MUST_USE nas_status runs_cand_get(runs_db *db, int64_t id, runs_cand *out, nas_err *err);
 /* The run's candidates whose status is in mask, in seq order (to replay a
  * strategy, pass RUNS_FINISHED_MASK). Free with runs_cands_free. */
-nas_status runs_cand_list(runs_db *db, int64_t run, unsigned mask, runs_cand **out, int *n,
+NAS_MUST_USE nas_status runs_cand_list(runs_db *db, int64_t run, unsigned mask, runs_cand **out, int *n,
                           nas_err *err);
 /* The queued candidate with the lowest seq; *found = 0 when none. */
-nas_status runs_cand_next_queued(runs_db *db, int64_t run, runs_cand *out, int *found, nas_err *err);
-nas_status runs_cand_counts(runs_db *db, int64_t run, int counts[RUNS_NSTATUS], nas_err *err);
-nas_status runs_measurements(runs_db *db, int64_t cand, const char *kind, double *values, int max,
+NAS_MUST_USE nas_status runs_cand_next_queued(runs_db *db, int64_t run, runs_cand *out, int *found, nas_err *err);
+NAS_MUST_USE nas_status runs_cand_counts(runs_db *db, int64_t run, int counts[RUNS_NSTATUS], nas_err *err);
+NAS_MUST_USE nas_status runs_measurements(runs_db *db, int64_t cand, const char *kind, double *values, int max,
                              int *n, nas_err *err);
 void runs_cand_free(runs_cand *c);
 void runs_cands_free(runs_cand *c, int n);
@@ -288,17 +288,17 @@ void runs_cands_free(runs_cand *c, int n);
 /* The last state saved for a run (by runs_cand_finish or put), with the seq
  * of the candidate whose result produced it; *state = NULL, *seq = -1 when
  * none. */
-nas_status runs_strategy_get(runs_db *db, int64_t run, char **state, int *seq, nas_err *err);
-nas_status runs_strategy_put(runs_db *db, int64_t run, int seq, const char *state, nas_err *err);
+NAS_MUST_USE nas_status runs_strategy_get(runs_db *db, int64_t run, char **state, int *seq, nas_err *err);
+NAS_MUST_USE nas_status runs_strategy_put(runs_db *db, int64_t run, int seq, const char *state, nas_err *err);
 
 /* ---- predictor models ---------------------------------------------------- */
 
-nas_status runs_model_put(runs_db *db, const char *name, const char *fingerprint,
+NAS_MUST_USE nas_status runs_model_put(runs_db *db, const char *name, const char *fingerprint,
                           const char *meta_json, const void *blob, size_t len, int64_t *id,
                           nas_err *err);
 /* The newest model of that name (and fingerprint, when not NULL). *found = 0
  * when none; blob and meta are nas_malloc'd. */
-nas_status runs_model_get(runs_db *db, const char *name, const char *fingerprint, void **blob,
+NAS_MUST_USE nas_status runs_model_get(runs_db *db, const char *name, const char *fingerprint, void **blob,
                           size_t *len, char **meta_json, char fingerprint_out[128], int *found,
                           nas_err *err);
 
@@ -307,8 +307,8 @@ nas_status runs_model_get(runs_db *db, const char *name, const char *fingerprint
 /* The evaluator's weights blob (ev_net_weights_pack) of a finished candidate;
  * storing again replaces it. get: *found = 0 when none was stored; the blob is
  * nas_malloc'd. */
-nas_status runs_weights_put(runs_db *db, int64_t cand, const void *blob, size_t len, nas_err *err);
-nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len, int *found,
+NAS_MUST_USE nas_status runs_weights_put(runs_db *db, int64_t cand, const void *blob, size_t len, nas_err *err);
+NAS_MUST_USE nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len, int *found,
                             nas_err *err);
 
 /* ======================= job files ======================================= */
@@ -369,9 +369,9 @@ void runs_job_default(runs_job *job);
 /* Reads a job from text; `where` names it in messages. Format by content:
  * JSON when it starts with '{', else YAML. Errors name the file, line and
  * key: "job.yaml:7: strategy.population: 0 is out of range (2..100000)". */
-nas_status runs_job_parse(const char *text, size_t len, const char *where, runs_job *job,
+NAS_MUST_USE nas_status runs_job_parse(const char *text, size_t len, const char *where, runs_job *job,
                           nas_err *err);
-nas_status runs_job_load(const char *path, runs_job *job, nas_err *err);
+NAS_MUST_USE nas_status runs_job_load(const char *path, runs_job *job, nas_err *err);
 /* The job as a JSON object (nas_malloc'd), for the run's settings. */
 char *runs_job_to_json(const runs_job *job);
 
@@ -392,7 +392,7 @@ typedef struct {
  * else predicted; *source and *quality say which. NAN when neither. */
 double runs_cand_energy(const runs_cand *c, const char **source, const char **quality);
 
-nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err *err);
+NAS_MUST_USE nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err *err);
 void runs_report_free(runs_report *rep);
 
 typedef struct {
@@ -405,10 +405,10 @@ void runs_report_opts_default(runs_report_opts *o);
 void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *f);
 /* One JSON object: run, leaderboard, front, chosen, energy (and CO2e). */
 char *runs_report_json(const runs_report *rep, const runs_report_opts *o);
-nas_status runs_report_write_csv(const runs_report *rep, const char *path, nas_err *err);
+NAS_MUST_USE nas_status runs_report_write_csv(const runs_report *rep, const char *path, nas_err *err);
 /* The Pareto plot: accuracy against energy per inference, front highlighted,
  * chosen model marked, measured and estimated points told apart. */
-nas_status runs_report_write_svg(const runs_report *rep, const char *path, nas_err *err);
+NAS_MUST_USE nas_status runs_report_write_svg(const runs_report *rep, const char *path, nas_err *err);
 /* Grams of CO2e for joules at a grid intensity in gCO2e/kWh. */
 double runs_co2e_grams(double joules, double grid_gco2_kwh);
 

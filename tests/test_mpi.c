@@ -347,12 +347,14 @@ static int scen_run(search_dist *d, scen *s)
         }
         char name[64];
         snprintf(name, sizeof name, "%s/bcast-%d.txt", s->dir, s->rank);
-        nas_write_file_atomic(name, text, strlen(text), NULL);
+        nas_status wst = nas_write_file_atomic(name, text, strlen(text), &err);
         if (s->rank == 0)
             free(text);
         else
             nas_free(text);
-        return 0;
+        if (wst)
+            fprintf(stderr, "rank %d: %s\n", s->rank, err.msg);
+        return wst ? 1 : 0;
     }
     search_space space;
     search_loop *loop = NULL;
@@ -419,7 +421,9 @@ static int scen_run(search_dist *d, scen *s)
             char *js = search_strategy_save(search_loop_strategy(loop));
             if (js) {
                 snprintf(path, sizeof path, "%s/strategy.json", s->dir);
-                nas_write_file_atomic(path, js, strlen(js), NULL);
+                nas_err werr = {0};
+                if (nas_write_file_atomic(path, js, strlen(js), &werr) && !st)
+                    st = nas_errf(&err, werr.code, "%s", werr.msg);   /* the parent reads this file */
                 nas_free(js);
             }
         }

@@ -72,7 +72,7 @@ static int64_t fixture(runs_db *db, const char *name)
             res.status = RUNS_SCREENED;
             res.error = "predicted over the hard target";
         } else {
-            runs_cand_start(db, id, NULL, &err);
+            assert_int_equal(runs_cand_start(db, id, NULL, &err), NAS_OK);
             res.accuracy = acc;
             if (k % 6 != 5) {
                 res.energy_mj = runs_fig_make(e, "rapl:package-0", "measured");
