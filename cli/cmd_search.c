@@ -293,8 +293,13 @@ static double watch_tail(const epoch_watch *w)
 static int watch_sample(epoch_watch *w, int step, double *j)
 {
     double t = nas_now();
-    if (ev_meter_read(w->meter, j, NULL))
-        return 0;
+    /* A failed read stops training with that error (kept in w->st, which
+     * nothing after it overwrites): read as "not over", the candidate would
+     * train on uncounted, past its allowance. */
+    if (w->st)
+        return 1;
+    if ((w->st = ev_meter_read(w->meter, j, &w->err)))
+        return 1;
     double dj = *j - w->last_j, dt = t - w->last_t;
     if (step && !w->seen_step) {
         w->seen_step = 1;
@@ -341,7 +346,7 @@ static int watch_step(void *ctx)
     double j;
     int stop = watch_sample(w, 1, &j);
     double t = nas_now();
-    if (t - w->last_beat < HEARTBEAT_S || !w->db || w->cand < 0)
+    if (w->st || t - w->last_beat < HEARTBEAT_S || !w->db || w->cand < 0)
         return stop;
     w->last_beat = t;
     runs_fig f = runs_fig_make(j - w->j0, ev_meter_source(w->meter), ev_quality_name(ev_meter_quality(w->meter)));
@@ -374,12 +379,15 @@ static int watch_epoch(void *ctx, int epoch, double loss, double train_acc, doub
     return watch_sample(w, 0, &j);
 }
 
-/* Whether the benchmark still fits in the allowance after training. */
-static int watch_bench_fits(const epoch_watch *w)
+/* Whether the benchmark still fits in the allowance after training (a failed
+ * read: no, and the error is in w->st). */
+static int watch_bench_fits(epoch_watch *w)
 {
     double j;
-    if (!isfinite(w->allowance) || ev_meter_read(w->meter, &j, NULL))
+    if (!isfinite(w->allowance))
         return 1;
+    if ((w->st = ev_meter_read(w->meter, &j, &w->err)))
+        return 0;
     return (j - w->j0) * (1 + w->unc) + w->watts * w->bench_s * (1 + w->unc) < w->allowance;
 }
 
@@ -550,7 +558,12 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         out->status = SEARCH_EVAL_OK;
         out->stopped_early = w.over;
         out->accuracy = c->data.val.n > 0 ? r.val_acc : r.train_acc;
-        if (c->bench_each && watch_bench_fits(&w) && (st = bench(c, net, out, err))) {
+        int fits = c->bench_each && watch_bench_fits(&w);
+        if (w.st) {
+            ev_net_free(net);
+            return nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
+        }
+        if (fits && (st = bench(c, net, out, err))) {
             ev_net_free(net);
             return nas_errctx(err, "benchmarking candidate %ld", id);
         }

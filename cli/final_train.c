@@ -66,7 +66,7 @@ static nas_status train_one(const cli_final_opts *o, const space_config *cfg, co
     int batch = o->batch < data->train.n ? o->batch : data->train.n;
     ev_net_opts no = {.batch = batch, .training = 1, .threads = o->threads,
                       .seed = o->seed * 7919u + (uint64_t)r->id};
-    double j0 = 0, j1 = 0, t0 = nas_now();
+    double j0 = 0, j1 = NAN, t0 = nas_now();
     if ((st = ev_meter_read(meter, &j0, err)) || (st = ev_net_create(&arch, &no, net, err)))
         return nas_errctx(err, "final training of candidate %ld", r->id);
     ev_train_opts to;
@@ -79,13 +79,15 @@ static nas_status train_one(const cli_final_opts *o, const space_config *cfg, co
     st = ev_train(*net, data, &to, tr, err);
     if (!st)
         st = class_accuracy(*net, &data->test, batch, data->num_classes, m->class_acc, err);
-    ev_meter_read(meter, &j1, NULL);
+    /* what final training cost is an error when the meter fails, never 0 J */
+    if (!st)
+        st = ev_meter_spent(meter, j0, &j1, err);
     m->id = r->id;
     m->proxy_acc = r->eval.accuracy;
     m->val_acc = tr->val_acc;
     m->test_acc = tr->test_acc;
     m->epochs_done = tr->epochs_done;
-    m->joules = j1 - j0;
+    m->joules = j1;
     m->seconds = nas_now() - t0;
     return st ? nas_errctx(err, "final training of candidate %ld", r->id) : NAS_OK;
 }

@@ -236,6 +236,10 @@ nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err);
 /* Joules since j0, an earlier ev_meter_read. A failed read is the error and
  * *joules NAN: what was spent is unknown, never 0 J. */
 nas_status ev_meter_spent(ev_meter *m, double j0, double *joules, nas_err *err);
+/* A test facility: the nth_read-th read from now, and every later one, fails
+ * with NAS_EIO naming the meter (0: off). NAS_FAULT_METER_READ=n does it for
+ * every meter a process opens, counting from its opening. */
+void ev_meter_fault_set(ev_meter *m, long nth_read);
 /* "rapl:package-0+package-1", "perf:energy-pkg", "nvml:energy", "model:cpu-time" */
 const char *ev_meter_source(const ev_meter *m);
 ev_quality ev_meter_quality(const ev_meter *m);

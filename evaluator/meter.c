@@ -191,6 +191,26 @@ static nas_status try_open(ev_meter *m, const meter_backend *be, const ev_meter_
     return st;
 }
 
+/* ---- a test facility: a meter whose reads start failing ------------------
+ * NAS_FAULT_METER_READ=n makes the n-th read of every meter the process opens
+ * (and each read after it) fail, as a counter that becomes unreadable
+ * mid-search would; a CLI test shows the search then stops with that error
+ * instead of counting 0 J. ev_meter_fault_set does the same for one meter. */
+#define FAULT_ENV "NAS_FAULT_METER_READ"
+
+static nas_status fault_from_env(ev_meter *m, nas_err *err)
+{
+    const char *e = getenv(FAULT_ENV);
+    if (!e || !*e)
+        return NAS_OK;
+    char *end;
+    long n = strtol(e, &end, 10);
+    if (*end || n < 0)
+        return nas_errf(err, NAS_EINVAL, FAULT_ENV "='%s': not a read number (>= 1, or 0 for off)", e);
+    m->fail_at = n;
+    return NAS_OK;
+}
+
 nas_status ev_meter_open(const ev_meter_opts *opts, ev_meter **out, nas_err *err)
 {
     ev_meter_opts o;
@@ -244,6 +264,11 @@ nas_status ev_meter_open(const ev_meter_opts *opts, ev_meter **out, nas_err *err
         return st;
     }
     m->joules = 0;
+    if ((st = fault_from_env(m, err)) != NAS_OK) {
+        m->be->close(m);
+        nas_free(m);
+        return st;
+    }
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -289,7 +314,10 @@ nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err)
 {
     pthread_mutex_lock(&m->mu);
     nas_status st;
-    if (m->thread_err.code != NAS_OK) {
+    m->reads++;
+    if (m->fail_at > 0 && m->reads >= m->fail_at) {
+        st = nas_errf(err, NAS_EIO, "meter %s: read %ld failed (injected by " FAULT_ENV ")", m->source, m->reads);
+    } else if (m->thread_err.code != NAS_OK) {
         st = nas_errf(err, m->thread_err.code, "%s", m->thread_err.msg);
     } else {
         st = m->be->sample(m, err);
@@ -298,6 +326,13 @@ nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err)
     *joules = m->joules;
     pthread_mutex_unlock(&m->mu);
     return st;
+}
+
+void ev_meter_fault_set(ev_meter *m, long nth_read)
+{
+    pthread_mutex_lock(&m->mu);
+    m->fail_at = nth_read > 0 ? m->reads + nth_read : 0;
+    pthread_mutex_unlock(&m->mu);
 }
 
 nas_status ev_meter_spent(ev_meter *m, double j0, double *joules, nas_err *err)

@@ -36,6 +36,8 @@ struct ev_meter {
     double joules;           /* since open */
     long samples, wraps, dropped;
     nas_err thread_err;      /* first failure seen by the sampling thread */
+    long reads;              /* ev_meter_read calls since open */
+    long fail_at;            /* test facility: this read and every later one fail (0: never) */
 
     union {
         struct {

@@ -173,16 +173,21 @@ cleanup:
     return NAS_OK;
 }
 
+/* No status (a caller's bug) marks the run failed and is still an error: a
+ * run left "running" would look alive to `nas ls` and to resume. */
 nas_status runs_run_set_status(runs_db *d, int64_t id, const char *status, nas_err *err)
 {
     sqlite3_stmt *s = runs_stmt(d, S_RUN_STATUS, err);
     if (!s)
         return runs_err_code(err);
     sqlite3_bind_int64(s, 1, id);
-    runs_bind_text(s, 2, status);
+    runs_bind_text(s, 2, status ? status : "failed");
     nas_status st = runs_step_done(d, s, err, "setting a run's status");
     if (!st && sqlite3_changes(d->db) == 0)
         st = nas_errf(err, NAS_EINVAL, "%s: no run %lld", d->path, (long long)id);
+    if (!st && !status)
+        st = nas_errf(err, NAS_EINVAL, "%s: run %lld: no status given (running, done, stopped or failed); marked "
+                      "failed", d->path, (long long)id);
     return st;
 }
 

@@ -2,12 +2,17 @@
  * it on the MNIST sample: a sweep of small budgets, in one process and under
  * `mpirun -np 3`, never reports more joules (counted with the meter's stated
  * uncertainty) than it was given, and ends with a leaderboard; a budget no
- * network of the space fits is refused at start, naming the cheapest; and the
- * search never reads the test split (its files may be corrupt). */
+ * network of the space fits is refused at start, naming the cheapest; the
+ * search never reads the test split (its files may be corrupt); and a meter
+ * whose reads start failing mid-search (NAS_FAULT_METER_READ) stops it with
+ * an error naming the meter, never counting 0 J, keeping what was recorded. */
 #include "tests/testutil.h"
 
 #include <jansson.h>
 #include <math.h>
+
+#include "base/nas.h"
+#include "runs/runs.h"
 
 /* Small candidates on few images, so that a run takes seconds. */
 #define SMALL "search --data mnist --subset 300 --val-count 200 --epochs 1 --stages 2 --max-width 0.5 " \
@@ -130,6 +135,72 @@ static void the_search_never_reads_the_test_split(void **state)
     tu_rmtree(dir);
 }
 
+/* The run in a store: its status and its finished candidates (seq order). */
+static void store_run(const char *db_path, char *status, size_t n_status, runs_cand **cands, int *n)
+{
+    runs_db *db = NULL;
+    nas_err err = {0};
+    runs_run *runs = NULL;
+    int n_runs = 0;
+    if (runs_open(db_path, RUNS_OPEN_READONLY, &db, &err) || runs_run_list(db, &runs, &n_runs, &err))
+        fail_msg("%s: %s", db_path, err.msg);
+    assert_int_equal(n_runs, 1);
+    snprintf(status, n_status, "%s", runs[0].status);
+    if (runs_cand_list(db, runs[0].id, RUNS_MASK(RUNS_DONE), cands, n, &err))
+        fail_msg("%s: %s", db_path, err.msg);
+    runs_runs_free(runs, n_runs);
+    runs_close(db);
+}
+
+#define FAULT_SEARCH SMALL " --budget-evals 4 --seed 5"
+#define FAULT_READ "25"   /* the read that fails: into the third candidate (about 10 reads each) */
+
+static void a_failing_meter_read_stops_the_search_with_its_error(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    tu_run_paths p;
+    tu_run_paths_make(&p, "fault.db");
+    char args[1024];
+    char *out = NULL;
+    snprintf(args, sizeof args, FAULT_SEARCH " --db %s 2>/dev/null", p.ref_db);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    free(out);
+    snprintf(args, sizeof args, FAULT_SEARCH " --db %s 2>%s", p.db, p.err);
+    setenv("NAS_FAULT_METER_READ", FAULT_READ, 1);
+    int rc = tu_run_nas(args, &out);
+    unsetenv("NAS_FAULT_METER_READ");
+    free(out);
+    char *msg = NULL;
+    size_t len = 0;
+    nas_err err = {0};
+    if (nas_read_file(p.err, &msg, &len, &err))
+        fail_msg("%s", err.msg);
+    if (rc != 1 || !strstr(msg, "meter model:cpu-time: read " FAULT_READ " failed"))
+        fail_msg("a failing meter: exit %d (want 1), stderr: %s", rc, msg);
+    nas_free(msg);
+
+    /* the candidates finished before the failure are kept, as the
+     * uninterrupted run has them; the run is marked failed */
+    char ref_status[16], status[16];
+    runs_cand *ref = NULL, *got = NULL;
+    int n_ref = 0, n_got = 0;
+    store_run(p.ref_db, ref_status, sizeof ref_status, &ref, &n_ref);
+    store_run(p.db, status, sizeof status, &got, &n_got);
+    assert_string_equal(ref_status, "done");
+    assert_string_equal(status, "failed");
+    assert_int_equal(n_ref, 4);
+    if (n_got < 1 || n_got >= n_ref)
+        fail_msg("%d candidates done before the meter failed (want 1 to %d)", n_got, n_ref - 1);
+    for (int i = 0; i < n_got; i++) {
+        assert_string_equal(got[i].genome, ref[i].genome);
+        assert_true(got[i].joules.value > 0);
+    }
+    runs_cands_free(ref, n_ref);
+    runs_cands_free(got, n_got);
+    tu_rmtree(p.dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +208,7 @@ int main(void)
         cmocka_unit_test(budget_sweep_in_one_process),
         cmocka_unit_test(budget_sweep_under_mpirun),
         cmocka_unit_test(the_search_never_reads_the_test_split),
+        cmocka_unit_test(a_failing_meter_read_stops_the_search_with_its_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -684,6 +684,42 @@ static void model_is_cpu_time_times_stated_power(void **state)
     assert_non_null(strstr(err.msg, "watts_per_core -3"));
 }
 
+/* The fault facility the CLI's failing-meter test stands on: from the n-th
+ * read on, every read fails naming the meter and the spent energy is NAN,
+ * never 0 J; NAS_FAULT_METER_READ arms it at open, and a bad value is refused. */
+static void injected_read_faults_fail_every_later_read(void **state)
+{
+    (void)state;
+    ev_meter_opts o;
+    ev_meter_opts_default(&o);
+    o.kind = "model";
+    ev_meter *m = NULL;
+    nas_err err = {0};
+    assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
+    double j0 = read_ok(m), j = 0;
+    ev_meter_fault_set(m, 2);
+    assert_int_equal(ev_meter_read(m, &j, &err), NAS_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ev_meter_read(m, &j, &err), NAS_EIO);
+        assert_non_null(strstr(err.msg, "meter model:cpu-time: read"));
+    }
+    assert_int_equal(ev_meter_spent(m, j0, &j, &err), NAS_EIO);
+    assert_true(isnan(j));
+    ev_meter_fault_set(m, 0);
+    assert_int_equal(ev_meter_read(m, &j, &err), NAS_OK);
+    ev_meter_close(m);
+
+    setenv("NAS_FAULT_METER_READ", "1", 1);
+    assert_int_equal(ev_meter_open(&o, &m, &err), NAS_OK);
+    assert_int_equal(ev_meter_read(m, &j, &err), NAS_EIO);
+    assert_non_null(strstr(err.msg, "read 1 failed"));
+    ev_meter_close(m);
+    setenv("NAS_FAULT_METER_READ", "soon", 1);
+    assert_int_equal(ev_meter_open(&o, &m, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "NAS_FAULT_METER_READ='soon'"));
+    unsetenv("NAS_FAULT_METER_READ");
+}
+
 static void auto_takes_the_first_meter_that_opens_and_says_why(void **state)
 {
     (void)state;
@@ -761,6 +797,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(nvml_power_is_sampled_and_integrated, load_fake, unload_fake),
         cmocka_unit_test_setup_teardown(nvml_absent_or_failing_is_skipped, load_fake, unload_fake),
         cmocka_unit_test(model_is_cpu_time_times_stated_power),
+        cmocka_unit_test(injected_read_faults_fail_every_later_read),
         cmocka_unit_test(auto_takes_the_first_meter_that_opens_and_says_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

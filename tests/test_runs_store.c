@@ -196,6 +196,12 @@ static void test_runs_create_list_find(void **state)
     assert_int_equal(runs_run_get(db, b, &r, &err), NAS_OK);
     assert_string_equal(r.status, "done");
     runs_run_free(&r);
+    /* no status is an error, and the run it was meant for is not left running */
+    assert_int_equal(runs_run_set_status(db, a, NULL, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "no status given"));
+    assert_int_equal(runs_run_get(db, a, &r, &err), NAS_OK);
+    assert_string_equal(r.status, "failed");
+    runs_run_free(&r);
     runs_close(db);
 }
 
