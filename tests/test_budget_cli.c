@@ -15,8 +15,9 @@
 #include "runs/runs.h"
 
 /* Small candidates on few images, so that a run takes seconds. */
-#define SMALL "search --data mnist --subset 300 --val-count 200 --epochs 1 --stages 2 --max-width 0.5 " \
-              "--threads 1 --bench-seconds 0.02 --meter model --final-top 0 --json --no-db"
+#define SMALL_RUN "search --data mnist --subset 300 --val-count 200 --epochs 1 --stages 2 --max-width 0.5 " \
+                  "--threads 1 --bench-seconds 0.02 --meter model --final-top 0 --json"
+#define SMALL SMALL_RUN " --no-db"   /* a throwaway run: nothing left in the checkout's runs.db */
 
 static void too_small_a_budget_is_refused_naming_the_cheapest(void **state)
 {
@@ -152,7 +153,7 @@ static void store_run(const char *db_path, char *status, size_t n_status, runs_c
     runs_close(db);
 }
 
-#define FAULT_SEARCH SMALL " --budget-evals 4 --seed 5"
+#define FAULT_SEARCH SMALL_RUN " --budget-evals 4 --seed 5"
 #define FAULT_READ "25"   /* the read that fails: into the third candidate (about 10 reads each) */
 
 static void a_failing_meter_read_stops_the_search_with_its_error(void **state)
