@@ -54,7 +54,10 @@ static int time_nas(ev_net *net, const float *x, float *logits, int repeats, dou
         double t0 = nas_now(), el;
         long n = 0;
         do {
-            ev_net_infer(net, x, 1, logits, &e);
+            if (ev_net_infer(net, x, 1, logits, &e) != NAS_OK) {
+                fprintf(stderr, "bench-ort: %s\n", e.msg);
+                return -1;
+            }
             n++;
             el = nas_now() - t0;
         } while (el < min_s);

@@ -65,7 +65,10 @@ int main(int argc, char **argv)
     runs_cand *l;
     int nl;
     a = nas_now();
-    runs_cand_list(db, run, RUNS_FINISHED_MASK, &l, &nl, &e);
+    if (runs_cand_list(db, run, RUNS_FINISHED_MASK, &l, &nl, &e)) {
+        fprintf(stderr, "bench-store: %s\n", e.msg);
+        return 1;
+    }
     printf("store: list %d finished results: %.1f ms\n", nl, (nas_now() - a) * 1e3);
     runs_cands_free(l, nl);
     runs_close(db);

@@ -178,7 +178,8 @@ int cmd_train(int argc, char **argv)
     if ((st = ev_net_create(&arch, &no, &net, &err)))
         goto fail;
     ev_memplan plan;
-    ev_net_plan(&arch, (int)batch, 1, &plan, NULL);
+    if ((st = ev_net_plan(&arch, (int)batch, 1, &plan, &err)))
+        goto fail;
     space_cost cost;
     space_cost_of(&arch, NULL, 0, &cost);
     fprintf(stderr, "nas train: %s at %ldx%ldx%d, %d blocks, %.3fM params, %.2fM MACs/image; "

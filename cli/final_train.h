@@ -47,15 +47,15 @@ typedef struct {
 /* Trains the n results (the leaderboard's first n, best first) again; data
  * is loaded from data_spec with dopts (its skip_test and train_limit are
  * overridden). On error the report holds what was done and must be freed. */
-nas_status cli_final_train(const cli_final_opts *o, const space_config *cfg, const char *data_spec,
-                           const ev_data_opts *dopts, ev_meter *meter, const search_objective *obj,
-                           const search_result *const *cands, int n, cli_final_report *rep, nas_err *err);
+NAS_MUST_USE nas_status cli_final_train(const cli_final_opts *o, const space_config *cfg, const char *data_spec,
+                                        const ev_data_opts *dopts, ev_meter *meter, const search_objective *obj,
+                                        const search_result *const *cands, int n, cli_final_report *rep, nas_err *err);
 void cli_final_print(const cli_final_report *rep, FILE *f);
 /* The report as JSON (for --json), a new reference. */
 void *cli_final_json(const cli_final_report *rep);
 /* The chosen model as DIR/NAME.onnx (and its spec and model card). */
-nas_status cli_final_export(const cli_final_report *rep, const cli_final_opts *o, const char *dir,
-                            const char *name, char *path, size_t path_n, nas_err *err);
+NAS_MUST_USE nas_status cli_final_export(const cli_final_report *rep, const cli_final_opts *o, const char *dir,
+                                         const char *name, char *path, size_t path_n, nas_err *err);
 void cli_final_free(cli_final_report *rep);
 
 #endif

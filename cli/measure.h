@@ -21,11 +21,11 @@ void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads);
 /* What its latency figure is: "p10", "median", or "cmd" (whatever the command prints). */
 const char *cli_measure_stat(const cli_measure_ctx *ctx);
 /* Opens what measuring needs (the energy meter); NAS_OK when it can work. */
-nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err);
+NAS_MUST_USE nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err);
 void cli_measure_close(cli_measure_ctx *ctx);
 
 /* A pred_measure_fn: ctx is a cli_measure_ctx made ready. */
-nas_status cli_measure(void *ctx, const space_spec *spec, const space_net *net, pred_measurement *m,
-                       nas_err *err);
+NAS_MUST_USE nas_status cli_measure(void *ctx, const space_spec *spec, const space_net *net, pred_measurement *m,
+                                    nas_err *err);
 
 #endif

@@ -42,10 +42,10 @@ void cli_search_defaults(cli_search_settings *s);
 int cli_search_parse(const char *cmd, int argc, char **argv, cli_search_settings *s);
 /* The checks that need every setting: -1 when fine, else 2 (printed). */
 int cli_search_check(const char *cmd, const cli_search_settings *s);
-nas_status cli_search_from_job(const runs_job *job, cli_search_settings *s, nas_err *err);
+NAS_MUST_USE nas_status cli_search_from_job(const runs_job *job, cli_search_settings *s, nas_err *err);
 /* JSON object of every setting (nas_malloc'd), and back (unknown keys are errors). */
 char *cli_search_to_json(const cli_search_settings *s);
-nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_err *err);
+NAS_MUST_USE nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_err *err);
 /* The run store the search records into: --db FILE, else CLI_DEFAULT_DB
  * (./runs.db); NULL with --no-db (a throwaway run). */
 const char *cli_search_db(const cli_search_settings *s);
@@ -59,8 +59,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
 /* A run's finished candidates as the search loop's results, in seq order
  * (nas_malloc'd), and a loop restored from the state the run saved with them
  * (cli/search_history.c). */
-nas_status cli_search_history(runs_db *db, int64_t run, search_result **out, int *n, nas_err *err);
-nas_status cli_search_restore(runs_db *db, int64_t run, const search_space *sp, const char *state, search_loop **out,
-                              nas_err *err);
+NAS_MUST_USE nas_status cli_search_history(runs_db *db, int64_t run, search_result **out, int *n, nas_err *err);
+NAS_MUST_USE nas_status cli_search_restore(runs_db *db, int64_t run, const search_space *sp, const char *state,
+                                           search_loop **out, nas_err *err);
 
 #endif

@@ -15,11 +15,11 @@ typedef struct {
 
 /* Before training: makes the file's folder, and refuses an existing file
  * unless force, so no training is wasted on an export that would fail. */
-nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err);
+NAS_MUST_USE nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err);
 /* After training: the model, its spec JSON and model card (test accuracy and
  * the training recipe in the metadata). */
-nas_status cli_train_export(const cli_train_export_opts *o, const ev_net *net,
-                            const space_spec *spec, const ev_data *data,
-                            const ev_train_result *r, nas_err *err);
+NAS_MUST_USE nas_status cli_train_export(const cli_train_export_opts *o, const ev_net *net,
+                                         const space_spec *spec, const ev_data *data,
+                                         const ev_train_result *r, nas_err *err);
 
 #endif

@@ -255,15 +255,18 @@ nas_status ev_bench_run(ev_bench_fn fn, void *ctx, ev_meter *meter, const ev_ben
     }
 
     ev_stats s;
-    ev_stats_of(lat, (int)nlat, &s, NULL);
+    if ((st = ev_stats_of(lat, (int)nlat, &s, err)))
+        goto cleanup;
     res->latency_ms_median = s.median * 1e3;
     res->latency_ms_p10 = s.p10 * 1e3;
     res->latency_ms_p90 = s.p90 * 1e3;
-    ev_stats_of(rep_lat, R, &s, NULL);
+    if ((st = ev_stats_of(rep_lat, R, &s, err)))
+        goto cleanup;
     res->latency_ms_repeat_median = s.median * 1e3;
     res->latency_repeat_spread = s.median > 0 ? (s.p90 - s.p10) / s.median : 0;
     if (meter) {
-        ev_stats_of(rep_mj, R, &s, NULL);
+        if ((st = ev_stats_of(rep_mj, R, &s, err)))
+            goto cleanup;
         res->energy_mj_median = s.median;
         res->energy_mj_p10 = s.p10;
         res->energy_mj_p90 = s.p90;

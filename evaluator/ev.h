@@ -54,7 +54,7 @@ void ev_data_opts_default(ev_data_opts *o);
  * "fashion-mnist" (Debian's dataset-fashion-mnist, /usr/share/datasets/fashion-mnist,
  * unless a copy sits under $NAS_DATA_DIR or data/), "idx:DIR" (train-images-idx3-ubyte[.gz] ...), "cifar10:DIR" (data_batch_*.bin).
  * A truncated or malformed file gets an error naming the file and what is wrong. */
-nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err);
+NAS_MUST_USE nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err);
 void ev_data_free(ev_data *data);
 /* The name of a class for reports ("Ankle boot" for Fashion-MNIST's 9, "cat"
  * for CIFAR-10's 3, the digit itself for MNIST and idx:DIR); "?" out of range. */
@@ -70,8 +70,8 @@ typedef struct {
     size_t len;
     const char *name;
 } ev_data_buf;
-nas_status ev_data_from_buffers(const char *kind, const ev_data_buf *bufs, int n, const ev_data_opts *opts,
-                                ev_data *data, nas_err *err);
+NAS_MUST_USE nas_status ev_data_from_buffers(const char *kind, const ev_data_buf *bufs, int n, const ev_data_opts *opts,
+                                             ev_data *data, nas_err *err);
 
 /* ======================= kernels ========================================= */
 
@@ -81,7 +81,7 @@ nas_status ev_data_from_buffers(const char *kind, const ev_data_buf *bufs, int n
  * checks that setting (a CLI calls it first: a level this CPU lacks is an
  * error, exit 2); ev_kernels names the level in use, for start-up lines,
  * --json, the run store and benchmark headers. */
-nas_status ev_kernels_init(nas_err *err);
+NAS_MUST_USE nas_status ev_kernels_init(nas_err *err);
 const char *ev_kernels(void);             /* "avx2" */
 const char *ev_kernels_available(void);   /* the levels this CPU runs, best first: "avx512 avx2 scalar" */
 
@@ -95,7 +95,7 @@ typedef struct {
     size_t total;
 } ev_memplan;
 
-nas_status ev_net_plan(const space_net *arch, int batch, int training, ev_memplan *plan, nas_err *err);
+NAS_MUST_USE nas_status ev_net_plan(const space_net *arch, int batch, int training, ev_memplan *plan, nas_err *err);
 
 typedef struct {
     int batch;               /* largest batch the net will see */
@@ -105,12 +105,12 @@ typedef struct {
     uint64_t seed;           /* weight initialisation */
 } ev_net_opts;
 
-nas_status ev_net_create(const space_net *arch, const ev_net_opts *opts, ev_net **out, nas_err *err);
+NAS_MUST_USE nas_status ev_net_create(const space_net *arch, const ev_net_opts *opts, ev_net **out, nas_err *err);
 void ev_net_free(ev_net *net);
 const space_net *ev_net_arch(const ev_net *net);
 
 /* Inference (batch-norm running statistics, no dropout): x is batch x H x W x C. */
-nas_status ev_net_infer(ev_net *net, const float *x, int batch, float *logits, nas_err *err);
+NAS_MUST_USE nas_status ev_net_infer(ev_net *net, const float *x, int batch, float *logits, nas_err *err);
 
 typedef struct {
     int epochs;
@@ -146,8 +146,8 @@ typedef struct {
     int batch;
 } ev_zero_cost_scores;
 
-nas_status ev_zero_cost(ev_net *net, const ev_split *train, int batch, uint64_t seed, ev_zero_cost_scores *out,
-                        nas_err *err);
+NAS_MUST_USE nas_status ev_zero_cost(ev_net *net, const ev_split *train, int batch, uint64_t seed,
+                                     ev_zero_cost_scores *out, nas_err *err);
 
 typedef struct {
     int epochs_done;
@@ -159,10 +159,10 @@ typedef struct {
 
 void ev_train_opts_default(ev_train_opts *o);
 /* Returns NAS_EDIVERGED (with result->diverged set) when the loss blows up. */
-nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *opts,
-                    ev_train_result *result, nas_err *err);
+NAS_MUST_USE nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *opts,
+                                 ev_train_result *result, nas_err *err);
 /* Accuracy of the net on a split, in inference mode. */
-nas_status ev_evaluate(ev_net *net, const ev_split *split, double *accuracy, nas_err *err);
+NAS_MUST_USE nas_status ev_evaluate(ev_net *net, const ev_split *split, double *accuracy, nas_err *err);
 
 /* Named parameter tensors, for export. Shapes in the engine's own layout,
  * which the `layout` string spells ("KKIO" conv, "KKC" depthwise, "IO" linear, "C"). */
@@ -229,13 +229,13 @@ typedef struct {
 } ev_meter_opts;
 
 void ev_meter_opts_default(ev_meter_opts *o);
-nas_status ev_meter_open(const ev_meter_opts *opts, ev_meter **out, nas_err *err);
+NAS_MUST_USE nas_status ev_meter_open(const ev_meter_opts *opts, ev_meter **out, nas_err *err);
 void ev_meter_close(ev_meter *m);
 /* Joules since open (counter wrap-around handled). */
-nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err);
+NAS_MUST_USE nas_status ev_meter_read(ev_meter *m, double *joules, nas_err *err);
 /* Joules since j0, an earlier ev_meter_read. A failed read is the error and
  * *joules NAN: what was spent is unknown, never 0 J. */
-nas_status ev_meter_spent(ev_meter *m, double j0, double *joules, nas_err *err);
+NAS_MUST_USE nas_status ev_meter_spent(ev_meter *m, double j0, double *joules, nas_err *err);
 /* A test facility: the nth_read-th read from now, and every later one, fails
  * with NAS_EIO naming the meter (0: off). NAS_FAULT_METER_READ=n does it for
  * every meter a process opens, counting from its opening. */
@@ -298,15 +298,15 @@ typedef struct {
 } ev_bench_result;
 
 void ev_bench_opts_default(ev_bench_opts *o);
-nas_status ev_bench_infer(ev_net *net, ev_meter *meter, const ev_bench_opts *opts,
-                          ev_bench_result *res, nas_err *err);
+NAS_MUST_USE nas_status ev_bench_infer(ev_net *net, ev_meter *meter, const ev_bench_opts *opts,
+                                       ev_bench_result *res, nas_err *err);
 
 /* The harness under ev_bench_infer, for anything callable: fn runs one
  * inference (of opts->batch images) and returns its status. meter may be NULL
  * (energy fields then 0, source ""). */
 typedef nas_status (*ev_bench_fn)(void *ctx, nas_err *err);
-nas_status ev_bench_run(ev_bench_fn fn, void *ctx, ev_meter *meter, const ev_bench_opts *opts,
-                        ev_bench_result *res, nas_err *err);
+NAS_MUST_USE nas_status ev_bench_run(ev_bench_fn fn, void *ctx, ev_meter *meter, const ev_bench_opts *opts,
+                                     ev_bench_result *res, nas_err *err);
 
 /* Order statistics of n values (x is sorted in place). Quantiles interpolate
  * linearly between order statistics (numpy's default, R's type 7).
@@ -316,7 +316,7 @@ typedef struct {
     double min, max, mean, median, p10, p90;
 } ev_stats;
 
-nas_status ev_stats_of(double *x, int n, ev_stats *s, nas_err *err);
+NAS_MUST_USE nas_status ev_stats_of(double *x, int n, ev_stats *s, nas_err *err);
 /* q in [0,1] of sorted[0..n). */
 double ev_quantile_sorted(const double *sorted, int n, double q);
 
@@ -363,26 +363,26 @@ typedef struct {
 void ev_export_opts_default(ev_export_opts *o);
 /* Refuses (NAS_EINVAL, naming the path) an existing model or side file, or a
  * path outside opts->out_dir, unless opts->force. Files are written atomically. */
-nas_status ev_export_onnx(const ev_net *net, const ev_export_opts *opts, const char *path,
-                          nas_err *err);
+NAS_MUST_USE nas_status ev_export_onnx(const ev_net *net, const ev_export_opts *opts, const char *path,
+                                       nas_err *err);
 /* The same from named tensors in the engine's layouts (ev_net_tensors' names),
  * e.g. weights kept in the run store. A missing tensor or a wrong shape is
  * NAS_EINVAL naming the tensor. */
-nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
-                                  const ev_export_opts *opts, const char *path, nas_err *err);
+NAS_MUST_USE nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
+                                               const ev_export_opts *opts, const char *path, nas_err *err);
 /* The refusals of ev_export_onnx alone, so a caller can refuse before it
  * spends minutes training (nas train --export). */
-nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err);
+NAS_MUST_USE nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err);
 /* DIR/NAME.onnx -> DIR/NAME.spec.json and DIR/NAME.model-card.md. */
 void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n);
 
 /* A trained net's weights (every ev_net_tensors tensor, BN statistics included)
  * as one checksummed blob (nas_malloc'd), for the run store to keep per
  * candidate, so that `nas export RUN` writes the network that was measured. */
-nas_status ev_net_weights_pack(const ev_net *net, void **blob, size_t *len, nas_err *err);
+NAS_MUST_USE nas_status ev_net_weights_pack(const ev_net *net, void **blob, size_t *len, nas_err *err);
 /* Into a net built from the same architecture. A corrupt blob, or a missing,
  * extra or differently shaped tensor, is NAS_EINVAL naming it (the net's
  * weights are then unspecified). */
-nas_status ev_net_weights_unpack(ev_net *net, const void *blob, size_t len, nas_err *err);
+NAS_MUST_USE nas_status ev_net_weights_unpack(ev_net *net, const void *blob, size_t len, nas_err *err);
 
 #endif

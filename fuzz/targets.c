@@ -162,7 +162,9 @@ static int fuzz_pred(const uint8_t *data, size_t size)
         if (space_genome_to_spec(pred_model_space(m), &g, &spec, &err) == NAS_OK &&
             space_resolve(&spec, &net, &err) == NAS_OK) {
             pred_estimate e;
-            pred_predict(m, &net, &e, &err);
+            if (pred_predict(m, &net, &e, &err) != NAS_OK) {
+                /* a refusal of what loaded is an answer too; only a crash is a finding */
+            }
         }
         nas_free(again);
         nas_free(js);
@@ -263,8 +265,9 @@ static int fuzz_state(const uint8_t *data, size_t size)
         search_callbacks cb = {.ctx = &f, .evaluate = fake_evaluate, .on_result = fake_on_result,
                                .should_stop = fake_should_stop, .now = fake_now};
         search_stop why;
-        if (search_loop_set_limits(l, &lim, &err) == NAS_OK)
-            search_run(l, &cb, &why, &err);
+        if (search_loop_set_limits(l, &lim, &err) == NAS_OK && search_run(l, &cb, &why, &err) != NAS_OK) {
+            /* an error of a loaded state is an answer; only a crash or a hang is a finding */
+        }
     }
     search_loop_free(back);
     search_loop_free(l);

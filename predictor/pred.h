@@ -85,7 +85,7 @@ typedef struct {
 } pred_dataset;
 
 void pred_dataset_init(pred_dataset *d);
-nas_status pred_dataset_add(pred_dataset *d, const space_net *net, nas_err *err);
+NAS_MUST_USE nas_status pred_dataset_add(pred_dataset *d, const space_net *net, nas_err *err);
 void pred_dataset_free(pred_dataset *d);
 
 typedef enum { PRED_KIND_NET, PRED_KIND_BLOCK } pred_kind;
@@ -111,20 +111,20 @@ typedef struct pred_regressor pred_regressor;
 
 /* Fits on the networks rows[0..nrows) of d with targets y (indexed like d,
  * positive). rows NULL: all. */
-nas_status pred_regressor_fit(const pred_dataset *d, const double *y, const int *rows, int nrows,
-                              pred_kind kind, const pred_fit_opts *o, pred_regressor **out,
-                              nas_err *err);
+NAS_MUST_USE nas_status pred_regressor_fit(const pred_dataset *d, const double *y, const int *rows, int nrows,
+                                           pred_kind kind, const pred_fit_opts *o, pred_regressor **out,
+                                           nas_err *err);
 /* Predictions for networks rows[0..nrows) (NULL: all) into out[0..nrows). */
-nas_status pred_regressor_predict(const pred_regressor *r, const pred_dataset *d, const int *rows,
-                                  int nrows, double *out, nas_err *err);
+NAS_MUST_USE nas_status pred_regressor_predict(const pred_regressor *r, const pred_dataset *d, const int *rows,
+                                               int nrows, double *out, nas_err *err);
 void pred_regressor_free(pred_regressor *r);
 pred_kind pred_regressor_kind(const pred_regressor *r);
 int pred_regressor_rounds(const pred_regressor *r);
 
 /* k-fold cross-validation: out-of-fold predictions into oof[0..d->n) (may be
  * NULL) and their metrics. */
-nas_status pred_crossval(const pred_dataset *d, const double *y, pred_kind kind, int k,
-                         const pred_fit_opts *o, double *oof, pred_metrics *m, nas_err *err);
+NAS_MUST_USE nas_status pred_crossval(const pred_dataset *d, const double *y, pred_kind kind, int k,
+                                      const pred_fit_opts *o, double *oof, pred_metrics *m, nas_err *err);
 
 /* ======================= hardware fingerprint ============================ */
 
@@ -170,21 +170,21 @@ typedef struct {
 
 /* About 0.15 ms a network. Not safe to call on one model from several threads
  * at once (XGBoost's prediction buffer is per booster): one model per thread. */
-nas_status pred_predict(const pred_model *m, const space_net *net, pred_estimate *out, nas_err *err);
+NAS_MUST_USE nas_status pred_predict(const pred_model *m, const space_net *net, pred_estimate *out, nas_err *err);
 /* The JSON predictor file: written atomically, every value or an error
  * (never a key left out); loading checks the format, feature version, every
  * model and every number against its range, with errors naming the file,
  * the field and the range. */
-nas_status pred_save(const pred_model *m, const char *path, nas_err *err);
-nas_status pred_load(const char *path, pred_model **out, nas_err *err);
+NAS_MUST_USE nas_status pred_save(const pred_model *m, const char *path, nas_err *err);
+NAS_MUST_USE nas_status pred_load(const char *path, pred_model **out, nas_err *err);
 /* The same over text in memory (where names it in messages), and the text
  * pred_save writes (nas_malloc'd; NULL with err set). */
-nas_status pred_from_json(const char *text, const char *where, pred_model **out, nas_err *err);
+NAS_MUST_USE nas_status pred_from_json(const char *text, const char *where, pred_model **out, nas_err *err);
 char *pred_to_json(const pred_model *m, nas_err *err);
 /* Only what a refit needs: hardware, space, labels and the measurements, from
  * a predictor file of any feature version (its models are not read, and the
  * result cannot predict). */
-nas_status pred_load_measurements(const char *path, pred_model **out, nas_err *err);
+NAS_MUST_USE nas_status pred_load_measurements(const char *path, pred_model **out, nas_err *err);
 void pred_free(pred_model *m);
 
 const pred_hw *pred_model_hw(const pred_model *m);
@@ -236,13 +236,13 @@ typedef nas_status (*pred_measure_fn)(void *ctx, const space_spec *spec, const s
  * are ignored. A non-zero exit or a missing or unparsable value is an error
  * that names the command and the field. A command still running after
  * timeout_s seconds (0: no limit) is killed with its process group: NAS_EIO. */
-nas_status pred_measure_cmd(const char *template, const space_spec *spec, const char *onnx_path,
-                            double timeout_s, pred_measurement *m, nas_err *err);
+NAS_MUST_USE nas_status pred_measure_cmd(const char *template, const space_spec *spec, const char *onnx_path,
+                                         double timeout_s, pred_measurement *m, nas_err *err);
 /* Parses such output (exposed for tests). */
-nas_status pred_parse_measure_output(const char *text, pred_measurement *m, nas_err *err);
+NAS_MUST_USE nas_status pred_parse_measure_output(const char *text, pred_measurement *m, nas_err *err);
 /* pred_measure_fn face of pred_measure_cmd: ctx is the template. */
-nas_status pred_measure_cmd_fn(void *ctx, const space_spec *spec, const space_net *net,
-                               pred_measurement *m, nas_err *err);
+NAS_MUST_USE nas_status pred_measure_cmd_fn(void *ctx, const space_spec *spec, const space_net *net,
+                                            pred_measurement *m, nas_err *err);
 
 typedef struct {
     space_config space;
@@ -298,8 +298,8 @@ typedef struct {
 } pred_calib_report;
 
 /* Samples, measures, fits and cross-validates; *out is the fitted predictor. */
-nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, void *ctx,
-                          pred_model **out, pred_calib_report *rep, nas_err *err);
+NAS_MUST_USE nas_status pred_calibrate(const pred_calib_opts *o, pred_measure_fn measure, void *ctx,
+                                       pred_model **out, pred_calib_report *rep, nas_err *err);
 
 /* Stratified sampling of n genomes: each gene's choices are dealt out in equal
  * shares and shuffled independently per gene (a Latin hypercube over

@@ -40,7 +40,7 @@ struct pred_model {
 pred_model *pred_model_new(void);
 
 json_t *pred_regressor_to_json(const pred_regressor *r, nas_err *err);
-nas_status pred_regressor_from_json(const json_t *j, const char *where, pred_regressor **out,
-                                    nas_err *err);
+NAS_MUST_USE nas_status pred_regressor_from_json(const json_t *j, const char *where, pred_regressor **out,
+                                                 nas_err *err);
 
 #endif

@@ -77,7 +77,7 @@ int search_dist_launched(void);
 /* Under a launcher: MPI_Init_thread (funneled), the node's ranks and host
  * names; all ranks must call it, at start-up. Otherwise a one-rank context
  * that never touches MPI. Free with search_dist_finish. */
-nas_status search_dist_init(int *argc, char ***argv, search_dist **out, nas_err *err);
+NAS_MUST_USE nas_status search_dist_init(int *argc, char ***argv, search_dist **out, nas_err *err);
 
 int search_dist_rank(const search_dist *d);        /* 0 without MPI */
 int search_dist_size(const search_dist *d);        /* 1 without MPI */
@@ -97,7 +97,7 @@ int search_dist_plan_threads(int host_cpus, int affinity_cpus, int local_size, i
  * others it is replaced by a nas_malloc'd copy. A worker told to stop before
  * the text came gets NAS_EINVAL. Point-to-point, so a worker never spins in a
  * collective while rank 0 is failing. */
-nas_status search_dist_bcast(search_dist *d, char **text, nas_err *err);
+NAS_MUST_USE nas_status search_dist_bcast(search_dist *d, char **text, nas_err *err);
 
 typedef struct {
     int sync;                  /* --mpi-sync: results told in ticket order */
@@ -138,8 +138,8 @@ void search_dist_opts_default(search_dist_opts *o);
  * what rank 0 sends until it says stop, and return NAS_OK. One rank: search_run itself
  * (or the FIFO reference when sync with local_slots > 1). An evaluate error on a
  * worker ends the search with that error, naming the rank and candidate. */
-nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loop *loop,
-                           const search_callbacks *cb, search_stop *why, nas_err *err);
+NAS_MUST_USE nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loop *loop,
+                                        const search_callbacks *cb, search_stop *why, nas_err *err);
 
 /* On a worker, inside evaluate: 1 when rank 0 has told this rank to stop (a
  * SIGINT or SIGTERM reached rank 0, which tells every worker at once), so a

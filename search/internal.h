@@ -56,10 +56,10 @@ void search_evo_tell(search_strategy *s, const space_genome *g, double reward, i
 json_t *search_json_u64(uint64_t v);
 int search_json_get_u64(const json_t *j, uint64_t *v);
 json_t *search_json_genome(const space_genome *g);
-nas_status search_json_get_genome(const json_t *j, const search_space *space, space_genome *g,
-                                  const char *field, nas_err *err);
+NAS_MUST_USE nas_status search_json_get_genome(const json_t *j, const search_space *space, space_genome *g,
+                                               const char *field, nas_err *err);
 json_t *search_json_space(const search_space *space);
-nas_status search_json_check_space(const json_t *j, const search_space *space, nas_err *err);
+NAS_MUST_USE nas_status search_json_check_space(const json_t *j, const search_space *space, nas_err *err);
 /* Sets obj[key] to v, or appends v, taking its reference; a failure (v NULL
  * is one: jansson's answer to NaN, an infinity, text that is not UTF-8 or no
  * memory) sets *bad, so that a save fails as a whole instead of dropping a
@@ -70,10 +70,10 @@ void search_json_append(json_t *arr, json_t *v, int *bad);
  * the state and `field` the field in the error ("opts.lr"; its last part is
  * the key in obj). A real may be null (read as NaN, as search_json_num writes
  * NaN) only where null_ok. */
-nas_status search_json_int(const json_t *obj, const char *what, const char *field, long lo, long hi, long *v,
-                           nas_err *err);
-nas_status search_json_real(const json_t *obj, const char *what, const char *field, double lo, double hi,
-                            int null_ok, double *v, nas_err *err);
+NAS_MUST_USE nas_status search_json_int(const json_t *obj, const char *what, const char *field, long lo, long hi,
+                                        long *v, nas_err *err);
+NAS_MUST_USE nas_status search_json_real(const json_t *obj, const char *what, const char *field, double lo, double hi,
+                                         int null_ok, double *v, nas_err *err);
 /* Tickets (candidate ids) a saved state may reach: they are the run store's
  * int sequence numbers and index the caller's tables. */
 #define SEARCH_MAX_TICKETS 1000000000L
@@ -85,7 +85,7 @@ char *search_json_dump(json_t *root);
 
 /* strategy.c: the strategy as JSON, for embedding in the loop's state */
 json_t *search_strategy_to_json(const search_strategy *s);
-nas_status search_strategy_from_json(const search_space *space, const json_t *root,
-                                     search_strategy **out, nas_err *err);
+NAS_MUST_USE nas_status search_strategy_from_json(const search_space *space, const json_t *root,
+                                                  search_strategy **out, nas_err *err);
 
 #endif

@@ -38,9 +38,9 @@ typedef struct {
 } search_space;
 
 /* A space of n genes with the given cardinalities and the built-in operators. */
-nas_status search_space_init(search_space *s, int n_genes, const int *card, nas_err *err);
+NAS_MUST_USE nas_status search_space_init(search_space *s, int n_genes, const int *card, nas_err *err);
 /* space/'s genome (cfg must outlive s): its cardinalities and its sample/mutate. */
-nas_status search_space_from_config(search_space *s, const space_config *cfg, nas_err *err);
+NAS_MUST_USE nas_status search_space_from_config(search_space *s, const space_config *cfg, nas_err *err);
 void search_space_sample(const search_space *s, nas_pcg32 *rng, space_genome *out);
 void search_space_mutate(const search_space *s, nas_pcg32 *rng, space_genome *g, int n_mutations);
 int  search_genome_equal(const space_genome *a, const space_genome *b);
@@ -95,15 +95,15 @@ typedef enum {
                               it, RL learns from reward 0 */
 } search_tell_kind;
 
-nas_status search_strategy_new(const search_space *space, const search_opts *opts,
-                               search_strategy **out, nas_err *err);
+NAS_MUST_USE nas_status search_strategy_new(const search_space *space, const search_opts *opts,
+                                            search_strategy **out, nas_err *err);
 void search_strategy_free(search_strategy *s);
 search_kind search_strategy_kind(const search_strategy *s);
 /* The next genome to evaluate, with a ticket (0, 1, 2, ... in ask order). */
-nas_status search_ask(search_strategy *s, space_genome *g, long *ticket, nas_err *err);
+NAS_MUST_USE nas_status search_ask(search_strategy *s, space_genome *g, long *ticket, nas_err *err);
 /* The result of an earlier ask, in any order. Unknown tickets are an error. */
-nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
-                       search_tell_kind kind, nas_err *err);
+NAS_MUST_USE nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
+                                    search_tell_kind kind, nas_err *err);
 /* Tickets asked and not yet told. */
 int search_strategy_pending(const search_strategy *s);
 /* JSON of the whole state (options, rng, population or policy, pending tickets);
@@ -112,8 +112,8 @@ int search_strategy_pending(const search_strategy *s);
  * strategy that continues exactly as the saved one would have; loading checks
  * every field against its range. */
 char *search_strategy_save(const search_strategy *s);
-nas_status search_strategy_load(const search_space *space, const char *json, search_strategy **out,
-                                nas_err *err);
+NAS_MUST_USE nas_status search_strategy_load(const search_space *space, const char *json, search_strategy **out,
+                                             nas_err *err);
 /* RL only: the policy's probability of `choice` at `gene` (tests, reports). -1 otherwise. */
 double search_rl_prob(const search_strategy *s, int gene, int choice);
 
@@ -301,10 +301,10 @@ typedef struct {
  * A hard target below it is one the search can hardly meet, and the caller
  * says so at the start. *lowest is NAN without a target, a predictor or any
  * positive prediction; a failed prediction is the error. */
-nas_status search_target_floor(const search_space *sp, const search_objective *obj,
-                               nas_status (*predict)(void *ctx, const space_genome *g,
-                                                     search_prediction *out, nas_err *err),
-                               void *ctx, int n, uint64_t seed, double *lowest, nas_err *err);
+NAS_MUST_USE nas_status search_target_floor(const search_space *sp, const search_objective *obj,
+                                            nas_status (*predict)(void *ctx, const space_genome *g,
+                                            search_prediction *out, nas_err *err),
+                                            void *ctx, int n, uint64_t seed, double *lowest, nas_err *err);
 
 typedef enum { SEARCH_EVAL_OK, SEARCH_EVAL_DIVERGED, SEARCH_EVAL_FAILED } search_eval_status;
 
@@ -420,14 +420,14 @@ typedef struct {
 
 void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget_evals);
 
-nas_status search_loop_new(const search_space *space, const search_loop_opts *opts, search_loop **out,
-                           nas_err *err);
+NAS_MUST_USE nas_status search_loop_new(const search_space *space, const search_loop_opts *opts, search_loop **out,
+                                        nas_err *err);
 /* From search_loop_save's JSON (search_loop_restore with no past results):
  * strategy, budget spent, front, results, pending candidates (submitted again
  * first, under their own ids). Every field is
  * checked against its range, with an error naming it: a state that loads
  * runs, ends (no budget counter that never binds) and saves again. */
-nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err);
+NAS_MUST_USE nas_status search_loop_load(const search_space *space, const char *json, search_loop **out, nas_err *err);
 /* nas_malloc'd JSON; NULL when out of memory or when a value cannot be written
  * (a NaN where a number must be): never a state with a key left out.
  * search_loop_save holds the whole history (every result: it grows by about
@@ -445,17 +445,17 @@ char *search_loop_save_state(const search_loop *l);
  * state counted, or it is an error. The restored loop holds them in id order
  * (the order they ended in when evaluated one at a time) and continues exactly
  * as the saved one would have. With search_loop_save's form, past is unused. */
-nas_status search_loop_restore(const search_space *space, const char *json, const search_result *past,
-                               int n_past, search_loop **out, nas_err *err);
+NAS_MUST_USE nas_status search_loop_restore(const search_space *space, const char *json, const search_result *past,
+                                            int n_past, search_loop **out, nas_err *err);
 /* New budgets for a loaded loop (a resumed search given more, or less): what
  * was spent stays spent. */
-nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
+NAS_MUST_USE nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
 void search_loop_free(search_loop *l);
 /* search_budget_charge_lost on a loaded loop, before it runs again. */
 void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, int estimated);
 
 /* Runs until a budget, a stall or should_stop ends it; *why says which. */
-nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err);
+NAS_MUST_USE nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err);
 
 void search_loop_progress(const search_loop *l, search_progress *p);
 const search_budget *search_loop_budget(const search_loop *l);

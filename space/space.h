@@ -109,8 +109,8 @@ typedef struct {
 
 /* Checks every field and resolves the blocks. Errors name the field and the
  * allowed values ("stages[2].kernel: 4 is not allowed (3, 5 or 7)"). */
-nas_status space_resolve(const space_spec *spec, space_net *net, nas_err *err);
-nas_status space_validate(const space_spec *spec, nas_err *err);
+NAS_MUST_USE nas_status space_resolve(const space_spec *spec, space_net *net, nas_err *err);
+NAS_MUST_USE nas_status space_validate(const space_spec *spec, nas_err *err);
 
 /* MobileNet's rounding: nearest multiple of `divisor` (at least divisor),
  * never more than 10% below v. */
@@ -172,7 +172,7 @@ typedef struct {
 } space_layers;
 
 /* The whole list, resolved once (outside any training loop). */
-nas_status space_layers_build(const space_net *net, space_layers *out, nas_err *err);
+NAS_MUST_USE nas_status space_layers_build(const space_net *net, space_layers *out, nas_err *err);
 void space_layers_free(space_layers *l);
 const char *space_op_kind_name(space_op_kind k);
 
@@ -213,7 +213,7 @@ int space_cost_of(const space_net *net, space_layer *layers, int max_layers, spa
 /* ---- presets: published networks at their native ImageNet resolution ---- */
 
 /* mobilenetv2, mobilenetv3-large, mobilenetv3-small, efficientnet-b0 .. -b7 */
-nas_status space_preset(const char *name, space_spec *spec, nas_err *err);
+NAS_MUST_USE nas_status space_preset(const char *name, space_spec *spec, nas_err *err);
 int space_preset_count(void);
 const char *space_preset_name(int i);
 /* The published figures the cost model is checked against (params, MACs). */
@@ -262,25 +262,25 @@ void space_genome_mutate(const space_config *cfg, nas_pcg32 *rng, space_genome *
 void space_genome_crossover(const space_config *cfg, nas_pcg32 *rng, const space_genome *a,
                             const space_genome *b, space_genome *child);
 /* Every genome of the right length with every gene in range yields a valid spec. */
-nas_status space_genome_to_spec(const space_config *cfg, const space_genome *g, space_spec *spec,
-                                nas_err *err);
+NAS_MUST_USE nas_status space_genome_to_spec(const space_config *cfg, const space_genome *g, space_spec *spec,
+                                             nas_err *err);
 /* The inverse, for specs that genome_to_spec produced (round trip). */
-nas_status space_spec_to_genome(const space_config *cfg, const space_spec *spec, space_genome *g,
-                                nas_err *err);
-nas_status space_genome_check(const space_config *cfg, const space_genome *g, nas_err *err);
+NAS_MUST_USE nas_status space_spec_to_genome(const space_config *cfg, const space_spec *spec, space_genome *g,
+                                             nas_err *err);
+NAS_MUST_USE nas_status space_genome_check(const space_config *cfg, const space_genome *g, nas_err *err);
 /* "2.0.1.3..." text form, for the run store and logs. */
 void space_genome_to_string(const space_genome *g, char *buf, size_t n);
-nas_status space_genome_from_string(const char *s, space_genome *g, nas_err *err);
+NAS_MUST_USE nas_status space_genome_from_string(const char *s, space_genome *g, nas_err *err);
 
 /* ---- JSON -------------------------------------------------------------- */
 
 /* Returns a nas_malloc'd string. */
 char *space_spec_to_json(const space_spec *spec, int pretty);
 /* `where` names the source in error messages (a file name, "stdin"). */
-nas_status space_spec_from_json(const char *text, const char *where, space_spec *spec, nas_err *err);
-nas_status space_spec_load(const char *path, space_spec *spec, nas_err *err);
+NAS_MUST_USE nas_status space_spec_from_json(const char *text, const char *where, space_spec *spec, nas_err *err);
+NAS_MUST_USE nas_status space_spec_load(const char *path, space_spec *spec, nas_err *err);
 /* A preset name or a JSON file path. */
-nas_status space_spec_from_arg(const char *arg, space_spec *spec, nas_err *err);
+NAS_MUST_USE nas_status space_spec_from_arg(const char *arg, space_spec *spec, nas_err *err);
 
 const char *space_act_name(space_act a);
 int space_act_from_name(const char *s);   /* -1 when unknown */

@@ -342,8 +342,8 @@ static void resume_with_asks_in_flight(void **state)
             assert_int_equal(tx, ty);
             assert_true(search_genome_equal(&x, &y));
             double r = match(&x, &target);
-            search_tell(a, tx, &x, r, SEARCH_TELL_OK, NULL);
-            search_tell(b, ty, &y, r, SEARCH_TELL_OK, NULL);
+            assert_int_equal(search_tell(a, tx, &x, r, SEARCH_TELL_OK, NULL), NAS_OK);
+            assert_int_equal(search_tell(b, ty, &y, r, SEARCH_TELL_OK, NULL), NAS_OK);
         }
         search_strategy_free(a);
         search_strategy_free(b);
@@ -368,12 +368,12 @@ static void reinforce_step_matches_hand_computation(void **state)
     assert_int_equal(search_strategy_new(&sp, &o, &s, NULL), NAS_OK);
     space_genome g;
     long t;
-    search_ask(s, &g, &t, NULL);
-    search_tell(s, t, &g, 0.0, SEARCH_TELL_OK, NULL);
+    assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
+    assert_int_equal(search_tell(s, t, &g, 0.0, SEARCH_TELL_OK, NULL), NAS_OK);
     assert_true(fabs(search_rl_prob(s, 0, 0) - 0.5) < 1e-12);
-    search_ask(s, &g, &t, NULL);
+    assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
     int a = g.g[0];
-    search_tell(s, t, &g, 1.0, SEARCH_TELL_OK, NULL);
+    assert_int_equal(search_tell(s, t, &g, 1.0, SEARCH_TELL_OK, NULL), NAS_OK);
     assert_true(fabs(search_rl_prob(s, 0, a) - 0.616410) < 1e-6);
     assert_true(fabs(search_rl_prob(s, 0, 1 - a) - 0.383590) < 1e-6);
     assert_true(search_rl_prob(s, 0, 2) < 0);
@@ -395,8 +395,8 @@ static void rl_policy_concentrates_on_the_target(void **state)
     for (int i = 0; i < 600; i++) {
         space_genome g;
         long t;
-        search_ask(s, &g, &t, NULL);
-        search_tell(s, t, &g, match(&g, &target), SEARCH_TELL_OK, NULL);
+        assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
+        assert_int_equal(search_tell(s, t, &g, match(&g, &target), SEARCH_TELL_OK, NULL), NAS_OK);
     }
     int most = 0;
     for (int i = 0; i < NG; i++)
@@ -420,29 +420,30 @@ static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
     long t[8];
     /* five random asks in flight make the start; the sixth is already a child */
     for (int i = 0; i < 5; i++)
-        search_ask(s, &g[i], &t[i], NULL);
+        assert_int_equal(search_ask(s, &g[i], &t[i], NULL), NAS_OK);
     /* a screened start sample does not join, so one more random ask is owed */
     assert_int_equal(search_tell(s, t[0], &g[0], 0.9, SEARCH_TELL_SCREENED, NULL), NAS_OK);
     for (int i = 1; i < 5; i++)
-        search_tell(s, t[i], &g[i], 0.1 * i, SEARCH_TELL_OK, NULL);
+        assert_int_equal(search_tell(s, t[i], &g[i], 0.1 * i, SEARCH_TELL_OK, NULL), NAS_OK);
     char *js = search_strategy_save(s);
     /* four members, oldest first, with their rewards */
     assert_non_null(strstr(js, "\"start_pending\":0"));
     nas_free(js);
-    search_ask(s, &g[5], &t[5], NULL);   /* the owed random one */
-    search_tell(s, t[5], &g[5], 0.0, SEARCH_TELL_FAILED, NULL);
+    assert_int_equal(search_ask(s, &g[5], &t[5], NULL), NAS_OK);   /* the owed random one */
+    assert_int_equal(search_tell(s, t[5], &g[5], 0.0, SEARCH_TELL_FAILED, NULL), NAS_OK);
     /* the best member (reward 0.4, g[4]) wins any tournament that draws it; a
      * child differs from its parent in exactly one gene */
     int near_best = 0;
     for (int i = 0; i < 40; i++) {
         space_genome c;
         long tc;
-        search_ask(s, &c, &tc, NULL);
+        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
         int d = 0;
         for (int j = 0; j < NG; j++)
             d += c.g[j] != g[4].g[j];
         near_best += d == 1;
-        search_tell(s, tc, &c, 0.0, SEARCH_TELL_SCREENED, NULL);   /* keeps the population as is */
+        /* keeps the population as is */
+        assert_int_equal(search_tell(s, tc, &c, 0.0, SEARCH_TELL_SCREENED, NULL), NAS_OK);
     }
     /* P(draw g[4] in 2 of 5 with replacement) = 1 - 0.8^2 = 0.36 */
     assert_true(near_best >= 6 && near_best <= 26);
@@ -458,7 +459,7 @@ static void bad_state_is_refused_with_the_field_named(void **state)
     search_space sp, other;
     make_space(&sp);
     int card[3] = {2, 2, 2};
-    search_space_init(&other, 3, card, NULL);
+    assert_int_equal(search_space_init(&other, 3, card, NULL), NAS_OK);
     search_opts o;
     search_opts_default(&o, SEARCH_RL, 0);
     search_strategy *s, *b = NULL;

@@ -56,13 +56,13 @@ static void squeeze_excite_widths_follow_each_paper(void **state)
     space_net n;
     nas_err e;
     /* EfficientNet: max(1, block input / 4). Block 1 of B0: input 16 -> 4. */
-    space_preset("efficientnet-b0", &s, &e);
-    space_resolve(&s, &n, &e);
+    assert_int_equal(space_preset("efficientnet-b0", &s, &e), NAS_OK);
+    assert_int_equal(space_resolve(&s, &n, &e), NAS_OK);
     assert_int_equal(n.blocks[0].se_ch, 8);   /* input 32 */
     assert_int_equal(n.blocks[1].se_ch, 4);   /* input 16 */
     /* MobileNetV3: make_divisible(expanded / 4, 8). Large block 3: 72 -> 24. */
-    space_preset("mobilenetv3-large", &s, &e);
-    space_resolve(&s, &n, &e);
+    assert_int_equal(space_preset("mobilenetv3-large", &s, &e), NAS_OK);
+    assert_int_equal(space_resolve(&s, &n, &e), NAS_OK);
     assert_int_equal(n.blocks[3].exp_ch, 72);
     assert_int_equal(n.blocks[3].se_ch, 24);
     assert_int_equal(n.blocks[8].exp_ch, 184);   /* 80 * 2.3 rounds to 184 */
@@ -87,7 +87,7 @@ static void compound_scaling_coefficients(void **state)
     assert_true(fabs(r - 2.0) < 0.1);
     space_spec s;
     nas_err e;
-    space_preset("efficientnet-b0", &s, &e);
+    assert_int_equal(space_preset("efficientnet-b0", &s, &e), NAS_OK);
     space_scale(&s, 1.0, 1.1);   /* B1's depth: repeats rounded up per stage */
     int want[7] = {2, 3, 3, 4, 4, 5, 2};
     for (int i = 0; i < 7; i++)
@@ -104,7 +104,7 @@ static void small_inputs_keep_a_real_feature_map(void **state)
             space_spec s;
             space_net n;
             nas_err e;
-            space_preset(space_preset_name(p), &s, &e);
+            assert_int_equal(space_preset(space_preset_name(p), &s, &e), NAS_OK);
             space_adapt_strides(&s, res[r], 4);
             assert_int_equal(space_resolve(&s, &n, &e), NAS_OK);
             if (n.head_hw != want_side[r])
@@ -114,7 +114,7 @@ static void small_inputs_keep_a_real_feature_map(void **state)
     /* At 224 the published strides stay as they are. */
     space_spec s;
     nas_err e;
-    space_preset("mobilenetv2", &s, &e);
+    assert_int_equal(space_preset("mobilenetv2", &s, &e), NAS_OK);
     space_adapt_strides(&s, 224, 4);
     assert_int_equal(s.stem_stride, 2);
 }
@@ -233,14 +233,14 @@ static void json_round_trips_every_preset(void **state)
         space_net n1, n2;
         space_cost c1, c2;
         nas_err e;
-        space_preset(space_preset_name(i), &s, &e);
+        assert_int_equal(space_preset(space_preset_name(i), &s, &e), NAS_OK);
         char *txt = space_spec_to_json(&s, 1);
         assert_non_null(txt);
         if (space_spec_from_json(txt, "mem", &t, &e))
             fail_msg("%s: %s", space_preset_name(i), e.msg);
         nas_free(txt);
-        space_resolve(&s, &n1, &e);
-        space_resolve(&t, &n2, &e);
+        assert_int_equal(space_resolve(&s, &n1, &e), NAS_OK);
+        assert_int_equal(space_resolve(&t, &n2, &e), NAS_OK);
         space_cost_of(&n1, NULL, 0, &c1);
         space_cost_of(&n2, NULL, 0, &c2);
         assert_true(c1.params == c2.params && c1.macs == c2.macs);
@@ -286,7 +286,7 @@ static void json_survives_corruption(void **state)
     (void)state;
     space_spec s;
     nas_err e;
-    space_preset("mobilenetv3-small", &s, &e);
+    assert_int_equal(space_preset("mobilenetv3-small", &s, &e), NAS_OK);
     char *txt = space_spec_to_json(&s, 0);
     size_t len = strlen(txt);
     nas_pcg32 rng;
