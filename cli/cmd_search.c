@@ -735,7 +735,8 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         const char *quality = eval_quality(c, e);
         runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, LATENCY_SOURCE, "measured") : runs_fig_none();
         runs_fig en = e->energy_mj > 0 ? runs_fig_make(e->energy_mj, e->meter, quality) : runs_fig_none();
-        runs_fig j = e->joules > 0 ? runs_fig_make(e->joules, e->meter, quality) : runs_fig_none();
+        /* what measuring cost, not what training did (that is on the row already) */
+        runs_fig j = r->measure_joules > 0 ? runs_fig_make(r->measure_joules, e->meter, quality) : runs_fig_none();
         if (r->id >= c->n_cand || c->cand[r->id] < 0) {   /* finished before a resume: find its row */
             if ((st = store_add(c, r->id, &r->genome, &r->pred, err)))
                 goto cleanup;

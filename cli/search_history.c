@@ -65,6 +65,7 @@ static nas_status result_of(runs_db *db, const runs_cand *c, search_result *r, n
         return st;
     /* the store adds what measuring cost to the candidate's joules; the loop keeps the evaluation's */
     e->joules = runs_fig_known(&c->joules) ? c->joules.value - measure_j : 0;
+    r->measure_joules = measure_j;
     e->joules_estimated = runs_fig_known(&c->joules) && !strcmp(c->joules.quality, "estimated");
     if (runs_fig_known(&c->joules)) {   /* the meter's name it was written from: it fits */
         size_t k = strnlen(c->joules.source, sizeof e->meter - 1);

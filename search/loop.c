@@ -591,6 +591,7 @@ static nas_status measure_best(search_loop *l, const search_callbacks *cb, int f
                                m.meter, m.joules_estimated);
         tick(l, cb);
         r->measured_later = 1;
+        r->measure_joules = isfinite(m.joules) && m.joules > 0 ? m.joules : 0;
         if (m.energy_mj > 0) {
             if (r->pred.energy_mj > 0) {
                 double ape = fabs(r->pred.energy_mj - m.energy_mj) / m.energy_mj;

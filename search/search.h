@@ -342,6 +342,8 @@ typedef struct {
                                   (reported like a screened one; the search stops) */
     int measured_later;        /* energy/latency measured after training by measure(): on_result
                                   is called again for this id, with reward and feasibility redone */
+    double measure_joules;     /* what that measuring cost (its meter's figure; eval.joules stays
+                                  what training cost) */
 } search_result;
 
 typedef struct {

@@ -199,6 +199,34 @@ static void predictor_screens_and_best_meets_the_target(void **state)
     free(out);
     assert_non_null(r);
     assert_int_equal(json_integer_value(json_object_get(r, "evals")), 4);
+    /* the store's joules are the search's: training and measuring, each once
+     * (the measuring of a trained candidate once added its training again) */
+    {
+        double search_j = json_real_value(json_object_get(json_object_get(r, "energy"), "joules")), stored = 0;
+        char db_path[128];
+        snprintf(db_path, sizeof db_path, "%s/p.db", dir);
+        runs_db *db = NULL;
+        nas_err err = {0};
+        runs_run *runs = NULL;
+        runs_cand *cands = NULL;
+        int n_runs = 0, n_cands = 0, n_meas = 0;
+        if (runs_open(db_path, RUNS_OPEN_READONLY, &db, &err) || runs_run_list(db, &runs, &n_runs, &err) ||
+            runs_cand_list(db, runs[0].id, RUNS_FINISHED_MASK, &cands, &n_cands, &err))
+            fail_msg("%s: %s", db_path, err.msg);
+        for (int i = 0; i < n_cands; i++) {
+            double v[8];
+            int n = 0;
+            stored += runs_fig_known(&cands[i].joules) ? cands[i].joules.value : 0;
+            assert_int_equal(runs_measurements(db, cands[i].id, "measure_joules", v, 8, &n, &err), NAS_OK);
+            n_meas += n;
+        }
+        print_message("search %.6f J, store %.6f J, %d measurings\n", search_j, stored, n_meas);
+        assert_true(n_meas >= 1);
+        assert_true(search_j > 0 && fabs(stored - search_j) <= 1e-6 * search_j);
+        runs_cands_free(cands, n_cands);
+        runs_runs_free(runs, n_runs);
+        runs_close(db);
+    }
     assert_true(json_integer_value(json_object_get(r, "proposals")) ==
                 4 + json_integer_value(json_object_get(r, "screened")) +
                 json_integer_value(json_object_get(r, "seen_before")) +
