@@ -1286,11 +1286,10 @@ nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_er
 
 /* ---- running it ---------------------------------------------------------------- */
 
-static double own_joules(void *ctx)
+static nas_status own_joules(void *ctx, double *j, nas_err *err)
 {
     run_ctx *c = ctx;
-    double j;
-    return ev_meter_read(c->meter, &j, NULL) ? NAN : j;
+    return ev_meter_read(c->meter, j, err);
 }
 
 /* The top of the leaderboard trained again at full fidelity and tested. */

@@ -614,9 +614,10 @@ static nas_status root_wait(search_dist *d, int want, int sync, int *slot, nas_e
 static double root_share(search_dist *d)
 {
     const search_dist_opts *o = d->o;
-    if (!o->own_joules || d->st.collected == 0)
-        return 0;
-    double t = nas_now() - d->t_start, j = o->own_joules(o->ctx) - d->own_start;
+    double now;
+    if (!o->own_joules || d->st.collected == 0 || o->own_joules(o->ctx, &now, NULL))
+        return 0;   /* (a failed read stops the search at the next result: charge_own) */
+    double t = nas_now() - d->t_start, j = now - d->own_start;
     if (!(t > 0) || !(j > 0) || !isfinite(j))
         return 0;
     double mean_s = d->st.busy_seconds / d->st.collected;
@@ -670,18 +671,21 @@ static nas_status root_submit(void *ctx, long id, const space_genome *g, double 
 
 /* Rank 0's own joules since the last charge go onto this result, with the
  * uncertainty weighted so that joules x (1 + unc) is the sum of both parts. */
-static void charge_own(search_dist *d, search_eval *ev)
+static nas_status charge_own(search_dist *d, search_eval *ev, nas_err *err)
 {
     const search_dist_opts *o = d->o;
     if (!o->own_joules)
-        return;
-    double now = o->own_joules(o->ctx);
+        return NAS_OK;
+    double now;
+    nas_status st = o->own_joules(o->ctx, &now, err);
+    if (st)
+        return nas_errctx(err, "distributed search: rank 0's own meter");
     if (!isfinite(now))
-        return;
+        return nas_errf(err, NAS_EIO, "distributed search: rank 0's own meter read %g J", now);
     d->st.root_joules = now - d->own_start;
     double delta = now - d->own_last;
     if (!(delta > 0))
-        return;
+        return NAS_OK;
     double j = isfinite(ev->joules) && ev->joules > 0 ? ev->joules : 0;
     double u = isfinite(ev->joules_rel_unc) && ev->joules_rel_unc > 0 ? ev->joules_rel_unc : 0;
     double ou = o->own_rel_unc > 0 ? o->own_rel_unc : 0;
@@ -690,6 +694,7 @@ static void charge_own(search_dist *d, search_eval *ev)
     ev->joules_estimated |= o->own_estimated;
     d->own_last = now;
     d->st.root_charged += delta;
+    return NAS_OK;
 }
 
 /* A result that never reaches on_result: counted, and its joules handed on. */
@@ -728,7 +733,10 @@ static nas_status root_collect(void *ctx, long *id, search_eval *out, nas_err *e
     *out = w->res.ev;
     if (isfinite(out->joules) && out->joules > 0)
         d->st.worker_joules += out->joules;
-    charge_own(d, out);
+    if ((st = charge_own(d, out, err))) {
+        nas_free(payload);
+        return st;
+    }
     if (payload && d->o->put_payload)
         st = d->o->put_payload(d->o->ctx, *id, payload, (size_t)w->res.payload_len, err);
     nas_free(payload);
@@ -761,8 +769,7 @@ static nas_status root_measure(void *ctx, long id, const space_genome *g, double
     d->st.measured++;
     if (isfinite(out->joules) && out->joules > 0)
         d->st.worker_joules += out->joules;
-    charge_own(d, out);
-    return NAS_OK;
+    return charge_own(d, out, err);
 }
 
 /* After the loop: results still out are received (and counted as abandoned),
@@ -917,7 +924,11 @@ nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loo
         goto cleanup;   /* search_dist_finish still stops the workers */
     }
     d->done_seq = 0;
-    d->own_last = o->own_joules ? o->own_joules(o->ctx) : 0;
+    d->own_last = 0;
+    if (o->own_joules && (st = o->own_joules(o->ctx, &d->own_last, err))) {
+        st = nas_errctx(err, "distributed search: rank 0's own meter");
+        goto cleanup;   /* search_dist_finish still stops the workers */
+    }
     if (!isfinite(d->own_last))
         d->own_last = 0;
     d->own_start = d->own_last;
@@ -934,10 +945,12 @@ nas_status search_dist_run(search_dist *d, const search_dist_opts *o, search_loo
         st = st2;
         *err = e2;
     }
-    if (o->own_joules) {
-        double j = o->own_joules(o->ctx);
+    double j;
+    if (o->own_joules && o->own_joules(o->ctx, &j, st ? NULL : err) == NAS_OK) {
         if (isfinite(j))
             d->st.root_joules = j - d->own_start;
+    } else if (o->own_joules && !st) {
+        st = nas_errctx(err, "distributed search: rank 0's own meter, at the end");
     }
 cleanup:
     g_active = NULL;

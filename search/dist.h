@@ -105,9 +105,11 @@ typedef struct {
                                   reference for an N = S+1 rank sync run); <= 1: plain loop */
     double worker_timeout;     /* seconds one candidate may run on a worker; 0: no limit */
     double poll_max;           /* longest sleep between polls, seconds (default 0.005) */
-    /* Rank 0's own meter: joules since it opened (NaN: unknown), its relative
-     * uncertainty and whether it is estimated. NULL: rank 0 is not metered. */
-    double (*own_joules)(void *ctx);
+    /* Rank 0's own meter: joules since it opened, its relative uncertainty and
+     * whether it is estimated. NULL: rank 0 is not metered. A failed read is
+     * an error that stops the search (uncounted, rank 0's joules would let it
+     * spend past its budget). */
+    nas_status (*own_joules)(void *ctx, double *joules, nas_err *err);
     double own_rel_unc;
     int own_estimated;
     /* Rank 0, optional: a candidate was sent to a worker rank. */

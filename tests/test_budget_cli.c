@@ -202,6 +202,39 @@ static void a_failing_meter_read_stops_the_search_with_its_error(void **state)
     tu_rmtree(p.dir);
 }
 
+/* Under mpirun, rank 0's own meter is charged onto results: when it cannot
+ * be read, the search stops with that error instead of leaving rank 0's
+ * joules uncounted. Only rank 0's meter fails (the fault is set for rank 0
+ * alone); the workers' run as usual. */
+static void a_failing_rank0_meter_stops_the_distributed_search(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    if (system("command -v mpirun >/dev/null 2>&1") != 0) {
+        print_message("no mpirun: skipping\n");
+        skip();
+    }
+    char dir[64], cmd[2048], path[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd,
+             "OMPI_MCA_plm_rsh_agent= timeout -k 5 180 mpirun %s --oversubscribe --bind-to none -np 3 "
+             "-x ASAN_OPTIONS=detect_leaks=0 sh -c '[ \"$OMPI_COMM_WORLD_RANK\" = 0 ] && export "
+             "NAS_FAULT_METER_READ=3; exec \"$0\" \"$@\"' '%s' " SMALL " --budget-joules 20 --budget-evals 6 "
+             "--seed 5 >'%s/out.json' 2>'%s/err.txt'",
+             geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), dir, dir);
+    int rc = system(cmd);
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    char *msg = NULL;
+    size_t len = 0;
+    nas_err err = {0};
+    if (nas_read_file(path, &msg, &len, &err))
+        fail_msg("%s", err.msg);
+    if (rc == 0 || !strstr(msg, "rank 0's own meter") || !strstr(msg, "injected by NAS_FAULT_METER_READ"))
+        fail_msg("rank 0's meter failing: exit %d, stderr: %s", rc, msg);
+    nas_free(msg);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +243,7 @@ int main(void)
         cmocka_unit_test(budget_sweep_under_mpirun),
         cmocka_unit_test(the_search_never_reads_the_test_split),
         cmocka_unit_test(a_failing_meter_read_stops_the_search_with_its_error),
+        cmocka_unit_test(a_failing_rank0_meter_stops_the_distributed_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

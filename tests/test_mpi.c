@@ -281,10 +281,11 @@ static void on_assign(void *ctx, long id, const space_genome *g, int rank)
 }
 
 /* Rank 0's "meter": a stated power times wall time, as the model meter would. */
-static double own_joules(void *ctx)
+static nas_status own_joules(void *ctx, double *j, nas_err *err)
 {
     scen *s = ctx;
-    return s->own_watts * (nas_now() - s->t0);
+    *j = s->own_watts * (nas_now() - s->t0);
+    return NAS_OK;
 }
 
 static int scen_parse(int argc, char **argv, scen *s)
