@@ -111,6 +111,8 @@ double nas_cpu_seconds(void);       /* this process's user+system CPU time */
 NAS_MUST_USE nas_status nas_read_file(const char *path, char **out, size_t *len, nas_err *err);
 /* Creates a folder and its missing parents (mkdir -p). */
 NAS_MUST_USE nas_status nas_mkdirs(const char *dir, nas_err *err);
+/* The folder part of a path: "." when it has none, "/" for a file at the root. */
+void nas_path_dir(const char *path, char *dir, size_t n);
 /* Writes via a temporary file and rename, so a crash never leaves half a file. */
 NAS_MUST_USE nas_status nas_write_file_atomic(const char *path, const void *data, size_t len, nas_err *err);
 

@@ -168,3 +168,14 @@ void nas_cpu_model(char *out, size_t n, const char *fallback)
     }
     fclose(f);
 }
+
+void nas_path_dir(const char *path, char *dir, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, n, ".");
+    else if (slash == path)
+        snprintf(dir, n, "/");
+    else
+        snprintf(dir, n, "%.*s", (int)(slash - path), path);
+}

@@ -701,22 +701,11 @@ void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path,
     snprintf(card_path, n, "%.*s.model-card.md", (int)len, path);
 }
 
-/* The folder part of a path ("." when it has none). */
-static void dir_of(const char *path, char *dir, size_t n)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, n, ".");
-    else if (slash == path)
-        snprintf(dir, n, "/");
-    else
-        snprintf(dir, n, "%.*s", (int)(slash - path), path);
-}
 
 static nas_status check_inside(const char *path, const char *out_dir, nas_err *err)
 {
     char dir[PATH_MAX], rdir[PATH_MAX], rout[PATH_MAX];
-    dir_of(path, dir, sizeof dir);
+    nas_path_dir(path, dir, sizeof dir);
     if (!realpath(out_dir, rout))
         return nas_errf(err, NAS_EINVAL, "onnx export: output folder %s: %s", out_dir, strerror(errno));
     if (!realpath(dir, rdir))

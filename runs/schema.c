@@ -145,17 +145,6 @@ int runs_schema_version(void)
 
 /* ---- open ---------------------------------------------------------------- */
 
-static void dir_of(const char *path, char *dir, size_t n)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, n, ".");
-    else if (slash == path)
-        snprintf(dir, n, "/");
-    else
-        snprintf(dir, n, "%.*s", (int)(slash - path), path);
-}
-
 static nas_status pragma_int(runs_db *d, const char *sql, int *out, nas_err *err);
 
 /* Each step in a write transaction that first reads the version again: two
@@ -277,7 +266,7 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
 
     /* Say plainly what is wrong with the path before SQLite says "unable to open". */
     char dir[1024];
-    dir_of(path, dir, sizeof dir);
+    nas_path_dir(path, dir, sizeof dir);
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return nas_errf(err, NAS_EIO, "%s: cannot open the run store: folder %s %s", path, dir,

@@ -181,6 +181,21 @@ static void cpu_model_reads_cpuinfo(void **state)
     assert_int_equal(strlen(tiny), 3);
 }
 
+/* The folder of a path, as the store and the exporter make it before writing. */
+static void the_folder_of_a_path(void **state)
+{
+    (void)state;
+    char d[64];
+    const char *cases[][2] = {{"runs.db", "."}, {"/runs.db", "/"}, {"out/a/m.onnx", "out/a"}, {"/tmp/x/y", "/tmp/x"},
+                              {"a/", "a"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nas_path_dir(cases[i][0], d, sizeof d);
+        assert_string_equal(d, cases[i][1]);
+    }
+    nas_path_dir("averyveryverylongfolder/x", d, 8);   /* cut to fit, terminated */
+    assert_string_equal(d, "averyve");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +208,7 @@ int main(void)
         cmocka_unit_test(errors_carry_message_and_exit_code),
         cmocka_unit_test(atomic_write_and_read_back),
         cmocka_unit_test(cpu_model_reads_cpuinfo),
+        cmocka_unit_test(the_folder_of_a_path),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
