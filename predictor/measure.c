@@ -217,7 +217,13 @@ nas_status pred_measure_cmd(const char *template, const space_spec *spec, const 
                             double timeout_s, pred_measurement *m, nas_err *err)
 {
     nas_status st = NAS_OK;
-    char path[] = "/tmp/nas-spec-XXXXXX.json";
+    /* in $TMPDIR (a user's, or a test's own folder), else /tmp */
+    const char *tmp = getenv("TMPDIR");
+    char path[512];
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    if (snprintf(path, sizeof path, "%s/nas-spec-XXXXXX.json", tmp) >= (int)sizeof path || strchr(path, '\''))
+        return nas_errf(err, NAS_EINVAL, "measure command: TMPDIR %s is too long or holds a quote", tmp);
     int fd = -1, have_file = 0;
     char *json = NULL, *cmd = NULL, *out = NULL;
     size_t cmd_len = 0, cmd_cap = 0, out_len = 0, out_cap = 0;

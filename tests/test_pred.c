@@ -246,6 +246,9 @@ static void measure_command_runs_with_the_spec(void **state)
     (void)state;
     char dir[64], script[128], tmpl[512], bad[128], fail[128];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
+    const char *old_tmp = getenv("TMPDIR");
+    char *keep_tmp = old_tmp ? strdup(old_tmp) : NULL;
+    setenv("TMPDIR", dir, 1);   /* the spec files go here, where only this test looks */
     /* a stand-in device: latency from the spec's resolution, read from the file it is given */
     snprintf(script, sizeof script, "%s/measure.sh", dir);
     write_script(script, "#!/bin/sh\n"
@@ -292,17 +295,24 @@ static void measure_command_runs_with_the_spec(void **state)
     assert_int_equal(pred_measure_cmd(tmpl, &spec, onnx, 0, &m, &err), NAS_OK);
     assert_true(m.energy_mj == 7.5);
 
-    /* a hung device: killed at its timeout, with what it started in the background */
+    /* a hung device: killed at its timeout, with what it started in the background
+     * (a sleep of a length of this process's own, so that another copy of the
+     * suite running beside it is not counted) */
+    char nap[32], hung[160], ps_cmd[200];
+    snprintf(nap, sizeof nap, "30.%03d", (int)(getpid() % 1000));
     double t0 = nas_now();
-    assert_int_equal(pred_measure_cmd("sleep 30; echo latency_ms=1 {spec}", &spec, NULL, 0.3, &m, &err), NAS_EIO);
+    snprintf(hung, sizeof hung, "sleep %s; echo latency_ms=1 {spec}", nap);
+    assert_int_equal(pred_measure_cmd(hung, &spec, NULL, 0.3, &m, &err), NAS_EIO);
     assert_non_null(strstr(err.msg, "ran over its 0.3 s"));
-    assert_int_equal(pred_measure_cmd("sleep 30 & echo latency_ms=1; echo energy_mj=1 {spec}", &spec, NULL, 0.3,
-                                      &m, &err), NAS_EIO);
+    snprintf(hung, sizeof hung, "sleep %s & echo latency_ms=1; echo energy_mj=1 {spec}", nap);
+    assert_int_equal(pred_measure_cmd(hung, &spec, NULL, 0.3, &m, &err), NAS_EIO);
     assert_true(nas_now() - t0 < 29);   /* neither waited for its 30 s sleep (a loaded machine may take seconds) */
     int sleepers = -1;
     for (int tries = 0; tries < 100 && sleepers != 0; tries++) {   /* SIGKILL lands a moment later */
         /* killed ones may linger as zombies where PID 1 does not reap: not counted */
-        FILE *ps = popen("ps -eo stat=,args= | awk '$1 !~ /^Z/ && $2 == \"sleep\" && $3 == \"30\"' | wc -l", "r");
+        snprintf(ps_cmd, sizeof ps_cmd,
+                 "ps -eo stat=,args= | awk '$1 !~ /^Z/ && $2 == \"sleep\" && $3 == \"%s\"' | wc -l", nap);
+        FILE *ps = popen(ps_cmd, "r");
         assert_int_equal(fscanf(ps, "%d", &sleepers), 1);
         pclose(ps);
         if (sleepers)
@@ -314,12 +324,24 @@ static void measure_command_runs_with_the_spec(void **state)
                                       &err), NAS_OK);
     assert_true(m.latency_ms == 2);
 
-    /* the spec file is gone afterwards */
-    FILE *ls = popen("ls /tmp/nas-spec-*.json 2>/dev/null | wc -l", "r");
+    /* the spec file is gone afterwards (written under $TMPDIR: this test's own folder) */
+    char ls_cmd[200];
+    snprintf(ls_cmd, sizeof ls_cmd, "ls '%s'/nas-spec-*.json 2>/dev/null | wc -l", dir);
+    FILE *ls = popen(ls_cmd, "r");
     int left = -1;
     assert_int_equal(fscanf(ls, "%d", &left), 1);
     pclose(ls);
     assert_int_equal(left, 0);
+    /* a TMPDIR a shell could not be handed safely is refused, naming it */
+    setenv("TMPDIR", "/tmp/it's", 1);
+    assert_int_equal(pred_measure_cmd("echo latency_ms=1; echo energy_mj=1 {spec}", &spec, NULL, 5, &m, &err),
+                     NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "TMPDIR /tmp/it's"));
+    if (keep_tmp)
+        setenv("TMPDIR", keep_tmp, 1);
+    else
+        unsetenv("TMPDIR");
+    free(keep_tmp);
     tu_rmtree(dir);
 }
 
