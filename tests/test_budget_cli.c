@@ -84,10 +84,9 @@ static void budget_sweep_under_mpirun(void **state)
     for (int b = 0; b < 3; b++) {
         char cmd[2048], what[64], path[128];
         snprintf(cmd, sizeof cmd,
-                 "OMPI_MCA_plm_rsh_agent= timeout -k 5 180 mpirun %s --oversubscribe --bind-to none -np 3 "
-                 "-x ASAN_OPTIONS=detect_leaks=0 '%s' " SMALL " --budget-joules %g --budget-evals 12 --seed %d "
-                 ">'%s/out.json' 2>'%s/err.txt'",
-                 geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), BUDGETS[b], b + 5, dir, dir);
+                 "OMPI_MCA_plm_rsh_agent= %s -x ASAN_OPTIONS=detect_leaks=0 '%s' " SMALL
+                 " --budget-joules %g --budget-evals 12 --seed %d >'%s/out.json' 2>'%s/err.txt'",
+                 tu_mpirun(180, 3), tu_nas_bin(), BUDGETS[b], b + 5, dir, dir);
         snprintf(what, sizeof what, "mpirun -np 3, %g J", BUDGETS[b]);
         if (system(cmd) != 0) {
             snprintf(cmd, sizeof cmd, "cat '%s/err.txt' >&2", dir);
@@ -217,11 +216,10 @@ static void a_failing_rank0_meter_stops_the_distributed_search(void **state)
     char dir[64], cmd[2048], path[128];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(cmd, sizeof cmd,
-             "OMPI_MCA_plm_rsh_agent= timeout -k 5 180 mpirun %s --oversubscribe --bind-to none -np 3 "
-             "-x ASAN_OPTIONS=detect_leaks=0 sh -c '[ \"$OMPI_COMM_WORLD_RANK\" = 0 ] && export "
+             "OMPI_MCA_plm_rsh_agent= %s -x ASAN_OPTIONS=detect_leaks=0 sh -c '[ \"$OMPI_COMM_WORLD_RANK\" = 0 ] && export "
              "NAS_FAULT_METER_READ=3; exec \"$0\" \"$@\"' '%s' " SMALL " --budget-joules 20 --budget-evals 6 "
              "--seed 5 >'%s/out.json' 2>'%s/err.txt'",
-             geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), dir, dir);
+             tu_mpirun(180, 3), tu_nas_bin(), dir, dir);
     int rc = system(cmd);
     snprintf(path, sizeof path, "%s/err.txt", dir);
     char *msg = NULL;

@@ -450,8 +450,7 @@ static int run_mpi(int np, const char *dir, const char *args)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "timeout -k 5 180 mpirun %s --oversubscribe --bind-to none -np %d '%s' --mpi '%s' %s >'%s/out.txt' 2>&1",
-             geteuid() == 0 ? "--allow-run-as-root" : "", np, g_exe, dir, args, dir);
+             "%s '%s' --mpi '%s' %s >'%s/out.txt' 2>&1", tu_mpirun(180, np), g_exe, dir, args, dir);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }
@@ -1181,11 +1180,11 @@ static void test_search_exports_under_mpirun(void **state)
     char dir[64], cmd[4096];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(cmd, sizeof cmd,
-             "timeout -k 5 600 mpirun %s --oversubscribe --bind-to none -np 3 -x ASAN_OPTIONS '%s' search "
+             "%s -x ASAN_OPTIONS '%s' search "
              "--data mnist --budget-evals 3 --subset 300 --epochs 1 --threads 1 --stages 1 --max-width 0.25 --final-top 0 "
              "--val-count 100 --test-limit 100 --bench-seconds 0.02 --db %s/m.db --name m --export-dir %s/exp "
              ">'%s/out.txt' 2>&1",
-             geteuid() == 0 ? "--allow-run-as-root" : "", tu_nas_bin(), dir, dir, dir);
+             tu_mpirun(600, 3), tu_nas_bin(), dir, dir, dir);
     if (system(cmd) != 0) {
         show_out(dir);
         fail_msg("nas search under mpirun failed");

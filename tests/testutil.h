@@ -41,6 +41,17 @@ static inline void tu_rmtree(const char *dir)
     } while (0)
 
 /* The nas binary under test: $NAS_BIN (set by make test), else ./build/nas. */
+/* The start of an mpirun command line as every test runs it: a time limit
+ * (killed 5 s after), as root when the tests run as root, ranks placed freely
+ * on a machine with fewer cores than ranks. */
+static inline const char *tu_mpirun(int timeout_s, int np)
+{
+    static char buf[192];
+    snprintf(buf, sizeof buf, "timeout -k 5 %d mpirun %s --oversubscribe --bind-to none -np %d", timeout_s,
+             geteuid() == 0 ? "--allow-run-as-root" : "", np);
+    return buf;
+}
+
 static inline const char *tu_nas_bin(void)
 {
     const char *b = getenv("NAS_BIN");
