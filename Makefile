@@ -253,10 +253,12 @@ test-arm: $(ARM_BUILD)/test_kern
 	OPENBLAS_NUM_THREADS=1 OMP_THREAD_LIMIT=1 qemu-aarch64 -L /usr/aarch64-linux-gnu $<
 
 # ---- fuzzing: one libFuzzer binary per target of fuzz/targets.c (spec, job,
-# idx, cifar, pred, measure, state, settings, store), built with Debian's
+# idx, cifar, pred, measure, state, settings, store read-write and read-only),
+# built with Debian's
 # clang-14 under ASan + UBSan, UBSan non-recoverable, in build-fuzz/ apart from
 # the normal build. `make fuzz` runs each for FUZZ_SECONDS (600), one after
-# another, niced; `make fuzz-smoke` each for FUZZ_SMOKE_SECONDS (20). Each
+# another (FUZZ_JOBS=2: two at a time), niced; `make fuzz-smoke` each for
+# FUZZ_SMOKE_SECONDS (20). Each
 # starts from its seeds (fuzz/corpus/NAME) and the inputs fixed bugs were
 # found with (fuzz/regress/NAME); what it finds goes to build-fuzz/corpus/NAME,
 # crashes to build-fuzz/crash/ (fixed, they are copied to fuzz/regress/NAME,
@@ -265,7 +267,7 @@ test-arm: $(ARM_BUILD)/test_kern
 FUZZ_CC      ?= clang-14
 FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_NAMES   := spec job idx cifar pred measure state settings store
+FUZZ_NAMES   := spec job idx cifar pred measure state settings store store-ro
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 20
 CLI_LIB_OBJ  = $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ))

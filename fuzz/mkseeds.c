@@ -340,7 +340,8 @@ static nas_status seed_on_result(void *ctx, const search_result *res, const sear
 
 static double seed_now(void *ctx) { return ((seed_run *)ctx)->clock; }
 
-/* A state of the main job's space after `results` results of a search. */
+/* A state of the main job's space after `results` results of a search, with
+ * its history (version 1); with results 0, one without (version 2). */
 static char *state_of(search_kind kind, int ppo, int results)
 {
     space_config cfg;
@@ -364,6 +365,13 @@ static char *state_of(search_kind kind, int ppo, int results)
     search_loop *l;
     if (search_loop_new(&sp, &o, &l, &err))
         die(err.msg);
+    if (results == 0) {   /* a state without history (version 2), as a run store keeps it, saved at the start */
+        char *js = search_loop_save_state(l);
+        search_loop_free(l);
+        if (!js)
+            die("no state saved");
+        return js;
+    }
     seed_run r = {.save_at = results};
     search_callbacks cb = {.ctx = &r, .evaluate = seed_evaluate, .predict = seed_predict,
                            .on_result = seed_on_result, .now = seed_now};
@@ -381,6 +389,8 @@ static void state_seeds(void)
     static const struct { const char *name; search_kind kind; int ppo, results; } s[] = {
         {"evolution-3.json", SEARCH_EVOLUTION, 0, 3}, {"evolution-15.json", SEARCH_EVOLUTION, 0, 15},
         {"rl-5.json", SEARCH_RL, 0, 5}, {"ppo-6.json", SEARCH_RL, 1, 6}, {"random-4.json", SEARCH_RANDOM, 0, 4},
+        {"evolution-v2.json", SEARCH_EVOLUTION, 0, 0}, {"ppo-v2.json", SEARCH_RL, 1, 0},
+        {"random-v2.json", SEARCH_RANDOM, 0, 0},
     };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
         char *js = state_of(s[i].kind, s[i].ppo, s[i].results);
@@ -403,6 +413,7 @@ static void put_store(const char *path, const char *name)
     if (nas_read_file(path, &bytes, &len, &err))
         die(err.msg);
     put("store", name, bytes, len);
+    put("store-ro", name, bytes, len);
     nas_free(bytes);
 }
 

@@ -1083,7 +1083,8 @@ static nas_status history_from_past(search_loop *l, const json_t *root, const se
                       "them were handed back: the results and the state are not of the same run", want, n);
         goto cleanup;
     }
-    qsort(keep, (size_t)n, sizeof *keep, by_id);
+    if (n > 1)   /* keep is NULL when nothing was handed back, and qsort must not see NULL */
+        qsort(keep, (size_t)n, sizeof *keep, by_id);
     for (long i = 0; i < n && !st; i++) {
         if (i > 0 && keep[i].id == keep[i - 1].id)
             st = nas_errf(err, NAS_EINVAL, WHAT ": candidate %ld's result was handed back twice", keep[i].id);
@@ -1097,6 +1098,31 @@ static nas_status history_from_past(search_loop *l, const json_t *root, const se
         st = rescore(l, err);
 cleanup:
     nas_free(keep);
+    return st;
+}
+
+/* A full state's results as the store would hand them back: each id once,
+ * none of them still in flight. A state that broke this loaded, but once
+ * saved without its history it no longer restored (found by fuzzing). */
+static nas_status history_ids_check(const search_loop *l, nas_err *err)
+{
+    if (l->n_res == 0)
+        return NAS_OK;
+    search_result *ids = nas_malloc((size_t)l->n_res * sizeof *ids);
+    if (!ids)
+        return nas_errf(err, NAS_ENOMEM, WHAT ": out of memory");
+    memcpy(ids, l->res, (size_t)l->n_res * sizeof *ids);
+    if (l->n_res > 1)
+        qsort(ids, (size_t)l->n_res, sizeof *ids, by_id);
+    nas_status st = NAS_OK;
+    for (int i = 0; i < l->n_res && !st; i++) {
+        if (i > 0 && ids[i].id == ids[i - 1].id)
+            st = nas_errf(err, NAS_EINVAL, WHAT ": results: candidate %ld has two results", ids[i].id);
+        else if (strategy_has_pending(l->strat, ids[i].id))
+            st = nas_errf(err, NAS_EINVAL, WHAT ": results: candidate %ld has a result but is still in flight",
+                          ids[i].id);
+    }
+    nas_free(ids);
     return st;
 }
 
@@ -1121,6 +1147,7 @@ static nas_status history_from_json(search_loop *l, const json_t *root, nas_err 
     }
     if (l->best >= l->n_res)
         return bad_field(err, "counts.best");
+    st = history_ids_check(l, err);
 cleanup:
     return st;
 }

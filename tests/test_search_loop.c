@@ -1514,6 +1514,31 @@ static void every_state_that_loads_saves_and_loads_back(void **state)
     nas_free(rl);
 }
 
+/* Found by fuzzing: a full state whose results named one candidate twice
+ * loaded, and once saved without its history no longer restored. */
+static void a_state_with_a_result_twice_is_refused(void **state)
+{
+    (void)state;
+    synth s;
+    char *evo = state_after_three(&s, SEARCH_EVOLUTION);
+    json_t *root = json_loads(evo, 0, NULL);
+    assert_non_null(root);
+    json_t *res = json_object_get(root, "results");
+    assert_true(json_array_size(res) >= 2);
+    json_t *id0 = json_object_get(json_array_get(res, 0), "id");
+    assert_non_null(id0);
+    assert_int_equal(json_object_set(json_array_get(res, 1), "id", id0), 0);
+    char *bad = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    search_loop *l = NULL;
+    nas_err err = {0};
+    assert_int_equal(search_loop_load(&s.sp, bad, &l, &err), NAS_EINVAL);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "has two results"));
+    free(bad);
+    nas_free(evo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1542,6 +1567,7 @@ int main(void)
         cmocka_unit_test(progress_line_and_report_say_what_happened),
         cmocka_unit_test(a_hand_edited_budget_that_never_binds_is_refused),
         cmocka_unit_test(every_state_that_loads_saves_and_loads_back),
+        cmocka_unit_test(a_state_with_a_result_twice_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
