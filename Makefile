@@ -256,7 +256,8 @@ test-arm: $(ARM_BUILD)/test_kern
 # idx, cifar, pred, measure, state, settings, store read-write and read-only),
 # built with Debian's
 # clang-14 under ASan + UBSan, UBSan non-recoverable, in build-fuzz/ apart from
-# the normal build. `make fuzz` runs each for FUZZ_SECONDS (600), one after
+# the normal build. `make fuzz` runs each for FUZZ_SECONDS (600), and on to
+# FUZZ_MIN_RUNS (a million) inputs where it has run fewer, one after
 # another (FUZZ_JOBS=2: two at a time), niced; `make fuzz-smoke` each for
 # FUZZ_SMOKE_SECONDS (20). Each
 # starts from its seeds (fuzz/corpus/NAME) and the inputs fixed bugs were
@@ -269,6 +270,8 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_NAMES   := spec job idx cifar pred measure state settings store store-ro
 FUZZ_SECONDS ?= 600
+FUZZ_MIN_RUNS ?= 1000000
+FUZZ_JOBS ?= 1
 FUZZ_SMOKE_SECONDS ?= 20
 CLI_LIB_OBJ  = $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ))
 
@@ -283,7 +286,7 @@ fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-bins
 
 fuzz: fuzz-build
-	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+	FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_MIN_RUNS=$(FUZZ_MIN_RUNS) bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 fuzz-smoke: fuzz-build
 	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
