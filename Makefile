@@ -312,6 +312,12 @@ fuzz-seeds: $(BUILD)/fuzz/mkseeds
 # whose processes are Open MPI's to check, not ours), in the normal build.
 # Memory errors and definite leaks fail a suite; tests/valgrind.supp holds the
 # libraries' known reports, each with why. valgrind runs code 20-50x slower.
+# `make test` STRESS_RUNS times in a row while stress-ng keeps every core busy.
+.PHONY: test-stress
+STRESS_RUNS ?= 5
+test-stress: $(BUILD)/nas $(TEST_BIN)
+	@bash tests/stress.sh $(STRESS_RUNS)
+
 .PHONY: test-valgrind
 VALGRIND := valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --suppressions=$(CURDIR)/tests/valgrind.supp --num-callers=40 -q

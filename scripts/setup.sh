@@ -15,7 +15,7 @@ PKGS=(build-essential pkg-config git ca-certificates
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev libyaml-dev
       zlib1g-dev libopenmpi-dev openmpi-bin libdnnl-dev
       python3 python3-numpy python3-torch python3-onnx
-      clang-14 libclang-rt-14-dev libomp-14-dev valgrind
+      clang-14 libclang-rt-14-dev libomp-14-dev valgrind stress-ng
       dataset-fashion-mnist)
 
 missing=()
