@@ -20,6 +20,7 @@
  */
 #include "predictor/pred_int.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -712,6 +713,17 @@ static int xgb_tree_ok(const json_t *t, long i, long nf)
         if (!json_is_array(a) || (long)json_array_size(a) != nn)
             return 0;
     }
+    /* XGBoost keeps these as floats: a number beyond a float's range loaded
+     * as infinity, and the model it then wrote was not JSON (found by fuzzing). */
+    static const char *const floats[] = {"split_conditions", "base_weights", "loss_changes", "sum_hessian"};
+    for (size_t k = 0; k < sizeof floats / sizeof floats[0]; k++) {
+        const json_t *a = json_object_get(t, floats[k]);
+        for (long j = 0; j < nn; j++) {
+            const json_t *v = json_array_get(a, (size_t)j);
+            if (!json_is_number(v) || !(fabs(json_number_value(v)) <= FLT_MAX))
+                return 0;
+        }
+    }
     const json_t *l = json_object_get(t, "left_children"), *r = json_object_get(t, "right_children");
     const json_t *f = json_object_get(t, "split_indices"), *ty = json_object_get(t, "split_type");
     for (long j = 0; j < nn; j++) {
@@ -748,7 +760,7 @@ static nas_status xgb_check(const json_t *model, const char *where, nas_err *err
         if (!xgb_tree_ok(json_array_get(trees, (size_t)i), i, nf) ||
             json_integer_value(json_array_get(info, (size_t)i)) != 0)
             return nas_errf(err, NAS_EINVAL, "%s.xgboost: tree %ld is malformed (its id, node count, children, "
-                            "split features or split types)", where, i);
+                            "split features, split types, or a value beyond a float's range)", where, i);
     return NAS_OK;
 }
 

@@ -319,6 +319,10 @@ nas_status runs_open(const char *path, int flags, runs_db **out, nas_err *err)
         st = nas_errf(err, NAS_EINVAL, "%s: an SQLite database, but not a nas run store", path);
         goto cleanup;
     }
+    if (user_version < 0) {   /* found by fuzzing: it indexed the migrations before the first */
+        st = nas_errf(err, NAS_EINVAL, "%s: schema version %d: not a nas run store", path, user_version);
+        goto cleanup;
+    }
     if (user_version > N_MIGRATIONS) {
         st = nas_errf(err, NAS_EINVAL,
                       "%s: schema version %d is newer than this nas knows (%d); upgrade nas",
