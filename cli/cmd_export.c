@@ -25,9 +25,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: nas export RUN [--top K | --candidate N] [--out DIR] [--db FILE] [--force]\n"
-            "                      [--keep-bn] [--opset N] [--json]\n"
+            "                      [--keep-bn] [--portable] [--opset N] [--json]\n"
             "       nas export --spec SPEC.json|PRESET --out FILE.onnx [--resolution R]\n"
-            "                      [--classes K] [--in-channels C] [--seed S] [--force] [--keep-bn]\n\n"
+            "                      [--classes K] [--in-channels C] [--seed S] [--force] [--keep-bn]\n"
+            "                      [--portable]\n\n"
             "Writes trained networks of a run as ONNX models (opset %d by default; input `input`,\n"
             "N x C x H x W with N free; output `logits`), each with NAME.spec.json and\n"
             "NAME.model-card.md beside it. Batch norm is folded into the convolutions unless\n"
@@ -43,6 +44,9 @@ static void usage(FILE *f)
             "  --db FILE        run store (default: runs.db in this folder)\n"
             "  --force          overwrite existing files, or write outside the output folder\n"
             "  --keep-bn        keep BatchNormalization nodes instead of folding them\n"
+            "  --portable       ops that older importers take (OpenCV DNN 4.6): ReLU6 as\n"
+            "                   Relu(x) - Relu(x - 6) instead of Clip; ONNX Runtime runs it too,\n"
+            "                   without fusing ReLU6 into the convolution\n"
             "  --opset N        ONNX opset, %d to %d\n"
             "  --spec SPEC      export an untrained network of SPEC (initial weights from --seed),\n"
             "                   for latency measurements in other runtimes; not a trained model\n"
@@ -53,13 +57,14 @@ static void usage(FILE *f)
 
 /* mkdir -p */
 typedef struct {
-    int force, keep_bn, opset, json;
+    int force, keep_bn, portable, opset, json;
 } common_opts;
 
 static void apply_common(ev_export_opts *o, const common_opts *c)
 {
     o->force = c->force;
     o->keep_bn = c->keep_bn;
+    o->portable = c->portable;
     o->opset = c->opset;
 }
 
@@ -307,6 +312,8 @@ int cmd_export(int argc, char **argv)
             c.force = 1;
         } else if (!strcmp(a, "--keep-bn")) {
             c.keep_bn = 1;
+        } else if (!strcmp(a, "--portable")) {
+            c.portable = 1;
         } else if (!strcmp(a, "--json")) {
             c.json = 1;
         } else if (!strcmp(a, "--db") || !strcmp(a, "--out") || !strcmp(a, "--top") ||

@@ -340,6 +340,9 @@ typedef struct {
     int force;                     /* overwrite existing files; write outside out_dir */
     int keep_bn;                   /* 1: BatchNormalization nodes; 0 (default): folded */
     int opset;                     /* EV_ONNX_OPSET_MIN..MAX; 0: the default */
+    int portable;                  /* 1: ReLU6 as Relu(x) - Relu(x - 6), not Clip with its
+                                    * bounds as inputs (opset 11+), which OpenCV DNN 4.6 refuses;
+                                    * ONNX Runtime then cannot fuse it into the convolution */
     int sidecars;                  /* 1 (default): spec JSON and model card beside the model */
     /* Figures, NAN where unknown (then left out), each with where it came from. */
     double accuracy;               /* fraction correct, 0..1 */

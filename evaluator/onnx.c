@@ -102,8 +102,8 @@ typedef struct {
     size_t n_inits, cap_inits;
     const ev_tensor *t;
     int nt;
-    int keep_bn;
-    const char *relu6_min, *relu6_max;   /* Clip's bounds, shared initializers */
+    int keep_bn, portable;
+    const char *relu6_min, *relu6_max;   /* Clip's bounds (portable: 6 only), shared initializers */
     nas_err *err;
     nas_status st;                       /* first failure; later steps do nothing */
 } gb;
@@ -276,12 +276,23 @@ static const char *gb_act(gb *g, const char *x, int act, const char *out)
         return gb_node1(g, "Relu", out, x);
     case SPACE_ACT_RELU6: {
         /* Clip takes its bounds as inputs since opset 11. */
-        if (!g->relu6_min) {
+        if (!g->relu6_max) {
             static const float lo = 0.0f, hi = 6.0f;
-            g->relu6_min = gb_init(g, "const.relu6_min", &lo, 0, NULL);
+            if (!g->portable)
+                g->relu6_min = gb_init(g, "const.relu6_min", &lo, 0, NULL);
             g->relu6_max = gb_init(g, "const.relu6_max", &hi, 0, NULL);
             if (!gb_ok(g))
                 return NULL;
+        }
+        if (g->portable) {
+            /* min(max(x, 0), 6) = relu(x) - relu(x - 6): ops every importer has */
+            char r[96], s[96], r2[96];
+            snprintf(r, sizeof r, "%s.relu", out);
+            snprintf(s, sizeof s, "%s.minus6", out);
+            snprintf(r2, sizeof r2, "%s.relu_minus6", out);
+            const char *pos = gb_node1(g, "Relu", r, x);
+            const char *over = gb_node1(g, "Relu", r2, gb_node2(g, "Sub", s, x, g->relu6_max));
+            return gb_node2(g, "Sub", out, pos, over);
         }
         const char *in[3] = {x, g->relu6_min, g->relu6_max};
         return gb_node(g, "Clip", out, 3, in, 0, NULL);
@@ -431,7 +442,10 @@ static const char *gb_se(gb *g, const space_op *o, const char *x)
     snprintf(nm, sizeof nm, "%s.gate", o->name);
     s = gb_gate(g, s, o->gate, nm);
     snprintf(nm, sizeof nm, "%s.scale", o->name);
-    return gb_node2(g, "Mul", nm, x, s);   /* [N,C,H,W] * [N,C,1,1] broadcasts */
+    /* [N,C,1,1] * [N,C,H,W] broadcasts. The gate first: OpenCV DNN 4.6 gives
+     * Mul(x, gate) the gate's shape when x is itself a product (swish), a
+     * silently wrong model, and gets the same product this way round right. */
+    return gb_node2(g, "Mul", nm, s, x);
 }
 
 /* The ONNX value op i of the layer list writes, given the values it reads.
@@ -539,6 +553,7 @@ static int gb_metadata(gb *g, const ev_export_opts *o, const char *spec_json, kv
     PUT("nas.version", "%s", NAS_VERSION);
     PUT("nas.spec", "%s", spec_json);
     PUT("nas.batch_norm", "%s", o->keep_bn ? "kept" : "folded");
+    PUT("nas.relu6", "%s", o->portable ? "Relu(x) - Relu(x - 6) (portable)" : "Clip(x, 0, 6)");
     PUT("nas.input_layout", "NCHW float32, normalised per channel as in training");
     if (o->norm_channels > 0) {
         char m[96] = "", sd[96] = "";
@@ -588,7 +603,7 @@ static nas_status build_and_pack(const space_net *arch, const ev_tensor *t, int 
                                  const ev_export_opts *o, const char *spec_json, uint8_t **buf,
                                  size_t *len, nas_err *err)
 {
-    gb g = {.t = t, .nt = nt, .keep_bn = o->keep_bn, .err = err};
+    gb g = {.t = t, .nt = nt, .keep_bn = o->keep_bn, .portable = o->portable, .err = err};
     int opset = o->opset ? o->opset : EV_ONNX_OPSET_DEFAULT;
     space_layers L;
     g.st = space_layers_build(arch, &L, err);
@@ -746,8 +761,10 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
     space_cost_of(a, NULL, 0, &c);
     const char *name = o->spec && o->spec->name[0] ? o->spec->name : "a searched architecture";
     fprintf(f, "# Model card: %s\n\n", name);
-    fprintf(f, "Exported by nas %s as `%s` (ONNX, opset %d, batch norm %s).\n\n", NAS_VERSION,
-            model_file, o->opset ? o->opset : EV_ONNX_OPSET_DEFAULT, o->keep_bn ? "kept" : "folded");
+    fprintf(f, "Exported by nas %s as `%s` (ONNX, opset %d, batch norm %s%s).\n\n", NAS_VERSION,
+            model_file, o->opset ? o->opset : EV_ONNX_OPSET_DEFAULT, o->keep_bn ? "kept" : "folded",
+            o->portable ? ", portable: ReLU6 as Relu(x) - Relu(x - 6) for importers without "
+                          "opset-11 Clip, such as OpenCV DNN" : "");
     if (o->run_id)
         fprintf(f, "From run `%s`%s%s.\n\n", o->run_id, o->candidate ? ", candidate " : "",
                 o->candidate ? o->candidate : "");

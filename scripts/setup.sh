@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX;
+# Build and run: compiler, libraries of DESIGN.md. Test peers: PyTorch, ONNX,
+# OpenCV (the second runtime exports are run in);
 # oneDNN for bench-train's kernel table. clang-14 with its sanitizer and
 # libFuzzer runtimes (libclang-rt-14-dev) and OpenMP (libomp-14-dev) for
 # `make fuzz`; valgrind for `make test-valgrind`. Data: Fashion-MNIST, the
@@ -14,7 +15,7 @@ PKGS=(build-essential pkg-config git ca-certificates
       libxgboost-dev libgsl-dev libcmocka-dev libsqlite3-dev sqlite3 libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libjansson-dev libcyaml-dev libyaml-dev
       zlib1g-dev libopenmpi-dev openmpi-bin libdnnl-dev
-      python3 python3-numpy python3-torch python3-onnx
+      python3 python3-numpy python3-torch python3-onnx python3-opencv
       clang-14 libclang-rt-14-dev libomp-14-dev valgrind stress-ng
       dataset-fashion-mnist)
 

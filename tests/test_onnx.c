@@ -9,12 +9,14 @@
  * ONNX Runtime (tests/ort_run.js) on the same random batch of 3 images as
  * nas's own ev_net_infer: logits must agree within rtol 1e-3, atol 1e-5.
  * The checker alone is not enough (it accepts wrong depthwise weights); ORT
- * must run every model. Also: refusal of existing files and of paths outside
+ * must run every model. `--portable` exports (ReLU6 without Clip) run in a
+ * second runtime too, OpenCV's DNN module (tests/cv_run.py), to the same
+ * tolerance. Also: refusal of existing files and of paths outside
  * the output folder, metadata and side files, errors naming the bad tensor,
  * allocation failures at every step of the export, the weights blob, and
  * `nas export RUN` from a run store through to ORT's outputs.
  *
- * The tests call /usr/bin/python3 (Debian's onnx) and node with the
+ * The tests call /usr/bin/python3 (Debian's onnx and opencv) and node with the
  * repository's node_modules (scripts/setup.sh installs onnxruntime-node), run
  * from the repository root as `make test` does. */
 #include "tests/testutil.h"
@@ -151,7 +153,7 @@ static void train_two_steps(ev_net *net, const space_net *a, nas_pcg32 *r)
 /* Builds, perturbs, runs nas's inference on a random batch and exports it;
  * ORT runs later, in one process for all models. */
 static void add_case(const char *name, const space_spec *spec, int keep_bn, int train, int opset,
-                     nas_pcg32 *r)
+                     int portable, nas_pcg32 *r)
 {
     assert_true(S.n < MAX_MODELS);
     model_case *m = &S.m[S.n++];
@@ -203,6 +205,7 @@ static void add_case(const char *name, const space_spec *spec, int keep_bn, int 
     o.spec = spec;
     o.keep_bn = keep_bn;
     o.opset = opset;
+    o.portable = portable;
     o.out_dir = S.dir;
     o.accuracy = 0.5;
     o.accuracy_split = "random weights (test)";
@@ -213,27 +216,25 @@ static void add_case(const char *name, const space_spec *spec, int keep_bn, int 
     ev_net_free(net);
 }
 
-/* Runs the checker and ORT on models [from, S.n) and compares the logits. */
-static void check_and_compare(int from)
+/* Runs a runtime's script (ort_run.js's contract) on models [from, S.n). */
+static void run_runtime(int from, const char *prog, const char *what)
 {
     size_t cap = 256 + (size_t)(S.n - from) * 2048;
     char *cmd = malloc(cap);
     assert_non_null(cmd);
-    int len = snprintf(cmd, cap, "/usr/bin/python3 tests/onnx_check.py --meta nas.spec "
-                                 "--meta nas.version --meta nas.accuracy >/dev/null");
-    for (int i = from; i < S.n; i++)
-        len += snprintf(cmd + len, cap - len, " '%s'", S.m[i].onnx);
-    if (system(cmd) != 0)
-        fail_msg("onnx_check.py rejected a model (its message is above)");
-    len = snprintf(cmd, cap, "node tests/ort_run.js --threads 1");
+    int len = snprintf(cmd, cap, "%s", prog);
     for (int i = from; i < S.n; i++)
         len += snprintf(cmd + len, cap - len, " '%s' '%s' %d '%s'", S.m[i].onnx, S.m[i].in, BATCH,
                         S.m[i].out);
     len += snprintf(cmd + len, cap - len, " >/dev/null");
     if (system(cmd) != 0)
-        fail_msg("ONNX Runtime failed on a model (its message is above; is onnxruntime-node "
-                 "installed? scripts/setup.sh installs it)");
+        fail_msg("%s failed on a model (its message is above; scripts/setup.sh installs it)", what);
     free(cmd);
+}
+
+/* The runtime's logits (in each model's .out.f32) against nas's own. */
+static void compare_logits(int from, const char *what)
+{
     for (int i = from; i < S.n; i++) {
         const model_case *m = &S.m[i];
         size_t n = (size_t)BATCH * m->classes;
@@ -242,17 +243,15 @@ static void check_and_compare(int from)
         assert_non_null(f);
         assert_int_equal(fread(got, sizeof(float), n + 1, f), n);
         fclose(f);
-        double worst = 0, scale = 0;
+        double scale = 0;
         for (size_t j = 0; j < n; j++) {
             double d = fabs((double)got[j] - m->want[j]);
             double lim = ATOL + RTOL * fabs(m->want[j]);
-            if (d / lim > worst)
-                worst = d / lim;
             if (fabs(m->want[j]) > scale)
                 scale = fabs(m->want[j]);
             if (!(d <= lim))
-                fail_msg("%s: logit %zu (image %zu): ORT %.7g, nas %.7g (|diff| %.3g > %.3g)",
-                         m->name, j % m->classes, j / m->classes, got[j], m->want[j], d, lim);
+                fail_msg("%s: logit %zu (image %zu): %s %.7g, nas %.7g (|diff| %.3g > %.3g)",
+                         m->name, j % m->classes, j / m->classes, what, got[j], m->want[j], d, lim);
         }
         /* Logits of zero would make the comparison empty. */
         if (scale < 0.05)
@@ -260,6 +259,23 @@ static void check_and_compare(int from)
                      scale);
         free(got);
     }
+}
+
+/* Runs the checker and ORT on models [from, S.n) and compares the logits. */
+static void check_and_compare(int from)
+{
+    size_t cap = 256 + (size_t)(S.n - from) * 600;
+    char *cmd = malloc(cap);
+    assert_non_null(cmd);
+    int len = snprintf(cmd, cap, "/usr/bin/python3 tests/onnx_check.py --meta nas.spec "
+                                 "--meta nas.version --meta nas.accuracy >/dev/null");
+    for (int i = from; i < S.n; i++)
+        len += snprintf(cmd + len, cap - len, " '%s'", S.m[i].onnx);
+    if (system(cmd) != 0)
+        fail_msg("onnx_check.py rejected a model (its message is above)");
+    free(cmd);
+    run_runtime(from, "node tests/ort_run.js --threads 1", "ONNX Runtime (onnxruntime-node)");
+    compare_logits(from, "ORT");
 }
 
 /* ---- random specs covering the space --------------------------------------- */
@@ -333,7 +349,7 @@ static void random_specs_match_ort(void **state)
         char name[32];
         snprintf(name, sizeof name, "random%02d", i);
         /* Alternate: BN folded or kept; statistics set or trained; opset 14 or 17. */
-        add_case(name, &s, i % 3 == 1, i % 2, i % 4 == 3 ? 14 : 0, &r);
+        add_case(name, &s, i % 3 == 1, i % 2, i % 4 == 3 ? 14 : 0, 0, &r);
     }
     for (int k = 3; k <= 7; k += 2)
         assert_true(kern[k] > 0 && stemk[k] > 0);
@@ -368,7 +384,7 @@ static void genome_sampled_specs_match_ort(void **state)
             fail_msg("genome %d: %s", i, e.msg);
         char name[32];
         snprintf(name, sizeof name, "genome%d", i);
-        add_case(name, &s, i % 2, 1, 0, &r);
+        add_case(name, &s, i % 2, 1, 0, 0, &r);
     }
     check_and_compare(from);
 }
@@ -399,9 +415,70 @@ static void presets_match_ort(void **state)
         if (ps[i].width != 1.0)
             space_scale(&s, ps[i].width, 1.0);
         space_adapt_strides(&s, 32, 4);
-        add_case(ps[i].name, &s, ps[i].keep_bn, 0, 0, &r);
+        add_case(ps[i].name, &s, ps[i].keep_bn, 0, 0, 0, &r);
     }
     check_and_compare(from);
+}
+
+/* Whether a file's bytes hold a string: an op type is a plain string in ONNX's
+ * protobuf, and the portable metadata does not name Clip. */
+static int file_has(const char *path, const char *needle)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    size_t n = (size_t)st.st_size, k = strlen(needle);
+    char *buf = malloc(n + 1);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(buf);
+    assert_non_null(f);
+    assert_int_equal(fread(buf, 1, n, f), n);
+    fclose(f);
+    int found = 0;
+    for (size_t i = 0; !found && i + k <= n; i++)
+        found = !memcmp(buf + i, needle, k);
+    free(buf);
+    return found;
+}
+
+/* The second runtime: OpenCV's DNN module (Debian's 4.6), which refuses
+ * opset-11 Clip, loads the --portable export. Random specs (every activation,
+ * gate, SE, residual, head and fc setting, BN folded and kept) and the presets,
+ * run by the checker, ORT and OpenCV, each against nas's logits. */
+static void portable_models_match_ort_and_opencv(void **state)
+{
+    (void)state;
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 29, 5);
+    int from = S.n, act[SPACE_ACT_COUNT] = {0};
+    for (int i = 0; i < 6; i++) {
+        space_spec s;
+        random_spec(&r, &s, i);
+        act[s.stem_act]++;
+        for (int k = 0; k < s.n_stages; k++)
+            act[s.stages[k].act]++;
+        char name[32];
+        snprintf(name, sizeof name, "portable%02d", i);
+        add_case(name, &s, i % 3 == 1, i % 2, 0, 1, &r);
+    }
+    assert_true(act[SPACE_ACT_RELU6] > 0);
+    static const char *presets[] = {"mobilenetv2", "mobilenetv3-small", "efficientnet-b0"};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        space_spec s;
+        nas_err e;
+        assert_int_equal(space_preset(presets[i], &s, &e), NAS_OK);
+        s.num_classes = 10;
+        space_scale(&s, 0.5, 1.0);
+        space_adapt_strides(&s, 32, 4);
+        char name[48];
+        snprintf(name, sizeof name, "portable-%s", presets[i]);
+        add_case(name, &s, 0, 0, 0, 1, &r);
+    }
+    for (int i = from; i < S.n; i++)
+        if (file_has(S.m[i].onnx, "Clip"))
+            fail_msg("%s: a portable model with a Clip node", S.m[i].name);
+    check_and_compare(from);
+    run_runtime(from, "/usr/bin/python3 tests/cv_run.py", "OpenCV DNN (tests/cv_run.py)");
+    compare_logits(from, "OpenCV");
 }
 
 /* ---- files, refusals, metadata --------------------------------------------- */
@@ -887,6 +964,7 @@ int main(void)
         cmocka_unit_test(random_specs_match_ort),
         cmocka_unit_test(genome_sampled_specs_match_ort),
         cmocka_unit_test(presets_match_ort),
+        cmocka_unit_test(portable_models_match_ort_and_opencv),
         cmocka_unit_test(refuses_existing_files_and_outside_paths),
         cmocka_unit_test(metadata_and_side_files),
         cmocka_unit_test(missing_or_misshapen_tensors_are_named),
