@@ -401,16 +401,9 @@ static nas_status meter_into(const run_ctx *c, double j0, search_eval *out, nas_
     nas_status st = ev_meter_spent(c->meter, j0, &out->joules, err);
     out->joules_rel_unc = ev_meter_uncertainty(c->meter);
     out->joules_estimated = ev_meter_quality(c->meter) == EV_ESTIMATED;
+    out->joules_sampled = ev_meter_quality(c->meter) == EV_SAMPLED;
     snprintf(out->meter, sizeof out->meter, "%s", ev_meter_source(c->meter));
     return st;
-}
-
-/* The quality word of a candidate's energy figures: estimated when the rank
- * that measured it said so (rank 0's meter marks every result when it is a
- * model), else what this meter is (measured, or sampled). */
-static const char *eval_quality(const run_ctx *c, const search_eval *e)
-{
-    return e->joules_estimated ? "estimated" : ev_quality_name(ev_meter_quality(c->meter));
 }
 
 #define BENCH_WARMUP 2
@@ -732,7 +725,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         /* the benchmark of a trained candidate: its figures join its finished row
          * (the first ones stay in the measurements table), with the state, at once */
         const search_eval *e = &r->eval;
-        const char *quality = eval_quality(c, e);
+        const char *quality = search_eval_quality(e);
         runs_fig lat = e->latency_ms > 0 ? runs_fig_make(e->latency_ms, LATENCY_SOURCE, "measured") : runs_fig_none();
         runs_fig en = e->energy_mj > 0 ? runs_fig_make(e->energy_mj, e->meter, quality) : runs_fig_none();
         /* what measuring cost, not what training did (that is on the row already) */
@@ -747,7 +740,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
     if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
         goto cleanup;
     const search_eval *e = &r->eval;
-    const char *quality = eval_quality(c, e);
+    const char *quality = search_eval_quality(e);
     runs_result res;
     runs_result_init(&res);
     res.status = r->screened ? RUNS_SCREENED : e->status == SEARCH_EVAL_OK ? RUNS_DONE
@@ -794,13 +787,13 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
         fprintf(stderr, "#%ld screened: predicted %.3g mJ, %.3g ms\n", r->id, r->pred.energy_mj, r->pred.latency_ms);
     } else if (r->measured_later) {
         fprintf(stderr, "#%ld benchmarked: %.3g mJ (%s)  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
-                r->eval.energy_mj, eval_quality(c, &r->eval), r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
+                r->eval.energy_mj, search_eval_quality(&r->eval), r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
                 r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
     } else if (!r->cached) {
         const search_eval *e = &r->eval;
         if (e->status == SEARCH_EVAL_OK)
             fprintf(stderr, "#%ld acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,
-                    e->accuracy, r->energy_mj, e->energy_mj > 0 ? eval_quality(c, e) : "predicted", r->latency_ms,
+                    e->accuracy, r->energy_mj, e->energy_mj > 0 ? search_eval_quality(e) : "predicted", r->latency_ms,
                     r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "",
                     e->stopped_early ? "  [stopped early at its joule allowance]" : "", e->joules, e->seconds);
         else
@@ -836,7 +829,7 @@ static void abandoned(void *ctx, long id, const search_eval *ev)
         return;
     runs_fig f = ev->joules > 0 && isfinite(ev->joules)
                ? runs_fig_make(ev->joules, ev->meter[0] ? ev->meter : ev_meter_source(c->meter),
-                               ev->joules_estimated ? "estimated" : "measured")
+                               search_eval_quality(ev))
                : runs_fig_none();
     nas_err e = {0};
     if (runs_cand_stopped(c->db, c->cand[id], &f, &e))
@@ -904,7 +897,7 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
         figures(c, &r->genome, &params, &macs, NULL);
         printf("%4d %6ld %8.4f %10.4g %10.4g %-9s %10.4g %10.4g %9.0f %8.2f %8.4f\n", i + 1, r->id, r->eval.accuracy,
                r->pred.energy_mj > 0 ? r->pred.energy_mj : NAN, r->eval.energy_mj > 0 ? r->eval.energy_mj : NAN,
-               r->eval.energy_mj > 0 ? eval_quality(c, &r->eval) : "-", r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN, r->eval.latency_ms > 0 ? r->eval.latency_ms : NAN,
+               r->eval.energy_mj > 0 ? search_eval_quality(&r->eval) : "-", r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN, r->eval.latency_ms > 0 ? r->eval.latency_ms : NAN,
                params, macs / 1e6, r->reward);
     }
     print_stopped_early(l, idx, n);

@@ -67,6 +67,7 @@ static nas_status result_of(runs_db *db, const runs_cand *c, search_result *r, n
     e->joules = runs_fig_known(&c->joules) ? c->joules.value - measure_j : 0;
     r->measure_joules = measure_j;
     e->joules_estimated = runs_fig_known(&c->joules) && !strcmp(c->joules.quality, "estimated");
+    e->joules_sampled = runs_fig_known(&c->joules) && !strcmp(c->joules.quality, "sampled");
     if (runs_fig_known(&c->joules)) {   /* the meter's name it was written from: it fits */
         size_t k = strnlen(c->joules.source, sizeof e->meter - 1);
         memcpy(e->meter, c->joules.source, k);

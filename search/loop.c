@@ -711,13 +711,13 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
 static json_t *result_json(const search_result *r)
 {
     const search_eval *e = &r->eval;
-    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i,s:i}",
+    return json_pack("{s:I,s:o,s:o,s:o,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:i,s:i,s:s,s:o,s:o,s:o,s:o,s:i,s:i,s:i,s:i,s:i,s:i}",
                      "id", (json_int_t)r->id, "genome", search_json_genome(&r->genome),
                      "pred_ms", search_json_num(r->pred.latency_ms), "pred_mj", search_json_num(r->pred.energy_mj),
                      "screened", r->screened, "cached", r->cached, "status", (int)e->status,
                      "acc", search_json_num(e->accuracy), "meas_mj", search_json_num(e->energy_mj),
                      "meas_ms", search_json_num(e->latency_ms), "joules", search_json_num(e->joules),
-                     "unc", search_json_num(e->joules_rel_unc), "est", e->joules_estimated, "meter", e->meter,
+                     "unc", search_json_num(e->joules_rel_unc), "est", e->joules_estimated, "smp", e->joules_sampled, "meter", e->meter,
                      "seconds", search_json_num(e->seconds), "mj", search_json_num(r->energy_mj),
                      "ms", search_json_num(r->latency_ms), "reward", search_json_num(r->reward),
                      "feasible", r->feasible, "on_front", r->on_front, "is_best", r->is_best,
@@ -897,9 +897,11 @@ static nas_status result_from_json(const json_t *j, const search_space *space, l
     TRY(get_i(j, "results[].is_best", 0, 1, &r->is_best, err));
     TRY(get_i(j, "results[].late", 0, 1, &r->measured_later, err));
     TRY(get_i(j, "results[].ob", 0, 1, &r->over_budget, err));
-    e->stopped_early = 0;   /* absent in states saved before it existed */
+    e->stopped_early = e->joules_sampled = 0;   /* absent in states saved before they existed */
     if (json_object_get(j, "early"))
         TRY(get_i(j, "results[].early", 0, 1, &e->stopped_early, err));
+    if (json_object_get(j, "smp"))
+        TRY(get_i(j, "results[].smp", 0, 1, &e->joules_sampled, err));
 cleanup:
     return st;
 }

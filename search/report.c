@@ -30,12 +30,17 @@ void search_progress_line(const search_progress *p, char *buf, size_t n)
              p->front_size, p->hypervolume, joules, el, eta);
 }
 
+const char *search_eval_quality(const search_eval *e)
+{
+    return e->joules_estimated ? "estimated" : e->joules_sampled ? "sampled" : "measured";
+}
+
 static json_t *result_summary(const search_result *r)
 {
     const search_eval *e = &r->eval;
     int benchmarked = e->energy_mj > 0;
     /* where the energy came from, and what it is: a model's joules are estimated */
-    const char *quality = !benchmarked ? "predicted" : e->joules_estimated ? "estimated" : "measured";
+    const char *quality = !benchmarked ? "predicted" : search_eval_quality(e);
     return json_pack("{s:I,s:o,s:s,s:o,s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:s,s:b,s:b}", "id", (json_int_t)r->id,
                      "genome", search_json_genome(&r->genome), "status",
                      e->status == SEARCH_EVAL_OK ? "ok" : e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed",

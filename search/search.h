@@ -316,6 +316,8 @@ typedef struct {
     double joules;             /* what the evaluation cost (training and measuring) */
     double joules_rel_unc;     /* the meter's relative uncertainty */
     int joules_estimated;      /* 1: modelled (e.g. model:cpu-time), 0: measured */
+    int joules_sampled;        /* 1 (joules_estimated 0): power samples integrated over time
+                                  (NVML by power), not an energy counter; see search_eval_quality */
     char meter[32];            /* the meter's source string */
     double seconds;            /* <= 0: the loop times the call itself */
     int stopped_early;         /* status OK, but training stopped at its joule allowance: accuracy
@@ -324,6 +326,11 @@ typedef struct {
                                   one step, and what follows the last: validation, weights), with
                                   uncertainty: no allowance below it can be kept; 0: not known */
 } search_eval;
+
+/* The quality word of an evaluation's joules and of the energy figures its
+ * meter gave: "estimated", "sampled" or "measured" (ev_quality's names). The
+ * one definition that output and storage take it from. */
+const char *search_eval_quality(const search_eval *e);
 
 /* One candidate: proposed, screened or evaluated, and scored. */
 typedef struct {

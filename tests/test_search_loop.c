@@ -49,6 +49,7 @@ typedef struct {
     double first_allow;         /* the allowance the first evaluation was given (0: none yet) */
     double worst_allow_ratio;   /* the largest allowance / prior estimate of a candidate before any finished */
     double prior_j0, prior_jh;  /* the prior the loop was given, to check allowances against */
+    int sampled;                /* the meter integrates power samples (NVML by power) */
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -92,8 +93,9 @@ static void run_eval(synth *s, long id, const space_genome *g, double allowance,
     double e = true_energy(s, g);
     double j = s->cost_fixed > 0 ? s->cost_fixed : 20 + 10 * e;
     out->joules_rel_unc = 0.05;
-    out->joules_estimated = 1;
-    snprintf(out->meter, sizeof out->meter, "model:cpu-time");
+    out->joules_estimated = !s->sampled;
+    out->joules_sampled = s->sampled;
+    snprintf(out->meter, sizeof out->meter, "%s", s->sampled ? "nvml:power" : "model:cpu-time");
     double secs = 2.0 + (s->jitter > 0 ? s->jitter * nas_pcg32_double(&s->noise) : 0);
     if (s->n_eval == 1)
         s->first_allow = allowance;
@@ -904,6 +906,46 @@ static void best_candidates_are_measured_and_the_predictor_checked(void **state)
     }
 }
 
+/* A sampling meter's figures are "sampled" in the report, neither measured nor
+ * estimated; the word has one definition, search_eval_quality. */
+static void a_sampling_meter_is_reported_as_sampled(void **state)
+{
+    (void)state;
+    search_eval e = {.joules_estimated = 1};
+    assert_string_equal(search_eval_quality(&e), "estimated");
+    e.joules_sampled = 1;   /* a model's figures stay estimated whatever else is said */
+    assert_string_equal(search_eval_quality(&e), "estimated");
+    e.joules_estimated = 0;
+    assert_string_equal(search_eval_quality(&e), "sampled");
+    e.joules_sampled = 0;
+    assert_string_equal(search_eval_quality(&e), "measured");
+
+    synth s;
+    synth_init(&s, NG, 4);
+    s.sampled = 1;
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_EVOLUTION, 12);
+    search_stop why;
+    search_loop *l = run(&s, &o, 0, &why);
+    char *js = search_loop_report_json(l, why, 12);
+    assert_non_null(js);
+    json_error_t je;
+    json_t *root = json_loads(js, 0, &je);
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(root, "best"), "energy_quality")),
+                        "sampled");
+    json_t *lb = json_object_get(root, "leaderboard");
+    assert_true(json_array_size(lb) > 0);
+    for (size_t i = 0; i < json_array_size(lb); i++) {
+        json_t *row = json_array_get(lb, i);
+        assert_string_equal(json_string_value(json_object_get(row, "energy_quality")), "sampled");
+        assert_false(json_is_true(json_object_get(row, "joules_estimated")));
+    }
+    json_decref(root);
+    nas_free(js);
+    search_loop_free(l);
+}
+
 static void progress_line_and_report_say_what_happened(void **state)
 {
     (void)state;
@@ -1565,6 +1607,7 @@ int main(void)
         cmocka_unit_test(allowances_hold_from_the_first_candidate),
         cmocka_unit_test(the_prior_is_refined_by_each_measured_candidate),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
+        cmocka_unit_test(a_sampling_meter_is_reported_as_sampled),
         cmocka_unit_test(a_hand_edited_budget_that_never_binds_is_refused),
         cmocka_unit_test(every_state_that_loads_saves_and_loads_back),
         cmocka_unit_test(a_state_with_a_result_twice_is_refused),
