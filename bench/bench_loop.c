@@ -100,7 +100,8 @@ static nas_status cand_row(bench *b, long id, const space_genome *g, nas_err *er
     return runs_cand_add(b->db, b->run, &nc, &b->cand[id], &seq, &existed, err);
 }
 
-static nas_status on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+static nas_status on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, int *ended,
+                           nas_err *err)
 {
     bench *b = ctx;
     double t = nas_now();

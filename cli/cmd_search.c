@@ -695,14 +695,26 @@ static nas_status store_add(run_ctx *c, long id, const space_genome *g, const se
     return st;
 }
 
-static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+/* The candidate's row, running. A row the store failed after
+ * RUNS_MAX_ATTEMPTS crashes, before this resume, ended: started again it
+ * would crash a third time, and runs_cand_start refuses it. */
+static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, int *ended,
+                              nas_err *err)
 {
     run_ctx *c = ctx;
     if (!c->db)
         return NAS_OK;
     nas_status st = store_add(c, id, g, p, err);
+    runs_cand row;
+    if (!st && !(st = runs_cand_get(c->db, c->cand[id], &row, err))) {
+        if (row.status == RUNS_FAILED) {
+            *ended = 1;
+            fprintf(stderr, "#%ld failed before this resume (%s): not started again\n", id, row.error);
+        }
+        runs_cand_free(&row);
+    }
     int attempts;
-    if (!st)
+    if (!st && !*ended)
         st = runs_cand_start(c->db, c->cand[id], &attempts, err);
     return st;
 }
@@ -717,7 +729,7 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
     if (!state)
         return nas_errf(err, NAS_ENOMEM, "saving the search state: out of memory");
     nas_status st = NAS_OK;
-    if (r->cached) {
+    if (r->cached || r->eval.recorded) {   /* the row holds its end already */
         st = runs_strategy_put(c->db, c->run, (int)r->id, state, err);
         goto cleanup;
     }
@@ -789,7 +801,7 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
         fprintf(stderr, "#%ld benchmarked: %.3g mJ (%s)  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
                 r->eval.energy_mj, search_eval_quality(&r->eval), r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
                 r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
-    } else if (!r->cached) {
+    } else if (!r->cached && !r->eval.recorded) {   /* (on_start said why a recorded one ended) */
         const search_eval *e = &r->eval;
         if (e->status == SEARCH_EVAL_OK)
             fprintf(stderr, "#%ld acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,

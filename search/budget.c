@@ -231,15 +231,7 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated, double hint)
 {
-    if (b->in_flight > 0) {
-        b->in_flight--;
-        if (isfinite(allowance_j))
-            b->reserved_joules -= allowance_j;
-        b->flight_seconds -= est_seconds;
-        if (b->in_flight == 0)   /* no drift from rounding */
-            b->reserved_joules = b->flight_seconds = 0;
-    }
-    b->evals++;
+    search_budget_abandon(b, allowance_j, est_seconds);   /* the reservation freed, one more evaluation */
     spend(b, &joules, &rel_unc, meter, estimated);
     /* Welford on what is checked against the budget */
     double jh = joules * (1 + rel_unc), s = seconds > 0 && isfinite(seconds) ? seconds : 0;
@@ -264,6 +256,19 @@ void search_budget_finish(search_budget *b, double allowance_j, double est_secon
         b->c_hj += dh * (jh - b->hj_mean);
         b->c_jj += dq * (jh - b->hj_mean);
     }
+}
+
+void search_budget_abandon(search_budget *b, double allowance_j, double est_seconds)
+{
+    if (b->in_flight > 0) {
+        b->in_flight--;
+        if (isfinite(allowance_j))
+            b->reserved_joules -= allowance_j;
+        b->flight_seconds -= est_seconds;
+        if (b->in_flight == 0)
+            b->reserved_joules = b->flight_seconds = 0;
+    }
+    b->evals++;
 }
 
 double search_budget_fraction(const search_budget *b)

@@ -394,6 +394,23 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     return finish_candidate(l, &r, cb, err);
 }
 
+/* A restored candidate that ended outside the loop: a failed result, as it
+ * was recorded, without an evaluation. */
+static nas_status finish_ended(search_loop *l, const flight_t *f, const search_callbacks *cb, nas_err *err)
+{
+    search_result r;
+    memset(&r, 0, sizeof r);
+    r.id = f->id;
+    r.genome = f->g;
+    r.pred = f->pred;
+    r.eval.status = SEARCH_EVAL_FAILED;
+    r.eval.recorded = 1;
+    r.eval.accuracy = NAN;
+    search_budget_abandon(&l->budget, f->allow_j, f->est_s);
+    objective_figures(&r);
+    return finish_candidate(l, &r, cb, err);
+}
+
 static int flight_push(search_loop *l, const flight_t *f)
 {
     if (l->n_fl == l->cap_fl) {
@@ -412,8 +429,11 @@ static int flight_push(search_loop *l, const flight_t *f)
 static nas_status launch(search_loop *l, flight_t *f, const search_callbacks *cb, nas_err *err)
 {
     nas_status st;
-    if (cb->on_start && (st = cb->on_start(cb->ctx, f->id, &f->g, &f->pred, err)))
+    int ended = 0;
+    if (cb->on_start && (st = cb->on_start(cb->ctx, f->id, &f->g, &f->pred, &ended, err)))
         return st;
+    if (ended)
+        return finish_ended(l, f, cb, err);
     f->t_start = clock_now(cb);
     if (!cb->submit) {
         search_eval ev;

@@ -270,6 +270,10 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
  * hint: the candidate's cost hint (0: none). */
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
                           double rel_unc, double seconds, const char *meter, int estimated, double hint);
+/* An evaluation that ended outside the loop (search_callbacks.on_start): its
+ * reservation is freed and it counts as an evaluation, but what it cost is
+ * charged apart (search_budget_charge_lost) and teaches the estimates nothing. */
+void search_budget_abandon(search_budget *b, double allowance_j, double est_seconds);
 /* A finished evaluation's floor (search_eval.floor_joules, with uncertainty;
  * <= 0: unknown) and its hint: from then on no estimate is below
  * max(floor_max, floor_per_hint x hint), as no allowance below the floor can be
@@ -322,6 +326,8 @@ typedef struct {
     double seconds;            /* <= 0: the loop times the call itself */
     int stopped_early;         /* status OK, but training stopped at its joule allowance: accuracy
                                   is that of the network as trained when it stopped */
+    int recorded;              /* not evaluated: it ended outside the loop (search_callbacks.on_start),
+                                  and its end is recorded there already; status FAILED */
     double floor_joules;       /* what it would have cost had it stopped after its first step (set-up,
                                   one step, and what follows the last: validation, weights), with
                                   uncertainty: no allowance below it can be kept; 0: not known */
@@ -397,8 +403,13 @@ typedef struct {
     nas_status (*collect)(void *ctx, long *id, search_eval *out, nas_err *err);
     int slots;
     /* Optional: a candidate passed screening and is about to be trained (the run
-     * store records it as running, so a crash leaves a trace to retry). */
-    nas_status (*on_start)(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err);
+     * store records it as running, so a crash leaves a trace to retry). *ended
+     * (0 on entry) = 1: it ended outside the loop before a resume (the run
+     * store fails a candidate that crashes cut short RUNS_MAX_ATTEMPTS times),
+     * so it is not evaluated: it is a failed result with eval.recorded set,
+     * and on_result has only the state to save. */
+    nas_status (*on_start)(void *ctx, long id, const space_genome *g, const search_prediction *p, int *ended,
+                           nas_err *err);
     /* Optional: after each candidate, with the loop's state up to date (so
      * search_loop_save here gives a resumable point). An error stops the search. */
     nas_status (*on_result)(void *ctx, const search_result *r, const search_loop *loop, nas_err *err);

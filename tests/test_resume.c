@@ -9,7 +9,8 @@
  * The store fails a candidate that was killed twice while it ran (poison
  * protection, RUNS_MAX_ATTEMPTS); a random kill that would hit the same
  * candidate a second time is held until that candidate has finished, so the
- * comparison with the uninterrupted run stays exact. */
+ * comparison with the uninterrupted run stays exact; a candidate killed twice
+ * is tested apart: failed, and the resume goes on. */
 #include "testutil.h"
 
 #include <math.h>
@@ -220,6 +221,36 @@ static void killed_20_times_ends_as_an_uninterrupted_run(void **state)
 /* The joules a candidate spent before a crash killed it mid-training: its
  * heartbeat in the store becomes a lost attempt at the resume, counted in the
  * run's energy and charged to the resumed search's budget. */
+/* Polls the store until `sql` gives a row, then kills the search (SIGKILL);
+ * no time limit but the search's own end (a loaded machine may take long to
+ * get there). Returns the row's first column. */
+static double kill_at_row(pid_t p, const char *db, const char *sql, const char *what)
+{
+    sqlite3 *raw = NULL;
+    int seen = 0, ended = 0, ws;
+    double v = 0;
+    while (!seen && !(ended = waitpid(p, &ws, WNOHANG) == p)) {
+        sleep_s(0.02);
+        if (!raw && sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+            sqlite3_close(raw);
+            raw = NULL;
+            continue;
+        }
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(raw, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+            seen = 1;
+            v = sqlite3_column_double(st, 0);
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(raw);
+    if (ended)
+        fail_msg("the search ended (status %d) before %s", ws, what);
+    kill(p, SIGKILL);
+    wait_exit(p);
+    return v;
+}
+
 static void a_crash_mid_training_still_counts_its_joules(void **state)
 {
     (void)state;
@@ -230,31 +261,8 @@ static void a_crash_mid_training_still_counts_its_joules(void **state)
     char *argv[] = {(char *)tu_nas_bin(), "search", "--data", "mnist", "--budget-evals", "1", "--subset", "3000",
                     "--epochs", "3", "--threads", "1", "--stages", "1", "--max-width", "0.25", "--bench-seconds",
                     "0.02", "--seed", "5", "--no-export", "--final-top", "0", "--db", db, "--name", "c", NULL};
-    pid_t p = spawn(argv);
-    /* wait for the first heartbeat of candidate 0, then kill; no time limit but
-     * the search's own end (a loaded machine may take long to start it) */
-    double beat = 0;
-    sqlite3 *raw = NULL;
-    int ended = 0, ws;
-    while (beat <= 0 && !(ended = waitpid(p, &ws, WNOHANG) == p)) {
-        sleep_s(0.05);
-        if (!raw && sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-            sqlite3_close(raw);
-            raw = NULL;
-            continue;
-        }
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(raw, "SELECT partial_j FROM candidates WHERE partial_j IS NOT NULL", -1, &st, NULL) ==
-                SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            beat = sqlite3_column_double(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(raw);
-    if (ended)
-        fail_msg("the search ended (status %d) before candidate 0's first heartbeat", ws);
-    kill(p, SIGKILL);
-    wait_exit(p);
+    double beat = kill_at_row(spawn(argv), db, "SELECT partial_j FROM candidates WHERE partial_j > 0",
+                              "candidate 0's first heartbeat");
     print_message("killed after a heartbeat of %.3g J\n", beat);
     assert_true(beat > 0);
     /* the same command again resumes the run and finishes it */
@@ -284,6 +292,60 @@ static void a_crash_mid_training_still_counts_its_joules(void **state)
     tu_rmtree(dir);
 }
 
+/* Waits until candidate `seq` is running its attempt-th attempt, then kills
+ * the search. */
+static void kill_when_running(pid_t p, const char *db, int seq, int attempt)
+{
+    char sql[128], what[64];
+    snprintf(sql, sizeof sql, "SELECT attempts FROM candidates WHERE seq = %d AND status = 'running' AND "
+             "attempts = %d", seq, attempt);
+    snprintf(what, sizeof what, "candidate %d's attempt %d", seq, attempt);
+    kill_at_row(p, db, sql, what);
+}
+
+/* A candidate killed in both of its attempts is failed by the store (poison
+ * protection); the next resume records it as failed, without starting it a
+ * third time, and finishes the run. It used to stop at "is failed, not queued". */
+static void killed_twice_in_one_candidate_fails_it_and_goes_on(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], db[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db, sizeof db, "%s/p.db", dir);
+    char *bin = (char *)tu_nas_bin();
+    char *search_argv[] = {bin, "search", "--data", "mnist", "--budget-evals", "4", "--subset", "200", "--val-count",
+                           "100", "--epochs", "1", "--threads", "1", "--stages", "1", "--max-width", "0.25",
+                           "--bench-seconds", "0.02", "--seed", "5", "--no-export", "--final-top", "0", "--db", db,
+                           "--name", "r", NULL};
+    char *resume_argv[] = {bin, "resume", "r", "--db", db, NULL};
+    kill_when_running(spawn(search_argv), db, 1, 1);
+    kill_when_running(spawn(resume_argv), db, 1, 2);
+    assert_int_equal(wait_exit(spawn(resume_argv)), 0);
+    snap s;
+    snap_take(db, &s);   /* integrity and the store's invariants too */
+    assert_true(s.found);
+    assert_int_equal(s.n, 4);
+    for (int i = 0; i < s.n; i++) {
+        const runs_cand *c = &s.c[i];
+        if (c->seq == 1) {
+            assert_int_equal(c->status, RUNS_FAILED);
+            assert_int_equal(c->attempts, RUNS_MAX_ATTEMPTS);
+            assert_non_null(strstr(c->error, "interrupted"));
+        } else {
+            assert_int_equal(c->status, RUNS_DONE);
+            assert_int_equal(c->attempts, 1);
+        }
+    }
+    runs_cands_free(s.c, s.n);
+    /* and it is done: a resume has nothing left to do */
+    assert_int_equal(wait_exit(spawn(resume_argv)), 0);
+    snap_take(db, &s);
+    assert_int_equal(s.n, 4);
+    runs_cands_free(s.c, s.n);
+    tu_rmtree(dir);
+}
+
 static void resume_errors(void **state)
 {
     (void)state;
@@ -302,6 +364,7 @@ int main(void)
         cmocka_unit_test(resume_errors),
         cmocka_unit_test(killed_20_times_ends_as_an_uninterrupted_run),
         cmocka_unit_test(a_crash_mid_training_still_counts_its_joules),
+        cmocka_unit_test(killed_twice_in_one_candidate_fails_it_and_goes_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

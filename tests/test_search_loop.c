@@ -50,6 +50,8 @@ typedef struct {
     double worst_allow_ratio;   /* the largest allowance / prior estimate of a candidate before any finished */
     double prior_j0, prior_jh;  /* the prior the loop was given, to check allowances against */
     int sampled;                /* the meter integrates power samples (NVML by power) */
+    long ended_id;              /* > 0: on_start says this candidate ended outside the loop */
+    long evaluated[4096];       /* how often each id was evaluated */
 } synth;
 
 static double true_energy(const synth *s, const space_genome *g)
@@ -89,6 +91,8 @@ static nas_status cb_predict(void *ctx, const space_genome *g, search_prediction
 static void run_eval(synth *s, long id, const space_genome *g, double allowance, search_eval *out)
 {
     s->n_eval++;
+    if (id >= 0 && id < 4096)
+        s->evaluated[id]++;
     memset(out, 0, sizeof *out);
     double e = true_energy(s, g);
     double j = s->cost_fixed > 0 ? s->cost_fixed : 20 + 10 * e;
@@ -207,11 +211,14 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
     return NAS_OK;
 }
 
-static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const search_prediction *p, int *ended,
+                              nas_err *err)
 {
     synth *s = ctx;
     s->n_start++;
     assert_true(p->energy_mj > 0);   /* the prediction comes with it */
+    assert_int_equal(*ended, 0);
+    *ended = s->ended_id > 0 && id == s->ended_id;
     return NAS_OK;
 }
 
@@ -946,6 +953,40 @@ static void a_sampling_meter_is_reported_as_sampled(void **state)
     search_loop_free(l);
 }
 
+/* A candidate the run store failed after crashes, before a resume: on_start
+ * says it ended, and it is a failed result that was never evaluated; the
+ * search goes on, and its reservation is free again. */
+static void a_candidate_that_ended_outside_is_failed_not_evaluated(void **state)
+{
+    (void)state;
+    synth s;
+    synth_init(&s, NG, 4);
+    s.ended_id = 3;
+    search_loop_opts o;
+    search_loop_opts_default(&o, SEARCH_EVOLUTION, 12);
+    search_stop why;
+    search_loop *l = run(&s, &o, 0, &why);
+    assert_int_equal(why, SEARCH_STOP_EVALS);
+    assert_int_equal(s.evaluated[3], 0);
+    assert_int_equal(s.n_eval, 11);   /* 12 evaluations counted, one of them the ended one */
+    int found = 0;
+    for (int i = 0; i < search_loop_n_results(l); i++) {
+        const search_result *r = search_loop_result(l, i);
+        if (r->id == 3) {
+            found++;
+            assert_int_equal(r->eval.status, SEARCH_EVAL_FAILED);
+            assert_int_equal(r->eval.recorded, 1);
+            assert_true(r->eval.joules == 0);
+        } else {
+            assert_int_equal(r->eval.recorded, 0);
+        }
+    }
+    assert_int_equal(found, 1);
+    assert_int_equal(search_loop_budget(l)->evals, 12);
+    assert_true(search_loop_budget(l)->reserved_joules == 0);
+    search_loop_free(l);
+}
+
 static void progress_line_and_report_say_what_happened(void **state)
 {
     (void)state;
@@ -1608,6 +1649,7 @@ int main(void)
         cmocka_unit_test(the_prior_is_refined_by_each_measured_candidate),
         cmocka_unit_test(progress_line_and_report_say_what_happened),
         cmocka_unit_test(a_sampling_meter_is_reported_as_sampled),
+        cmocka_unit_test(a_candidate_that_ended_outside_is_failed_not_evaluated),
         cmocka_unit_test(a_hand_edited_budget_that_never_binds_is_refused),
         cmocka_unit_test(every_state_that_loads_saves_and_loads_back),
         cmocka_unit_test(a_state_with_a_result_twice_is_refused),
