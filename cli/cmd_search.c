@@ -262,6 +262,10 @@ static void show_training(epoch_watch *w)
     if (!c || !c->show || !nas_progress_due(&c->prog))
         return;
     search_progress p = c->snap;
+    if (!p.meter || !*p.meter) {   /* no result yet: the loop has not seen the meter, the run has */
+        p.meter = ev_meter_source(c->meter);
+        p.estimated = ev_meter_quality(c->meter) == EV_ESTIMATED;
+    }
     double since = nas_now() - c->snap_t;
     p.seconds += since;
     p.eta_seconds = p.eta_seconds > since ? p.eta_seconds - since : p.eta_seconds;
@@ -893,7 +897,10 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
     printf("energy spent by the search: %.1f J", b->joules);
     if (b->lim.joules > 0)
         printf(" of %.0f J (%.1f J counting the meter's uncertainty)", b->lim.joules, b->joules_hi);
-    printf(", %s, %s\n", b->meter[0] ? b->meter : "no meter", b->estimated ? "estimated" : "measured");
+    if (b->meter[0])
+        printf(", %s, %s\n", b->meter, b->estimated ? "estimated" : "measured");
+    else   /* nothing was charged: the run's own meter says what it would have been */
+        printf(", %s, %s\n", ev_meter_source(c->meter), ev_quality_name(ev_meter_quality(c->meter)));
     if (p.n_checked)
         printf("predictor on %d measured candidates: energy MAPE %.1f%% (%.0f%% within 10%%), latency MAPE %.1f%%\n",
                p.n_checked, p.pred_mape_mj, 100 * p.pred_within10_mj, p.pred_mape_ms);

@@ -98,7 +98,8 @@ static void eta_and_durations(void **state)
 }
 
 /* A real search with --json, off a terminal: stdout is the JSON object alone,
- * stderr carries plain progress lines naming the candidate and its step. */
+ * stderr carries plain progress lines naming the candidate, its step and the
+ * meter (known before the first result). */
 static void search_json_progress_on_stderr(void **state)
 {
     (void)state;
@@ -115,11 +116,14 @@ static void search_json_progress_on_stderr(void **state)
     FILE *pf = popen(cmd, "r");
     assert_non_null(pf);
     char line[2048];
-    int progress = 0;
-    while (fgets(line, sizeof line, pf))
+    int progress = 0, no_meter = 0;
+    while (fgets(line, sizeof line, pf)) {
         progress += strstr(line, "candidate #0") && strstr(line, "step ") && !strchr(line, '\r');
+        no_meter += strstr(line, "no meter") != NULL;   /* the first candidate's lines said so */
+    }
     pclose(pf);
     assert_true(progress >= 1);
+    assert_int_equal(no_meter, 0);
     tu_rmtree(dir);
 }
 
