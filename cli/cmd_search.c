@@ -898,7 +898,7 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
     if (b->lim.joules > 0)
         printf(" of %.0f J (%.1f J counting the meter's uncertainty)", b->lim.joules, b->joules_hi);
     if (b->meter[0])
-        printf(", %s, %s\n", b->meter, b->estimated ? "estimated" : "measured");
+        printf(", %s, %s\n", b->meter, search_budget_quality(b));
     else   /* nothing was charged: the run's own meter says what it would have been */
         printf(", %s, %s\n", ev_meter_source(c->meter), ev_quality_name(ev_meter_quality(c->meter)));
     if (p.n_checked)
@@ -1584,8 +1584,10 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         if ((st = runs_lost_joules(c.db, c.run, &lost, &err)))
             goto fail;
         if (lost > 0) {
+            ev_quality q = ev_meter_quality(c.meter);
             search_loop_charge_lost(l, lost, ev_meter_uncertainty(c.meter), ev_meter_source(c.meter),
-                                    ev_meter_quality(c.meter) == EV_ESTIMATED);
+                                    q == EV_ESTIMATED ? SEARCH_Q_ESTIMATED
+                                    : q == EV_SAMPLED ? SEARCH_Q_SAMPLED : SEARCH_Q_MEASURED);
             fprintf(stderr, "nas %s: %.4g J spent by interrupted candidates count against the budget\n", cmd, lost);
         }
     }

@@ -169,7 +169,7 @@ search_stop search_budget_check(const search_budget *b, int free_slots, double e
 }
 
 /* Adds what was spent to the totals; cleans the figures in place. */
-static void spend(search_budget *b, double *joules, double *rel_unc, const char *meter, int estimated)
+static void spend(search_budget *b, double *joules, double *rel_unc, const char *meter, search_quality q)
 {
     if (!(*joules >= 0) || !isfinite(*joules))
         *joules = 0;
@@ -181,16 +181,22 @@ static void spend(search_budget *b, double *joules, double *rel_unc, const char 
         strncpy(b->meter, meter, sizeof b->meter - 1);
         b->meter[sizeof b->meter - 1] = '\0';
     }
-    b->estimated |= estimated != 0;
+    b->estimated |= q == SEARCH_Q_ESTIMATED;
+    b->sampled |= q == SEARCH_Q_SAMPLED;
+}
+
+const char *search_budget_quality(const search_budget *b)
+{
+    return b->estimated ? "estimated" : b->sampled ? "sampled" : "measured";
 }
 
 void search_budget_charge_lost(search_budget *b, double total_lost, double rel_unc, const char *meter,
-                               int estimated)
+                               search_quality q)
 {
     double j = total_lost - b->lost_joules;
     if (!(j > 0) || !isfinite(j))
         return;
-    spend(b, &j, &rel_unc, meter, estimated);
+    spend(b, &j, &rel_unc, meter, q);
     b->lost_joules = total_lost;
 }
 
@@ -210,9 +216,9 @@ search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 }
 
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
-                            int estimated)
+                            search_quality q)
 {
-    spend(b, &joules, &rel_unc, meter, estimated);
+    spend(b, &joules, &rel_unc, meter, q);
     b->n_meas++;
     double jh = joules * (1 + rel_unc);
     b->m_max_j = jh > b->m_max_j ? jh : b->m_max_j;
@@ -229,10 +235,10 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
 }
 
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
-                          double rel_unc, double seconds, const char *meter, int estimated, double hint)
+                          double rel_unc, double seconds, const char *meter, search_quality q, double hint)
 {
     search_budget_abandon(b, allowance_j, est_seconds);   /* the reservation freed, one more evaluation */
-    spend(b, &joules, &rel_unc, meter, estimated);
+    spend(b, &joules, &rel_unc, meter, q);
     /* Welford on what is checked against the budget */
     double jh = joules * (1 + rel_unc), s = seconds > 0 && isfinite(seconds) ? seconds : 0;
     b->n_cost++;

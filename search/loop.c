@@ -187,9 +187,9 @@ double search_loop_hv_ref(const search_loop *l)
     return 1.1 * l->max_energy;
 }
 
-void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, int estimated)
+void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, search_quality q)
 {
-    search_budget_charge_lost(&l->budget, total_lost, rel_unc, meter, estimated);
+    search_budget_charge_lost(&l->budget, total_lost, rel_unc, meter, q);
 }
 
 void search_loop_progress(const search_loop *l, search_progress *p)
@@ -369,7 +369,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
         ev->seconds = seconds;
     r.eval = *ev;
     search_budget_finish(&l->budget, f->allow_j, f->est_s, ev->joules, ev->joules_rel_unc, ev->seconds, ev->meter,
-                         ev->joules_estimated, f->hint);
+                         search_eval_q(ev), f->hint);
     search_budget_floor(&l->budget, ev->floor_joules, f->hint);
     l->over_stall = 0;   /* its reservation is free again, and the estimates have learnt */
     objective_figures(&r);
@@ -608,7 +608,7 @@ static nas_status measure_best(search_loop *l, const search_callbacks *cb, int f
         if (st)
             return nas_errctx(err, "measuring candidate %ld", r->id);
         search_budget_measured(&l->budget, m.joules, m.joules_rel_unc, m.seconds > 0 ? m.seconds : clock_now(cb) - t,
-                               m.meter, m.joules_estimated);
+                               m.meter, search_eval_q(&m));
         tick(l, cb);
         r->measured_later = 1;
         r->measure_joules = isfinite(m.joules) && m.joules > 0 ? m.joules : 0;
@@ -794,6 +794,7 @@ static char *loop_save(const search_loop *l, int with_history)
                               search_json_num(b->j_mean), "j_m2", search_json_num(b->j_m2), "s_mean",
                               search_json_num(b->s_mean), "s_m2", search_json_num(b->s_m2), "meter", b->meter,
                               "estimated", b->estimated), &bad);
+    search_json_set(json_object_get(root, "budget"), "sampled", json_integer(b->sampled), &bad);
     search_json_set(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "prior_sum", search_json_num(b->prior_sum), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "meas_sum", search_json_num(b->meas_sum), &bad);
@@ -1004,6 +1005,9 @@ static nas_status budget_from_json(const json_t *root, search_loop *l, nas_err *
     TRY(search_json_real(jb, WHAT, "budget.s_mean", 0, MAX_S, 0, &b->s_mean, err));
     TRY(search_json_real(jb, WHAT, "budget.s_m2", 0, DBL_MAX, 0, &b->s_m2, err));
     TRY(get_i(jb, "budget.estimated", 0, 1, &b->estimated, err));
+    b->sampled = 0;   /* absent in states saved before it existed */
+    if (json_object_get(jb, "sampled"))
+        TRY(get_i(jb, "budget.sampled", 0, 1, &b->sampled, err));
     b->lost_joules = 0;   /* absent in states saved before it existed */
     if (json_object_get(jb, "lost_j"))
         TRY(search_json_real(jb, WHAT, "budget.lost_j", 0, MAX_J, 0, &b->lost_joules, err));

@@ -30,9 +30,15 @@ void search_progress_line(const search_progress *p, char *buf, size_t n)
              p->front_size, p->hypervolume, joules, el, eta);
 }
 
+search_quality search_eval_q(const search_eval *e)
+{
+    return e->joules_estimated ? SEARCH_Q_ESTIMATED : e->joules_sampled ? SEARCH_Q_SAMPLED : SEARCH_Q_MEASURED;
+}
+
 const char *search_eval_quality(const search_eval *e)
 {
-    return e->joules_estimated ? "estimated" : e->joules_sampled ? "sampled" : "measured";
+    static const char *const name[] = {"measured", "estimated", "sampled"};
+    return name[search_eval_q(e)];
 }
 
 static json_t *result_summary(const search_result *r)
@@ -73,7 +79,7 @@ char *search_loop_report_json(const search_loop *l, search_stop why, int top)
                         json_pack("{s:o,s:o,s:o,s:s,s:s,s:I}", "joules", search_json_num(b->joules),
                                   "joules_with_uncertainty", search_json_num(b->joules_hi), "budget_joules",
                                   search_json_num(b->lim.joules > 0 ? b->lim.joules : NAN), "meter", b->meter,
-                                  "quality", b->estimated ? "estimated" : "measured", "measurements",
+                                  "quality", search_budget_quality(b), "measurements",
                                   (json_int_t)b->n_meas));
     json_object_set_new(root, "predictor_check",
                         json_pack("{s:i,s:o,s:o,s:o}", "n", p.n_checked, "energy_mape_pct",

@@ -217,6 +217,7 @@ typedef struct {
     double j_min;              /* the cheapest evaluation so far (joules, with uncertainty) */
     char meter[32];            /* the source of the last figure ("rapl:package-0", "model:cpu-time") */
     int estimated;             /* 1 if any figure was estimated rather than measured */
+    int sampled;               /* 1 if any figure was sampled (power x time); see search_budget_quality */
     double lost_joules;        /* of attempts a crash cut short, charged so far (in joules) */
     double prior_sum, meas_sum;   /* over hinted evaluations: the prior's joules, and what they cost */
     /* The floor: what a started candidate costs however early it is stopped
@@ -236,7 +237,14 @@ typedef enum {
 
 const char *search_stop_name(search_stop s);
 
+/* What a figure of joules is, as the meter that gave it says (ev_quality's
+ * kinds); 0 and 1 are what an "estimated" flag says. */
+typedef enum { SEARCH_Q_MEASURED = 0, SEARCH_Q_ESTIMATED = 1, SEARCH_Q_SAMPLED = 2 } search_quality;
+
 void search_budget_init(search_budget *b, const search_limits *lim);
+/* The word for all the budget has counted: "estimated" if any figure was,
+ * else "sampled" if any was, else "measured". */
+const char *search_budget_quality(const search_budget *b);
 /* Estimated cost of one more evaluation: mean + sigmas * sd of what they cost so far. */
 double search_budget_next_joules(const search_budget *b);
 double search_budget_next_seconds(const search_budget *b);
@@ -269,7 +277,7 @@ void search_budget_start(search_budget *b, double allowance_j, double est_second
  * uncertainty (0.05 = +-5%). allowance_j / est_seconds: what start was given;
  * hint: the candidate's cost hint (0: none). */
 void search_budget_finish(search_budget *b, double allowance_j, double est_seconds, double joules,
-                          double rel_unc, double seconds, const char *meter, int estimated, double hint);
+                          double rel_unc, double seconds, const char *meter, search_quality q, double hint);
 /* An evaluation that ended outside the loop (search_callbacks.on_start): its
  * reservation is freed and it counts as an evaluation, but what it cost is
  * charged apart (search_budget_charge_lost) and teaches the estimates nothing. */
@@ -284,13 +292,13 @@ void search_budget_floor(search_budget *b, double floor_hi, double hint);
  * cheapest evaluation before the first). */
 search_stop search_budget_check_measure(const search_budget *b, int free_slots);
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
-                            int estimated);
+                            search_quality q);
 /* Joules spent by attempts that a crash cut short (the run store's running
  * total over every resume): what total adds beyond what was charged before is
  * spent now, so each lost joule is charged once however often the search
  * resumes. */
 void search_budget_charge_lost(search_budget *b, double total_lost, double rel_unc, const char *meter,
-                               int estimated);
+                               search_quality q);
 /* Fraction of the tightest budget used, 0..1 (0 when there is no limit). */
 double search_budget_fraction(const search_budget *b);
 
@@ -337,6 +345,7 @@ typedef struct {
  * meter gave: "estimated", "sampled" or "measured" (ev_quality's names). The
  * one definition that output and storage take it from. */
 const char *search_eval_quality(const search_eval *e);
+search_quality search_eval_q(const search_eval *e);
 
 /* One candidate: proposed, screened or evaluated, and scored. */
 typedef struct {
@@ -472,7 +481,7 @@ NAS_MUST_USE nas_status search_loop_restore(const search_space *space, const cha
 NAS_MUST_USE nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
 void search_loop_free(search_loop *l);
 /* search_budget_charge_lost on a loaded loop, before it runs again. */
-void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, int estimated);
+void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, search_quality q);
 
 /* Runs until a budget, a stall or should_stop ends it; *why says which. */
 NAS_MUST_USE nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *why, nas_err *err);

@@ -948,6 +948,26 @@ static void a_sampling_meter_is_reported_as_sampled(void **state)
         assert_string_equal(json_string_value(json_object_get(row, "energy_quality")), "sampled");
         assert_false(json_is_true(json_object_get(row, "joules_estimated")));
     }
+    /* and so is the search's total, in the report and across a save */
+    assert_string_equal(json_string_value(json_object_get(json_object_get(root, "energy"), "quality")), "sampled");
+    assert_string_equal(search_budget_quality(search_loop_budget(l)), "sampled");
+    char *saved = search_loop_save(l);
+    assert_non_null(saved);
+    search_loop *back = NULL;
+    nas_err err = {0};
+    assert_int_equal(search_loop_load(&s.sp, saved, &back, &err), NAS_OK);
+    assert_string_equal(search_budget_quality(search_loop_budget(back)), "sampled");
+    search_loop_free(back);
+    nas_free(saved);
+    /* one estimated figure makes the whole estimated */
+    search_budget bq;
+    search_limits lim = {0};
+    search_budget_init(&bq, &lim);
+    assert_string_equal(search_budget_quality(&bq), "measured");
+    search_budget_measured(&bq, 1, 0, 1, "nvml:power", SEARCH_Q_SAMPLED);
+    assert_string_equal(search_budget_quality(&bq), "sampled");
+    search_budget_measured(&bq, 1, 0, 1, "model:cpu-time", SEARCH_Q_ESTIMATED);
+    assert_string_equal(search_budget_quality(&bq), "estimated");
     json_decref(root);
     nas_free(js);
     search_loop_free(l);
