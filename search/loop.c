@@ -394,8 +394,8 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     return finish_candidate(l, &r, cb, err);
 }
 
-/* A restored candidate that ended outside the loop: a failed result, as it
- * was recorded, without an evaluation. */
+/* A candidate that on_start says ended outside the loop before this resume:
+ * a failed result, as it was recorded, without an evaluation. */
 static nas_status finish_ended(search_loop *l, const flight_t *f, const search_callbacks *cb, nas_err *err)
 {
     search_result r;
