@@ -398,14 +398,21 @@ static int watch_bench_fits(epoch_watch *w)
 /* Where measured latencies come from: the clock, 10th percentile of single inferences. */
 #define LATENCY_SOURCE "clock:p10"
 
+/* The meter's kind, in the search's terms. */
+static search_quality meter_q(const ev_meter *m)
+{
+    ev_quality q = ev_meter_quality(m);
+    return q == EV_ESTIMATED ? SEARCH_Q_ESTIMATED : q == EV_SAMPLED ? SEARCH_Q_SAMPLED : SEARCH_Q_MEASURED;
+}
+
 /* What the evaluation cost by the meter. A failed read is an error: taken
  * as 0 J, it would let the search spend past its budget unseen. */
 static nas_status meter_into(const run_ctx *c, double j0, search_eval *out, nas_err *err)
 {
     nas_status st = ev_meter_spent(c->meter, j0, &out->joules, err);
     out->joules_rel_unc = ev_meter_uncertainty(c->meter);
-    out->joules_estimated = ev_meter_quality(c->meter) == EV_ESTIMATED;
-    out->joules_sampled = ev_meter_quality(c->meter) == EV_SAMPLED;
+    out->joules_estimated = meter_q(c->meter) == SEARCH_Q_ESTIMATED;
+    out->joules_sampled = meter_q(c->meter) == SEARCH_Q_SAMPLED;
     snprintf(out->meter, sizeof out->meter, "%s", ev_meter_source(c->meter));
     return st;
 }
@@ -1584,10 +1591,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
         if ((st = runs_lost_joules(c.db, c.run, &lost, &err)))
             goto fail;
         if (lost > 0) {
-            ev_quality q = ev_meter_quality(c.meter);
             search_loop_charge_lost(l, lost, ev_meter_uncertainty(c.meter), ev_meter_source(c.meter),
-                                    q == EV_ESTIMATED ? SEARCH_Q_ESTIMATED
-                                    : q == EV_SAMPLED ? SEARCH_Q_SAMPLED : SEARCH_Q_MEASURED);
+                                    meter_q(c.meter));
             fprintf(stderr, "nas %s: %.4g J spent by interrupted candidates count against the budget\n", cmd, lost);
         }
     }

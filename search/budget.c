@@ -187,7 +187,7 @@ static void spend(search_budget *b, double *joules, double *rel_unc, const char 
 
 const char *search_budget_quality(const search_budget *b)
 {
-    return b->estimated ? "estimated" : b->sampled ? "sampled" : "measured";
+    return search_quality_name(b->estimated ? SEARCH_Q_ESTIMATED : b->sampled ? SEARCH_Q_SAMPLED : SEARCH_Q_MEASURED);
 }
 
 void search_budget_charge_lost(search_budget *b, double total_lost, double rel_unc, const char *meter,

@@ -35,11 +35,13 @@ search_quality search_eval_q(const search_eval *e)
     return e->joules_estimated ? SEARCH_Q_ESTIMATED : e->joules_sampled ? SEARCH_Q_SAMPLED : SEARCH_Q_MEASURED;
 }
 
-const char *search_eval_quality(const search_eval *e)
+const char *search_quality_name(search_quality q)
 {
     static const char *const name[] = {"measured", "estimated", "sampled"};
-    return name[search_eval_q(e)];
+    return q >= SEARCH_Q_MEASURED && q <= SEARCH_Q_SAMPLED ? name[q] : "unknown";
 }
+
+const char *search_eval_quality(const search_eval *e) { return search_quality_name(search_eval_q(e)); }
 
 static json_t *result_summary(const search_result *r)
 {

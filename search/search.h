@@ -240,6 +240,7 @@ const char *search_stop_name(search_stop s);
 /* What a figure of joules is, as the meter that gave it says (ev_quality's
  * kinds); 0 and 1 are what an "estimated" flag says. */
 typedef enum { SEARCH_Q_MEASURED = 0, SEARCH_Q_ESTIMATED = 1, SEARCH_Q_SAMPLED = 2 } search_quality;
+const char *search_quality_name(search_quality q);   /* "measured", "estimated", "sampled" */
 
 void search_budget_init(search_budget *b, const search_limits *lim);
 /* The word for all the budget has counted: "estimated" if any figure was,
