@@ -21,7 +21,7 @@ CFLAGS   += -std=gnu11 $(ARCH) $(WARN) -pthread -fopenmp $(SAN) -I. -I$(BUILD)/g
 LDLIBS   += $(PKG_LIBS) -ldl -lm -pthread -fopenmp $(SAN)
 TEST_LIBS := -lcmocka
 
-MODULES  := base space evaluator predictor search runs
+MODULES  := base space evaluator predictor search runs app
 LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -115,7 +115,7 @@ clean:
 bench-search: nas
 	bash scripts/bench-search.sh
 
-# runs/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
+# app/: job files are read with libyaml (line numbers for every key); Debian's libyaml-dev.
 LDLIBS += -lyaml
 
 # runs/: the run store's cost per recorded evaluation.

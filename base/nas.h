@@ -65,6 +65,13 @@ void *nas_malloc(size_t n);
 void *nas_calloc(size_t count, size_t size);
 void *nas_realloc(void *p, size_t n);
 void  nas_free(void *p);
+/* Every JSON text nas reads is parsed here (jansson's json_loadb): NULL with
+ * *st NAS_EINVAL for bad JSON (je says where), NAS_ENOMEM when memory ran out,
+ * so a full allocator is never called a bad file nor yields a damaged tree.
+ * je and st may be NULL; so may text (then NAS_EINVAL). */
+struct json_t;
+struct json_error_t;
+struct json_t *nas_json_load(const char *text, size_t len, size_t flags, struct json_error_t *je, nas_status *st);
 char *nas_strdup(const char *s);
 /* Aligned to 64 bytes (one AVX-512 register, one cache line); free with nas_free_aligned. */
 void *nas_malloc_aligned(size_t n);

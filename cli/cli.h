@@ -6,6 +6,7 @@
 #define CLI_H
 
 #include <stdio.h>
+#include "app/app.h"
 #include "base/nas.h"
 
 int cmd_space(int argc, char **argv);
@@ -20,7 +21,16 @@ int cmd_report(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 
 /* The run store every command uses unless told otherwise (--db FILE). */
-#define CLI_DEFAULT_DB "runs.db"
+#define CLI_DEFAULT_DB APP_DEFAULT_DB
+
+/* Flags of command `which` (APP_SEARCH, APP_CALIBRATE) into s, which holds the
+ * defaults or earlier settings: -1 when fine, else the exit code (0 after
+ * --help, which usage printed; 2 after a usage error, printed). */
+int cli_flags_parse(const char *cmd, int which, int argc, char **argv, app_settings *s, void (*usage)(FILE *));
+/* `nas calibrate` with settings s (flags or a job file's); the exit code. */
+int cli_calibrate_run(const app_settings *s);
+/* app_settings_check, printed as a usage error: -1 when fine, else 2. */
+int cli_settings_check(const char *cmd, int which, const app_settings *s);
 
 /* Prints "nas <cmd>: <message>" to stderr and returns the exit code for st. */
 int cli_fail(const char *cmd, nas_status st, const nas_err *err);

@@ -14,59 +14,15 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: nas calibrate [--samples N] [--max-samples N] [--out FILE] [--measure-cmd CMD [--measure-timeout S]]\n"
-            "                     [--threads T] [--repeats N] [--min-seconds S] [--folds K]\n"
-            "                     [--passes P] [--latency-stat p10|median] [--max-spread X] [--reference]\n"
-            "                     [--adaptive-rounds R] [--seed S] [--holdout N] [--refit FILE]\n"
-            "                     [--resolution R] [--in-channels C] [--classes K] [--max-width W] [--json]\n\n"
-            "Samples N networks that cover the search space (stratified over every choice),\n"
-            "measures latency and energy per inference of each, fits whole-network and\n"
-            "block-level XGBoost models, keeps the more accurate by k-fold cross-validation,\n"
-            "then measures more networks near those predicted worse than +-10%% (up to\n"
-            "--max-samples) and refits. Prints the cross-validated accuracy: share of held-out\n"
-            "networks within +-5%% and +-10%%, MAPE, RMSE, Kendall tau.\n\n"
-            "  --samples N        networks of the first round (default 300)\n"
-            "  --max-samples N    cap including adaptive rounds (default 1.5 x samples)\n"
-            "  --out FILE         predictor file to write (default predictor.json)\n"
-            "  --measure-cmd CMD  measure with a command instead of this machine: run by /bin/sh\n"
-            "                     per network, '{spec}' replaced by the path of the spec's JSON\n"
-            "                     and '{onnx}' by an ONNX export of the network (seeded weights);\n"
-            "                     it prints 'latency_ms=<ms>' and 'energy_mj=<mJ>' lines (optional:\n"
-            "                     latency_spread=, energy_spread= (p90-p10)/median, energy_source=,\n"
-            "                     energy_quality=measured|sampled|estimated)\n"
-            "  --measure-timeout S  seconds the command may take per network before it is killed\n"
-            "                     and the network skipped (default 600; 0: no limit)\n"
-            "  --threads T        threads the built-in benchmark uses (default 1); recorded\n"
-            "  --repeats N        built-in benchmark: timed repeats per network (default 5)\n"
-            "  --min-seconds S    built-in benchmark: each repeat loops at least S s (default 0.05;\n"
-            "                     with a RAPL or perf meter 0.5 or more gives steadier energy)\n"
-            "  --passes P         measure every network P times (1-3, default 2), each pass after\n"
-            "                     the whole batch of networks, so a network's measurements are\n"
-            "                     minutes apart; the fastest is fit (neighbours on the machine only\n"
-            "                     ever slow a measurement down). The first two passes against each\n"
-            "                     other are printed as test-retest agreement\n"
-            "  --latency-stat S   built-in benchmark: the latency figure measured and predicted:\n"
-            "                     p10 (default), the 10th percentile of single inferences, or median.\n"
-            "                     On a shared machine neighbours slow whole stretches of calls; the\n"
-            "                     fast tenth is the network's own speed and repeats far better\n"
-            "                     (in calibrations on this project's 2-core VM, the test-retest\n"
-            "                     agreement within 10%% was 86-96%% with p10 and 72%% with the median)\n"
-            "  --max-spread X     measure a network again (twice at most) when its latency spread\n"
-            "                     (p90-p10)/median is over X (default 0.15; 0: never)\n"
-            "  --reference        measure a reference network before and after each network, scale\n"
-            "                     each measurement by how fast the machine ran around it, and take\n"
-            "                     again one taken while the machine ran unsteadily or slower than\n"
-            "                     usual: for a machine whose speed drifts for minutes at a time.\n"
-            "                     It doubles the measuring time (--no-reference: off, the default)\n"
-            "  --holdout N        after fitting, measure N fresh networks (sampled uniformly, never\n"
-            "                     fit on) and print the predictor's accuracy on them (default 0)\n"
-            "  --refit FILE       fit again on the measurements recorded in the predictor FILE,\n"
-            "                     measuring nothing (its space, hardware and labels are kept)\n"
-            "  --folds K          cross-validation folds (default 5)\n"
-            "  --adaptive-rounds R  refinement rounds at most (default 2)\n"
-            "  --resolution R --in-channels C --classes K --max-width W\n"
-            "                     the space to calibrate (default 28, 1, 10, 1.0: MNIST)\n");
+    fprintf(f, "usage: nas calibrate [options]\n\n"
+               "Samples N networks that cover the search space (stratified over every choice),\n"
+               "measures latency and energy per inference of each, fits whole-network and\n"
+               "block-level XGBoost models, keeps the more accurate by k-fold cross-validation,\n"
+               "then measures more networks near those predicted worse than +-10%% (up to\n"
+               "--max-samples) and refits. Prints the cross-validated accuracy: share of held-out\n"
+               "networks within +-5%% and +-10%%, MAPE, RMSE, Kendall tau. The same settings\n"
+               "make a job file's calibrate: section ('nas run').\n\n");
+    app_settings_help(f, APP_CALIBRATE);
     fprintf(f, "\nexample:\n  %s\n", "nas calibrate --samples 60 --out predictor.json");
 }
 
@@ -104,104 +60,40 @@ static json_t *metrics_json(const pred_metrics *m)
 
 int cmd_calibrate(int argc, char **argv)
 {
+    app_settings s;
+    app_settings_defaults(&s);
+    int rc = cli_flags_parse("calibrate", APP_CALIBRATE, argc, argv, &s, usage);
+    if (rc < 0)
+        rc = cli_calibrate_run(&s);
+    return rc;
+}
+
+int cli_calibrate_run(const app_settings *s)
+{
     const char *cmd = "calibrate";
+    int rc = cli_settings_check(cmd, APP_CALIBRATE, s);
+    if (rc >= 0)
+        return rc;
     pred_calib_opts o;
     pred_calib_opts_default(&o);
-    o.reference = 0;
-    o.passes = 2;
-    long samples = 300, max_samples = -1, threads = 1, folds = 5, rounds = 2, seed = 1;
-    long res = 28, in_ch = 1, classes = 10;
-    double max_w = 1.0, min_s = -1, timeout = 600;
-    long repeats = -1, passes = 2, hold = 0;
-    const char *stat = "p10", *refit = NULL;
-    const char *out = "predictor.json", *mcmd = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (!strcmp(a, "--no-reference") || !strcmp(a, "--reference")) {
-            o.reference = !strcmp(a, "--reference");
-            continue;
-        }
-        int bad = 1;
-        if (!strcmp(a, "--samples"))
-            bad = cli_parse_int(v, 20, 100000, &samples);
-        else if (!strcmp(a, "--max-samples"))
-            bad = cli_parse_int(v, 20, 100000, &max_samples);
-        else if (!strcmp(a, "--threads"))
-            bad = cli_parse_int(v, 1, 1024, &threads);
-        else if (!strcmp(a, "--folds"))
-            bad = cli_parse_int(v, 2, 20, &folds);
-        else if (!strcmp(a, "--adaptive-rounds"))
-            bad = cli_parse_int(v, 0, 20, &rounds);
-        else if (!strcmp(a, "--seed"))
-            bad = cli_parse_int(v, 0, 0x7fffffffL, &seed);
-        else if (!strcmp(a, "--resolution"))
-            bad = cli_parse_int(v, 8, 1024, &res);
-        else if (!strcmp(a, "--in-channels"))
-            bad = cli_parse_int(v, 1, 4, &in_ch);
-        else if (!strcmp(a, "--classes"))
-            bad = cli_parse_int(v, 2, 100000, &classes);
-        else if (!strcmp(a, "--max-width"))
-            bad = cli_parse_double(v, 0.25, 1.25, &max_w);
-        else if (!strcmp(a, "--repeats"))
-            bad = cli_parse_int(v, 1, 1000, &repeats);
-        else if (!strcmp(a, "--measure-timeout"))
-            bad = cli_parse_double(v, 0, 86400, &timeout);
-        else if (!strcmp(a, "--min-seconds"))
-            bad = cli_parse_double(v, 0.001, 60, &min_s);
-        else if (!strcmp(a, "--holdout"))
-            bad = cli_parse_int(v, 0, 100000, &hold);
-        else if (!strcmp(a, "--passes"))
-            bad = cli_parse_int(v, 1, PRED_MAX_PASSES, &passes);
-        else if (!strcmp(a, "--latency-stat")) {
-            bad = !v || (strcmp(v, "p10") != 0 && strcmp(v, "median") != 0);
-            if (!bad)
-                stat = v;
-        } else if (!strcmp(a, "--refit")) {
-            bad = !v || !*v;
-            refit = v;
-        } else if (!strcmp(a, "--max-spread"))
-            bad = cli_parse_double(v, 0, 100, &o.max_spread);
-        else if (!strcmp(a, "--out")) {
-            bad = !v || !*v;
-            out = v;
-        } else if (!strcmp(a, "--measure-cmd")) {
-            bad = !v || !*v || (!strstr(v, "{spec}") && !strstr(v, "{onnx}"));
-            if (v && *v && bad)
-                return cli_usage_error(cmd, "--measure-cmd '%s' has no {spec} or {onnx} to receive the network", v);
-            mcmd = v;
-        } else
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        if (bad)
-            return cli_usage_error(cmd, "%s needs a value in range, got '%s'", a, v ? v : "");
-        i++;
-    }
-    if (samples < 4 * folds)
-        return cli_usage_error(cmd, "--samples %ld is too few for %ld folds (need %ld)", samples, folds, 4 * folds);
-    if (max_samples < 0)
-        max_samples = samples + samples / 2;
-    if (max_samples < samples)
-        return cli_usage_error(cmd, "--max-samples %ld is below --samples %ld", max_samples, samples);
-
-    space_config_default(&o.space, (int)res, (int)in_ch, (int)classes);
-    o.space.max_width = max_w;
+    o.reference = (int)s->cal_reference;
+    o.max_spread = s->cal_max_spread;
+    long samples = s->cal_samples, folds = s->cal_folds, seed = s->seed, threads = s->threads > 0 ? s->threads : 1;
+    long max_samples = s->cal_max_samples > 0 ? s->cal_max_samples : samples + samples / 2;
+    const char *out = s->cal_out, *mcmd = s->cal_command[0] ? s->cal_command : NULL;
+    const char *refit = s->cal_refit[0] ? s->cal_refit : NULL;
+    int json = (int)s->json;
+    space_config_default(&o.space, s->resolution > 0 ? (int)s->resolution : 28, (int)s->in_channels, (int)s->classes);
+    o.space.max_width = s->max_width;
     o.samples = (int)samples;
     o.max_samples = (int)max_samples;
     o.folds = (int)folds;
-    o.adaptive_rounds = (int)rounds;
+    o.adaptive_rounds = (int)s->cal_rounds;
     o.seed = (uint64_t)seed;
     o.fit.seed = (uint64_t)seed;
     o.threads = (int)threads;
-    o.passes = (int)passes;
-    o.holdout = (int)hold;
+    o.passes = (int)s->cal_passes;
+    o.holdout = (int)s->cal_holdout;
     /* builtin measurements are of this engine's kernels: a predictor fit on
      * AVX-512 kernels does not hold for AVX2 ones, so the level is recorded */
     if (mcmd)
@@ -214,12 +106,12 @@ int cmd_calibrate(int argc, char **argv)
     o.progress_ctx = &cprog;
     cli_measure_ctx mctx;
     cli_measure_init(&mctx, mcmd, (int)threads);
-    if (repeats > 0)
-        mctx.repeats = (int)repeats;
-    if (min_s > 0)
-        mctx.min_seconds = min_s;
-    mctx.p10 = !strcmp(stat, "p10");
-    mctx.cmd_timeout = timeout;
+    mctx.repeats = (int)s->cal_repeats;
+    mctx.min_seconds = s->cal_min_seconds;
+    mctx.meter = s->meter;
+    mctx.watts = s->watts;
+    mctx.p10 = !strcmp(s->cal_stat, "p10");
+    mctx.cmd_timeout = s->cal_timeout;
     snprintf(o.latency_stat, sizeof o.latency_stat, "%s", cli_measure_stat(&mctx));
 
     nas_err err;
@@ -245,11 +137,11 @@ int cmd_calibrate(int argc, char **argv)
     cli_measure_close(&mctx);
     pred_free(from);
     if (st == NAS_EINTR) {   /* (a signal during the fit lets it finish and write) */
-        int rc = nas_exit_code(st);
+        int code = nas_exit_code(st);
         fprintf(stderr, "nas %s: stopped by %s after %.1f s; %s was not written\n", cmd,
                 nas_sig_name(nas_sig_caught()), nas_now() - t0, out);
         nas_sig_uninstall();
-        return rc;
+        return code;
     }
     nas_sig_uninstall();
     if (st != NAS_OK)
@@ -288,10 +180,10 @@ int cmd_calibrate(int argc, char **argv)
                                 json_pack("{s:s, s:o, s:o}", "kept", pred_kind_name(rep.kept[t]), "net",
                                           metrics_json(&rep.cv[t][PRED_KIND_NET]), "block",
                                           metrics_json(&rep.cv[t][PRED_KIND_BLOCK])));
-        char *s = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
-        if (s)
-            printf("%s\n", s);
-        free(s);
+        char *txt = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
+        if (txt)
+            printf("%s\n", txt);
+        nas_free(txt);
         json_decref(root);
     } else {
         printf("%s on %d networks (%d added where held-out error was over 10%%, %d rounds) in %.1f s\n"

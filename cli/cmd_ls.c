@@ -118,7 +118,7 @@ int cmd_ls(int argc, char **argv)
             goto cleanup;
         }
         printf("%s\n", s);
-        free(s);
+        nas_free(s);
     } else if (n == 0) {
         fprintf(stderr, "nas ls: no runs in %s\n", db_path);
     }

@@ -155,7 +155,7 @@ int cmd_predict(int argc, char **argv)
         char *s = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
         if (s)
             printf("%s\n", s);
-        free(s);
+        nas_free(s);
         json_decref(root);
     } else {
         printf("%s: per inference, batch 1\n", arg);

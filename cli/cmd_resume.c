@@ -13,6 +13,18 @@
 
 static const char *CMD = "resume";
 
+/* The settings a resumed run may be given anew; every other is the run's own. */
+static const char *const OVERRIDES[] = {"json", "threads", "budget-evals", "budget-joules", "budget-seconds"};
+#define N_OVERRIDES (int)(sizeof OVERRIDES / sizeof OVERRIDES[0])
+
+static int override_of(const char *flag)
+{
+    for (int k = 0; k < N_OVERRIDES; k++)
+        if (!strncmp(flag, "--", 2) && !strcmp(flag + 2, OVERRIDES[k]))
+            return k;
+    return -1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nas resume RUN [--db FILE] [--json] [--threads T] [--budget-evals N]\n"
@@ -28,9 +40,9 @@ static void usage(FILE *f)
     fprintf(f, "\nexample:\n  %s\n", "nas resume my-search --budget-evals 48");
 }
 
-/* The saved settings of a run as cli_search_settings JSON text (nas_malloc'd).
+/* The saved settings of a run as app_settings JSON text (nas_malloc'd).
  * Runs saved before settings were kept whole stored their flags ("args"). */
-static nas_status load_settings(const char *db_path, const char *run_arg, cli_search_settings *s, char **text,
+static nas_status load_settings(const char *db_path, const char *run_arg, app_settings *s, char **text,
                                 nas_err *err)
 {
     runs_db *db = NULL;
@@ -43,7 +55,11 @@ static nas_status load_settings(const char *db_path, const char *run_arg, cli_se
         goto cleanup;
     have_run = 1;
     json_error_t je;
-    root = json_loads(run.settings_json ? run.settings_json : "", 0, &je);
+    root = nas_json_load(run.settings_json, run.settings_json ? strlen(run.settings_json) : 0, 0, &je, &st);
+    if (!root && st == NAS_ENOMEM) {
+        st = nas_errf(err, st, "run '%s' of %s: out of memory reading its settings", run.name, db_path);
+        goto cleanup;
+    }
     json_t *set = json_object_get(root, "settings"), *args = json_object_get(root, "args");
     const char *cmd = json_string_value(json_object_get(root, "command"));
     if (!cmd || strcmp(cmd, "search") != 0 || (!json_is_object(set) && !json_is_array(args))) {
@@ -53,8 +69,8 @@ static nas_status load_settings(const char *db_path, const char *run_arg, cli_se
     }
     if (json_is_object(set)) {
         char *js = json_dumps(set, JSON_COMPACT);
-        st = js ? cli_search_from_json(js, s, err) : nas_errf(err, NAS_ENOMEM, "out of memory");
-        free(js);
+        st = js ? app_settings_from_json(js, s, err) : nas_errf(err, NAS_ENOMEM, "out of memory");
+        nas_free(js);
     } else {
         size_t n = json_array_size(args);
         char **argv = nas_malloc((n + 2) * sizeof *argv);
@@ -66,8 +82,8 @@ static nas_status load_settings(const char *db_path, const char *run_arg, cli_se
         for (size_t i = 0; i < n; i++)
             argv[i + 1] = (char *)(json_string_value(json_array_get(args, i)) ? json_string_value(json_array_get(args, i)) : "");
         argv[n + 1] = NULL;
-        cli_search_defaults(s);
-        if (cli_search_parse(CMD, (int)n + 1, argv, s) >= 0)
+        app_settings_defaults(s);
+        if (cli_flags_parse(CMD, APP_SEARCH, (int)n + 1, argv, s, usage) >= 0)
             st = nas_errf(err, NAS_EINVAL, "run '%s': its saved flags do not parse", run.name);
         nas_free(argv);
     }
@@ -76,7 +92,7 @@ static nas_status load_settings(const char *db_path, const char *run_arg, cli_se
     /* the run is found again by its name, in the store named now */
     snprintf(s->name, sizeof s->name, "%s", run.name);
     snprintf(s->db, sizeof s->db, "%s", db_path);
-    if (!(*text = cli_search_to_json(s)))
+    if (!(*text = app_settings_to_json(s)))
         st = nas_errf(err, NAS_ENOMEM, "out of memory");
 cleanup:
     json_decref(root);
@@ -98,62 +114,50 @@ int cmd_resume(int argc, char **argv)
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
     }
-    const char *run_arg = NULL, *db = "runs.db";
-    long threads = -1, evals = -1;
-    double joules = -1, seconds = -1;
-    int json = 0, rc = -1;
+    const char *run_arg = NULL, *db = CLI_DEFAULT_DB;
+    app_settings over;   /* the settings given now, which replace the saved ones */
+    app_settings_defaults(&over);
+    int given[N_OVERRIDES] = {0}, rc = -1;
     for (int i = 1; i < argc && rc < 0; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int k = override_of(a);
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             rc = 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
         } else if (a[0] != '-') {
             if (run_arg)
                 rc = cli_usage_error(CMD, "one run at a time ('%s' and '%s')", run_arg, a);
             run_arg = a;
-        } else if (!v) {
-            rc = cli_usage_error(CMD, "%s: unknown option, or it needs a value", a);
-        } else if (!strcmp(a, "--db")) {
+        } else if (!strcmp(a, "--db") && v) {
             db = argv[++i];
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int(argv[++i], 0, 256, &threads))
-                rc = cli_usage_error(CMD, "--threads: '%s' is not an integer in 0..256", v);
-        } else if (!strcmp(a, "--budget-evals")) {
-            if (cli_parse_int(argv[++i], 0, 100000000, &evals))
-                rc = cli_usage_error(CMD, "--budget-evals: '%s' is not an integer in 0..100000000", v);
-        } else if (!strcmp(a, "--budget-joules")) {
-            if (cli_parse_double(argv[++i], 0, 1e12, &joules))
-                rc = cli_usage_error(CMD, "--budget-joules: '%s' is not a number in [0, 1e12]", v);
-        } else if (!strcmp(a, "--budget-seconds")) {
-            if (cli_parse_double(argv[++i], 0, 1e9, &seconds))
-                rc = cli_usage_error(CMD, "--budget-seconds: '%s' is not a number in [0, 1e9]", v);
+        } else if (k < 0) {
+            rc = cli_usage_error(CMD, "unknown option '%s'%s", a, !strcmp(a, "--db") ? " (needs a value)" : "");
         } else {
-            rc = cli_usage_error(CMD, "unknown option '%s'", a);
+            const app_setting *t = app_setting_find(a, APP_SEARCH);
+            nas_err e = {0};
+            if (app_setting_parse(t, &over, t->type == APP_BOOL ? NULL : v, &e))
+                rc = cli_usage_error(CMD, "%s", e.msg);
+            i += t->type != APP_BOOL;
+            given[k] = 1;
         }
     }
     if (rc < 0 && !run_arg)
         rc = cli_usage_error(CMD, "which run? (a name or id; 'nas ls' lists them)");
-    cli_search_settings s;
+    app_settings s;
     char *text = NULL;
     if (rc < 0 && root && (st = load_settings(db, run_arg, &s, &text, &err)))
         rc = cli_fail(CMD, st, &err);
     /* rank 0's settings to every rank (a worker told to stop first gets an error and ends) */
     if (rc < 0 && search_dist_mpi(d) && (st = search_dist_bcast(d, &text, &err)))
         rc = root ? cli_fail(CMD, st, &err) : 1;
-    if (rc < 0 && !root && (st = cli_search_from_json(text, &s, &err)))
+    if (rc < 0 && !root && (st = app_settings_from_json(text, &s, &err)))
         rc = 1;
     if (rc < 0) {
-        s.json = json;
-        if (threads >= 0)
-            s.threads = threads;
-        if (evals >= 0)
-            s.budget_evals = evals;
-        if (joules >= 0)
-            s.budget_j = joules;
-        if (seconds >= 0)
-            s.budget_s = seconds;
+        for (int k = 0; k < N_OVERRIDES; k++)
+            if (given[k]) {
+                const app_setting *t = app_setting_find(OVERRIDES[k], APP_SEARCH);
+                memcpy((char *)&s + t->off, (char *)&over + t->off, t->size);
+            }
         rc = cli_search_execute(CMD, &s, d);
     }
     nas_free(text);

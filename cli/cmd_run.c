@@ -1,7 +1,7 @@
 /* cmd_run.c — `nas run JOB.yaml|JOB.json`: a batch job. A search job fills
  * the same settings `nas search` flags fill and runs the same search
- * (cli_search_execute); a calibrate job runs `nas calibrate` with the job's
- * sample counts, repeats and space. A job that does not parse is a usage
+ * (cli_search_execute); a calibrate job runs what `nas calibrate` runs
+ * (cli_calibrate_run) with the job's settings: both read the one table. A job that does not parse is a usage
  * error (exit 2) naming the file, line and key. */
 #include "cli/cli.h"
 #include "cli/search_cli.h"
@@ -25,47 +25,12 @@ static void usage(FILE *f)
     fprintf(f, "\nexample:\n  %s\n", "nas run jobs/mnist-small.yaml");
 }
 
-static int run_calibrate(const runs_job *j, int json)
+/* A calibrate job writes <name>.predictor.json unless it names its file. */
+static int run_calibrate(app_settings *s)
 {
-    char samples[32], repeats[32], folds[32], secs[32], threads[32], seed[32], res[32], width[32], out[96];
-    snprintf(samples, sizeof samples, "%d", j->cal_samples);
-    snprintf(repeats, sizeof repeats, "%d", j->cal_repeats);
-    snprintf(folds, sizeof folds, "%d", j->cal_folds);
-    snprintf(secs, sizeof secs, "%g", j->cal_min_seconds);
-    snprintf(threads, sizeof threads, "%d", j->threads > 0 ? j->threads : 1);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)j->seed);
-    snprintf(res, sizeof res, "%d", j->resolution > 0 ? j->resolution : 28);
-    snprintf(width, sizeof width, "%g", j->max_width);
-    snprintf(out, sizeof out, "%s%s", j->name[0] ? j->name : "predictor", j->name[0] ? ".predictor.json" : ".json");
-    char passes[16], timeout[32];
-    snprintf(passes, sizeof passes, "%d", j->cal_passes);
-    snprintf(timeout, sizeof timeout, "%g", j->cal_timeout);
-    char cmdbuf[sizeof j->cal_command];
-    snprintf(cmdbuf, sizeof cmdbuf, "%s", j->cal_command);
-    char *argv[32];
-    int n = 0;
-    argv[n++] = "calibrate";
-    argv[n++] = "--samples"; argv[n++] = samples;
-    argv[n++] = "--repeats"; argv[n++] = repeats;
-    argv[n++] = "--folds"; argv[n++] = folds;
-    argv[n++] = "--min-seconds"; argv[n++] = secs;
-    argv[n++] = "--threads"; argv[n++] = threads;
-    argv[n++] = "--seed"; argv[n++] = seed;
-    argv[n++] = "--resolution"; argv[n++] = res;
-    argv[n++] = "--max-width"; argv[n++] = width;
-    argv[n++] = "--out"; argv[n++] = out;
-    argv[n++] = "--passes"; argv[n++] = passes;
-    argv[n++] = "--latency-stat"; argv[n++] = j->cal_latency_stat ? "median" : "p10";
-    if (cmdbuf[0]) {
-        argv[n++] = "--measure-cmd";
-        argv[n++] = cmdbuf;
-        argv[n++] = "--measure-timeout";
-        argv[n++] = timeout;
-    }
-    if (json)
-        argv[n++] = "--json";
-    argv[n] = NULL;
-    return cmd_calibrate(n, argv);
+    if (s->name[0] && !strcmp(s->cal_out, "predictor.json"))
+        snprintf(s->cal_out, sizeof s->cal_out, "%.*s.predictor.json", (int)sizeof s->cal_out - 16, s->name);
+    return cli_calibrate_run(s);
 }
 
 int cmd_run(int argc, char **argv)
@@ -104,26 +69,21 @@ int cmd_run(int argc, char **argv)
     }
     if (rc < 0 && !path)
         rc = cli_usage_error(CMD, "no job file");
-    runs_job job;
-    if (rc < 0 && (st = runs_job_load(path, &job, &err)))
+    app_settings s;
+    if (rc < 0 && (st = app_job_load(path, &s, &err)))
         rc = st == NAS_ENOMEM ? cli_fail(CMD, st, &err) : (fprintf(stderr, "nas %s: %s\n", CMD, err.msg), 2);
     if (rc < 0) {
         if (threads >= 0)
-            job.threads = (int)threads;
+            s.threads = threads;
         if (db)
-            snprintf(job.db, sizeof job.db, "%s", db);
-        if (job.kind == RUNS_JOB_CALIBRATE) {
-            rc = search_dist_rank(d) == 0 ? run_calibrate(&job, json) : 0;
+            snprintf(s.db, sizeof s.db, "%s", db);
+        s.json = json;
+        if (!strcmp(s.job, "calibrate")) {
+            rc = search_dist_rank(d) == 0 ? run_calibrate(&s) : 0;
         } else {
-            cli_search_settings s;
-            if ((st = cli_search_from_job(&job, &s, &err))) {
-                rc = cli_fail(CMD, st, &err);
-            } else {
-                s.json = json;
-                rc = cli_search_check(CMD, &s);
-                if (rc < 0)
-                    rc = cli_search_execute(CMD, &s, d);
-            }
+            rc = cli_settings_check(CMD, APP_SEARCH, &s);
+            if (rc < 0)
+                rc = cli_search_execute(CMD, &s, d);
         }
     }
     search_dist_finish(d);

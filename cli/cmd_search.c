@@ -49,77 +49,9 @@ static void usage(FILE *f)
             "Searches MobileNet/EfficientNet-style networks for the best accuracy for the energy\n"
             "(or latency) they cost per inference, within a budget of the energy the search itself\n"
             "spends, as the meter reports it. Each candidate is trained briefly (the proxy task);\n"
-            "one whose estimated cost would cross a budget is not started.\n\n"
-            "budgets (whichever is reached first stops the search; at least one is required):\n"
-            "  --budget-joules J    energy the search spends training and measuring candidates: a cap.\n"
-            "                       Counted as the meter reports it raised by the meter's stated\n"
-            "                       uncertainty (x1.5 for model:cpu-time, x1.02 for RAPL), summed over\n"
-            "                       every rank; each candidate gets an allowance out of what is left,\n"
-            "                       estimated from its MACs (then from measured candidates), and stops\n"
-            "                       within it (keeping the accuracy it reached, marked stopped early).\n"
-            "                       A budget no candidate of the space fits is refused at start.\n"
-            "  --budget-evals N     candidates trained\n"
-            "  --budget-seconds S   wall-clock seconds\n"
-            "objective (MnasNet: reward = accuracy x (X/T)^w):\n"
-            "  --target-mj T | --target-ms T   energy (mJ) or latency (ms) per inference target (> 0)\n"
-            "  --w W                soft-constraint exponent (default -0.07)\n"
-            "  --hard               hard constraint: w = 0 under the target, -1 over it; the\n"
-            "                       predictor screens out candidates predicted over 1.5 x T\n"
-            "strategy:\n"
-            "  --strategy S         evolution (default), rl or random\n"
-            "  --population P --sample S --mutations M    evolution (default: scaled to --budget-evals)\n"
-            "  --rl-lr X --entropy X --batch-rl B --ppo-epochs K    RL controller\n"
-            "  --seed S             strategy and training seeds (default 1)\n"
-            "proxy training:\n"
-            "  --epochs E (default 1)  --subset N (default 2000 images)  --batch B (default 32)\n"
-            "  --lr X (default 0.1)  --threads T (default: all cores)  --max-width W (default 0.5)\n"
-            "  --stages N           template stages searched, 1..7 (default 7)\n"
-            "measuring:\n"
-            "  --predictor FILE     calibrated predictor ('nas calibrate'); without one, every\n"
-            "                       candidate is benchmarked after training\n"
-            "  --meter M            auto (default), perf, rapl or model\n"
-            "  --watts-per-core W   the model meter's stated busy power per core\n"
-            "  --measure-every K    benchmark the best every K evaluations (default 10)\n"
-            "  --measure-top K      how many of the best (default 3)\n"
-            "  --bench-seconds S    each benchmark repeat loops this long (default 0.3)\n"
-            "output:\n"
-            "  --db FILE            the run store the run is recorded in (SQLite; created when missing;\n"
-            "                       default ./runs.db): every candidate, its figures with their sources,\n"
-            "                       its weights and the search's state after each, in one transaction\n"
-            "                       ('nas report', 'nas export' and 'nas resume' read it)\n"
-            "  --no-db              a throwaway run: nothing recorded, nothing to resume or export\n"
-            "  --name NAME          the run's name in the store; an existing run of that name is\n"
-            "                       resumed where it stopped (also after kill -9)\n"
-            "  --state FILE         save the search's state after every candidate; resume from it\n"
-            "                       when it exists (the strategy and objective saved there rule;\n"
-            "                       the budgets given now replace the saved ones)\n"
-            "  --top K              leaderboard length (default 10)\n"
-            "  --hv-ref-mj E        hypervolume reference energy (default 2 x --target-mj, else\n"
-            "                       1.1 x the dearest seen: set it to compare runs)\n"
-            "  --export-dir DIR     where the chosen model's ONNX goes at the end (default\n"
-            "                       out/<run name>; not with --no-db: the weights live in the store)\n"
-            "  --no-export          do not export the chosen model\n"
-            "  --json               one JSON object on stdout (no export)\n"
-            "final training (after the search; its joules are metered and shown apart, NOT counted\n"
-            "in --budget-joules):\n"
-            "  --final-top K        the K best trained again from scratch and tested (default 1; 0: none);\n"
-            "                       the best of them by the objective on validation accuracy is exported\n"
-            "  --final-epochs E (default 5)  --final-batch B (default 64)  --final-lr X (default 0.1)\n"
-            "  --final-subset N     training images (default 0: the whole training split)\n"
-            "                       The test split is read only here: the search ranks on validation.\n"
-            "data and space:\n"
-            "  --data-dir DIR       where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
-            "                       else data/ here or beside the nas binary)\n"
-            "  --val-count N        validation images taken from train (default 10%%)\n"
-            "  --test-limit N       test images final training is tested on (default all)\n"
-            "  --resolution R       must equal the data's (the space takes the data's)\n"
-            "  --min-side S         smallest feature map before the head\n"
-            "  --scale-resolution   compound scaling also scales the input resolution\n"
-            "  --baseline-decay X   RL baseline decay\n"
-            "several machines (under mpirun; see README.md):\n"
-            "  --mpi-sync           results told to the strategy in ticket order (reproducible)\n"
-            "  --slots S            one process: evaluate like an S-worker --mpi-sync job\n"
-            "  --worker-timeout S   end the job when one candidate runs S seconds on a worker\n");
+            "one whose estimated cost would cross a budget is not started. Whichever budget is\n"
+            "reached first stops the search; at least one is required.\n\n");
+    app_settings_help(f, APP_SEARCH);
     fprintf(f, "\nexample:\n  %s\n", "nas search --data mnist --budget-joules 2000 --budget-evals 24 --target-mj 2 --name my-search");
 }
 
@@ -949,7 +881,7 @@ static void print_text(const run_ctx *c, const search_loop *l, search_stop why, 
 static int print_json(const run_ctx *c, const search_loop *l, search_stop why, int top, void *final)
 {
     char *rep = search_loop_report_json(l, why, top);
-    json_t *root = rep ? json_loads(rep, 0, NULL) : NULL;
+    json_t *root = rep ? nas_json_load(rep, strlen(rep), 0, NULL, NULL) : NULL;
     nas_free(rep);
     if (!root)
         return -1;
@@ -958,7 +890,7 @@ static int print_json(const run_ctx *c, const search_loop *l, search_stop why, i
         double params, macs;
         char *js;
         figures(c, &best->genome, &params, &macs, &js);
-        json_t *spec = js ? json_loads(js, 0, NULL) : NULL;
+        json_t *spec = js ? nas_json_load(js, strlen(js), 0, NULL, NULL) : NULL;
         nas_free(js);
         json_object_set_new(root, "chosen_spec", spec ? spec : json_null());
         json_object_set_new(json_object_get(root, "best"), "params", json_real(params));
@@ -968,339 +900,9 @@ static int print_json(const run_ctx *c, const search_loop *l, search_stop why, i
         json_object_set_new(root, "final", final);
     char *s = json_dumps(root, JSON_COMPACT);
     printf("%s\n", s ? s : "{}");
-    free(s);
+    nas_free(s);
     json_decref(root);
     return 0;
-}
-
-/* ---- settings ------------------------------------------------------------------ */
-
-/* Every setting once: its flag, where it lives, its range. Flags, the saved
- * JSON and the job file all go through this table, so a new setting cannot be
- * parsed but forgotten when a run is resumed. */
-typedef enum { S_LONG, S_DBL, S_STR, S_BOOL } stype;
-typedef struct {
-    const char *flag;
-    stype type;
-    size_t off, size;
-    double lo, hi;
-} setting;
-
-#define SO(f) offsetof(cli_search_settings, f), sizeof(((cli_search_settings *)0)->f)
-static const setting SETTINGS[] = {
-    {"--data", S_STR, SO(data), 0, 0},
-    {"--val-count", S_LONG, SO(val_count), -1, 1e7},
-    {"--test-limit", S_LONG, SO(test_limit), 0, 1e7},
-    {"--resolution", S_LONG, SO(resolution), 0, 4096},
-    {"--max-width", S_DBL, SO(max_width), 0.1, 4},
-    {"--stages", S_LONG, SO(stages), 1, 7},
-    {"--min-side", S_LONG, SO(min_side), 0, 4096},
-    {"--scale-resolution", S_BOOL, SO(scale_resolution), 0, 1},
-    {"--strategy", S_STR, SO(strategy), 0, 0},
-    {"--population", S_LONG, SO(population), 0, 1000000},
-    {"--sample", S_LONG, SO(sample), 0, 1000000},
-    {"--mutations", S_LONG, SO(mutations), 0, SPACE_MAX_GENES},
-    {"--rl-lr", S_DBL, SO(rl_lr), 0, 100},
-    {"--entropy", S_DBL, SO(entropy), -1, 10},
-    {"--baseline-decay", S_DBL, SO(baseline_decay), -1, 1},
-    {"--batch-rl", S_LONG, SO(rl_batch), 0, 100000},
-    {"--ppo-epochs", S_LONG, SO(ppo_epochs), -1, 1000},
-    {"--target-mj", S_DBL, SO(target_mj), 0, 1e9},
-    {"--target-ms", S_DBL, SO(target_ms), 0, 1e9},
-    {"--w", S_DBL, SO(w), -10, 0},
-    {"--hard", S_BOOL, SO(hard), 0, 1},
-    {"--budget-joules", S_DBL, SO(budget_j), 0, 1e12},
-    {"--budget-evals", S_LONG, SO(budget_evals), 0, 100000000},
-    {"--budget-seconds", S_DBL, SO(budget_s), 0, 1e9},
-    {"--epochs", S_LONG, SO(epochs), 1, 1000},
-    {"--subset", S_LONG, SO(subset), 0, 100000000},
-    {"--batch", S_LONG, SO(batch), 1, 4096},
-    {"--lr", S_DBL, SO(lr), 1e-8, 100},
-    {"--threads", S_LONG, SO(threads), 0, 256},
-    {"--seed", S_LONG, SO(seed), 0, 0x7fffffffL},
-    {"--predictor", S_STR, SO(predictor), 0, 0},
-    {"--meter", S_STR, SO(meter), 0, 0},
-    {"--watts-per-core", S_DBL, SO(watts), 0, 10000},
-    {"--measure-every", S_LONG, SO(measure_every), 0, 100000000},
-    {"--measure-top", S_LONG, SO(measure_top), 0, 64},
-    {"--bench-seconds", S_DBL, SO(bench_s), 0.01, 60},
-    {"--top", S_LONG, SO(top), 1, 10000},
-    {"--hv-ref-mj", S_DBL, SO(hv_ref), 0, 1e12},
-    {"--db", S_STR, SO(db), 0, 0},
-    {"--no-db", S_BOOL, SO(no_db), 0, 1},
-    {"--data-dir", S_STR, SO(data_dir), 0, 0},
-    {"--name", S_STR, SO(name), 0, 0},
-    {"--state", S_STR, SO(state), 0, 0},
-    {"--export-dir", S_STR, SO(export_dir), 0, 0},
-    {"--no-export", S_BOOL, SO(no_export), 0, 1},
-    {"--json", S_BOOL, SO(json), 0, 1},
-    {"--mpi-sync", S_BOOL, SO(mpi_sync), 0, 1},
-    {"--slots", S_LONG, SO(slots), 0, 4096},
-    {"--worker-timeout", S_DBL, SO(worker_timeout), 0, 1e9},
-    {"--final-top", S_LONG, SO(final_top), 0, CLI_FINAL_MAX},
-    {"--final-epochs", S_LONG, SO(final_epochs), 1, 1000},
-    {"--final-batch", S_LONG, SO(final_batch), 1, 4096},
-    {"--final-subset", S_LONG, SO(final_subset), 0, 100000000},
-    {"--final-lr", S_DBL, SO(final_lr), 1e-8, 100},
-};
-#undef SO
-#define N_SETTINGS (int)(sizeof SETTINGS / sizeof SETTINGS[0])
-
-void cli_search_defaults(cli_search_settings *s)
-{
-    memset(s, 0, sizeof *s);
-    s->val_count = -1;
-    s->max_width = 0.5;
-    s->stages = 7;
-    snprintf(s->strategy, sizeof s->strategy, "evolution");
-    s->rl_lr = -1;
-    s->entropy = -1;
-    s->baseline_decay = -1;
-    s->ppo_epochs = -1;
-    s->w = -0.07;
-    s->epochs = 1;
-    s->subset = 2000;
-    s->batch = 32;
-    s->lr = 0.1;
-    s->seed = 1;
-    snprintf(s->meter, sizeof s->meter, "auto");
-    s->bench_s = 0.3;
-    s->measure_every = 10;
-    s->measure_top = 3;
-    s->top = 10;
-    s->final_top = 1;
-    s->final_epochs = 5;
-    s->final_batch = 64;
-    s->final_lr = 0.1;
-}
-
-static const setting *setting_find(const char *flag)
-{
-    for (int i = 0; i < N_SETTINGS; i++)
-        if (!strcmp(SETTINGS[i].flag, flag) || !strcmp(SETTINGS[i].flag + 2, flag))
-            return &SETTINGS[i];
-    return NULL;
-}
-
-/* One value into its slot; 0 when it fits the setting's range. */
-static int setting_set(const setting *t, cli_search_settings *s, const char *v)
-{
-    char *p = (char *)s + t->off;
-    long l;
-    double d;
-    switch (t->type) {
-    case S_STR:
-        if (strlen(v) >= t->size)
-            return -1;
-        snprintf(p, t->size, "%s", v);
-        return 0;
-    case S_BOOL:
-        *(long *)p = 1;
-        return 0;
-    case S_LONG:
-        if (cli_parse_int(v, (long)t->lo, (long)t->hi, &l))
-            return -1;
-        *(long *)p = l;
-        return 0;
-    case S_DBL:
-        if (cli_parse_double(v, t->lo, t->hi, &d))
-            return -1;
-        *(double *)p = d;
-        return 0;
-    }
-    return -1;
-}
-
-int cli_search_parse(const char *cmd, int argc, char **argv, cli_search_settings *s)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (a[0] != '-')
-            return cli_usage_error(cmd, "unexpected argument '%s'", a);
-        const setting *t = setting_find(a);
-        if (!t || strncmp(a, "--", 2))
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        if (t->type == S_BOOL) {
-            *(long *)((char *)s + t->off) = 1;
-            continue;
-        }
-        if (!v)
-            return cli_usage_error(cmd, "%s needs a value", a);
-        i++;
-        if (setting_set(t, s, v)) {
-            if (t->type == S_STR)
-                return cli_usage_error(cmd, "%s: '%s' is too long", a, v);
-            return cli_usage_error(cmd, "%s: '%s' is not %s in [%g, %g]", a, v,
-                                   t->type == S_LONG ? "an integer" : "a number", t->lo, t->hi);
-        }
-        /* 0 is how the settings say "no target": given as a flag it would turn
-         * the energy (or latency) objective off without a word */
-        if ((t->off == offsetof(cli_search_settings, target_mj) || t->off == offsetof(cli_search_settings, target_ms)) &&
-            !(*(double *)((char *)s + t->off) > 0))
-            return cli_usage_error(cmd, "%s: '%s' is not a target; give one above 0 (or leave %s out for none)", a, v, a);
-    }
-    return -1;
-}
-
-int cli_search_check(const char *cmd, const cli_search_settings *s)
-{
-    if (!s->data[0])
-        return cli_usage_error(cmd, "--data is required (mnist, idx:DIR or cifar10:DIR)");
-    if (search_kind_from_name(s->strategy) < 0)
-        return cli_usage_error(cmd, "--strategy: '%s' is not evolution, rl or random", s->strategy);
-    if (!(s->budget_j > 0) && s->budget_evals <= 0 && !(s->budget_s > 0))
-        return cli_usage_error(cmd, "no budget: give --budget-joules, --budget-evals or --budget-seconds");
-    if (s->target_mj > 0 && s->target_ms > 0)
-        return cli_usage_error(cmd, "--target-mj and --target-ms: one target at a time");
-    if (s->hard && !(s->target_mj > 0 || s->target_ms > 0))
-        return cli_usage_error(cmd, "--hard needs a target (--target-mj or --target-ms)");
-    if (s->name[0] && s->no_db)
-        return cli_usage_error(cmd, "--name and --no-db: a throwaway run has no name to resume by");
-    if (s->db[0] && s->no_db)
-        return cli_usage_error(cmd, "--db and --no-db exclude each other");
-    return -1;
-}
-
-const char *cli_search_db(const cli_search_settings *s)
-{
-    return s->no_db ? NULL : s->db[0] ? s->db : CLI_DEFAULT_DB;
-}
-
-nas_status cli_search_from_job(const runs_job *j, cli_search_settings *s, nas_err *err)
-{
-    if (j->kind != RUNS_JOB_SEARCH)
-        return nas_errf(err, NAS_EINVAL, "job: not a search job");
-    cli_search_defaults(s);
-    snprintf(s->data, sizeof s->data, "%s", j->data);
-    s->val_count = j->val_count > 0 ? j->val_count : -1;
-    s->test_limit = j->test_limit;
-    s->resolution = j->resolution;
-    s->max_width = j->max_width;
-    s->stages = j->stages;
-    s->min_side = j->min_side;
-    s->scale_resolution = j->scale_resolution;
-    snprintf(s->strategy, sizeof s->strategy, "%s", j->strategy);
-    s->population = j->population;
-    s->sample = j->sample;
-    s->mutations = j->mutations;
-    s->rl_lr = j->rl_lr;
-    s->entropy = j->rl_entropy;
-    s->baseline_decay = j->rl_baseline_decay;
-    s->target_mj = j->target_mj;
-    s->target_ms = j->target_ms;
-    s->w = j->w;
-    s->hard = j->hard;
-    s->budget_j = j->budget_joules;
-    s->budget_evals = j->budget_evals;
-    s->budget_s = j->budget_seconds;
-    s->epochs = j->epochs;
-    s->subset = j->subset;
-    s->batch = j->batch;
-    s->lr = j->lr;
-    s->threads = j->threads;
-    s->seed = (long)j->seed;
-    snprintf(s->meter, sizeof s->meter, "%s", j->meter);
-    s->watts = j->watts_per_core;
-    snprintf(s->db, sizeof s->db, "%s", j->db);
-    snprintf(s->name, sizeof s->name, "%s", j->name);
-    snprintf(s->export_dir, sizeof s->export_dir, "%s", j->export_dir);
-    s->final_top = j->final_top;
-    s->final_epochs = j->final_epochs;
-    s->final_batch = j->final_batch;
-    s->final_subset = j->final_subset;
-    s->final_lr = j->final_lr;
-    return NAS_OK;
-}
-
-char *cli_search_to_json(const cli_search_settings *s)
-{
-    json_t *o = json_object();
-    int bad = !o;
-    for (int i = 0; o && i < N_SETTINGS; i++) {
-        const setting *t = &SETTINGS[i];
-        const char *p = (const char *)s + t->off;
-        json_t *v = t->type == S_STR ? json_string(p) : t->type == S_DBL ? json_real(*(const double *)p)
-                  : json_integer(*(const long *)p);
-        /* a value JSON cannot hold (text that is not UTF-8) fails the whole: a
-         * dropped key would resume with its default */
-        if (json_object_set_new(o, t->flag + 2, v) != 0)
-            bad = 1;
-    }
-    char *js = !bad ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(o);
-    char *out = js ? nas_malloc(strlen(js) + 1) : NULL;
-    if (out)
-        strcpy(out, js);
-    free(js);
-    return out;
-}
-
-/* One saved value into its slot: of the setting's type and within its range
- * (or its default, which may lie outside: -1 for "the strategy's own"), as a
- * flag would have been; a string whole, never cut. */
-static nas_status setting_from_json(const setting *t, const json_t *v, const cli_search_settings *dflt,
-                                    cli_search_settings *s, nas_err *err)
-{
-    char *p = (char *)s + t->off;
-    const char *d = (const char *)dflt + t->off, *key = t->flag + 2;
-    double x;
-    switch (t->type) {
-    case S_STR:
-        if (!json_is_string(v) || json_string_length(v) >= t->size || strlen(json_string_value(v)) != json_string_length(v))
-            return nas_errf(err, NAS_EINVAL, "settings: '%s' is not a string of at most %zu bytes", key, t->size - 1);
-        memcpy(p, json_string_value(v), json_string_length(v) + 1);
-        return NAS_OK;
-    case S_LONG:
-    case S_BOOL:
-        if (!json_is_integer(v))
-            return nas_errf(err, NAS_EINVAL, "settings: '%s' has the wrong type (an integer)", key);
-        x = (double)json_integer_value(v);
-        if (!(x >= t->lo && x <= t->hi) && json_integer_value(v) != *(const long *)d)
-            return nas_errf(err, NAS_EINVAL, "settings: '%s': %lld is out of range (%.15g to %.15g)", key,
-                            (long long)json_integer_value(v), t->lo, t->hi);
-        *(long *)p = (long)json_integer_value(v);
-        return NAS_OK;
-    case S_DBL:
-        if (!json_is_number(v))
-            return nas_errf(err, NAS_EINVAL, "settings: '%s' has the wrong type (a number)", key);
-        x = json_number_value(v);
-        if (!(x >= t->lo && x <= t->hi) && x != *(const double *)d)
-            return nas_errf(err, NAS_EINVAL, "settings: '%s': %g is out of range (%g to %g)", key, x, t->lo, t->hi);
-        *(double *)p = x;
-        return NAS_OK;
-    }
-    return nas_errf(err, NAS_EINTERNAL, "settings: '%s' has no type", key);
-}
-
-nas_status cli_search_from_json(const char *json, cli_search_settings *s, nas_err *err)
-{
-    json_error_t je;
-    json_t *o = json_loads(json, 0, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return nas_errf(err, NAS_EINVAL, "settings: not a JSON object (%s)", je.text);
-    }
-    cli_search_defaults(s);
-    cli_search_settings dflt;
-    cli_search_defaults(&dflt);
-    const char *key;
-    json_t *v;
-    nas_status st = NAS_OK;
-    json_object_foreach(o, key, v) {
-        const setting *t = setting_find(key);
-        if (!t || !strncmp(key, "--", 2)) {
-            st = nas_errf(err, NAS_EINVAL, "settings: unknown key '%s'", key);
-            break;
-        }
-        if ((st = setting_from_json(t, v, &dflt, s, err)))
-            break;
-    }
-    json_decref(o);
-    return st;
 }
 
 /* ---- running it ---------------------------------------------------------------- */
@@ -1312,13 +914,13 @@ static nas_status own_joules(void *ctx, double *j, nas_err *err)
 }
 
 /* The top of the leaderboard trained again at full fidelity and tested. */
-static nas_status final_training(const cli_search_settings *s, run_ctx *c, const search_loop *l,
+static nas_status final_training(const app_settings *s, run_ctx *c, const search_loop *l,
                                  const search_objective *obj, const ev_data_opts *dopts, cli_final_report *fin,
                                  nas_err *err)
 {
-    int idx[CLI_FINAL_MAX];
+    int idx[APP_FINAL_MAX];
     int n = search_loop_leaderboard(l, idx, (int)s->final_top);
-    const search_result *cands[CLI_FINAL_MAX];
+    const search_result *cands[APP_FINAL_MAX];
     for (int i = 0; i < n; i++)
         cands[i] = search_loop_result(l, idx[i]);
     cli_final_opts fo = {.top = (int)s->final_top, .epochs = (int)s->final_epochs, .batch = (int)s->final_batch,
@@ -1328,7 +930,7 @@ static nas_status final_training(const cli_search_settings *s, run_ctx *c, const
     return cli_final_train(&fo, &c->cfg, s->data, dopts, c->meter, obj, cands, n, fin, err);
 }
 
-static void export_final(const cli_search_settings *s, const run_ctx *c, const cli_final_report *fin)
+static void export_final(const app_settings *s, const run_ctx *c, const cli_final_report *fin)
 {
     runs_run run;
     if (runs_run_get(c->db, c->run, &run, NULL))
@@ -1367,7 +969,7 @@ static nas_status check_budget_fits(const search_loop *l, const run_ctx *c, doub
 }
 
 /* The chosen model, as ONNX, into the run's export folder. */
-static void export_chosen(const cli_search_settings *s, const run_ctx *c, const char *db_path)
+static void export_chosen(const app_settings *s, const run_ctx *c, const char *db_path)
 {
     runs_run run;
     if (runs_run_get(c->db, c->run, &run, NULL))
@@ -1390,7 +992,7 @@ static void export_chosen(const cli_search_settings *s, const run_ctx *c, const 
         fprintf(stderr, "nas search: the chosen model was not exported (above: why)\n");
 }
 
-int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dist *d)
+int cli_search_execute(const char *cmd, const app_settings *s, search_dist *d)
 {
     run_ctx c;
     memset(&c, 0, sizeof c);
@@ -1404,7 +1006,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     search_loop *l = NULL;
     const char *pred_path = s->predictor[0] ? s->predictor : NULL;
     const char *state_path = s->state[0] && root ? s->state : NULL;
-    const char *db_path = root ? cli_search_db(s) : NULL;
+    const char *db_path = root ? app_settings_db(s) : NULL;
     const char *run_name = s->name[0] ? s->name : NULL;
     c.epochs = (int)s->epochs;
     c.batch = (int)s->batch;
@@ -1413,7 +1015,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     c.seed = (uint64_t)s->seed;
     c.bench_seconds = s->bench_s;
     c.state_path = state_path;
-    c.keep_weights = cli_search_db(s) != NULL;   /* on every rank: workers pack what rank 0 stores */
+    c.keep_weights = app_settings_db(s) != NULL;   /* on every rank: workers pack what rank 0 stores */
     c.show = root;   /* on stderr, with --json too: stdout stays the JSON */
     nas_progress_init(&c.prog, stderr, cli_progress_enabled(), 5.0);
     c.snap.best_reward = c.snap.eta_seconds = NAN;
@@ -1481,14 +1083,15 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
     search_loop_opts o;
     search_loop_opts_default(&o, (search_kind)kind, s->budget_evals);
     o.strategy.seed = (uint64_t)s->seed;
+    /* population and sample 0: search_loop_opts_default's, scaled to the evals */
     if (s->population >= 2) o.strategy.population = (int)s->population;
     if (s->sample >= 1) o.strategy.sample_size = (int)s->sample;
-    if (s->mutations >= 1) o.strategy.n_mutations = (int)s->mutations;
-    if (s->rl_lr > 0) o.strategy.lr = s->rl_lr;
-    if (s->entropy >= 0) o.strategy.entropy_coef = s->entropy;
-    if (s->baseline_decay >= 0) o.strategy.baseline_decay = s->baseline_decay;
-    if (s->rl_batch > 0) o.strategy.batch = (int)s->rl_batch;
-    if (s->ppo_epochs >= 0) o.strategy.ppo_epochs = (int)s->ppo_epochs;
+    o.strategy.n_mutations = (int)s->mutations;
+    o.strategy.lr = s->rl_lr;
+    o.strategy.entropy_coef = s->entropy;
+    o.strategy.baseline_decay = s->baseline_decay;
+    o.strategy.batch = (int)s->rl_batch;
+    o.strategy.ppo_epochs = (int)s->ppo_epochs;
     if (o.strategy.sample_size > o.strategy.population)
         o.strategy.sample_size = o.strategy.population;
     search_objective_init(&o.objective, s->target_mj > 0 ? SEARCH_TARGET_MJ : s->target_ms > 0 ? SEARCH_TARGET_MS
@@ -1537,8 +1140,8 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
             size_t hl = strlen(hw);
             snprintf(hw + hl, sizeof hw - hl, "|kernels %s", ev_kernels());
             /* everything `nas resume` needs to run it again */
-            char *settings = cli_search_to_json(s);
-            json_t *sj = settings ? json_loads(settings, 0, NULL) : NULL;
+            char *settings = app_settings_to_json(s);
+            json_t *sj = settings ? nas_json_load(settings, strlen(settings), 0, NULL, NULL) : NULL;
             nas_free(settings);
             json_t *all = sj ? json_pack("{s:s,s:o}", "command", "search", "settings", sj) : NULL;
             char *txt = all ? json_dumps(all, JSON_COMPACT) : NULL;
@@ -1550,7 +1153,7 @@ int cli_search_execute(const char *cmd, const cli_search_settings *s, search_dis
                 nm.std[ch] = c.data.std[ch];
             }
             char *full = txt ? runs_settings_with_norm(txt, &nm) : NULL;
-            free(txt);
+            nas_free(txt);
             if (!full) {
                 st = nas_errf(&err, NAS_ENOMEM, "saving the run's settings: out of memory");
                 goto fail;
@@ -1737,11 +1340,11 @@ int cmd_search(int argc, char **argv)
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
     }
-    cli_search_settings s;
-    cli_search_defaults(&s);
-    int rc = cli_search_parse(CMD, argc, argv, &s);
+    app_settings s;
+    app_settings_defaults(&s);
+    int rc = cli_flags_parse(CMD, APP_SEARCH, argc, argv, &s, usage);
     if (rc < 0)
-        rc = cli_search_check(CMD, &s);
+        rc = cli_settings_check(CMD, APP_SEARCH, &s);
     /* workers print nothing: usage errors are rank 0's to tell */
     if (rc < 0)
         rc = cli_search_execute(CMD, &s, d);

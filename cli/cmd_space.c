@@ -40,7 +40,7 @@ static void usage(FILE *f)
 static json_t *spec_json(const space_spec *s)
 {
     char *txt = space_spec_to_json(s, 0);
-    json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
+    json_t *j = txt ? nas_json_load(txt, strlen(txt), 0, NULL, NULL) : NULL;
     nas_free(txt);
     return j;
 }

@@ -223,7 +223,7 @@ int cmd_train(int argc, char **argv)
         json_object_set_new(o, "seed", json_integer(seed));
         char *s = json_dumps(o, JSON_COMPACT);
         printf("%s\n", s);
-        free(s);
+        nas_free(s);
         json_decref(o);
     }
     if (st == NAS_EDIVERGED) {

@@ -8,10 +8,11 @@
 
 #include <stdio.h>
 
+#include "app/app.h"
 #include "evaluator/ev.h"
 #include "search/search.h"
 
-#define CLI_FINAL_MAX 16
+#define CLI_FINAL_MAX APP_FINAL_MAX
 
 typedef struct {
     int top;                 /* how many of the leaderboard (0: no final training) */

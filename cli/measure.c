@@ -40,6 +40,8 @@ nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err)
     ev_meter_opts mo;
     ev_meter_opts_default(&mo);
     mo.kind = ctx->meter;
+    if (ctx->watts > 0)
+        mo.watts_per_core = ctx->watts;
     nas_status st = ev_meter_open(&mo, (ev_meter **)&ctx->m, err);
     if (st != NAS_OK)
         return nas_errctx(err, "opening the energy meter");

@@ -13,6 +13,7 @@ typedef struct {
     int repeats;           /* built-in: timed repeats (median and spread over them) */
     double min_seconds;    /* built-in: each repeat loops at least this long */
     const char *meter;     /* built-in: energy meter kind, "auto" by default */
+    double watts;          /* built-in, the model meter: its stated power per core (0: its default) */
     int p10;               /* built-in: latency is the 10th percentile of single calls, not the median */
     void *m;               /* built-in: the open meter */
 } cli_measure_ctx;

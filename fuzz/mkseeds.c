@@ -8,7 +8,7 @@
 #include "fuzz/targets.h"
 
 #include "base/nas.h"
-#include "cli/search_cli.h"
+#include "app/app.h"
 #include "predictor/pred.h"
 #include "runs/runs.h"
 #include "search/search.h"
@@ -181,16 +181,15 @@ static void measure_seeds(void)
 
 static void settings_seeds(void)
 {
-    cli_search_settings s;
-    cli_search_defaults(&s);
-    char *js = cli_search_to_json(&s);
+    app_settings s;
+    app_settings_defaults(&s);
+    char *js = app_settings_to_json(&s);
     put_text("settings", "defaults.json", js);
     nas_free(js);
-    runs_job job;
     nas_err err;
-    if (runs_job_load("jobs/mnist-small.yaml", &job, &err) || cli_search_from_job(&job, &s, &err))
+    if (app_job_load("jobs/mnist-small.yaml", &s, &err))
         die(err.msg);
-    js = cli_search_to_json(&s);
+    js = app_settings_to_json(&s);
     put_text("settings", "mnist-small.json", js);
     nas_free(js);
 }
@@ -427,9 +426,9 @@ static void store_seeds(void)
     nas_err err;
     if (runs_open(path, RUNS_OPEN_CREATE, &db, &err))
         die(err.msg);
-    cli_search_settings s;
-    cli_search_defaults(&s);
-    char *settings = cli_search_to_json(&s), *all = malloc(strlen(settings) + 64);
+    app_settings s;
+    app_settings_defaults(&s);
+    char *settings = app_settings_to_json(&s), *all = malloc(strlen(settings) + 64);
     sprintf(all, "{\"command\":\"search\",\"settings\":%s}", settings);
     runs_new_run nr = {.name = "seed", .settings_json = all, .seed = 1, .hardware = "x86_64|seed cpu|2 cpus",
                        .meter = "model:cpu-time"};

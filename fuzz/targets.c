@@ -7,7 +7,7 @@
 #include "fuzz/targets.h"
 
 #include "base/nas.h"
-#include "cli/search_cli.h"
+#include "app/app.h"
 #include "evaluator/ev.h"
 #include "predictor/pred.h"
 #include "runs/runs.h"
@@ -84,21 +84,19 @@ static int fuzz_spec(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* ---- runs/: a job file, YAML or JSON -------------------------------------- */
+/* ---- app/: a job file, YAML or JSON -------------------------------------- */
 
 static int fuzz_job(const uint8_t *data, size_t size)
 {
-    static runs_job job;
+    static app_settings job, back;
     nas_err err;
-    if (runs_job_parse((const char *)data, size, "fuzz.yaml", &job, &err) == NAS_OK) {
-        char *js = runs_job_to_json(&job);
-        PROMISE(js, "a job that loads cannot be written as JSON");
+    if (app_job_parse((const char *)data, size, "fuzz.yaml", &job, &err) == NAS_OK) {
+        /* what a job file can say, a run's saved settings can keep */
+        char *js = app_settings_to_json(&job);
+        if (js)
+            PROMISE(app_settings_from_json(js, &back, &err) == NAS_OK, "a job's settings do not load back: %s",
+                    err.msg);
         nas_free(js);
-        static cli_search_settings s;
-        if (job.kind == RUNS_JOB_SEARCH && cli_search_from_job(&job, &s, &err) == NAS_OK) {
-            char *settings = cli_search_to_json(&s);
-            nas_free(settings);
-        }
     }
     return 0;
 }
@@ -302,13 +300,13 @@ static int fuzz_settings(const uint8_t *data, size_t size)
     char *text = as_text(data, size);
     if (!text)
         return 0;
-    static cli_search_settings s, back;
+    static app_settings s, back;
     nas_err err;
-    if (cli_search_from_json(text, &s, &err) == NAS_OK) {
-        char *js = cli_search_to_json(&s);
+    if (app_settings_from_json(text, &s, &err) == NAS_OK) {
+        char *js = app_settings_to_json(&s);
         PROMISE(js, "settings that load do not save");
-        PROMISE(cli_search_from_json(js, &back, &err) == NAS_OK, "saved settings do not load: %s", err.msg);
-        char *again = cli_search_to_json(&back);
+        PROMISE(app_settings_from_json(js, &back, &err) == NAS_OK, "saved settings do not load: %s", err.msg);
+        char *again = app_settings_to_json(&back);
         PROMISE(again && !strcmp(js, again), "settings saved, loaded and saved again differ");
         nas_free(again);
         nas_free(js);

@@ -244,7 +244,7 @@ static nas_status to_text(const pred_model *m, const char *path, char **out, nas
     if (!text || !(*out = nas_strdup(text)))
         st = nas_errf(err, NAS_ENOMEM, "%s: out of memory writing the predictor", path);
 cleanup:
-    free(text);
+    nas_free(text);
     json_decref(root);
     return st;
 }
@@ -510,11 +510,11 @@ static nas_status from_text(const char *text, const char *where, int models, pre
 {
     *out = NULL;
     json_error_t je;
-    json_t *root = json_loads(text, 0, &je);
-    if (!root)
-        return nas_errf(err, NAS_EINVAL, "%s: not a predictor file: JSON error at line %d, column %d: %s", where,
-                        je.line, je.column, je.text);
     nas_status st;
+    json_t *root = nas_json_load(text, strlen(text), 0, &je, &st);
+    if (!root)
+        return nas_errf(err, st, "%s: not a predictor file: JSON error at line %d, column %d: %s", where, je.line,
+                        je.column, je.text);
     pred_model *m = pred_model_new();
     if (!m)
         st = nas_errf(err, NAS_ENOMEM, "%s: out of memory", where);

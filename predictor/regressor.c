@@ -644,9 +644,9 @@ json_t *pred_regressor_to_json(const pred_regressor *r, nas_err *err)
     XGB(XGBoosterSaveModelToBuffer(r->booster, "{\"format\": \"json\"}", &len, &buf),
         "XGBoosterSaveModelToBuffer");
     json_error_t je;
-    model = json_loadb(buf, (size_t)len, 0, &je);
+    model = nas_json_load(buf, (size_t)len, 0, &je, &st);
     if (!model) {
-        st = nas_errf(err, NAS_EINTERNAL, "xgboost wrote a model that is not JSON: %s", je.text);
+        st = nas_errf(err, st == NAS_ENOMEM ? st : NAS_EINTERNAL, "xgboost wrote a model that is not JSON: %s", je.text);
         goto cleanup;
     }
     prior = json_array();
@@ -820,7 +820,7 @@ nas_status pred_regressor_from_json(const json_t *j, const char *where, pred_reg
     *out = r;
     r = NULL;
 cleanup:
-    free(text);   /* jansson allocates with malloc */
+    nas_free(text);
     pred_regressor_free(r);
     return st;
 }

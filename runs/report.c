@@ -397,7 +397,7 @@ static json_t *jcand(const runs_report *rep, int i, double target)
     if (c->error[0])
         json_object_set_new(o, "error", json_string(c->error));
     if (c->spec_json && i == rep->chosen) {
-        json_t *spec = json_loads(c->spec_json, 0, NULL);
+        json_t *spec = nas_json_load(c->spec_json, c->spec_json ? strlen(c->spec_json) : 0, 0, NULL, NULL);
         if (spec)
             json_object_set_new(o, "spec", spec);
     }
@@ -408,7 +408,7 @@ char *runs_report_json(const runs_report *rep, const runs_report_opts *o)
 {
     const runs_run *r = &rep->run;
     json_t *root = json_object();
-    json_t *settings = json_loads(r->settings_json ? r->settings_json : "{}", 0, NULL);
+    json_t *settings = nas_json_load(r->settings_json ? r->settings_json : "{}", r->settings_json ? strlen(r->settings_json) : 2, 0, NULL, NULL);
     json_object_set_new(root, "run",
                         json_pack("{s:I, s:s, s:f, s:s, s:I, s:s, s:s, s:o}", "id",
                                   (json_int_t)r->id, "name", r->name, "created", r->created,
@@ -445,7 +445,7 @@ char *runs_report_json(const runs_report *rep, const runs_report_opts *o)
     if (!s)
         return NULL;
     char *out = nas_strdup(s);
-    free(s);
+    nas_free(s);
     return out;
 }
 

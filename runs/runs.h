@@ -1,4 +1,4 @@
-/* runs.h — a run's life: the run store, job files and reports.
+/* runs.h — a run's life: the run store and reports (job files are app/'s).
  *
  * The run store is one SQLite file (WAL mode). It holds runs (settings, seed,
  * hardware, meter), candidates (genome, spec, status, accuracy, predicted and
@@ -310,70 +310,6 @@ NAS_MUST_USE nas_status runs_model_get(runs_db *db, const char *name, const char
 NAS_MUST_USE nas_status runs_weights_put(runs_db *db, int64_t cand, const void *blob, size_t len, nas_err *err);
 NAS_MUST_USE nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len, int *found,
                             nas_err *err);
-
-/* ======================= job files ======================================= */
-
-/* Everything `nas search` flags can say, as a batch job (YAML or JSON). */
-typedef enum { RUNS_JOB_SEARCH, RUNS_JOB_CALIBRATE } runs_job_kind;
-
-typedef struct {
-    runs_job_kind kind;           /* job: search | calibrate */
-    char name[64];                /* run name; "" lets the store pick */
-    uint64_t seed;
-    int threads;                  /* 0: all cores */
-    /* data */
-    char data[512];               /* "mnist", "idx:DIR", "cifar10:DIR" */
-    int val_count;                /* 0: the loader's default */
-    int test_limit;               /* 0: all */
-    /* space limits */
-    int resolution;               /* 0: the data's */
-    double max_width;
-    int stages;                   /* template stages searched, 1..7 */
-    int min_side;
-    int scale_resolution;
-    /* strategy */
-    char strategy[16];            /* evolution | rl | random */
-    int population, sample, mutations;          /* evolution */
-    double rl_lr, rl_entropy, rl_baseline_decay; /* rl */
-    /* objective */
-    double target_mj, target_ms;  /* exactly one > 0 */
-    double w;                     /* MnasNet exponent, soft constraint */
-    int hard;                     /* 1: hard constraint */
-    /* budgets (0: none) */
-    double budget_joules;
-    long budget_evals;
-    double budget_seconds;
-    /* proxy training */
-    int epochs, subset, batch;
-    double lr;
-    /* meter */
-    char meter[16];               /* auto | rapl | perf | nvml | model */
-    double watts_per_core;
-    /* calibration */
-    int cal_samples, cal_repeats, cal_folds;
-    double cal_min_seconds;
-    int cal_passes;                /* measurements of every network, minutes apart (1..3) */
-    int cal_latency_stat;          /* 0: p10, 1: median */
-    double cal_timeout;            /* seconds the measuring command may take per network */
-    char cal_command[512];        /* external measuring command; "" = this machine */
-    /* output */
-    char db[512];
-    char export_dir[512];
-    /* final training of the top of the search (final_top 0: none) */
-    int final_top, final_epochs, final_batch;
-    long final_subset;
-    double final_lr;
-} runs_job;
-
-void runs_job_default(runs_job *job);
-/* Reads a job from text; `where` names it in messages. Format by content:
- * JSON when it starts with '{', else YAML. Errors name the file, line and
- * key: "job.yaml:7: strategy.population: 0 is out of range (2..100000)". */
-NAS_MUST_USE nas_status runs_job_parse(const char *text, size_t len, const char *where, runs_job *job,
-                          nas_err *err);
-NAS_MUST_USE nas_status runs_job_load(const char *path, runs_job *job, nas_err *err);
-/* The job as a JSON object (nas_malloc'd), for the run's settings. */
-char *runs_job_to_json(const runs_job *job);
 
 /* ======================= reports ========================================= */
 

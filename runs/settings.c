@@ -17,9 +17,16 @@ static json_t *setting_in(json_t *root, const char *key)
     return v ? v : json_object_get(root, key);
 }
 
+/* A run's settings as a tree; no text reads as "{}". */
+static json_t *settings_root(const char *settings_json)
+{
+    const char *t = settings_json ? settings_json : "{}";
+    return nas_json_load(t, strlen(t), 0, NULL, NULL);
+}
+
 double runs_settings_number(const char *settings_json, const char *key)
 {
-    json_t *root = json_loads(settings_json ? settings_json : "{}", 0, NULL);
+    json_t *root = settings_root(settings_json);
     json_t *v = setting_in(root, key);
     double x = json_is_number(v) ? json_number_value(v) : NAN;
     json_decref(root);
@@ -28,7 +35,7 @@ double runs_settings_number(const char *settings_json, const char *key)
 
 int runs_settings_string(const char *settings_json, const char *key, char *buf, size_t n)
 {
-    json_t *root = json_loads(settings_json ? settings_json : "{}", 0, NULL);
+    json_t *root = settings_root(settings_json);
     json_t *v = setting_in(root, key);
     int found = json_is_string(v);
     if (found && n > 0)
@@ -41,7 +48,7 @@ int runs_settings_string(const char *settings_json, const char *key, char *buf, 
 
 char *runs_settings_with_norm(const char *settings_json, const runs_norm *nm)
 {
-    json_t *root = json_loads(settings_json ? settings_json : "{}", 0, NULL);
+    json_t *root = settings_root(settings_json);
     json_t *mean = json_array(), *std = json_array();
     char *out = NULL;
     if (!json_is_object(root) || !mean || !std || nm->channels < 1 || nm->channels > RUNS_NORM_MAX)
@@ -53,7 +60,7 @@ char *runs_settings_with_norm(const char *settings_json, const runs_norm *nm)
     json_object_set_new(root, NORM_KEY, json_pack("{s:O,s:O}", "mean", mean, "std", std));
     char *s = json_dumps(root, JSON_COMPACT);
     out = s ? nas_strdup(s) : NULL;
-    free(s);
+    nas_free(s);
 cleanup:
     json_decref(mean);
     json_decref(std);
@@ -63,7 +70,7 @@ cleanup:
 
 int runs_settings_norm(const char *settings_json, runs_norm *nm)
 {
-    json_t *root = json_loads(settings_json ? settings_json : "{}", 0, NULL);
+    json_t *root = settings_root(settings_json);
     json_t *o = json_object_get(root, NORM_KEY);
     json_t *mean = json_object_get(o, "mean"), *std = json_object_get(o, "std");
     size_t n = json_array_size(mean);

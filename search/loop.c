@@ -1185,9 +1185,9 @@ nas_status search_loop_restore(const search_space *space, const char *json, cons
     search_loop *l = NULL;
     *out = NULL;
     json_error_t je;
-    json_t *root = json_loads(json, 0, &je);
+    json_t *root = nas_json_load(json, json ? strlen(json) : 0, 0, &je, &st);
     if (!root)
-        return nas_errf(err, NAS_EINVAL, WHAT ": line %d: %s", je.line, je.text);
+        return nas_errf(err, st, WHAT ": line %d: %s", je.line, je.text);
     long version;
     if (search_json_int(root, WHAT, "version", LOOP_VERSION, LOOP_VERSION_NO_HISTORY, &version, NULL)) {
         st = nas_errf(err, NAS_EINVAL, WHAT ": field 'version' must be %d (with its history) or %d (without)",

@@ -333,7 +333,7 @@ char *search_json_dump(json_t *root)
     if (!s)
         return NULL;
     char *d = nas_strdup(s);
-    free(s);
+    nas_free(s);
     return d;
 }
 
@@ -612,10 +612,11 @@ nas_status search_strategy_load(const search_space *space, const char *json, sea
 {
     json_error_t je;
     *out = NULL;
-    json_t *root = json_loads(json, 0, &je);
+    nas_status st;
+    json_t *root = nas_json_load(json, json ? strlen(json) : 0, 0, &je, &st);
     if (!root)
-        return nas_errf(err, NAS_EINVAL, "strategy state: line %d: %s", je.line, je.text);
-    nas_status st = search_strategy_from_json(space, root, out, err);
+        return nas_errf(err, st, "strategy state: line %d: %s", je.line, je.text);
+    st = search_strategy_from_json(space, root, out, err);
     json_decref(root);
     return st;
 }

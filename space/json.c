@@ -42,7 +42,7 @@ char *space_spec_to_json(const space_spec *s, int pretty)
     if (!txt)
         return NULL;
     char *out = nas_strdup(txt);
-    free(txt);
+    nas_free(txt);
     return out;
 }
 
@@ -287,11 +287,12 @@ static nas_status read_spec(ctx_t *c, json_t *root, space_spec *s)
 nas_status space_spec_from_json(const char *text, const char *where, space_spec *spec, nas_err *err)
 {
     json_error_t je;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    nas_status st;
+    json_t *root = nas_json_load(text, text ? strlen(text) : 0, JSON_REJECT_DUPLICATES, &je, &st);
     if (!root)
-        return nas_errf(err, NAS_EINVAL, "%s: line %d, column %d: %s", where, je.line, je.column, je.text);
+        return nas_errf(err, st, "%s: line %d, column %d: %s", where, je.line, je.column, je.text);
     ctx_t c = {where, err};
-    nas_status st = read_spec(&c, root, spec);
+    st = read_spec(&c, root, spec);
     json_decref(root);
     return st;
 }

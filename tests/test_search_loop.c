@@ -1552,7 +1552,7 @@ static void a_hand_edited_budget_that_never_binds_is_refused(void **state)
         assert_int_equal(st, NAS_EINVAL);
         assert_null(l);
         assert_non_null(strstr(err.msg, edits[i].path));
-        free(bad);
+        nas_free(bad);
     }
     nas_free(js);
 }
@@ -1599,7 +1599,7 @@ static void every_state_that_loads_saves_and_loads_back(void **state)
         }
         assert_int_equal(st, NAS_EINVAL);
         assert_non_null(strstr(err.msg, edits[i].field));
-        free(bad);
+        nas_free(bad);
     }
     /* and the states as saved go round unchanged */
     const char *good[] = {evo, rl};
@@ -1638,7 +1638,7 @@ static void a_state_with_a_result_twice_is_refused(void **state)
     assert_int_equal(search_loop_load(&s.sp, bad, &l, &err), NAS_EINVAL);
     assert_null(l);
     assert_non_null(strstr(err.msg, "has two results"));
-    free(bad);
+    nas_free(bad);
     nas_free(evo);
 }
 
