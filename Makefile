@@ -165,7 +165,17 @@ $(BUILD)/bench/bench_ort: bench/bench_ort.c $(LIB) | $(SETUP) $(ORT_PKG)
 bench-ort: $(BUILD)/bench/bench_ort
 	nice $(BUILD)/bench/bench_ort --out $(BUILD)/bench
 bench-infer: bench-ort
-$(BUILD)/tests/test_onnx: | $(ORT_PKG)
+
+# ---- int8 against float32 on Fashion-MNIST in ONNX Runtime (issue 16):
+# accuracy, batch-1 latency, file size, nas int8 vs ORT int8 agreement.
+# Knobs: make bench-compress BENCH_COMPRESS_ARGS='--train 20000 --epochs 2 --calib minmax'.
+.PHONY: bench-compress
+$(BUILD)/bench/bench_compress: bench/bench_compress.c bench/bench_machine.h $(LIB) | $(SETUP) $(ORT_PKG)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-compress: $(BUILD)/bench/bench_compress
+	nice $(BUILD)/bench/bench_compress --out $(BUILD)/bench/compress $(BENCH_COMPRESS_ARGS)
+$(BUILD)/tests/test_onnx $(BUILD)/tests/test_quant: | $(ORT_PKG)
 
 # predictor: calibration at full size on a made-up CPU, timing the fitting side.
 $(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)

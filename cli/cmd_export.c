@@ -26,6 +26,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nas export RUN [--top K | --candidate N] [--out DIR] [--db FILE] [--force]\n"
             "                      [--keep-bn] [--portable] [--opset N] [--json]\n"
+            "                      [--int8 [--calib-images N] [--calib percentile|minmax]]\n"
             "       nas export --spec SPEC.json|PRESET --out FILE.onnx [--resolution R]\n"
             "                      [--classes K] [--in-channels C] [--seed S] [--force] [--keep-bn]\n"
             "                      [--portable]\n\n"
@@ -50,14 +51,27 @@ static void usage(FILE *f)
             "  --opset N        ONNX opset, %d to %d\n"
             "  --spec SPEC      export an untrained network of SPEC (initial weights from --seed),\n"
             "                   for latency measurements in other runtimes; not a trained model\n"
-            "  --json           print {\"exported\": [...]} on stdout\n",
-            EV_ONNX_OPSET_DEFAULT, EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX);
-    fprintf(f, "\nexample:\n  %s\n", "nas export my-search --candidate 9 --out out/my-search   (9: the number 'nas report' prints)");
+            "  --json           print {\"exported\": [...]} on stdout\n"
+            "  --int8           also write the post-training int8 model, <run>-c<N>.int8.onnx (QDQ:\n"
+            "                   int8 weights per output channel, uint8 activations per tensor,\n"
+            "                   batch norm folded; ONNX Runtime runs it with its int8 kernels).\n"
+            "                   Calibrates on the run's training data; its card and metadata give\n"
+            "                   the calibration and float32 and int8 accuracy (nas's engines, first\n"
+            "                   %d test images)\n"
+            "  --calib-images N calibration images, 1..60000 (default %d)\n"
+            "  --calib M        percentile (default: the range holding 99.99%% of each tensor's\n"
+            "                   values) or minmax\n",
+            EV_ONNX_OPSET_DEFAULT, EV_ONNX_OPSET_MIN, EV_ONNX_OPSET_MAX, EV_QUANT_EVAL_IMAGES,
+            EV_QUANT_DEFAULT_IMAGES);
+    fprintf(f, "\nexamples:\n  %s\n  %s\n", "nas export my-search --candidate 9 --out out/my-search   (9: the number 'nas report' prints)",
+            "nas export my-search --int8 --calib-images 512 --calib minmax");
 }
 
 /* mkdir -p */
 typedef struct {
     int force, keep_bn, portable, opset, json;
+    int int8;                  /* --int8: the quantized model too, with q */
+    ev_quant_opts q;
 } common_opts;
 
 static void apply_common(ev_export_opts *o, const common_opts *c)
@@ -142,6 +156,38 @@ static const char *fig_src(const runs_fig *f, char *buf, size_t n)
     return buf;
 }
 
+/* FILE.onnx -> FILE.int8.onnx */
+static void int8_path(const char *path, char *out, size_t n)
+{
+    size_t len = strlen(path);
+    snprintf(out, n, "%.*s.int8.onnx", (int)(len > 5 ? len - 5 : len), path);
+}
+
+/* The int8 model beside the float one: calibrated on the run's own data. */
+static nas_status export_int8(const ev_net *net, const runs_run *run, const common_opts *c,
+                              ev_export_opts *o, const char *path, nas_err *err)
+{
+    char data_spec[256], qpath[1200];
+    ev_data data;
+    ev_data_opts dopts;
+    if (!runs_settings_string(run->settings_json, "data", data_spec, sizeof data_spec))
+        return nas_errf(err, NAS_EINVAL, "--int8: run '%s' names no data set to calibrate on",
+                        run->name);
+    ev_data_opts_default(&dopts);
+    dopts.seed = run->seed;
+    dopts.test_limit = EV_QUANT_EVAL_IMAGES;
+    nas_status st = ev_data_load(data_spec, &dopts, &data, err);
+    if (st != NAS_OK)
+        return st;
+    int8_path(path, qpath, sizeof qpath);
+    st = ev_export_int8(net, &data, &c->q, EV_QUANT_EVAL_IMAGES, o, qpath, err);
+    if (st == NAS_OK && !c->json)
+        fprintf(stderr, "nas export: %s: float32 %.2f%%, int8 %.2f%% (nas engines, %d test images)\n",
+                qpath, 100 * o->accuracy, 100 * o->accuracy_int8, data.test.n);
+    ev_data_free(&data);
+    return st;
+}
+
 static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand *cand,
                               const char *dir, const common_opts *c, char *path, size_t path_n,
                               nas_err *err)
@@ -208,6 +254,8 @@ static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand 
     o.candidate = cand_id;
     snprintf(path, path_n, "%s/%s-c%d.onnx", dir, run->name, cand->seq);
     st = ev_export_onnx(net, &o, path, err);
+    if (st == NAS_OK && c->int8)
+        st = export_int8(net, run, c, &o, path, err);
 cleanup:
     ev_net_free(net);
     nas_free(blob);
@@ -281,11 +329,15 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
         n_done++;
         char spec_p[1200], card_p[1200];
         ev_export_sidecar_paths(path, spec_p, card_p, sizeof spec_p);
+        char qpath[1200] = "";
+        if (c->int8)
+            int8_path(path, qpath, sizeof qpath);
         if (c->json)
-            printf("%s{\"candidate\": %d, \"onnx\": \"%s\", \"spec\": \"%s\", \"card\": \"%s\"}",
-                   k ? ", " : "", cand->seq, path, spec_p, card_p);
+            printf("%s{\"candidate\": %d, \"onnx\": \"%s\", \"spec\": \"%s\", \"card\": \"%s\"%s%s%s}",
+                   k ? ", " : "", cand->seq, path, spec_p, card_p, c->int8 ? ", \"int8\": \"" : "",
+                   qpath, c->int8 ? "\"" : "");
         else
-            printf("%s\n", path);
+            printf("%s\n%s%s", path, qpath, c->int8 ? "\n" : "");
     }
     if (c->json)
         printf("]}\n");
@@ -303,6 +355,8 @@ int cmd_export(int argc, char **argv)
     const char *db_path = "runs.db", *out = NULL, *run_arg = NULL, *spec_arg = NULL;
     long top = 0, cand = -1, res = 0, classes = 0, in_ch = 0, seed = 1;
     common_opts c = {0};
+    int calib_set = 0;
+    ev_quant_opts_default(&c.q);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -316,6 +370,22 @@ int cmd_export(int argc, char **argv)
             c.portable = 1;
         } else if (!strcmp(a, "--json")) {
             c.json = 1;
+        } else if (!strcmp(a, "--int8")) {
+            c.int8 = 1;
+        } else if (!strcmp(a, "--calib-images") || !strcmp(a, "--calib")) {
+            long x = 0;
+            if (i + 1 >= argc)
+                return cli_usage_error("export", "%s needs a value", a);
+            const char *v = argv[++i];
+            calib_set = 1;
+            if (!strcmp(a, "--calib-images") && cli_parse_int(v, 1, 60000, &x))
+                return cli_usage_error("export", "--calib-images: '%s' is not a count (1..60000)", v);
+            if (!strcmp(a, "--calib-images"))
+                c.q.images = (int)x;
+            else if (!strcmp(v, "minmax") || !strcmp(v, "percentile"))
+                c.q.method = !strcmp(v, "minmax") ? EV_CALIB_MINMAX : EV_CALIB_PERCENTILE;
+            else
+                return cli_usage_error("export", "--calib: '%s' is not percentile or minmax", v);
         } else if (!strcmp(a, "--db") || !strcmp(a, "--out") || !strcmp(a, "--top") ||
                    !strcmp(a, "--candidate") || !strcmp(a, "--opset") || !strcmp(a, "--spec") ||
                    !strcmp(a, "--resolution") || !strcmp(a, "--classes") ||
@@ -363,6 +433,11 @@ int cmd_export(int argc, char **argv)
     }
     if (top > 0 && cand >= 0)
         return cli_usage_error("export", "--top and --candidate exclude each other");
+    if (calib_set && !c.int8)
+        return cli_usage_error("export", "--calib-images and --calib go with --int8");
+    if (c.int8 && (spec_arg || c.keep_bn || c.portable))
+        return cli_usage_error("export", "--int8 quantizes a trained run's network with batch norm "
+                                         "folded: not with --spec, --keep-bn or --portable");
     if (spec_arg) {
         if (run_arg || top > 0 || cand >= 0)
             return cli_usage_error("export", "--spec exports one spec; it takes no RUN, --top or "

@@ -361,6 +361,11 @@ typedef struct {
      * per channel, as ev_data does. norm_channels 0: unknown (then not stated). */
     int norm_channels;
     float norm_mean[4], norm_std[4];
+    /* int8 exports (ev_export_onnx_int8): NAN / NULL where unknown. */
+    double accuracy_int8;              /* the quantized model's, on accuracy_int8_split */
+    const char *accuracy_int8_split;   /* "nas int8 engine, first 1000 test images of fashion-mnist" */
+    const char *accuracy_float_split;  /* overrides accuracy_split for an int8 export's float figure */
+    const char *calib_data;            /* "256 training images of fashion-mnist" */
 } ev_export_opts;
 
 void ev_export_opts_default(ev_export_opts *o);
@@ -378,6 +383,90 @@ NAS_MUST_USE nas_status ev_export_onnx_tensors(const space_net *arch, const ev_t
 NAS_MUST_USE nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, nas_err *err);
 /* DIR/NAME.onnx -> DIR/NAME.spec.json and DIR/NAME.model-card.md. */
 void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n);
+
+/* ======================= int8 quantization ===============================
+ *
+ * Post-training quantization of a trained network (evaluator/quant.c; the
+ * scheme is spelled out in quant.h): batch norm folded, int8 weights per
+ * output channel, uint8 activations per tensor calibrated on training images.
+ * An ev_qnet runs the network three ways from one walk of the layer list:
+ *   EV_QMODE_FLOAT  float32 with BN folded (calibration runs this one),
+ *   EV_QMODE_REF    the float reference of the quantized arithmetic: every
+ *                   quantization point rounded to its uint8 grid, weights and
+ *                   biases their dequantized int8/int32 values (what a QDQ
+ *                   model means, op for op),
+ *   EV_QMODE_INT8   the int8 engine: uint8 activations, int8 weights, int32
+ *                   accumulation, float-scale requantization; squeeze-excite,
+ *                   residual adds, pooling and the classifier in float on
+ *                   dequantized values.
+ * ev_export_onnx_int8 writes the QDQ model (QuantizeLinear / DequantizeLinear
+ * around every conv, int32 bias) that ONNX Runtime fuses into QLinearConv. */
+
+/* One affine quantization: real = scale * (q - zero). */
+typedef struct {
+    float scale;
+    int32_t zero;
+} ev_qparam;
+
+/* uint8 parameters for the range [lo, hi], widened to hold 0 (so that 0 is
+ * exact, as padding needs); a range of width 0 gets scale 1. */
+ev_qparam ev_qparam_u8(float lo, float hi);
+/* round-half-even(x / scale) + zero, clamped to [qmin, qmax]; NaN -> zero. */
+int32_t ev_quantize(float x, ev_qparam p, int32_t qmin, int32_t qmax);
+float ev_dequantize(int32_t q, ev_qparam p);
+
+typedef enum { EV_CALIB_PERCENTILE, EV_CALIB_MINMAX } ev_calib_method;
+
+typedef struct {
+    ev_calib_method method;  /* default percentile */
+    double percentile;       /* kept share of each tensor's values, in % (default 99.99):
+                              * the range is [q(1 - p), q(p)] of a 2048-bin histogram */
+    int images;              /* calibration images, the first of the split (default 256) */
+    int batch;               /* images per calibration pass (default 32) */
+} ev_quant_opts;
+
+#define EV_QUANT_DEFAULT_IMAGES 256
+void ev_quant_opts_default(ev_quant_opts *o);
+const char *ev_calib_name(ev_calib_method m);   /* "percentile", "minmax" */
+
+typedef enum { EV_QMODE_FLOAT, EV_QMODE_REF, EV_QMODE_INT8 } ev_qmode;
+
+typedef struct ev_qnet ev_qnet;
+
+/* From a network's named tensors (ev_net_tensors; kept by pointer, so they
+ * must outlive the ev_qnet), for batches of up to `batch` images. */
+NAS_MUST_USE nas_status ev_qnet_create(const space_net *arch, const ev_tensor *t, int nt, int batch,
+                                       ev_qnet **out, nas_err *err);
+void ev_qnet_free(ev_qnet *q);
+/* Calibrates on the first opts->images images of split (NAS_EINVAL when the
+ * split has fewer or images < 1). */
+NAS_MUST_USE nas_status ev_qnet_calibrate(ev_qnet *q, const ev_split *split, const ev_quant_opts *opts,
+                                          nas_err *err);
+/* x: B x H x W x C (NHWC, as ev_net_infer); REF and INT8 need calibration. */
+NAS_MUST_USE nas_status ev_qnet_infer(ev_qnet *q, ev_qmode mode, const float *x, int B, float *logits,
+                                      nas_err *err);
+/* Accuracy on the first `limit` images of split (0: all). */
+NAS_MUST_USE nas_status ev_qnet_evaluate(ev_qnet *q, ev_qmode mode, const ev_split *split, int limit,
+                                         double *accuracy, nas_err *err);
+/* "percentile 99.99 on 256 images" (empty before calibration). */
+const char *ev_qnet_calibration(const ev_qnet *q);
+
+/* The QDQ model of a calibrated q. opts as for ev_export_onnx; opts->accuracy
+ * is the float32 model's, accuracy_int8 the quantized one's; keep_bn and
+ * portable are refused (BN must be folded; Clip is what ONNX Runtime fuses). */
+NAS_MUST_USE nas_status ev_export_onnx_int8(const ev_qnet *q, const ev_export_opts *opts, const char *path,
+                                            nas_err *err);
+
+/* The whole int8 export of a trained net, as `nas export RUN --int8` does it:
+ * calibrates on data->train (q->images of them), scores float32 and int8
+ * (nas's int8 engine) on the first eval_images of data->test (0: all; none
+ * when the split is empty), states both and the calibration in the model's
+ * metadata and card, and writes the QDQ model to path. On return
+ * opts->accuracy and accuracy_int8 hold the two scores (NAN when not scored). */
+#define EV_QUANT_EVAL_IMAGES 1000
+NAS_MUST_USE nas_status ev_export_int8(const ev_net *net, const ev_data *data, const ev_quant_opts *q,
+                                       int eval_images, ev_export_opts *opts, const char *path,
+                                       nas_err *err);
 
 /* A trained net's weights (every ev_net_tensors tensor, BN statistics included)
  * as one checksummed blob (nas_malloc'd), for the run store to keep per

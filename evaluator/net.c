@@ -561,7 +561,7 @@ int ev_net_tensors(const ev_net *n, ev_tensor *out, int max)
 
 /* ======================= forward ========================================= */
 
-static op_act act_of(space_act a)
+op_act evn_act_of(space_act a)
 {
     switch (a) {
     case SPACE_ACT_RELU: return OP_RELU;
@@ -604,7 +604,7 @@ static size_t se_forward(ev_net *n, const blk_t *k, int B)
     int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
     op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
     op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
-    op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+    op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, evn_act_of(a->se_act));
     op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
     op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
     op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
@@ -620,13 +620,13 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
     int hw = a->stem_out_hw;
     op_conv_forward(&cx, A(n->stem_z), S(n->col), x, P(n->stem_w), B, a->resolution, a->resolution,
                     a->in_ch, a->stem_ch, a->stem_kernel, a->stem_stride);
-    bn_fwd(n, &cx, &n->stem_bn, n->stem_a, n->stem_z, B * hw * hw, act_of(a->stem_act), training);
+    bn_fwd(n, &cx, &n->stem_bn, n->stem_a, n->stem_z, B * hw * hw, evn_act_of(a->stem_act), training);
 
     for (int i = 0; i < a->n_blocks; i++) {
         const blk_t *k = &n->blk[i];
         const space_block *b = k->sb;
         int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-        op_act act = act_of(b->act);
+        op_act act = evn_act_of(b->act);
         size_t dwin = k->in;
         if (k->expand) {
             op_pw_forward(&cx, A(k->ez), A(k->in), P(k->w_exp), nin, b->in_ch, E);
@@ -647,12 +647,12 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
     if (a->head_ch > 0) {
         size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
         op_pw_forward(&cx, A(n->head_z), A(hin), P(n->head_w), B * hw * hw, a->head_in_ch, a->head_ch);
-        bn_fwd(n, &cx, &n->head_bn, n->head_a, n->head_z, B * hw * hw, act_of(a->head_act), training);
+        bn_fwd(n, &cx, &n->head_bn, n->head_a, n->head_z, B * hw * hw, evn_act_of(a->head_act), training);
     }
     op_pool_forward(A(n->pooled), A(n->pool_in), B, hw * hw, a->pool_ch);
     if (a->fc_ch > 0) {
         op_linear_forward(A(n->fc_z), A(n->pooled), P(n->fc_w), P(n->fc_b), B, a->pool_ch, a->fc_ch);
-        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, act_of(a->fc_act));
+        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, evn_act_of(a->fc_act));
     }
     size_t feat = n->feat;
     if (training && a->dropout > 0) {
@@ -701,13 +701,13 @@ static void net_infer(ev_net *n, const float *x, int B)
         op_conv_im2col(&cx, S(n->col), x, B, a->resolution, a->resolution, a->in_ch,
                        a->stem_kernel, a->stem_stride);
         pw_bn(n, &cx, n->stem_a, S(n->col), n->stem_w, &n->stem_bn, NULL, B * hw * hw, kk,
-              act_of(a->stem_act));
+              evn_act_of(a->stem_act));
     }
     for (int i = 0; i < a->n_blocks; i++) {
         const blk_t *k = &n->blk[i];
         const space_block *b = k->sb;
         int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-        op_act act = act_of(b->act);
+        op_act act = evn_act_of(b->act);
         size_t dwin = k->in;
         if (k->expand) {
             pw_bn(n, &cx, k->ea, A(k->in), k->w_exp, &k->bn_exp, NULL, nin, b->in_ch, act);
@@ -728,12 +728,12 @@ static void net_infer(ev_net *n, const float *x, int B)
     if (a->head_ch > 0) {
         size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
         pw_bn(n, &cx, n->head_a, A(hin), n->head_w, &n->head_bn, NULL, B * hw * hw, a->head_in_ch,
-              act_of(a->head_act));
+              evn_act_of(a->head_act));
     }
     op_pool_forward(A(n->pooled), A(n->pool_in), B, hw * hw, a->pool_ch);
     if (a->fc_ch > 0) {
         op_linear_forward(A(n->fc_z), A(n->pooled), P(n->fc_w), P(n->fc_b), B, a->pool_ch, a->fc_ch);
-        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, act_of(a->fc_act));
+        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, evn_act_of(a->fc_act));
     }
     op_linear_forward(A(n->logits), A(n->feat), P(n->cls_w), P(n->cls_b), B, a->classifier_in,
                       a->num_classes);
@@ -753,7 +753,7 @@ static void se_backward(ev_net *n, const blk_t *k, int B, float *d, float *tmp)
     op_scale_backward(d, dgate, d, A(k->da), A(k->g), B, ohw, E);
     op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
     op_linear_backward(ds1, G(k->se_w2), G(k->se_b2), dgate, A(k->s1a), P(k->se_w2), B, b->se_ch, E);
-    op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, act_of(a->se_act));
+    op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, evn_act_of(a->se_act));
     op_linear_backward(dsp, G(k->se_w1), G(k->se_b1), ds1, A(k->sp), P(k->se_w1), B, E, b->se_ch);
     op_pool_backward(d, dsp, B, ohw, E, 1);
 }
@@ -766,7 +766,7 @@ static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, in
     int f1 = (cur + 1) % 3, f2 = (cur + 2) % 3;
     float *gc = S(n->gbuf[cur]), *g1 = S(n->gbuf[f1]), *g2 = S(n->gbuf[f2]);
     int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-    op_act act = act_of(b->act);
+    op_act act = evn_act_of(b->act);
 
     /* project BN (no act): d pz -> g1 */
     memcpy(g1, gc, sizeof(float) * (size_t)nout * b->out_ch);
@@ -806,7 +806,7 @@ static void net_backward(ev_net *n, const float *x, int B)
     if (a->dropout > 0)
         op_dropout_backward(g0, g0, A(n->drop_mask), (size_t)B * C);
     if (a->fc_ch > 0) {
-        op_act_backward(g0, g0, A(n->fc_z), (size_t)B * a->fc_ch, act_of(a->fc_act));
+        op_act_backward(g0, g0, A(n->fc_z), (size_t)B * a->fc_ch, evn_act_of(a->fc_act));
         op_linear_backward(g1, G(n->fc_w), G(n->fc_b), g0, A(n->pooled), P(n->fc_w), B,
                            a->pool_ch, a->fc_ch);
         memcpy(g0, g1, sizeof(float) * (size_t)B * a->pool_ch);
@@ -816,7 +816,7 @@ static void net_backward(ev_net *n, const float *x, int B)
     op_pool_backward(g1, g0, B, hw * hw, a->pool_ch, 0);
     if (a->head_ch > 0) {
         size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
-        bn_bwd(n, &cx, &n->head_bn, g1, n->head_z, B * hw * hw, act_of(a->head_act));
+        bn_bwd(n, &cx, &n->head_bn, g1, n->head_z, B * hw * hw, evn_act_of(a->head_act));
         op_pw_backward(&cx, g0, G(n->head_w), g1, A(hin), P(n->head_w), B * hw * hw, a->head_in_ch,
                        a->head_ch, 0);
         cur = 0;
@@ -824,7 +824,7 @@ static void net_backward(ev_net *n, const float *x, int B)
     for (int i = a->n_blocks - 1; i >= 0; i--)
         cur = block_backward(n, &cx, &n->blk[i], B, cur);
     hw = a->stem_out_hw;
-    bn_bwd(n, &cx, &n->stem_bn, S(n->gbuf[cur]), n->stem_z, B * hw * hw, act_of(a->stem_act));
+    bn_bwd(n, &cx, &n->stem_bn, S(n->gbuf[cur]), n->stem_z, B * hw * hw, evn_act_of(a->stem_act));
     op_conv_backward(&cx, G(n->stem_w), S(n->col), S(n->gbuf[cur]), x, B, a->resolution,
                      a->resolution, a->in_ch, a->stem_ch, a->stem_kernel, a->stem_stride);
 }

@@ -5,6 +5,7 @@
 #define EV_NET_PRIV_H
 
 #include "evaluator/ev.h"
+#include "evaluator/ops.h"
 
 /* Flat arrays of every parameter (and the batch-norm running statistics,
  * which are state, not parameters: their gradients stay zero). */
@@ -26,5 +27,9 @@ double evn_train_step(ev_net *net, const float *x, const uint8_t *labels, int ba
 /* SGD with Nesterov momentum (PyTorch's form), weight decay on conv and
  * linear weights only. */
 void evn_sgd(ev_net *net, float lr, float momentum, float weight_decay);
+
+/* The engine's activation for a space activation (one mapping: training,
+ * inference and the int8 path use it). */
+op_act evn_act_of(space_act a);
 
 #endif

@@ -17,7 +17,7 @@
  * at the end, so building the model has one cleanup and no per-node frees.
  */
 #include "evaluator/ev.h"
-#include "evaluator/ops.h"
+#include "evaluator/quant.h"
 #include "onnx/onnx.pb-c.h"
 
 #include <errno.h>
@@ -104,6 +104,8 @@ typedef struct {
     int nt;
     int keep_bn, portable;
     const char *relu6_min, *relu6_max;   /* Clip's bounds (portable: 6 only), shared initializers */
+    const evq_table *q;                  /* int8: the calibrated table (QDQ export); NULL: float */
+    ev_qparam xq;                        /* int8: the parameters of the conv being added's input */
     nas_err *err;
     nas_status st;                       /* first failure; later steps do nothing */
 } gb;
@@ -152,8 +154,9 @@ static int gb_layout(gb *g, const ev_tensor *t, const char *want)
 
 static float *gb_floats(gb *g, size_t n) { return arena_alloc(&g->A, n * sizeof(float)); }
 
-/* Adds a float initializer (raw little-endian bytes, as ONNX prefers for size). */
-static const char *gb_init(gb *g, const char *name, const float *data, int ndim, const int64_t *dims)
+/* Adds an initializer of `dtype` (esize bytes a value) as raw little-endian bytes. */
+static const char *gb_init_raw(gb *g, const char *name, const void *data, int dtype, size_t esize,
+                               int ndim, const int64_t *dims)
 {
     if (!gb_ok(g))
         return NULL;
@@ -171,10 +174,10 @@ static const char *gb_init(gb *g, const char *name, const float *data, int ndim,
     t->n_dims = (size_t)ndim;
     t->dims = d;
     t->has_data_type = 1;
-    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->data_type = dtype;
     t->name = nm;
     t->has_raw_data = 1;
-    t->raw_data.len = n * sizeof(float);
+    t->raw_data.len = n * esize;
     t->raw_data.data = (uint8_t *)data;
     if (g->n_inits == g->cap_inits) {
         g->st = nas_errf(g->err, NAS_EINTERNAL, "onnx export: more initializers than planned (%zu)",
@@ -183,6 +186,12 @@ static const char *gb_init(gb *g, const char *name, const float *data, int ndim,
     }
     g->inits[g->n_inits++] = t;
     return nm;
+}
+
+/* A float initializer (raw bytes, as ONNX prefers for size). */
+static const char *gb_init(gb *g, const char *name, const float *data, int ndim, const int64_t *dims)
+{
+    return gb_init_raw(g, name, data, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, sizeof(float), ndim, dims);
 }
 
 typedef struct {
@@ -317,6 +326,76 @@ static const char *gb_gate(gb *g, const char *x, space_gate gate, const char *ou
     return gb_node(g, "HardSigmoid", out, 1, &x, 2, at);
 }
 
+/* ---- int8: QuantizeLinear / DequantizeLinear ------------------------------ */
+
+/* x (float) -> `x`.q (uint8), with its scale and zero point as `x`.q.scale and
+ * `x`.q.zero_point, which every DequantizeLinear of it shares. */
+static const char *gb_quant(gb *g, const char *x, ev_qparam p)
+{
+    char nm[128], sc[140], zp[140];
+    snprintf(nm, sizeof nm, "%s.q", x);
+    snprintf(sc, sizeof sc, "%s.scale", nm);
+    snprintf(zp, sizeof zp, "%s.zero_point", nm);
+    float *s = gb_floats(g, 1);
+    uint8_t *z = arena_alloc(&g->A, 1);
+    if (!gb_ok(g))
+        return NULL;
+    *s = p.scale;
+    *z = (uint8_t)p.zero;
+    const char *in[3] = {x, gb_init(g, sc, s, 0, NULL),
+                         gb_init_raw(g, zp, z, ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 1, 0, NULL)};
+    return gb_node(g, "QuantizeLinear", nm, 3, in, 0, NULL);
+}
+
+/* A DequantizeLinear of xq for consumer op `user` alone (one per consumer, as
+ * ONNX Runtime's quantizer writes them, so each node unit has its own). */
+static const char *gb_dequant(gb *g, const char *xq, int user)
+{
+    char nm[140], sc[140], zp[140];
+    snprintf(nm, sizeof nm, "%s.dq%d", xq, user);
+    snprintf(sc, sizeof sc, "%s.scale", xq);
+    snprintf(zp, sizeof zp, "%s.zero_point", xq);
+    const char *in[3] = {xq, sc, zp};
+    return gb_node(g, "DequantizeLinear", nm, 3, in, 0, NULL);
+}
+
+/* Per-channel DequantizeLinear (axis 0) of an integer initializer. The zero
+ * point is left out (ONNX's default, 0, for int8 and int32 alike): ONNX
+ * Runtime fuses the node unit all the same, and the file is smaller. */
+static const char *gb_dq_const(gb *g, const char *out, const void *data, int dtype, size_t esize,
+                               const float *scale, int ndim, const int64_t *dims)
+{
+    char qn[128], sn[128];
+    snprintf(qn, sizeof qn, "%s.quantized", out);
+    snprintf(sn, sizeof sn, "%s.scale", out);
+    const char *in[2] = {gb_init_raw(g, qn, data, dtype, esize, ndim, dims), gb_init(g, sn, scale, 1, dims)};
+    gb_attr axis = {.name = "axis", .kind = 'i', .i = 0};
+    return gb_node(g, "DequantizeLinear", out, 2, in, 1, &axis);
+}
+
+/* A quantized conv's weights (int8 per output channel) and bias (int32 at
+ * scale s_x * s_w) from the folded ow [cout][per] and ob, as DequantizeLinear
+ * outputs `prefix`.weight and `prefix`.bias. */
+static void gb_qconv_params(gb *g, const char *prefix, const float *ow, const float *ob, int per,
+                            int cout, const int64_t *wd, const char **wi, const char **bi)
+{
+    char nm[96];
+    int8_t *wq = arena_alloc(&g->A, (size_t)cout * per);
+    int32_t *bq = arena_alloc(&g->A, sizeof(int32_t) * (size_t)cout);
+    float *sw = gb_floats(g, (size_t)cout), *sb = gb_floats(g, (size_t)cout);
+    if (!gb_ok(g))
+        return;
+    evq_quant_weights(ow, cout, per, wq, sw);
+    evq_quant_bias(ob, cout, g->xq.scale, sw, bq);
+    for (int o = 0; o < cout; o++)
+        sb[o] = g->xq.scale * sw[o];
+    int64_t bd[1] = {cout};
+    snprintf(nm, sizeof nm, "%s.weight", prefix);
+    *wi = gb_dq_const(g, nm, wq, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, sw, 4, wd);
+    snprintf(nm, sizeof nm, "%s.bias", prefix);
+    *bi = gb_dq_const(g, nm, bq, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 4, sb, 1, bd);
+}
+
 /* ---- convolutions -------------------------------------------------------- */
 
 /* Conv of x with weights `wname` (KKIO [k][k][cin][cout], or KKC [k][k][c]
@@ -341,20 +420,13 @@ static const char *gb_conv_bn(gb *g, const char *x, const char *prefix, const ch
     float *ob = gb_floats(g, (size_t)cout);
     if (!gb_ok(g))
         return NULL;
-    const float *gam = bn[0]->data, *bet = bn[1]->data, *mu = bn[2]->data, *var = bn[3]->data;
-    for (int o = 0; o < cout; o++) {
-        double s = g->keep_bn ? 1.0 : gam[o] / sqrt((double)var[o] + ONNX_BN_EPS);
-        for (int i = 0; i < ci; i++)
-            for (int ky = 0; ky < k; ky++)
-                for (int kx = 0; kx < k; kx++) {
-                    size_t src = ((size_t)(ky * k + kx) * ci + i) * cout + o;
-                    ow[(((size_t)o * ci + i) * k + ky) * k + kx] = (float)(w->data[src] * s);
-                }
-        ob[o] = (float)(bet[o] - mu[o] * s);
-    }
+    evq_fold(w->data, depthwise, bn[0]->data, bn[1]->data, bn[2]->data, bn[3]->data, k, cin, cout,
+             g->keep_bn, ow, ob);
     int64_t wd[4] = {cout, ci, k, k}, cd[1] = {cout};
     snprintf(nm, sizeof nm, "%s.weight", prefix);
-    const char *wi = gb_init(g, nm, ow, 4, wd);
+    const char *wi = g->q ? NULL : gb_init(g, nm, ow, 4, wd), *qbias = NULL;
+    if (g->q)
+        gb_qconv_params(g, prefix, ow, ob, ci * k * k, cout, wd, &wi, &qbias);
     int p = (k - 1) / 2;
     gb_attr at[5] = {{.name = "kernel_shape", .kind = 'I', .n_ints = 2, .ints = {k, k}},
                      {.name = "strides", .kind = 'I', .n_ints = 2, .ints = {stride, stride}},
@@ -377,7 +449,7 @@ static const char *gb_conv_bn(gb *g, const char *x, const char *prefix, const ch
         y = gb_node(g, "BatchNormalization", nm, 5, bi, 1, &eps);
     } else {
         snprintf(nm, sizeof nm, "%s.bias", prefix);
-        const char *in[3] = {x, wi, gb_init(g, nm, ob, 1, cd)};
+        const char *in[3] = {x, wi, qbias ? qbias : gb_init(g, nm, ob, 1, cd)};
         snprintf(nm, sizeof nm, "%s.conv", prefix);
         y = gb_node(g, "Conv", nm, 3, in, 5, at);
     }
@@ -486,13 +558,30 @@ static const char *gb_op(gb *g, const space_layers *L, int i, const char *x, con
     }
 }
 
+/* What op `user` reads of op `in` (-1: the input): in an int8 export a
+ * quantization point's value is its QuantizeLinear output, dequantized here. */
+static const char *gb_read(gb *g, const space_layers *L, const char **out, const char *in_q, int in,
+                           int user)
+{
+    if (!g->q)
+        return in < 0 ? "input" : out[in];
+    if (in < 0)
+        return gb_dequant(g, in_q, user);
+    return evq_is_point(L, in) ? gb_dequant(g, out[in], user) : out[in];
+}
+
 static void gb_network(gb *g, const space_layers *L)
 {
     const char **out = arena_alloc(&g->A, sizeof(char *) * (size_t)L->n);
+    const char *in_q = g->q ? gb_quant(g, "input", g->q->in) : NULL;
     for (int i = 0; i < L->n && gb_ok(g); i++) {
         const space_op *o = &L->op[i];
-        const char *x = o->in < 0 ? "input" : out[o->in];
-        out[i] = gb_op(g, L, i, x, o->in2 < 0 ? NULL : out[o->in2]);
+        if (g->q)
+            g->xq = o->in < 0 ? g->q->in : g->q->op[o->in];
+        const char *x = gb_read(g, L, out, in_q, o->in, i);
+        out[i] = gb_op(g, L, i, x, o->in2 < 0 ? NULL : gb_read(g, L, out, in_q, o->in2, i));
+        if (g->q && evq_is_point(L, i) && out[i])
+            out[i] = gb_quant(g, out[i], g->q->op[i]);
     }
 }
 
@@ -596,22 +685,42 @@ static int gb_metadata(gb *g, const ev_export_opts *o, const char *spec_json, kv
     return n;
 }
 
-#define MAX_META 24
+#define MAX_META 32
+
+/* An int8 export's own keys: the scheme, the calibration, both accuracies. */
+static int gb_quant_metadata(gb *g, const ev_export_opts *o, kv *out)
+{
+    int n = 0;
+    arena *A = &g->A;
+#define PUT(k, ...) (out[n].key = (k), out[n].value = arena_printf(A, __VA_ARGS__), n++)
+    PUT("nas.quantization", "int8 QDQ: weights int8 symmetric per output channel, activations uint8 "
+                            "asymmetric per tensor, bias int32 (scale s_x*s_w); batch norm folded first; "
+                            "pooling and the classifier float32");
+    PUT("nas.quantization.calibration", "%s", o->calib_data ? o->calib_data : "unstated");
+    if (fig_known(o->accuracy_int8)) {
+        PUT("nas.accuracy.int8", "%.6g", o->accuracy_int8);
+        PUT("nas.accuracy.int8.source", "%s", o->accuracy_int8_split ? o->accuracy_int8_split : "unstated");
+    }
+#undef PUT
+    return n;
+}
 
 /* Builds the model and packs it into *buf (nas_malloc'd). */
 static nas_status build_and_pack(const space_net *arch, const ev_tensor *t, int nt,
-                                 const ev_export_opts *o, const char *spec_json, uint8_t **buf,
-                                 size_t *len, nas_err *err)
+                                 const ev_export_opts *o, const evq_table *q, const char *spec_json,
+                                 uint8_t **buf, size_t *len, nas_err *err)
 {
-    gb g = {.t = t, .nt = nt, .keep_bn = o->keep_bn, .portable = o->portable, .err = err};
+    gb g = {.t = t, .nt = nt, .keep_bn = o->keep_bn, .portable = o->portable, .q = q, .err = err};
     int opset = o->opset ? o->opset : EV_ONNX_OPSET_DEFAULT;
     space_layers L;
     g.st = space_layers_build(arch, &L, err);
     if (g.st != NAS_OK)
         return g.st;
     /* At most 8 nodes and 8 initializers per op (SE has 7 nodes and 4
-     * initializers, a conv with kept BN 5), plus ReLU6's shared bounds. */
-    g.cap_nodes = g.cap_inits = 16 + 8 * (size_t)L.n;
+     * initializers, a conv with kept BN 5), plus ReLU6's shared bounds; an
+     * int8 export adds at most 4 nodes (a conv's 3 DequantizeLinear and its
+     * QuantizeLinear) and 8 initializers to an op. */
+    g.cap_nodes = g.cap_inits = 16 + (q ? 16 : 8) * (size_t)L.n;
     g.nodes = arena_alloc(&g.A, sizeof(*g.nodes) * g.cap_nodes);
     g.inits = arena_alloc(&g.A, sizeof(*g.inits) * g.cap_inits);
     gb_network(&g, &L);
@@ -627,6 +736,8 @@ static nas_status build_and_pack(const space_net *arch, const ev_tensor *t, int 
     Onnx__ValueInfoProto **ins = arena_alloc(&g.A, sizeof *ins), **outs = arena_alloc(&g.A, sizeof *outs);
     kv meta[MAX_META];
     int n_meta = gb_metadata(&g, o, spec_json, meta);
+    if (q)
+        n_meta += gb_quant_metadata(&g, o, meta + n_meta);
     Onnx__StringStringEntryProto **mp = arena_alloc(&g.A, sizeof(*mp) * MAX_META);
     for (int i = 0; mp && i < n_meta; i++) {
         mp[i] = arena_alloc(&g.A, sizeof **mp);
@@ -703,6 +814,7 @@ void ev_export_opts_default(ev_export_opts *o)
     o->sidecars = 1;
     o->accuracy = o->pred_latency_ms = o->pred_energy_mj = NAN;
     o->meas_latency_ms = o->meas_energy_mj = NAN;
+    o->accuracy_int8 = NAN;
 }
 
 void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path, size_t n)
@@ -750,6 +862,29 @@ static void md_fig(FILE *f, const char *what, double v, const char *unit, const 
         fprintf(f, "| %s | %.4g %s | %s |\n", what, v, unit, src ? src : "unstated");
 }
 
+/* The int8 section: the scheme, the calibration, float32 against int8. */
+static void model_card_quant(FILE *f, const ev_export_opts *o)
+{
+    fprintf(f, "## Quantization\n\nPost-training int8, QDQ format (QuantizeLinear / DequantizeLinear "
+               "around every convolution, which ONNX Runtime fuses into QLinearConv): weights int8, "
+               "symmetric, per output channel; activations uint8, asymmetric, per tensor; bias int32 at "
+               "scale s_x * s_w; batch norm folded before quantizing. Squeeze-excite, residual adds, "
+               "pooling and the classifier compute in float32 on dequantized values.\n\n"
+               "Calibration: %s.\n\n", o->calib_data);
+    fprintf(f, "| model | accuracy | how it was obtained |\n|---|---|---|\n");
+    if (isnan(o->accuracy))
+        fprintf(f, "| float32 | not measured | |\n");
+    else
+        fprintf(f, "| float32 | %.2f%% | %s |\n", 100 * o->accuracy,
+                o->accuracy_float_split ? o->accuracy_float_split
+                                        : o->accuracy_split ? o->accuracy_split : "unstated");
+    if (isnan(o->accuracy_int8))
+        fprintf(f, "| int8 | not measured | |\n\n");
+    else
+        fprintf(f, "| int8 | %.2f%% | %s |\n\n", 100 * o->accuracy_int8,
+                o->accuracy_int8_split ? o->accuracy_int8_split : "unstated");
+}
+
 static char *model_card(const space_net *a, const ev_export_opts *o, const char *model_file,
                         size_t *len)
 {
@@ -790,6 +925,8 @@ static char *model_card(const space_net *a, const ev_export_opts *o, const char 
                "`nas.spec` metadata.\n\n",
             a->n_blocks, c.params, c.macs);
     fprintf(f, "## Training\n\n%s\n\n", o->trained_on ? o->trained_on : "Not stated.");
+    if (o->calib_data)
+        model_card_quant(f, o);
     fprintf(f, "## Figures\n\n| figure | value | how it was obtained |\n|---|---|---|\n");
     if (isnan(o->accuracy))
         fprintf(f, "| accuracy | not measured | |\n");
@@ -841,8 +978,9 @@ nas_status ev_export_check_path(const ev_export_opts *opts, const char *path, na
     return NAS_OK;
 }
 
-nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
-                                  const ev_export_opts *opts, const char *path, nas_err *err)
+static nas_status export_model(const space_net *arch, const ev_tensor *tensors, int n_tensors,
+                               const ev_export_opts *opts, const evq_table *q, const char *path,
+                               nas_err *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0, card_len = 0;
@@ -866,7 +1004,7 @@ nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensor
         st = nas_errf(err, NAS_ENOMEM, "onnx export: out of memory writing the spec JSON");
         goto cleanup;
     }
-    st = build_and_pack(arch, tensors, n_tensors, opts, spec_line, &buf, &len, err);
+    st = build_and_pack(arch, tensors, n_tensors, opts, q, spec_line, &buf, &len, err);
     if (st != NAS_OK)
         goto cleanup;
     if ((st = nas_write_file_atomic(path, buf, len, err)) != NAS_OK)
@@ -888,6 +1026,27 @@ cleanup:
     nas_free(spec_line);
     free(card);   /* open_memstream's buffer comes from libc */
     return st;
+}
+
+nas_status ev_export_onnx_tensors(const space_net *arch, const ev_tensor *tensors, int n_tensors,
+                                  const ev_export_opts *opts, const char *path, nas_err *err)
+{
+    return export_model(arch, tensors, n_tensors, opts, NULL, path, err);
+}
+
+nas_status ev_export_onnx_int8(const ev_qnet *q, const ev_export_opts *opts, const char *path,
+                               nas_err *err)
+{
+    evq_table tab;
+    const ev_tensor *t;
+    int nt;
+    nas_status st = evq_table_of(q, &tab, &t, &nt, err);
+    if (st != NAS_OK)
+        return st;
+    if (opts && (opts->keep_bn || opts->portable))
+        return nas_errf(err, NAS_EINVAL, "int8 export: --keep-bn and --portable do not apply (batch norm "
+                                         "is folded before quantizing; ONNX Runtime fuses Clip)");
+    return export_model(evq_arch(q), t, nt, opts, &tab, path, err);
 }
 
 nas_status ev_export_onnx(const ev_net *net, const ev_export_opts *opts, const char *path,

@@ -22,6 +22,7 @@
 #include "tests/testutil.h"
 #include "evaluator/ev.h"
 #include "evaluator/net_priv.h"
+#include "tests/netrand.h"
 #include "runs/runs.h"
 
 #include <math.h>
@@ -66,53 +67,6 @@ static int teardown_suite(void **state)
     return 0;
 }
 
-static float urand(nas_pcg32 *r, float lo, float hi)
-{
-    return lo + (hi - lo) * (float)nas_pcg32_double(r);
-}
-
-/* Writable view of a parameter tensor (the tests are white-box: net_priv.h). */
-static float *param(ev_net *net, const ev_tensor *t)
-{
-    size_t count;
-    float *p = evn_params(net, &count);
-    size_t off = (size_t)(t->data - p);
-    assert_true(off < count);
-    return p + off;
-}
-
-/* Batch-norm statistics and biases that are not the identity, so folding and
- * every bias path are exercised; classifier weights large enough that logits
- * are O(1), where atol 1e-5 means something. */
-static void randomise_stats(ev_net *net, nas_pcg32 *r)
-{
-    ev_tensor t[1024];
-    int n = ev_net_tensors(net, t, 1024);
-    assert_true(n <= 1024);
-    for (int i = 0; i < n; i++) {
-        size_t len = 1;
-        for (int d = 0; d < t[i].ndim; d++)
-            len *= (size_t)t[i].shape[d];
-        float *p = param(net, &t[i]);
-        const char *nm = t[i].name;
-        size_t l = strlen(nm);
-        int ends = 0;
-#define ENDS(s) (ends = l >= strlen(s) && !strcmp(nm + l - strlen(s), s))
-        for (size_t j = 0; j < len; j++) {
-            if (ENDS(".gamma"))
-                p[j] = urand(r, 0.5f, 1.5f);
-            else if (ENDS(".beta") || ENDS(".running_mean") || ENDS(".b"))
-                p[j] = urand(r, -0.3f, 0.3f);
-            else if (ENDS(".running_var"))
-                p[j] = urand(r, 0.3f, 2.0f);
-            else if (!strcmp(nm, "classifier.w") || !strcmp(nm, "fc.w"))
-                p[j] = urand(r, -1.0f, 1.0f) * 3.0f / sqrtf((float)t[i].shape[0]);
-        }
-#undef ENDS
-        (void)ends;
-    }
-}
-
 /* Two training steps leave fc and classifier near their N(0, 0.01) init, and logits
  * near zero would make the comparison empty: scale it up. */
 static void scale_classifier(ev_net *net, float k)
@@ -122,7 +76,8 @@ static void scale_classifier(ev_net *net, float k)
     for (int i = 0; i < n; i++) {
         if (strcmp(t[i].name, "classifier.w") != 0 && strcmp(t[i].name, "fc.w") != 0)
             continue;
-        float *p = param(net, &t[i]);
+        float *p = nr_param(net, &t[i]);
+        assert_non_null(p);
         for (int j = 0; j < t[i].shape[0] * t[i].shape[1]; j++)
             p[j] *= k;
     }
@@ -139,7 +94,7 @@ static void train_two_steps(ev_net *net, const space_net *a, nas_pcg32 *r)
     assert_non_null(x);
     for (int step = 0; step < 2; step++) {
         for (size_t i = 0; i < n; i++)
-            x[i] = urand(r, -2.0f, 2.0f);
+            x[i] = nr_urand(r, -2.0f, 2.0f);
         for (int i = 0; i < B; i++)
             labels[i] = (uint8_t)nas_pcg32_bounded(r, (uint32_t)a->num_classes);
         int correct;
@@ -168,7 +123,7 @@ static void add_case(const char *name, const space_spec *spec, int keep_bn, int 
     if (train)
         train_two_steps(net, &a, r);
     else
-        randomise_stats(net, r);
+        assert_true(nr_randomise_stats(net, r) > 0);
     if (train)
         scale_classifier(net, 30.0f);
 
@@ -178,7 +133,7 @@ static void add_case(const char *name, const space_spec *spec, int keep_bn, int 
     m->want = malloc((size_t)BATCH * K * sizeof(float));
     assert_true(nhwc && nchw && m->want);
     for (size_t i = 0; i < BATCH * per; i++)
-        nhwc[i] = urand(r, -2.0f, 2.0f);
+        nhwc[i] = nr_urand(r, -2.0f, 2.0f);
     for (int b = 0; b < BATCH; b++)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < H; x++)
@@ -744,7 +699,7 @@ static void weights_round_trip_bit_for_bit(void **state)
     small_net_make(&a);
     nas_pcg32 r;
     nas_pcg32_seed(&r, 5, 5);
-    randomise_stats(a.net, &r);
+    assert_true(nr_randomise_stats(a.net, &r) > 0);
     ev_net_opts no = {.batch = 1, .threads = 1, .seed = 99};   /* other initial weights */
     nas_err e;
     b.spec = a.spec;
@@ -753,7 +708,7 @@ static void weights_round_trip_bit_for_bit(void **state)
     size_t n_in = (size_t)a.arch.resolution * a.arch.resolution * a.arch.in_ch;
     float *x = malloc(n_in * sizeof(float)), ya[10], yb[10];
     for (size_t i = 0; i < n_in; i++)
-        x[i] = urand(&r, -1, 1);
+        x[i] = nr_urand(&r, -1, 1);
     assert_int_equal(ev_net_infer(a.net, x, 1, ya, &e), NAS_OK);
     assert_int_equal(ev_net_infer(b.net, x, 1, yb, &e), NAS_OK);
     assert_memory_not_equal(ya, yb, sizeof ya);
@@ -812,7 +767,7 @@ static void cli_export_run_from_store(void **state)
     small_net_make(&sn);
     nas_pcg32 r;
     nas_pcg32_seed(&r, 8, 8);
-    randomise_stats(sn.net, &r);
+    assert_true(nr_randomise_stats(sn.net, &r) > 0);
     char *spec_json = space_spec_to_json(&sn.spec, 0);
     for (int k = 0; k < 2; k++) {
         runs_new_cand c = {.seq = -1, .genome = k ? "1.2" : "1.1", .spec_json = spec_json,
@@ -888,7 +843,7 @@ static void cli_export_run_from_store(void **state)
     m->classes = sn.arch.num_classes;
     m->want = malloc((size_t)BATCH * m->classes * sizeof(float));
     for (size_t i = 0; i < BATCH * per; i++)
-        nhwc[i] = urand(&r, -2, 2);
+        nhwc[i] = nr_urand(&r, -2, 2);
     for (int b = 0; b < BATCH; b++)
         for (int p = 0; p < H * H; p++)
             for (int c = 0; c < C; c++)
