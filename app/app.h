@@ -17,6 +17,11 @@
 #include <stdio.h>
 
 #include "base/nas.h"
+#include "evaluator/ev.h"
+#include "predictor/pred.h"
+#include "runs/runs.h"
+#include "search/dist.h"
+#include "search/search.h"
 
 /* Every setting of a search or a calibration, however it was given. Numbers
  * that the table says have no default (targets, budgets) are 0 when unset. */
@@ -111,5 +116,150 @@ const char *app_settings_db(const app_settings *s);
  * errors ("file:line: key: what"). */
 NAS_MUST_USE nas_status app_job_parse(const char *text, size_t len, const char *where, app_settings *s, nas_err *err);
 NAS_MUST_USE nas_status app_job_load(const char *path, app_settings *s, nas_err *err);
+
+/* ======================= training, final training, measuring ============ */
+
+/* `nas train ... --export FILE.onnx` (app/export.c): the export's metadata
+ * lives beside the export, not inside the training command. */
+
+typedef struct {
+    const char *path;       /* FILE.onnx; NULL: no export */
+    int force, keep_bn;
+    long epochs, batch, seed, threads;
+    double lr;
+} app_train_export_opts;
+
+/* Before training: makes the file's folder, and refuses an existing file
+ * unless force, so no training is wasted on an export that would fail. */
+NAS_MUST_USE nas_status app_train_export_check(const app_train_export_opts *o, nas_err *err);
+/* After training: the model, its spec JSON and model card (test accuracy and
+ * the training recipe in the metadata). */
+NAS_MUST_USE nas_status app_train_export(const app_train_export_opts *o, const ev_net *net,
+                                         const space_spec *spec, const ev_data *data,
+                                         const ev_train_result *r, nas_err *err);
+
+/* After a search (app/final.c): the top K candidates trained again at full
+ * fidelity (more epochs, the whole training set) and evaluated on the test
+ * split, which the search itself never reads; the best of them by the
+ * objective on its final validation accuracy is the model to export. Its
+ * joules are metered apart from the search's budget. */
+
+typedef struct {
+    int top;                 /* how many of the leaderboard (0: no final training) */
+    int epochs, batch;
+    long subset;             /* training images (0: the whole training split) */
+    double lr;
+    int threads;
+    uint64_t seed;
+} app_final_opts;
+
+typedef struct {
+    long id;                 /* the search's candidate */
+    double proxy_acc;        /* the search's (validation, after the proxy training) */
+    double val_acc, test_acc;   /* after final training */
+    double reward;           /* the objective on val_acc and the candidate's energy/latency */
+    double class_acc[10];    /* test accuracy per class */
+    double joules, seconds;
+    int epochs_done;
+    space_spec spec;
+} app_final_model;
+
+typedef struct {
+    ev_data data;            /* loaded with its test split */
+    int n, chosen;           /* chosen: index into models, -1 when none trained */
+    app_final_model models[APP_FINAL_MAX];
+    ev_net *net;             /* the chosen one, trained */
+    ev_train_result chosen_train;
+    double joules;           /* all of final training, beside the search's budget */
+    char meter[32];
+    int estimated;
+} app_final_report;
+
+/* Trains the n results (the leaderboard's first n, best first) again; data
+ * is loaded from data_spec with dopts (its skip_test and train_limit are
+ * overridden). On error the report holds what was done and must be freed. */
+NAS_MUST_USE nas_status app_final_train(const app_final_opts *o, const space_config *cfg, const char *data_spec,
+                                        const ev_data_opts *dopts, ev_meter *meter, const search_objective *obj,
+                                        const search_result *const *cands, int n, app_final_report *rep, nas_err *err);
+void app_final_print(const app_final_report *rep, FILE *f);
+/* The report as JSON (for --json), a new reference. */
+void *app_final_json(const app_final_report *rep);
+/* The chosen model as DIR/NAME.onnx (and its spec and model card). */
+NAS_MUST_USE nas_status app_final_export(const app_final_report *rep, const app_final_opts *o, const char *dir,
+                                         const char *name, char *path, size_t path_n, nas_err *err);
+void app_final_free(app_final_report *rep);
+
+/* How a network is measured for the predictor: the built-in
+ * path (the evaluator's inference benchmark at batch 1 and its energy meter)
+ * or an external command (pred_measure_cmd, with an ONNX export for {onnx}). */
+
+typedef struct {
+    const char *cmd;       /* external measuring command template, or NULL: built-in */
+    double cmd_timeout;    /* seconds the command may take per network (0: no limit) */
+    int threads;           /* built-in: threads of the benchmark */
+    int repeats;           /* built-in: timed repeats (median and spread over them) */
+    double min_seconds;    /* built-in: each repeat loops at least this long */
+    const char *meter;     /* built-in: energy meter kind, "auto" by default */
+    double watts;          /* built-in, the model meter: its stated power per core (0: its default) */
+    int p10;               /* built-in: latency is the 10th percentile of single calls, not the median */
+    void *m;               /* built-in: the open meter */
+} app_measure_ctx;
+
+void app_measure_init(app_measure_ctx *ctx, const char *cmd, int threads);
+/* What its latency figure is: "p10", "median", or "cmd" (whatever the command prints). */
+const char *app_measure_stat(const app_measure_ctx *ctx);
+/* Opens what measuring needs (the energy meter); NAS_OK when it can work. */
+NAS_MUST_USE nas_status app_measure_ready(app_measure_ctx *ctx, nas_err *err);
+void app_measure_close(app_measure_ctx *ctx);
+
+/* A pred_measure_fn: ctx is a app_measure_ctx made ready. */
+NAS_MUST_USE nas_status app_measure(void *ctx, const space_spec *spec, const space_net *net, pred_measurement *m,
+                                    nas_err *err);
+
+/* ======================= a search's history ============================== */
+
+/* Why a candidate's row says it has no (full) result, as store_result writes
+ * it and app/history.c reads it back. */
+#define APP_OVER_BUDGET_MSG "not started: its estimated cost would cross the joule budget"
+#define APP_STOPPED_EARLY_MSG "stopped early at its joule allowance: accuracy as trained when it stopped"
+
+/* A run's finished candidates as the search loop's results, in seq order
+ * (nas_malloc'd), and a loop restored from the state the run saved with them
+ * (app/history.c). */
+NAS_MUST_USE nas_status app_search_history(runs_db *db, int64_t run, search_result **out, int *n, nas_err *err);
+NAS_MUST_USE nas_status app_search_restore(runs_db *db, int64_t run, const search_space *sp, const char *state,
+                                           search_loop **out, nas_err *err);
+
+/* ======================= a search session ================================ */
+
+/* One search on every rank of d (app/search.c): the data, the meter, the
+ * predictor, the run store (a run of the settings' name resumes), and the
+ * loop wired to them. live: the status line is redrawn in place (a
+ * terminal); else a plain line every few seconds. On failure *out is still
+ * set (NULL when out of memory) and must be closed. */
+typedef struct app_search app_search;
+NAS_MUST_USE nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *d, int live,
+                                        app_search **out, nas_err *err);
+/* Runs the loop to a budget, the end or a stop on request (*why), then rank
+ * 0's final training of the top when the settings ask, and marks the run
+ * done or stopped. *final_failed: the search is recorded as done and only
+ * final training failed. */
+NAS_MUST_USE nas_status app_search_run(app_search *c, search_stop *why, int *final_failed, nas_err *err);
+/* Marks the run failed (after a failed open or run); says so on stderr when
+ * even that cannot be written. */
+void app_search_failed(app_search *c);
+/* The finally trained model as ONNX into the run's export folder; path gets
+ * the file written. */
+NAS_MUST_USE nas_status app_search_export(const app_search *c, char *path, size_t n, nas_err *err);
+NAS_MUST_USE nas_status app_search_run_name(const app_search *c, char *name, size_t n, nas_err *err);
+const search_loop *app_search_loop(const app_search *c);
+const ev_meter *app_search_meter(const app_search *c);
+const app_final_report *app_search_final(const app_search *c);   /* NULL: no final training */
+int app_search_signal(const app_search *c);                      /* the signal that stopped it, or 0 */
+const char *app_search_db(const app_search *c);                  /* the run store's path, NULL: none */
+/* A candidate's parameters and MACs, and its spec as JSON (nas_malloc'd) when
+ * spec_json is not NULL; NaN and NULL when it does not resolve. */
+void app_search_figures(const app_search *c, const space_genome *g, double *params, double *macs, char **spec_json);
+void app_search_close(app_search *c);
 
 #endif

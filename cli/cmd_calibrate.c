@@ -3,7 +3,7 @@
  * energy predictor, report its cross-validated accuracy, save it. */
 #include "base/progress.h"
 #include "cli/cli.h"
-#include "cli/measure.h"
+#include "app/app.h"
 #include "evaluator/ev.h"
 #include "predictor/pred.h"
 
@@ -68,6 +68,118 @@ int cmd_calibrate(int argc, char **argv)
     return rc;
 }
 
+/* The calibration's options and the measuring context from the settings. */
+static void calib_setup(const app_settings *s, pred_calib_opts *o, app_measure_ctx *mctx)
+{
+    pred_calib_opts_default(o);
+    o->reference = (int)s->cal_reference;
+    o->max_spread = s->cal_max_spread;
+    long samples = s->cal_samples, folds = s->cal_folds, seed = s->seed, threads = s->threads > 0 ? s->threads : 1;
+    long max_samples = s->cal_max_samples > 0 ? s->cal_max_samples : samples + samples / 2;
+    const char *mcmd = s->cal_command[0] ? s->cal_command : NULL;
+    space_config_default(&o->space, s->resolution > 0 ? (int)s->resolution : 28, (int)s->in_channels, (int)s->classes);
+    o->space.max_width = s->max_width;
+    o->samples = (int)samples;
+    o->max_samples = (int)max_samples;
+    o->folds = (int)folds;
+    o->adaptive_rounds = (int)s->cal_rounds;
+    o->seed = (uint64_t)seed;
+    o->fit.seed = (uint64_t)seed;
+    o->threads = (int)threads;
+    o->passes = (int)s->cal_passes;
+    o->holdout = (int)s->cal_holdout;
+    /* builtin measurements are of this engine's kernels: a predictor fit on
+     * AVX-512 kernels does not hold for AVX2 ones, so the level is recorded */
+    if (mcmd)
+        snprintf(o->measure, sizeof o->measure, "%s", mcmd);
+    else
+        snprintf(o->measure, sizeof o->measure, "builtin:%s", ev_kernels());
+    app_measure_init(mctx, mcmd, (int)threads);
+    mctx->repeats = (int)s->cal_repeats;
+    mctx->min_seconds = s->cal_min_seconds;
+    mctx->meter = s->meter;
+    mctx->watts = s->watts;
+    mctx->p10 = !strcmp(s->cal_stat, "p10");
+    mctx->cmd_timeout = s->cal_timeout;
+    snprintf(o->latency_stat, sizeof o->latency_stat, "%s", app_measure_stat(mctx));
+}
+
+static void print_json(const pred_calib_opts *o, const pred_calib_report *rep, const pred_model *m, const char *out,
+                       double secs)
+{
+    static const char *const tname[2] = {"latency_ms", "energy_mj"};
+    const pred_hw *hw = pred_model_hw(m);
+    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:{s:s, s:i, s:i, s:s, s:s}, s:f, s:f}",
+                             "predictor", out, "samples", rep->samples, "adaptive_added", rep->adaptive_added,
+                             "rounds", rep->rounds, "remeasured", rep->remeasured, "reference_drift", rep->reference_drift, "seconds", secs, "measure_seconds", rep->measure_seconds,
+                             "fit_seconds", rep->fit_seconds, "hardware", "cpu_model", hw->cpu_model, "cores",
+                             hw->cores, "threads", hw->threads, "meter", hw->meter, "measure", hw->measure,
+                             "median_latency_spread", rep->median_latency_spread, "median_energy_spread",
+                             rep->median_energy_spread);
+    if (root) {
+        json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
+        json_object_set_new(root, "passes", json_integer(o->refit ? 0 : o->passes));
+        json_object_set_new(root, "failed", json_integer(rep->failed));
+        if (rep->retest.n > 0)
+            json_object_set_new(root, "retest", metrics_json(&rep->retest));
+        if (rep->holdout[0].n > 0)
+            json_object_set_new(root, "holdout", json_pack("{s:o, s:o}", "latency_ms", metrics_json(&rep->holdout[0]),
+                                                           "energy_mj", metrics_json(&rep->holdout[1])));
+    }
+    for (int t = 0; root && t < 2; t++)
+        json_object_set_new(root, tname[t],
+                            json_pack("{s:s, s:o, s:o}", "kept", pred_kind_name(rep->kept[t]), "net",
+                                      metrics_json(&rep->cv[t][PRED_KIND_NET]), "block",
+                                      metrics_json(&rep->cv[t][PRED_KIND_BLOCK])));
+    char *txt = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
+    if (txt)
+        printf("%s\n", txt);
+    nas_free(txt);
+    json_decref(root);
+}
+
+static void print_text(const pred_calib_opts *o, const pred_calib_report *rep, const pred_model *m, const char *out,
+                       double secs)
+{
+    static const char *const tname[2] = {"latency_ms", "energy_mj"};
+    const pred_hw *hw = pred_model_hw(m);
+    printf("%s on %d networks (%d added where held-out error was over 10%%, %d rounds) in %.1f s\n"
+           "  (measuring %.1f s, fitting %.1f s)\n",
+           o->refit ? "refit" : "calibrated", rep->samples, rep->adaptive_added, rep->rounds, secs,
+           rep->measure_seconds, rep->fit_seconds);
+    printf("hardware: %s, %d cores, %d threads; energy from %s\n", hw->cpu_model, hw->cores, hw->threads,
+           hw->meter);
+    printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%; "
+           "%d measurements taken again as unsteady\n",
+           100 * rep->median_latency_spread, 100 * rep->median_energy_spread, rep->remeasured);
+    printf("latency figure: %s%s\n", pred_model_latency_stat(m),
+           !strcmp(pred_model_latency_stat(m), "p10") ? " (10th percentile of single inferences)"
+           : !strcmp(pred_model_latency_stat(m), "median") ? " (median of single inferences)"
+                                                          : " (as the measuring command reports it)");
+    if (rep->retest.n > 0)
+        printf("test-retest (two measurements of each of %d networks, minutes apart): %.1f%% agree within 10%%, "
+               "%.1f%% within 5%%, mean difference %.2f%%\n",
+               rep->retest.n, 100 * rep->retest.within10, 100 * rep->retest.within5, 100 * rep->retest.mape);
+    if (rep->references > 0)
+        printf("reference network: median %.4g ms over %d measurements, drift (p90-p10)/median %.1f%%\n",
+               rep->reference_ms, rep->references, 100 * rep->reference_drift);
+    printf("%d-fold cross-validated accuracy on held-out networks:\n", o->folds);
+    printf("  %-10s %-6s %8s %8s %7s %10s %7s\n", "target", "model", "+-5%", "+-10%", "MAPE", "RMSE", "tau");
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++) {
+            const pred_metrics *x = &rep->cv[t][k];
+            printf("  %-10s %-6s %7.1f%% %7.1f%% %6.2f%% %10.4g %7.3f%s\n", tname[t],
+                   pred_kind_name((pred_kind)k), 100 * x->within5, 100 * x->within10, 100 * x->mape,
+                   x->rmse, x->kendall_tau, rep->kept[t] == (pred_kind)k ? "  (kept)" : "");
+        }
+    if (rep->holdout[0].n > 0)
+        for (int t = 0; t < 2; t++)
+            printf("hold-out: %d fresh networks, never fit on: %s %.1f%% within +-10%%, %.1f%% within +-5%%, "
+                   "MAPE %.2f%%, tau %.3f\n", rep->holdout[t].n, tname[t], 100 * rep->holdout[t].within10,
+                   100 * rep->holdout[t].within5, 100 * rep->holdout[t].mape, rep->holdout[t].kendall_tau);
+    printf("predictor written to %s\n", out);
+}
+
 int cli_calibrate_run(const app_settings *s)
 {
     const char *cmd = "calibrate";
@@ -75,45 +187,14 @@ int cli_calibrate_run(const app_settings *s)
     if (rc >= 0)
         return rc;
     pred_calib_opts o;
-    pred_calib_opts_default(&o);
-    o.reference = (int)s->cal_reference;
-    o.max_spread = s->cal_max_spread;
-    long samples = s->cal_samples, folds = s->cal_folds, seed = s->seed, threads = s->threads > 0 ? s->threads : 1;
-    long max_samples = s->cal_max_samples > 0 ? s->cal_max_samples : samples + samples / 2;
-    const char *out = s->cal_out, *mcmd = s->cal_command[0] ? s->cal_command : NULL;
+    app_measure_ctx mctx;
+    calib_setup(s, &o, &mctx);
+    const char *out = s->cal_out;
     const char *refit = s->cal_refit[0] ? s->cal_refit : NULL;
-    int json = (int)s->json;
-    space_config_default(&o.space, s->resolution > 0 ? (int)s->resolution : 28, (int)s->in_channels, (int)s->classes);
-    o.space.max_width = s->max_width;
-    o.samples = (int)samples;
-    o.max_samples = (int)max_samples;
-    o.folds = (int)folds;
-    o.adaptive_rounds = (int)s->cal_rounds;
-    o.seed = (uint64_t)seed;
-    o.fit.seed = (uint64_t)seed;
-    o.threads = (int)threads;
-    o.passes = (int)s->cal_passes;
-    o.holdout = (int)s->cal_holdout;
-    /* builtin measurements are of this engine's kernels: a predictor fit on
-     * AVX-512 kernels does not hold for AVX2 ones, so the level is recorded */
-    if (mcmd)
-        snprintf(o.measure, sizeof o.measure, "%s", mcmd);
-    else
-        snprintf(o.measure, sizeof o.measure, "builtin:%s", ev_kernels());
     calib_progress cprog = {.phase = ""};   /* on stderr, on a terminal or not */
     nas_progress_init(&cprog.line, stderr, cli_progress_enabled(), 5.0);
     o.progress = progress;
     o.progress_ctx = &cprog;
-    cli_measure_ctx mctx;
-    cli_measure_init(&mctx, mcmd, (int)threads);
-    mctx.repeats = (int)s->cal_repeats;
-    mctx.min_seconds = s->cal_min_seconds;
-    mctx.meter = s->meter;
-    mctx.watts = s->watts;
-    mctx.p10 = !strcmp(s->cal_stat, "p10");
-    mctx.cmd_timeout = s->cal_timeout;
-    snprintf(o.latency_stat, sizeof o.latency_stat, "%s", cli_measure_stat(&mctx));
-
     nas_err err;
     nas_err_clear(&err);
     pred_model *from = NULL;
@@ -123,7 +204,7 @@ int cli_calibrate_run(const app_settings *s)
             return cli_fail(cmd, lst, &err);
         o.refit = from;
     } else {
-        nas_status ready = cli_measure_ready(&mctx, &err);
+        nas_status ready = app_measure_ready(&mctx, &err);
         if (ready != NAS_OK)
             return cli_fail(cmd, ready, &err);
     }
@@ -133,8 +214,8 @@ int cli_calibrate_run(const app_settings *s)
     /* a signal stops measuring after the network in hand; nothing is written,
      * as there is no partial predictor to keep (run it again, or --refit one) */
     nas_sig_install(cmd, "after the network being measured (nothing will be written)");
-    nas_status st = pred_calibrate(&o, cli_measure, &mctx, &m, &rep, &err);
-    cli_measure_close(&mctx);
+    nas_status st = pred_calibrate(&o, app_measure, &mctx, &m, &rep, &err);
+    app_measure_close(&mctx);
     pred_free(from);
     if (st == NAS_EINTR) {   /* (a signal during the fit lets it finish and write) */
         int code = nas_exit_code(st);
@@ -155,73 +236,10 @@ int cli_calibrate_run(const app_settings *s)
         pred_free(m);
         return cli_fail(cmd, st, &err);
     }
-    static const char *const tname[2] = {"latency_ms", "energy_mj"};
-    const pred_hw *hw = pred_model_hw(m);
-    if (json) {
-        json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:{s:s, s:i, s:i, s:s, s:s}, s:f, s:f}",
-                                 "predictor", out, "samples", rep.samples, "adaptive_added", rep.adaptive_added,
-                                 "rounds", rep.rounds, "remeasured", rep.remeasured, "reference_drift", rep.reference_drift, "seconds", secs, "measure_seconds", rep.measure_seconds,
-                                 "fit_seconds", rep.fit_seconds, "hardware", "cpu_model", hw->cpu_model, "cores",
-                                 hw->cores, "threads", hw->threads, "meter", hw->meter, "measure", hw->measure,
-                                 "median_latency_spread", rep.median_latency_spread, "median_energy_spread",
-                                 rep.median_energy_spread);
-        if (root) {
-            json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
-            json_object_set_new(root, "passes", json_integer(o.refit ? 0 : o.passes));
-            json_object_set_new(root, "failed", json_integer(rep.failed));
-            if (rep.retest.n > 0)
-                json_object_set_new(root, "retest", metrics_json(&rep.retest));
-            if (rep.holdout[0].n > 0)
-                json_object_set_new(root, "holdout", json_pack("{s:o, s:o}", "latency_ms", metrics_json(&rep.holdout[0]),
-                                                               "energy_mj", metrics_json(&rep.holdout[1])));
-        }
-        for (int t = 0; root && t < 2; t++)
-            json_object_set_new(root, tname[t],
-                                json_pack("{s:s, s:o, s:o}", "kept", pred_kind_name(rep.kept[t]), "net",
-                                          metrics_json(&rep.cv[t][PRED_KIND_NET]), "block",
-                                          metrics_json(&rep.cv[t][PRED_KIND_BLOCK])));
-        char *txt = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
-        if (txt)
-            printf("%s\n", txt);
-        nas_free(txt);
-        json_decref(root);
-    } else {
-        printf("%s on %d networks (%d added where held-out error was over 10%%, %d rounds) in %.1f s\n"
-               "  (measuring %.1f s, fitting %.1f s)\n",
-               o.refit ? "refit" : "calibrated", rep.samples, rep.adaptive_added, rep.rounds, secs,
-               rep.measure_seconds, rep.fit_seconds);
-        printf("hardware: %s, %d cores, %d threads; energy from %s\n", hw->cpu_model, hw->cores, hw->threads,
-               hw->meter);
-        printf("measurement spread (median (p90-p10)/median): latency %.1f%%, energy %.1f%%; "
-               "%d measurements taken again as unsteady\n",
-               100 * rep.median_latency_spread, 100 * rep.median_energy_spread, rep.remeasured);
-        printf("latency figure: %s%s\n", pred_model_latency_stat(m),
-               !strcmp(pred_model_latency_stat(m), "p10") ? " (10th percentile of single inferences)"
-               : !strcmp(pred_model_latency_stat(m), "median") ? " (median of single inferences)"
-                                                              : " (as the measuring command reports it)");
-        if (rep.retest.n > 0)
-            printf("test-retest (two measurements of each of %d networks, minutes apart): %.1f%% agree within 10%%, "
-                   "%.1f%% within 5%%, mean difference %.2f%%\n",
-                   rep.retest.n, 100 * rep.retest.within10, 100 * rep.retest.within5, 100 * rep.retest.mape);
-        if (rep.references > 0)
-            printf("reference network: median %.4g ms over %d measurements, drift (p90-p10)/median %.1f%%\n",
-                   rep.reference_ms, rep.references, 100 * rep.reference_drift);
-        printf("%d-fold cross-validated accuracy on held-out networks:\n", o.folds);
-        printf("  %-10s %-6s %8s %8s %7s %10s %7s\n", "target", "model", "+-5%", "+-10%", "MAPE", "RMSE", "tau");
-        for (int t = 0; t < 2; t++)
-            for (int k = 0; k < 2; k++) {
-                const pred_metrics *x = &rep.cv[t][k];
-                printf("  %-10s %-6s %7.1f%% %7.1f%% %6.2f%% %10.4g %7.3f%s\n", tname[t],
-                       pred_kind_name((pred_kind)k), 100 * x->within5, 100 * x->within10, 100 * x->mape,
-                       x->rmse, x->kendall_tau, rep.kept[t] == (pred_kind)k ? "  (kept)" : "");
-            }
-        if (rep.holdout[0].n > 0)
-            for (int t = 0; t < 2; t++)
-                printf("hold-out: %d fresh networks, never fit on: %s %.1f%% within +-10%%, %.1f%% within +-5%%, "
-                       "MAPE %.2f%%, tau %.3f\n", rep.holdout[t].n, tname[t], 100 * rep.holdout[t].within10,
-                       100 * rep.holdout[t].within5, 100 * rep.holdout[t].mape, rep.holdout[t].kendall_tau);
-        printf("predictor written to %s\n", out);
-    }
+    if (s->json)
+        print_json(&o, &rep, m, out, secs);
+    else
+        print_text(&o, &rep, m, out, secs);
     pred_free(m);
     return 0;
 }

@@ -350,6 +350,13 @@ cleanup:
     return rc;
 }
 
+int cli_export_top(const char *run, const char *db_path, const char *out)
+{
+    common_opts c = {.force = 1};
+    ev_quant_opts_default(&c.q);
+    return export_run(run, db_path, out, 1, -1, &c);
+}
+
 int cmd_export(int argc, char **argv)
 {
     const char *db_path = "runs.db", *out = NULL, *run_arg = NULL, *spec_arg = NULL;

@@ -2,7 +2,7 @@
  * inference from a calibrated predictor, with where the figures come from;
  * with --measure, the measured values beside them. */
 #include "cli/cli.h"
-#include "cli/measure.h"
+#include "app/app.h"
 #include "evaluator/ev.h"
 #include "predictor/pred.h"
 
@@ -116,14 +116,14 @@ int cmd_predict(int argc, char **argv)
     }
     pred_measurement meas;
     if (measure) {
-        cli_measure_ctx mctx;
-        cli_measure_init(&mctx, mcmd, fit_hw->threads);
+        app_measure_ctx mctx;
+        app_measure_init(&mctx, mcmd, fit_hw->threads);
         mctx.p10 = !strcmp(pred_model_latency_stat(m), "p10");   /* the figure the predictor predicts */
         mctx.cmd_timeout = timeout;
-        st = cli_measure_ready(&mctx, &err);
+        st = app_measure_ready(&mctx, &err);
         if (st == NAS_OK)
-            st = cli_measure(&mctx, &spec, &net, &meas, &err);
-        cli_measure_close(&mctx);
+            st = app_measure(&mctx, &spec, &net, &meas, &err);
+        app_measure_close(&mctx);
         if (st != NAS_OK) {
             pred_free(m);
             return cli_fail(cmd, st, &err);

@@ -3,7 +3,7 @@
  * accuracy. The spec is adapted to the data: its resolution (strides made
  * gentler for small inputs, as the search space does), channels and classes. */
 #include "cli/cli.h"
-#include "cli/train_export.h"
+#include "app/app.h"
 #include "evaluator/ev.h"
 #include "space/space.h"
 
@@ -77,7 +77,7 @@ int cmd_train(int argc, char **argv)
     long epochs = 3, batch = 64, threads = 0, seed = 1, subset = 0, res = 0;
     double lr = 0.1, width = 1.0;
     int json = 0;
-    cli_train_export_opts xo = {0};
+    app_train_export_opts xo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -171,7 +171,7 @@ int cmd_train(int argc, char **argv)
         batch = data.train.n;
 
     xo.epochs = epochs, xo.batch = batch, xo.seed = seed, xo.threads = threads, xo.lr = lr;
-    if (xo.path && (st = cli_train_export_check(&xo, &err)))
+    if (xo.path && (st = app_train_export_check(&xo, &err)))
         goto fail;
     ev_net_opts no = {.batch = (int)batch, .training = 1, .threads = (int)threads,
                       .seed = (uint64_t)seed};
@@ -228,7 +228,7 @@ int cmd_train(int argc, char **argv)
     }
     if (st == NAS_EDIVERGED) {
         rc = cli_fail("train", st, &err);
-    } else if (xo.path && (st = cli_train_export(&xo, net, &spec, &data, &r, &err))) {
+    } else if (xo.path && (st = app_train_export(&xo, net, &spec, &data, &r, &err))) {
         rc = cli_fail("train", st, &err);
     } else {
         fprintf(stderr, "test accuracy %.4f (%d epochs, %.1f s, %.0f images/s)\n", r.test_acc,

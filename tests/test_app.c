@@ -11,6 +11,7 @@
 
 #include "app/app.h"
 #include "predictor/pred.h"
+#include "search/dist.h"
 #include "search/search.h"
 
 static void test_job_examples_parse(void **state)
@@ -423,6 +424,75 @@ static void test_flags_checked_and_helped(void **state)
     assert_non_null(strstr(err.msg, "one target at a time"));
 }
 
+/* A search session in-process: stopped at a budget of 2 candidates and
+ * opened again under the same run name with 3, it resumes from the store and
+ * ends where one uninterrupted session of 3 (no store) ends, candidate for
+ * candidate. */
+static void search_tiny(app_settings *s, const char *db, long evals)
+{
+    app_settings_defaults(s);
+    snprintf(s->data, sizeof s->data, "mnist");
+    s->budget_evals = evals;
+    s->subset = 200, s->val_count = 100, s->test_limit = 100, s->epochs = 1, s->threads = 1;
+    s->stages = 1, s->max_width = 0.25, s->bench_s = 0.02, s->seed = 5;
+    s->no_export = 1, s->final_top = 0;
+    if (db) {
+        snprintf(s->db, sizeof s->db, "%s", db);
+        snprintf(s->name, sizeof s->name, "inproc");
+    } else {
+        s->no_db = 1;
+    }
+}
+
+static int run_session(search_dist *d, const app_settings *s, long *ids, double *acc)
+{
+    app_search *c = NULL;
+    nas_err err = {0};
+    search_stop why;
+    int final_failed = 0;
+    nas_status st = app_search_open("search", s, d, 0, &c, &err);
+    if (!st)
+        st = app_search_run(c, &why, &final_failed, &err);
+    if (st)
+        fail_msg("%s", err.msg);
+    const search_loop *l = app_search_loop(c);
+    int n = search_loop_n_results(l);
+    for (int i = 0; i < n && i < 3; i++) {
+        ids[i] = search_loop_result(l, i)->id;
+        acc[i] = search_loop_result(l, i)->eval.accuracy;
+    }
+    app_search_close(c);
+    return n;
+}
+
+static void test_search_session_resumes_in_process(void **state)
+{
+    (void)state;
+    char dir[256], db[300];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db, sizeof db, "%s/runs.db", dir);
+    int argc = 1;
+    char *av[] = {"test_app", NULL}, **argv = av;
+    search_dist *d = NULL;
+    nas_err err = {0};
+    assert_int_equal(search_dist_init(&argc, &argv, &d, &err), NAS_OK);
+    app_settings s;
+    long ids[3] = {0}, ref_ids[3] = {0};
+    double acc[3] = {0}, ref_acc[3] = {0};
+    search_tiny(&s, db, 2);
+    assert_int_equal(run_session(d, &s, ids, acc), 2);
+    search_tiny(&s, db, 3);
+    assert_int_equal(run_session(d, &s, ids, acc), 3);
+    search_tiny(&s, NULL, 3);
+    assert_int_equal(run_session(d, &s, ref_ids, ref_acc), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ids[i], ref_ids[i]);
+        assert_true(acc[i] > 0 && acc[i] == ref_acc[i]);
+    }
+    search_dist_finish(d);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_saved_defaults_are_the_table_s),
         cmocka_unit_test(test_defaults_are_the_modules),
         cmocka_unit_test(test_flags_checked_and_helped),
+        cmocka_unit_test(test_search_session_resumes_in_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

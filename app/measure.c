@@ -1,4 +1,4 @@
-/* measure.c — the CLI's measuring callback for `nas calibrate` and
+/* measure.c — the measuring callback for `nas calibrate` and
  * `nas predict --measure`: the evaluator's inference benchmark at batch 1
  * with its energy meter, or the user's measuring command (given {spec}, and
  * {onnx}: the network exported with untrained seeded weights, which is all a
@@ -8,7 +8,7 @@
  * optimizer state), runs ev_bench_infer (warm-up, repeats, median and spread),
  * and passes on the meter's source and quality with the energy, so a
  * predictor fit on the model meter says its energy is estimated. */
-#include "cli/measure.h"
+#include "app/app.h"
 #include "evaluator/ev.h"
 
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
+void app_measure_init(app_measure_ctx *ctx, const char *cmd, int threads)
 {
     memset(ctx, 0, sizeof *ctx);
     ctx->cmd = cmd;
@@ -28,12 +28,12 @@ void cli_measure_init(cli_measure_ctx *ctx, const char *cmd, int threads)
     ctx->cmd_timeout = 600;
 }
 
-const char *cli_measure_stat(const cli_measure_ctx *ctx)
+const char *app_measure_stat(const app_measure_ctx *ctx)
 {
     return ctx->cmd ? "cmd" : ctx->p10 ? "p10" : "median";
 }
 
-nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err)
+nas_status app_measure_ready(app_measure_ctx *ctx, nas_err *err)
 {
     if (ctx->cmd || ctx->m)
         return NAS_OK;
@@ -48,14 +48,14 @@ nas_status cli_measure_ready(cli_measure_ctx *ctx, nas_err *err)
     return NAS_OK;
 }
 
-void cli_measure_close(cli_measure_ctx *ctx)
+void app_measure_close(app_measure_ctx *ctx)
 {
     if (ctx->m)
         ev_meter_close((ev_meter *)ctx->m);
     ctx->m = NULL;
 }
 
-static nas_status build(const cli_measure_ctx *ctx, const space_net *net, ev_net **en, nas_err *err)
+static nas_status build(const app_measure_ctx *ctx, const space_net *net, ev_net **en, nas_err *err)
 {
     ev_net_opts no;
     memset(&no, 0, sizeof no);
@@ -69,7 +69,7 @@ static nas_status build(const cli_measure_ctx *ctx, const space_net *net, ev_net
 
 /* The measuring command, with an ONNX export of the network (untrained,
  * seeded weights) in a temporary folder when the template asks for {onnx}. */
-static nas_status measure_cmd(const cli_measure_ctx *ctx, const space_spec *spec, const space_net *net,
+static nas_status measure_cmd(const app_measure_ctx *ctx, const space_spec *spec, const space_net *net,
                               pred_measurement *m, nas_err *err)
 {
     if (!strstr(ctx->cmd, "{onnx}"))
@@ -102,15 +102,15 @@ static nas_status measure_cmd(const cli_measure_ctx *ctx, const space_spec *spec
     return st;
 }
 
-nas_status cli_measure(void *ctxp, const space_spec *spec, const space_net *net, pred_measurement *m,
+nas_status app_measure(void *ctxp, const space_spec *spec, const space_net *net, pred_measurement *m,
                        nas_err *err)
 {
-    cli_measure_ctx *ctx = ctxp;
+    app_measure_ctx *ctx = ctxp;
     if (nas_sig_caught())   /* SIGINT/SIGTERM: stop between networks */
         return nas_errf(err, NAS_EINTR, "stopped by %s", nas_sig_name(nas_sig_caught()));
     if (ctx->cmd)
         return measure_cmd(ctx, spec, net, m, err);
-    nas_status st = cli_measure_ready(ctx, err);
+    nas_status st = app_measure_ready(ctx, err);
     if (st != NAS_OK)
         return st;
     ev_net *en = NULL;

@@ -1,14 +1,14 @@
-/* train_export.c — `nas train ... --export FILE.onnx`: the trained network as
+/* export.c — `nas train ... --export FILE.onnx`: the trained network as
  * ONNX with its figures. A path the user typed is where the user wants the
  * file: it is written there (its folder made when missing); only overwriting
  * an existing file needs --force. */
-#include "cli/train_export.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-static void opts_for(const cli_train_export_opts *o, ev_export_opts *x)
+static void opts_for(const app_train_export_opts *o, ev_export_opts *x)
 {
     ev_export_opts_default(x);
     x->force = o->force;
@@ -16,7 +16,7 @@ static void opts_for(const cli_train_export_opts *o, ev_export_opts *x)
     x->out_dir = NULL;
 }
 
-nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err)
+nas_status app_train_export_check(const app_train_export_opts *o, nas_err *err)
 {
     ev_export_opts x;
     opts_for(o, &x);
@@ -31,7 +31,7 @@ nas_status cli_train_export_check(const cli_train_export_opts *o, nas_err *err)
     return ev_export_check_path(&x, o->path, err);
 }
 
-nas_status cli_train_export(const cli_train_export_opts *o, const ev_net *net,
+nas_status app_train_export(const app_train_export_opts *o, const ev_net *net,
                             const space_spec *spec, const ev_data *data,
                             const ev_train_result *r, nas_err *err)
 {

@@ -1,4 +1,4 @@
-/* final_train.c — the top of a search trained again at full fidelity.
+/* final.c — the top of a search trained again at full fidelity.
  *
  * The search ranks candidates by a short proxy training on a subset, scored
  * on validation images; those figures rank architectures, they are not what a
@@ -10,14 +10,14 @@
  * The meter runs throughout, and its joules are reported on their own: the
  * search's budget covers the search, not this.
  */
-#include "cli/final_train.h"
+#include "app/app.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/train_export.h"
+#include "app/app.h"
 
 /* Test accuracy per class, for the report's class names. */
 static nas_status class_accuracy(ev_net *net, const ev_split *s, int batch, int classes, double *acc,
@@ -52,8 +52,8 @@ static nas_status class_accuracy(ev_net *net, const ev_split *s, int batch, int 
 
 /* One candidate, trained from scratch with the final recipe. *net is the
  * trained network (the caller keeps or frees it). */
-static nas_status train_one(const cli_final_opts *o, const space_config *cfg, const ev_data *data, ev_meter *meter,
-                            const search_result *r, cli_final_model *m, ev_net **net, ev_train_result *tr,
+static nas_status train_one(const app_final_opts *o, const space_config *cfg, const ev_data *data, ev_meter *meter,
+                            const search_result *r, app_final_model *m, ev_net **net, ev_train_result *tr,
                             nas_err *err)
 {
     static space_net arch;   /* large: off the stack */
@@ -92,9 +92,9 @@ static nas_status train_one(const cli_final_opts *o, const space_config *cfg, co
     return st ? nas_errctx(err, "final training of candidate %ld", r->id) : NAS_OK;
 }
 
-nas_status cli_final_train(const cli_final_opts *o, const space_config *cfg, const char *data_spec,
+nas_status app_final_train(const app_final_opts *o, const space_config *cfg, const char *data_spec,
                            const ev_data_opts *dopts, ev_meter *meter, const search_objective *obj,
-                           const search_result *const *cands, int n, cli_final_report *rep, nas_err *err)
+                           const search_result *const *cands, int n, app_final_report *rep, nas_err *err)
 {
     memset(rep, 0, sizeof *rep);
     rep->chosen = -1;
@@ -107,11 +107,11 @@ nas_status cli_final_train(const cli_final_opts *o, const space_config *cfg, con
     nas_status st = ev_data_load(data_spec, &d, &rep->data, err);
     if (st)
         return nas_errctx(err, "final training");
-    if (n > CLI_FINAL_MAX)
-        n = CLI_FINAL_MAX;
+    if (n > APP_FINAL_MAX)
+        n = APP_FINAL_MAX;
     double best = -INFINITY;
     for (int i = 0; i < n; i++) {
-        cli_final_model *m = &rep->models[i];
+        app_final_model *m = &rep->models[i];
         ev_net *net = NULL;
         ev_train_result tr;
         fprintf(stderr, "final training %d/%d: candidate #%ld, %d epochs on %d images...\n", i + 1, n, cands[i]->id,
@@ -139,13 +139,13 @@ nas_status cli_final_train(const cli_final_opts *o, const space_config *cfg, con
     return NAS_OK;
 }
 
-void cli_final_print(const cli_final_report *rep, FILE *f)
+void app_final_print(const app_final_report *rep, FILE *f)
 {
     fprintf(f, "\nfinal training (the top %d again, on %d images; tested on %d test images, which the search "
             "never read):\n", rep->n, rep->data.train.n, rep->data.test.n);
     fprintf(f, "%6s %8s %8s %8s %8s %9s %8s\n", "id", "proxy", "val", "test", "epochs", "joules", "seconds");
     for (int i = 0; i < rep->n; i++) {
-        const cli_final_model *m = &rep->models[i];
+        const app_final_model *m = &rep->models[i];
         fprintf(f, "%6ld %8.4f %8.4f %8.4f %8d %9.1f %8.0f%s\n", m->id, m->proxy_acc, m->val_acc, m->test_acc,
                 m->epochs_done, m->joules, m->seconds, i == rep->chosen ? "  [chosen]" : "");
     }
@@ -153,7 +153,7 @@ void cli_final_print(const cli_final_report *rep, FILE *f)
             rep->joules, rep->meter, rep->estimated ? "estimated" : "measured");
     if (rep->chosen < 0)
         return;
-    const cli_final_model *m = &rep->models[rep->chosen];
+    const app_final_model *m = &rep->models[rep->chosen];
     fprintf(f, "test accuracy per class of #%ld:", m->id);
     for (int c = 0; c < rep->data.num_classes && c < 10; c++)
         fprintf(f, "%s %s %.3f", c ? "," : "", ev_data_class_name(&rep->data, c), m->class_acc[c]);
@@ -162,11 +162,11 @@ void cli_final_print(const cli_final_report *rep, FILE *f)
 
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-void *cli_final_json(const cli_final_report *rep)
+void *app_final_json(const app_final_report *rep)
 {
     json_t *models = json_array();
     for (int i = 0; models && i < rep->n; i++) {
-        const cli_final_model *m = &rep->models[i];
+        const app_final_model *m = &rep->models[i];
         json_t *cls = json_object();
         for (int c = 0; cls && c < rep->data.num_classes && c < 10; c++)
             json_object_set_new(cls, ev_data_class_name(&rep->data, c), num_or_null(m->class_acc[c]));
@@ -184,7 +184,7 @@ void *cli_final_json(const cli_final_report *rep)
                      "not counted in the search's joule budget");
 }
 
-nas_status cli_final_export(const cli_final_report *rep, const cli_final_opts *o, const char *dir,
+nas_status app_final_export(const app_final_report *rep, const app_final_opts *o, const char *dir,
                             const char *name, char *path, size_t path_n, nas_err *err)
 {
     if (rep->chosen < 0 || !rep->net)
@@ -193,12 +193,12 @@ nas_status cli_final_export(const cli_final_report *rep, const cli_final_opts *o
     if (st)
         return st;
     snprintf(path, path_n, "%s/%s-final.onnx", dir, name);
-    cli_train_export_opts x = {.path = path, .force = 1, .epochs = o->epochs, .batch = o->batch,
+    app_train_export_opts x = {.path = path, .force = 1, .epochs = o->epochs, .batch = o->batch,
                                .seed = (long)o->seed, .threads = o->threads, .lr = o->lr};
-    return cli_train_export(&x, rep->net, &rep->models[rep->chosen].spec, &rep->data, &rep->chosen_train, err);
+    return app_train_export(&x, rep->net, &rep->models[rep->chosen].spec, &rep->data, &rep->chosen_train, err);
 }
 
-void cli_final_free(cli_final_report *rep)
+void app_final_free(app_final_report *rep)
 {
     ev_net_free(rep->net);
     ev_data_free(&rep->data);

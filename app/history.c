@@ -1,4 +1,4 @@
-/* search_history.c — a resumed search's history, read back from the run
+/* history.c — a resumed search's history, read back from the run
  * store's candidate rows, where every finished evaluation already lives.
  *
  * The state saved with each result holds no history (search_loop_save_state:
@@ -10,7 +10,7 @@
  * measured after training); the loop scores them again itself. Figures only
  * reported (seconds, joules, meter) come back as recorded.
  */
-#include "cli/search_cli.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <string.h>
@@ -52,7 +52,7 @@ static nas_status result_of(runs_db *db, const runs_cand *c, search_result *r, n
     search_eval *e = &r->eval;
     r->screened = c->status == RUNS_SCREENED;
     if (r->screened) {
-        r->over_budget = !strcmp(c->error, CLI_OVER_BUDGET_MSG);
+        r->over_budget = !strcmp(c->error, APP_OVER_BUDGET_MSG);
         return NAS_OK;
     }
     e->status = c->status == RUNS_DONE ? SEARCH_EVAL_OK : c->status == RUNS_DIVERGED ? SEARCH_EVAL_DIVERGED
@@ -74,11 +74,11 @@ static nas_status result_of(runs_db *db, const runs_cand *c, search_result *r, n
         e->meter[k] = 0;
     }
     e->seconds = isfinite(c->wall_s) ? c->wall_s : 0;
-    e->stopped_early = !strcmp(c->error, CLI_STOPPED_EARLY_MSG);
+    e->stopped_early = !strcmp(c->error, APP_STOPPED_EARLY_MSG);
     return NAS_OK;
 }
 
-nas_status cli_search_history(runs_db *db, int64_t run, search_result **out, int *n, nas_err *err)
+nas_status app_search_history(runs_db *db, int64_t run, search_result **out, int *n, nas_err *err)
 {
     *out = NULL;
     *n = 0;
@@ -102,12 +102,12 @@ nas_status cli_search_history(runs_db *db, int64_t run, search_result **out, int
     return NAS_OK;
 }
 
-nas_status cli_search_restore(runs_db *db, int64_t run, const search_space *sp, const char *state, search_loop **out,
+nas_status app_search_restore(runs_db *db, int64_t run, const search_space *sp, const char *state, search_loop **out,
                               nas_err *err)
 {
     search_result *past = NULL;
     int n = 0;
-    nas_status st = cli_search_history(db, run, &past, &n, err);
+    nas_status st = app_search_history(db, run, &past, &n, err);
     if (!st)
         st = search_loop_restore(sp, state, past, n, out, err);
     nas_free(past);
