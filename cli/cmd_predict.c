@@ -27,7 +27,14 @@ static void usage(FILE *f)
     fprintf(f, "\nexample:\n  %s\n", "nas predict mobilenetv2 --predictor predictor.json");
 }
 
-int cmd_predict(int argc, char **argv)
+typedef struct {
+    const char *arg, *path, *mcmd;
+    int json, measure;
+    double timeout;
+} predict_args;
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, predict_args *t)
 {
     const char *cmd = "predict";
     const char *arg = NULL, *path = getenv("NAS_PREDICTOR"), *mcmd = NULL;
@@ -71,6 +78,97 @@ int cmd_predict(int argc, char **argv)
     }
     if (!arg)
         return cli_usage_error(cmd, "which network? give a spec file or a preset name");
+    *t = (predict_args){.arg = arg, .path = path, .mcmd = mcmd, .json = json, .measure = measure,
+                        .timeout = timeout};
+    return -1;
+}
+
+/* Where the predictor came from against where we are. */
+typedef struct {
+    char hw_why[1024], space_why[512];
+    int other_hw, outside;
+} pred_origin;
+
+static void check_origin(const pred_model *m, const space_net *net, const char *path, pred_origin *w)
+{
+    memset(w, 0, sizeof *w);
+    const pred_hw *fit_hw = pred_model_hw(m);
+    if (!strncmp(fit_hw->measure, "builtin", 7)) {
+        pred_hw here;
+        char builtin[64];
+        snprintf(builtin, sizeof builtin, "builtin:%s", ev_kernels());
+        pred_hw_here(&here, fit_hw->threads, fit_hw->meter, builtin);
+        w->other_hw = pred_hw_differs(fit_hw, &here, w->hw_why, sizeof w->hw_why);
+        if (w->other_hw)
+            fprintf(stderr, "nas predict: warning: %s was fit on other hardware (%s; predictor vs here); "
+                            "its figures may not hold here: calibrate on this machine\n", path, w->hw_why);
+    }
+    w->outside = pred_model_outside(m, net, w->space_why, sizeof w->space_why);
+    if (w->outside)
+        fprintf(stderr, "nas predict: warning: the network lies outside what %s was fit on: %s\n", path,
+                w->space_why);
+}
+
+static void print_json(const char *arg, const char *path, const pred_model *m, const pred_estimate *e,
+                       const pred_measurement *meas, int measure, const pred_origin *w)
+{
+    const pred_metrics *cvl = pred_model_cv(m, 0, pred_model_kind(m, 0));
+    const pred_metrics *cve = pred_model_cv(m, 1, pred_model_kind(m, 1));
+    json_t *root = json_pack("{s:s, s:f, s:f, s:s, s:s, s:s, s:{s:s, s:f, s:f}, s:{s:s, s:f, s:f}, s:b, s:b}",
+                             "spec", arg, "latency_ms", e->latency_ms, "energy_mj", e->energy_mj,
+                             "energy_quality", e->energy_quality, "energy_source", e->energy_source,
+                             "predictor", path, "latency_model", "kind",
+                             pred_kind_name(pred_model_kind(m, 0)), "cv_within10", cvl->within10, "cv_mape",
+                             cvl->mape, "energy_model", "kind", pred_kind_name(pred_model_kind(m, 1)),
+                             "cv_within10", cve->within10, "cv_mape", cve->mape, "other_hardware",
+                             w->other_hw, "outside_space", w->outside);
+    if (root)
+        json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
+    if (root && w->other_hw)
+        json_object_set_new(root, "hardware_warning", json_string(w->hw_why));
+    if (root && w->outside)
+        json_object_set_new(root, "space_warning", json_string(w->space_why));
+    if (root && measure)
+        json_object_set_new(root, "measured",
+                            json_pack("{s:f, s:f, s:f, s:f, s:s, s:s}", "latency_ms", meas->latency_ms,
+                                      "latency_spread", meas->latency_spread, "energy_mj", meas->energy_mj,
+                                      "energy_spread", meas->energy_spread, "energy_source",
+                                      meas->energy_source, "energy_quality", meas->energy_quality));
+    char *s = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
+    if (s)
+        printf("%s\n", s);
+    nas_free(s);
+    json_decref(root);
+}
+
+static void print_text(const char *arg, const pred_model *m, const pred_estimate *e, const pred_measurement *meas,
+                       int measure)
+{
+    const pred_metrics *cvl = pred_model_cv(m, 0, pred_model_kind(m, 0));
+    const pred_metrics *cve = pred_model_cv(m, 1, pred_model_kind(m, 1));
+    printf("%s: per inference, batch 1\n", arg);
+    printf("  latency  %10.4g ms  predicted, %s (%s-level model, %.0f%% of held-out networks within 10%%)\n",
+           e->latency_ms, pred_model_latency_stat(m), pred_kind_name(pred_model_kind(m, 0)),
+           100 * cvl->within10);
+    printf("  energy   %10.4g mJ  predicted, %s (fit on %s data; %.0f%% within 10%%)\n", e->energy_mj,
+           e->energy_quality, e->energy_source, 100 * cve->within10);
+    if (measure) {
+        printf("  latency  %10.4g ms  measured (spread %.1f%%), predicted %+.1f%%\n", meas->latency_ms,
+               100 * meas->latency_spread, 100 * (e->latency_ms / meas->latency_ms - 1));
+        printf("  energy   %10.4g mJ  %s by %s (spread %.1f%%), predicted %+.1f%%\n", meas->energy_mj,
+               meas->energy_quality, meas->energy_source, 100 * meas->energy_spread,
+               100 * (e->energy_mj / meas->energy_mj - 1));
+    }
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    const char *cmd = "predict";
+    predict_args t = {0};
+    int prc = parse_args(argc, argv, &t);
+    if (prc >= 0)
+        return prc;
+    const char *arg = t.arg, *path = t.path;
 
     nas_err err;
     nas_err_clear(&err);
@@ -89,24 +187,9 @@ int cmd_predict(int argc, char **argv)
         return cli_fail(cmd, st, &err);
     }
 
-    /* where the predictor came from against where we are */
-    char hw_why[1024] = "", space_why[512] = "";
+    pred_origin w;
     const pred_hw *fit_hw = pred_model_hw(m);
-    int other_hw = 0;
-    if (!strncmp(fit_hw->measure, "builtin", 7)) {
-        pred_hw here;
-        char builtin[64];
-        snprintf(builtin, sizeof builtin, "builtin:%s", ev_kernels());
-        pred_hw_here(&here, fit_hw->threads, fit_hw->meter, builtin);
-        other_hw = pred_hw_differs(fit_hw, &here, hw_why, sizeof hw_why);
-        if (other_hw)
-            fprintf(stderr, "nas predict: warning: %s was fit on other hardware (%s; predictor vs here); "
-                            "its figures may not hold here: calibrate on this machine\n", path, hw_why);
-    }
-    int outside = pred_model_outside(m, &net, space_why, sizeof space_why);
-    if (outside)
-        fprintf(stderr, "nas predict: warning: the network lies outside what %s was fit on: %s\n", path,
-                space_why);
+    check_origin(m, &net, path, &w);
 
     pred_estimate e;
     st = pred_predict(m, &net, &e, &err);
@@ -115,11 +198,11 @@ int cmd_predict(int argc, char **argv)
         return cli_fail(cmd, st, &err);
     }
     pred_measurement meas;
-    if (measure) {
+    if (t.measure) {
         app_measure_ctx mctx;
-        app_measure_init(&mctx, mcmd, fit_hw->threads);
+        app_measure_init(&mctx, t.mcmd, fit_hw->threads);
         mctx.p10 = !strcmp(pred_model_latency_stat(m), "p10");   /* the figure the predictor predicts */
-        mctx.cmd_timeout = timeout;
+        mctx.cmd_timeout = t.timeout;
         st = app_measure_ready(&mctx, &err);
         if (st == NAS_OK)
             st = app_measure(&mctx, &spec, &net, &meas, &err);
@@ -129,49 +212,10 @@ int cmd_predict(int argc, char **argv)
             return cli_fail(cmd, st, &err);
         }
     }
-    const pred_metrics *cvl = pred_model_cv(m, 0, pred_model_kind(m, 0));
-    const pred_metrics *cve = pred_model_cv(m, 1, pred_model_kind(m, 1));
-    if (json) {
-        json_t *root = json_pack("{s:s, s:f, s:f, s:s, s:s, s:s, s:{s:s, s:f, s:f}, s:{s:s, s:f, s:f}, s:b, s:b}",
-                                 "spec", arg, "latency_ms", e.latency_ms, "energy_mj", e.energy_mj,
-                                 "energy_quality", e.energy_quality, "energy_source", e.energy_source,
-                                 "predictor", path, "latency_model", "kind",
-                                 pred_kind_name(pred_model_kind(m, 0)), "cv_within10", cvl->within10, "cv_mape",
-                                 cvl->mape, "energy_model", "kind", pred_kind_name(pred_model_kind(m, 1)),
-                                 "cv_within10", cve->within10, "cv_mape", cve->mape, "other_hardware",
-                                 other_hw, "outside_space", outside);
-        if (root)
-            json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
-        if (root && other_hw)
-            json_object_set_new(root, "hardware_warning", json_string(hw_why));
-        if (root && outside)
-            json_object_set_new(root, "space_warning", json_string(space_why));
-        if (root && measure)
-            json_object_set_new(root, "measured",
-                                json_pack("{s:f, s:f, s:f, s:f, s:s, s:s}", "latency_ms", meas.latency_ms,
-                                          "latency_spread", meas.latency_spread, "energy_mj", meas.energy_mj,
-                                          "energy_spread", meas.energy_spread, "energy_source",
-                                          meas.energy_source, "energy_quality", meas.energy_quality));
-        char *s = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
-        if (s)
-            printf("%s\n", s);
-        nas_free(s);
-        json_decref(root);
-    } else {
-        printf("%s: per inference, batch 1\n", arg);
-        printf("  latency  %10.4g ms  predicted, %s (%s-level model, %.0f%% of held-out networks within 10%%)\n",
-               e.latency_ms, pred_model_latency_stat(m), pred_kind_name(pred_model_kind(m, 0)),
-               100 * cvl->within10);
-        printf("  energy   %10.4g mJ  predicted, %s (fit on %s data; %.0f%% within 10%%)\n", e.energy_mj,
-               e.energy_quality, e.energy_source, 100 * cve->within10);
-        if (measure) {
-            printf("  latency  %10.4g ms  measured (spread %.1f%%), predicted %+.1f%%\n", meas.latency_ms,
-                   100 * meas.latency_spread, 100 * (e.latency_ms / meas.latency_ms - 1));
-            printf("  energy   %10.4g mJ  %s by %s (spread %.1f%%), predicted %+.1f%%\n", meas.energy_mj,
-                   meas.energy_quality, meas.energy_source, 100 * meas.energy_spread,
-                   100 * (e.energy_mj / meas.energy_mj - 1));
-        }
-    }
+    if (t.json)
+        print_json(arg, path, m, &e, &meas, t.measure, &w);
+    else
+        print_text(arg, m, &e, &meas, t.measure);
     pred_free(m);
     return 0;
 }

@@ -71,7 +71,40 @@ static nas_status resize_split(ev_split *s, int R, nas_err *err)
     return NAS_OK;
 }
 
-int cmd_train(int argc, char **argv)
+/* The spec fitted to the data: images resized to res (0: the data's own),
+ * the width scaled, strides adapted; the batch no larger than the data. */
+static nas_status fit_to_data(space_spec *spec, space_net *arch, ev_data *data, double width, long *res,
+                              long *batch, nas_err *err)
+{
+    nas_status st;
+    if (*res == 0)
+        *res = data->train.h;
+    if ((st = resize_split(&data->train, (int)*res, err)) || (st = resize_split(&data->val, (int)*res, err)) ||
+        (st = resize_split(&data->test, (int)*res, err)))
+        return st;
+    if (width != 1.0)
+        space_scale(spec, width, 1.0);
+    spec->in_ch = data->train.c;
+    spec->num_classes = data->num_classes;
+    space_adapt_strides(spec, (int)*res, 4);
+    if ((st = space_resolve(spec, arch, err)))
+        return st;
+    if (*batch > data->train.n)
+        *batch = data->train.n;
+    return NAS_OK;
+}
+
+/* The command line of `nas train`. */
+typedef struct {
+    const char *spec_arg, *data_arg;
+    long epochs, batch, threads, seed, subset, res;
+    double lr, width;
+    int json;
+    app_train_export_opts xo;
+} train_args;
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, train_args *t)
 {
     const char *spec_arg = NULL, *data_arg = NULL;
     long epochs = 3, batch = 64, threads = 0, seed = 1, subset = 0, res = 0;
@@ -139,6 +172,48 @@ int cmd_train(int argc, char **argv)
     if (!data_arg)
         return cli_usage_error("train", "--data is required (mnist, cifar10:DIR or idx:DIR)");
 
+    *t = (train_args){.spec_arg = spec_arg, .data_arg = data_arg, .epochs = epochs, .batch = batch,
+                      .threads = threads, .seed = seed, .subset = subset, .res = res, .lr = lr, .width = width,
+                      .json = json, .xo = xo};
+    return -1;
+}
+
+static void print_json(const char *spec_arg, const char *data_name, long res, const space_cost *cost,
+                       const ev_train_result *r, long threads, long seed)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "spec", json_string(spec_arg));
+    json_object_set_new(o, "data", json_string(data_name));
+    json_object_set_new(o, "resolution", json_integer(res));
+    json_object_set_new(o, "params", json_real(cost->params));
+    json_object_set_new(o, "macs", json_real(cost->macs));
+    json_object_set_new(o, "epochs", json_integer(r->epochs_done));
+    json_object_set_new(o, "diverged", json_boolean(r->diverged));
+    json_object_set_new(o, "train_loss", isfinite(r->train_loss) ? json_real(r->train_loss) : json_null());
+    json_object_set_new(o, "train_accuracy", json_real(r->train_acc));
+    json_object_set_new(o, "val_accuracy", json_real(r->val_acc));
+    json_object_set_new(o, "test_accuracy", json_real(r->test_acc));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "images_per_s", json_real(r->images_per_s));
+    json_object_set_new(o, "threads", json_integer(threads));
+    json_object_set_new(o, "kernels", json_string(ev_kernels()));
+    json_object_set_new(o, "seed", json_integer(seed));
+    char *s = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", s);
+    nas_free(s);
+    json_decref(o);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_args t = {0};
+    int prc = parse_args(argc, argv, &t);
+    if (prc >= 0)
+        return prc;
+    const char *spec_arg = t.spec_arg, *data_arg = t.data_arg;
+    long epochs = t.epochs, batch = t.batch, threads = t.threads, seed = t.seed, subset = t.subset, res = t.res;
+    double lr = t.lr, width = t.width;
+    app_train_export_opts xo = t.xo;
     nas_err err = {0};
     nas_status st;
     space_spec spec;
@@ -155,21 +230,8 @@ int cmd_train(int argc, char **argv)
     if ((st = ev_data_load(data_arg, &dopts, &data, &err)))
         return cli_fail("train", st, &err);
     data_loaded = 1;
-    if (res == 0)
-        res = data.train.h;
-    if ((st = resize_split(&data.train, (int)res, &err)) || (st = resize_split(&data.val, (int)res, &err)) ||
-        (st = resize_split(&data.test, (int)res, &err)))
+    if ((st = fit_to_data(&spec, &arch, &data, width, &res, &batch, &err)))
         goto fail;
-    if (width != 1.0)
-        space_scale(&spec, width, 1.0);
-    spec.in_ch = data.train.c;
-    spec.num_classes = data.num_classes;
-    space_adapt_strides(&spec, (int)res, 4);
-    if ((st = space_resolve(&spec, &arch, &err)))
-        goto fail;
-    if (batch > data.train.n)
-        batch = data.train.n;
-
     xo.epochs = epochs, xo.batch = batch, xo.seed = seed, xo.threads = threads, xo.lr = lr;
     if (xo.path && (st = app_train_export_check(&xo, &err)))
         goto fail;
@@ -188,7 +250,6 @@ int cmd_train(int argc, char **argv)
             cost.params / 1e6, cost.macs / 1e6, data.name, data.train.n, data.val.n, data.test.n,
             plan.total / 1048576.0, (int)(threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN)),
             ev_kernels());
-
     ev_train_opts to;
     ev_train_opts_default(&to);
     int total = (int)epochs;
@@ -203,29 +264,8 @@ int cmd_train(int argc, char **argv)
     st = ev_train(net, &data, &to, &r, &err);
     if (st && st != NAS_EDIVERGED)
         goto fail;
-    if (json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "spec", json_string(spec_arg));
-        json_object_set_new(o, "data", json_string(data.name));
-        json_object_set_new(o, "resolution", json_integer(res));
-        json_object_set_new(o, "params", json_real(cost.params));
-        json_object_set_new(o, "macs", json_real(cost.macs));
-        json_object_set_new(o, "epochs", json_integer(r.epochs_done));
-        json_object_set_new(o, "diverged", json_boolean(r.diverged));
-        json_object_set_new(o, "train_loss", isfinite(r.train_loss) ? json_real(r.train_loss) : json_null());
-        json_object_set_new(o, "train_accuracy", json_real(r.train_acc));
-        json_object_set_new(o, "val_accuracy", json_real(r.val_acc));
-        json_object_set_new(o, "test_accuracy", json_real(r.test_acc));
-        json_object_set_new(o, "seconds", json_real(r.seconds));
-        json_object_set_new(o, "images_per_s", json_real(r.images_per_s));
-        json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "kernels", json_string(ev_kernels()));
-        json_object_set_new(o, "seed", json_integer(seed));
-        char *s = json_dumps(o, JSON_COMPACT);
-        printf("%s\n", s);
-        nas_free(s);
-        json_decref(o);
-    }
+    if (t.json)
+        print_json(spec_arg, data.name, res, &cost, &r, threads, seed);
     if (st == NAS_EDIVERGED) {
         rc = cli_fail("train", st, &err);
     } else if (xo.path && (st = app_train_export(&xo, net, &spec, &data, &r, &err))) {
