@@ -262,6 +262,29 @@ cleanup:
     return st;
 }
 
+/* Which candidates: one by the number the report prints (-1: none has it),
+ * the best top, or the chosen one (else the best finished). */
+static int pick_cands(const runs_report *rep, long top, long cand_id, int *pick, int max)
+{
+    int n = 0;
+    if (cand_id >= 0) {
+        for (int i = 0; i < rep->n && !n; i++)
+            if (rep->cands[i].seq == cand_id)
+                pick[n++] = i;
+        return n ? n : -1;
+    }
+    if (top <= 0 && rep->chosen >= 0) {
+        pick[0] = rep->chosen;
+        return 1;
+    }
+    if (top <= 0)
+        top = 1;
+    for (int i = 0; i < rep->n && n < top && n < max; i++)
+        if (rep->rank[i] > 0)
+            pick[n++] = i;
+    return n;
+}
+
 static int export_run(const char *run_arg, const char *db_path, const char *out, long top,
                       long cand_id, const common_opts *c)
 {
@@ -280,27 +303,11 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
         goto cleanup;
     }
     have_rep = 1;
-    /* Which candidates: one by the number the report prints, the best K, or the chosen one. */
-    int pick[1024], n_pick = 0;
-    if (cand_id >= 0) {
-        for (int i = 0; i < rep.n && !n_pick; i++)
-            if (rep.cands[i].seq == cand_id)
-                pick[n_pick++] = i;
-        if (!n_pick) {
-            rc = cli_usage_error("export", "run '%s' has no candidate %ld ('nas report %s' lists them)",
-                                 rep.run.name, cand_id, rep.run.name);
-            goto cleanup;
-        }
-    } else if (top > 0) {
-        for (int i = 0; i < rep.n && n_pick < top && n_pick < 1024; i++)
-            if (rep.rank[i] > 0)
-                pick[n_pick++] = i;
-    } else if (rep.chosen >= 0) {
-        pick[n_pick++] = rep.chosen;
-    } else {
-        for (int i = 0; i < rep.n && !n_pick; i++)
-            if (rep.rank[i] > 0)
-                pick[n_pick++] = i;
+    int pick[1024], n_pick = pick_cands(&rep, top, cand_id, pick, 1024);
+    if (n_pick < 0) {
+        rc = cli_usage_error("export", "run '%s' has no candidate %ld ('nas report %s' lists them)",
+                             rep.run.name, cand_id, rep.run.name);
+        goto cleanup;
     }
     if (!n_pick) {
         fprintf(stderr, "nas export: run '%s' has no finished candidate to export\n", rep.run.name);
@@ -357,7 +364,31 @@ int cli_export_top(const char *run, const char *db_path, const char *out)
     return export_run(run, db_path, out, 1, -1, &c);
 }
 
-int cmd_export(int argc, char **argv)
+/* --calib-images N or --calib percentile|minmax; -1 to go on, else the exit code. */
+static int parse_calib(const char *a, const char *v, ev_quant_opts *q)
+{
+    long n = 0;
+    if (!strcmp(a, "--calib-images")) {
+        if (cli_parse_int(v, 1, 60000, &n))
+            return cli_usage_error("export", "--calib-images: '%s' is not a count (1..60000)", v);
+        q->images = (int)n;
+    } else if (!strcmp(v, "minmax") || !strcmp(v, "percentile")) {
+        q->method = !strcmp(v, "minmax") ? EV_CALIB_MINMAX : EV_CALIB_PERCENTILE;
+    } else {
+        return cli_usage_error("export", "--calib: '%s' is not percentile or minmax", v);
+    }
+    return -1;
+}
+
+typedef struct {
+    const char *db_path, *out, *run_arg, *spec_arg;
+    long top, cand, res, classes, in_ch, seed;
+    int calib_set;
+    common_opts c;
+} export_args;
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, export_args *args)
 {
     const char *db_path = "runs.db", *out = NULL, *run_arg = NULL, *spec_arg = NULL;
     long top = 0, cand = -1, res = 0, classes = 0, in_ch = 0, seed = 1;
@@ -380,19 +411,12 @@ int cmd_export(int argc, char **argv)
         } else if (!strcmp(a, "--int8")) {
             c.int8 = 1;
         } else if (!strcmp(a, "--calib-images") || !strcmp(a, "--calib")) {
-            long x = 0;
             if (i + 1 >= argc)
                 return cli_usage_error("export", "%s needs a value", a);
-            const char *v = argv[++i];
             calib_set = 1;
-            if (!strcmp(a, "--calib-images") && cli_parse_int(v, 1, 60000, &x))
-                return cli_usage_error("export", "--calib-images: '%s' is not a count (1..60000)", v);
-            if (!strcmp(a, "--calib-images"))
-                c.q.images = (int)x;
-            else if (!strcmp(v, "minmax") || !strcmp(v, "percentile"))
-                c.q.method = !strcmp(v, "minmax") ? EV_CALIB_MINMAX : EV_CALIB_PERCENTILE;
-            else
-                return cli_usage_error("export", "--calib: '%s' is not percentile or minmax", v);
+            int rc = parse_calib(a, argv[++i], &c.q);
+            if (rc >= 0)
+                return rc;
         } else if (!strcmp(a, "--db") || !strcmp(a, "--out") || !strcmp(a, "--top") ||
                    !strcmp(a, "--candidate") || !strcmp(a, "--opset") || !strcmp(a, "--spec") ||
                    !strcmp(a, "--resolution") || !strcmp(a, "--classes") ||
@@ -438,6 +462,22 @@ int cmd_export(int argc, char **argv)
             return cli_usage_error("export", "one RUN only ('%s' and '%s')", run_arg, a);
         }
     }
+    *args = (export_args){.db_path = db_path, .out = out, .run_arg = run_arg, .spec_arg = spec_arg,
+                          .top = top, .cand = cand, .res = res, .classes = classes, .in_ch = in_ch,
+                          .seed = seed, .calib_set = calib_set, .c = c};
+    return -1;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    export_args x = {0};
+    int prc = parse_args(argc, argv, &x);
+    if (prc >= 0)
+        return prc;
+    const char *db_path = x.db_path, *out = x.out, *run_arg = x.run_arg, *spec_arg = x.spec_arg;
+    long top = x.top, cand = x.cand, res = x.res, classes = x.classes, in_ch = x.in_ch, seed = x.seed;
+    int calib_set = x.calib_set;
+    common_opts c = x.c;
     if (top > 0 && cand >= 0)
         return cli_usage_error("export", "--top and --candidate exclude each other");
     if (calib_set && !c.int8)

@@ -26,6 +26,41 @@ static const char *strategy_of(const char *settings, char *buf, size_t n)
     return buf;
 }
 
+/* One run as a JSON object (NULL: out of memory). */
+static json_t *run_json(const runs_run *r, const char *strat, const runs_energy_line *lines, int nl)
+{
+    json_t *energy = json_array();
+    for (int k = 0; k < nl; k++)
+        json_array_append_new(energy, json_pack("{s:s, s:s, s:f}", "source", lines[k].source, "quality",
+                                                lines[k].quality, "joules", lines[k].joules));
+    return json_pack("{s:I, s:s, s:s, s:f, s:s, s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:o, s:o, s:o}",
+                     "id", (json_int_t)r->id, "name", r->name, "status", r->status, "created", r->created,
+                     "strategy", strat, "seed", (json_int_t)r->seed, "hardware", r->hardware, "meter", r->meter,
+                     "candidates", r->n_cands, "done", r->n_done, "failed", r->n_failed, "queued",
+                     r->n_queued + r->n_running, "best_accuracy",
+                     isfinite(r->best_accuracy) ? json_real(r->best_accuracy) : json_null(), "best_reward",
+                     isfinite(r->best_reward) ? json_real(r->best_reward) : json_null(), "search_energy", energy);
+}
+
+/* One run as a row of the table; energy that is not measured is marked ~. */
+static void print_row(const runs_run *r, const char *when, const char *strat, const runs_energy_line *lines, int nl)
+{
+    char counts[32], acc[16], energy[160] = "-";
+    snprintf(counts, sizeof counts, "%d/%d", r->n_done, r->n_cands);
+    if (isfinite(r->best_accuracy))
+        snprintf(acc, sizeof acc, "%.2f%%", r->best_accuracy * 100);
+    else
+        snprintf(acc, sizeof acc, "-");
+    size_t used = 0;
+    for (int k = 0; k < nl && used < sizeof energy; k++) {
+        int meas = runs_quality_is_measured(lines[k].quality);
+        used += snprintf(energy + used, sizeof energy - used, "%s%s%.0f J %s", k ? ", " : "", meas ? "" : "~",
+                         lines[k].joules, meas ? "measured" : lines[k].quality);
+    }
+    printf("%4lld  %-20s %-8s %-17s %-10s %9s %9s  %s\n", (long long)r->id, r->name, r->status, when, strat,
+           counts, acc, energy);
+}
+
 int cmd_ls(int argc, char **argv)
 {
     const char *db_path = "runs.db";
@@ -71,42 +106,10 @@ int cmd_ls(int argc, char **argv)
         gmtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
         strategy_of(r->settings_json, strat, sizeof strat);
-        if (json) {
-            json_t *energy = json_array();
-            for (int k = 0; k < nl; k++)
-                json_array_append_new(energy, json_pack("{s:s, s:s, s:f}", "source",
-                                                        lines[k].source, "quality",
-                                                        lines[k].quality, "joules",
-                                                        lines[k].joules));
-            json_array_append_new(
-                jruns, json_pack("{s:I, s:s, s:s, s:f, s:s, s:I, s:s, s:s, s:i, s:i, s:i, s:i,"
-                                 " s:o, s:o, s:o}",
-                                 "id", (json_int_t)r->id, "name", r->name, "status", r->status,
-                                 "created", r->created, "strategy", strat, "seed",
-                                 (json_int_t)r->seed, "hardware", r->hardware, "meter", r->meter,
-                                 "candidates", r->n_cands, "done", r->n_done, "failed",
-                                 r->n_failed, "queued", r->n_queued + r->n_running,
-                                 "best_accuracy", isfinite(r->best_accuracy)
-                                                      ? json_real(r->best_accuracy) : json_null(),
-                                 "best_reward", isfinite(r->best_reward)
-                                                    ? json_real(r->best_reward) : json_null(),
-                                 "search_energy", energy));
-            continue;
-        }
-        char counts[32], acc[16], energy[160] = "-";
-        snprintf(counts, sizeof counts, "%d/%d", r->n_done, r->n_cands);
-        if (isfinite(r->best_accuracy))
-            snprintf(acc, sizeof acc, "%.2f%%", r->best_accuracy * 100);
+        if (json)
+            json_array_append_new(jruns, run_json(r, strat, lines, nl));
         else
-            snprintf(acc, sizeof acc, "-");
-        size_t used = 0;
-        for (int k = 0; k < nl && used < sizeof energy; k++) {
-            int meas = runs_quality_is_measured(lines[k].quality);
-            used += snprintf(energy + used, sizeof energy - used, "%s%s%.0f J %s", k ? ", " : "",
-                             meas ? "" : "~", lines[k].joules, meas ? "measured" : lines[k].quality);
-        }
-        printf("%4lld  %-20s %-8s %-17s %-10s %9s %9s  %s\n", (long long)r->id, r->name, r->status,
-               when, strat, counts, acc, energy);
+            print_row(r, when, strat, lines, nl);
     }
     if (json) {
         json_t *root = json_pack("{s:s, s:o}", "db", db_path, "runs", jruns);

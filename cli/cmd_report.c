@@ -34,6 +34,39 @@ static void usage(FILE *f)
 }
 
 /* mkdir -p */
+/* The report's files: leaderboard.csv, report.json (text), pareto.svg and
+ * the chosen architecture as a spec file that `nas train` and `nas export`
+ * take, in out_dir (NULL: out/RUN/report). */
+static nas_status write_files(const runs_report *rep, const char *text, const char *out_dir, nas_err *err)
+{
+    nas_status st;
+    char dir[1024], path[1200];
+    if (out_dir)
+        snprintf(dir, sizeof dir, "%s", out_dir);
+    else
+        snprintf(dir, sizeof dir, "out/%s/report", rep->run.name);
+    if ((st = nas_mkdirs(dir, err)))
+        return st;
+    snprintf(path, sizeof path, "%s/leaderboard.csv", dir);
+    if ((st = runs_report_write_csv(rep, path, err)))
+        return st;
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    if ((st = nas_write_file_atomic(path, text, strlen(text), err)))
+        return st;
+    snprintf(path, sizeof path, "%s/pareto.svg", dir);
+    if ((st = runs_report_write_svg(rep, path, err)))
+        return st;
+    const char *spec = rep->chosen >= 0 ? rep->cands[rep->chosen].spec_json : NULL;
+    if (spec) {
+        snprintf(path, sizeof path, "%s/chosen-spec.json", dir);
+        if ((st = nas_write_file_atomic(path, spec, strlen(spec), err)))
+            return st;
+    }
+    fprintf(stderr, "nas report: wrote %s/leaderboard.csv, report.json, pareto.svg%s\n", dir,
+            spec ? ", chosen-spec.json" : "");
+    return NAS_OK;
+}
+
 int cmd_report(int argc, char **argv)
 {
     const char *db_path = "runs.db", *out_dir = NULL, *run_arg = NULL;
@@ -105,33 +138,8 @@ int cmd_report(int argc, char **argv)
     else
         runs_report_print(&rep, &o, stdout);
     fflush(stdout);
-    if (!no_files) {
-        char dir[1024], path[1200];
-        if (out_dir)
-            snprintf(dir, sizeof dir, "%s", out_dir);
-        else
-            snprintf(dir, sizeof dir, "out/%s/report", rep.run.name);
-        if ((st = nas_mkdirs(dir, &err)))
-            goto cleanup;
-        snprintf(path, sizeof path, "%s/leaderboard.csv", dir);
-        if ((st = runs_report_write_csv(&rep, path, &err)))
-            goto cleanup;
-        snprintf(path, sizeof path, "%s/report.json", dir);
-        if ((st = nas_write_file_atomic(path, text, strlen(text), &err)))
-            goto cleanup;
-        snprintf(path, sizeof path, "%s/pareto.svg", dir);
-        if ((st = runs_report_write_svg(&rep, path, &err)))
-            goto cleanup;
-        /* The chosen architecture as a spec file that `nas train` and `nas export` take. */
-        const char *spec = rep.chosen >= 0 ? rep.cands[rep.chosen].spec_json : NULL;
-        if (spec) {
-            snprintf(path, sizeof path, "%s/chosen-spec.json", dir);
-            if ((st = nas_write_file_atomic(path, spec, strlen(spec), &err)))
-                goto cleanup;
-        }
-        fprintf(stderr, "nas report: wrote %s/leaderboard.csv, report.json, pareto.svg%s\n", dir,
-                spec ? ", chosen-spec.json" : "");
-    }
+    if (!no_files)
+        st = write_files(&rep, text, out_dir, &err);
 cleanup:
     nas_free(text);
     if (rep.cands || rep.run.settings_json)
