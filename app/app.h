@@ -46,6 +46,8 @@ typedef struct {
     long measure_every, measure_top, top;
     char db[512], name[64], state[512], export_dir[512];
     long no_export, json, no_db;
+    long int8, calib_images;     /* quantize: the chosen model as int8 too, calibrated on that many images */
+    char calib[16];             /* percentile | minmax */
     char data_dir[512];         /* where mnist and fashion-mnist live ("": $NAS_DATA_DIR, else data/) */
     long mpi_sync, slots;
     double worker_timeout;
@@ -127,6 +129,7 @@ typedef struct {
     int force, keep_bn;
     long epochs, batch, seed, threads;
     double lr;
+    const ev_quant_opts *int8;   /* the int8 model too (app_int8_path beside path); NULL: none */
 } app_train_export_opts;
 
 /* Before training: makes the file's folder, and refuses an existing file
@@ -151,6 +154,7 @@ typedef struct {
     double lr;
     int threads;
     uint64_t seed;
+    const ev_quant_opts *int8;   /* the export: the int8 model too; NULL: none */
 } app_final_opts;
 
 typedef struct {
@@ -261,5 +265,10 @@ const char *app_search_db(const app_search *c);                  /* the run stor
  * spec_json is not NULL; NaN and NULL when it does not resolve. */
 void app_search_figures(const app_search *c, const space_genome *g, double *params, double *macs, char **spec_json);
 void app_search_close(app_search *c);
+
+/* The int8 model's file beside a float one: m.onnx -> m.int8.onnx. */
+void app_int8_path(const char *path, char *out, size_t n);
+/* The int8 options the settings ask for (calib-images, calib). */
+void app_settings_quant(const app_settings *s, ev_quant_opts *q);
 
 #endif

@@ -62,5 +62,20 @@ nas_status app_train_export(const app_train_export_opts *o, const ev_net *net,
     nas_status st = ev_export_onnx(net, &x, o->path, err);
     if (st == NAS_OK)
         fprintf(stderr, "nas train: exported %s\n", o->path);
+    if (st == NAS_OK && o->int8) {
+        char qpath[4200];
+        app_int8_path(o->path, qpath, sizeof qpath);
+        st = ev_export_int8(net, data, o->int8, EV_QUANT_EVAL_IMAGES, &x, qpath, err);
+        if (st == NAS_OK)
+            fprintf(stderr, "nas: exported %s: float32 %.2f%%, int8 %.2f%% (nas's engines, %d test images)\n",
+                    qpath, 100 * x.accuracy, 100 * x.accuracy_int8,
+                    data->test.n < EV_QUANT_EVAL_IMAGES ? data->test.n : EV_QUANT_EVAL_IMAGES);
+    }
     return st;
+}
+
+void app_int8_path(const char *path, char *out, size_t n)
+{
+    size_t len = strlen(path);
+    snprintf(out, n, "%.*s.int8.onnx", (int)(len > 5 ? len - 5 : len), path);
 }

@@ -194,7 +194,8 @@ nas_status app_final_export(const app_final_report *rep, const app_final_opts *o
         return st;
     snprintf(path, path_n, "%s/%s-final.onnx", dir, name);
     app_train_export_opts x = {.path = path, .force = 1, .epochs = o->epochs, .batch = o->batch,
-                               .seed = (long)o->seed, .threads = o->threads, .lr = o->lr};
+                               .seed = (long)o->seed, .threads = o->threads, .lr = o->lr,
+                               .int8 = o->int8};
     return app_train_export(&x, rep->net, &rep->models[rep->chosen].spec, &rep->data, &rep->chosen_train, err);
 }
 

@@ -1062,6 +1062,10 @@ nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *
     loop_options(c);
     if (c->root && (st = start_loop(c, err)))
         return st;
+    if (c->root) {   /* a resumed loop's status line starts where it stopped, not at candidate 1 */
+        search_loop_progress(c->loop, &c->snap);
+        c->snap_t = nas_now();
+    }
     if (c->root)
         fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
                 "%d ranks, %d threads each, kernels %s\n", cmd,
@@ -1189,8 +1193,10 @@ nas_status app_search_export(const app_search *c, char *path, size_t n, nas_err 
         snprintf(dir, sizeof dir, "out/%s", run.name);
     snprintf(name, sizeof name, "%s", run.name);
     runs_run_free(&run);
+    ev_quant_opts q;
+    app_settings_quant(s, &q);
     app_final_opts fo = {.epochs = (int)s->final_epochs, .batch = (int)s->final_batch, .lr = s->final_lr,
-                         .threads = c->threads, .seed = (uint64_t)s->seed};
+                         .threads = c->threads, .seed = (uint64_t)s->seed, .int8 = s->int8 ? &q : NULL};
     return app_final_export(&c->fin, &fo, dir, name, path, n, err);
 }
 

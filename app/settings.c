@@ -118,6 +118,13 @@ static const app_setting TABLE[] = {
      "where the chosen model's ONNX goes at the end (default out/<run name>)"},
     {"no-export", NULL, NULL, APP_BOOL, F(no_export), 0, 1, 0, NULL, NULL, NULL, S, NULL, "output",
      "do not export the chosen model"},
+    {"int8", "quantize", "int8", APP_BOOL, F(int8), 0, 1, 0, NULL, NULL, NULL, S, NULL, "output",
+     "export the chosen model as int8 too (QDQ ONNX, <name>.int8.onnx; weights per channel, activations\n"
+     "calibrated on training images); the model card states both accuracies"},
+    {"calib-images", "quantize", "calib-images", APP_LONG, F(calib_images), 1, 60000, EV_QUANT_DEFAULT_IMAGES, NULL,
+     NULL, NULL, S, "N", "output", "training images the int8 calibration reads"},
+    {"calib", "quantize", "calib", APP_CHOICE, F(calib), 0, 0, 0, "percentile", "percentile|minmax", NULL, S, "M",
+     "output", "int8 activation ranges: the range holding 99.99% of each tensor's values, or min/max"},
     {"json", NULL, NULL, APP_BOOL, F(json), 0, 1, 0, NULL, NULL, NULL, S | C, NULL, "output",
      "one JSON object on stdout"},
 
@@ -536,4 +543,11 @@ nas_status app_settings_from_json(const char *json, app_settings *s, nas_err *er
     }
     json_decref(o);
     return st;
+}
+
+void app_settings_quant(const app_settings *s, ev_quant_opts *q)
+{
+    ev_quant_opts_default(q);
+    q->images = (int)s->calib_images;
+    q->method = !strcmp(s->calib, "minmax") ? EV_CALIB_MINMAX : EV_CALIB_PERCENTILE;
 }

@@ -17,9 +17,10 @@ int cmd_resume(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
-/* `nas export RUN --top 1 --out DIR --force` without an argv: the search's
- * end exports its chosen model with it. Returns the exit code. */
-int cli_export_top(const char *run, const char *db_path, const char *out);
+/* `nas export RUN --top 1 --out DIR --force [--int8]` without an argv: the
+ * search's end exports its chosen model with it (int8: the quantized model
+ * too; NULL: none). Returns the exit code. */
+int cli_export_top(const char *run, const char *db_path, const char *out, const ev_quant_opts *int8);
 int cmd_report(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 

@@ -157,12 +157,6 @@ static const char *fig_src(const runs_fig *f, char *buf, size_t n)
 }
 
 /* FILE.onnx -> FILE.int8.onnx */
-static void int8_path(const char *path, char *out, size_t n)
-{
-    size_t len = strlen(path);
-    snprintf(out, n, "%.*s.int8.onnx", (int)(len > 5 ? len - 5 : len), path);
-}
-
 /* The int8 model beside the float one: calibrated on the run's own data. */
 static nas_status export_int8(const ev_net *net, const runs_run *run, const common_opts *c,
                               ev_export_opts *o, const char *path, nas_err *err)
@@ -179,7 +173,7 @@ static nas_status export_int8(const ev_net *net, const runs_run *run, const comm
     nas_status st = ev_data_load(data_spec, &dopts, &data, err);
     if (st != NAS_OK)
         return st;
-    int8_path(path, qpath, sizeof qpath);
+    app_int8_path(path, qpath, sizeof qpath);
     st = ev_export_int8(net, &data, &c->q, EV_QUANT_EVAL_IMAGES, o, qpath, err);
     if (st == NAS_OK && !c->json)
         fprintf(stderr, "nas export: %s: float32 %.2f%%, int8 %.2f%% (nas engines, %d test images)\n",
@@ -338,7 +332,7 @@ static int export_run(const char *run_arg, const char *db_path, const char *out,
         ev_export_sidecar_paths(path, spec_p, card_p, sizeof spec_p);
         char qpath[1200] = "";
         if (c->int8)
-            int8_path(path, qpath, sizeof qpath);
+            app_int8_path(path, qpath, sizeof qpath);
         if (c->json)
             printf("%s{\"candidate\": %d, \"onnx\": \"%s\", \"spec\": \"%s\", \"card\": \"%s\"%s%s%s}",
                    k ? ", " : "", cand->seq, path, spec_p, card_p, c->int8 ? ", \"int8\": \"" : "",
@@ -357,10 +351,13 @@ cleanup:
     return rc;
 }
 
-int cli_export_top(const char *run, const char *db_path, const char *out)
+int cli_export_top(const char *run, const char *db_path, const char *out, const ev_quant_opts *int8)
 {
-    common_opts c = {.force = 1};
-    ev_quant_opts_default(&c.q);
+    common_opts c = {.force = 1, .int8 = int8 != NULL};
+    if (int8)
+        c.q = *int8;
+    else
+        ev_quant_opts_default(&c.q);
     return export_run(run, db_path, out, 1, -1, &c);
 }
 

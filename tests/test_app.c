@@ -39,6 +39,11 @@ static void test_job_examples_parse(void **state)
     assert_int_equal(j.batch, 32);
     assert_string_equal(j.db, "runs.db");
     assert_string_equal(j.export_dir, "out/mnist-small");
+    if (app_job_load("jobs/fashion-small.yaml", &j, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(j.int8, 1);   /* the main job ends with both exports */
+    assert_int_equal(j.calib_images, 256);
+    assert_string_equal(j.calib, "percentile");
 
     if (app_job_load("jobs/cifar10.yaml", &j, &err))
         fail_msg("%s", err.msg);
@@ -379,6 +384,12 @@ static void test_defaults_are_the_modules(void **state)
     assert_true(d.cal_max_spread == co.max_spread);
     assert_int_equal(d.in_channels, co.space.in_ch);
     assert_int_equal(d.classes, co.space.num_classes);
+    ev_quant_opts qo, qs;
+    ev_quant_opts_default(&qo);
+    app_settings_quant(&d, &qs);
+    assert_int_equal(d.calib_images, qo.images);
+    assert_int_equal(qs.images, qo.images);
+    assert_int_equal(qs.method, qo.method);
     /* a job file and the flags start from the same place */
     app_settings j;
     nas_err err = {0};

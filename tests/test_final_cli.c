@@ -64,20 +64,22 @@ static void the_top_k_are_trained_again_and_tested(void **state)
 }
 
 /* With a run store, the model exported at the end is the finally trained one:
- * its model card carries the test accuracy that the report printed. */
+ * its model card carries the test accuracy that the report printed; with
+ * --int8 its quantized model lies beside it and passes the ONNX checker. */
 static void the_exported_model_is_the_finally_trained_one(void **state)
 {
     (void)state;
     tu_need_mnist();
     char dir[64], args[1024];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
-    snprintf(args, sizeof args, FINAL " --final-top 1 --db %s/f.db --name f --export-dir %s/exp 2>&1", dir, dir);
+    snprintf(args, sizeof args, FINAL " --final-top 1 --db %s/f.db --name f --export-dir %s/exp --int8 --calib-images 64 2>&1", dir, dir);
     char *out = NULL;
     assert_int_equal(tu_run_nas(args, &out), 0);
     assert_non_null(strstr(out, "final training (the top 1 again, on 600 images"));
     assert_non_null(strstr(out, "not counted in the search's --budget-joules"));
     assert_non_null(strstr(out, "exported the finally trained model to"));
     assert_null(strstr(out, "exported the chosen model to"));
+    assert_non_null(strstr(out, "f-final.int8.onnx: float32 "));
     /* the chosen row: "  id  proxy  val  test ..." */
     const char *row = strstr(out, "[chosen]");
     assert_non_null(row);
@@ -105,6 +107,9 @@ static void the_exported_model_is_the_finally_trained_one(void **state)
     free(card);
     snprintf(args, sizeof args, "test -s %s/exp/f-final.onnx && /usr/bin/python3 tests/onnx_check.py %s/exp/f-final.onnx "
              ">/dev/null", dir, dir);
+    assert_int_equal(system(args), 0);
+    snprintf(args, sizeof args, "test -s %s/exp/f-final.int8.onnx && /usr/bin/python3 tests/onnx_check.py "
+             "%s/exp/f-final.int8.onnx >/dev/null", dir, dir);
     assert_int_equal(system(args), 0);
     tu_rmtree(dir);
 }
