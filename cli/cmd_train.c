@@ -33,6 +33,8 @@ static void usage(FILE *f)
             "  --export F.onnx   write the trained network as ONNX, with F.spec.json and\n"
             "                    F.model-card.md beside it, its folder made when missing (--keep-bn:\n"
             "                    BN not folded; --force: overwrite existing files)\n"
+            "  --save-weights W  write the trained weights (every tensor, BN statistics included) to W,\n"
+            "                    for 'nas prune SPEC --weights W' (with --export's F.spec.json as SPEC)\n"
             "  --data-dir DIR    where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
             "                    else data/ here or beside the nas binary)\n");
     fprintf(f, "\nexample:\n  %s\n", "nas train mobilenetv2 --data mnist --width 0.5 --epochs 1 --export out/m/m.onnx");
@@ -46,34 +48,9 @@ static int on_epoch(void *ctx, int epoch, double loss, double acc, double val, d
     return 0;
 }
 
-/* Centre pad (zeros: the mean after normalisation) or crop a split to R x R. */
-static nas_status resize_split(ev_split *s, int R, nas_err *err)
-{
-    if (s->n == 0 || (s->h == R && s->w == R))
-        return NAS_OK;
-    float *out = nas_malloc(sizeof(float) * (size_t)s->n * R * R * s->c);
-    if (!out)
-        return nas_errf(err, NAS_ENOMEM, "out of memory resizing images to %dx%d", R, R);
-    int oy = (R - s->h) / 2, ox = (R - s->w) / 2;
-    for (int i = 0; i < s->n; i++)
-        for (int y = 0; y < R; y++)
-            for (int x = 0; x < R; x++) {
-                int sy = y - oy, sx = x - ox;
-                float *d = out + (((size_t)i * R + y) * R + x) * s->c;
-                for (int c = 0; c < s->c; c++)
-                    d[c] = (sy >= 0 && sy < s->h && sx >= 0 && sx < s->w)
-                               ? s->images[(((size_t)i * s->h + sy) * s->w + sx) * s->c + c]
-                               : 0.0f;
-            }
-    nas_free(s->images);
-    s->images = out;
-    s->h = s->w = R;
-    return NAS_OK;
-}
-
 int cmd_train(int argc, char **argv)
 {
-    const char *spec_arg = NULL, *data_arg = NULL;
+    const char *spec_arg = NULL, *data_arg = NULL, *weights_out = NULL;
     long epochs = 3, batch = 64, threads = 0, seed = 1, subset = 0, res = 0;
     double lr = 0.1, width = 1.0;
     int json = 0;
@@ -98,6 +75,8 @@ int cmd_train(int argc, char **argv)
             data_arg = v;
         else if (!strcmp(a, "--export"))
             xo.path = v;
+        else if (!strcmp(a, "--save-weights"))
+            weights_out = v;
         else if (!strcmp(a, "--data-dir"))
             setenv("NAS_DATA_DIR", v, 1);   /* where the loader looks for mnist */
         else if (!strcmp(a, "--epochs")) {
@@ -157,8 +136,8 @@ int cmd_train(int argc, char **argv)
     data_loaded = 1;
     if (res == 0)
         res = data.train.h;
-    if ((st = resize_split(&data.train, (int)res, &err)) || (st = resize_split(&data.val, (int)res, &err)) ||
-        (st = resize_split(&data.test, (int)res, &err)))
+    if ((st = cli_resize_split(&data.train, (int)res, &err)) || (st = cli_resize_split(&data.val, (int)res, &err)) ||
+        (st = cli_resize_split(&data.test, (int)res, &err)))
         goto fail;
     if (width != 1.0)
         space_scale(&spec, width, 1.0);
@@ -225,6 +204,16 @@ int cmd_train(int argc, char **argv)
         printf("%s\n", s);
         nas_free(s);
         json_decref(o);
+    }
+    if (st == NAS_OK && weights_out) {
+        void *blob = NULL;
+        size_t len = 0;
+        if ((st = ev_net_weights_pack(net, &blob, &len, &err)) == NAS_OK)
+            st = nas_write_file_atomic(weights_out, blob, len, &err);
+        nas_free(blob);
+        if (st)
+            goto fail;
+        fprintf(stderr, "nas train: weights in %s\n", weights_out);
     }
     if (st == NAS_EDIVERGED) {
         rc = cli_fail("train", st, &err);
