@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include "app/app.h"
 #include "base/nas.h"
+#include "evaluator/ev.h"
 
 int cmd_space(int argc, char **argv);
 int cmd_train(int argc, char **argv);
@@ -23,6 +24,7 @@ int cmd_export(int argc, char **argv);
 int cli_export_top(const char *run, const char *db_path, const char *out, const ev_quant_opts *int8);
 int cmd_report(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 /* The run store every command uses unless told otherwise (--db FILE). */
 #define CLI_DEFAULT_DB APP_DEFAULT_DB
@@ -43,6 +45,18 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Strict number parsing for options: 0 on success. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
+/* The training flags `nas train` and `nas prune` share: --epochs (from
+ * epochs_min), --batch, --lr, --threads, --seed, --subset. Returns -1 when a
+ * is none of them, 0 when parsed into f, else the usage error's exit code. */
+typedef struct {
+    long epochs, batch, threads, seed, subset, epochs_min;
+    double lr;
+} cli_train_flags;
+int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flags *f);
+
+/* Centre pad (zeros: the mean after normalisation) or crop a split's images to
+ * R x R (nas train --resolution, nas prune to its spec's input). */
+NAS_MUST_USE nas_status cli_resize_split(ev_split *s, int R, nas_err *err);
 /* True when progress may be drawn: stderr is a terminal and NO_COLOR is unset. */
 int cli_progress_enabled(void);
 

@@ -33,6 +33,8 @@ static void usage(FILE *f)
             "  --export F.onnx   write the trained network as ONNX, with F.spec.json and\n"
             "                    F.model-card.md beside it, its folder made when missing (--keep-bn:\n"
             "                    BN not folded; --force: overwrite existing files)\n"
+            "  --save-weights W  write the trained weights (every tensor, BN statistics included) to W,\n"
+            "                    for 'nas prune SPEC --weights W' (with --export's F.spec.json as SPEC)\n"
             "  --data-dir DIR    where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
             "                    else data/ here or beside the nas binary)\n");
     fprintf(f, "\nexample:\n  %s\n", "nas train mobilenetv2 --data mnist --width 0.5 --epochs 1 --export out/m/m.onnx");
@@ -46,31 +48,6 @@ static int on_epoch(void *ctx, int epoch, double loss, double acc, double val, d
     return 0;
 }
 
-/* Centre pad (zeros: the mean after normalisation) or crop a split to R x R. */
-static nas_status resize_split(ev_split *s, int R, nas_err *err)
-{
-    if (s->n == 0 || (s->h == R && s->w == R))
-        return NAS_OK;
-    float *out = nas_malloc(sizeof(float) * (size_t)s->n * R * R * s->c);
-    if (!out)
-        return nas_errf(err, NAS_ENOMEM, "out of memory resizing images to %dx%d", R, R);
-    int oy = (R - s->h) / 2, ox = (R - s->w) / 2;
-    for (int i = 0; i < s->n; i++)
-        for (int y = 0; y < R; y++)
-            for (int x = 0; x < R; x++) {
-                int sy = y - oy, sx = x - ox;
-                float *d = out + (((size_t)i * R + y) * R + x) * s->c;
-                for (int c = 0; c < s->c; c++)
-                    d[c] = (sy >= 0 && sy < s->h && sx >= 0 && sx < s->w)
-                               ? s->images[(((size_t)i * s->h + sy) * s->w + sx) * s->c + c]
-                               : 0.0f;
-            }
-    nas_free(s->images);
-    s->images = out;
-    s->h = s->w = R;
-    return NAS_OK;
-}
-
 /* The spec fitted to the data: images resized to res (0: the data's own),
  * the width scaled, strides adapted; the batch no larger than the data. */
 static nas_status fit_to_data(space_spec *spec, space_net *arch, ev_data *data, double width, long *res,
@@ -79,8 +56,8 @@ static nas_status fit_to_data(space_spec *spec, space_net *arch, ev_data *data, 
     nas_status st;
     if (*res == 0)
         *res = data->train.h;
-    if ((st = resize_split(&data->train, (int)*res, err)) || (st = resize_split(&data->val, (int)*res, err)) ||
-        (st = resize_split(&data->test, (int)*res, err)))
+    if ((st = cli_resize_split(&data->train, (int)*res, err)) || (st = cli_resize_split(&data->val, (int)*res, err)) ||
+        (st = cli_resize_split(&data->test, (int)*res, err)))
         return st;
     if (width != 1.0)
         space_scale(spec, width, 1.0);
@@ -96,7 +73,7 @@ static nas_status fit_to_data(space_spec *spec, space_net *arch, ev_data *data, 
 
 /* The command line of `nas train`. */
 typedef struct {
-    const char *spec_arg, *data_arg;
+    const char *spec_arg, *data_arg, *weights_out;
     long epochs, batch, threads, seed, subset, res;
     double lr, width;
     int json;
@@ -106,9 +83,10 @@ typedef struct {
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, train_args *t)
 {
-    const char *spec_arg = NULL, *data_arg = NULL;
-    long epochs = 3, batch = 64, threads = 0, seed = 1, subset = 0, res = 0;
-    double lr = 0.1, width = 1.0;
+    const char *spec_arg = NULL, *data_arg = NULL, *weights_out = NULL;
+    cli_train_flags tf = {.epochs = 3, .batch = 64, .threads = 0, .seed = 1, .subset = 0, .epochs_min = 1, .lr = 0.1};
+    long res = 0;
+    double width = 1.0;
     int json = 0;
     app_train_export_opts xo = {0};
     for (int i = 1; i < argc; i++) {
@@ -127,33 +105,24 @@ static int parse_args(int argc, char **argv, train_args *t)
         }
         if (a[0] == '-' && a[1] == '-' && !v)
             return cli_usage_error("train", "%s needs a value", a);
+        int trc = cli_train_flag("train", a, v, &tf);
+        if (trc >= 0) {
+            if (trc > 0)
+                return trc;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--data"))
             data_arg = v;
         else if (!strcmp(a, "--export"))
             xo.path = v;
+        else if (!strcmp(a, "--save-weights"))
+            weights_out = v;
         else if (!strcmp(a, "--data-dir"))
             setenv("NAS_DATA_DIR", v, 1);   /* where the loader looks for mnist */
-        else if (!strcmp(a, "--epochs")) {
-            if (cli_parse_int(v, 1, 1000, &epochs))
-                return cli_usage_error("train", "--epochs: '%s' is not an integer in 1..1000", v);
-        } else if (!strcmp(a, "--batch")) {
-            if (cli_parse_int(v, 1, 4096, &batch))
-                return cli_usage_error("train", "--batch: '%s' is not an integer in 1..4096", v);
-        } else if (!strcmp(a, "--lr")) {
-            if (cli_parse_double(v, 1e-8, 100, &lr))
-                return cli_usage_error("train", "--lr: '%s' is not a number in (0, 100]", v);
-        } else if (!strcmp(a, "--width")) {
+        else if (!strcmp(a, "--width")) {
             if (cli_parse_double(v, 0.05, 4, &width))
                 return cli_usage_error("train", "--width: '%s' is not a number in [0.05, 4]", v);
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int(v, 0, 256, &threads))
-                return cli_usage_error("train", "--threads: '%s' is not an integer in 0..256", v);
-        } else if (!strcmp(a, "--seed")) {
-            if (cli_parse_int(v, 0, 0x7fffffffL, &seed))
-                return cli_usage_error("train", "--seed: '%s' is not a non-negative integer", v);
-        } else if (!strcmp(a, "--subset")) {
-            if (cli_parse_int(v, 2, 100000000, &subset))
-                return cli_usage_error("train", "--subset: '%s' is not an integer >= 2", v);
         } else if (!strcmp(a, "--resolution")) {
             if (cli_parse_int(v, 8, 1024, &res))
                 return cli_usage_error("train", "--resolution: '%s' is not an integer in 8..1024", v);
@@ -172,9 +141,11 @@ static int parse_args(int argc, char **argv, train_args *t)
     if (!data_arg)
         return cli_usage_error("train", "--data is required (mnist, cifar10:DIR or idx:DIR)");
 
+    long epochs = tf.epochs, batch = tf.batch, threads = tf.threads, seed = tf.seed, subset = tf.subset;
+    double lr = tf.lr;
     *t = (train_args){.spec_arg = spec_arg, .data_arg = data_arg, .epochs = epochs, .batch = batch,
                       .threads = threads, .seed = seed, .subset = subset, .res = res, .lr = lr, .width = width,
-                      .json = json, .xo = xo};
+                      .json = json, .xo = xo, .weights_out = weights_out};
     return -1;
 }
 
@@ -204,13 +175,28 @@ static void print_json(const char *spec_arg, const char *data_name, long res, co
     json_decref(o);
 }
 
+/* --save-weights: every tensor, BN statistics included, as the blob
+ * `nas prune --weights` reads. */
+static nas_status save_weights(const ev_net *net, const char *path, nas_err *err)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    nas_status st = ev_net_weights_pack(net, &blob, &len, err);
+    if (st == NAS_OK)
+        st = nas_write_file_atomic(path, blob, len, err);
+    nas_free(blob);
+    if (st == NAS_OK)
+        fprintf(stderr, "nas train: weights in %s\n", path);
+    return st;
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_args t = {0};
     int prc = parse_args(argc, argv, &t);
     if (prc >= 0)
         return prc;
-    const char *spec_arg = t.spec_arg, *data_arg = t.data_arg;
+    const char *spec_arg = t.spec_arg, *data_arg = t.data_arg, *weights_out = t.weights_out;
     long epochs = t.epochs, batch = t.batch, threads = t.threads, seed = t.seed, subset = t.subset, res = t.res;
     double lr = t.lr, width = t.width;
     app_train_export_opts xo = t.xo;
@@ -266,6 +252,8 @@ int cmd_train(int argc, char **argv)
         goto fail;
     if (t.json)
         print_json(spec_arg, data.name, res, &cost, &r, threads, seed);
+    if (st == NAS_OK && weights_out && (st = save_weights(net, weights_out, &err)))
+        goto fail;
     if (st == NAS_EDIVERGED) {
         rc = cli_fail("train", st, &err);
     } else if (xo.path && (st = app_train_export(&xo, net, &spec, &data, &r, &err))) {
@@ -275,7 +263,6 @@ int cmd_train(int argc, char **argv)
                 r.epochs_done, r.seconds, r.images_per_s);
     }
     goto done;
-
 fail:
     rc = cli_fail("train", st, &err);
 done:

@@ -1,6 +1,8 @@
 /* common.c — what every command shares: error printing, strict option parsing. */
 #include "cli/cli.h"
 
+#include <stddef.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -55,4 +57,58 @@ int cli_progress_enabled(void)
 {
     const char *nc = getenv("NO_COLOR");
     return isatty(2) && !(nc && *nc);
+}
+
+/* Centre pad (zeros: the mean after normalisation) or crop a split to R x R. */
+nas_status cli_resize_split(ev_split *s, int R, nas_err *err)
+{
+    if (s->n == 0 || (s->h == R && s->w == R))
+        return NAS_OK;
+    float *out = nas_malloc(sizeof(float) * (size_t)s->n * R * R * s->c);
+    if (!out)
+        return nas_errf(err, NAS_ENOMEM, "out of memory resizing images to %dx%d", R, R);
+    int oy = (R - s->h) / 2, ox = (R - s->w) / 2;
+    for (int i = 0; i < s->n; i++)
+        for (int y = 0; y < R; y++)
+            for (int x = 0; x < R; x++) {
+                int sy = y - oy, sx = x - ox;
+                float *d = out + (((size_t)i * R + y) * R + x) * s->c;
+                for (int c = 0; c < s->c; c++)
+                    d[c] = (sy >= 0 && sy < s->h && sx >= 0 && sx < s->w)
+                               ? s->images[(((size_t)i * s->h + sy) * s->w + sx) * s->c + c]
+                               : 0.0f;
+            }
+    nas_free(s->images);
+    s->images = out;
+    s->h = s->w = R;
+    return NAS_OK;
+}
+
+int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flags *f)
+{
+    static const struct {
+        const char *flag;
+        long lo, hi;   /* lo -1: epochs_min */
+        size_t off;
+    } ints[] = {
+        {"--epochs", -1, 1000, offsetof(cli_train_flags, epochs)},
+        {"--batch", 1, 4096, offsetof(cli_train_flags, batch)},
+        {"--threads", 0, 256, offsetof(cli_train_flags, threads)},
+        {"--seed", 0, 0x7fffffffL, offsetof(cli_train_flags, seed)},
+        {"--subset", 2, 100000000, offsetof(cli_train_flags, subset)},
+    };
+    if (!strcmp(a, "--lr")) {
+        if (cli_parse_double(v, 1e-8, 100, &f->lr))
+            return cli_usage_error(cmd, "--lr: '%s' is not a number in (0, 100]", v);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (strcmp(a, ints[i].flag) != 0)
+            continue;
+        long lo = ints[i].lo < 0 ? f->epochs_min : ints[i].lo;
+        if (cli_parse_int(v, lo, ints[i].hi, (long *)(void *)((char *)f + ints[i].off)))
+            return cli_usage_error(cmd, "%s: '%s' is not an integer in %ld..%ld", a, v, lo, ints[i].hi);
+        return 0;
+    }
+    return -1;
 }

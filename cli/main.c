@@ -20,6 +20,7 @@ typedef int (*cmd_fn)(int, char **);
 #pragma weak cmd_export
 #pragma weak cmd_report
 #pragma weak cmd_ls
+#pragma weak cmd_prune
 
 static const struct {
     const char *name;
@@ -32,6 +33,7 @@ static const struct {
     {"calibrate", cmd_calibrate, "measure sampled networks here and fit the energy/latency predictor"},
     {"predict",   cmd_predict,   "predict latency and energy per inference of a spec"},
     {"train",     cmd_train,     "train one spec or preset on a data set"},
+    {"prune",     cmd_prune,     "prune a trained spec's expansion channels, fine-tune, export ONNX"},
     {"export",    cmd_export,    "export trained architectures of a run to ONNX"},
     {"report",    cmd_report,    "leaderboard, Pareto front, CSV/JSON and plot of a run"},
     {"ls",        cmd_ls,        "list runs"},

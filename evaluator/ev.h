@@ -468,6 +468,42 @@ NAS_MUST_USE nas_status ev_export_int8(const ev_net *net, const ev_data *data, c
                                        int eval_images, ev_export_opts *opts, const char *path,
                                        nas_err *err);
 
+/* ======================= structured pruning ==============================
+ *
+ * A trained network's expansion channels (each MBConv block's exp_ch: expand
+ * conv outputs, depthwise conv, both BNs, SE's outer widths, project conv
+ * inputs) ranked by the L1 norm of their expand conv weights and the weakest
+ * removed (evaluator/prune.c): a physically smaller spec (space_spec.exp_ch
+ * overrides) and network, its weights the kept channels' own. */
+typedef struct {
+    double keep;     /* fraction of each block's expansion channels kept, (0, 1] */
+    int min_ch;      /* a block keeps at least this many (default 8) */
+    int multiple;    /* kept counts rounded to a multiple of this (default 8, the kernels'
+                      * vector width; 1: no rounding). A count that would equal the block's
+                      * input width is one multiple wider (the expand conv would vanish) */
+} ev_prune_opts;
+
+void ev_prune_opts_default(ev_prune_opts *o);
+/* The pruned spec alone (widths; no weights): every block with an expand conv
+ * keeps round(exp_ch * keep) channels as opts says. keep 1 returns spec as is. */
+NAS_MUST_USE nas_status ev_prune_spec(const space_spec *spec, const ev_prune_opts *opts, space_spec *out,
+                                      nas_err *err);
+/* The largest uniform keep fraction (to 1e-15) whose pruned spec costs at most
+ * target_macs (space_cost_of); NAS_EINVAL naming the least reachable MACs when
+ * even min_ch channels a block cost more. opts->keep is ignored. */
+NAS_MUST_USE nas_status ev_prune_keep_for_macs(const space_spec *spec, const ev_prune_opts *opts,
+                                               double target_macs, double *keep, nas_err *err);
+/* The `keep` channels of block `block` with the largest L1 norm of expand conv
+ * weights (ties: the lower index), in ascending channel order, into kept. */
+NAS_MUST_USE nas_status ev_prune_rank(const ev_net *net, int block, int keep, int *kept, nas_err *err);
+/* The pruned network of a trained one: spec must be what net was built from
+ * (NAS_EINVAL otherwise). *out is a new net built with nopts, every tensor
+ * (BN running statistics included) copied from net at the kept channels;
+ * *out_spec its spec. With keep 1 the new net computes what net does. */
+NAS_MUST_USE nas_status ev_prune_net(const ev_net *net, const space_spec *spec, const ev_prune_opts *opts,
+                                     const ev_net_opts *nopts, space_spec *out_spec, ev_net **out,
+                                     nas_err *err);
+
 /* A trained net's weights (every ev_net_tensors tensor, BN statistics included)
  * as one checksummed blob (nas_malloc'd), for the run store to keep per
  * candidate, so that `nas export RUN` writes the network that was measured. */

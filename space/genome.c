@@ -238,7 +238,8 @@ static int same_spec(const space_spec *a, const space_spec *b)
 {
     if (a->resolution != b->resolution || a->in_ch != b->in_ch || a->num_classes != b->num_classes ||
         a->stem_ch != b->stem_ch || a->stem_stride != b->stem_stride || a->stem_act != b->stem_act ||
-        a->head_ch != b->head_ch || a->head_act != b->head_act || a->n_stages != b->n_stages)
+        a->head_ch != b->head_ch || a->head_act != b->head_act || a->n_stages != b->n_stages ||
+        memcmp(a->exp_ch, b->exp_ch, sizeof a->exp_ch))
         return 0;
     for (int i = 0; i < a->n_stages; i++) {
         const space_stage *x = &a->stages[i], *y = &b->stages[i];

@@ -18,12 +18,23 @@ static const char *se_base_name(space_se_base b) { return b == SPACE_SE_OF_EXPAN
 char *space_spec_to_json(const space_spec *s, int pretty)
 {
     json_t *stages = json_array();
+    int first = 0;   /* the stage's first block index, for the exp_ch overrides */
     for (int i = 0; i < s->n_stages; i++) {
         const space_stage *g = &s->stages[i];
-        json_array_append_new(stages, json_pack("{s:i, s:f, s:i, s:i, s:i, s:f, s:s}", "kernel", g->kernel,
-                                                "expand", g->expand, "channels", g->out_ch, "repeats",
-                                                g->repeats, "stride", g->stride, "se", g->se_ratio, "act",
-                                                space_act_name(g->act)));
+        json_t *o = json_pack("{s:i, s:f, s:i, s:i, s:i, s:f, s:s}", "kernel", g->kernel, "expand", g->expand,
+                              "channels", g->out_ch, "repeats", g->repeats, "stride", g->stride, "se",
+                              g->se_ratio, "act", space_act_name(g->act));
+        int set = 0;
+        for (int r = 0; r < g->repeats && first + r < SPACE_MAX_BLOCKS; r++)
+            set |= s->exp_ch[first + r] != 0;
+        if (o && set) {
+            json_t *e = json_array();
+            for (int r = 0; r < g->repeats && first + r < SPACE_MAX_BLOCKS; r++)
+                json_array_append_new(e, json_integer(s->exp_ch[first + r]));
+            json_object_set_new(o, "exp_ch", e);
+        }
+        json_array_append_new(stages, o);
+        first += g->repeats;
     }
     json_t *root = json_pack(
         "{s:s, s:i, s:i, s:i, s:{s:i, s:i, s:i, s:s}, s:o, s:{s:i, s:s}, s:{s:i, s:s}, s:{s:s, s:s, s:s}, s:f}",
@@ -161,9 +172,38 @@ static nas_status get_obj(ctx_t *c, json_t *root, const char *key, json_t **out)
             return st;    \
     } while (0)
 
-static nas_status read_stage(ctx_t *c, json_t *o, int i, space_stage *g, space_act dflt)
+/* A stage's "exp_ch": one integer per repeat (0: derived), into exp[0..repeats)
+ * (`room` of them; space_validate checks the values). */
+static nas_status read_exp_ch(ctx_t *c, json_t *o, const char *path, int repeats, int *exp, int room)
 {
-    static const char *const keys[] = {"kernel", "expand", "channels", "repeats", "stride", "se", "act", NULL};
+    json_t *v = json_object_get(o, "exp_ch");
+    char p[64], msg[96];
+    snprintf(p, sizeof p, "%s.exp_ch", path);
+    if (!v)
+        return NAS_OK;
+    if (!json_is_array(v))
+        return bad(c, p, "must be a list of integers, one per repeat");
+    if ((int)json_array_size(v) != repeats) {
+        snprintf(msg, sizeof msg, "%zu values given, the stage has %d repeats", json_array_size(v), repeats);
+        return bad(c, p, msg);
+    }
+    if (repeats > room)
+        return bad(c, p, "more blocks than a spec holds");
+    for (int r = 0; r < repeats; r++) {
+        json_t *x = json_array_get(v, (size_t)r);
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000000) {
+            snprintf(msg, sizeof msg, "value %d must be an integer >= 0 (0: derived from expand)", r);
+            return bad(c, p, msg);
+        }
+        exp[r] = (int)json_integer_value(x);
+    }
+    return NAS_OK;
+}
+
+static nas_status read_stage(ctx_t *c, json_t *o, int i, space_stage *g, space_act dflt, int *exp, int room)
+{
+    static const char *const keys[] = {"kernel", "expand", "channels", "repeats", "stride", "se", "act",
+                                       "exp_ch", NULL};
     char path[32];
     nas_status st;
     snprintf(path, sizeof path, "stages[%d]", i);
@@ -180,6 +220,8 @@ static nas_status read_stage(ctx_t *c, json_t *o, int i, space_stage *g, space_a
     TRY(get_int(c, o, "stride", path, &g->stride));
     TRY(get_num(c, o, "se", path, &g->se_ratio));
     TRY(get_act(c, o, path, &g->act));
+    if (g->repeats >= 1 && g->repeats <= 32)   /* else space_validate names the repeats */
+        TRY(read_exp_ch(c, o, path, g->repeats, exp, room));
     return NAS_OK;
 }
 
@@ -275,8 +317,14 @@ static nas_status read_spec(ctx_t *c, json_t *root, space_spec *s)
         return bad(c, "stages", msg);
     }
     s->n_stages = (int)n;
-    for (size_t i = 0; i < n; i++)
-        TRY(read_stage(c, json_array_get(stages, i), (int)i, &s->stages[i], s->stem_act));
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        int room = first < SPACE_MAX_BLOCKS ? SPACE_MAX_BLOCKS - first : 0;
+        TRY(read_stage(c, json_array_get(stages, i), (int)i, &s->stages[i], s->stem_act,
+                       s->exp_ch + (first < SPACE_MAX_BLOCKS ? first : 0), room));
+        if (s->stages[i].repeats > 0 && s->stages[i].repeats <= 32)
+            first += s->stages[i].repeats;
+    }
     /* Range checks live in one place: space_validate; prefix its message with the source. */
     st = space_validate(s, c->err);
     if (st)

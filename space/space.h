@@ -70,6 +70,14 @@ typedef struct {
     space_act se_act;            /* activation inside the SE squeeze */
     space_gate se_gate;
     double dropout;              /* before the classifier, training only */
+    /* Per-block expansion width, by block index over all stages (0: derived,
+     * round(in * expand)). What structured pruning writes (evaluator/prune.c):
+     * a block's expansion may then be any width from 1 to the derived one but
+     * the block's input width (at which the expand conv would vanish); a stage
+     * with expand 1 has no expansion to override. The SE squeeze width stays
+     * the one the derived width gives, so pruning leaves SE's middle intact.
+     * JSON: a stage's "exp_ch": [one per repeat], written only when set. */
+    int exp_ch[SPACE_MAX_BLOCKS];
 } space_spec;
 
 /* ---- the resolved network ---------------------------------------------- */
@@ -224,7 +232,8 @@ void space_preset_published(int i, double *params, double *macs, const char **so
 #define SPACE_ALPHA 1.2
 #define SPACE_BETA  1.1
 #define SPACE_GAMMA 1.15
-/* Scales channels (make-divisible by 8) and repeats (rounded up per stage). */
+/* Scales channels (make-divisible by 8) and repeats (rounded up per stage);
+ * any exp_ch override is cleared (it belongs to the unscaled widths). */
 void space_scale(space_spec *spec, double width_mult, double depth_mult);
 
 /* ---- the genome ---------------------------------------------------------- */

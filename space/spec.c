@@ -65,6 +65,36 @@ static nas_status check_stage(const space_stage *st, int i, nas_err *err)
     return NAS_OK;
 }
 
+/* The per-block exp_ch overrides (space.h): each 0, or a width from 1 to the
+ * derived one that is not the block's input width. */
+static nas_status check_exp_overrides(const space_spec *s, int blocks, nas_err *err)
+{
+    int ch = s->stem_ch, j = 0;
+    for (int i = 0; i < s->n_stages; i++) {
+        const space_stage *sg = &s->stages[i];
+        for (int r = 0; r < sg->repeats; r++, j++) {
+            int e = s->exp_ch[j], derived = (int)lround(ch * sg->expand);
+            if (e != 0 && derived == ch)
+                return nas_errf(err, NAS_EINVAL,
+                                "stages[%d].exp_ch[%d]: %d given, but the stage has no expansion (expand %g)", i,
+                                r, e, sg->expand);
+            if (e != 0 && (e < 1 || e > derived))
+                return nas_errf(err, NAS_EINVAL, "stages[%d].exp_ch[%d]: %d is out of range (1 to %d)", i, r, e,
+                                derived);
+            if (e != 0 && e == ch)
+                return nas_errf(err, NAS_EINVAL,
+                                "stages[%d].exp_ch[%d]: %d is the block's input width (the expand conv would "
+                                "vanish; use expand 1)",
+                                i, r, e);
+            ch = sg->out_ch;
+        }
+    }
+    for (; j < SPACE_MAX_BLOCKS; j++)
+        if (s->exp_ch[j] != 0)
+            return nas_errf(err, NAS_EINVAL, "exp_ch: block %d set, but the spec has %d blocks", j, blocks);
+    return NAS_OK;
+}
+
 nas_status space_validate(const space_spec *s, nas_err *err)
 {
     if (s->resolution < 8 || s->resolution > 1024)
@@ -93,6 +123,9 @@ nas_status space_validate(const space_spec *s, nas_err *err)
     }
     if (blocks > SPACE_MAX_BLOCKS)
         return nas_errf(err, NAS_EINVAL, "stages: %d blocks in all (at most %d)", blocks, SPACE_MAX_BLOCKS);
+    nas_status est = check_exp_overrides(s, blocks, err);
+    if (est)
+        return est;
     if (s->head_ch < 0 || s->head_ch > 8192)
         return nas_errf(err, NAS_EINVAL, "head.channels: %d is out of range (0 to 8192)", s->head_ch);
     if (!valid_act(s->head_act))
@@ -146,11 +179,13 @@ nas_status space_resolve(const space_spec *s, space_net *net, nas_err *err)
         for (int r = 0; r < sg->repeats; r++) {
             space_block *b = &net->blocks[net->n_blocks++];
             b->in_ch = ch;
-            b->exp_ch = (int)lround(ch * sg->expand);
+            int derived = (int)lround(ch * sg->expand);
+            int ov = s->exp_ch[net->n_blocks - 1];
+            b->exp_ch = ov ? ov : derived;
             b->out_ch = sg->out_ch;
             b->kernel = sg->kernel;
             b->stride = r == 0 ? sg->stride : 1;
-            b->se_ch = se_channels(s, sg->se_ratio, ch, b->exp_ch);
+            b->se_ch = se_channels(s, sg->se_ratio, ch, derived);
             b->act = sg->act;
             b->residual = b->stride == 1 && b->in_ch == b->out_ch;
             b->in_hw = hw;
@@ -200,6 +235,8 @@ void space_adapt_strides(space_spec *s, int resolution, int min_side)
 
 void space_scale(space_spec *s, double width_mult, double depth_mult)
 {
+    if (width_mult != 1.0 || depth_mult != 1.0)
+        memset(s->exp_ch, 0, sizeof s->exp_ch);
     if (width_mult != 1.0) {
         s->stem_ch = space_make_divisible(s->stem_ch * width_mult, 8);
         for (int i = 0; i < s->n_stages; i++)

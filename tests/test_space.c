@@ -1,6 +1,7 @@
 /* test_space.c — the search space: presets against published figures, the
  * genome (validity of 10,000 random genomes, round trips, mutation and
- * crossover), stride adaptation for small inputs, and strict JSON. */
+ * crossover), stride adaptation for small inputs, strict JSON, and the
+ * per-block exp_ch overrides that pruning writes. */
 #include "tests/testutil.h"
 #include "space/space.h"
 
@@ -333,6 +334,92 @@ static void cli_space_show_and_sample(void **state)
     assert_int_equal(tu_run_nas("space --help >/dev/null", NULL), 0);
 }
 
+/* Per-block exp_ch overrides (what nas prune writes): resolved, honoured by the
+ * layer list, written per stage and read back, and refused where they cannot
+ * hold, each error naming the stage and repeat. */
+static const char *TINY_JSON =
+    "{\"resolution\": 16, \"in_channels\": 1, \"num_classes\": 10,"
+    " \"stem\": {\"channels\": 8, \"kernel\": 3, \"stride\": 1},"
+    " \"stages\": [{\"kernel\": 3, \"expand\": 1, \"channels\": 8},"
+    "  {\"kernel\": 3, \"expand\": 6, \"channels\": 16, \"repeats\": 2, \"stride\": 2, \"se\": 0.25},"
+    "  {\"kernel\": 5, \"expand\": 4, \"channels\": 24, \"stride\": 2, \"se\": 0.25}],"
+    " \"head\": {\"channels\": 32}}";
+
+static void tiny(space_spec *s, space_net *a)
+{
+    nas_err err;
+    assert_int_equal(space_spec_from_json(TINY_JSON, "tiny", s, &err), NAS_OK);
+    assert_int_equal(space_resolve(s, a, &err), NAS_OK);
+}
+
+static void exp_ch_overrides(void **state)
+{
+    (void)state;
+    space_spec s;
+    space_net a;
+    nas_err err;
+    tiny(&s, &a);
+    assert_int_equal(a.blocks[1].exp_ch, 48);
+    assert_int_equal(a.blocks[1].se_ch, 2);
+    s.exp_ch[1] = 24;
+    s.exp_ch[3] = 40;
+    assert_int_equal(space_resolve(&s, &a, &err), NAS_OK);
+    assert_int_equal(a.blocks[1].exp_ch, 24);
+    assert_int_equal(a.blocks[2].exp_ch, 96);
+    assert_int_equal(a.blocks[3].exp_ch, 40);
+    assert_int_equal(a.blocks[1].se_ch, 2);   /* SE's middle: from the derived width */
+    space_layers L;
+    assert_int_equal(space_layers_build(&a, &L, &err), NAS_OK);
+    int seen = 0;
+    for (int i = 0; i < L.n; i++)
+        if (!strcmp(L.op[i].name, "b1.expand")) {
+            assert_int_equal(L.op[i].out_ch, 24);
+            seen = 1;
+        }
+    assert_true(seen);
+    space_layers_free(&L);
+
+    /* JSON: written per stage, read back the same */
+    char *txt = space_spec_to_json(&s, 0);
+    assert_non_null(strstr(txt, "\"exp_ch\":[24,0]"));
+    space_spec back;
+    assert_int_equal(space_spec_from_json(txt, "back", &back, &err), NAS_OK);
+    assert_memory_equal(back.exp_ch, s.exp_ch, sizeof s.exp_ch);
+    nas_free(txt);
+    space_spec plain;
+    tiny(&plain, &a);
+    txt = space_spec_to_json(&plain, 0);
+    assert_null(strstr(txt, "exp_ch"));   /* absent unless set: older readers still read it */
+    nas_free(txt);
+
+    /* refusals, each naming the stage and repeat */
+    space_spec b = plain;
+    b.exp_ch[0] = 4;   /* stage 0 has expand 1 */
+    assert_int_equal(space_validate(&b, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "stages[0].exp_ch[0]"));
+    b = plain;
+    b.exp_ch[2] = 16;  /* the block's input width */
+    assert_int_equal(space_validate(&b, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "stages[1].exp_ch[1]"));
+    assert_non_null(strstr(err.msg, "input width"));
+    b = plain;
+    b.exp_ch[3] = 65;  /* wider than derived */
+    assert_int_equal(space_validate(&b, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "1 to 64"));
+    b = plain;
+    b.exp_ch[4] = 8;   /* past the last block */
+    assert_int_equal(space_validate(&b, &err), NAS_EINVAL);
+    const char *bad_len = "{\"resolution\": 16, \"in_channels\": 1, \"num_classes\": 10, \"stages\": "
+                          "[{\"expand\": 6, \"channels\": 16, \"repeats\": 2, \"exp_ch\": [24]}]}";
+    assert_int_equal(space_spec_from_json(bad_len, "x.json", &b, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "stages[0].exp_ch"));
+    /* a scaled spec has other widths: the overrides go */
+    b = s;
+    space_scale(&b, 2.0, 1.0);
+    for (int j = 0; j < SPACE_MAX_BLOCKS; j++)
+        assert_int_equal(b.exp_ch[j], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +437,7 @@ int main(void)
         cmocka_unit_test(json_errors_name_the_field),
         cmocka_unit_test(json_survives_corruption),
         cmocka_unit_test(cli_space_show_and_sample),
+        cmocka_unit_test(exp_ch_overrides),
     };
     return cmocka_run_group_tests_name("space", tests, NULL, NULL);
 }
