@@ -147,6 +147,8 @@ NAS_MUST_USE nas_status app_train_export(const app_train_export_opts *o, const e
  * objective on its final validation accuracy is the model to export. Its
  * joules are metered apart from the search's budget. */
 
+struct app_final_model_s;
+
 typedef struct {
     int top;                 /* how many of the leaderboard (0: no final training) */
     int epochs, batch;
@@ -155,9 +157,15 @@ typedef struct {
     int threads;
     uint64_t seed;
     const ev_quant_opts *int8;   /* the export: the int8 model too; NULL: none */
+    /* Called with each model as soon as it is trained (the search records it
+     * in the run store, so a failure later loses none); NULL: not called. An
+     * error stops final training. */
+    nas_status (*on_model)(void *ctx, const struct app_final_model_s *m, const ev_net *net, const ev_data *data,
+                           nas_err *err);
+    void *ctx;
 } app_final_opts;
 
-typedef struct {
+typedef struct app_final_model_s {
     long id;                 /* the search's candidate */
     double proxy_acc;        /* the search's (validation, after the proxy training) */
     double val_acc, test_acc;   /* after final training */

@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "app/app.h"
-
 /* Test accuracy per class, for the report's class names. */
 static nas_status class_accuracy(ev_net *net, const ev_split *s, int batch, int classes, double *acc,
                                  nas_err *err)
@@ -124,6 +122,10 @@ nas_status app_final_train(const app_final_opts *o, const space_config *cfg, con
         }
         rep->n = i + 1;
         m->reward = search_reward(obj, m->val_acc, cands[i]->energy_mj, cands[i]->latency_ms);
+        if (o->on_model && (st = o->on_model(o->ctx, m, net, &rep->data, err))) {
+            ev_net_free(net);
+            return st;
+        }
         fprintf(stderr, "  #%ld: validation %.4f (proxy %.4f), test %.4f, %.1f J, %.0f s\n", m->id, m->val_acc,
                 m->proxy_acc, m->test_acc, m->joules, m->seconds);
         if (m->reward > best) {

@@ -801,6 +801,28 @@ static nas_status own_joules(void *ctx, double *j, nas_err *err)
     return ev_meter_read(c->meter, j, err);
 }
 
+/* A finally trained model into the run store as soon as it is trained: its
+ * figures and weights (runs_final_put), so `nas report`, `nas prune RUN` and
+ * `nas export RUN` find it and a failure later loses none. */
+static nas_status store_final(void *ctx, const app_final_model *m, const ev_net *net, const ev_data *data,
+                              nas_err *err)
+{
+    run_ctx *c = ctx;
+    if (!c->db || m->id >= c->n_cand || c->cand[m->id] < 0)
+        return NAS_OK;
+    void *blob = NULL;
+    size_t len = 0;
+    nas_status st = ev_net_weights_pack(net, &blob, &len, err);
+    runs_final f = {.cand = c->cand[m->id], .epochs = m->epochs_done, .train_images = data->train.n,
+                    .test_images = data->test.n, .val_acc = m->val_acc, .test_acc = m->test_acc,
+                    .seconds = m->seconds};
+    f.joules = runs_fig_make(m->joules, ev_meter_source(c->meter), ev_quality_name(ev_meter_quality(c->meter)));
+    if (!st)
+        st = runs_final_put(c->db, &f, blob, len, err);
+    nas_free(blob);
+    return st;
+}
+
 /* The top of the leaderboard trained again at full fidelity and tested. */
 static nas_status final_training(const app_settings *s, run_ctx *c, const search_loop *l,
                                  const search_objective *obj, const ev_data_opts *dopts, app_final_report *fin,
@@ -809,13 +831,21 @@ static nas_status final_training(const app_settings *s, run_ctx *c, const search
     int idx[APP_FINAL_MAX];
     int n = search_loop_leaderboard(l, idx, (int)s->final_top);
     const search_result *cands[APP_FINAL_MAX];
-    for (int i = 0; i < n; i++)
-        cands[i] = search_loop_result(l, idx[i]);
+    nas_status st = NAS_OK;
+    for (int i = 0; i < n && !st; i++) {
+        const search_result *r = cands[i] = search_loop_result(l, idx[i]);
+        if (c->db && (r->id >= c->n_cand || c->cand[r->id] < 0))   /* finished before a resume */
+            st = store_add(c, r->id, &r->genome, &r->pred, err);
+    }
     app_final_opts fo = {.top = (int)s->final_top, .epochs = (int)s->final_epochs, .batch = (int)s->final_batch,
                          .subset = s->final_subset, .lr = s->final_lr, .threads = c->threads,
-                         .seed = (uint64_t)s->seed};
+                         .seed = (uint64_t)s->seed, .on_model = store_final, .ctx = c};
     nas_progress_clear(&c->prog);
-    return app_final_train(&fo, &c->cfg, s->data, dopts, c->meter, obj, cands, n, fin, err);
+    if (!st)
+        st = app_final_train(&fo, &c->cfg, s->data, dopts, c->meter, obj, cands, n, fin, err);
+    if (!st && c->db && fin->chosen >= 0)
+        st = runs_final_choose(c->db, c->run, c->cand[fin->models[fin->chosen].id], err);
+    return st;
 }
 
 

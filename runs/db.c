@@ -109,6 +109,23 @@ static const char *const stmt_sql[S_COUNT] = {
                       " format = excluded.format, version = excluded.version, bytes = excluded.bytes,"
                       " crc32 = excluded.crc32, created = excluded.created, blob = excluded.blob",
     [S_WEIGHTS_GET] = "SELECT format, version, bytes, crc32, blob FROM weights WHERE candidate = ?1",
+    [S_FINAL_PUT] = "INSERT INTO finals (candidate, epochs, train_images, test_images, val_acc, test_acc,"
+                    " joules, joules_source, joules_quality, seconds, chosen, format, version, bytes, crc32,"
+                    " created, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13, ?14,"
+                    " ?15, ?16) ON CONFLICT (candidate) DO UPDATE SET epochs = excluded.epochs,"
+                    " train_images = excluded.train_images, test_images = excluded.test_images,"
+                    " val_acc = excluded.val_acc, test_acc = excluded.test_acc, joules = excluded.joules,"
+                    " joules_source = excluded.joules_source, joules_quality = excluded.joules_quality,"
+                    " seconds = excluded.seconds, chosen = 0, format = excluded.format,"
+                    " version = excluded.version, bytes = excluded.bytes, crc32 = excluded.crc32,"
+                    " created = excluded.created, blob = excluded.blob",
+    [S_FINAL_GET] = "SELECT format, version, bytes, crc32, blob, epochs, train_images, test_images, val_acc,"
+                    " test_acc, joules, joules_source, joules_quality, seconds, chosen"
+                    " FROM finals WHERE candidate = ?1",
+    [S_FINAL_CHOOSE] = "UPDATE finals SET chosen = (candidate = ?2)"
+                       " WHERE candidate IN (SELECT id FROM candidates WHERE run = ?1)",
+    [S_FINAL_CHOSEN] = "SELECT f.candidate FROM finals f JOIN candidates c ON c.id = f.candidate"
+                       " WHERE c.run = ?1 AND f.chosen = 1",
 };
 
 /* ---- errors -------------------------------------------------------------- */

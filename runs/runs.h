@@ -311,6 +311,33 @@ NAS_MUST_USE nas_status runs_weights_put(runs_db *db, int64_t cand, const void *
 NAS_MUST_USE nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len, int *found,
                             nas_err *err);
 
+/* ---- final training of a search's best (runs/weights.c) ------------------ */
+
+/* A candidate trained again at full fidelity after the search (app/final.c):
+ * its figures and, beside them, its weights. The test split is read only
+ * there, so test_acc is the only test figure a run has. */
+typedef struct {
+    int64_t cand;                 /* the candidate's store id */
+    int epochs, train_images, test_images;
+    double val_acc, test_acc;     /* NAN: not known */
+    runs_fig joules;              /* the final training's energy, with its meter and quality */
+    double seconds;
+    int chosen;                   /* the run's exported model (read only; set by runs_final_choose) */
+} runs_final;
+
+/* Stores (or replaces) a final row with its weights blob (a NASW blob), not
+ * chosen, in one transaction. */
+NAS_MUST_USE nas_status runs_final_put(runs_db *db, const runs_final *f, const void *blob, size_t len,
+                                       nas_err *err);
+/* Marks cand the run's chosen final model and every other final of the run not chosen. */
+NAS_MUST_USE nas_status runs_final_choose(runs_db *db, int64_t run, int64_t cand, nas_err *err);
+/* A candidate's final row; blob (may be NULL: figures only) is nas_malloc'd.
+ * *found = 0 when the candidate was not finally trained. */
+NAS_MUST_USE nas_status runs_final_get(runs_db *db, int64_t cand, runs_final *f, void **blob, size_t *len,
+                                       int *found, nas_err *err);
+/* The store id of the run's chosen final model; *found = 0 when none. */
+NAS_MUST_USE nas_status runs_final_chosen(runs_db *db, int64_t run, int64_t *cand, int *found, nas_err *err);
+
 /* ======================= reports ========================================= */
 
 typedef struct {

@@ -135,6 +135,28 @@ static const char *const migrations[] = {
     "  AND CAST(substr(name, 9) AS INTEGER) IN (SELECT candidate FROM temp.old_weights);"
     "DROP TABLE temp.old_weights;"
     "PRAGMA user_version = 4;",
+
+    /* 5: the search's final training, one row per finally trained candidate:
+     * its figures (the energy a figure with its meter and quality, like every
+     * energy in the store) and its weights, checked as the weights table's
+     * are. At most one row of a run is chosen: the one that was exported. */
+    "CREATE TABLE finals ("
+    "  candidate INTEGER PRIMARY KEY REFERENCES candidates(id) ON DELETE CASCADE,"
+    "  epochs INTEGER NOT NULL,"
+    "  train_images INTEGER NOT NULL,"
+    "  test_images INTEGER NOT NULL,"
+    "  val_acc REAL,"
+    "  test_acc REAL,"
+    "  joules REAL, joules_source TEXT, joules_quality TEXT,"
+    "  seconds REAL,"
+    "  chosen INTEGER NOT NULL DEFAULT 0,"
+    "  format TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL CHECK (bytes = length(blob)),"
+    "  crc32 INTEGER NOT NULL,"
+    "  created REAL NOT NULL,"
+    "  blob BLOB NOT NULL);"
+    "PRAGMA user_version = 5;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 

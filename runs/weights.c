@@ -114,6 +114,8 @@ static nas_status weights_row(sqlite3_stmt *s, int64_t cand, void **blob, size_t
         return nas_errf(err, NAS_EIO, "candidate %" PRId64 ": the stored weights are damaged (%zu bytes, "
                         "%" PRId64 " recorded; CRC-32 %08x, %08x recorded)", cand, n, bytes,
                         (unsigned)weights_crc(b, n), (unsigned)crc);
+    if (!blob)   /* the figures only: checked, not copied */
+        return NAS_OK;
     if (!(*blob = nas_malloc(n ? n : 1)))
         return nas_errf(err, NAS_ENOMEM, "out of memory (%zu bytes)", n);
     memcpy(*blob, b, n);
@@ -140,5 +142,107 @@ nas_status runs_weights_get(runs_db *db, int64_t cand, void **blob, size_t *len,
     sqlite3_reset(s);
     if (st != NAS_OK)
         nas_errctx(err, "reading the weights of candidate %" PRId64, cand);
+    return st;
+}
+
+/* ---- final training --------------------------------------------------------- */
+
+nas_status runs_final_put(runs_db *db, const runs_final *f, const void *blob, size_t len, nas_err *err)
+{
+    uint32_t version = weights_version(blob, len);
+    if (!version)
+        return nas_errf(err, NAS_EINVAL, "candidate %" PRId64 ": the final weights (%zu bytes) are not a "
+                        WEIGHTS_FORMAT " blob", f->cand, len);
+    nas_status st = runs_check_fig(&f->joules, "final training energy", 0, err);
+    if (!st)
+        st = runs_tx_begin(db, err);
+    sqlite3_stmt *s = st ? NULL : runs_stmt(db, S_FINAL_PUT, err);
+    if (!st && !s)
+        st = runs_err_code(err);
+    if (!st) {
+        sqlite3_bind_int64(s, 1, f->cand);
+        sqlite3_bind_int(s, 2, f->epochs);
+        sqlite3_bind_int(s, 3, f->train_images);
+        sqlite3_bind_int(s, 4, f->test_images);
+        runs_bind_real(s, 5, f->val_acc);
+        runs_bind_real(s, 6, f->test_acc);
+        runs_bind_fig(s, 7, &f->joules);
+        runs_bind_real(s, 10, f->seconds);
+        runs_bind_text(s, 11, WEIGHTS_FORMAT);
+        sqlite3_bind_int64(s, 12, version);
+        sqlite3_bind_int64(s, 13, (sqlite3_int64)len);
+        sqlite3_bind_int64(s, 14, weights_crc(blob, len));
+        sqlite3_bind_double(s, 15, runs_wall_clock());
+        sqlite3_bind_blob64(s, 16, blob, len, SQLITE_TRANSIENT);
+        st = runs_step_done(db, s, err, "storing a final model");
+    }
+    if (!st)
+        st = runs_tx_commit(db, err);
+    if (st)
+        runs_tx_rollback(db);
+    return st ? nas_errctx(err, "storing the final training of candidate %" PRId64, f->cand) : NAS_OK;
+}
+
+nas_status runs_final_choose(runs_db *db, int64_t run, int64_t cand, nas_err *err)
+{
+    sqlite3_stmt *s = runs_stmt(db, S_FINAL_CHOOSE, err);
+    if (!s)
+        return runs_err_code(err);
+    sqlite3_bind_int64(s, 1, run);
+    sqlite3_bind_int64(s, 2, cand);
+    return runs_step_done(db, s, err, "marking the chosen final model");
+}
+
+nas_status runs_final_get(runs_db *db, int64_t cand, runs_final *f, void **blob, size_t *len, int *found,
+                          nas_err *err)
+{
+    memset(f, 0, sizeof *f);
+    if (blob)
+        *blob = NULL;
+    if (len)
+        *len = 0;
+    *found = 0;
+    sqlite3_stmt *s = runs_stmt(db, S_FINAL_GET, err);
+    if (!s)
+        return runs_err_code(err);
+    sqlite3_bind_int64(s, 1, cand);
+    int rc = sqlite3_step(s);
+    nas_status st = NAS_OK;
+    size_t n = 0;
+    if (rc == SQLITE_ROW && !(st = weights_row(s, cand, blob, len ? len : &n, err))) {
+        f->cand = cand;
+        f->epochs = sqlite3_column_int(s, 5);
+        f->train_images = sqlite3_column_int(s, 6);
+        f->test_images = sqlite3_column_int(s, 7);
+        f->val_acc = runs_col_real(s, 8);
+        f->test_acc = runs_col_real(s, 9);
+        f->joules = runs_col_fig(s, 10);
+        f->seconds = runs_col_real(s, 13);
+        f->chosen = sqlite3_column_int(s, 14);
+        *found = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        st = runs_db_fail(db, err, "reading a final model");
+    }
+    sqlite3_reset(s);
+    return st ? nas_errctx(err, "reading the final training of candidate %" PRId64, cand) : NAS_OK;
+}
+
+nas_status runs_final_chosen(runs_db *db, int64_t run, int64_t *cand, int *found, nas_err *err)
+{
+    *found = 0;
+    *cand = -1;
+    sqlite3_stmt *s = runs_stmt(db, S_FINAL_CHOSEN, err);
+    if (!s)
+        return runs_err_code(err);
+    sqlite3_bind_int64(s, 1, run);
+    int rc = sqlite3_step(s);
+    nas_status st = NAS_OK;
+    if (rc == SQLITE_ROW) {
+        *cand = sqlite3_column_int64(s, 0);
+        *found = 1;
+    } else if (rc != SQLITE_DONE) {
+        st = runs_db_fail(db, err, "finding the chosen final model");
+    }
+    sqlite3_reset(s);
     return st;
 }

@@ -9,6 +9,8 @@
 
 #include "runs/runs.h"
 
+#include <math.h>
+
 static char tmp[256];
 static char dbpath[512];
 
@@ -177,11 +179,100 @@ static void test_weights_replace_and_refuse(void **state)
     runs_close(db);
 }
 
+/* Schema step 5: final models with their figures and weights; one chosen per
+ * run; a damaged row refused; a version-4 store upgrades to an empty table. */
+static void test_finals_store_choose_and_refuse(void **state)
+{
+    nas_err err = {0};
+    runs_db *db = NULL;
+    assert_int_equal(runs_create_at_version(dbpath, 4, &err), NAS_OK);
+    assert_int_equal(runs_open(dbpath, 0, &db, &err), NAS_OK);
+    assert_true(runs_db_version(db) >= 5);
+    assert_int_equal(count(runs_sqlite(db), "SELECT count(*) FROM finals"), 0);
+    runs_new_run r = {.name = "r", .settings_json = "{}", .seed = 1, .hardware = "hw", .meter = "m"};
+    int64_t run = 0, other_run = 0, cand[3] = {0};
+    assert_int_equal(runs_run_create(db, &r, &run, &err), NAS_OK);
+    r.name = "other";
+    assert_int_equal(runs_run_create(db, &r, &other_run, &err), NAS_OK);
+    for (int i = 0; i < 3; i++) {
+        runs_new_cand c = {.seq = i, .genome = "1.2", .pred_latency_ms = runs_fig_none(),
+                           .pred_energy_mj = runs_fig_none(), .params = 1, .macs = 1};
+        assert_int_equal(runs_cand_add(db, i < 2 ? run : other_run, &c, &cand[i], NULL, NULL, &err), NAS_OK);
+    }
+    first_n = fake_weights(first, 200, 4);
+    newest_n = fake_weights(newest, 300, 5);
+    runs_final f = {.cand = cand[0], .epochs = 10, .train_images = 54000, .test_images = 10000, .val_acc = 0.92,
+                    .test_acc = 0.9134, .seconds = 120, .chosen = 1 /* ignored: put never chooses */};
+    f.joules = runs_fig_make(3627.5, "model:cpu-time", "estimated");
+    assert_int_equal(runs_final_put(db, &f, first, first_n, &err), NAS_OK);
+    f.cand = cand[1];
+    f.test_acc = NAN;
+    assert_int_equal(runs_final_put(db, &f, newest, newest_n, &err), NAS_OK);
+    f.cand = cand[2];
+    assert_int_equal(runs_final_put(db, &f, newest, newest_n, &err), NAS_OK);
+
+    int64_t chosen = 0;
+    int found = 1;
+    assert_int_equal(runs_final_chosen(db, run, &chosen, &found, &err), NAS_OK);
+    assert_false(found);
+    assert_int_equal(runs_final_choose(db, run, cand[1], &err), NAS_OK);
+    assert_int_equal(runs_final_choose(db, other_run, cand[2], &err), NAS_OK);
+    assert_int_equal(runs_final_choose(db, run, cand[0], &err), NAS_OK);   /* chosen again: one per run */
+    assert_int_equal(runs_final_chosen(db, run, &chosen, &found, &err), NAS_OK);
+    assert_true(found);
+    assert_int_equal(chosen, cand[0]);
+    assert_int_equal(count(runs_sqlite(db), "SELECT count(*) FROM finals WHERE chosen = 1"), 2);
+
+    runs_final g;
+    void *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(runs_final_get(db, cand[0], &g, &blob, &len, &found, &err), NAS_OK);
+    assert_true(found);
+    assert_int_equal(g.epochs, 10);
+    assert_int_equal(g.train_images, 54000);
+    assert_int_equal(g.test_images, 10000);
+    assert_float_equal(g.val_acc, 0.92, 1e-12);
+    assert_float_equal(g.test_acc, 0.9134, 1e-12);
+    assert_float_equal(g.joules.value, 3627.5, 1e-9);
+    assert_string_equal(g.joules.source, "model:cpu-time");
+    assert_string_equal(g.joules.quality, "estimated");
+    assert_true(g.chosen);
+    assert_int_equal(len, first_n);
+    assert_memory_equal(blob, first, first_n);
+    nas_free(blob);
+    assert_int_equal(runs_final_get(db, cand[1], &g, NULL, NULL, &found, &err), NAS_OK);   /* figures only */
+    assert_true(found);
+    assert_true(isnan(g.test_acc));
+    assert_false(g.chosen);
+    /* the proxy weights are another table: untouched */
+    assert_int_equal(runs_weights_get(db, cand[0], &blob, &len, &found, &err), NAS_OK);
+    assert_false(found);
+
+    /* refused: not NASW; an energy without its meter */
+    assert_int_equal(runs_final_put(db, &f, "hello", 5, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "not a NASW blob"));
+    f.joules = runs_fig_make(1.0, "", "");
+    assert_int_not_equal(runs_final_put(db, &f, newest, newest_n, &err), NAS_OK);
+
+    /* a flipped byte: refused as damaged, naming the candidate */
+    sqlite3_blob *b = NULL;
+    assert_int_equal(sqlite3_blob_open(runs_sqlite(db), "main", "finals", "blob", cand[0], 1, &b), SQLITE_OK);
+    unsigned char flipped = (unsigned char)~first[30];
+    assert_int_equal(sqlite3_blob_write(b, &flipped, 1, 30), SQLITE_OK);
+    assert_int_equal(sqlite3_blob_close(b), SQLITE_OK);
+    assert_int_equal(runs_final_get(db, cand[0], &g, &blob, &len, &found, &err), NAS_EIO);
+    assert_non_null(strstr(err.msg, "damaged"));
+    assert_false(found);
+    assert_int_equal(runs_check(db, &err), NAS_OK);
+    runs_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_old_store_upgrades_and_reads_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weights_replace_and_refuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finals_store_choose_and_refuse, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
