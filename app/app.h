@@ -109,6 +109,9 @@ void app_settings_help(FILE *f, int cmd);
  * a key left out keeps its default. */
 char *app_settings_to_json(const app_settings *s);
 NAS_MUST_USE nas_status app_settings_from_json(const char *json, app_settings *s, nas_err *err);
+/* The settings a search saved with its run (the store's run settings JSON,
+ * {"command": "search", "settings": {...}}), over the defaults. */
+NAS_MUST_USE nas_status app_settings_of_run(const char *run_json, app_settings *s, nas_err *err);
 
 /* The run store a search records into: db, else APP_DEFAULT_DB; NULL with
  * no_db (a throwaway run). */
@@ -227,6 +230,49 @@ void app_measure_close(app_measure_ctx *ctx);
 /* A pred_measure_fn: ctx is a app_measure_ctx made ready. */
 NAS_MUST_USE nas_status app_measure(void *ctx, const space_spec *spec, const space_net *net, pred_measurement *m,
                                     nas_err *err);
+
+/* ======================= pruning (app/prune.c) ============================ */
+
+/* `nas prune`: a trained network's expansion channels pruned to a fraction,
+ * a MAC count or a measured energy per inference, fine-tuned, and written as
+ * DIR/pruned.onnx (with its spec and model card) and DIR/pruned.weights. */
+typedef struct {
+    const char *spec, *weights;   /* a spec (file or preset) and its trained weights, or: */
+    const char *run, *db;         /* a run of the store (db NULL: APP_DEFAULT_DB) */
+    long candidate;               /* with run: that candidate (its seq); -1: the run's chosen final model */
+    double keep, target_macs, target_mj;   /* exactly one is given; NAN: not given */
+    int min_ch, multiple;         /* a block keeps at least min_ch channels, in multiples of multiple */
+    const char *data;             /* fine-tune and accuracy on it; NULL: a run's own, or none for a spec */
+    int epochs, epochs_given, batch, threads;
+    long subset;                  /* training images (0: a run's final-training split, or all) */
+    uint64_t seed;
+    double lr;
+    int measure_repeats;          /* --target-mj: timed repeats of each energy measurement */
+    const char *out_dir;
+    int force;                    /* overwrite DIR/pruned.* */
+    int (*on_epoch)(void *ctx, int epoch, double loss, double acc, double val, double ips);
+    void *ctx;
+} app_prune_opts;
+
+void app_prune_opts_default(app_prune_opts *o);
+
+typedef struct {
+    double keep;                  /* fraction of each block's expansion channels kept */
+    space_cost before, after;
+    double val_before, val_pruned, val_after;   /* NAN: no data */
+    double test_before, test_after;
+    double recorded_test;         /* what the run's final training recorded for it (NAN: none) */
+    double mj_before, mj_after;   /* --target-mj: benchmarked energy per inference (NAN otherwise) */
+    char mj_source[64], mj_quality[16];
+    char what[600];               /* what was pruned, in words */
+    char data_name[64];
+    int data_val, data_test;
+    char onnx[4200], weights[4200];
+} app_prune_result;
+
+/* The options alone: what a usage error says (app_prune checks them too). */
+NAS_MUST_USE nas_status app_prune_check(const app_prune_opts *o, nas_err *err);
+NAS_MUST_USE nas_status app_prune(const app_prune_opts *o, app_prune_result *r, nas_err *err);
 
 /* ======================= a search's history ============================== */
 

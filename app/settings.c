@@ -551,3 +551,19 @@ void app_settings_quant(const app_settings *s, ev_quant_opts *q)
     q->images = (int)s->calib_images;
     q->method = !strcmp(s->calib, "minmax") ? EV_CALIB_MINMAX : EV_CALIB_PERCENTILE;
 }
+
+nas_status app_settings_of_run(const char *run_json, app_settings *s, nas_err *err)
+{
+    json_error_t je;
+    nas_status st;
+    json_t *root = nas_json_load(run_json, run_json ? strlen(run_json) : 0, 0, &je, &st);
+    json_t *set = json_object_get(root, "settings");
+    char *js = json_is_object(set) ? json_dumps(set, JSON_COMPACT) : NULL;
+    if (js)
+        st = app_settings_from_json(js, s, err);
+    else
+        st = nas_errf(err, root || st != NAS_ENOMEM ? NAS_EINVAL : st, "the run's settings are not a search's");
+    nas_free(js);
+    json_decref(root);
+    return st;
+}

@@ -54,9 +54,6 @@ typedef struct {
 } cli_train_flags;
 int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flags *f);
 
-/* Centre pad (zeros: the mean after normalisation) or crop a split's images to
- * R x R (nas train --resolution, nas prune to its spec's input). */
-NAS_MUST_USE nas_status cli_resize_split(ev_split *s, int R, nas_err *err);
 /* True when progress may be drawn: stderr is a terminal and NO_COLOR is unset. */
 int cli_progress_enabled(void);
 

@@ -3,10 +3,12 @@
  * network of a spec (seeded initial weights), for measuring latency in another
  * runtime (scripts/ort-measure.sh), where the weights do not matter.
  *
- * A run's candidates are exported with the weights the search trained and
- * stored (runs_weights_get), so the file is the network whose accuracy and
- * latency the run recorded; a candidate without stored weights is an error
- * that says so, never a silently re-initialised network. */
+ * A run's candidates are exported with the weights the run stored: those of
+ * final training where the candidate was finally trained (runs_final_get),
+ * else those of its proxy training (runs_weights_get), so the file is the
+ * network whose accuracy and latency the run recorded; a candidate without
+ * stored weights is an error that says so, never a silently re-initialised
+ * network. */
 #include "cli/cli.h"
 #include "evaluator/ev.h"
 #include "runs/runs.h"
@@ -200,7 +202,12 @@ static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand 
     if ((st = space_spec_from_json(cand->spec_json, where, &spec, err)) != NAS_OK ||
         (st = space_resolve(&spec, &arch, err)) != NAS_OK)
         return st;
-    if ((st = runs_weights_get(db, cand->id, &blob, &len, &found, err)) != NAS_OK)
+    runs_final fin;
+    int final = 0;
+    if ((st = runs_final_get(db, cand->id, &fin, &blob, &len, &final, err)) != NAS_OK)
+        return st;
+    found = final;
+    if (!final && (st = runs_weights_get(db, cand->id, &blob, &len, &found, err)) != NAS_OK)
         return st;
     if (!found)
         return nas_errf(err, NAS_EINVAL,
@@ -219,11 +226,20 @@ static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand 
     apply_common(&o, c);
     o.spec = &spec;
     o.out_dir = dir;
-    o.accuracy = cand->accuracy;
-    snprintf(accsrc, sizeof accsrc, "as recorded by the search for this candidate (run '%s')",
-             run->name);
+    o.accuracy = final ? fin.test_acc : cand->accuracy;
+    if (final)
+        snprintf(accsrc, sizeof accsrc, "test split (%d images), after the final training of run '%s'",
+                 fin.test_images, run->name);
+    else
+        snprintf(accsrc, sizeof accsrc, "as recorded by the search for this candidate (run '%s')",
+                 run->name);
     o.accuracy_split = accsrc;
-    trained_on(run, trained, sizeof trained);
+    if (final)
+        snprintf(trained, sizeof trained, "Trained again by run '%s' (seed %" PRIu64 ") after the search (final "
+                 "training): %d epochs on %d training images; validation accuracy %.4f.", run->name, run->seed,
+                 fin.epochs, fin.train_images, fin.val_acc);
+    else
+        trained_on(run, trained, sizeof trained);
     o.trained_on = trained;
     o.pred_latency_ms = cand->pred_latency_ms.value;
     o.pred_energy_mj = cand->pred_energy_mj.value;

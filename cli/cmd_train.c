@@ -56,8 +56,8 @@ static nas_status fit_to_data(space_spec *spec, space_net *arch, ev_data *data, 
     nas_status st;
     if (*res == 0)
         *res = data->train.h;
-    if ((st = cli_resize_split(&data->train, (int)*res, err)) || (st = cli_resize_split(&data->val, (int)*res, err)) ||
-        (st = cli_resize_split(&data->test, (int)*res, err)))
+    if ((st = ev_split_resize(&data->train, (int)*res, err)) || (st = ev_split_resize(&data->val, (int)*res, err)) ||
+        (st = ev_split_resize(&data->test, (int)*res, err)))
         return st;
     if (width != 1.0)
         space_scale(spec, width, 1.0);

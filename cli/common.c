@@ -60,30 +60,6 @@ int cli_progress_enabled(void)
 }
 
 /* Centre pad (zeros: the mean after normalisation) or crop a split to R x R. */
-nas_status cli_resize_split(ev_split *s, int R, nas_err *err)
-{
-    if (s->n == 0 || (s->h == R && s->w == R))
-        return NAS_OK;
-    float *out = nas_malloc(sizeof(float) * (size_t)s->n * R * R * s->c);
-    if (!out)
-        return nas_errf(err, NAS_ENOMEM, "out of memory resizing images to %dx%d", R, R);
-    int oy = (R - s->h) / 2, ox = (R - s->w) / 2;
-    for (int i = 0; i < s->n; i++)
-        for (int y = 0; y < R; y++)
-            for (int x = 0; x < R; x++) {
-                int sy = y - oy, sx = x - ox;
-                float *d = out + (((size_t)i * R + y) * R + x) * s->c;
-                for (int c = 0; c < s->c; c++)
-                    d[c] = (sy >= 0 && sy < s->h && sx >= 0 && sx < s->w)
-                               ? s->images[(((size_t)i * s->h + sy) * s->w + sx) * s->c + c]
-                               : 0.0f;
-            }
-    nas_free(s->images);
-    s->images = out;
-    s->h = s->w = R;
-    return NAS_OK;
-}
-
 int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flags *f)
 {
     static const struct {

@@ -56,6 +56,9 @@ void ev_data_opts_default(ev_data_opts *o);
  * A truncated or malformed file gets an error naming the file and what is wrong. */
 NAS_MUST_USE nas_status ev_data_load(const char *spec, const ev_data_opts *opts, ev_data *data, nas_err *err);
 void ev_data_free(ev_data *data);
+/* Centre pad (zeros: the mean after normalisation) or crop a split's images to
+ * R x R (nas train --resolution, nas prune to its spec's input). */
+NAS_MUST_USE nas_status ev_split_resize(ev_split *s, int R, nas_err *err);
 /* The name of a class for reports ("Ankle boot" for Fashion-MNIST's 9, "cat"
  * for CIFAR-10's 3, the digit itself for MNIST and idx:DIR); "?" out of range. */
 const char *ev_data_class_name(const ev_data *data, int label);

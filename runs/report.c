@@ -81,6 +81,28 @@ static int cmp_front(const void *pa, const void *pb, void *base)
     return (a->seq > b->seq) - (a->seq < b->seq);
 }
 
+/* The finally trained candidates; the one final training chose is the run's chosen model. */
+static nas_status report_finals(runs_db *db, runs_report *rep, nas_err *err)
+{
+    rep->finals = nas_calloc((size_t)rep->n + 1, sizeof *rep->finals);
+    rep->final_of = nas_calloc((size_t)rep->n + 1, sizeof *rep->final_of);
+    if (!rep->finals || !rep->final_of)
+        return nas_errf(err, NAS_ENOMEM, "out of memory building the report");
+    for (int i = 0; i < rep->n; i++) {
+        int found = 0;
+        rep->final_of[i] = -1;
+        nas_status st = runs_final_get(db, rep->cands[i].id, &rep->finals[rep->n_finals], NULL, NULL, &found, err);
+        if (st)
+            return st;
+        if (!found)
+            continue;
+        if (rep->finals[rep->n_finals].chosen)
+            rep->chosen = i;
+        rep->final_of[i] = rep->n_finals++;
+    }
+    return NAS_OK;
+}
+
 nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err *err)
 {
     memset(rep, 0, sizeof *rep);
@@ -124,6 +146,7 @@ nas_status runs_report_build(runs_db *db, int64_t run, runs_report *rep, nas_err
             best = c->accuracy;
         }
     }
+    st = report_finals(db, rep, err);
 cleanup:
     nas_free(order);
     if (st)
@@ -137,6 +160,11 @@ void runs_report_free(runs_report *rep)
     runs_cands_free(rep->cands, rep->n);
     nas_free(rep->rank);
     nas_free(rep->front);
+    nas_free(rep->finals);
+    nas_free(rep->final_of);
+    rep->finals = NULL;
+    rep->final_of = NULL;
+    rep->n_finals = 0;
     rep->cands = NULL;
     rep->rank = rep->front = NULL;
     rep->n = 0;
@@ -246,6 +274,34 @@ static void print_energy(const runs_report *rep, const runs_report_opts *o, FILE
         fprintf(f, "(figures of different quality are listed apart, never added)\n");
 }
 
+/* Final training: proxy, final validation and test accuracy side by side. */
+static void print_finals(const runs_report *rep, const runs_report_opts *o, FILE *f)
+{
+    if (!rep->n_finals)
+        return;
+    const char *bold = o->color ? "\033[1m" : "", *off = o->color ? "\033[0m" : "";
+    fprintf(f, "\n%sfinal training%s (trained again on the training split, tested once on the test split)\n", bold,
+            off);
+    fprintf(f, "%5s %8s %8s %8s %7s %8s %12s %8s\n", "seq", "proxy", "val", "test", "epochs", "images", "joules",
+            "seconds");
+    for (int i = 0; i < rep->n; i++) {
+        int k = rep->final_of[i];
+        if (k < 0)
+            continue;
+        const runs_final *fi = &rep->finals[k];
+        char acc[3][16], j[24];
+        fmt_num(acc[0], sizeof acc[0], rep->cands[i].accuracy * 100, 2, "%");
+        fmt_num(acc[1], sizeof acc[1], fi->val_acc * 100, 2, "%");
+        fmt_num(acc[2], sizeof acc[2], fi->test_acc * 100, 2, "%");
+        fmt_fig(j, sizeof j, &fi->joules);
+        fprintf(f, "%5d %8s %8s %8s %7d %8d %12s %8.0f%s\n", rep->cands[i].seq, acc[0], acc[1], acc[2], fi->epochs,
+                fi->train_images, j, fi->seconds, i == rep->chosen ? "  chosen" : "");
+    }
+    if (rep->n_finals)
+        fprintf(f, "  joules: %s, %s; not counted in the search's budget\n", rep->finals[0].joules.source,
+                rep->finals[0].joules.quality);
+}
+
 void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *f)
 {
     const runs_run *r = &rep->run;
@@ -347,10 +403,15 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
     if (!nf)
         fprintf(f, "%s  (empty: no finished candidate has an energy figure)%s\n", dim, off);
     nas_free(front);
+    print_finals(rep, o, f);
     if (rep->chosen >= 0) {
         const runs_cand *c = &rep->cands[rep->chosen];
-        fprintf(f, "\nchosen: seq %d, accuracy %.2f%%, genome %s\n", c->seq, c->accuracy * 100,
-                c->genome);
+        int k = rep->final_of ? rep->final_of[rep->chosen] : -1;
+        if (k >= 0)
+            fprintf(f, "\nchosen: seq %d, test accuracy %.2f%% after final training (proxy %.2f%%), genome %s\n",
+                    c->seq, rep->finals[k].test_acc * 100, c->accuracy * 100, c->genome);
+        else
+            fprintf(f, "\nchosen: seq %d, accuracy %.2f%%, genome %s\n", c->seq, c->accuracy * 100, c->genome);
     }
 }
 
@@ -426,6 +487,21 @@ char *runs_report_json(const runs_report *rep, const runs_report_opts *o)
     json_object_set_new(root, "leaderboard", board);
     json_object_set_new(root, "unranked", others);
     json_object_set_new(root, "front_seqs", front);
+    json_t *finals = json_array();
+    for (int i = 0; i < rep->n; i++) {
+        int k = rep->final_of ? rep->final_of[i] : -1;
+        if (k < 0)
+            continue;
+        const runs_final *fi = &rep->finals[k];
+        json_array_append_new(finals, json_pack("{s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:b}", "seq",
+                                                rep->cands[i].seq, "proxy_accuracy", jnum(rep->cands[i].accuracy),
+                                                "val_accuracy", jnum(fi->val_acc), "test_accuracy",
+                                                jnum(fi->test_acc), "epochs", fi->epochs, "train_images",
+                                                fi->train_images, "test_images", fi->test_images, "joules",
+                                                jfig(&fi->joules), "seconds", jnum(fi->seconds), "chosen",
+                                                i == rep->chosen));
+    }
+    json_object_set_new(root, "final", finals);
     json_object_set_new(root, "chosen_seq",
                         rep->chosen >= 0 ? json_integer(rep->cands[rep->chosen].seq) : json_null());
     json_t *energy = json_array();

@@ -346,9 +346,13 @@ typedef struct {
     int n;
     int *rank;                    /* rank[i]: 1-based leaderboard place, 0 if not ranked */
     int *front;                   /* front[i]: on the Pareto front (accuracy vs energy) */
-    int chosen;                   /* index into cands of the chosen model; -1: none */
+    int chosen;                   /* index into cands of the chosen model (the final training's
+                                     choice when the run has one, else the best reward); -1: none */
     runs_energy_line energy[8];   /* the search's own energy */
     int n_energy;
+    runs_final *finals;           /* the finally trained candidates, leaderboard order */
+    int *final_of;                /* final_of[i]: index into finals of cands[i], -1 if none */
+    int n_finals;
 } runs_report;
 
 /* The energy per inference a candidate is plotted at: benchmarked when known,

@@ -111,6 +111,53 @@ static void the_exported_model_is_the_finally_trained_one(void **state)
     snprintf(args, sizeof args, "test -s %s/exp/f-final.int8.onnx && /usr/bin/python3 tests/onnx_check.py "
              "%s/exp/f-final.int8.onnx >/dev/null", dir, dir);
     assert_int_equal(system(args), 0);
+
+    /* the run store keeps final training: `nas report` shows it beside the
+     * proxy figures, and `nas export RUN` writes the finally trained weights */
+    snprintf(args, sizeof args, "report f --db %s/f.db --no-files 2>&1", dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    char want[160];
+    snprintf(want, sizeof want, "test accuracy %.2f%% after final training", 100 * test);
+    if (!strstr(out, "final training (trained again") || !strstr(out, want))
+        fail_msg("nas report does not show the final training (%s):\n%s", want, out);
+    free(out);
+    snprintf(args, sizeof args, "export f --db %s/f.db --out %s/e 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    free(out);
+    snprintf(args, sizeof args, "grep -q 'after the final training' %s/e/f-c%ld.model-card.md && grep -q '| accuracy | "
+             "%.2f%%' %s/e/f-c%ld.model-card.md", dir, id, 100 * test, dir, id);
+    if (system(args) != 0)
+        fail_msg("the export of run f's candidate %ld does not carry its final test accuracy: %s", id, args);
+
+    /* the run store keeps the finally trained model: `nas prune RUN` prunes it
+     * on the run's own split, and before pruning it scores what final training
+     * recorded (the same weights; nas's inference path, so within a few images) */
+    snprintf(args, sizeof args, "prune f --db %s/f.db --keep 0.5 --epochs 1 --subset 200 --threads 1 --out %s/p 2>&1",
+             dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    assert_non_null(strstr(out, "as final training left it"));
+    const char *tb = strstr(out, "test_acc_before ");
+    double before = NAN, after = NAN, recorded = NAN;
+    assert_non_null(tb);
+    assert_int_equal(sscanf(tb, "test_acc_before %lf\ntest_acc_after %lf", &before, &after), 2);
+    const char *rec = strstr(out, "final training recorded test accuracy ");
+    assert_non_null(rec);
+    assert_int_equal(sscanf(rec, "final training recorded test accuracy %lf", &recorded), 1);
+    if (fabs(recorded - test) > 1e-4 || fabs(before - test) > 3e-3)
+        fail_msg("final test %.4f, recorded %.4f, scored before pruning %.4f:\n%s", test, recorded, before, out);
+    assert_true(after >= 0 && after <= 1);
+    free(out);
+    snprintf(args, sizeof args, "test -s %s/p/pruned.onnx && test -s %s/p/pruned.weights", dir, dir);
+    assert_int_equal(system(args), 0);
+    /* a candidate never finally trained is pruned from its proxy weights, and says so */
+    snprintf(args, sizeof args, "prune f --db %s/f.db --candidate 0 --keep 0.5 --epochs 0 --out %s/p0 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    assert_true(strstr(out, "proxy-trained weights") || strstr(out, "as final training left it"));
+    free(out);
+    snprintf(args, sizeof args, "prune nosuchrun --db %s/f.db --keep 0.5 2>&1", dir);
+    assert_int_not_equal(tu_run_nas(args, &out), 0);
+    assert_non_null(strstr(out, "nosuchrun"));
+    free(out);
     tu_rmtree(dir);
 }
 

@@ -352,7 +352,7 @@ static void cli(void **state)
 
     char *out = NULL;
     assert_int_equal(tu_run_nas("prune --help", &out), 0);
-    assert_non_null(strstr(out, "example:"));
+    assert_non_null(strstr(out, "examples:"));
     free(out);
     static const struct {
         const char *args, *says;
@@ -365,6 +365,9 @@ static void cli(void **state)
         {"--weights @/tiny.w --keep 0.5", "--out DIR is required"},
         {"--weights @/tiny.w --keep 0.5 --epochs 2 --out @/o", "--epochs needs --data"},
         {"--weights @/tiny.w --keep 0.5 --frobnicate 1 --out @/o", "unknown option"},
+        {"--weights @/tiny.w --keep 0.5 --target-mj 1 --out @/o", "one of --keep"},
+        {"--weights @/tiny.w --target-mj 0 --out @/o", "--target-mj: '0'"},
+        {"--weights @/tiny.w --keep 0.5 --candidate x --out @/o", "--candidate: 'x'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char opt[1024];
