@@ -177,6 +177,16 @@ bench-compress: $(BUILD)/bench/bench_compress
 	nice $(BUILD)/bench/bench_compress --out $(BUILD)/bench/compress $(BENCH_COMPRESS_ARGS)
 $(BUILD)/tests/test_onnx $(BUILD)/tests/test_quant: | $(ORT_PKG)
 
+# ---- knowledge distillation on Fashion-MNIST (issue 16): a small student with
+# and without a trained teacher, same seeds and epochs (bench/bench_distill.c).
+# Knobs: make bench-distill BENCH_DISTILL_ARGS='--train 20000 --epochs 2 --seeds 3 --alpha 0.7 --temp 4'.
+.PHONY: bench-distill
+$(BUILD)/bench/bench_distill: bench/bench_distill.c bench/bench_machine.h $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-distill: $(BUILD)/bench/bench_distill
+	nice $(BUILD)/bench/bench_distill $(BENCH_DISTILL_ARGS)
+
 # predictor: calibration at full size on a made-up CPU, timing the fitting side.
 $(BUILD)/bench/pred_calib: bench/pred_calib.c tests/pred_synth.h $(LIB) | $(SETUP)
 	@mkdir -p $(dir $@)

@@ -247,6 +247,8 @@ typedef struct {
     long subset;                  /* training images (0: a run's final-training split, or all) */
     uint64_t seed;
     double lr;
+    int distill;                  /* fine-tune learning from the unpruned network's logits too */
+    double kd_alpha, kd_temperature;   /* its weight and temperature (ev_train_opts') */
     int measure_repeats;          /* --target-mj: timed repeats of each energy measurement */
     const char *out_dir;
     int force;                    /* overwrite DIR/pruned.* */

@@ -33,6 +33,10 @@ void app_prune_opts_default(app_prune_opts *o)
     o->batch = 64;
     o->seed = 1;
     o->lr = 0.02;
+    ev_train_opts d;
+    ev_train_opts_default(&d);
+    o->kd_alpha = d.kd_alpha;
+    o->kd_temperature = d.kd_temperature;
     o->measure_repeats = 5;
 }
 
@@ -210,8 +214,8 @@ static nas_status accuracy(ev_net *net, const ev_split *sp, double *acc, nas_err
     return sp->n > 0 ? ev_evaluate(net, sp, acc, err) : NAS_OK;
 }
 
-static nas_status fine_tune(const app_prune_opts *o, ev_net *net, const ev_data *data, int batch,
-                            ev_train_result *tr, nas_err *err)
+static nas_status fine_tune(const app_prune_opts *o, ev_net *net, ev_net *unpruned, const ev_data *data,
+                            int batch, ev_train_result *tr, nas_err *err)
 {
     ev_train_opts to;
     ev_train_opts_default(&to);
@@ -223,13 +227,18 @@ static nas_status fine_tune(const app_prune_opts *o, ev_net *net, const ev_data 
     to.seed = o->seed;
     to.on_epoch = o->on_epoch;
     to.ctx = o->ctx;
+    if (o->distill) {
+        to.teacher = unpruned, to.kd_alpha = o->kd_alpha, to.kd_temperature = o->kd_temperature;
+        fprintf(stderr, "nas prune: the fine-tune learns from the unpruned network's logits too (alpha %g, "
+                "temperature %g)\n", o->kd_alpha, o->kd_temperature);
+    }
     return ev_train(net, data, &to, tr, err);
 }
 
 static nas_status export_pruned(const app_prune_opts *o, const source *s, const ev_net *pnet,
                                 const space_spec *pspec, const ev_data *data, app_prune_result *r, nas_err *err)
 {
-    char split[160], trained[1024];
+    char split[160], trained[1200], kd[96] = "";
     ev_export_opts xo;
     ev_export_opts_default(&xo);
     xo.force = o->force;
@@ -240,11 +249,14 @@ static nas_status export_pruned(const app_prune_opts *o, const source *s, const 
                  data->test.n);
         xo.accuracy_split = split;
     }
+    if (o->distill && data && o->epochs > 0)
+        snprintf(kd, sizeof kd, ", distilled from the unpruned network (alpha %g, temperature %g)", o->kd_alpha,
+                 o->kd_temperature);
     snprintf(trained, sizeof trained,
              "nas prune: %s; kept %.4f of each block's expansion channels (L1 of the expand conv weights, at "
-             "least %d, multiples of %d): %.0f -> %.0f MACs; fine-tuned %d epochs at lr %g, seed %llu%s%s",
+             "least %d, multiples of %d): %.0f -> %.0f MACs; fine-tuned %d epochs at lr %g, seed %llu%s%s%s",
              s->what, r->keep, o->min_ch, o->multiple, r->before.macs, r->after.macs, data ? o->epochs : 0, o->lr,
-             (unsigned long long)o->seed, data ? " on " : "", data ? data->name : "");
+             (unsigned long long)o->seed, data ? " on " : "", data ? data->name : "", kd);
     xo.trained_on = trained;
     if (isfinite(r->mj_after)) {
         xo.meas_energy_mj = r->mj_after;
@@ -282,6 +294,9 @@ nas_status app_prune_check(const app_prune_opts *o, nas_err *err)
         return nas_errf(err, NAS_EINVAL, "no output folder (--out DIR)");
     if (o->spec && !o->data && o->epochs_given && o->epochs > 0)
         return nas_errf(err, NAS_EINVAL, "--epochs needs --data (the fine-tune trains on it)");
+    if (o->distill && (o->epochs < 1 || (o->spec && !o->data)))
+        return nas_errf(err, NAS_EINVAL, "--distill works in the fine-tune: it needs --epochs 1 or more%s",
+                        o->spec && !o->data ? " and --data" : "");
     return NAS_OK;
 }
 
@@ -319,7 +334,7 @@ static nas_status prune_loaded(const app_prune_opts *o, const source *s, ev_data
             100 * (1 - r->after.macs / r->before.macs), r->before.params / 1e6, r->after.params / 1e6);
     ev_train_result tr;
     if (data && !(st = accuracy(*pnet, &data->val, &r->val_pruned, err)) && o->epochs > 0)
-        st = fine_tune(o, *pnet, data, batch, &tr, err);
+        st = fine_tune(o, *pnet, *net, data, batch, &tr, err);
     if (!st && data && !(st = accuracy(*pnet, &data->val, &r->val_after, err)))
         st = accuracy(*pnet, &data->test, &r->test_after, err);
     if (!st)

@@ -20,29 +20,6 @@
 
 #define CHUNK 1000
 
-static void bench_spec(space_spec *s)
-{
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "bench-compress");
-    s->resolution = 28;
-    s->in_ch = 1;
-    s->num_classes = 10;
-    s->stem_ch = 32;
-    s->stem_kernel = 3;
-    s->stem_stride = 1;
-    s->stem_act = SPACE_ACT_RELU6;
-    s->n_stages = 4;
-    s->stages[0] = (space_stage){.kernel = 3, .expand = 1, .out_ch = 32, .repeats = 1, .stride = 2, .act = SPACE_ACT_RELU6};
-    s->stages[1] = (space_stage){.kernel = 3, .expand = 4, .out_ch = 48, .repeats = 2, .stride = 1, .act = SPACE_ACT_RELU6};
-    s->stages[2] = (space_stage){.kernel = 5, .expand = 4, .out_ch = 96, .repeats = 2, .stride = 2, .act = SPACE_ACT_RELU6};
-    s->stages[3] = (space_stage){.kernel = 3, .expand = 4, .out_ch = 128, .repeats = 1, .stride = 1, .act = SPACE_ACT_RELU6};
-    s->head_ch = 256;
-    s->head_act = SPACE_ACT_RELU6;
-    s->se_act = SPACE_ACT_RELU;
-    s->se_gate = SPACE_GATE_SIGMOID;
-    s->dropout = 0.1;
-}
-
 static int die(const char *what, const nas_err *e)
 {
     fprintf(stderr, "bench-compress: %s: %s\n", what, e ? e->msg : "failed");
@@ -142,18 +119,6 @@ static double ort_latency(const char *model)
     return ms;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static long file_size(const char *p)
 {
     struct stat st;
@@ -215,7 +180,7 @@ int main(int argc, char **argv)
         return die("data", &e);
     space_spec spec;
     space_net arch;
-    bench_spec(&spec);
+    bench_mbconv28_spec(&spec, "bench-compress");
     if (space_resolve(&spec, &arch, &e) != NAS_OK)
         return die("spec", &e);
     ev_net *net = NULL;
@@ -280,7 +245,7 @@ int main(int argc, char **argv)
         lat_f[r] = ort_latency(fpath);
         lat_q[r] = ort_latency(qpath);
     }
-    double mf = median(lat_f, rounds), mq = median(lat_q, rounds);
+    double mf = bench_median(lat_f, rounds), mq = bench_median(lat_q, rounds);
     long sf = file_size(fpath), sq = file_size(qpath);
     print_ort_graph(qpath, dir);
 

@@ -7,6 +7,7 @@
 
 #include "evaluator/ev.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,32 @@ static void bench_print_machine(FILE *out)
                  "OMP_WAIT_POLICY %s\n",
             ev_kernels(), ev_kernels_available(), getenv("NAS_ISA") ? getenv("NAS_ISA") : "unset",
             ct && *ct ? ct : "auto-detected", wp ? wp : "unset");
+}
+
+/* The median of v[0..n), which it sorts (the evaluator's quantiles). */
+static inline double bench_median(double *v, int n)
+{
+    ev_stats st;
+    nas_err e;
+    return ev_stats_of(v, n, &st, &e) == NAS_OK ? st.median : NAN;
+}
+
+/* The network bench-compress quantizes and bench-distill's teacher: a
+ * MobileNetV2-style net for 28x28x1 images, 4 stages, 10 classes. */
+static inline void bench_mbconv28_spec(space_spec *s, const char *name)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->resolution = 28, s->in_ch = 1, s->num_classes = 10;
+    s->stem_ch = 32, s->stem_kernel = 3, s->stem_stride = 1, s->stem_act = SPACE_ACT_RELU6;
+    s->n_stages = 4;
+    s->stages[0] = (space_stage){.kernel = 3, .expand = 1, .out_ch = 32, .repeats = 1, .stride = 2, .act = SPACE_ACT_RELU6};
+    s->stages[1] = (space_stage){.kernel = 3, .expand = 4, .out_ch = 48, .repeats = 2, .stride = 1, .act = SPACE_ACT_RELU6};
+    s->stages[2] = (space_stage){.kernel = 5, .expand = 4, .out_ch = 96, .repeats = 2, .stride = 2, .act = SPACE_ACT_RELU6};
+    s->stages[3] = (space_stage){.kernel = 3, .expand = 4, .out_ch = 128, .repeats = 1, .stride = 1, .act = SPACE_ACT_RELU6};
+    s->head_ch = 256, s->head_act = SPACE_ACT_RELU6;
+    s->se_act = SPACE_ACT_RELU, s->se_gate = SPACE_GATE_SIGMOID;
+    s->dropout = 0.1;
 }
 
 /* First thing in a benchmark's main: passive OpenMP waiting, as ./nas runs

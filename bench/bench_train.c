@@ -37,18 +37,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static float *rand_buf(size_t n, nas_pcg32 *rng)
 {
     float *p = nas_malloc(n * sizeof(float));
@@ -526,10 +514,10 @@ int main(int argc, char **argv)
             pclose(p);
         fflush(stdout);
     }
-    double mo = median(ours, repeats);
+    double mo = bench_median(ours, repeats);
     printf("\nnas:     %.1f images/s (median of %d)\n", mo, repeats);
     if (n_theirs) {
-        double mt = median(theirs, n_theirs);
+        double mt = bench_median(theirs, n_theirs);
         printf("pytorch: %.1f images/s (median of %d, torch %s)\n", mt, n_theirs, "1.13");
         printf("ratio:   %.2fx\n", mo / mt);
     }

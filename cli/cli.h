@@ -46,12 +46,16 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
 /* The training flags `nas train` and `nas prune` share: --epochs (from
- * epochs_min), --batch, --lr, --threads, --seed, --subset. Returns -1 when a
- * is none of them, 0 when parsed into f, else the usage error's exit code. */
+ * epochs_min), --batch, --lr, --threads, --seed, --subset, and distillation's
+ * --kd-alpha and --kd-temp. Returns -1 when a is none of them, 0 when parsed
+ * into f, else the usage error's exit code. */
 typedef struct {
     long epochs, batch, threads, seed, subset, epochs_min;
-    double lr;
+    double lr, kd_alpha, kd_temp;
 } cli_train_flags;
+#define CLI_KD_HELP \
+    "  --kd-alpha A      distillation: the weight of the teacher's soft targets, 0..1 (default 0.7)\n" \
+    "  --kd-temp T       distillation: the softmax temperature of both, 1..100 (default 4)\n"
 int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flags *f);
 
 /* True when progress may be drawn: stderr is a terminal and NO_COLOR is unset. */

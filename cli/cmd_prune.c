@@ -44,6 +44,9 @@ static void usage(FILE *f)
             "                    RUN the images its final training used)\n"
             "  --threads T       threads (default: all cores)\n"
             "  --seed S          shuffling and augmentation (default 1)\n"
+            "  --distill         fine-tune learning from the unpruned network's logits as well as\n"
+            "                    the labels (knowledge distillation; the teacher is the input model)\n"
+            CLI_KD_HELP
             "  --out DIR         output folder, made when missing (default for RUN:\n"
             "                    out/<run>/pruned)\n"
             "  --force           overwrite existing files in DIR\n"
@@ -107,15 +110,16 @@ static int prune_flag(const char *a, const char *v, app_prune_opts *o)
 static int parse(int argc, char **argv, app_prune_opts *o, const char **what)
 {
     cli_train_flags tf = {.epochs = o->epochs, .batch = o->batch, .threads = 0, .seed = (long)o->seed,
-                          .subset = 0, .epochs_min = 0, .lr = o->lr};
+                          .subset = 0, .epochs_min = 0, .lr = o->lr, .kd_alpha = o->kd_alpha,
+                          .kd_temp = o->kd_temperature};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--force")) {
-            o->force = 1;
+        if (!strcmp(a, "--force") || !strcmp(a, "--distill")) {
+            *(a[2] == 'f' ? &o->force : &o->distill) = 1;
             continue;
         }
         if (a[0] == '-' && a[1] == '-' && !v)
@@ -136,6 +140,7 @@ static int parse(int argc, char **argv, app_prune_opts *o, const char **what)
         *what = a;
     }
     o->epochs = (int)tf.epochs;
+    o->kd_alpha = tf.kd_alpha, o->kd_temperature = tf.kd_temp;
     o->batch = (int)tf.batch;
     o->threads = (int)tf.threads;
     o->seed = (uint64_t)tf.seed;

@@ -36,8 +36,13 @@ static void usage(FILE *f)
             "  --save-weights W  write the trained weights (every tensor, BN statistics included) to W,\n"
             "                    for 'nas prune SPEC --weights W' (with --export's F.spec.json as SPEC)\n"
             "  --data-dir DIR    where 'mnist' and 'fashion-mnist' live (default $NAS_DATA_DIR,\n"
-            "                    else data/ here or beside the nas binary)\n");
-    fprintf(f, "\nexample:\n  %s\n", "nas train mobilenetv2 --data mnist --width 0.5 --epochs 1 --export out/m/m.onnx");
+            "                    else data/ here or beside the nas binary)\n"
+            "  --teacher T.json  knowledge distillation: learn from this trained network's logits as\n"
+            "                    well as the labels (T.json a spec for this data, as --export writes;\n"
+            "                    --teacher-weights W its weights, as --save-weights writes)\n"
+            CLI_KD_HELP);
+    fprintf(f, "\nexamples:\n  %s\n  %s\n", "nas train mobilenetv2 --data mnist --width 0.5 --epochs 1 --export out/m/m.onnx",
+            "nas train small.json --data fashion-mnist --teacher big.spec.json --teacher-weights big.weights");
 }
 
 static int on_epoch(void *ctx, int epoch, double loss, double acc, double val, double ips)
@@ -74,6 +79,8 @@ static nas_status fit_to_data(space_spec *spec, space_net *arch, ev_data *data, 
 /* The command line of `nas train`. */
 typedef struct {
     const char *spec_arg, *data_arg, *weights_out;
+    const char *teacher, *teacher_weights;
+    double kd_alpha, kd_temp;
     long epochs, batch, threads, seed, subset, res;
     double lr, width;
     int json;
@@ -84,7 +91,10 @@ typedef struct {
 static int parse_args(int argc, char **argv, train_args *t)
 {
     const char *spec_arg = NULL, *data_arg = NULL, *weights_out = NULL;
-    cli_train_flags tf = {.epochs = 3, .batch = 64, .threads = 0, .seed = 1, .subset = 0, .epochs_min = 1, .lr = 0.1};
+    ev_train_opts d;
+    ev_train_opts_default(&d);
+    cli_train_flags tf = {.epochs = d.epochs, .batch = d.batch, .threads = 0, .seed = (long)d.seed, .subset = 0,
+                          .epochs_min = 1, .lr = d.lr, .kd_alpha = d.kd_alpha, .kd_temp = d.kd_temperature};
     long res = 0;
     double width = 1.0;
     int json = 0;
@@ -118,6 +128,11 @@ static int parse_args(int argc, char **argv, train_args *t)
             xo.path = v;
         else if (!strcmp(a, "--save-weights"))
             weights_out = v;
+        else if (!strcmp(a, "--teacher"))
+            t->teacher = v;
+        else if (!strcmp(a, "--teacher-weights"))
+            t->teacher_weights = v;
+
         else if (!strcmp(a, "--data-dir"))
             setenv("NAS_DATA_DIR", v, 1);   /* where the loader looks for mnist */
         else if (!strcmp(a, "--width")) {
@@ -140,18 +155,22 @@ static int parse_args(int argc, char **argv, train_args *t)
         return cli_usage_error("train", "no spec or preset given");
     if (!data_arg)
         return cli_usage_error("train", "--data is required (mnist, cifar10:DIR or idx:DIR)");
+    if (!t->teacher != !t->teacher_weights)
+        return cli_usage_error("train", "--teacher and --teacher-weights go together");
 
     long epochs = tf.epochs, batch = tf.batch, threads = tf.threads, seed = tf.seed, subset = tf.subset;
     double lr = tf.lr;
-    *t = (train_args){.spec_arg = spec_arg, .data_arg = data_arg, .epochs = epochs, .batch = batch,
-                      .threads = threads, .seed = seed, .subset = subset, .res = res, .lr = lr, .width = width,
-                      .json = json, .xo = xo, .weights_out = weights_out};
+    t->spec_arg = spec_arg, t->data_arg = data_arg, t->epochs = epochs, t->batch = batch;
+    t->threads = threads, t->seed = seed, t->subset = subset, t->res = res, t->lr = lr, t->width = width;
+    t->json = json, t->xo = xo, t->weights_out = weights_out, t->kd_alpha = tf.kd_alpha, t->kd_temp = tf.kd_temp;
     return -1;
 }
 
-static void print_json(const char *spec_arg, const char *data_name, long res, const space_cost *cost,
-                       const ev_train_result *r, long threads, long seed)
+static void print_json(const train_args *t, const char *data_name, long res, const space_cost *cost,
+                       const ev_train_result *r)
 {
+    const char *spec_arg = t->spec_arg;
+    long threads = t->threads, seed = t->seed;
     json_t *o = json_object();
     json_object_set_new(o, "spec", json_string(spec_arg));
     json_object_set_new(o, "data", json_string(data_name));
@@ -169,6 +188,11 @@ static void print_json(const char *spec_arg, const char *data_name, long res, co
     json_object_set_new(o, "threads", json_integer(threads));
     json_object_set_new(o, "kernels", json_string(ev_kernels()));
     json_object_set_new(o, "seed", json_integer(seed));
+    json_object_set_new(o, "teacher", t->teacher ? json_string(t->teacher) : json_null());
+    if (t->teacher) {
+        json_object_set_new(o, "kd_alpha", json_real(t->kd_alpha));
+        json_object_set_new(o, "kd_temperature", json_real(t->kd_temp));
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     printf("%s\n", s);
     nas_free(s);
@@ -190,6 +214,34 @@ static nas_status save_weights(const ev_net *net, const char *path, nas_err *err
     return st;
 }
 
+/* --teacher: a trained network for this data, in inference mode, built for
+ * the student's batch. */
+static nas_status load_teacher(const train_args *t, long batch, ev_net **out, nas_err *err)
+{
+    static space_net arch;   /* the net keeps a pointer to its layer list */
+    space_spec spec;
+    char *blob = NULL;
+    size_t len = 0;
+    ev_net_opts no = {.batch = (int)batch, .training = 0, .threads = (int)t->threads};
+    nas_status st = space_spec_from_arg(t->teacher, &spec, err);
+    if (!st)
+        st = space_resolve(&spec, &arch, err);
+    if (!st)
+        st = nas_read_file(t->teacher_weights, &blob, &len, err);
+    if (!st)
+        st = ev_net_create(&arch, &no, out, err);
+    if (!st && (st = ev_net_weights_unpack(*out, blob, len, err)))
+        nas_errctx(err, "teacher %s with weights %s", t->teacher, t->teacher_weights);
+    nas_free(blob);
+    if (!st) {
+        space_cost c;
+        space_cost_of(&arch, NULL, 0, &c);
+        fprintf(stderr, "nas train: teacher %s, %.3fM params, %.2fM MACs/image; alpha %g, temperature %g\n",
+                t->teacher, c.params / 1e6, c.macs / 1e6, t->kd_alpha, t->kd_temp);
+    }
+    return st;
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_args t = {0};
@@ -205,7 +257,7 @@ int cmd_train(int argc, char **argv)
     space_spec spec;
     space_net arch;
     ev_data data;
-    ev_net *net = NULL;
+    ev_net *net = NULL, *teacher = NULL;
     int data_loaded = 0, rc = 0;
     if ((st = space_spec_from_arg(spec_arg, &spec, &err)))
         return cli_fail("train", st, &err);
@@ -246,12 +298,15 @@ int cmd_train(int argc, char **argv)
     to.seed = (uint64_t)seed;
     to.on_epoch = on_epoch;
     to.ctx = &total;
+    if (t.teacher && (st = load_teacher(&t, batch, &teacher, &err)))
+        goto fail;
+    to.teacher = teacher, to.kd_alpha = t.kd_alpha, to.kd_temperature = t.kd_temp;
     ev_train_result r;
     st = ev_train(net, &data, &to, &r, &err);
     if (st && st != NAS_EDIVERGED)
         goto fail;
     if (t.json)
-        print_json(spec_arg, data.name, res, &cost, &r, threads, seed);
+        print_json(&t, data.name, res, &cost, &r);
     if (st == NAS_OK && weights_out && (st = save_weights(net, weights_out, &err)))
         goto fail;
     if (st == NAS_EDIVERGED) {
@@ -267,6 +322,7 @@ fail:
     rc = cli_fail("train", st, &err);
 done:
     ev_net_free(net);
+    ev_net_free(teacher);
     if (data_loaded)
         ev_data_free(&data);
     return rc;

@@ -78,6 +78,12 @@ int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flag
             return cli_usage_error(cmd, "--lr: '%s' is not a number in (0, 100]", v);
         return 0;
     }
+    if (!strcmp(a, "--kd-alpha") || !strcmp(a, "--kd-temp")) {
+        int al = a[5] == 'a';
+        if (cli_parse_double(v, al ? 0 : 1, al ? 1 : 100, al ? &f->kd_alpha : &f->kd_temp))
+            return cli_usage_error(cmd, "%s: '%s' is not a number in %s", a, v, al ? "[0, 1]" : "[1, 100]");
+        return 0;
+    }
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (strcmp(a, ints[i].flag) != 0)
             continue;

@@ -136,6 +136,14 @@ typedef struct {
      * its joule allowance validates on what the rest of it pays for. */
     int (*val_count)(void *ctx, int n);
     void *ctx;
+    /* Knowledge distillation: when set, every step also learns from this
+     * trained net's logits on the same (augmented) batch: loss = (1 - kd_alpha)
+     * * label loss + kd_alpha * T^2 * KL(teacher || student) at temperature
+     * kd_temperature (Hinton et al. 2015). The teacher runs in inference mode,
+     * its weights untouched; it takes the student's input shape and classes
+     * and was built for at least `batch` images. */
+    ev_net *teacher;
+    double kd_temperature, kd_alpha;     /* defaults 4 and 0.7 */
 } ev_train_opts;
 
 /* Training-free scores at the net's current (initial) weights, from the loss

@@ -853,10 +853,19 @@ void evn_set_threads(ev_net *n, int threads)
 double evn_train_step(ev_net *n, const float *x, const uint8_t *labels, int B, float smoothing,
                       nas_pcg32 *rng, int *correct)
 {
+    return evn_train_step_kd(n, x, labels, B, smoothing, NULL, 1, 0, rng, correct);
+}
+
+double evn_train_step_kd(ev_net *n, const float *x, const uint8_t *labels, int B, float smoothing,
+                         const float *teacher, float T, float alpha, nas_pcg32 *rng, int *correct)
+{
     memset(n->grads, 0, n->n_params * sizeof(float));
     net_forward(n, x, B, 1, rng);
-    double loss = op_xent_forward_backward(S(n->dlogits), A(n->logits), labels, B,
-                                           n->arch.num_classes, smoothing, correct);
+    int K = n->arch.num_classes;
+    double loss = teacher ? op_kd_forward_backward(S(n->dlogits), A(n->logits), teacher, labels, B, K,
+                                                   smoothing, T, alpha, correct)
+                          : op_xent_forward_backward(S(n->dlogits), A(n->logits), labels, B, K,
+                                                     smoothing, correct);
     if (!isfinite(loss))
         return loss;
     net_backward(n, x, B);

@@ -24,6 +24,11 @@ void evn_set_threads(ev_net *net, int threads);
  * number of correct argmax predictions. A non-finite loss skips backward. */
 double evn_train_step(ev_net *net, const float *x, const uint8_t *labels, int batch,
                       float label_smoothing, nas_pcg32 *rng, int *correct);
+/* The same step learning from a teacher's logits too (batch x classes; NULL:
+ * labels only), by op_kd_forward_backward at temperature T and weight alpha. */
+double evn_train_step_kd(ev_net *net, const float *x, const uint8_t *labels, int batch,
+                         float label_smoothing, const float *teacher, float T, float alpha,
+                         nas_pcg32 *rng, int *correct);
 /* SGD with Nesterov momentum (PyTorch's form), weight decay on conv and
  * linear weights only. */
 void evn_sgd(ev_net *net, float lr, float momentum, float weight_decay);

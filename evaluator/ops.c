@@ -587,6 +587,39 @@ double op_xent_forward_backward(float *dlogits, const float *logits, const unsig
     return loss / B;
 }
 
+/* log of sum_c exp(z_c / T), shifted by the max so it cannot overflow */
+static double lse_t(const float *z, int K, double T)
+{
+    double mx = z[0] / T, se = 0;
+    for (int c = 1; c < K; c++)
+        mx = fmax(mx, z[c] / T);
+    for (int c = 0; c < K; c++)
+        se += exp(z[c] / T - mx);
+    return mx + log(se);
+}
+
+double op_kd_forward_backward(float *dlogits, const float *logits, const float *teacher,
+                              const unsigned char *labels, int B, int K, float eps, float T,
+                              float alpha, int *correct)
+{
+    double hard = op_xent_forward_backward(dlogits, logits, labels, B, K, eps, correct);
+    double soft = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * K, *t = teacher + (size_t)b * K;
+        double lse_s = lse_t(z, K, T), lse_te = lse_t(t, K, T);
+        for (int c = 0; c < K; c++) {
+            double ls = z[c] / (double)T - lse_s, lt = t[c] / (double)T - lse_te;
+            double pt = exp(lt);
+            soft += pt * (lt - ls);
+            if (dlogits) {
+                float *d = dlogits + (size_t)b * K + c;
+                *d = (float)((1 - alpha) * *d + alpha * T * (exp(ls) - pt) / B);
+            }
+        }
+    }
+    return (1 - alpha) * hard + alpha * (double)T * T * soft / B;
+}
+
 /* ======================= inference epilogues ============================= */
 
 void op_bn_eval_affine(float *scale, float *shift, const float *gamma, const float *beta,

@@ -158,4 +158,13 @@ void op_dropout_backward(float *dx, const float *dy, const float *mask, size_t n
 double op_xent_forward_backward(float *dlogits, const float *logits, const unsigned char *labels,
                                 int B, int K, float eps, int *correct);
 
+/* ---- knowledge distillation (Hinton, Vinyals, Dean 2015) -----------------
+ * loss = (1 - alpha) * xent(labels, eps) + alpha * T^2 * KL(pt || ps), mean
+ * over the batch, with pt = softmax(teacher / T), ps = softmax(logits / T).
+ * T^2 keeps the soft term's gradient, alpha * T * (ps - pt) / B, on the scale
+ * of the hard one's as T grows, so alpha means the same at every T. */
+double op_kd_forward_backward(float *dlogits, const float *logits, const float *teacher,
+                              const unsigned char *labels, int B, int K, float eps, float T,
+                              float alpha, int *correct);
+
 #endif

@@ -26,6 +26,8 @@ void ev_train_opts_default(ev_train_opts *o)
     o->augment = 1;
     o->threads = 0;
     o->seed = 1;
+    o->kd_temperature = 4;
+    o->kd_alpha = 0.7;
 }
 
 /* Random crop with zero padding (zero is the mean after normalisation) and an
@@ -94,6 +96,24 @@ nas_status ev_evaluate(ev_net *net, const ev_split *split, double *accuracy, nas
     return NAS_OK;
 }
 
+static nas_status check_teacher(const ev_net *net, const ev_train_opts *o, int classes, nas_err *err)
+{
+    const space_net *s = ev_net_arch(net), *t = ev_net_arch(o->teacher);
+    if (o->teacher == net)
+        return nas_errf(err, NAS_EINVAL, "distillation: the teacher is the student itself");
+    if (t->num_classes != classes || t->resolution != s->resolution || t->in_ch != s->in_ch)
+        return nas_errf(err, NAS_EINVAL, "distillation: the teacher takes %dx%dx%d images into %d "
+                        "classes, the student %dx%dx%d into %d", t->resolution, t->resolution, t->in_ch,
+                        t->num_classes, s->resolution, s->resolution, s->in_ch, classes);
+    if (evn_batch(o->teacher) < o->batch)
+        return nas_errf(err, NAS_EINVAL, "distillation: the teacher was built for batch %d, "
+                        "training uses %d", evn_batch(o->teacher), o->batch);
+    if (!(o->kd_temperature >= 1 && o->kd_temperature <= 100) || !(o->kd_alpha >= 0 && o->kd_alpha <= 1))
+        return nas_errf(err, NAS_EINVAL, "distillation: temperature %g must be in 1..100 and alpha "
+                        "%g in 0..1", o->kd_temperature, o->kd_alpha);
+    return NAS_OK;
+}
+
 nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev_train_result *res,
                     nas_err *err)
 {
@@ -123,7 +143,11 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
     if ((st = check_split(net, tr, "train", err)) || (st = check_split(net, &data->val, "val", err)) ||
         (st = check_split(net, &data->test, "test", err)))
         return st;
+    if (o->teacher && (st = check_teacher(net, o, data->num_classes, err)))
+        return st;
     evn_set_threads(net, o->threads);
+    if (o->teacher)
+        evn_set_threads(o->teacher, o->threads);
 
     int H = tr->h, W = tr->w, C = tr->c;
     size_t img = (size_t)H * W * C;
@@ -136,10 +160,12 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
     /* 2 px below 32x32: on the MNIST digits (MobileNetV2-0.35, 3 epochs) 3 px shifts
      * gave 97.2/97.8% test accuracy for seeds 1/2, 2 px 97.9/97.7% */
     int pad = H >= 32 ? 4 : 2;
-    perm = nas_malloc(sizeof(int) * tr->n + (size_t)B);
+    size_t kd_n = o->teacher ? (size_t)B * data->num_classes : 0;
+    perm = nas_malloc(sizeof(int) * tr->n + sizeof(float) * kd_n + (size_t)B);
     if (!perm)
         return nas_errf(err, NAS_ENOMEM, "training: out of memory for %d indices", tr->n);
-    uint8_t *labels = (uint8_t *)(perm + tr->n);
+    float *soft = o->teacher ? (float *)(perm + tr->n) : NULL;   /* the teacher's logits */
+    uint8_t *labels = (uint8_t *)((float *)(perm + tr->n) + kd_n);
     for (int i = 0; i < tr->n; i++)
         perm[i] = i;
     nas_pcg32 rng;
@@ -171,7 +197,11 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
                                     : 0.5 * o->lr * (1 + cos(M_PI * (double)(step - warm) /
                                                              (double)(total - warm)));
             int correct = 0;
-            double loss = evn_train_step(net, x, labels, B, (float)o->label_smoothing, &rng, &correct);
+            if (soft && (st = ev_net_infer(o->teacher, x, B, soft, err)))
+                goto cleanup;
+            double loss = evn_train_step_kd(net, x, labels, B, (float)o->label_smoothing, soft,
+                                            (float)o->kd_temperature, (float)o->kd_alpha, &rng,
+                                            &correct);
             if (!isfinite(loss)) {
                 res->diverged = 1;
                 res->train_loss = loss;

@@ -304,7 +304,7 @@ static void bn_statistics_match_definition(void **state)
 /* ---------------- element-wise, SE pieces, pool, dropout, loss --------------- */
 
 typedef struct {
-    int which;   /* 0 act, 1 pool, 2 scale, 3 dropout, 4 xent */
+    int which;   /* 0 act, 1 pool, 2 scale, 3 dropout, 4 xent, 5 distillation (teacher in r) */
     op_act act;
     int B, HW, C;
     float eps;
@@ -321,7 +321,9 @@ static double ew_loss(void *c)
     case 1: op_pool_forward(t->y, t->x, t->B, t->HW, t->C); return dot(t->y, t->r, (size_t)t->B * t->C);
     case 2: op_scale_forward(t->y, t->x, t->g, t->B, t->HW, t->C); return dot(t->y, t->r, n);
     case 3: op_dropout_forward(t->y, t->x, t->mask, n); return dot(t->y, t->r, n);
-    default: return op_xent_forward_backward(NULL, t->x, t->labels, t->B, t->C, t->eps, NULL);
+    case 4: return op_xent_forward_backward(NULL, t->x, t->labels, t->B, t->C, t->eps, NULL);
+    default: return op_kd_forward_backward(NULL, t->x, t->r, t->labels, t->B, t->C, t->eps,
+                                           t->eps ? 4.0f : 2.0f, 0.7f, NULL);
     }
 }
 
@@ -334,16 +336,18 @@ static void ew_grad(void *c)
     case 1: op_pool_backward(t->dx, t->r, t->B, t->HW, t->C, 0); break;
     case 2: op_scale_backward(t->dx, t->dg, t->r, t->x, t->g, t->B, t->HW, t->C); break;
     case 3: op_dropout_backward(t->dx, t->r, t->mask, n); break;
-    default: op_xent_forward_backward(t->dx, t->x, t->labels, t->B, t->C, t->eps, NULL); break;
+    case 4: op_xent_forward_backward(t->dx, t->x, t->labels, t->B, t->C, t->eps, NULL); break;
+    default: op_kd_forward_backward(t->dx, t->x, t->r, t->labels, t->B, t->C, t->eps,
+                                    t->eps ? 4.0f : 2.0f, 0.7f, NULL); break;
     }
 }
 
 static void elementwise_se_pool_dropout_loss_gradients(void **state)
 {
     (void)state;
-    for (int which = 0; which < 5; which++)
-        for (int a = 0; a < (which == 0 ? OP_ACT_COUNT : which == 4 ? 2 : 1); a++) {
-            ew_t t = {.which = which, .act = (op_act)a, .B = 3, .HW = which == 4 ? 1 : 10, .C = 7,
+    for (int which = 0; which < 6; which++)
+        for (int a = 0; a < (which == 0 ? OP_ACT_COUNT : which >= 4 ? 2 : 1); a++) {
+            ew_t t = {.which = which, .act = (op_act)a, .B = 3, .HW = which >= 4 ? 1 : 10, .C = 7,
                       .eps = a ? 0.1f : 0.0f};
             size_t n = (size_t)t.B * t.HW * t.C;
             t.x = fa(n); t.g = fa(t.B * t.C); t.mask = fa(n); t.y = fa(n); t.r = fa(n); t.dx = fa(n);
@@ -392,6 +396,22 @@ static void activations_match_definitions(void **state)
     double l0 = op_xent_forward_backward(NULL, z, lab, 1, 10, 0.0f, NULL);
     double l1 = op_xent_forward_backward(NULL, z, lab, 1, 10, 0.1f, NULL);
     assert_true(l0 < 1e-6 && fabs(l1 - 0.1 * 0.9 * 20) < 1e-3);
+    /* distillation: a teacher that agrees with the student adds nothing, whatever
+     * T; with alpha 1 a uniform student pays T^2 * KL(pt || uniform) =
+     * T^2 * (log K - H(pt)); a teacher (0, log 3) at T = 1 over K = 2 gives
+     * pt = (1/4, 3/4) */
+    float zt[10];
+    memcpy(zt, z, sizeof zt);
+    double kd = op_kd_forward_backward(NULL, z, zt, lab, 1, 10, 0.1f, 3.0f, 0.4f, NULL);
+    assert_true(fabs(kd - 0.6 * l1) < 1e-6);
+    float u[2] = {0, 0}, tt[2] = {0, (float)log(3.0)};
+    unsigned char lab2[1] = {1};
+    double h = -(0.25 * log(0.25) + 0.75 * log(0.75));
+    kd = op_kd_forward_backward(NULL, u, tt, lab2, 1, 2, 0.0f, 1.0f, 1.0f, NULL);
+    assert_true(fabs(kd - (log(2) - h)) < 1e-6);
+    tt[1] = (float)(2 * log(3.0));   /* the same soft targets at T = 2, paid 4x */
+    kd = op_kd_forward_backward(NULL, u, tt, lab2, 1, 2, 0.0f, 2.0f, 1.0f, NULL);
+    assert_true(fabs(kd - 4 * (log(2) - h)) < 1e-5);
 }
 
 /* The fused inference convs against the unfused ops they replace (conv, then

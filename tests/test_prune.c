@@ -368,6 +368,8 @@ static void cli(void **state)
         {"--weights @/tiny.w --keep 0.5 --target-mj 1 --out @/o", "one of --keep"},
         {"--weights @/tiny.w --target-mj 0 --out @/o", "--target-mj: '0'"},
         {"--weights @/tiny.w --keep 0.5 --candidate x --out @/o", "--candidate: 'x'"},
+        {"--weights @/tiny.w --keep 0.5 --distill --out @/o", "--distill works in the fine-tune"},
+        {"--weights @/tiny.w --keep 0.5 --distill --kd-alpha 2 --out @/o", "--kd-alpha: '2'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char opt[1024];

@@ -264,6 +264,79 @@ static void validation_can_be_cut_to_the_first_images(void **state)
 
 /* `nas train`: usage errors exit 2 and name the option; with the data
  * loaders in the build, a short run prints JSON with the test accuracy. */
+static ev_net *new_net(int batch, uint64_t seed)
+{
+    space_net a;
+    stripes_net(&a);
+    ev_net_opts no = {.batch = batch, .training = 1, .threads = 2, .seed = seed};
+    ev_net *net = NULL;
+    nas_err err;
+    assert_int_equal(ev_net_create(&a, &no, &net, &err), NAS_OK);
+    return net;
+}
+
+static nas_status train_with(ev_net *net, const ev_data *d, ev_net *teacher, double alpha,
+                             ev_train_result *r, nas_err *err)
+{
+    ev_train_opts o;
+    ev_train_opts_default(&o);
+    o.epochs = 3;
+    o.batch = 32;
+    o.threads = 2;
+    o.seed = 5;
+    o.teacher = teacher;
+    o.kd_alpha = alpha;
+    return ev_train(net, d, &o, r, err);
+}
+
+/* A student whose training labels are noise learns only what the teacher's
+ * logits tell it: with alpha 1 it reaches the teacher's class boundaries, with
+ * alpha 0 it stays near chance, and alpha 0 is exactly training without one. */
+static void distillation_learns_from_the_teacher(void **state)
+{
+    (void)state;
+    ev_data d;
+    make_data(&d, 4);
+    nas_err err;
+    ev_train_result rt, r1, r0, rn;
+    ev_net *teacher = new_net(32, 1);
+    assert_int_equal(train_with(teacher, &d, NULL, 0, &rt, &err), NAS_OK);
+    assert_true(rt.test_acc > 0.9);
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, 99, 3);
+    for (int i = 0; i < d.train.n; i++)
+        d.train.labels[i] = (uint8_t)nas_pcg32_bounded(&rng, NCLS);
+
+    ev_net *s1 = new_net(32, 2), *s0 = new_net(32, 2), *sn = new_net(32, 2);
+    assert_int_equal(train_with(s1, &d, teacher, 1.0, &r1, &err), NAS_OK);
+    assert_int_equal(train_with(s0, &d, teacher, 0.0, &r0, &err), NAS_OK);
+    assert_int_equal(train_with(sn, &d, NULL, 0.7, &rn, &err), NAS_OK);
+    fprintf(stderr, "  noisy labels: teacher %.3f, student alpha 1 %.3f, alpha 0 %.3f\n",
+            rt.test_acc, r1.test_acc, r0.test_acc);
+    assert_true(r1.test_acc > 0.8);
+    assert_true(r0.test_acc < 0.5);   /* chance is 1/6 */
+    size_t n0, nn;
+    const float *p0 = evn_params(s0, &n0), *pn = evn_params(sn, &nn);
+    assert_int_equal(n0, nn);
+    assert_memory_equal(p0, pn, n0 * sizeof(float));
+
+    /* refused: the student as its own teacher, a teacher built for smaller
+     * batches, alpha out of range */
+    assert_int_equal(train_with(s1, &d, s1, 0.5, &r1, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "itself"));
+    ev_net *small = new_net(8, 3);
+    assert_int_equal(train_with(s1, &d, small, 0.5, &r1, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "batch 8"));
+    assert_int_equal(train_with(s1, &d, teacher, 1.5, &r1, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "alpha"));
+    ev_net_free(small);
+    ev_net_free(s1);
+    ev_net_free(s0);
+    ev_net_free(sn);
+    ev_net_free(teacher);
+    free_data(&d);
+}
+
 static void cli_train(void **state)
 {
     (void)state;
@@ -283,6 +356,7 @@ static void cli_train(void **state)
     assert_int_equal(tu_run_nas("train mobilenetv2 --data mnist --bogus 1 2>&1", &out), 2);
     assert_non_null(strstr(out, "unknown option '--bogus'"));
     free(out);
+    out = NULL;
     int rc = tu_run_nas("train mobilenetv3-small --data mnist --subset 256 --epochs 1 --batch 32 "
                         "--threads 2 --json 2>&1", &out);
     if (out && strstr(out, "not in this build")) {
@@ -300,7 +374,42 @@ static void cli_train(void **state)
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "epoch 1/1"));
     assert_non_null(strstr(out, "\"test_accuracy\":"));
+    assert_non_null(strstr(out, "\"teacher\":null"));
     free(out);
+
+    /* distillation from the command line: a teacher saved by one run teaches
+     * the next; the two teacher flags go together */
+    char dir[256], args[1024];
+    tu_tmpdir(dir, sizeof dir);
+    snprintf(args, sizeof args, "train mobilenetv3-small --data mnist --subset 256 --epochs 1 --batch 32 "
+             "--export %s/t.onnx --save-weights %s/t.w 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    free(out);
+    snprintf(args, sizeof args, "train mobilenetv2 --data mnist --width 0.35 --subset 256 --epochs 1 --batch 32 "
+             "--teacher %s/t.spec.json --teacher-weights %s/t.w --kd-alpha 0.5 --json 2>&1", dir, dir);
+    rc = tu_run_nas(args, &out);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out ? out : "");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "nas train: teacher"));
+    assert_non_null(strstr(out, "\"kd_alpha\":0.5"));
+    free(out);
+    snprintf(args, sizeof args, "train mobilenetv2 --data mnist --teacher %s/t.spec.json 2>&1", dir);
+    assert_int_equal(tu_run_nas(args, &out), 2);
+    assert_non_null(strstr(out, "go together"));
+    free(out);
+    snprintf(args, sizeof args, "train mobilenetv2 --data mnist --teacher %s/t.spec.json --teacher-weights "
+             "%s/t.w --kd-temp 0.5 2>&1", dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 2);
+    assert_non_null(strstr(out, "--kd-temp: '0.5'"));
+    free(out);
+    /* a teacher for other data is refused by name */
+    snprintf(args, sizeof args, "train mobilenetv2 --data mnist --resolution 32 --subset 64 --epochs 1 --teacher "
+             "%s/t.spec.json --teacher-weights %s/t.w 2>&1", dir, dir);
+    assert_int_not_equal(tu_run_nas(args, &out), 0);
+    assert_non_null(strstr(out, "distillation: the teacher takes 28x28x1"));
+    free(out);
+    tu_rmtree(dir);
 }
 
 int main(void)
@@ -312,6 +421,7 @@ int main(void)
         cmocka_unit_test(bad_inputs_are_refused),
         cmocka_unit_test(time_limit_stops_within_an_epoch),
         cmocka_unit_test(validation_can_be_cut_to_the_first_images),
+        cmocka_unit_test(distillation_learns_from_the_teacher),
         cmocka_unit_test(cli_train),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
