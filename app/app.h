@@ -54,6 +54,8 @@ typedef struct {
     /* final training of the top of the search (final_top 0: none) */
     long final_top, final_epochs, final_batch, final_subset;
     double final_lr;
+    long final_distill;          /* the most accurate candidate trained first, teaching the top */
+    double kd_alpha, kd_temp;
     /* calibration of the predictor */
     long cal_samples, cal_max_samples, cal_repeats, cal_folds, cal_passes, cal_rounds, cal_holdout;
     long cal_reference, in_channels, classes;
@@ -160,6 +162,11 @@ typedef struct {
     int threads;
     uint64_t seed;
     const ev_quant_opts *int8;   /* the export: the int8 model too; NULL: none */
+    /* Knowledge distillation: this candidate (NULL: none) is trained first
+     * with the same recipe, then teaches every model of the top (ev_train_opts'
+     * kd_alpha, kd_temperature). Its joules count in final training's. */
+    const search_result *teacher;
+    double kd_alpha, kd_temperature;
     /* Called with each model as soon as it is trained (the search records it
      * in the run store, so a failure later loses none); NULL: not called. An
      * error stops final training. */
@@ -183,6 +190,9 @@ typedef struct {
     ev_data data;            /* loaded with its test split */
     int n, chosen;           /* chosen: index into models, -1 when none trained */
     app_final_model models[APP_FINAL_MAX];
+    int has_teacher;         /* teacher: the distillation's, when opts->teacher was given */
+    app_final_model teacher;
+    double kd_alpha, kd_temperature;
     ev_net *net;             /* the chosen one, trained */
     ev_train_result chosen_train;
     double joules;           /* all of final training, beside the search's budget */

@@ -51,8 +51,8 @@ static nas_status class_accuracy(ev_net *net, const ev_split *s, int batch, int 
 /* One candidate, trained from scratch with the final recipe. *net is the
  * trained network (the caller keeps or frees it). */
 static nas_status train_one(const app_final_opts *o, const space_config *cfg, const ev_data *data, ev_meter *meter,
-                            const search_result *r, app_final_model *m, ev_net **net, ev_train_result *tr,
-                            nas_err *err)
+                            const search_result *r, ev_net *teacher, app_final_model *m, ev_net **net,
+                            ev_train_result *tr, nas_err *err)
 {
     static space_net arch;   /* large: off the stack */
     *net = NULL;
@@ -74,6 +74,7 @@ static nas_status train_one(const app_final_opts *o, const space_config *cfg, co
     to.lr = o->lr;
     to.threads = o->threads;
     to.seed = no.seed;
+    to.teacher = teacher, to.kd_alpha = o->kd_alpha, to.kd_temperature = o->kd_temperature;
     st = ev_train(*net, data, &to, tr, err);
     if (!st)
         st = class_accuracy(*net, &data->test, batch, data->num_classes, m->class_acc, err);
@@ -88,6 +89,30 @@ static nas_status train_one(const app_final_opts *o, const space_config *cfg, co
     m->joules = j1;
     m->seconds = nas_now() - t0;
     return st ? nas_errctx(err, "final training of candidate %ld", r->id) : NAS_OK;
+}
+
+/* The distillation's teacher, trained first with the final recipe. */
+static nas_status train_teacher(const app_final_opts *o, const space_config *cfg, ev_meter *meter,
+                                app_final_report *rep, ev_net **teacher, nas_err *err)
+{
+    ev_train_result tr;
+    app_final_opts to = *o;
+    fprintf(stderr, "final training: the teacher first, candidate #%ld (proxy accuracy %.4f), %d epochs on %d "
+            "images...\n", o->teacher->id, o->teacher->eval.accuracy, o->epochs, rep->data.train.n);
+    to.teacher = NULL;
+    nas_status st = train_one(&to, cfg, &rep->data, meter, o->teacher, NULL, &rep->teacher, teacher, &tr, err);
+    rep->joules += isfinite(rep->teacher.joules) ? rep->teacher.joules : 0;
+    if (st) {
+        ev_net_free(*teacher);
+        *teacher = NULL;
+        return nas_errctx(err, "the distillation's teacher");
+    }
+    rep->has_teacher = 1;
+    rep->kd_alpha = o->kd_alpha, rep->kd_temperature = o->kd_temperature;
+    fprintf(stderr, "  teacher #%ld: validation %.4f, test %.4f, %.1f J, %.0f s; it teaches the top (alpha %g, "
+            "temperature %g)\n", rep->teacher.id, rep->teacher.val_acc, rep->teacher.test_acc, rep->teacher.joules,
+            rep->teacher.seconds, o->kd_alpha, o->kd_temperature);
+    return NAS_OK;
 }
 
 nas_status app_final_train(const app_final_opts *o, const space_config *cfg, const char *data_spec,
@@ -107,24 +132,27 @@ nas_status app_final_train(const app_final_opts *o, const space_config *cfg, con
         return nas_errctx(err, "final training");
     if (n > APP_FINAL_MAX)
         n = APP_FINAL_MAX;
+    ev_net *teacher = NULL;
+    if (o->teacher && (st = train_teacher(o, cfg, meter, rep, &teacher, err)))
+        return st;
     double best = -INFINITY;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !st; i++) {
         app_final_model *m = &rep->models[i];
         ev_net *net = NULL;
         ev_train_result tr;
         fprintf(stderr, "final training %d/%d: candidate #%ld, %d epochs on %d images...\n", i + 1, n, cands[i]->id,
                 o->epochs, rep->data.train.n);
-        st = train_one(o, cfg, &rep->data, meter, cands[i], m, &net, &tr, err);
+        st = train_one(o, cfg, &rep->data, meter, cands[i], teacher, m, &net, &tr, err);
         rep->joules += m->joules;
+        if (!st) {
+            rep->n = i + 1;
+            m->reward = search_reward(obj, m->val_acc, cands[i]->energy_mj, cands[i]->latency_ms);
+            if (o->on_model)
+                st = o->on_model(o->ctx, m, net, &rep->data, err);
+        }
         if (st) {
             ev_net_free(net);
-            return st;
-        }
-        rep->n = i + 1;
-        m->reward = search_reward(obj, m->val_acc, cands[i]->energy_mj, cands[i]->latency_ms);
-        if (o->on_model && (st = o->on_model(o->ctx, m, net, &rep->data, err))) {
-            ev_net_free(net);
-            return st;
+            break;
         }
         fprintf(stderr, "  #%ld: validation %.4f (proxy %.4f), test %.4f, %.1f J, %.0f s\n", m->id, m->val_acc,
                 m->proxy_acc, m->test_acc, m->joules, m->seconds);
@@ -138,7 +166,8 @@ nas_status app_final_train(const app_final_opts *o, const space_config *cfg, con
             ev_net_free(net);
         }
     }
-    return NAS_OK;
+    ev_net_free(teacher);
+    return st;
 }
 
 void app_final_print(const app_final_report *rep, FILE *f)
@@ -151,6 +180,10 @@ void app_final_print(const app_final_report *rep, FILE *f)
         fprintf(f, "%6ld %8.4f %8.4f %8.4f %8d %9.1f %8.0f%s\n", m->id, m->proxy_acc, m->val_acc, m->test_acc,
                 m->epochs_done, m->joules, m->seconds, i == rep->chosen ? "  [chosen]" : "");
     }
+    if (rep->has_teacher)
+        fprintf(f, "distilled from teacher #%ld (trained first, same recipe: validation %.4f, test %.4f, %.1f J, "
+                "%.0f s; alpha %g, temperature %g)\n", rep->teacher.id, rep->teacher.val_acc, rep->teacher.test_acc,
+                rep->teacher.joules, rep->teacher.seconds, rep->kd_alpha, rep->kd_temperature);
     fprintf(f, "energy of final training: %.1f J, %s, %s (not counted in the search's --budget-joules)\n",
             rep->joules, rep->meter, rep->estimated ? "estimated" : "measured");
     if (rep->chosen < 0)
@@ -180,10 +213,17 @@ void *app_final_json(const app_final_report *rep)
                                                 "chosen", i == rep->chosen, "test_accuracy_per_class",
                                                 cls ? cls : json_null()));
     }
-    return json_pack("{s:o,s:i,s:i,s:o,s:s,s:b,s:s}", "models", models ? models : json_array(), "train_images",
-                     rep->data.train.n, "test_images", rep->data.test.n, "joules", num_or_null(rep->joules),
-                     "meter", rep->meter, "estimated", rep->estimated, "budget",
-                     "not counted in the search's joule budget");
+    json_t *teacher = rep->has_teacher
+                          ? json_pack("{s:I,s:o,s:o,s:o,s:o,s:f,s:f}", "id", (json_int_t)rep->teacher.id,
+                                      "val_accuracy", num_or_null(rep->teacher.val_acc), "test_accuracy",
+                                      num_or_null(rep->teacher.test_acc), "joules", num_or_null(rep->teacher.joules),
+                                      "seconds", num_or_null(rep->teacher.seconds), "kd_alpha", rep->kd_alpha,
+                                      "kd_temperature", rep->kd_temperature)
+                          : json_null();
+    return json_pack("{s:o,s:o,s:i,s:i,s:o,s:s,s:b,s:s}", "models", models ? models : json_array(), "teacher",
+                     teacher ? teacher : json_null(), "train_images", rep->data.train.n, "test_images",
+                     rep->data.test.n, "joules", num_or_null(rep->joules), "meter", rep->meter, "estimated",
+                     rep->estimated, "budget", "not counted in the search's joule budget");
 }
 
 nas_status app_final_export(const app_final_report *rep, const app_final_opts *o, const char *dir,

@@ -824,6 +824,24 @@ static nas_status store_final(void *ctx, const app_final_model *m, const ev_net 
 }
 
 /* The top of the leaderboard trained again at full fidelity and tested. */
+/* final-distill's teacher: the search's most accurate candidate, when that
+ * is not the student itself (NULL then, and said). */
+static const search_result *final_teacher(const search_loop *l, const search_result *student)
+{
+    const search_result *best = NULL;
+    for (int i = 0; i < search_loop_n_results(l); i++) {
+        const search_result *r = search_loop_result(l, i);
+        if (!r->screened && r->eval.status == SEARCH_EVAL_OK && !r->eval.stopped_early && (!best || r->eval.accuracy > best->eval.accuracy))
+            best = r;
+    }
+    if (!best || best == student || !(best->eval.accuracy > student->eval.accuracy)) {
+        fprintf(stderr, "final training: no distillation: the most accurate candidate is #%ld itself\n",
+                student->id);
+        return NULL;
+    }
+    return best;
+}
+
 static nas_status final_training(const app_settings *s, run_ctx *c, const search_loop *l,
                                  const search_objective *obj, const ev_data_opts *dopts, app_final_report *fin,
                                  nas_err *err)
@@ -839,7 +857,10 @@ static nas_status final_training(const app_settings *s, run_ctx *c, const search
     }
     app_final_opts fo = {.top = (int)s->final_top, .epochs = (int)s->final_epochs, .batch = (int)s->final_batch,
                          .subset = s->final_subset, .lr = s->final_lr, .threads = c->threads,
-                         .seed = (uint64_t)s->seed, .on_model = store_final, .ctx = c};
+                         .seed = (uint64_t)s->seed, .on_model = store_final, .ctx = c,
+                         .kd_alpha = s->kd_alpha, .kd_temperature = s->kd_temp};
+    if (s->final_distill && n > 0)
+        fo.teacher = final_teacher(l, cands[0]);
     nas_progress_clear(&c->prog);
     if (!st)
         st = app_final_train(&fo, &c->cfg, s->data, dopts, c->meter, obj, cands, n, fin, err);

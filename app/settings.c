@@ -141,6 +141,17 @@ static const app_setting TABLE[] = {
      "training images (0: the whole training split); the test split is read only here"},
     {"final-lr", "final", "lr", APP_DBL, F(final_lr), 1e-8, 100, 0.1, NULL, NULL, NULL, S, "X",
      "final training (after the search; metered and shown apart, not counted in --budget-joules)", "learning rate"},
+    {"final-distill", "final", "distill", APP_BOOL, F(final_distill), 0, 1, 0, NULL, NULL, NULL, S, NULL,
+     "final training (after the search; metered and shown apart, not counted in --budget-joules)",
+     "knowledge distillation: the search's most accurate candidate, when it is\n"
+     "not the first of the top, is trained first with the same recipe and teaches\n"
+     "the top (labels plus its softened logits); its joules count in final training's"},
+    {"kd-alpha", "final", "kd_alpha", APP_DBL, F(kd_alpha), 0, 1, EV_KD_DEFAULT_ALPHA, NULL, NULL, NULL, S, "A",
+     "final training (after the search; metered and shown apart, not counted in --budget-joules)",
+     "distillation: the weight of the teacher's soft targets"},
+    {"kd-temp", "final", "kd_temp", APP_DBL, F(kd_temp), 1, 100, EV_KD_DEFAULT_TEMP, NULL, NULL, NULL, S, "T",
+     "final training (after the search; metered and shown apart, not counted in --budget-joules)",
+     "distillation: the softmax temperature of teacher and student"},
 
     {"data", NULL, NULL, APP_STR, F(data), 0, 0, 0, "", NULL, NULL, S, "D", "data and space",
      "the data: mnist, fashion-mnist, idx:DIR or cifar10:DIR (required;\n"

@@ -43,13 +43,11 @@ static int die(const char *what, const nas_err *e)
 static nas_status train(const space_spec *spec, const ev_data *d, const ev_train_opts *base, uint64_t seed,
                         ev_net **out, ev_train_result *r, nas_err *e)
 {
-    static space_net arch[2];   /* a net keeps a pointer to its layer list */
-    static int k;
-    space_net *a = &arch[k++ % 2];
-    nas_status st = space_resolve(spec, a, e);
+    static space_net a;   /* large: off the stack */
+    nas_status st = space_resolve(spec, &a, e);
     ev_net_opts no = {.batch = base->batch, .training = 1, .threads = 0, .seed = seed};
     if (!st)
-        st = ev_net_create(a, &no, out, e);
+        st = ev_net_create(&a, &no, out, e);
     ev_train_opts o = *base;
     o.seed = seed;
     if (!st)

@@ -218,7 +218,7 @@ static nas_status save_weights(const ev_net *net, const char *path, nas_err *err
  * the student's batch. */
 static nas_status load_teacher(const train_args *t, long batch, ev_net **out, nas_err *err)
 {
-    static space_net arch;   /* the net keeps a pointer to its layer list */
+    static space_net arch;   /* large: off the stack */
     space_spec spec;
     char *blob = NULL;
     size_t len = 0;

@@ -143,8 +143,10 @@ typedef struct {
      * its weights untouched; it takes the student's input shape and classes
      * and was built for at least `batch` images. */
     ev_net *teacher;
-    double kd_temperature, kd_alpha;     /* defaults 4 and 0.7 */
+    double kd_temperature, kd_alpha;     /* EV_KD_DEFAULT_TEMP, EV_KD_DEFAULT_ALPHA */
 } ev_train_opts;
+#define EV_KD_DEFAULT_TEMP 4.0
+#define EV_KD_DEFAULT_ALPHA 0.7
 
 /* Training-free scores at the net's current (initial) weights, from the loss
  * gradient of one batch of `batch` training images (spread over the split from

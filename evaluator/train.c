@@ -26,8 +26,8 @@ void ev_train_opts_default(ev_train_opts *o)
     o->augment = 1;
     o->threads = 0;
     o->seed = 1;
-    o->kd_temperature = 4;
-    o->kd_alpha = 0.7;
+    o->kd_temperature = EV_KD_DEFAULT_TEMP;
+    o->kd_alpha = EV_KD_DEFAULT_ALPHA;
 }
 
 /* Random crop with zero padding (zero is the mean after normalisation) and an

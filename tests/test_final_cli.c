@@ -3,6 +3,7 @@
  * proxy, final validation and test accuracy and its joules apart from the
  * search budget; the model chosen by final validation is the one exported. */
 #include "tests/testutil.h"
+#include "base/nas.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -61,6 +62,51 @@ static void the_top_k_are_trained_again_and_tested(void **state)
     json_t *en = json_object_get(a, "energy");
     assert_true(num(en, "joules") > 0);
     json_decref(a);
+}
+
+/* --final-distill: the search's most accurate candidate is trained first and
+ * teaches the top; its joules count in final training's. When the most
+ * accurate is the top itself, nothing is distilled and the search says so. */
+static void final_training_can_distill(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], args[1024], path[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    char *out = NULL;
+    assert_int_equal(tu_run_nas(FINAL " --kd-alpha 2 2>&1", &out), 2);
+    assert_non_null(strstr(out, "kd-alpha"));
+    free(out);
+    /* a steep energy penalty, so the top is likely a cheap net and the most
+     * accurate another (seed 4: #0 teaches #2; the meter's noise may change it) */
+    snprintf(args, sizeof args, "search --data mnist --subset 1000 --val-count 200 --epochs 1 --stages 1 "
+             "--max-width 0.25 --threads 1 --bench-seconds 0.02 --budget-evals 4 --seed 4 --target-mj 0.3 "
+             "--w -1 --final-top 1 --final-epochs 1 --final-subset 600 --final-distill --kd-temp 3 --json "
+             "2>%s/err", dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    json_t *a = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(a);
+    json_t *f = json_object_get(a, "final"), *t = json_object_get(f, "teacher");
+    json_t *m = json_array_get(json_object_get(f, "models"), 0);
+    snprintf(path, sizeof path, "%s/err", dir);
+    char *err = NULL;
+    size_t elen = 0;
+    nas_err e;
+    assert_int_equal(nas_read_file(path, &err, &elen, &e), NAS_OK);
+    if (json_is_null(t)) {
+        assert_non_null(strstr(err, "no distillation"));
+    } else {
+        assert_true(json_is_object(t));
+        assert_true(json_integer_value(json_object_get(t, "id")) != json_integer_value(json_object_get(m, "id")));
+        assert_true(num(t, "test_accuracy") >= 0 && num(t, "test_accuracy") <= 1);
+        assert_true(num(t, "kd_temperature") == 3 && num(t, "kd_alpha") == 0.7);
+        assert_true(num(f, "joules") > num(m, "joules") + 0.5 * num(t, "joules"));
+        assert_non_null(strstr(err, "the teacher first"));
+    }
+    nas_free(err);
+    json_decref(a);
+    tu_rmtree(dir);
 }
 
 /* With a run store, the model exported at the end is the finally trained one:
@@ -165,6 +211,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_top_k_are_trained_again_and_tested),
+        cmocka_unit_test(final_training_can_distill),
         cmocka_unit_test(the_exported_model_is_the_finally_trained_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
