@@ -242,6 +242,21 @@ static nas_status load_teacher(const train_args *t, long batch, ev_net **out, na
     return st;
 }
 
+static ev_train_opts train_opts(const train_args *t, long batch, int *total)
+{
+    ev_train_opts to;
+    ev_train_opts_default(&to);
+    to.epochs = (int)t->epochs;
+    to.batch = (int)batch;
+    to.lr = t->lr;
+    to.threads = (int)t->threads;
+    to.seed = (uint64_t)t->seed;
+    to.on_epoch = on_epoch;
+    to.ctx = total;
+    to.kd_alpha = t->kd_alpha, to.kd_temperature = t->kd_temp;
+    return to;
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_args t = {0};
@@ -288,19 +303,11 @@ int cmd_train(int argc, char **argv)
             cost.params / 1e6, cost.macs / 1e6, data.name, data.train.n, data.val.n, data.test.n,
             plan.total / 1048576.0, (int)(threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN)),
             ev_kernels());
-    ev_train_opts to;
-    ev_train_opts_default(&to);
     int total = (int)epochs;
-    to.epochs = (int)epochs;
-    to.batch = (int)batch;
-    to.lr = lr;
-    to.threads = (int)threads;
-    to.seed = (uint64_t)seed;
-    to.on_epoch = on_epoch;
-    to.ctx = &total;
+    ev_train_opts to = train_opts(&t, batch, &total);
     if (t.teacher && (st = load_teacher(&t, batch, &teacher, &err)))
         goto fail;
-    to.teacher = teacher, to.kd_alpha = t.kd_alpha, to.kd_temperature = t.kd_temp;
+    to.teacher = teacher;
     ev_train_result r;
     st = ev_train(net, &data, &to, &r, &err);
     if (st && st != NAS_EDIVERGED)

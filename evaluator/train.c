@@ -96,6 +96,39 @@ nas_status ev_evaluate(ev_net *net, const ev_split *split, double *accuracy, nas
     return NAS_OK;
 }
 
+/* Fisher-Yates */
+static void shuffle(int *perm, int n, nas_pcg32 *rng)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)nas_pcg32_bounded(rng, (uint32_t)i + 1);
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+/* The batch of the images perm names, augmented (pad >= 0) or copied. */
+static void fill_batch(float *x, uint8_t *labels, const ev_split *tr, const int *perm, int B, int pad, int flip,
+                       nas_pcg32 *rng)
+{
+    size_t img = (size_t)tr->h * tr->w * tr->c;
+    for (int b = 0; b < B; b++) {
+        int id = perm[b];
+        labels[b] = tr->labels[id];
+        if (pad >= 0)
+            augment_one(x + b * img, tr->images + id * img, tr->h, tr->w, tr->c, pad, flip, rng);
+        else
+            memcpy(x + b * img, tr->images + id * img, sizeof(float) * img);
+    }
+}
+
+/* Linear warm-up over the first warm steps, then cosine to 0 at total. */
+static double lr_at(double peak, long step, long warm, long total)
+{
+    return step < warm ? peak * (double)(step + 1) / warm
+                       : 0.5 * peak * (1 + cos(M_PI * (double)(step - warm) / (double)(total - warm)));
+}
+
 static nas_status check_teacher(const ev_net *net, const ev_train_opts *o, int classes, nas_err *err)
 {
     const space_net *s = ev_net_arch(net), *t = ev_net_arch(o->teacher);
@@ -114,14 +147,25 @@ static nas_status check_teacher(const ev_net *net, const ev_train_opts *o, int c
     return NAS_OK;
 }
 
-nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev_train_result *res,
-                    nas_err *err)
+/* Validation accuracy after an epoch, on as many images as o->val_count allows. */
+static nas_status validate(ev_net *net, const ev_data *data, const ev_train_opts *o, ev_train_result *res,
+                           nas_err *err)
 {
-    memset(res, 0, sizeof *res);
-    nas_status st = NAS_OK;
+    ev_split val = data->val;
+    if (o->val_count && val.n > 0) {
+        int k = o->val_count(o->ctx, val.n);
+        val.n = k < 1 ? 1 : k < val.n ? k : val.n;
+    }
+    res->val_n = val.n;
+    return ev_evaluate(net, &val, &res->val_acc, err);
+}
+
+/* Everything ev_train refuses before it starts. */
+static nas_status check_args(ev_net *net, const ev_data *data, const ev_train_opts *o, nas_err *err)
+{
+    nas_status st;
     const ev_split *tr = &data->train;
     const space_net *a = ev_net_arch(net);
-    int *perm = NULL;
     if (!evn_input(net))
         return nas_errf(err, NAS_EINVAL, "training: the network was created for inference only");
     if (o->epochs < 1 || o->batch < 1)
@@ -145,12 +189,22 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
         return st;
     if (o->teacher && (st = check_teacher(net, o, data->num_classes, err)))
         return st;
+    return NAS_OK;
+}
+
+nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev_train_result *res,
+                    nas_err *err)
+{
+    memset(res, 0, sizeof *res);
+    nas_status st = NAS_OK;
+    const ev_split *tr = &data->train;
+    int *perm = NULL;
+    if ((st = check_args(net, data, o, err)))
+        return st;
     evn_set_threads(net, o->threads);
     if (o->teacher)
         evn_set_threads(o->teacher, o->threads);
 
-    int H = tr->h, W = tr->w, C = tr->c;
-    size_t img = (size_t)H * W * C;
     int B = o->batch < tr->n ? o->batch : tr->n;
     int steps = tr->n / B;   /* the last partial batch is dropped, as its BN statistics would be poor */
     long total = (long)steps * o->epochs;
@@ -159,7 +213,7 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
         warm = total;
     /* 2 px below 32x32: on the MNIST digits (MobileNetV2-0.35, 3 epochs) 3 px shifts
      * gave 97.2/97.8% test accuracy for seeds 1/2, 2 px 97.9/97.7% */
-    int pad = H >= 32 ? 4 : 2;
+    int pad = tr->h >= 32 ? 4 : 2;
     size_t kd_n = o->teacher ? (size_t)B * data->num_classes : 0;
     perm = nas_malloc(sizeof(int) * tr->n + sizeof(float) * kd_n + (size_t)B);
     if (!perm)
@@ -178,24 +232,10 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
     for (int ep = 0; ep < o->epochs; ep++) {
         double te = nas_now(), loss_sum = 0;
         long hits = 0, seen = 0;
-        for (int i = tr->n - 1; i > 0; i--) {   /* Fisher-Yates */
-            int j = (int)nas_pcg32_bounded(&rng, (uint32_t)i + 1);
-            int t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
+        shuffle(perm, tr->n, &rng);
         for (int s = 0; s < steps; s++, step++) {
-            for (int b = 0; b < B; b++) {
-                int id = perm[s * B + b];
-                labels[b] = tr->labels[id];
-                if (o->augment)
-                    augment_one(x + b * img, tr->images + id * img, H, W, C, pad, data->flip_ok, &rng);
-                else
-                    memcpy(x + b * img, tr->images + id * img, sizeof(float) * img);
-            }
-            double lr = step < warm ? o->lr * (double)(step + 1) / warm
-                                    : 0.5 * o->lr * (1 + cos(M_PI * (double)(step - warm) /
-                                                             (double)(total - warm)));
+            fill_batch(x, labels, tr, perm + s * B, B, o->augment ? pad : -1, data->flip_ok, &rng);
+            double lr = lr_at(o->lr, step, warm, total);
             int correct = 0;
             if (soft && (st = ev_net_infer(o->teacher, x, B, soft, err)))
                 goto cleanup;
@@ -226,13 +266,7 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
         res->train_loss = loss_sum / seen;
         res->train_acc = (double)hits / seen;
         res->images_per_s = train_secs > 0 ? images / train_secs : 0;
-        ev_split val = data->val;
-        if (o->val_count && val.n > 0) {
-            int k = o->val_count(o->ctx, val.n);
-            val.n = k < 1 ? 1 : k < val.n ? k : val.n;
-        }
-        res->val_n = val.n;
-        if ((st = ev_evaluate(net, &val, &res->val_acc, err)))
+        if ((st = validate(net, data, o, res, err)))
             goto cleanup;
         if (o->on_epoch && o->on_epoch(o->ctx, ep + 1, res->train_loss, res->train_acc,
                                        res->val_acc, seen / (dt > 0 ? dt : 1e-9)))
