@@ -93,6 +93,8 @@ void     nas_pcg32_seed(nas_pcg32 *rng, uint64_t initstate, uint64_t initseq);
 uint32_t nas_pcg32_next(nas_pcg32 *rng);
 /* Uniform in [0, bound) without modulo bias. bound > 0. */
 uint32_t nas_pcg32_bounded(nas_pcg32 *rng, uint32_t bound);
+/* A uniform permutation of a[0..n) (Fisher-Yates, from the last element down). */
+void nas_pcg32_shuffle(nas_pcg32 *rng, int *a, int n);
 /* Uniform double in [0, 1) with 53 random bits. */
 double   nas_pcg32_double(nas_pcg32 *rng);
 /* A new independent stream derived from this one (for per-module or per-candidate streams). */

@@ -87,3 +87,13 @@ void *nas_gsl_rng_alloc(uint64_t seed, uint64_t stream)
 }
 
 void nas_gsl_rng_free(void *r) { gsl_rng_free(r); }
+
+void nas_pcg32_shuffle(nas_pcg32 *rng, int *a, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)nas_pcg32_bounded(rng, (uint32_t)i + 1);
+        int t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}

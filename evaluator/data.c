@@ -616,16 +616,6 @@ const char *ev_data_class_name(const ev_data *d, int label)
     return digits[label];
 }
 
-static void shuffle(int *idx, int n, nas_pcg32 *rng)
-{
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)nas_pcg32_bounded(rng, (uint32_t)i + 1);
-        int t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
-}
-
 /* Fills a split with the images idx[0..n) of r, through the per-channel
  * lookup table (byte -> normalised float). */
 static void fill_split(ev_split *s, const raw_set *r, const int *idx, int n, float *img, uint8_t *lab,
@@ -693,13 +683,13 @@ static nas_status make_splits(const raw_set *tr, const raw_set *te, const ev_dat
     nas_pcg32_seed(&rng, o->seed, 0x64617461 /* "data" */);
     for (int i = 0; i < n; i++)
         perm[i] = i;
-    shuffle(perm, n, &rng);
+    nas_pcg32_shuffle(&rng, perm, n);
     for (int i = 0; i < te->n; i++)
         tperm[i] = i;
     if (ntest < te->n) {
         nas_pcg32 trng;
         nas_pcg32_seed(&trng, o->seed, 0x74657374 /* "test" */);
-        shuffle(tperm, te->n, &trng);
+        nas_pcg32_shuffle(&trng, tperm, te->n);
     }
 
     /* Mean and std of the raw [0,1] training pixels, per channel, from exact

@@ -96,17 +96,6 @@ nas_status ev_evaluate(ev_net *net, const ev_split *split, double *accuracy, nas
     return NAS_OK;
 }
 
-/* Fisher-Yates */
-static void shuffle(int *perm, int n, nas_pcg32 *rng)
-{
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)nas_pcg32_bounded(rng, (uint32_t)i + 1);
-        int t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-}
-
 /* The batch of the images perm names, augmented (pad >= 0) or copied. */
 static void fill_batch(float *x, uint8_t *labels, const ev_split *tr, const int *perm, int B, int pad, int flip,
                        nas_pcg32 *rng)
@@ -232,7 +221,7 @@ nas_status ev_train(ev_net *net, const ev_data *data, const ev_train_opts *o, ev
     for (int ep = 0; ep < o->epochs; ep++) {
         double te = nas_now(), loss_sum = 0;
         long hits = 0, seen = 0;
-        shuffle(perm, tr->n, &rng);
+        nas_pcg32_shuffle(&rng, perm, tr->n);
         for (int s = 0; s < steps; s++, step++) {
             fill_batch(x, labels, tr, perm + s * B, B, o->augment ? pad : -1, data->flip_ok, &rng);
             double lr = lr_at(o->lr, step, warm, total);

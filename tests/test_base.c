@@ -38,6 +38,42 @@ static void pcg32_bounded_is_uniform_and_in_range(void **state)
     }
 }
 
+/* A permutation, the same for a seed, and uniform: each of 4 elements lands
+ * in each place about a quarter of the time. */
+static void pcg32_shuffle_is_a_uniform_permutation(void **state)
+{
+    (void)state;
+    nas_pcg32 r1, r2;
+    nas_pcg32_seed(&r1, 5, 1);
+    nas_pcg32_seed(&r2, 5, 1);
+    int a[50], b[50], seen[50] = {0};
+    for (int i = 0; i < 50; i++)
+        a[i] = b[i] = i;
+    nas_pcg32_shuffle(&r1, a, 50);
+    nas_pcg32_shuffle(&r2, b, 50);
+    assert_memory_equal(a, b, sizeof a);
+    int moved = 0;
+    for (int i = 0; i < 50; i++) {
+        seen[a[i]]++;
+        moved += a[i] != i;
+    }
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(seen[i], 1);
+    assert_true(moved > 40);
+    int count[4][4] = {{0}};
+    for (int t = 0; t < 40000; t++) {
+        int p[4] = {0, 1, 2, 3};
+        nas_pcg32_shuffle(&r1, p, 4);
+        for (int i = 0; i < 4; i++)
+            count[p[i]][i]++;
+    }
+    for (int v = 0; v < 4; v++)
+        for (int i = 0; i < 4; i++)
+            assert_true(abs(count[v][i] - 10000) < 400);   /* ~4.6 sigma */
+    nas_pcg32_shuffle(&r1, a, 0);   /* empty and single arrays are left alone */
+    nas_pcg32_shuffle(&r1, a, 1);
+}
+
 static void gsl_face_draws_from_pcg(void **state)
 {
     (void)state;
@@ -201,6 +237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pcg32_matches_reference_vector),
         cmocka_unit_test(pcg32_bounded_is_uniform_and_in_range),
+        cmocka_unit_test(pcg32_shuffle_is_a_uniform_permutation),
         cmocka_unit_test(gsl_face_draws_from_pcg),
         cmocka_unit_test(split_streams_differ_and_repeat),
         cmocka_unit_test(allocator_fails_on_request_and_counts),
