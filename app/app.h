@@ -56,6 +56,9 @@ typedef struct {
     double final_lr;
     long final_distill;          /* the most accurate candidate trained first, teaching the top */
     double kd_alpha, kd_temp;
+    /* pruning of the exported model after final training (all 0: none) */
+    double prune_keep, prune_target_macs, prune_target_mj;
+    long prune_epochs, prune_distill;
     /* calibration of the predictor */
     long cal_samples, cal_max_samples, cal_repeats, cal_folds, cal_passes, cal_rounds, cal_holdout;
     long cal_reference, in_channels, classes;
@@ -270,6 +273,7 @@ void app_prune_opts_default(app_prune_opts *o);
 
 typedef struct {
     double keep;                  /* fraction of each block's expansion channels kept */
+    int epochs;                   /* of fine-tuning */
     space_cost before, after;
     double val_before, val_pruned, val_after;   /* NAN: no data */
     double test_before, test_after;
@@ -321,6 +325,11 @@ void app_search_failed(app_search *c);
 /* The finally trained model as ONNX into the run's export folder; path gets
  * the file written. */
 NAS_MUST_USE nas_status app_search_export(const app_search *c, char *path, size_t n, nas_err *err);
+/* Whether the settings ask for the exported model to be pruned (a job's
+ * prune: section), and the pruning: as `nas prune RUN` with the settings'
+ * target and epochs, into the export folder's pruned/. */
+int app_search_wants_prune(const app_settings *s);
+NAS_MUST_USE nas_status app_search_prune(const app_search *c, app_prune_result *r, nas_err *err);
 NAS_MUST_USE nas_status app_search_run_name(const app_search *c, char *name, size_t n, nas_err *err);
 const search_loop *app_search_loop(const app_search *c);
 const ev_meter *app_search_meter(const app_search *c);

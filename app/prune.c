@@ -347,6 +347,7 @@ nas_status app_prune(const app_prune_opts *o, app_prune_result *r, nas_err *err)
     memset(r, 0, sizeof *r);
     r->val_before = r->val_pruned = r->val_after = r->test_before = r->test_after = NAN;
     r->mj_before = r->mj_after = r->recorded_test = NAN;
+    r->epochs = o->epochs;
     nas_status st = app_prune_check(o, err);
     if (st)
         return st;

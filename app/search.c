@@ -1228,22 +1228,60 @@ void app_search_failed(app_search *c)
         fprintf(stderr, "nas %s: the run could not be marked failed either: %s\n", c->cmd, err.msg);
 }
 
+/* The run's name and export folder (--export-dir, else out/<run>). */
+static nas_status export_dir(const app_search *c, char *dir, size_t dn, char *name, size_t nn, nas_err *err)
+{
+    runs_run run;
+    nas_status st = runs_run_get(c->db, c->run, &run, err);
+    if (st)
+        return st;
+    if (c->s->export_dir[0])
+        snprintf(dir, dn, "%s", c->s->export_dir);
+    else
+        snprintf(dir, dn, "out/%s", run.name);
+    snprintf(name, nn, "%s", run.name);
+    runs_run_free(&run);
+    return NAS_OK;
+}
+
+int app_search_wants_prune(const app_settings *s)
+{
+    return s->prune_keep > 0 || s->prune_target_macs > 0 || s->prune_target_mj > 0;
+}
+
+nas_status app_search_prune(const app_search *c, app_prune_result *r, nas_err *err)
+{
+    const app_settings *s = c->s;
+    char dir[600], name[80], out[700];
+    if (!c->db || !c->have_final)
+        return nas_errf(err, NAS_EINVAL, "no finally trained model to prune");
+    nas_status st = export_dir(c, dir, sizeof dir, name, sizeof name, err);
+    if (st)
+        return st;
+    snprintf(out, sizeof out, "%s/pruned", dir);
+    app_prune_opts o;
+    app_prune_opts_default(&o);
+    o.run = name, o.db = c->db_path, o.out_dir = out, o.force = 1;
+    o.keep = s->prune_keep > 0 ? s->prune_keep : NAN;
+    o.target_macs = s->prune_target_macs > 0 ? s->prune_target_macs : NAN;
+    o.target_mj = s->prune_target_mj > 0 ? s->prune_target_mj : NAN;
+    o.epochs = (int)s->prune_epochs, o.epochs_given = 1;
+    o.distill = (int)s->prune_distill, o.kd_alpha = s->kd_alpha, o.kd_temperature = s->kd_temp;
+    o.threads = c->threads, o.seed = (uint64_t)s->seed;
+    if ((st = app_prune_check(&o, err)))
+        return st;
+    return app_prune(&o, r, err);
+}
+
 nas_status app_search_export(const app_search *c, char *path, size_t n, nas_err *err)
 {
     const app_settings *s = c->s;
     if (!c->db || !c->have_final)
         return nas_errf(err, NAS_EINVAL, "no finally trained model to export");
-    runs_run run;
-    nas_status st = runs_run_get(c->db, c->run, &run, err);
+    char dir[600], name[80];
+    nas_status st = export_dir(c, dir, sizeof dir, name, sizeof name, err);
     if (st)
         return st;
-    char dir[600], name[80];
-    if (s->export_dir[0])
-        snprintf(dir, sizeof dir, "%s", s->export_dir);
-    else
-        snprintf(dir, sizeof dir, "out/%s", run.name);
-    snprintf(name, sizeof name, "%s", run.name);
-    runs_run_free(&run);
     ev_quant_opts q;
     app_settings_quant(s, &q);
     app_final_opts fo = {.epochs = (int)s->final_epochs, .batch = (int)s->final_batch, .lr = s->final_lr,

@@ -153,6 +153,22 @@ static const app_setting TABLE[] = {
      "final training (after the search; metered and shown apart, not counted in --budget-joules)",
      "distillation: the softmax temperature of teacher and student"},
 
+    {"prune-keep", "prune", "keep", APP_DBL, F(prune_keep), 1e-9, 1, 0, NULL, NULL, NULL, S, "F",
+     "pruning of the finally trained model (as 'nas prune RUN' does, into EXPORT_DIR/pruned)",
+     "fraction of each block's expansion channels kept (default: no pruning)"},
+    {"prune-target-macs", "prune", "target_macs", APP_DBL, F(prune_target_macs), 1, 1e15, 0, NULL, NULL, NULL, S,
+     "N", "pruning of the finally trained model (as 'nas prune RUN' does, into EXPORT_DIR/pruned)",
+     "instead: at most N MACs per image"},
+    {"prune-target-mj", "prune", "target_mj", APP_DBL, F(prune_target_mj), 1e-9, 1e9, 0, NULL, NULL, NULL, S, "X",
+     "pruning of the finally trained model (as 'nas prune RUN' does, into EXPORT_DIR/pruned)",
+     "instead: at most X mJ per inference, measured here"},
+    {"prune-epochs", "prune", "epochs", APP_LONG, F(prune_epochs), 0, 1000, 3, NULL, NULL, NULL, S, "E",
+     "pruning of the finally trained model (as 'nas prune RUN' does, into EXPORT_DIR/pruned)",
+     "fine-tuning epochs on the final training's images"},
+    {"prune-distill", "prune", "distill", APP_BOOL, F(prune_distill), 0, 1, 0, NULL, NULL, NULL, S, NULL,
+     "pruning of the finally trained model (as 'nas prune RUN' does, into EXPORT_DIR/pruned)",
+     "the fine-tune learns from the unpruned model's logits too"},
+
     {"data", NULL, NULL, APP_STR, F(data), 0, 0, 0, "", NULL, NULL, S, "D", "data and space",
      "the data: mnist, fashion-mnist, idx:DIR or cifar10:DIR (required;\n"
      "job files: data.set and data.dir)"},
@@ -373,6 +389,13 @@ static nas_status check_search(const app_settings *s, nas_err *err)
         return nas_errf(err, NAS_EINVAL, "--name and --no-db: a throwaway run has no name to resume by");
     if (s->no_db && s->db[0])
         return nas_errf(err, NAS_EINVAL, "--db and --no-db exclude each other");
+    if ((s->prune_keep > 0) + (s->prune_target_macs > 0) + (s->prune_target_mj > 0) > 1)
+        return nas_errf(err, NAS_EINVAL, "--prune-keep, --prune-target-macs, --prune-target-mj: one at a time");
+    if ((s->prune_keep > 0 || s->prune_target_macs > 0 || s->prune_target_mj > 0) && s->final_top < 1)
+        return nas_errf(err, NAS_EINVAL, "pruning after the search prunes the finally trained model: it needs "
+                        "--final-top 1 or more");
+    if (s->prune_distill && s->prune_epochs < 1)
+        return nas_errf(err, NAS_EINVAL, "--prune-distill works in the fine-tune: it needs --prune-epochs 1 or more");
     if (s->population && s->sample > s->population)
         return nas_errf(err, NAS_EINVAL, "--sample %ld is larger than --population %ld", s->sample, s->population);
     return NAS_OK;

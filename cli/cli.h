@@ -57,6 +57,9 @@ typedef struct {
     "  --kd-alpha A      distillation: the weight of the teacher's soft targets, 0..1 (default 0.7)\n" \
     "  --kd-temp T       distillation: the softmax temperature of both, 1..100 (default 4)\n"
 int cli_train_flag(const char *cmd, const char *a, const char *v, cli_train_flags *f);
+/* What `nas prune` prints of a pruning: words on stderr, key-value lines on stdout. */
+void cli_prune_print(const app_prune_result *r);
+
 
 /* True when progress may be drawn: stderr is a terminal and NO_COLOR is unset. */
 int cli_progress_enabled(void);

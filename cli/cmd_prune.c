@@ -149,12 +149,12 @@ static int parse(int argc, char **argv, app_prune_opts *o, const char **what)
     return -1;
 }
 
-static void print_result(const app_prune_opts *o, const app_prune_result *r)
+void cli_prune_print(const app_prune_result *r)
 {
     if (!isnan(r->val_before))
         fprintf(stderr, "nas prune: %s: validation accuracy (%d images of %s) %.4f before, %.4f pruned, %.4f after "
                 "%d epoch%s of fine-tuning; test (%d images) %.4f before, %.4f after\n", r->what, r->data_val,
-                r->data_name, r->val_before, r->val_pruned, r->val_after, o->epochs, o->epochs == 1 ? "" : "s",
+                r->data_name, r->val_before, r->val_pruned, r->val_after, r->epochs, r->epochs == 1 ? "" : "s",
                 r->data_test, r->test_before, r->test_after);
     if (!isnan(r->recorded_test))
         fprintf(stderr, "nas prune: the run's final training recorded test accuracy %.4f for it\n", r->recorded_test);
@@ -207,6 +207,6 @@ int cmd_prune(int argc, char **argv)
     nas_status st = app_prune(&o, &r, &err);
     if (st)
         return cli_fail("prune", st, &err);
-    print_result(&o, &r);
+    cli_prune_print(&r);
     return 0;
 }

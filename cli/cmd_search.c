@@ -156,6 +156,23 @@ static void export_chosen(const app_settings *s, const app_search *c)
         fprintf(stderr, "nas search: the chosen model was not exported (above: why)\n");
 }
 
+/* A job's prune: section, after the export. A failure here leaves the run
+ * and its export as they are (the search succeeded) but exits 1. */
+static int prune_exported(const char *cmd, const app_settings *s, const app_search *c)
+{
+    app_prune_result r;
+    nas_err err = {0};
+    fflush(stdout);
+    if (app_search_prune(c, &r, &err)) {
+        fprintf(stderr, "nas %s: the finally trained model was not pruned: %s (the run and its export are kept)\n",
+                cmd, err.msg);
+        return 1;
+    }
+    if (!s->json)
+        cli_prune_print(&r);
+    return 0;
+}
+
 /* Rank 0 prints; every rank runs. */
 static int report(const app_settings *s, const app_search *c, search_stop why, nas_err *err)
 {
@@ -183,6 +200,8 @@ int cli_search_execute(const char *cmd, const app_settings *s, search_dist *d)
     if (!st && root)
         st = report(s, c, why, &err);
     int rc = 0;
+    if (!st && root && app_search_final(c) && app_search_wants_prune(s) && why != SEARCH_STOP_REQUESTED)
+        rc = prune_exported(cmd, s, c);
     if (st) {
         rc = root ? cli_fail(cmd, st, &err) : 1;
         if (!final_failed)

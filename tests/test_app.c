@@ -159,6 +159,9 @@ static void test_job_errors_name_key_and_line(void **state)
     expect_error(OBJ "strategy:\n  population: 0\n", "j.yaml", "j.yaml:4:",
                  "strategy.population", "out of range");
     expect_error(OBJ "space:\n  stages: 9\n", "j.yaml", "j.yaml:4:", "space.stages", "1..7");
+    expect_error(OBJ "prune:\n  keep: 2\n", "j.yaml", "j.yaml:4:", "prune.keep", "out of range");
+    expect_error(OBJ "prune:\n  distill: often\n", "j.yaml", "j.yaml:4:", "prune.distill", "true or false");
+    expect_error(OBJ "final:\n  kd_alpha: 1.5\n", "j.yaml", "j.yaml:4:", "final.kd_alpha", "out of range");
     expect_error(OBJ "calibrate:\n  passes: 4\n", "j.yaml", "j.yaml:4:", "calibrate.passes", "1..3");
     expect_error(OBJ "calibrate:\n  latency_stat: mean\n", "j.yaml", "j.yaml:4:", "calibrate.latency_stat",
                  "p10");

@@ -109,6 +109,41 @@ static void final_training_can_distill(void **state)
     tu_rmtree(dir);
 }
 
+/* A job's prune: section (here its flags): the exported model pruned after
+ * the export, into EXPORT_DIR/pruned, as `nas prune RUN` does. */
+static void the_exported_model_can_be_pruned(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], args[1024];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    char *out = NULL;
+    assert_int_equal(tu_run_nas(FINAL " --prune-keep 0.5 --prune-target-macs 1000 2>&1", &out), 2);
+    assert_non_null(strstr(out, "one at a time"));
+    free(out);
+    assert_int_equal(tu_run_nas(FINAL " --final-top 0 --prune-keep 0.5 2>&1", &out), 2);
+    assert_non_null(strstr(out, "--final-top 1 or more"));
+    free(out);
+    snprintf(args, sizeof args, FINAL " --final-top 1 --db %s/p.db --name p --export-dir %s/exp --prune-keep 0.5 "
+             "--prune-epochs 1 2>&1", dir, dir);
+    int rc = tu_run_nas(args, &out);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    double m0 = 0, m1 = 0;
+    const char *at = strstr(out, "macs_before");
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "macs_before %lf\nmacs_after %lf", &m0, &m1), 2);
+    assert_true(m1 < m0);
+    assert_non_null(strstr(out, "test_acc_after"));
+    assert_non_null(strstr(out, "final training recorded test accuracy"));
+    free(out);
+    snprintf(args, sizeof args, "test -s %s/exp/pruned/pruned.onnx && test -s %s/exp/pruned/pruned.weights && "
+             "test -s %s/exp/p-final.onnx", dir, dir, dir);
+    assert_int_equal(system(args), 0);
+    tu_rmtree(dir);
+}
+
 /* With a run store, the model exported at the end is the finally trained one:
  * its model card carries the test accuracy that the report printed; with
  * --int8 its quantized model lies beside it and passes the ONNX checker. */
@@ -212,6 +247,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_top_k_are_trained_again_and_tested),
         cmocka_unit_test(final_training_can_distill),
+        cmocka_unit_test(the_exported_model_can_be_pruned),
         cmocka_unit_test(the_exported_model_is_the_finally_trained_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
