@@ -18,6 +18,7 @@
 #include "evaluator/ops.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* the levels, in kern_table.level and simd.h's KERN_LEVEL */
 #define KERN_SCALAR 0
@@ -82,6 +83,16 @@ typedef struct kern_table {
     void (*scale_fwd)(float *y, const float *x, const float *g, int HW, int C);
     void (*scale_bwd)(float *dx, float *dg, const float *dy, const float *x, const float *g,
                       int HW, int C);
+    /* int8 pointwise conv: acc [N,Cout] = bias + sum over i of (x[p,i] - zx) w[i,:]
+     * (quant.h's evq_pw_s32; exact in int32, so every level gives the oracle's
+     * integers). */
+    void (*q_pw)(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N,
+                 int Cin, int Cout);
+    /* int8 depthwise k x k, stride s, pad (k-1)/2 (quant.h's evq_dw_s32) */
+    void (*q_dw)(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B, int H,
+                 int W, int C, int k, int s);
+    /* q[i] = ev_quantize(x[i]) to uint8 with scale and zero (the oracle, bit for bit). */
+    void (*q_u8)(uint8_t *q, const float *x, size_t n, float scale, int zero);
 } kern_table;
 
 /* The active table (chosen on first use, see above). */

@@ -739,6 +739,86 @@ static void scale_bwd(float *dx, float *dg, const float *dy, const float *x, con
 #define DW_DX_PTR(K, S) dw_dx_k##K##s##S,
 #define DW_DW_PTR(K, S) dw_dw_k##K##s##S,
 
+/* ======================= int8 pointwise ================================== */
+
+/* Four input channels per pass over the row of accumulators: a quarter of
+ * the int32 loads and stores of one at a time, and the int8 weights widen
+ * in registers (the compiler vectorises the o loop at this ISA's width). */
+static void q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N, int Cin,
+                 int Cout)
+{
+    for (int p = 0; p < N; p++) {
+        int32_t *restrict a = acc + (size_t)p * Cout;
+        const uint8_t *xp = x + (size_t)p * Cin;
+        memcpy(a, bias, sizeof(int32_t) * (size_t)Cout);
+        int i = 0;
+        for (; i + 4 <= Cin; i += 4) {
+            int32_t x0 = xp[i] - zx, x1 = xp[i + 1] - zx, x2 = xp[i + 2] - zx, x3 = xp[i + 3] - zx;
+            const int8_t *restrict w0 = w + (size_t)i * Cout, *restrict w1 = w0 + Cout;
+            const int8_t *restrict w2 = w1 + Cout, *restrict w3 = w2 + Cout;
+            for (int o = 0; o < Cout; o++)
+                a[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
+        }
+        for (; i < Cin; i++) {
+            int32_t xv = xp[i] - zx;
+            const int8_t *restrict wr = w + (size_t)i * Cout;
+            for (int o = 0; o < Cout; o++)
+                a[o] += xv * wr[o];
+        }
+    }
+}
+
+/* ======================= int8 depthwise ================================== */
+
+static int q_out_side(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
+
+/* One output pixel of a depthwise conv: acc row [C] += taps inside the map. */
+static void q_dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, int H, int W, int C, int k,
+                       int iy0, int ix0)
+{
+    for (int ky = 0; ky < k; ky++) {
+        int iy = iy0 + ky;
+        if (iy < 0 || iy >= H)
+            continue;
+        for (int kx = 0; kx < k; kx++) {
+            int ix = ix0 + kx;
+            if (ix < 0 || ix >= W)
+                continue;
+            const uint8_t *xp = x + ((size_t)iy * W + ix) * C;
+            const int8_t *wp = w + (size_t)(ky * k + kx) * C;
+            for (int c = 0; c < C; c++)
+                a[c] += ((int32_t)xp[c] - zx) * (int32_t)wp[c];
+        }
+    }
+}
+
+static void q_dw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B, int H,
+                 int W, int C, int k, int s)
+{
+    int Ho = q_out_side(H, k, s), Wo = q_out_side(W, k, s), pad = (k - 1) / 2;
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                int32_t *a = acc + (((size_t)b * Ho + oy) * Wo + ox) * C;
+                memcpy(a, bias, sizeof(int32_t) * (size_t)C);
+                q_dw_pixel(a, x + (size_t)b * H * W * C, zx, w, H, W, C, k, oy * s - pad, ox * s - pad);
+            }
+}
+
+/* ev_quantize to [0, 255] in a loop that vectorises (ev_quantize's branches
+ * and libm call keep it scalar): round half to even by nearbyintf (one
+ * instruction from SSE4.1 and NEON on), NaN to the zero point. */
+static void q_u8(uint8_t *q, const float *x, size_t n, float scale, int zero)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] / scale;
+        float r = v == v ? nearbyintf(v) + (float)zero : (float)zero;
+        r = r <= 0.0f ? 0.0f : r;
+        r = r >= 255.0f ? 255.0f : r;
+        q[i] = (uint8_t)(int32_t)r;
+    }
+}
+
 const kern_table KERN_TABLE = {
     .name = KERN_NAME,
     .width = VW,
@@ -756,4 +836,7 @@ const kern_table KERN_TABLE = {
     .pool_fwd = pool_fwd,
     .scale_fwd = scale_fwd,
     .scale_bwd = scale_bwd,
+    .q_pw = q_pw,
+    .q_dw = q_dw,
+    .q_u8 = q_u8,
 };

@@ -587,7 +587,11 @@ double op_xent_forward_backward(float *dlogits, const float *logits, const unsig
     return loss / B;
 }
 
-/* log of sum_c exp(z_c / T), shifted by the max so it cannot overflow */
+/* log of sum_c exp(z_c / T), shifted by the max so it cannot overflow.
+ * Neither this nor its caller is vectorised: B x K values a step, and
+ * aarch64 GCC 12 crashes vectorising their double reductions (internal
+ * compiler error in vect_transform_reduction). */
+__attribute__((optimize("no-tree-vectorize")))
 static double lse_t(const float *z, int K, double T)
 {
     double mx = z[0] / T, se = 0;
@@ -598,6 +602,7 @@ static double lse_t(const float *z, int K, double T)
     return mx + log(se);
 }
 
+__attribute__((optimize("no-tree-vectorize")))
 double op_kd_forward_backward(float *dlogits, const float *logits, const float *teacher,
                               const unsigned char *labels, int B, int K, float eps, float T,
                               float alpha, int *correct)

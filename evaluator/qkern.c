@@ -6,9 +6,12 @@
  * int32 holds 65,000 of them: far more than any layer's k*k*Cin here. The
  * fast versions keep a row of Cout (or C) accumulators and add one input
  * value times a contiguous weight row into it, the loop compilers vectorise;
- * the oracles sum each output element alone, in the formula's order.
+ * the oracles sum each output element alone, in the formula's order. The
+ * pointwise one, the hot one, is the kernel layer's (kern.h): compiled for
+ * each ISA and chosen at run time.
  */
 #include "evaluator/quant.h"
+#include "evaluator/kern.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,17 +19,7 @@
 void evq_pw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N,
                 int Cin, int Cout)
 {
-    for (int p = 0; p < N; p++) {
-        int32_t *a = acc + (size_t)p * Cout;
-        const uint8_t *xp = x + (size_t)p * Cin;
-        memcpy(a, bias, sizeof(int32_t) * (size_t)Cout);
-        for (int i = 0; i < Cin; i++) {
-            int32_t xv = (int32_t)xp[i] - zx;
-            const int8_t *wr = w + (size_t)i * Cout;
-            for (int o = 0; o < Cout; o++)
-                a[o] += xv * (int32_t)wr[o];
-        }
-    }
+    kern_active()->q_pw(acc, x, zx, w, bias, N, Cin, Cout);   /* kern_body.h, at this CPU's level */
 }
 
 void evq_pw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias,
@@ -43,37 +36,10 @@ void evq_pw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, con
 
 static int out_side(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
 
-/* One output pixel of a depthwise conv: acc row [C] += taps inside the map. */
-static void dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, int H, int W, int C, int k,
-                     int iy0, int ix0)
-{
-    for (int ky = 0; ky < k; ky++) {
-        int iy = iy0 + ky;
-        if (iy < 0 || iy >= H)
-            continue;
-        for (int kx = 0; kx < k; kx++) {
-            int ix = ix0 + kx;
-            if (ix < 0 || ix >= W)
-                continue;
-            const uint8_t *xp = x + ((size_t)iy * W + ix) * C;
-            const int8_t *wp = w + (size_t)(ky * k + kx) * C;
-            for (int c = 0; c < C; c++)
-                a[c] += ((int32_t)xp[c] - zx) * (int32_t)wp[c];
-        }
-    }
-}
-
 void evq_dw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B,
                 int H, int W, int C, int k, int s)
 {
-    int Ho = out_side(H, k, s), Wo = out_side(W, k, s), pad = (k - 1) / 2;
-    for (int b = 0; b < B; b++)
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++) {
-                int32_t *a = acc + (((size_t)b * Ho + oy) * Wo + ox) * C;
-                memcpy(a, bias, sizeof(int32_t) * (size_t)C);
-                dw_pixel(a, x + (size_t)b * H * W * C, zx, w, H, W, C, k, oy * s - pad, ox * s - pad);
-            }
+    kern_active()->q_dw(acc, x, zx, w, bias, B, H, W, C, k, s);
 }
 
 void evq_dw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias,
@@ -136,7 +102,11 @@ void evq_requant(uint8_t *y, const int32_t *acc, int N, int C, const float *mult
             tmp[c] = (float)a[c] * mult[c];
         if (act != OP_NONE)
             op_act_forward(tmp, tmp, (size_t)C, act);
-        for (int c = 0; c < C; c++)
-            y[(size_t)p * C + c] = (uint8_t)ev_quantize(tmp[c], py, 0, 255);
+        evq_u8(y + (size_t)p * C, tmp, (size_t)C, py);
     }
+}
+
+void evq_u8(uint8_t *q, const float *x, size_t n, ev_qparam p)
+{
+    kern_active()->q_u8(q, x, n, p.scale, p.zero);
 }

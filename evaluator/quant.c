@@ -365,10 +365,9 @@ static void observe(watch *w, int p, const float *x, size_t n)
 /* x (float, dequantized after) <-> its uint8 values. */
 static void fake_quant(float *x, uint8_t *qv, size_t n, ev_qparam p)
 {
-    for (size_t j = 0; j < n; j++) {
-        qv[j] = (uint8_t)ev_quantize(x[j], p, 0, 255);
+    evq_u8(qv, x, n, p);
+    for (size_t j = 0; j < n; j++)
         x[j] = ev_dequantize(qv[j], p);
-    }
 }
 
 /* A direct float conv (engine order weights), bias added. */

@@ -70,5 +70,7 @@ void evq_conv_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const
  * tmp holds C floats. */
 void evq_requant(uint8_t *y, const int32_t *acc, int N, int C, const float *mult, op_act act,
                  ev_qparam py, float *tmp);
+/* q[i] = ev_quantize(x[i], p, 0, 255) for n values, by the kernel layer. */
+void evq_u8(uint8_t *q, const float *x, size_t n, ev_qparam p);
 
 #endif

@@ -14,6 +14,7 @@
 #include "evaluator/ev.h"
 #include "evaluator/net_priv.h"
 #include "evaluator/quant.h"
+#include "evaluator/kern.h"
 #include "tests/netrand.h"
 
 #include <math.h>
@@ -125,12 +126,61 @@ static void fill_s8(nas_pcg32 *r, int8_t *x, size_t n)
         x[i] = (int8_t)((int)nas_pcg32_bounded(r, 255) - 127);
 }
 
+/* Every kernel level this CPU runs, each made active in turn; auto after. */
+#define FOR_EACH_LEVEL(t)                                                 \
+    for (int li_ = 0; li_ < kern_count(); li_++)                          \
+        for (const kern_table *t = kern_at(li_); t; t = NULL)             \
+            if (kern_cpu_runs(t) && (kern_use(t), 1))
+
+static void pw_one_level(void);
+static void dw_one_level(void);
+
 static void pw_matches_oracle(void **state)
 {
     (void)state;
+    FOR_EACH_LEVEL(t) pw_one_level();
+    kern_use(kern_find("auto", NULL));
+}
+
+static void dw_matches_oracle(void **state)
+{
+    (void)state;
+    FOR_EACH_LEVEL(t) dw_one_level();
+    kern_use(kern_find("auto", NULL));
+}
+
+/* The vector quantizer against ev_quantize: halves (ties to even), the
+ * clamps, NaN and infinities, at every level. */
+static void u8_matches_ev_quantize(void **state)
+{
+    (void)state;
+    ev_qparam ps[3] = {{.scale = 0.05f, .zero = 17}, {.scale = 1.0f, .zero = 0}, {.scale = 3e-3f, .zero = 255}};
+    enum { N = 67 };
+    float x[N];
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 3, 4);
+    FOR_EACH_LEVEL(t) {
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; i < N; i++)
+                x[i] = (float)((nas_pcg32_double(&r) - 0.5) * 40 * ps[k].scale * 255);
+            x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[3] = 1e30f, x[4] = -1e30f;
+            x[5] = 2.5f * ps[k].scale, x[6] = 3.5f * ps[k].scale, x[7] = -0.5f * ps[k].scale;
+            uint8_t q[N];
+            evq_u8(q, x, N, ps[k]);
+            for (int i = 0; i < N; i++)
+                if (q[i] != (uint8_t)ev_quantize(x[i], ps[k], 0, 255))
+                    fail_msg("%s: x %g (scale %g, zero %d): %d, ev_quantize %d", t->name, x[i], ps[k].scale,
+                             ps[k].zero, q[i], ev_quantize(x[i], ps[k], 0, 255));
+        }
+    }
+    kern_use(kern_find("auto", NULL));
+}
+
+static void pw_one_level(void)
+{
     nas_pcg32 r;
     nas_pcg32_seed(&r, 5, 6);
-    static const int shapes[][3] = {{1, 1, 1}, {7, 3, 5}, {49, 16, 24}, {13, 96, 17}, {4, 576, 8}};
+    static const int shapes[][3] = {{1, 1, 1}, {7, 3, 5}, {5, 5, 33}, {3, 7, 70}, {49, 16, 24}, {13, 96, 17}, {4, 576, 8}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         int N = shapes[t][0], Ci = shapes[t][1], Co = shapes[t][2];
         uint8_t *x = malloc((size_t)N * Ci);
@@ -149,9 +199,8 @@ static void pw_matches_oracle(void **state)
     }
 }
 
-static void dw_matches_oracle(void **state)
+static void dw_one_level(void)
 {
-    (void)state;
     nas_pcg32 r;
     nas_pcg32_seed(&r, 8, 9);
     for (int k = 3; k <= 7; k += 2)
@@ -441,6 +490,7 @@ int main(void)
         cmocka_unit_test(requant_hand_values),
         cmocka_unit_test(pw_matches_oracle),
         cmocka_unit_test(dw_matches_oracle),
+        cmocka_unit_test(u8_matches_ev_quantize),
         cmocka_unit_test(float_mode_matches_engine),
         cmocka_unit_test(int8_matches_reference),
         cmocka_unit_test(bad_calibration_is_refused),
