@@ -177,6 +177,15 @@ bench-compress: $(BUILD)/bench/bench_compress
 	nice $(BUILD)/bench/bench_compress --out $(BUILD)/bench/compress $(BENCH_COMPRESS_ARGS)
 $(BUILD)/tests/test_onnx $(BUILD)/tests/test_quant: | $(ORT_PKG)
 
+# ---- nas's int8 inference beside its float engine, batch 1, 1 thread (issue 16).
+# Option: make bench-qinfer BENCH_QINFER_ARGS='--spec mobilenetv2'.
+.PHONY: bench-qinfer
+$(BUILD)/bench/bench_qinfer: bench/bench_qinfer.c bench/bench_machine.h $(LIB) | $(SETUP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+bench-qinfer: $(BUILD)/bench/bench_qinfer
+	nice $(BUILD)/bench/bench_qinfer $(BENCH_QINFER_ARGS)
+
 # ---- knowledge distillation on Fashion-MNIST (issue 16): a small student with
 # and without a trained teacher, same seeds and epochs (bench/bench_distill.c).
 # Knobs: make bench-distill BENCH_DISTILL_ARGS='--train 20000 --epochs 2 --seeds 3 --alpha 0.7 --temp 4'.
