@@ -1,17 +1,20 @@
-/* net.c — a space_net made into a trainable network.
+/* net.c — a space_net made into a trainable network, run op by op from its
+ * layer list (space_layers_build), the one description of the network that
+ * the cost model, the predictor's features, the int8 path and the ONNX
+ * export walk too. No MBConv block is spelled out here: forward, backward,
+ * fused inference and the memory layout are each one loop over the ops.
  *
- * Memory is laid out once, from the spec, before anything runs: parameters,
- * gradients, momentum, activations and scratch are one nas_malloc'd block
- * each, with every tensor an offset into its block (as llm.c does). The same
- * layout pass sizes ev_net_plan and fills ev_net_create, so the plan is the
- * truth. The layout walks the layer list (space_unit_ops), unit by unit, so
- * tensor names and sizes are the ones the cost model and the ONNX export
- * see. Training keeps every activation backward needs; inference-only nets
- * alternate two regions, block by block, since nothing is kept.
+ * Memory is laid out once, before anything runs: parameters, gradients,
+ * momentum, activations and scratch are one nas_malloc'd block each, with
+ * every tensor an offset into its block (as llm.c does). The same layout pass
+ * sizes ev_net_plan and fills ev_net_create, so the plan is the truth.
+ * Training keeps every activation backward needs; inference-only nets
+ * alternate two regions, unit by unit (stem, each block, head), since
+ * nothing is kept.
  *
- * Backward walks the blocks in reverse with three gradient buffers, each as
- * large as the largest activation; which holds what is spelled out in
- * block_backward.
+ * Backward walks the ops in reverse with three gradient buffers, each as
+ * large as the largest activation: the op's output gradient, a free one, and
+ * while inside a residual unit the skip path's gradient (net_backward).
  */
 #include "evaluator/net_priv.h"
 #include "evaluator/ops.h"
@@ -39,13 +42,20 @@ typedef struct {
     size_t mean, rstd;                 /* activations: this batch's statistics */
 } bn_t;
 
+/* One op of the layer list as the engine runs it. Offsets are into the
+ * parameter or activation block. An ACT right after a BN is applied by that
+ * BN (folded); an ADD adds in place into its first input; neither has a
+ * buffer of its own, so y names the buffer holding its output. */
 typedef struct {
-    const space_block *sb;
-    int expand;
-    size_t w_exp, w_dw, w_proj, se_w1, se_b1, se_w2, se_b2;
-    bn_t bn_exp, bn_dw, bn_proj;
-    size_t in, ez, ea, dz, da, sp, s1z, s1a, s2z, g, u, pz, y;   /* activations */
-} blk_t;
+    const space_op *o;
+    size_t w, b;                    /* conv, dwconv, linear; SE: its reducing linear */
+    size_t w2, b2;                  /* SE: its expanding linear */
+    bn_t bn;
+    size_t y;                       /* output */
+    size_t sp, s1z, s1a, s2z, g;    /* SE: pooled, reduce, its act, expand, gate (y: the scaled map) */
+    size_t mask;                    /* dropout (training) */
+    int folded;                     /* ACT applied by the BN before it */
+} evop;
 
 struct ev_net {
     space_net arch;
@@ -55,14 +65,9 @@ struct ev_net {
     float *params, *grads, *mom, *acts, *scratch;
     size_t n_params, n_acts, n_scratch;
 
-    size_t input, stem_w, stem_z, stem_a;
-    bn_t stem_bn;
-    blk_t blk[SPACE_MAX_BLOCKS];
-    size_t head_w, head_z, head_a;
-    bn_t head_bn;
-    size_t pool_in, pooled, fc_w, fc_b, fc_z, fc_a, drop_mask, drop_out, cls_w, cls_b, logits;
-    size_t feat;                      /* what the classifier reads */
-
+    space_layers layers;
+    evop *op;                         /* one per layer-list op */
+    size_t input, logits;
     size_t col, partial, gbuf[3], dlogits;   /* scratch */
     size_t gbuf_n;
 
@@ -79,6 +84,7 @@ typedef struct {
     int inference;            /* activations in two alternating regions */
     size_t region, seg_start, seg_max;
     size_t max_tensor;        /* largest activation tensor, for the gradient buffers */
+    size_t max_col;           /* largest im2col matrix (a conv wider than 1x1) */
     int max_c;
     int error;
 } layout_t;
@@ -164,145 +170,111 @@ static void lay_linear(layout_t *L, size_t *w, size_t *b, const char *prefix, in
     *b = lay_param(L, nm, 1, bs, "C", 0, 1);
 }
 
-/* Where the stem, one block or the head keeps its offsets while its ops are
- * laid out: the conv being laid, its pre-BN output (z) and post-activation
- * output (a), and the BN between them. */
-typedef struct {
-    size_t *w, *z, *a;
-    bn_t *bn;
-} slot_t;
 
-/* The slot of conv op o of its unit: a block's conv before its depthwise one
- * is the expansion, after it the projection. */
-static slot_t conv_slot(ev_net *n, const space_op *o, int seen_dw)
+static void lay_se(layout_t *L, evop *k, size_t B)
 {
-    if (o->block < 0 && o->unit == 0)
-        return (slot_t){&n->stem_w, &n->stem_z, &n->stem_a, &n->stem_bn};
-    if (o->block < 0)
-        return (slot_t){&n->head_w, &n->head_z, &n->head_a, &n->head_bn};
-    blk_t *k = &n->blk[o->block];
-    if (o->kind == SPACE_OP_DWCONV)
-        return (slot_t){&k->w_dw, &k->dz, &k->da, &k->bn_dw};
-    if (!seen_dw)
-        return (slot_t){&k->w_exp, &k->ez, &k->ea, &k->bn_exp};
-    return (slot_t){&k->w_proj, &k->pz, &k->y, &k->bn_proj};
-}
-
-static void lay_se(layout_t *L, blk_t *k, const space_op *o, size_t B)
-{
+    const space_op *o = k->o;
     char nm[48];
     size_t nout = B * o->out_hw * o->out_hw;
     snprintf(nm, sizeof nm, "%s.reduce", o->name);
-    lay_linear(L, &k->se_w1, &k->se_b1, nm, o->in_ch, o->mid_ch);
+    lay_linear(L, &k->w, &k->b, nm, o->in_ch, o->mid_ch);
     snprintf(nm, sizeof nm, "%s.expand", o->name);
-    lay_linear(L, &k->se_w2, &k->se_b2, nm, o->mid_ch, o->out_ch);
+    lay_linear(L, &k->w2, &k->b2, nm, o->mid_ch, o->out_ch);
     k->sp = lay_act(L, B * o->out_ch);
     k->s1z = lay_act(L, B * o->mid_ch);
     k->s1a = lay_act(L, B * o->mid_ch);
     k->s2z = lay_act(L, B * o->out_ch);
     k->g = lay_act(L, B * o->out_ch);
-    k->u = lay_act(L, nout * o->out_ch);
+    k->y = lay_act(L, nout * o->out_ch);
     /* SE's backward keeps three small vectors in one gradient buffer */
     size_t se_need = B * (2 * (size_t)o->out_ch + o->mid_ch) + 48;
     if (se_need > L->max_tensor)
         L->max_tensor = se_need;
 }
 
-/* The head's pooling, fc and classifier (its last op, with dropout's buffers
- * in training). */
-static void lay_tail(layout_t *L, const space_op *o, size_t B, size_t *prev, int last)
+/* Op i's parameters (in the order weight files and ev_net_tensors keep) and
+ * its output buffer. */
+static void lay_op(layout_t *L, int i, size_t B)
 {
     ev_net *n = L->n;
-    if (o->kind == SPACE_OP_POOL) {
-        n->pool_in = *prev;
-        n->pooled = n->feat = lay_act(L, B * o->out_ch);
-        return;
-    }
-    if (!last) {
-        lay_linear(L, &n->fc_w, &n->fc_b, o->name, o->in_ch, o->out_ch);
-        n->fc_z = lay_act(L, B * o->out_ch);
-        n->fc_a = n->feat = lay_act(L, B * o->out_ch);
-        return;
-    }
-    if (!L->inference) {
-        n->drop_mask = lay_act(L, B * o->in_ch);
-        n->drop_out = lay_act(L, B * o->in_ch);
-    }
-    lay_linear(L, &n->cls_w, &n->cls_b, o->name, o->in_ch, o->out_ch);
-    n->logits = lay_act(L, B * o->out_ch);
-}
-
-/* One unit's parameters and activations, op by op from the layer list.
- * `prev` is the activation the unit reads; on return, the one it writes. */
-static void lay_unit(layout_t *L, const space_op *ops, int k, size_t B, size_t *prev)
-{
-    ev_net *n = L->n;
+    evop *k = &n->op[i];
+    const space_op *o = k->o;
+    size_t nout = B * o->out_hw * o->out_hw * o->out_ch;
+    const evop *in = o->in >= 0 ? &n->op[o->in] : NULL;
     char nm[48];
-    int seen_dw = 0;
-    slot_t sl = {0};
-    if (ops[0].block >= 0) {
-        blk_t *b = &n->blk[ops[0].block];
-        b->sb = &n->arch.blocks[ops[0].block];
-        b->in = *prev;
-        b->expand = b->sb->exp_ch != b->sb->in_ch;
-    }
-    for (int i = 0; i < k; i++) {
-        const space_op *o = &ops[i];
-        size_t nout = B * o->out_hw * o->out_hw;
-        switch (o->kind) {
-        case SPACE_OP_CONV:
-        case SPACE_OP_DWCONV:
-            sl = conv_slot(n, o, seen_dw);
-            snprintf(nm, sizeof nm, "%s.conv", o->name);
-            if (o->kind == SPACE_OP_DWCONV) {
-                int dws[3] = {o->kernel, o->kernel, o->out_ch};
-                *sl.w = lay_param(L, nm, 3, dws, "KKC", 1, 1);
-                seen_dw = 1;
-            } else {
-                lay_conv(L, sl.w, nm, o->kernel, o->in_ch, o->out_ch);
-            }
-            break;
-        case SPACE_OP_BN:
-            lay_bn(L, sl.bn, o->name, o->out_ch);
-            *sl.z = lay_act(L, nout * o->out_ch);
-            *prev = *sl.a = lay_act(L, nout * o->out_ch);
-            break;
-        case SPACE_OP_SE:
-            lay_se(L, &n->blk[o->block], o, B);
-            break;
-        case SPACE_OP_POOL:
-        case SPACE_OP_LINEAR:
-            lay_tail(L, o, B, prev, i == k - 1);
-            break;
-        default:   /* activations, adds and dropout write in place or in their op's buffers */
-            break;
+    k->folded = 0;
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+    case SPACE_OP_DWCONV:
+        snprintf(nm, sizeof nm, "%s.conv", o->name);
+        if (o->kind == SPACE_OP_DWCONV) {
+            int dws[3] = {o->kernel, o->kernel, o->out_ch};
+            k->w = lay_param(L, nm, 3, dws, "KKC", 1, 1);
+        } else {
+            lay_conv(L, &k->w, nm, o->kernel, o->in_ch, o->out_ch);
+            /* the input's conv (the stem) and any conv wider than 1x1 go through im2col */
+            size_t col = B * o->out_hw * o->out_hw * o->kernel * o->kernel * o->in_ch;
+            if ((o->in < 0 || o->kernel != 1 || o->stride != 1) && col > L->max_col)
+                L->max_col = col;
         }
+        k->y = lay_act(L, nout);
+        break;
+    case SPACE_OP_BN:
+        lay_bn(L, &k->bn, o->name, o->out_ch);
+        k->y = lay_act(L, nout);
+        break;
+    case SPACE_OP_ACT:
+        k->folded = in && in->o->kind == SPACE_OP_BN;
+        k->y = k->folded ? in->y : lay_act(L, nout);
+        break;
+    case SPACE_OP_SE:
+        lay_se(L, k, B);
+        break;
+    case SPACE_OP_ADD:
+        k->y = in->y;
+        break;
+    case SPACE_OP_POOL:
+        k->y = lay_act(L, B * o->out_ch);
+        break;
+    case SPACE_OP_LINEAR:
+        lay_linear(L, &k->w, &k->b, o->name, o->in_ch, o->out_ch);
+        k->y = lay_act(L, B * o->out_ch);
+        break;
+    case SPACE_OP_DROPOUT:
+        if (L->inference) {
+            k->y = in->y;   /* the identity at inference */
+        } else {
+            k->mask = lay_act(L, nout);
+            k->y = lay_act(L, nout);
+        }
+        break;
     }
 }
 
 static void layout_pass(layout_t *L)
 {
     ev_net *n = L->n;
-    const space_net *a = &n->arch;
     size_t B = (size_t)n->batch;
     n->n_tensors = 0;
     L->p = L->a = 0;
     L->seg_start = 0;
     L->seg_max = 0;
     L->max_tensor = 0;
+    L->max_col = 0;
     L->max_c = 0;
 
     /* segments: the stem -1, block i i, the head n_blocks (unit u is segment u - 1) */
     lay_segment(L, -1);
+    const space_net *a = &n->arch;
     n->input = L->inference ? 0   /* inference reads the caller's x */
                             : lay_act(L, B * a->resolution * a->resolution * a->in_ch);
-    size_t prev = 0;
-    space_op ops[SPACE_UNIT_MAX_OPS];
-    for (int u = 0; u < space_unit_count(a); u++) {
-        if (u > 0)
+    for (int i = 0; i < n->layers.n; i++) {
+        int u = n->layers.op[i].unit;
+        if (u > 0 && u != n->layers.op[i - 1].unit)
             lay_segment(L, u - 1);
-        lay_unit(L, ops, space_unit_ops(a, u, 0, ops), B, &prev);
+        lay_op(L, i, B);
     }
+    n->logits = n->op[n->layers.n - 1].y;
     if (a->head_in_ch > L->max_c)
         L->max_c = a->head_in_ch;
 }
@@ -328,8 +300,7 @@ static int layout(ev_net *n)
 
     size_t s = 0;
     n->col = s;
-    s += (B * a->stem_out_hw * a->stem_out_hw * a->stem_kernel * a->stem_kernel * a->in_ch + 15) &
-         ~(size_t)15;
+    s += (L.max_col + 15) & ~(size_t)15;
     n->partial = s;
     s += ops_partial_floats(n->max_threads, L.max_c, 7);
     n->gbuf_n = (L.max_tensor + 15) & ~(size_t)15;
@@ -349,7 +320,8 @@ static int layout(ev_net *n)
     p->optim = n->training ? p->params : 0;
     p->acts = n->n_acts * sizeof(float);
     p->scratch = n->n_scratch * sizeof(float);
-    p->total = p->params + p->grads + p->optim + p->acts + p->scratch + sizeof(ev_net);
+    p->total = p->params + p->grads + p->optim + p->acts + p->scratch + sizeof(ev_net) +
+               sizeof(evop) * (size_t)n->layers.n + sizeof(space_op) * (size_t)n->layers.n;
     return 0;
 }
 
@@ -414,25 +386,54 @@ static nas_status check_arch(const space_net *arch, int batch, nas_err *err)
     return NAS_OK;
 }
 
-nas_status ev_net_plan(const space_net *arch, int batch, int training, ev_memplan *plan, nas_err *err)
+
+/* The header of a net, its layer list and its layout; no parameter or
+ * activation memory yet. */
+static nas_status net_header(const space_net *arch, int batch, int training, int threads, ev_net **out,
+                             nas_err *err)
 {
+    *out = NULL;
     nas_status st = check_arch(arch, batch, err);
     if (st)
         return st;
     ev_net *n = nas_malloc(sizeof *n);
     if (!n)
-        return nas_errf(err, NAS_ENOMEM, "network plan: out of memory");
+        return nas_errf(err, NAS_ENOMEM, "network: out of memory for the network header");
     memset(n, 0, sizeof *n);
     n->arch = *arch;
     n->batch = batch;
     n->training = training;
-    n->threads = n->max_threads = default_threads(0);
-    if (layout(n)) {
+    n->threads = default_threads(threads);
+    n->max_threads = n->threads > default_threads(0) ? n->threads : default_threads(0);
+    st = space_layers_build(arch, &n->layers, err);
+    if (st) {
         nas_free(n);
+        return st;
+    }
+    n->op = nas_malloc(sizeof(evop) * (size_t)n->layers.n);
+    if (!n->op) {
+        ev_net_free(n);
+        return nas_errf(err, NAS_ENOMEM, "network: out of memory for %d ops", n->layers.n);
+    }
+    memset(n->op, 0, sizeof(evop) * (size_t)n->layers.n);
+    for (int i = 0; i < n->layers.n; i++)
+        n->op[i].o = &n->layers.op[i];
+    if (layout(n)) {
+        ev_net_free(n);
         return nas_errf(err, NAS_EINVAL, "network: more than %d parameter tensors", MAX_TENSORS);
     }
+    *out = n;
+    return NAS_OK;
+}
+
+nas_status ev_net_plan(const space_net *arch, int batch, int training, ev_memplan *plan, nas_err *err)
+{
+    ev_net *n;
+    nas_status st = net_header(arch, batch, training, 0, &n, err);
+    if (st)
+        return st;
     *plan = n->plan;
-    nas_free(n);
+    ev_net_free(n);
     return NAS_OK;
 }
 
@@ -473,28 +474,18 @@ static void init_params(ev_net *n, uint64_t seed)
     }
 }
 
+
 nas_status ev_net_create(const space_net *arch, const ev_net_opts *opts, ev_net **out, nas_err *err)
 {
     *out = NULL;
-    nas_status st = check_arch(arch, opts ? opts->batch : 0, err);
+    ev_net *n;
+    nas_status st = net_header(arch, opts ? opts->batch : 0, opts ? opts->training : 0,
+                               opts ? opts->threads : 0, &n, err);
     if (st)
         return st;
-    ev_net *n = nas_malloc(sizeof *n);
-    if (!n)
-        return nas_errf(err, NAS_ENOMEM, "network: out of memory for the network header");
-    memset(n, 0, sizeof *n);
-    n->arch = *arch;
-    n->batch = opts->batch;
-    n->training = opts->training;
-    n->threads = default_threads(opts->threads);
-    n->max_threads = n->threads > default_threads(0) ? n->threads : default_threads(0);
     space_cost cost;
     space_cost_of(arch, NULL, 0, &cost);
     n->macs = (double)cost.macs;
-    if (layout(n)) {
-        st = nas_errf(err, NAS_EINVAL, "network: more than %d parameter tensors", MAX_TENSORS);
-        goto cleanup;
-    }
     const ev_memplan *p = &n->plan;
     if (opts->mem_limit && p->total > opts->mem_limit) {
         st = nas_errf(err, NAS_ENOMEM,
@@ -541,11 +532,12 @@ void ev_net_free(ev_net *n)
     nas_free(n->mom);
     nas_free(n->acts);
     nas_free(n->scratch);
+    nas_free(n->op);
+    space_layers_free(&n->layers);
     nas_free(n);
 }
 
 const space_net *ev_net_arch(const ev_net *n) { return &n->arch; }
-
 int ev_net_tensors(const ev_net *n, ev_tensor *out, int max)
 {
     for (int i = 0; i < n->n_tensors && i < max; i++) {
@@ -592,79 +584,110 @@ static void bn_bwd(ev_net *n, const op_ctx *cx, const bn_t *bn, float *d, size_t
                        P(bn->gamma), P(bn->beta), N, bn->c, act);
 }
 
-/* Squeeze-excite of the depthwise output da [B, ohw, E] into u, the one
+
+/* What op k reads: the caller's input batch for the first op. */
+static const float *in_of(ev_net *n, const evop *k, const float *x)
+{
+    return k->o->in < 0 ? x : A(n->op[k->o->in].y);
+}
+
+/* The activation a BN applies: that of the ACT folded into it. */
+static op_act bn_act(const ev_net *n, int i)
+{
+    const evop *next = i + 1 < n->layers.n ? &n->op[i + 1] : NULL;
+    return next && next->folded ? evn_act_of(next->o->act) : OP_NONE;
+}
+
+/* Squeeze-excite of the depthwise output x [B, ohw, E] into y, the one
  * forward that training and inference share (se_backward is its pair):
  *   sp = mean over the map, s1z = sp W1 + b1, s1a = se_act(s1z),
- *   s2z = s1a W2 + b2, g = gate(s2z), u = da * g per channel.
- * Returns u, what the projection reads. */
-static size_t se_forward(ev_net *n, const blk_t *k, int B)
+ *   s2z = s1a W2 + b2, g = gate(s2z), y = x * g per channel. */
+static void se_forward(ev_net *n, const evop *k, const float *x, int B)
 {
-    const space_net *a = &n->arch;
-    const space_block *b = k->sb;
-    int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
-    op_pool_forward(A(k->sp), A(k->da), B, ohw, E);
-    op_linear_forward(A(k->s1z), A(k->sp), P(k->se_w1), P(k->se_b1), B, E, b->se_ch);
-    op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * b->se_ch, evn_act_of(a->se_act));
-    op_linear_forward(A(k->s2z), A(k->s1a), P(k->se_w2), P(k->se_b2), B, b->se_ch, E);
-    op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-    op_scale_forward(A(k->u), A(k->da), A(k->g), B, ohw, E);
-    return k->u;
+    const space_op *o = k->o;
+    int ohw = o->out_hw * o->out_hw, E = o->out_ch, S = o->mid_ch;
+    op_pool_forward(A(k->sp), x, B, ohw, E);
+    op_linear_forward(A(k->s1z), A(k->sp), P(k->w), P(k->b), B, E, S);
+    op_act_forward(A(k->s1a), A(k->s1z), (size_t)B * S, evn_act_of(o->act));
+    op_linear_forward(A(k->s2z), A(k->s1a), P(k->w2), P(k->b2), B, S, E);
+    op_act_forward(A(k->g), A(k->s2z), (size_t)B * E, gate_of(o->gate));
+    op_scale_forward(A(k->y), x, A(k->g), B, ohw, E);
+}
+
+/* The ops that run alike in training and at inference; returns 0 for the
+ * others (convs, BN, dropout). */
+static int op_shared(ev_net *n, const evop *k, const float *x, int B)
+{
+    const space_op *o = k->o;
+    const float *in = in_of(n, k, x);
+    size_t len = (size_t)B * o->out_hw * o->out_hw * o->out_ch;
+    switch (o->kind) {
+    case SPACE_OP_ACT:
+        if (!k->folded)
+            op_act_forward(A(k->y), in, len, evn_act_of(o->act));
+        break;
+    case SPACE_OP_SE:
+        se_forward(n, k, in, B);
+        break;
+    case SPACE_OP_ADD:
+        op_add(A(k->y), o->in2 < 0 ? x : A(n->op[o->in2].y), len);
+        break;
+    case SPACE_OP_POOL:
+        op_pool_forward(A(k->y), in, B, o->in_hw * o->in_hw, o->out_ch);
+        break;
+    case SPACE_OP_LINEAR:
+        op_linear_forward(A(k->y), in, P(k->w), P(k->b), B, o->in_ch, o->out_ch);
+        break;
+    default:
+        return 0;
+    }
+    return 1;
+}
+
+/* Op i in training mode (batch statistics, dropout from rng). */
+static void op_forward(ev_net *n, const op_ctx *cx, int i, const float *x, int B, nas_pcg32 *rng)
+{
+    const evop *k = &n->op[i];
+    const space_op *o = k->o;
+    const float *in = in_of(n, k, x);
+    int N = B * o->in_hw * o->in_hw, M = B * o->out_hw * o->out_hw;
+    size_t len = (size_t)M * o->out_ch;
+    if (op_shared(n, k, x, B))
+        return;
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+        if (o->in < 0 || o->kernel != 1 || o->stride != 1)
+            op_conv_forward(cx, A(k->y), S(n->col), in, P(k->w), B, o->in_hw, o->in_hw, o->in_ch,
+                            o->out_ch, o->kernel, o->stride);
+        else
+            op_pw_forward(cx, A(k->y), in, P(k->w), N, o->in_ch, o->out_ch);
+        break;
+    case SPACE_OP_DWCONV:
+        op_dw_forward(cx, A(k->y), in, P(k->w), B, o->in_hw, o->in_hw, o->out_ch, o->kernel, o->stride);
+        break;
+    case SPACE_OP_BN:
+        bn_fwd(n, cx, &k->bn, k->y, n->op[o->in].y, M, bn_act(n, i), 1);
+        break;
+    case SPACE_OP_DROPOUT: {
+        double rate = n->arch.dropout;
+        float inv = 1.0f / (1.0f - (float)rate), *m = A(k->mask);
+        for (size_t j = 0; j < len; j++)
+            m[j] = nas_pcg32_double(rng) < rate ? 0.0f : inv;
+        op_dropout_forward(A(k->y), in, m, len);
+        break;
+    }
+    default:
+        break;
+    }
 }
 
 /* x: the input batch (B x res x res x in_ch). */
-static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg32 *rng)
+static void net_forward(ev_net *n, const float *x, int B, nas_pcg32 *rng)
 {
-    const space_net *a = &n->arch;
     op_ctx cx = {n->threads, S(n->partial)};
     ops_set_threads(n->threads);
-    int hw = a->stem_out_hw;
-    op_conv_forward(&cx, A(n->stem_z), S(n->col), x, P(n->stem_w), B, a->resolution, a->resolution,
-                    a->in_ch, a->stem_ch, a->stem_kernel, a->stem_stride);
-    bn_fwd(n, &cx, &n->stem_bn, n->stem_a, n->stem_z, B * hw * hw, evn_act_of(a->stem_act), training);
-
-    for (int i = 0; i < a->n_blocks; i++) {
-        const blk_t *k = &n->blk[i];
-        const space_block *b = k->sb;
-        int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-        op_act act = evn_act_of(b->act);
-        size_t dwin = k->in;
-        if (k->expand) {
-            op_pw_forward(&cx, A(k->ez), A(k->in), P(k->w_exp), nin, b->in_ch, E);
-            bn_fwd(n, &cx, &k->bn_exp, k->ea, k->ez, nin, act, training);
-            dwin = k->ea;
-        }
-        op_dw_forward(&cx, A(k->dz), A(dwin), P(k->w_dw), B, b->in_hw, b->in_hw, E, b->kernel,
-                      b->stride);
-        bn_fwd(n, &cx, &k->bn_dw, k->da, k->dz, nout, act, training);
-        size_t pin = b->se_ch > 0 ? se_forward(n, k, B) : k->da;
-        op_pw_forward(&cx, A(k->pz), A(pin), P(k->w_proj), nout, E, b->out_ch);
-        bn_fwd(n, &cx, &k->bn_proj, k->y, k->pz, nout, OP_NONE, training);
-        if (b->residual)
-            op_add(A(k->y), A(k->in), (size_t)nout * b->out_ch);
-    }
-
-    hw = a->head_hw;
-    if (a->head_ch > 0) {
-        size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
-        op_pw_forward(&cx, A(n->head_z), A(hin), P(n->head_w), B * hw * hw, a->head_in_ch, a->head_ch);
-        bn_fwd(n, &cx, &n->head_bn, n->head_a, n->head_z, B * hw * hw, evn_act_of(a->head_act), training);
-    }
-    op_pool_forward(A(n->pooled), A(n->pool_in), B, hw * hw, a->pool_ch);
-    if (a->fc_ch > 0) {
-        op_linear_forward(A(n->fc_z), A(n->pooled), P(n->fc_w), P(n->fc_b), B, a->pool_ch, a->fc_ch);
-        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, evn_act_of(a->fc_act));
-    }
-    size_t feat = n->feat;
-    if (training && a->dropout > 0) {
-        float keep = 1.0f - (float)a->dropout, inv = 1.0f / keep;
-        float *m = A(n->drop_mask);
-        for (size_t j = 0; j < (size_t)B * a->classifier_in; j++)
-            m[j] = nas_pcg32_double(rng) < a->dropout ? 0.0f : inv;
-        op_dropout_forward(A(n->drop_out), A(feat), m, (size_t)B * a->classifier_in);
-        feat = n->drop_out;
-    }
-    op_linear_forward(A(n->logits), A(feat), P(n->cls_w), P(n->cls_b), B, a->classifier_in,
-                      a->num_classes);
+    for (int i = 0; i < n->layers.n; i++)
+        op_forward(n, &cx, i, x, B, rng);
 }
 
 /* Inference: every conv with its batch norm (running statistics), activation
@@ -672,13 +695,68 @@ static void net_forward(ev_net *n, const float *x, int B, int training, nas_pcg3
  * tensor is written. The BN affine is recomputed from the parameters on every
  * call (a few thousand channels, a few microseconds): nothing is cached, so
  * whatever writes the parameters (SGD, weight loading, a caller through
- * ev_net_tensors) is seen at once. The rest is net_forward's eval path. */
-static void pw_bn(ev_net *n, const op_ctx *cx, size_t y, const float *x, size_t w, const bn_t *bn,
-                  const float *res, int N, int Cin, op_act act)
+ * ev_net_tensors) is seen at once. */
+static void bn_affine(ev_net *n, const bn_t *bn, float *sc, float *sh)
 {
-    float sc[bn->c], sh[bn->c];
     op_bn_eval_affine(sc, sh, P(bn->gamma), P(bn->beta), P(bn->rmean), P(bn->rvar), bn->c);
-    op_pw_bn_act_infer(cx, A(y), x, P(w), sc, sh, res, N, Cin, bn->c, act);
+}
+
+/* The conv or dwconv at op i with the BN after it, the ACT folded into that
+ * and the residual ADD after those, in one pass. Returns the op after them. */
+static int conv_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
+{
+    const evop *k = &n->op[i], *bn = &n->op[i + 1];
+    const space_op *o = k->o;
+    int j = i + 2;
+    op_act act = bn_act(n, i + 1);
+    j += j < n->layers.n && n->op[j].folded;
+    const float *res = NULL;
+    if (j < n->layers.n && n->op[j].o->kind == SPACE_OP_ADD && n->op[j].o->in == j - 1) {
+        int src = n->op[j].o->in2;
+        res = src < 0 ? x : A(n->op[src].y);
+        j++;
+    }
+    const float *in = in_of(n, k, x);
+    int N = B * o->in_hw * o->in_hw, M = B * o->out_hw * o->out_hw, C = o->out_ch;
+    float sc[C], sh[C];
+    bn_affine(n, &bn->bn, sc, sh);
+    if (o->kind == SPACE_OP_DWCONV) {
+        op_dw_bn_act_infer(cx, A(bn->y), in, P(k->w), sc, sh, B, o->in_hw, o->in_hw, C, o->kernel,
+                           o->stride, act);
+        if (res)
+            op_add(A(bn->y), res, (size_t)M * C);
+    } else if (o->in < 0 || o->kernel != 1 || o->stride != 1) {
+        /* im2col, then a pointwise conv over the patches */
+        op_conv_im2col(cx, S(n->col), in, B, o->in_hw, o->in_hw, o->in_ch, o->kernel, o->stride);
+        op_pw_bn_act_infer(cx, A(bn->y), S(n->col), P(k->w), sc, sh, res, M,
+                           o->kernel * o->kernel * o->in_ch, C, act);
+    } else {
+        op_pw_bn_act_infer(cx, A(bn->y), in, P(k->w), sc, sh, res, N, o->in_ch, C, act);
+    }
+    return j;
+}
+
+/* Op i at inference; returns the next op to run. */
+static int op_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
+{
+    const evop *k = &n->op[i];
+    const space_op *o = k->o;
+    const float *in = in_of(n, k, x);
+    size_t len = (size_t)B * o->out_hw * o->out_hw * o->out_ch;
+    if (op_shared(n, k, x, B))
+        return i + 1;
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+    case SPACE_OP_DWCONV:
+        return conv_infer(n, cx, i, x, B);
+    case SPACE_OP_DROPOUT:   /* the identity; a training net has a buffer of its own for it */
+        if (A(k->y) != in)
+            memcpy(A(k->y), in, sizeof(float) * len);
+        break;
+    default:   /* a BN: run by conv_infer with the conv before it, as every BN follows a conv */
+        break;
+    }
+    return i + 1;
 }
 
 /* Waking a sleeping OpenMP thread (OMP_WAIT_POLICY=passive, as nas and the
@@ -690,143 +768,114 @@ static void pw_bn(ev_net *n, const op_ctx *cx, size_t y, const float *x, size_t 
 
 static void net_infer(ev_net *n, const float *x, int B)
 {
-    const space_net *a = &n->arch;
     int T = (double)B * n->macs < INFER_THREADS_MIN_MACS ? 1 : n->threads;
     op_ctx cx = {T, S(n->partial)};
     ops_set_threads(T);
-    int hw = a->stem_out_hw;
-    {
-        /* the stem: im2col, then a pointwise conv over the patches */
-        int kk = a->stem_kernel * a->stem_kernel * a->in_ch;
-        op_conv_im2col(&cx, S(n->col), x, B, a->resolution, a->resolution, a->in_ch,
-                       a->stem_kernel, a->stem_stride);
-        pw_bn(n, &cx, n->stem_a, S(n->col), n->stem_w, &n->stem_bn, NULL, B * hw * hw, kk,
-              evn_act_of(a->stem_act));
-    }
-    for (int i = 0; i < a->n_blocks; i++) {
-        const blk_t *k = &n->blk[i];
-        const space_block *b = k->sb;
-        int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-        op_act act = evn_act_of(b->act);
-        size_t dwin = k->in;
-        if (k->expand) {
-            pw_bn(n, &cx, k->ea, A(k->in), k->w_exp, &k->bn_exp, NULL, nin, b->in_ch, act);
-            dwin = k->ea;
-        }
-        {
-            float sc[E], sh[E];
-            const bn_t *bn = &k->bn_dw;
-            op_bn_eval_affine(sc, sh, P(bn->gamma), P(bn->beta), P(bn->rmean), P(bn->rvar), E);
-            op_dw_bn_act_infer(&cx, A(k->da), A(dwin), P(k->w_dw), sc, sh, B, b->in_hw, b->in_hw, E,
-                               b->kernel, b->stride, act);
-        }
-        size_t pin = b->se_ch > 0 ? se_forward(n, k, B) : k->da;
-        pw_bn(n, &cx, k->y, A(pin), k->w_proj, &k->bn_proj, b->residual ? A(k->in) : NULL, nout, E,
-              OP_NONE);
-    }
-    hw = a->head_hw;
-    if (a->head_ch > 0) {
-        size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
-        pw_bn(n, &cx, n->head_a, A(hin), n->head_w, &n->head_bn, NULL, B * hw * hw, a->head_in_ch,
-              evn_act_of(a->head_act));
-    }
-    op_pool_forward(A(n->pooled), A(n->pool_in), B, hw * hw, a->pool_ch);
-    if (a->fc_ch > 0) {
-        op_linear_forward(A(n->fc_z), A(n->pooled), P(n->fc_w), P(n->fc_b), B, a->pool_ch, a->fc_ch);
-        op_act_forward(A(n->fc_a), A(n->fc_z), (size_t)B * a->fc_ch, evn_act_of(a->fc_act));
-    }
-    op_linear_forward(A(n->logits), A(n->feat), P(n->cls_w), P(n->cls_b), B, a->classifier_in,
-                      a->num_classes);
+    for (int i = 0; i < n->layers.n;)
+        i = op_infer(n, &cx, i, x, B);
 }
 
 /* ======================= backward ======================================== */
 
-/* se_forward's pair: du [B, ohw, E] in d becomes d(da) in place; `tmp`, a
+/* se_forward's pair: dy [B, ohw, E] in d becomes dx in place; `tmp`, a
  * free gradient buffer, holds d gate [B,E], d s1 [B,S] and d pooled [B,E]. */
-static void se_backward(ev_net *n, const blk_t *k, int B, float *d, float *tmp)
+static void se_backward(ev_net *n, const evop *k, const float *x, int B, float *d, float *tmp)
 {
-    const space_net *a = &n->arch;
-    const space_block *b = k->sb;
-    int ohw = b->out_hw * b->out_hw, E = b->exp_ch;
+    const space_op *o = k->o;
+    int ohw = o->out_hw * o->out_hw, E = o->out_ch, S = o->mid_ch;
     float *dgate = tmp, *ds1 = tmp + (((size_t)B * E + 15) & ~(size_t)15);
-    float *dsp = ds1 + (((size_t)B * b->se_ch + 15) & ~(size_t)15);
-    op_scale_backward(d, dgate, d, A(k->da), A(k->g), B, ohw, E);
-    op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(a->se_gate));
-    op_linear_backward(ds1, G(k->se_w2), G(k->se_b2), dgate, A(k->s1a), P(k->se_w2), B, b->se_ch, E);
-    op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * b->se_ch, evn_act_of(a->se_act));
-    op_linear_backward(dsp, G(k->se_w1), G(k->se_b1), ds1, A(k->sp), P(k->se_w1), B, E, b->se_ch);
+    float *dsp = ds1 + (((size_t)B * S + 15) & ~(size_t)15);
+    op_scale_backward(d, dgate, d, x, A(k->g), B, ohw, E);
+    op_act_backward(dgate, dgate, A(k->s2z), (size_t)B * E, gate_of(o->gate));
+    op_linear_backward(ds1, G(k->w2), G(k->b2), dgate, A(k->s1a), P(k->w2), B, S, E);
+    op_act_backward(ds1, ds1, A(k->s1z), (size_t)B * S, evn_act_of(o->act));
+    op_linear_backward(dsp, G(k->w), G(k->b), ds1, A(k->sp), P(k->w), B, E, S);
     op_pool_backward(d, dsp, B, ohw, E, 1);
 }
 
-/* Gradient buffers: cur holds d(block output); f1, f2 are free. Returns the
- * buffer that holds d(block input). */
-static int block_backward(ev_net *n, const op_ctx *cx, const blk_t *k, int B, int cur)
-{
-    const space_block *b = k->sb;
-    int f1 = (cur + 1) % 3, f2 = (cur + 2) % 3;
-    float *gc = S(n->gbuf[cur]), *g1 = S(n->gbuf[f1]), *g2 = S(n->gbuf[f2]);
-    int nin = B * b->in_hw * b->in_hw, nout = B * b->out_hw * b->out_hw, E = b->exp_ch;
-    op_act act = evn_act_of(b->act);
+/* Where backward's gradients are: buf[cur] holds d(output) of the op being
+ * run back (buffer 3 is d(logits)); inside a residual unit buf[skip] holds
+ * d(ADD), which the op reading the skip's source (op skip_src) adds to the
+ * gradient of its input. */
+typedef struct {
+    float *buf[4];
+    int cur, skip, skip_src;
+} grads_t;
 
-    /* project BN (no act): d pz -> g1 */
-    memcpy(g1, gc, sizeof(float) * (size_t)nout * b->out_ch);
-    bn_bwd(n, cx, &k->bn_proj, g1, k->pz, nout, OP_NONE);
-    /* project conv: d(project input) -> g2 */
-    size_t pin = b->se_ch > 0 ? k->u : k->da;
-    op_pw_backward(cx, g2, G(k->w_proj), g1, A(pin), P(k->w_proj), nout, E, b->out_ch, 0);
-    if (b->se_ch > 0)
-        se_backward(n, k, B, g2, g1);
-    /* depthwise BN + act, in place in g2; then the depthwise conv: d(dw input) -> g1 */
-    bn_bwd(n, cx, &k->bn_dw, g2, k->dz, nout, act);
-    size_t dwin = k->expand ? k->ea : k->in;
-    op_dw_backward(cx, g1, G(k->w_dw), g2, A(dwin), P(k->w_dw), B, b->in_hw, b->in_hw, E,
-                   b->kernel, b->stride);
-    if (!k->expand) {
-        if (b->residual)
-            op_add(g1, gc, (size_t)nin * b->in_ch);
-        return f1;
+static int free_buf(const grads_t *g)
+{
+    int i = 0;
+    while (i == g->cur || i == g->skip)
+        i++;
+    return i;
+}
+
+/* Op i run back: d(output) in buf[cur] becomes d(input), in place or in a
+ * free buffer that becomes cur; parameter gradients accumulate. */
+static void op_backward(ev_net *n, const op_ctx *cx, int i, const float *x, int B, grads_t *g)
+{
+    const evop *k = &n->op[i];
+    const space_op *o = k->o;
+    const float *in = in_of(n, k, x);
+    int N = B * o->in_hw * o->in_hw, M = B * o->out_hw * o->out_hw, f = free_buf(g);
+    float *d = g->buf[g->cur], *dx = g->buf[f];
+    size_t len = (size_t)M * o->out_ch, in_len = (size_t)N * o->in_ch;
+    int skip = g->skip >= 0 && o->in == g->skip_src;   /* then dx takes the skip's gradient too */
+    switch (o->kind) {
+    case SPACE_OP_CONV:
+        if (o->in < 0) {   /* the image: no input gradient */
+            op_conv_backward(cx, G(k->w), S(n->col), d, in, B, o->in_hw, o->in_hw, o->in_ch,
+                             o->out_ch, o->kernel, o->stride);
+            return;
+        }
+        if (skip)
+            memcpy(dx, g->buf[g->skip], sizeof(float) * in_len);
+        op_pw_backward(cx, dx, G(k->w), d, in, P(k->w), N, o->in_ch, o->out_ch, skip);
+        break;
+    case SPACE_OP_DWCONV:
+        op_dw_backward(cx, dx, G(k->w), d, in, P(k->w), B, o->in_hw, o->in_hw, o->out_ch, o->kernel,
+                       o->stride);
+        if (skip)
+            op_add(dx, g->buf[g->skip], in_len);
+        break;
+    case SPACE_OP_BN:
+        bn_bwd(n, cx, &k->bn, d, n->op[o->in].y, M, bn_act(n, i));
+        return;
+    case SPACE_OP_ACT:
+        if (!k->folded)
+            op_act_backward(d, d, in, len, evn_act_of(o->act));
+        return;
+    case SPACE_OP_SE:
+        se_backward(n, k, in, B, d, dx);
+        return;
+    case SPACE_OP_ADD:
+        /* d(ADD) goes both ways: kept for the skip, copied for the main path */
+        memcpy(dx, d, sizeof(float) * len);
+        g->skip = g->cur;
+        g->skip_src = o->in2;
+        g->cur = f;
+        return;
+    case SPACE_OP_POOL:
+        op_pool_backward(dx, d, B, o->in_hw * o->in_hw, o->out_ch, 0);
+        break;
+    case SPACE_OP_LINEAR:
+        op_linear_backward(dx, G(k->w), G(k->b), d, in, P(k->w), B, o->in_ch, o->out_ch);
+        break;
+    case SPACE_OP_DROPOUT:
+        op_dropout_backward(d, d, A(k->mask), len);
+        return;
     }
-    bn_bwd(n, cx, &k->bn_exp, g1, k->ez, nin, act);
-    if (b->residual)
-        memcpy(g2, gc, sizeof(float) * (size_t)nin * b->in_ch);
-    op_pw_backward(cx, g2, G(k->w_exp), g1, A(k->in), P(k->w_exp), nin, b->in_ch, E, b->residual);
-    return f2;
+    if (skip)
+        g->skip = -1;
+    g->cur = f;
 }
 
 static void net_backward(ev_net *n, const float *x, int B)
 {
-    const space_net *a = &n->arch;
     op_ctx cx = {n->threads, S(n->partial)};
-    float *g0 = S(n->gbuf[0]), *g1 = S(n->gbuf[1]);
-    size_t feat = (a->dropout > 0) ? n->drop_out : n->feat;
-    int C = a->classifier_in;
-
-    op_linear_backward(g0, G(n->cls_w), G(n->cls_b), S(n->dlogits), A(feat), P(n->cls_w), B, C,
-                       a->num_classes);
-    if (a->dropout > 0)
-        op_dropout_backward(g0, g0, A(n->drop_mask), (size_t)B * C);
-    if (a->fc_ch > 0) {
-        op_act_backward(g0, g0, A(n->fc_z), (size_t)B * a->fc_ch, evn_act_of(a->fc_act));
-        op_linear_backward(g1, G(n->fc_w), G(n->fc_b), g0, A(n->pooled), P(n->fc_w), B,
-                           a->pool_ch, a->fc_ch);
-        memcpy(g0, g1, sizeof(float) * (size_t)B * a->pool_ch);
-    }
-    int hw = a->head_hw;
-    int cur = 1;
-    op_pool_backward(g1, g0, B, hw * hw, a->pool_ch, 0);
-    if (a->head_ch > 0) {
-        size_t hin = a->n_blocks ? n->blk[a->n_blocks - 1].y : n->stem_a;
-        bn_bwd(n, &cx, &n->head_bn, g1, n->head_z, B * hw * hw, evn_act_of(a->head_act));
-        op_pw_backward(&cx, g0, G(n->head_w), g1, A(hin), P(n->head_w), B * hw * hw, a->head_in_ch,
-                       a->head_ch, 0);
-        cur = 0;
-    }
-    for (int i = a->n_blocks - 1; i >= 0; i--)
-        cur = block_backward(n, &cx, &n->blk[i], B, cur);
-    hw = a->stem_out_hw;
-    bn_bwd(n, &cx, &n->stem_bn, S(n->gbuf[cur]), n->stem_z, B * hw * hw, evn_act_of(a->stem_act));
-    op_conv_backward(&cx, G(n->stem_w), S(n->col), S(n->gbuf[cur]), x, B, a->resolution,
-                     a->resolution, a->in_ch, a->stem_ch, a->stem_kernel, a->stem_stride);
+    grads_t g = {{S(n->gbuf[0]), S(n->gbuf[1]), S(n->gbuf[2]), S(n->dlogits)}, 3, -1, -1};
+    for (int i = n->layers.n - 1; i >= 0; i--)
+        op_backward(n, &cx, i, x, B, &g);
 }
 
 /* ======================= the private face ================================ */
@@ -860,7 +909,7 @@ double evn_train_step_kd(ev_net *n, const float *x, const uint8_t *labels, int B
                          const float *teacher, float T, float alpha, nas_pcg32 *rng, int *correct)
 {
     memset(n->grads, 0, n->n_params * sizeof(float));
-    net_forward(n, x, B, 1, rng);
+    net_forward(n, x, B, rng);
     int K = n->arch.num_classes;
     double loss = teacher ? op_kd_forward_backward(S(n->dlogits), A(n->logits), teacher, labels, B, K,
                                                    smoothing, T, alpha, correct)
