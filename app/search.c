@@ -409,19 +409,72 @@ static nas_status cut_short(run_ctx *c, long id, double j0, search_eval *out, na
                     id, sig ? nas_sig_name(sig) : "rank 0", out->joules);
 }
 
+/* Every candidate's first steps: its network, and the meter before it. */
+static nas_status cand_begin(run_ctx *c, const space_genome *g, space_net *arch, double *j0, nas_err *err)
+{
+    space_spec spec;
+    nas_status st = genome_net(c, g, &spec, arch, err);
+    if (st)
+        return st;
+    *j0 = 0;
+    return ev_meter_read(c->meter, j0, err);
+}
+
+/* The watch on candidate id's training, and the training options it hooks. */
+static void cand_watch(run_ctx *c, long id, double j0, double allowance, uint64_t seed, epoch_watch *w,
+                       ev_train_opts *to)
+{
+    *w = (epoch_watch){.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
+                       .last_j = j0, .last_t = nas_now(), .bench_s = c->bench_each ? bench_seconds(c) : 0,
+                       /* a forward pass costs about a third of a training step; half, to be safe */
+                       .val_steps = 0.5 * ceil((double)c->data.val.n / (c->batch > 0 ? c->batch : 1)),
+                       .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
+                       .c = c, .id = id, .dist = c->dist};
+    ev_train_opts_default(to);
+    to->epochs = c->epochs;
+    to->batch = c->batch;
+    to->lr = c->lr;
+    to->threads = c->threads;
+    to->seed = seed;
+    to->on_epoch = watch_epoch;
+    to->on_step = watch_step;
+    to->val_count = watch_val_count;
+    to->ctx = w;
+}
+
+/* What a candidate that trained to its end (or to its allowance, when it
+ * still yields the accuracy it had reached) gives: its accuracy, its
+ * benchmark when that fits the allowance, and its weights. */
+static nas_status cand_trained(run_ctx *c, long id, ev_net *net, epoch_watch *w, const ev_train_result *r,
+                               search_eval *out, nas_err *err)
+{
+    out->status = SEARCH_EVAL_OK;
+    out->stopped_early = w->over;
+    out->accuracy = c->data.val.n > 0 ? r->val_acc : r->train_acc;
+    int fits = c->bench_each && watch_bench_fits(w);
+    if (w->st)
+        return nas_errf(err, w->st, "candidate %ld: %s", id, w->err.msg);
+    if (fits && bench(c, net, out, err))
+        return nas_errctx(err, "benchmarking candidate %ld", id);
+    /* Every trained candidate's weights go to the store (a small MNIST net's blob is
+     * ~150 KB), so that `nas export` writes the network whose accuracy was recorded,
+     * whichever ends up chosen. Packed here, on the rank that trained it; stored by
+     * put_weights on rank 0 (under Open MPI they travel with the result). */
+    if (c->keep_weights && ev_net_weights_pack(net, &c->weights, &c->weights_len, err))
+        return nas_errctx(err, "candidate %ld", id);
+    return NAS_OK;
+}
+
 static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
                               nas_err *err)
 {
     run_ctx *c = ctx;
     space_net arch;   /* ~6 KB: fine on the stack, and reentrant */
-    space_spec spec;
     ev_net *net = NULL;
+    double j0;
     drop_weights(c);   /* only this candidate's may travel with its result */
-    nas_status st = genome_net(c, g, &spec, &arch, err);
+    nas_status st = cand_begin(c, g, &arch, &j0, err);
     if (st)
-        return st;
-    double j0 = 0;
-    if ((st = ev_meter_read(c->meter, &j0, err)))
         return st;
     ev_net_opts no = {.batch = c->batch, .training = 1, .threads = c->threads, .seed = c->seed * 1000003u + (uint64_t)id};
     nas_err local = {0};
@@ -432,23 +485,9 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     }
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
-    epoch_watch w = {.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
-                     .last_j = j0, .last_t = nas_now(), .bench_s = c->bench_each ? bench_seconds(c) : 0,
-                     /* a forward pass costs about a third of a training step; half, to be safe */
-                     .val_steps = 0.5 * ceil((double)c->data.val.n / (c->batch > 0 ? c->batch : 1)),
-                     .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
-                     .c = c, .id = id, .dist = c->dist};
+    epoch_watch w;
     ev_train_opts to;
-    ev_train_opts_default(&to);
-    to.epochs = c->epochs;
-    to.batch = c->batch;
-    to.lr = c->lr;
-    to.threads = c->threads;
-    to.seed = no.seed;
-    to.on_epoch = watch_epoch;
-    to.on_step = watch_step;
-    to.val_count = watch_val_count;
-    to.ctx = &w;
+    cand_watch(c, id, j0, allowance, no.seed, &w, &to);
     ev_train_result r;
     if ((st = ev_meter_read(c->meter, &w.j_train, err))) {
         ev_net_free(net);
@@ -458,42 +497,21 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     w.last_t = nas_now();
     st = ev_train(net, &c->data, &to, &r, &local);
     if (w.st) {
-        ev_net_free(net);
-        return nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
-    }
-    if (w.stopped) {
+        st = nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
+    } else if (w.stopped) {
         ev_net_free(net);
         return cut_short(c, id, j0, out, err);
-    }
-    if (st == NAS_EDIVERGED) {
+    } else if (st == NAS_EDIVERGED) {
         out->status = SEARCH_EVAL_DIVERGED;
+        st = NAS_OK;
     } else if (st) {
-        ev_net_free(net);
-        return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
+        st = nas_errf(err, st, "candidate %ld: %s", id, local.msg);
     } else {
-        /* stopped at its allowance, it still yields the accuracy it had reached */
-        out->status = SEARCH_EVAL_OK;
-        out->stopped_early = w.over;
-        out->accuracy = c->data.val.n > 0 ? r.val_acc : r.train_acc;
-        int fits = c->bench_each && watch_bench_fits(&w);
-        if (w.st) {
-            ev_net_free(net);
-            return nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
-        }
-        if (fits && (st = bench(c, net, out, err))) {
-            ev_net_free(net);
-            return nas_errctx(err, "benchmarking candidate %ld", id);
-        }
-        /* Every trained candidate's weights go to the store (a small MNIST net's blob is
-         * ~150 KB), so that `nas export` writes the network whose accuracy was recorded,
-         * whichever ends up chosen. Packed here, on the rank that trained it; stored by
-         * put_weights on rank 0 (under Open MPI they travel with the result). */
-        if (c->keep_weights && (st = ev_net_weights_pack(net, &c->weights, &c->weights_len, err))) {
-            ev_net_free(net);
-            return nas_errctx(err, "candidate %ld", id);
-        }
+        st = cand_trained(c, id, net, &w, &r, out, err);
     }
     ev_net_free(net);
+    if (st)
+        return st;
     if (meter_into(c, j0, out, err))
         return nas_errctx(err, "candidate %ld", id);
     /* had it stopped after its first step, the steps between would not have been spent */
@@ -504,15 +522,13 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
 static nas_status cb_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
                              nas_err *err)
 {
+    (void)allowance;
     run_ctx *c = ctx;
     space_net arch;   /* ~6 KB: fine on the stack, and reentrant */
-    space_spec spec;
     ev_net *net = NULL;
-    nas_status st = genome_net(c, g, &spec, &arch, err);
+    double j0;
+    nas_status st = cand_begin(c, g, &arch, &j0, err);
     if (st)
-        return st;
-    double j0 = 0;
-    if ((st = ev_meter_read(c->meter, &j0, err)))
         return st;
     /* energy and latency per inference do not depend on the weights: an untrained copy will do */
     ev_net_opts no = {.batch = 1, .training = 0, .threads = c->threads, .seed = 1};

@@ -592,7 +592,8 @@ nas_status app_settings_of_run(const char *run_json, app_settings *s, nas_err *e
     nas_status st;
     json_t *root = nas_json_load(run_json, run_json ? strlen(run_json) : 0, 0, &je, &st);
     json_t *set = json_object_get(root, "settings");
-    char *js = json_is_object(set) ? json_dumps(set, JSON_COMPACT) : NULL;
+    const char *cmd = json_string_value(json_object_get(root, "command"));
+    char *js = cmd && !strcmp(cmd, "search") && json_is_object(set) ? json_dumps(set, JSON_COMPACT) : NULL;
     if (js)
         st = app_settings_from_json(js, s, err);
     else

@@ -38,6 +38,11 @@ int cli_calibrate_run(const app_settings *s);
 /* app_settings_check, printed as a usage error: -1 when fine, else 2. */
 int cli_settings_check(const char *cmd, int which, const app_settings *s);
 
+/* Prints a JSON report on stdout and releases it (root may be NULL, as
+ * after a failed json_pack): 0, or -1 when it could not be built or written. */
+struct json_t;
+int cli_print_json(struct json_t *root, size_t flags);
+
 /* Prints "nas <cmd>: <message>" to stderr and returns the exit code for st. */
 int cli_fail(const char *cmd, nas_status st, const nas_err *err);
 /* Prints a usage error and returns 2. */

@@ -104,7 +104,7 @@ static void calib_setup(const app_settings *s, pred_calib_opts *o, app_measure_c
     snprintf(o->latency_stat, sizeof o->latency_stat, "%s", app_measure_stat(mctx));
 }
 
-static void print_json(const pred_calib_opts *o, const pred_calib_report *rep, const pred_model *m, const char *out,
+static int print_json(const pred_calib_opts *o, const pred_calib_report *rep, const pred_model *m, const char *out,
                        double secs)
 {
     static const char *const tname[2] = {"latency_ms", "energy_mj"};
@@ -131,11 +131,7 @@ static void print_json(const pred_calib_opts *o, const pred_calib_report *rep, c
                             json_pack("{s:s, s:o, s:o}", "kept", pred_kind_name(rep->kept[t]), "net",
                                       metrics_json(&rep->cv[t][PRED_KIND_NET]), "block",
                                       metrics_json(&rep->cv[t][PRED_KIND_BLOCK])));
-    char *txt = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
-    if (txt)
-        printf("%s\n", txt);
-    nas_free(txt);
-    json_decref(root);
+    return cli_print_json(root, JSON_PRESERVE_ORDER);
 }
 
 static void print_text(const pred_calib_opts *o, const pred_calib_report *rep, const pred_model *m, const char *out,
@@ -236,10 +232,13 @@ int cli_calibrate_run(const app_settings *s)
         pred_free(m);
         return cli_fail(cmd, st, &err);
     }
+    int bad = 0;
     if (s->json)
-        print_json(&o, &rep, m, out, secs);
+        bad = print_json(&o, &rep, m, out, secs);
     else
         print_text(&o, &rep, m, out, secs);
     pred_free(m);
+    if (bad)
+        return cli_fail(cmd, NAS_ENOMEM, &(nas_err){.msg = "out of memory writing the JSON report"});
     return 0;
 }

@@ -184,30 +184,76 @@ static nas_status export_int8(const ev_net *net, const runs_run *run, const comm
     return st;
 }
 
-static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand *cand,
-                              const char *dir, const common_opts *c, char *path, size_t path_n,
-                              nas_err *err)
+/* The strings a model card borrows while it is written. */
+typedef struct {
+    char cand_id[32], accsrc[160], trained[512], psrc[160], lsrc[160];
+} card_text;
+
+/* What the model card and metadata say of a candidate: its accuracy and how
+ * it was trained (fin: its final training, NULL for the search's proxy
+ * training), its predicted and measured figures, its input normalisation. */
+static void card_of(const runs_run *run, const runs_cand *cand, const runs_final *fin, card_text *t,
+                    ev_export_opts *o)
 {
-    space_spec spec;
+    o->accuracy = fin ? fin->test_acc : cand->accuracy;
+    if (fin) {
+        snprintf(t->accsrc, sizeof t->accsrc, "test split (%d images), after the final training of run '%s'",
+                 fin->test_images, run->name);
+        snprintf(t->trained, sizeof t->trained, "Trained again by run '%s' (seed %" PRIu64 ") after the search "
+                 "(final training): %d epochs on %d training images; validation accuracy %.4f.", run->name,
+                 run->seed, fin->epochs, fin->train_images, fin->val_acc);
+    } else {
+        snprintf(t->accsrc, sizeof t->accsrc, "as recorded by the search for this candidate (run '%s')",
+                 run->name);
+        trained_on(run, t->trained, sizeof t->trained);
+    }
+    o->accuracy_split = t->accsrc;
+    o->trained_on = t->trained;
+    o->pred_latency_ms = cand->pred_latency_ms.value;
+    o->pred_energy_mj = cand->pred_energy_mj.value;
+    o->pred_source = fig_src(runs_fig_known(&cand->pred_energy_mj) ? &cand->pred_energy_mj
+                                                                    : &cand->pred_latency_ms,
+                             t->psrc, sizeof t->psrc);
+    o->meas_latency_ms = cand->latency_ms.value;
+    o->meas_latency_source = fig_src(&cand->latency_ms, t->lsrc, sizeof t->lsrc);
+    o->meas_energy_mj = cand->energy_mj.value;
+    o->meas_energy_source = cand->energy_mj.source;
+    o->meas_energy_quality = cand->energy_mj.quality;
+    runs_norm nm;
+    if (runs_settings_norm(run->settings_json, &nm)) {
+        o->norm_channels = nm.channels;
+        for (int ch = 0; ch < nm.channels; ch++) {
+            o->norm_mean[ch] = (float)nm.mean[ch];
+            o->norm_std[ch] = (float)nm.std[ch];
+        }
+    }
+    o->run_id = run->name;
+    snprintf(t->cand_id, sizeof t->cand_id, "%d", cand->seq);
+    o->candidate = t->cand_id;
+}
+
+/* A candidate's inference net with its stored weights: those of its final
+ * training when it had one (*final set, fin filled), else the search's. */
+static nas_status cand_net(runs_db *db, const runs_run *run, const runs_cand *cand, space_spec *spec,
+                           ev_net **net, runs_final *fin, int *final, nas_err *err)
+{
     space_net arch;
-    ev_net *net = NULL;
     void *blob = NULL;
     size_t len = 0;
     int found = 0;
-    char where[96], cand_id[32], accsrc[160], trained[512], psrc[160], lsrc[160];
+    char where[96];
     nas_status st;
+    *net = NULL;
     snprintf(where, sizeof where, "candidate %d of run '%s'", cand->seq, run->name);
     if (!cand->spec_json)
         return nas_errf(err, NAS_EINVAL, "%s has no spec in the store", where);
-    if ((st = space_spec_from_json(cand->spec_json, where, &spec, err)) != NAS_OK ||
-        (st = space_resolve(&spec, &arch, err)) != NAS_OK)
+    if ((st = space_spec_from_json(cand->spec_json, where, spec, err)) != NAS_OK ||
+        (st = space_resolve(spec, &arch, err)) != NAS_OK)
         return st;
-    runs_final fin;
-    int final = 0;
-    if ((st = runs_final_get(db, cand->id, &fin, &blob, &len, &final, err)) != NAS_OK)
+    if ((st = runs_final_get(db, cand->id, fin, &blob, &len, final, err)) != NAS_OK)
         return st;
-    found = final;
-    if (!final && (st = runs_weights_get(db, cand->id, &blob, &len, &found, err)) != NAS_OK)
+    found = *final;
+    if (!*final && (st = runs_weights_get(db, cand->id, &blob, &len, &found, err)) != NAS_OK)
         return st;
     if (!found)
         return nas_errf(err, NAS_EINVAL,
@@ -215,60 +261,39 @@ static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand 
                         "can be exported; 'nas train SPEC --export FILE.onnx' trains its spec again)",
                         where);
     ev_net_opts no = {.batch = 1, .training = 0, .threads = 1, .seed = 0};
-    if ((st = ev_net_create(&arch, &no, &net, err)) != NAS_OK)
-        goto cleanup;
-    if ((st = ev_net_weights_unpack(net, blob, len, err)) != NAS_OK) {
+    if ((st = ev_net_create(&arch, &no, net, err)) == NAS_OK &&
+        (st = ev_net_weights_unpack(*net, blob, len, err)) != NAS_OK) {
         nas_errctx(err, "%s", where);
-        goto cleanup;
+        ev_net_free(*net);
+        *net = NULL;
     }
+    nas_free(blob);
+    return st;
+}
+
+static nas_status export_cand(runs_db *db, const runs_run *run, const runs_cand *cand,
+                              const char *dir, const common_opts *c, char *path, size_t path_n,
+                              nas_err *err)
+{
+    space_spec spec;
+    ev_net *net;
+    runs_final fin;
+    int final = 0;
+    nas_status st = cand_net(db, run, cand, &spec, &net, &fin, &final, err);
+    if (st)
+        return st;
     ev_export_opts o;
+    card_text t;
     ev_export_opts_default(&o);
     apply_common(&o, c);
     o.spec = &spec;
     o.out_dir = dir;
-    o.accuracy = final ? fin.test_acc : cand->accuracy;
-    if (final)
-        snprintf(accsrc, sizeof accsrc, "test split (%d images), after the final training of run '%s'",
-                 fin.test_images, run->name);
-    else
-        snprintf(accsrc, sizeof accsrc, "as recorded by the search for this candidate (run '%s')",
-                 run->name);
-    o.accuracy_split = accsrc;
-    if (final)
-        snprintf(trained, sizeof trained, "Trained again by run '%s' (seed %" PRIu64 ") after the search (final "
-                 "training): %d epochs on %d training images; validation accuracy %.4f.", run->name, run->seed,
-                 fin.epochs, fin.train_images, fin.val_acc);
-    else
-        trained_on(run, trained, sizeof trained);
-    o.trained_on = trained;
-    o.pred_latency_ms = cand->pred_latency_ms.value;
-    o.pred_energy_mj = cand->pred_energy_mj.value;
-    o.pred_source = fig_src(runs_fig_known(&cand->pred_energy_mj) ? &cand->pred_energy_mj
-                                                                   : &cand->pred_latency_ms,
-                            psrc, sizeof psrc);
-    o.meas_latency_ms = cand->latency_ms.value;
-    o.meas_latency_source = fig_src(&cand->latency_ms, lsrc, sizeof lsrc);
-    o.meas_energy_mj = cand->energy_mj.value;
-    o.meas_energy_source = cand->energy_mj.source;
-    o.meas_energy_quality = cand->energy_mj.quality;
-    runs_norm nm;
-    if (runs_settings_norm(run->settings_json, &nm)) {
-        o.norm_channels = nm.channels;
-        for (int ch = 0; ch < nm.channels; ch++) {
-            o.norm_mean[ch] = (float)nm.mean[ch];
-            o.norm_std[ch] = (float)nm.std[ch];
-        }
-    }
-    o.run_id = run->name;
-    snprintf(cand_id, sizeof cand_id, "%d", cand->seq);
-    o.candidate = cand_id;
+    card_of(run, cand, final ? &fin : NULL, &t, &o);
     snprintf(path, path_n, "%s/%s-c%d.onnx", dir, run->name, cand->seq);
     st = ev_export_onnx(net, &o, path, err);
     if (st == NAS_OK && c->int8)
         st = export_int8(net, run, c, &o, path, err);
-cleanup:
     ev_net_free(net);
-    nas_free(blob);
     return st;
 }
 

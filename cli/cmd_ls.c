@@ -114,14 +114,10 @@ int cmd_ls(int argc, char **argv)
     if (json) {
         json_t *root = json_pack("{s:s, s:o}", "db", db_path, "runs", jruns);
         jruns = NULL;
-        char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-        json_decref(root);
-        if (!s) {
-            st = nas_errf(&err, NAS_ENOMEM, "out of memory");
+        if (cli_print_json(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) {
+            st = nas_errf(&err, NAS_ENOMEM, "out of memory writing the JSON list");
             goto cleanup;
         }
-        printf("%s\n", s);
-        nas_free(s);
     } else if (n == 0) {
         fprintf(stderr, "nas ls: no runs in %s\n", db_path);
     }

@@ -109,7 +109,7 @@ static void check_origin(const pred_model *m, const space_net *net, const char *
                 w->space_why);
 }
 
-static void print_json(const char *arg, const char *path, const pred_model *m, const pred_estimate *e,
+static int print_json(const char *arg, const char *path, const pred_model *m, const pred_estimate *e,
                        const pred_measurement *meas, int measure, const pred_origin *w)
 {
     const pred_metrics *cvl = pred_model_cv(m, 0, pred_model_kind(m, 0));
@@ -134,11 +134,7 @@ static void print_json(const char *arg, const char *path, const pred_model *m, c
                                       "latency_spread", meas->latency_spread, "energy_mj", meas->energy_mj,
                                       "energy_spread", meas->energy_spread, "energy_source",
                                       meas->energy_source, "energy_quality", meas->energy_quality));
-    char *s = root ? json_dumps(root, JSON_PRESERVE_ORDER) : NULL;
-    if (s)
-        printf("%s\n", s);
-    nas_free(s);
-    json_decref(root);
+    return cli_print_json(root, JSON_PRESERVE_ORDER);
 }
 
 static void print_text(const char *arg, const pred_model *m, const pred_estimate *e, const pred_measurement *meas,
@@ -212,10 +208,13 @@ int cmd_predict(int argc, char **argv)
             return cli_fail(cmd, st, &err);
         }
     }
+    int bad = 0;
     if (t.json)
-        print_json(arg, path, m, &e, &meas, t.measure, &w);
+        bad = print_json(arg, path, m, &e, &meas, t.measure, &w);
     else
         print_text(arg, m, &e, &meas, t.measure);
     pred_free(m);
+    if (bad)
+        return cli_fail(cmd, NAS_ENOMEM, &(nas_err){.msg = "out of memory writing the JSON report"});
     return 0;
 }

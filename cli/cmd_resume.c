@@ -40,64 +40,69 @@ static void usage(FILE *f)
     fprintf(f, "\nexample:\n  %s\n", "nas resume my-search --budget-evals 48");
 }
 
-/* The saved settings of a run as app_settings JSON text (nas_malloc'd).
- * Runs saved before settings were kept whole stored their flags ("args"). */
+/* Runs saved before settings were kept whole stored their flags ("args"):
+ * those fill s and set *legacy; any other run is left to app_settings_of_run. */
+static nas_status legacy_settings(const runs_run *run, const char *db_path, app_settings *s, int *legacy,
+                                  nas_err *err)
+{
+    *legacy = 0;
+    json_error_t je;
+    nas_status st;
+    json_t *root = nas_json_load(run->settings_json, run->settings_json ? strlen(run->settings_json) : 0, 0, &je, &st);
+    if (!root && st == NAS_ENOMEM)
+        return nas_errf(err, st, "run '%s' of %s: out of memory reading its settings", run->name, db_path);
+    json_t *args = json_object_get(root, "args");
+    const char *cmd = json_string_value(json_object_get(root, "command"));
+    if (!cmd || strcmp(cmd, "search") != 0 || !json_is_array(args)) {
+        json_decref(root);
+        return NAS_OK;
+    }
+    *legacy = 1;
+    size_t n = json_array_size(args);
+    char **argv = nas_malloc((n + 2) * sizeof *argv);
+    if (!argv) {
+        json_decref(root);
+        return nas_errf(err, NAS_ENOMEM, "out of memory");
+    }
+    argv[0] = "search";
+    for (size_t i = 0; i < n; i++) {
+        const char *v = json_string_value(json_array_get(args, i));
+        argv[i + 1] = (char *)(v ? v : "");
+    }
+    argv[n + 1] = NULL;
+    app_settings_defaults(s);
+    st = NAS_OK;
+    if (cli_flags_parse(CMD, APP_SEARCH, (int)n + 1, argv, s, usage) >= 0)
+        st = nas_errf(err, NAS_EINVAL, "run '%s': its saved flags do not parse", run->name);
+    nas_free(argv);
+    json_decref(root);
+    return st;
+}
+
+/* The saved settings of a run as app_settings JSON text (nas_malloc'd). */
 static nas_status load_settings(const char *db_path, const char *run_arg, app_settings *s, char **text,
                                 nas_err *err)
 {
     runs_db *db = NULL;
     runs_run run;
-    int have_run = 0;
-    json_t *root = NULL;
     int64_t id;
     nas_status st = runs_open(db_path, 0, &db, err);
-    if (st || (st = runs_run_find(db, run_arg, &id, err)) || (st = runs_run_get(db, id, &run, err)))
-        goto cleanup;
-    have_run = 1;
-    json_error_t je;
-    root = nas_json_load(run.settings_json, run.settings_json ? strlen(run.settings_json) : 0, 0, &je, &st);
-    if (!root && st == NAS_ENOMEM) {
-        st = nas_errf(err, st, "run '%s' of %s: out of memory reading its settings", run.name, db_path);
-        goto cleanup;
+    if (st || (st = runs_run_find(db, run_arg, &id, err)) || (st = runs_run_get(db, id, &run, err))) {
+        runs_close(db);
+        return st;
     }
-    json_t *set = json_object_get(root, "settings"), *args = json_object_get(root, "args");
-    const char *cmd = json_string_value(json_object_get(root, "command"));
-    if (!cmd || strcmp(cmd, "search") != 0 || (!json_is_object(set) && !json_is_array(args))) {
-        st = nas_errf(err, NAS_EINVAL, "run '%s' of %s: its settings are not a search's ('%.60s')", run.name, db_path,
-                      run.settings_json ? run.settings_json : "");
-        goto cleanup;
-    }
-    if (json_is_object(set)) {
-        char *js = json_dumps(set, JSON_COMPACT);
-        st = js ? app_settings_from_json(js, s, err) : nas_errf(err, NAS_ENOMEM, "out of memory");
-        nas_free(js);
-    } else {
-        size_t n = json_array_size(args);
-        char **argv = nas_malloc((n + 2) * sizeof *argv);
-        if (!argv) {
+    int legacy;
+    st = legacy_settings(&run, db_path, s, &legacy, err);
+    if (!st && !legacy && (st = app_settings_of_run(run.settings_json, s, err)))
+        nas_errctx(err, "run '%s' of %s ('%.60s')", run.name, db_path, run.settings_json ? run.settings_json : "");
+    if (!st) {
+        /* the run is found again by its name, in the store named now */
+        snprintf(s->name, sizeof s->name, "%s", run.name);
+        snprintf(s->db, sizeof s->db, "%s", db_path);
+        if (!(*text = app_settings_to_json(s)))
             st = nas_errf(err, NAS_ENOMEM, "out of memory");
-            goto cleanup;
-        }
-        argv[0] = "search";
-        for (size_t i = 0; i < n; i++)
-            argv[i + 1] = (char *)(json_string_value(json_array_get(args, i)) ? json_string_value(json_array_get(args, i)) : "");
-        argv[n + 1] = NULL;
-        app_settings_defaults(s);
-        if (cli_flags_parse(CMD, APP_SEARCH, (int)n + 1, argv, s, usage) >= 0)
-            st = nas_errf(err, NAS_EINVAL, "run '%s': its saved flags do not parse", run.name);
-        nas_free(argv);
     }
-    if (st)
-        goto cleanup;
-    /* the run is found again by its name, in the store named now */
-    snprintf(s->name, sizeof s->name, "%s", run.name);
-    snprintf(s->db, sizeof s->db, "%s", db_path);
-    if (!(*text = app_settings_to_json(s)))
-        st = nas_errf(err, NAS_ENOMEM, "out of memory");
-cleanup:
-    json_decref(root);
-    if (have_run)
-        runs_run_free(&run);
+    runs_run_free(&run);
     runs_close(db);
     return st;
 }

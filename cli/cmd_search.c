@@ -119,11 +119,7 @@ static int print_json(const app_search *c, const search_loop *l, search_stop why
     }
     if (final)
         json_object_set_new(root, "final", final);
-    char *s = json_dumps(root, JSON_COMPACT);
-    printf("%s\n", s ? s : "{}");
-    nas_free(s);
-    json_decref(root);
-    return 0;
+    return cli_print_json(root, JSON_COMPACT);
 }
 
 /* The chosen model as ONNX into the run's export folder: the finally trained

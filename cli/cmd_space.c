@@ -115,10 +115,11 @@ static int sample(int argc, char **argv)
         }
     }
     if (json) {
-        json_t *root = json_pack("{s:i, s:o}", "seed", (int)seed, "samples", arr);
-        json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        printf("\n");
-        json_decref(root);
+        if (cli_print_json(json_pack("{s:i, s:o}", "seed", (int)seed, "samples", arr),
+                           JSON_INDENT(1) | JSON_PRESERVE_ORDER)) {
+            fprintf(stderr, "nas space sample: out of memory writing the JSON list\n");
+            return 1;
+        }
     } else {
         json_decref(arr);
     }

@@ -1,6 +1,8 @@
 /* common.c — what every command shares: error printing, strict option parsing. */
 #include "cli/cli.h"
 
+#include <jansson.h>
+
 #include <stddef.h>
 
 #include <errno.h>
@@ -9,6 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+int cli_print_json(json_t *root, size_t flags)
+{
+    char *s = root ? json_dumps(root, flags) : NULL;
+    json_decref(root);
+    if (!s)
+        return -1;
+    int bad = printf("%s\n", s) < 0;
+    nas_free(s);
+    return bad ? -1 : 0;
+}
 
 int cli_fail(const char *cmd, nas_status st, const nas_err *err)
 {
