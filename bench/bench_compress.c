@@ -172,11 +172,7 @@ int main(int argc, char **argv)
         return die(dir, &e);
 
     ev_data data;
-    ev_data_opts dop;
-    ev_data_opts_default(&dop);
-    dop.train_limit = train_n;
-    dop.seed = 1;
-    if (ev_data_load("fashion-mnist", &dop, &data, &e) != NAS_OK)
+    if (bench_fashion(train_n, &data, &e) != NAS_OK)
         return die("data", &e);
     space_spec spec;
     space_net arch;

@@ -93,11 +93,7 @@ int main(int argc, char **argv)
     bench_print_machine(stdout);
     nas_err e;
     ev_data data;
-    ev_data_opts dop;
-    ev_data_opts_default(&dop);
-    dop.train_limit = train_n;
-    dop.seed = 1;
-    if (ev_data_load("fashion-mnist", &dop, &data, &e) != NAS_OK)
+    if (bench_fashion(train_n, &data, &e) != NAS_OK)
         return die("data", &e);
     space_spec ts, ss;
     bench_mbconv28_spec(&ts, "bench-distill-teacher");

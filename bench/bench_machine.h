@@ -86,6 +86,18 @@ static inline void bench_mbconv28_spec(space_spec *s, const char *name)
     s->dropout = 0.1;
 }
 
+/* Fashion-MNIST from Debian's dataset-fashion-mnist, its first train_n
+ * training images (0: all) and the evaluator's default split, seed 1: the
+ * data bench-compress and bench-distill train on. */
+static inline nas_status bench_fashion(int train_n, ev_data *data, nas_err *e)
+{
+    ev_data_opts dop;
+    ev_data_opts_default(&dop);
+    dop.train_limit = train_n;
+    dop.seed = 1;
+    return ev_data_load("fashion-mnist", &dop, data, e);
+}
+
 /* First thing in a benchmark's main: passive OpenMP waiting, as ./nas runs
  * (base/nas.h), and NAS_ISA checked. */
 static void bench_start(char **argv)

@@ -16,6 +16,7 @@
 
 #include "base/nas.h"
 #include "evaluator/ops.h"
+#include "space/space.h"   /* space_out_side */
 
 #include <stddef.h>
 #include <stdint.h>

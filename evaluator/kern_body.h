@@ -770,7 +770,6 @@ static void q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const 
 
 /* ======================= int8 depthwise ================================== */
 
-static int q_out_side(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
 
 /* One output pixel of a depthwise conv: acc row [C] += taps inside the map. */
 static void q_dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, int H, int W, int C, int k,
@@ -795,7 +794,7 @@ static void q_dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, in
 static void q_dw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B, int H,
                  int W, int C, int k, int s)
 {
-    int Ho = q_out_side(H, k, s), Wo = q_out_side(W, k, s), pad = (k - 1) / 2;
+    int Ho = space_out_side(H, k, s), Wo = space_out_side(W, k, s), pad = (k - 1) / 2;
     for (int b = 0; b < B; b++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++) {

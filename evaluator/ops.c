@@ -94,11 +94,7 @@ void op_gemm_par(const op_ctx *cx, int trans_a, int trans_b, int M, int N, int K
     }
 }
 
-int op_out_side(int in, int k, int stride)
-{
-    int p = (k - 1) / 2;
-    return (in + 2 * p - k) / stride + 1;
-}
+int op_out_side(int in, int k, int stride) { return space_out_side(in, k, stride); }
 
 /* ======================= full convolution (stem) ========================= */
 

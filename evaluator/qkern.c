@@ -34,7 +34,6 @@ void evq_pw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, con
         }
 }
 
-static int out_side(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
 
 void evq_dw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B,
                 int H, int W, int C, int k, int s)
@@ -45,7 +44,7 @@ void evq_dw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const i
 void evq_dw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias,
                     int B, int H, int W, int C, int k, int s)
 {
-    int Ho = out_side(H, k, s), Wo = out_side(W, k, s), pad = (k - 1) / 2;
+    int Ho = space_out_side(H, k, s), Wo = space_out_side(W, k, s), pad = (k - 1) / 2;
     for (int b = 0; b < B; b++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++)
@@ -67,7 +66,7 @@ void evq_dw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, con
 void evq_conv_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B,
                   int H, int W, int Cin, int Cout, int k, int s)
 {
-    int Ho = out_side(H, k, s), Wo = out_side(W, k, s), pad = (k - 1) / 2;
+    int Ho = space_out_side(H, k, s), Wo = space_out_side(W, k, s), pad = (k - 1) / 2;
     for (int b = 0; b < B; b++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++) {

@@ -124,6 +124,11 @@ NAS_MUST_USE nas_status space_validate(const space_spec *spec, nas_err *err);
  * never more than 10% below v. */
 int space_make_divisible(double v, int divisor);
 
+/* The output side of a kxk conv with stride s and "same" padding (k-1)/2,
+ * ceil(n / s): the one formula the space, the engine, the int8 path and the
+ * kernels use. */
+static inline int space_out_side(int n, int k, int s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
+
 /* Replaces the resolution and turns the earliest stride-2 layers (stem first)
  * into stride 1 until the map entering the head is at least `min_side`
  * (ImageNet's total stride 32 would take 28x28 to 1x1). */

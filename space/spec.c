@@ -36,11 +36,6 @@ int space_make_divisible(double v, int divisor)
     return nv;
 }
 
-/* Same padding (k-1)/2: the output side is ceil(in / stride). */
-static int out_side(int in, int k, int s)
-{
-    return (in + 2 * ((k - 1) / 2) - k) / s + 1;
-}
 
 static int valid_act(space_act a) { return a >= 0 && a < SPACE_ACT_COUNT; }
 
@@ -168,7 +163,7 @@ nas_status space_resolve(const space_spec *s, space_net *net, nas_err *err)
     net->stem_kernel = s->stem_kernel;
     net->stem_stride = s->stem_stride;
     net->stem_act = s->stem_act;
-    net->stem_out_hw = out_side(s->resolution, s->stem_kernel, s->stem_stride);
+    net->stem_out_hw = space_out_side(s->resolution, s->stem_kernel, s->stem_stride);
     net->se_act = s->se_act;
     net->se_gate = s->se_gate;
     net->dropout = s->dropout;
@@ -189,7 +184,7 @@ nas_status space_resolve(const space_spec *s, space_net *net, nas_err *err)
             b->act = sg->act;
             b->residual = b->stride == 1 && b->in_ch == b->out_ch;
             b->in_hw = hw;
-            b->out_hw = out_side(hw, b->kernel, b->stride);
+            b->out_hw = space_out_side(hw, b->kernel, b->stride);
             ch = b->out_ch;
             hw = b->out_hw;
         }

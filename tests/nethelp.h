@@ -11,7 +11,7 @@ typedef struct {
     space_act act;
 } nh_block;
 
-static inline int nh_side(int in, int k, int s) { return (in + 2 * ((k - 1) / 2) - k) / s + 1; }
+static inline int nh_side(int in, int k, int s) { return space_out_side(in, k, s); }
 
 /* stem: 3x3 with stem_stride; blocks chained from stem_ch; head_ch 0 for none. */
 static inline void nh_net(space_net *n, int res, int in_ch, int classes, int stem_ch, int stem_stride,

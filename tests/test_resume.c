@@ -358,10 +358,46 @@ static void resume_errors(void **state)
     free(out);
 }
 
+/* A run whose settings are not a search's is refused by name; one saved with
+ * its flags ("args", as runs were before settings were kept whole) has them
+ * parsed as flags again, so a flag nas no longer knows is named. */
+static void resume_reads_saved_settings(void **state)
+{
+    (void)state;
+    char dir[256], db_path[320], cmd[512];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db_path, sizeof db_path, "%s/r.db", dir);
+    runs_db *db = NULL;
+    nas_err err = {0};
+    int64_t id;
+    assert_int_equal(runs_open(db_path, 1, &db, &err), NAS_OK);
+    runs_new_run bad = {.name = "not-a-search", .settings_json = "{\"command\":\"train\",\"settings\":{}}",
+                        .seed = 1, .hardware = "x", .meter = "model:cpu-time"};
+    assert_int_equal(runs_run_create(db, &bad, &id, &err), NAS_OK);
+    runs_new_run old = {.name = "saved-flags", .seed = 1, .hardware = "x", .meter = "model:cpu-time",
+                        .settings_json = "{\"command\":\"search\",\"args\":[\"--data\",\"mnist\","
+                                         "\"--budget-evals\",\"0\",\"--bogus-flag\"]}"};
+    assert_int_equal(runs_run_create(db, &old, &id, &err), NAS_OK);
+    runs_close(db);
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd, "resume not-a-search --db %s 2>&1", db_path);
+    assert_int_equal(tu_run_nas(cmd, &out), 2);   /* bad input, not a failure of the machine */
+    assert_non_null(strstr(out, "not-a-search"));
+    assert_non_null(strstr(out, "not a search's"));
+    free(out);
+    /* the legacy flags are parsed as flags: an unknown one is named */
+    snprintf(cmd, sizeof cmd, "resume saved-flags --db %s 2>&1", db_path);
+    assert_int_not_equal(tu_run_nas(cmd, &out), 0);
+    assert_non_null(strstr(out, "--bogus-flag"));
+    free(out);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resume_errors),
+        cmocka_unit_test(resume_reads_saved_settings),
         cmocka_unit_test(killed_20_times_ends_as_an_uninterrupted_run),
         cmocka_unit_test(a_crash_mid_training_still_counts_its_joules),
         cmocka_unit_test(killed_twice_in_one_candidate_fails_it_and_goes_on),
