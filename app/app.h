@@ -240,6 +240,26 @@ const char *app_measure_stat(const app_measure_ctx *ctx);
 NAS_MUST_USE nas_status app_measure_ready(app_measure_ctx *ctx, nas_err *err);
 void app_measure_close(app_measure_ctx *ctx);
 
+/* `nas calibrate`'s options and measuring context from the settings (the
+ * search's predictor of this machine starts from them too). */
+void app_calib_setup(const app_settings *s, pred_calib_opts *o, app_measure_ctx *mctx);
+
+/* The predictor a search ranks with when none is named (--predictor auto):
+ * the one cached for this machine, its threads, meter, kernels and search
+ * space, under app_pred_cache_dir(); when there is none, or the cached one
+ * was fit on other hardware, a small one is calibrated now (APP_AUTO_SAMPLES
+ * networks, one pass, about a minute on 2 cores) and cached. *path gets the
+ * file, *calibrated whether it was fit now. meter: the source the search's
+ * meter reports (the fingerprint's); live: progress on a terminal.
+ * NAS_EUNSUPP: caching is off (NAS_CACHE_DIR=off, or no home). */
+#define APP_AUTO_SAMPLES 40
+NAS_MUST_USE nas_status app_auto_predictor(const app_settings *s, const space_config *space, int threads,
+                                           const char *meter, int live, pred_model **out, char *path,
+                                           size_t path_n, int *calibrated, nas_err *err);
+/* Where nas caches what it measured of this machine: $NAS_CACHE_DIR, else
+ * $XDG_CACHE_HOME/nas, else ~/.cache/nas; NULL when off. */
+const char *app_pred_cache_dir(char *buf, size_t n);
+
 /* A pred_measure_fn: ctx is a app_measure_ctx made ready. */
 NAS_MUST_USE nas_status app_measure(void *ctx, const space_spec *spec, const space_net *net, pred_measurement *m,
                                     nas_err *err);

@@ -51,6 +51,9 @@ struct app_search {
     int bench_each;            /* no predictor: benchmark every candidate */
     search_loop *loop;
     const char *pred_source;   /* the predictor file, the source of predicted figures */
+    int auto_pred, live;       /* --predictor auto (one process), and progress on a terminal */
+    char auto_path[512];       /* the cached predictor it found or fit */
+    double calib_j;            /* joules the calibration cost (0: none was needed) */
     long n_outside;            /* candidates outside what the predictor was fit on */
     char outside_why[256];
     /* the run store (db NULL: none); cand[seq] is the candidate's row id */
@@ -935,6 +938,35 @@ static nas_status load_data(run_ctx *c, nas_err *err)
     return search_space_from_config(&c->sp, &c->cfg, err);
 }
 
+/* --predictor auto: the cached predictor of this machine and space, else a
+ * small calibration first, whose joules the search is charged. Without a
+ * cache (NAS_CACHE_DIR=off) the search goes without, as with none. */
+static nas_status auto_predictor(run_ctx *c, nas_err *err)
+{
+    double j0 = 0, j1 = 0, t0 = nas_now();
+    int calibrated = 0;
+    nas_status st = ev_meter_read(c->meter, &j0, err);
+    if (st)
+        return st;
+    st = app_auto_predictor(c->s, &c->cfg, c->threads, ev_meter_source(c->meter), c->live, &c->pred, c->auto_path,
+                            sizeof c->auto_path, &calibrated, err);
+    if (st == NAS_EUNSUPP)
+        return NAS_OK;
+    if (st || (st = ev_meter_read(c->meter, &j1, err)))
+        return st;
+    c->pred_path = c->auto_path;
+    if (!calibrated) {
+        fprintf(stderr, "nas %s: predictor: %s (cached for this machine and space)\n", c->cmd, c->auto_path);
+        return NAS_OK;
+    }
+    c->calib_j = j1 > j0 ? j1 - j0 : 0;
+    fprintf(stderr, "nas %s: predictor: calibrated for this machine and space on %d networks in %.0f s, %.4g J "
+            "(%s, %s), charged to the search's budget; cached as %s\n", c->cmd, pred_model_samples(c->pred),
+            nas_now() - t0, c->calib_j, ev_meter_source(c->meter), ev_quality_name(ev_meter_quality(c->meter)),
+            c->auto_path);
+    return NAS_OK;
+}
+
 /* The meter, and the predictor where one is given (rank 0 only). */
 static nas_status open_parts(run_ctx *c, nas_err *err)
 {
@@ -948,6 +980,8 @@ static nas_status open_parts(run_ctx *c, nas_err *err)
     if (st)
         return st;
     if (c->root && c->pred_path && (st = pred_load(c->pred_path, &c->pred, err)))
+        return st;
+    if (c->root && c->auto_pred && (st = auto_predictor(c, err)))
         return st;
     if (c->pred && strcmp(pred_model_latency_stat(c->pred), "p10") != 0)
         fprintf(stderr, "nas %s: warning: %s predicts %s latency; candidates are measured at the 10th "
@@ -1075,7 +1109,12 @@ static nas_status start_loop(run_ctx *c, nas_err *err)
         st = search_loop_set_limits(l, &c->o.limits, err);
     else
         st = search_loop_new(&c->sp, &c->o, &c->loop, err);
-    if (st || (st = check_budget_fits(c->loop, c, c->o.limits.min_hint, err)))
+    if (st)
+        return st;
+    if (c->calib_j > 0)
+        search_loop_charge_calibration(c->loop, c->calib_j, ev_meter_uncertainty(c->meter), ev_meter_source(c->meter),
+                                       meter_q(c->meter));
+    if ((st = check_budget_fits(c->loop, c, c->o.limits.min_hint, err)))
         return st;
     if (!c->db)
         return NAS_OK;
@@ -1104,7 +1143,12 @@ nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *
     c->dist = d;
     c->root = search_dist_rank(d) == 0;
     c->kind = search_kind_from_name(s->strategy);
-    c->pred_path = s->predictor[0] ? s->predictor : NULL;
+    /* "" (runs saved before auto existed) and "none": no predictor; auto needs
+     * one process (the workers of an mpirun could not know what rank 0 found) */
+    int named = s->predictor[0] && strcmp(s->predictor, "none") && strcmp(s->predictor, "auto");
+    c->pred_path = named ? s->predictor : NULL;
+    c->auto_pred = !strcmp(s->predictor, "auto") && search_dist_size(d) == 1;
+    c->live = live;
     c->state_path = s->state[0] && c->root ? s->state : NULL;
     c->db_path = c->root ? app_settings_db(s) : NULL;
     c->run_name = s->name[0] ? s->name : NULL;

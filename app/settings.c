@@ -83,9 +83,11 @@ static const app_setting TABLE[] = {
     {"threads", NULL, "threads", APP_LONG, F(threads), 0, 256, 0, NULL, NULL, NULL, S | C, "T", "proxy training",
      "threads (0: all cores; calibrate's benchmark: 1)"},
 
-    {"predictor", "meter", "predictor", APP_STR, F(predictor), 0, 0, 0, "", NULL, NULL, S, "FILE", "measuring",
-     "calibrated predictor ('nas calibrate'); without one, every candidate is\n"
-     "benchmarked after training"},
+    {"predictor", "meter", "predictor", APP_STR, F(predictor), 0, 0, 0, "auto", NULL, NULL, S, "FILE", "measuring",
+     "calibrated predictor ('nas calibrate'), 'auto' (default: the one cached for\n"
+     "this machine and space in $NAS_CACHE_DIR, else ~/.cache/nas; when there is none,\n"
+     "a small one is calibrated first, about a minute, charged to the budget) or\n"
+     "'none' (every candidate is benchmarked after training)"},
     {"meter", "meter", "kind", APP_CHOICE, F(meter), 0, 0, 0, "auto", "auto|rapl|perf|nvml|model", NULL, S | C, "M",
      "measuring", "energy meter"},
     {"watts-per-core", "meter", "watts_per_core", APP_DBL, F(watts), 0.1, 10000, 0, NULL, NULL, NULL, S | C, "W",

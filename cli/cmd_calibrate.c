@@ -68,41 +68,6 @@ int cmd_calibrate(int argc, char **argv)
     return rc;
 }
 
-/* The calibration's options and the measuring context from the settings. */
-static void calib_setup(const app_settings *s, pred_calib_opts *o, app_measure_ctx *mctx)
-{
-    pred_calib_opts_default(o);
-    o->reference = (int)s->cal_reference;
-    o->max_spread = s->cal_max_spread;
-    long samples = s->cal_samples, folds = s->cal_folds, seed = s->seed, threads = s->threads > 0 ? s->threads : 1;
-    long max_samples = s->cal_max_samples > 0 ? s->cal_max_samples : samples + samples / 2;
-    const char *mcmd = s->cal_command[0] ? s->cal_command : NULL;
-    space_config_default(&o->space, s->resolution > 0 ? (int)s->resolution : 28, (int)s->in_channels, (int)s->classes);
-    o->space.max_width = s->max_width;
-    o->samples = (int)samples;
-    o->max_samples = (int)max_samples;
-    o->folds = (int)folds;
-    o->adaptive_rounds = (int)s->cal_rounds;
-    o->seed = (uint64_t)seed;
-    o->fit.seed = (uint64_t)seed;
-    o->threads = (int)threads;
-    o->passes = (int)s->cal_passes;
-    o->holdout = (int)s->cal_holdout;
-    /* builtin measurements are of this engine's kernels: a predictor fit on
-     * AVX-512 kernels does not hold for AVX2 ones, so the level is recorded */
-    if (mcmd)
-        snprintf(o->measure, sizeof o->measure, "%s", mcmd);
-    else
-        snprintf(o->measure, sizeof o->measure, "builtin:%s", ev_kernels());
-    app_measure_init(mctx, mcmd, (int)threads);
-    mctx->repeats = (int)s->cal_repeats;
-    mctx->min_seconds = s->cal_min_seconds;
-    mctx->meter = s->meter;
-    mctx->watts = s->watts;
-    mctx->p10 = !strcmp(s->cal_stat, "p10");
-    mctx->cmd_timeout = s->cal_timeout;
-    snprintf(o->latency_stat, sizeof o->latency_stat, "%s", app_measure_stat(mctx));
-}
 
 static int print_json(const pred_calib_opts *o, const pred_calib_report *rep, const pred_model *m, const char *out,
                        double secs)
@@ -184,7 +149,7 @@ int cli_calibrate_run(const app_settings *s)
         return rc;
     pred_calib_opts o;
     app_measure_ctx mctx;
-    calib_setup(s, &o, &mctx);
+    app_calib_setup(s, &o, &mctx);
     const char *out = s->cal_out;
     const char *refit = s->cal_refit[0] ? s->cal_refit : NULL;
     calib_progress cprog = {.phase = ""};   /* on stderr, on a terminal or not */

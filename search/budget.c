@@ -200,6 +200,16 @@ void search_budget_charge_lost(search_budget *b, double total_lost, double rel_u
     b->lost_joules = total_lost;
 }
 
+void search_budget_charge_calibration(search_budget *b, double joules, double rel_unc, const char *meter,
+                                      search_quality q)
+{
+    if (!(joules > 0) || !isfinite(joules))
+        return;
+    double j = joules;
+    spend(b, &j, &rel_unc, meter, q);
+    b->calib_joules += joules;
+}
+
 search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;

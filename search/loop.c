@@ -192,6 +192,12 @@ void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, 
     search_budget_charge_lost(&l->budget, total_lost, rel_unc, meter, q);
 }
 
+void search_loop_charge_calibration(search_loop *l, double joules, double rel_unc, const char *meter,
+                                    search_quality q)
+{
+    search_budget_charge_calibration(&l->budget, joules, rel_unc, meter, q);
+}
+
 void search_loop_progress(const search_loop *l, search_progress *p)
 {
     memset(p, 0, sizeof *p);
@@ -796,6 +802,7 @@ static char *loop_save(const search_loop *l, int with_history)
                               "estimated", b->estimated), &bad);
     search_json_set(json_object_get(root, "budget"), "sampled", json_integer(b->sampled), &bad);
     search_json_set(json_object_get(root, "budget"), "lost_j", search_json_num(b->lost_joules), &bad);
+    search_json_set(json_object_get(root, "budget"), "calib_j", search_json_num(b->calib_joules), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "prior_sum", search_json_num(b->prior_sum), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "meas_sum", search_json_num(b->meas_sum), &bad);
     search_json_set(json_object_get(root, "cost_fit"), "floor_max", search_json_num(b->floor_max), &bad);
@@ -1011,6 +1018,9 @@ static nas_status budget_from_json(const json_t *root, search_loop *l, nas_err *
     b->lost_joules = 0;   /* absent in states saved before it existed */
     if (json_object_get(jb, "lost_j"))
         TRY(search_json_real(jb, WHAT, "budget.lost_j", 0, MAX_J, 0, &b->lost_joules, err));
+    b->calib_joules = 0;
+    if (json_object_get(jb, "calib_j"))
+        TRY(search_json_real(jb, WHAT, "budget.calib_j", 0, MAX_J, 0, &b->calib_joules, err));
     TRY(get_s(jb, "budget.meter", b->meter, sizeof b->meter, err));
     if (!json_is_object(jk))
         return bad_field(err, "checks");

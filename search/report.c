@@ -78,11 +78,11 @@ char *search_loop_report_json(const search_loop *l, search_stop why, int top)
     json_object_set_new(root, "over_budget", json_integer(p.over_budget));
     json_object_set_new(root, "seconds", search_json_num(p.seconds));
     json_object_set_new(root, "energy",
-                        json_pack("{s:o,s:o,s:o,s:s,s:s,s:I}", "joules", search_json_num(b->joules),
+                        json_pack("{s:o,s:o,s:o,s:s,s:s,s:I,s:o}", "joules", search_json_num(b->joules),
                                   "joules_with_uncertainty", search_json_num(b->joules_hi), "budget_joules",
                                   search_json_num(b->lim.joules > 0 ? b->lim.joules : NAN), "meter", b->meter,
                                   "quality", search_budget_quality(b), "measurements",
-                                  (json_int_t)b->n_meas));
+                                  (json_int_t)b->n_meas, "calibration_joules", search_json_num(b->calib_joules)));
     json_object_set_new(root, "predictor_check",
                         json_pack("{s:i,s:o,s:o,s:o}", "n", p.n_checked, "energy_mape_pct",
                                   search_json_num(p.pred_mape_mj), "latency_mape_pct", search_json_num(p.pred_mape_ms),

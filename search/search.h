@@ -219,6 +219,7 @@ typedef struct {
     int estimated;             /* 1 if any figure was estimated rather than measured */
     int sampled;               /* 1 if any figure was sampled (power x time); see search_budget_quality */
     double lost_joules;        /* of attempts a crash cut short, charged so far (in joules) */
+    double calib_joules;       /* of calibrating the predictor the search ranks with (in joules) */
     double prior_sum, meas_sum;   /* over hinted evaluations: the prior's joules, and what they cost */
     /* The floor: what a started candidate costs however early it is stopped
      * (set-up, a first step, validation). The dearest floor seen, and the
@@ -300,6 +301,10 @@ void search_budget_measured(search_budget *b, double joules, double rel_unc, dou
  * resumes. */
 void search_budget_charge_lost(search_budget *b, double total_lost, double rel_unc, const char *meter,
                                search_quality q);
+/* Joules spent calibrating the predictor before the search (its cost is the
+ * search's: it ranks with that predictor), charged now and shown apart. */
+void search_budget_charge_calibration(search_budget *b, double joules, double rel_unc, const char *meter,
+                                      search_quality q);
 /* Fraction of the tightest budget used, 0..1 (0 when there is no limit). */
 double search_budget_fraction(const search_budget *b);
 
@@ -481,6 +486,9 @@ NAS_MUST_USE nas_status search_loop_restore(const search_space *space, const cha
  * was spent stays spent. */
 NAS_MUST_USE nas_status search_loop_set_limits(search_loop *l, const search_limits *lim, nas_err *err);
 void search_loop_free(search_loop *l);
+/* search_budget_charge_calibration on a loop before it runs. */
+void search_loop_charge_calibration(search_loop *l, double joules, double rel_unc, const char *meter,
+                                    search_quality q);
 /* search_budget_charge_lost on a loaded loop, before it runs again. */
 void search_loop_charge_lost(search_loop *l, double total_lost, double rel_unc, const char *meter, search_quality q);
 

@@ -15,6 +15,15 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
+/* The suites never read or write the user's predictor cache, and a search in
+ * them does not calibrate one first (--predictor auto, the default, goes
+ * without): every process a suite starts inherits this. The suite that tests
+ * the cache names its own folder. */
+__attribute__((constructor)) static void tu_no_predictor_cache(void)
+{
+    setenv("NAS_CACHE_DIR", "off", 1);
+}
+
 /* A fresh folder under /tmp, removed by tu_rmtree. */
 static inline char *tu_tmpdir(char *buf, size_t n)
 {
