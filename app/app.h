@@ -40,6 +40,7 @@ typedef struct {
     double budget_j, budget_s;
     long budget_evals;
     long epochs, subset, batch, threads, seed;
+    long rungs, eta;           /* multi-fidelity (search_loop_opts) */
     double lr;
     char predictor[512], meter[16];
     double watts, bench_s, hv_ref;

@@ -44,6 +44,8 @@ static nas_status result_of(runs_db *db, const runs_cand *c, search_result *r, n
 {
     memset(r, 0, sizeof *r);
     r->id = c->seq;
+    r->rung = c->rung;
+    r->parent = c->rung > 0 ? c->parent : -1;
     nas_status st = space_genome_from_string(c->genome, &r->genome, err);
     if (st)
         return nas_errctx(err, "candidate %d of the run store", c->seq);

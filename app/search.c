@@ -166,6 +166,7 @@ typedef struct {
     nas_err err;
     search_dist *dist;
     int stopped;               /* SIGINT/SIGTERM here, or rank 0 stopped the job: cut short */
+    int steps_total;           /* of this candidate's training (a promotion trains longer) */
 } epoch_watch;
 
 #define HEARTBEAT_S 2.0
@@ -191,7 +192,7 @@ static void show_training(epoch_watch *w)
         snprintf(of, sizeof of, " (%ld of %ld)", p.evals + 1, c->eval_limit);
     const search_budget *b = c->loop ? search_loop_budget(c->loop) : NULL;
     nas_progress_show(&c->prog, "candidate #%ld%s: step %d/%d | %s | %.1f J with the meter's uncertainty", w->id, of,
-                      w->step, c->steps_total, line, b ? b->joules_hi : NAN);
+                      w->step, w->steps_total, line, b ? b->joules_hi : NAN);
 }
 
 /* The joules that must stay unspent when training stops (with uncertainty). */
@@ -423,8 +424,8 @@ static nas_status cand_begin(run_ctx *c, const space_genome *g, space_net *arch,
     return ev_meter_read(c->meter, j0, err);
 }
 
-/* The watch on candidate id's training, and the training options it hooks. */
-static void cand_watch(run_ctx *c, long id, double j0, double allowance, uint64_t seed, epoch_watch *w,
+/* The watch on candidate id's training (epochs of it), and the training options it hooks. */
+static void cand_watch(run_ctx *c, long id, double j0, double allowance, uint64_t seed, int epochs, epoch_watch *w,
                        ev_train_opts *to)
 {
     *w = (epoch_watch){.meter = c->meter, .j0 = j0, .allowance = allowance, .unc = ev_meter_uncertainty(c->meter),
@@ -432,9 +433,10 @@ static void cand_watch(run_ctx *c, long id, double j0, double allowance, uint64_
                        /* a forward pass costs about a third of a training step; half, to be safe */
                        .val_steps = 0.5 * ceil((double)c->data.val.n / (c->batch > 0 ? c->batch : 1)),
                        .db = c->db, .cand = c->db && id < c->n_cand ? c->cand[id] : -1, .last_beat = -HUGE_VAL,
-                       .c = c, .id = id, .dist = c->dist};
+                       .c = c, .id = id, .dist = c->dist,
+                       .steps_total = c->steps_total / (c->epochs > 0 ? c->epochs : 1) * epochs};
     ev_train_opts_default(to);
-    to->epochs = c->epochs;
+    to->epochs = epochs;
     to->batch = c->batch;
     to->lr = c->lr;
     to->threads = c->threads;
@@ -468,6 +470,40 @@ static nas_status cand_trained(run_ctx *c, long id, ev_net *net, epoch_watch *w,
     return NAS_OK;
 }
 
+static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, int rung,
+                            long parent, nas_err *err);
+
+/* A promotion's start: the weights its parent ended with, from the run store. */
+static nas_status parent_weights(run_ctx *c, ev_net *net, long id, long parent, nas_err *err)
+{
+    if (!c->db || parent < 0)
+        return nas_errf(err, NAS_EINTERNAL, "candidate %ld: the weights of #%ld it trains on from are not in the "
+                        "run store", id, parent);
+    nas_status st;
+    if (parent >= c->n_cand || c->cand[parent] < 0) {   /* it finished before a resume: find its row */
+        const search_result *p = NULL;
+        for (int i = 0; i < search_loop_n_results(c->loop) && !p; i++)
+            if (search_loop_result(c->loop, i)->id == parent)
+                p = search_loop_result(c->loop, i);
+        if (!p)
+            return nas_errf(err, NAS_EINTERNAL, "candidate %ld: #%ld, which it trains on from, is not a result",
+                            id, parent);
+        if ((st = store_add(c, parent, &p->genome, &p->pred, p->rung, p->parent, err)))
+            return st;
+    }
+    void *blob = NULL;
+    size_t len = 0;
+    int found = 0;
+    st = runs_weights_get(c->db, c->cand[parent], &blob, &len, &found, err);
+    if (!st && !found)
+        st = nas_errf(err, NAS_EINTERNAL, "candidate %ld: #%ld, which it trains on from, has no stored weights", id,
+                      parent);
+    if (!st && (st = ev_net_weights_unpack(net, blob, len, err)))
+        nas_errctx(err, "candidate %ld: the weights of #%ld", id, parent);
+    nas_free(blob);
+    return st;
+}
+
 static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
                               nas_err *err)
 {
@@ -488,9 +524,17 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     }
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
+    /* a promotion (multi-fidelity) trains on from the weights its rung below ended with */
+    long parent;
+    int rung = c->loop ? search_loop_lineage(c->loop, id, &parent) : 0;
+    double work = search_rung_work(rung, c->o.eta);
+    if (rung > 0 && (st = parent_weights(c, net, id, parent, err))) {
+        ev_net_free(net);
+        return st;
+    }
     epoch_watch w;
     ev_train_opts to;
-    cand_watch(c, id, j0, allowance, no.seed, &w, &to);
+    cand_watch(c, id, j0, allowance, no.seed, (int)(c->epochs * work + 0.5), &w, &to);
     ev_train_result r;
     if ((st = ev_meter_read(c->meter, &w.j_train, err))) {
         ev_net_free(net);
@@ -602,7 +646,8 @@ static void cost_prior(const run_ctx *c, double watts_per_core, double *j0, doub
 
 /* ---- the run store --------------------------------------------------------- */
 
-static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, nas_err *err)
+static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, int rung,
+                            long parent, nas_err *err)
 {
     static space_net net;
     space_spec spec;
@@ -615,7 +660,7 @@ static nas_status store_add(run_ctx *c, long id, const space_genome *g, const se
     space_cost_of(&net, NULL, 0, &cost);
     char *spec_json = space_spec_to_json(&spec, 0);
     runs_new_cand nc = {.seq = (int)id, .genome = genome, .spec_json = spec_json, .params = cost.params,
-                        .macs = cost.macs};
+                        .macs = cost.macs, .rung = rung, .parent = (int)parent};
     nc.pred_latency_ms = p->latency_ms > 0 ? runs_fig_make(p->latency_ms, c->pred_source, "predicted") : runs_fig_none();
     nc.pred_energy_mj = p->energy_mj > 0 ? runs_fig_make(p->energy_mj, c->pred_source, "predicted") : runs_fig_none();
     if (id >= c->n_cand) {
@@ -647,7 +692,9 @@ static nas_status cb_on_start(void *ctx, long id, const space_genome *g, const s
     run_ctx *c = ctx;
     if (!c->db)
         return NAS_OK;
-    nas_status st = store_add(c, id, g, p, err);
+    long parent;
+    int rung = search_loop_lineage(c->loop, id, &parent);
+    nas_status st = store_add(c, id, g, p, rung, parent, err);
     runs_cand row;
     if (!st && !(st = runs_cand_get(c->db, c->cand[id], &row, err))) {
         if (row.status == RUNS_FAILED) {
@@ -686,13 +733,13 @@ static nas_status store_result(run_ctx *c, const search_result *r, const search_
         /* what measuring cost, not what training did (that is on the row already) */
         runs_fig j = r->measure_joules > 0 ? runs_fig_make(r->measure_joules, e->meter, quality) : runs_fig_none();
         if (r->id >= c->n_cand || c->cand[r->id] < 0) {   /* finished before a resume: find its row */
-            if ((st = store_add(c, r->id, &r->genome, &r->pred, err)))
+            if ((st = store_add(c, r->id, &r->genome, &r->pred, r->rung, r->parent, err)))
                 goto cleanup;
         }
         st = runs_cand_add_measurement(c->db, c->cand[r->id], &lat, &en, &j, state, err);
         goto cleanup;
     }
-    if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, err)))
+    if (r->screened && (st = store_add(c, r->id, &r->genome, &r->pred, r->rung, r->parent, err)))
         goto cleanup;
     const search_eval *e = &r->eval;
     const char *quality = search_eval_quality(e);
@@ -746,9 +793,12 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
                 r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
     } else if (!r->cached && !r->eval.recorded) {   /* (on_start said why a recorded one ended) */
         const search_eval *e = &r->eval;
+        char rung[64] = "";
+        if (r->rung > 0)
+            snprintf(rung, sizeof rung, " (rung %d, on from #%ld)", r->rung, r->parent);
         if (e->status == SEARCH_EVAL_OK)
-            fprintf(stderr, "#%ld acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,
-                    e->accuracy, r->energy_mj, e->energy_mj > 0 ? search_eval_quality(e) : "predicted", r->latency_ms,
+            fprintf(stderr, "#%ld%s acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,
+                    rung, e->accuracy, r->energy_mj, e->energy_mj > 0 ? search_eval_quality(e) : "predicted", r->latency_ms,
                     r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "",
                     e->stopped_early ? "  [stopped early at its joule allowance]" : "", e->joules, e->seconds);
         else
@@ -872,7 +922,7 @@ static nas_status final_training(const app_settings *s, run_ctx *c, const search
     for (int i = 0; i < n && !st; i++) {
         const search_result *r = cands[i] = search_loop_result(l, idx[i]);
         if (c->db && (r->id >= c->n_cand || c->cand[r->id] < 0))   /* finished before a resume */
-            st = store_add(c, r->id, &r->genome, &r->pred, err);
+            st = store_add(c, r->id, &r->genome, &r->pred, r->rung, r->parent, err);
     }
     app_final_opts fo = {.top = (int)s->final_top, .epochs = (int)s->final_epochs, .batch = (int)s->final_batch,
                          .subset = s->final_subset, .lr = s->final_lr, .threads = c->threads,
@@ -1023,6 +1073,8 @@ static void loop_options(run_ctx *c)
     o->limits.seconds = s->budget_s;
     o->measure_every = (int)s->measure_every;
     o->measure_top = (int)s->measure_top;
+    o->rungs = (int)s->rungs;
+    o->eta = (int)s->eta;
     o->limits.min_hint = cheapest_macs(c, &c->sp);
     cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
                &o->limits.prior_j_per_hint);

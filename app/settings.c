@@ -80,6 +80,12 @@ static const app_setting TABLE[] = {
      "minibatch size"},
     {"lr", "proxy", "lr", APP_DBL, F(lr), 1e-8, 100, 0.1, NULL, NULL, NULL, S, "X", "proxy training",
      "learning rate (SGD with momentum, cosine schedule)"},
+    {"rungs", "proxy", "rungs", APP_LONG, F(rungs), 1, SEARCH_MAX_RUNGS, 1, NULL, NULL, NULL, S, "R", "proxy training",
+     "multi-fidelity (ASHA): candidates first train --epochs; the best 1/eta of\n"
+     "each rung train on from their weights to eta^k x --epochs, up to rung R-1\n"
+     "(1: off; needs the run store)"},
+    {"eta", "proxy", "eta", APP_LONG, F(eta), 2, 100, 3, NULL, NULL, NULL, S, "N", "proxy training",
+     "multi-fidelity: the share of a rung promoted (1/eta) and the step between rungs"},
     {"threads", NULL, "threads", APP_LONG, F(threads), 0, 256, 0, NULL, NULL, NULL, S | C, "T", "proxy training",
      "threads (0: all cores; calibrate's benchmark: 1)"},
 
@@ -391,6 +397,9 @@ static nas_status check_search(const app_settings *s, nas_err *err)
         return nas_errf(err, NAS_EINVAL, "--name and --no-db: a throwaway run has no name to resume by");
     if (s->no_db && s->db[0])
         return nas_errf(err, NAS_EINVAL, "--db and --no-db exclude each other");
+    if (s->rungs > 1 && s->no_db)
+        return nas_errf(err, NAS_EINVAL, "--rungs %ld and --no-db: a promoted candidate trains on from the weights "
+                        "its rung below stored in the run store", s->rungs);
     if ((s->prune_keep > 0) + (s->prune_target_macs > 0) + (s->prune_target_mj > 0) > 1)
         return nas_errf(err, NAS_EINVAL, "--prune-keep, --prune-target-macs, --prune-target-mj: one at a time");
     if ((s->prune_keep > 0 || s->prune_target_macs > 0 || s->prune_target_mj > 0) && s->final_top < 1)

@@ -109,6 +109,11 @@ nas_status runs_cand_add(runs_db *d, int64_t run, const runs_new_cand *c, int64_
     runs_bind_fig(s, 8, &c->pred_energy_mj);
     runs_bind_real(s, 11, c->params);
     runs_bind_real(s, 12, c->macs);
+    sqlite3_bind_int(s, 13, c->rung > 0 ? c->rung : 0);
+    if (c->rung > 0 && c->parent >= 0)
+        sqlite3_bind_int(s, 14, c->parent);
+    else
+        sqlite3_bind_null(s, 14);
     if (sqlite3_step(s) != SQLITE_DONE) {
         sqlite3_reset(s);
         if ((sqlite3_extended_errcode(d->db) & 0xff) == SQLITE_CONSTRAINT)
@@ -313,6 +318,8 @@ static nas_status read_cand(sqlite3_stmt *s, runs_cand *c, nas_err *err)
     c->reward = runs_col_real(s, 26);
     c->finished = sqlite3_column_double(s, 27);
     runs_col_str(s, 28, c->error, sizeof c->error);
+    c->rung = sqlite3_column_int(s, 29);
+    c->parent = sqlite3_column_type(s, 30) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 30);
     return NAS_OK;
 }
 

@@ -23,7 +23,7 @@
     " pred_latency_ms, pred_latency_ms_src, pred_latency_ms_q,"                                \
     " pred_energy_mj, pred_energy_mj_src, pred_energy_mj_q,"                                   \
     " latency_ms, latency_ms_src, latency_ms_q, energy_mj, energy_mj_src, energy_mj_q,"        \
-    " joules, joules_src, joules_q, params, macs, wall_s, reward, finished, error"
+    " joules, joules_src, joules_q, params, macs, wall_s, reward, finished, error, rung, parent"
 
 #define RUN_COLS                                                                               \
     "r.id, r.name, r.created, r.settings, r.seed, r.hardware, r.meter, r.status,"              \
@@ -50,8 +50,8 @@ static const char *const stmt_sql[S_COUNT] = {
                      " GROUP BY src, q ORDER BY q, src",
     [S_CAND_INSERT] = "INSERT INTO candidates (run, seq, genome, spec,"
                       " pred_latency_ms, pred_latency_ms_src, pred_latency_ms_q,"
-                      " pred_energy_mj, pred_energy_mj_src, pred_energy_mj_q, params, macs)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                      " pred_energy_mj, pred_energy_mj_src, pred_energy_mj_q, params, macs, rung, parent)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [S_CAND_BY_SEQ] = "SELECT id, genome FROM candidates WHERE run = ?1 AND seq = ?2",
     [S_CAND_NEXT_SEQ] = "SELECT coalesce(max(seq) + 1, 0) FROM candidates WHERE run = ?1",
     [S_CAND_START] = "UPDATE candidates SET status = 'running', attempts = attempts + 1"

@@ -360,10 +360,16 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
         src_add(&srcs, "latency", &c->latency_ms);
         src_add(&srcs, "latency", &c->pred_latency_ms);
         int chosen = i == rep->chosen;
-        fprintf(f, "%s%4d %5d %8s %8s %11s %11s %10s %10s %8s %8s  %s%s%s%s\n",
+        char rung[48] = "";   /* multi-fidelity: where a row stands among its candidate's trainings */
+        if (c->rung > 0)
+            snprintf(rung, sizeof rung, " rung %d (on from %d)", c->rung, c->parent);
+        for (int j = 0; j < rep->n; j++)
+            if (rep->cands[j].rung > 0 && rep->cands[j].parent == c->seq)
+                snprintf(rung + strlen(rung), sizeof rung - strlen(rung), " promoted to %d", rep->cands[j].seq);
+        fprintf(f, "%s%4d %5d %8s %8s %11s %11s %10s %10s %8s %8s  %s%s%s%s%s\n",
                 chosen ? green : "", rep->rank[i], c->seq, acc, rew, e, pe, l, pl, par, mac,
                 rep->front[i] ? "front" : "", chosen ? " chosen" : "",
-                over_target(c, target) ? " over-target" : "", chosen ? off : "");
+                over_target(c, target) ? " over-target" : "", rung, chosen ? off : "");
     }
     if (!shown)
         fprintf(f, "%s  (no finished candidates yet)%s\n", dim, off);
@@ -451,6 +457,8 @@ static json_t *jcand(const runs_report *rep, int i, double target)
     json_object_set_new(o, "macs", jnum(c->macs));
     json_object_set_new(o, "wall_s", jnum(c->wall_s));
     json_object_set_new(o, "attempts", json_integer(c->attempts));
+    json_object_set_new(o, "rung", json_integer(c->rung));
+    json_object_set_new(o, "parent", c->rung > 0 ? json_integer(c->parent) : json_null());
     json_object_set_new(o, "front", json_boolean(rep->front[i]));
     json_object_set_new(o, "chosen", json_boolean(i == rep->chosen));
     if (isfinite(target))

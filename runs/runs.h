@@ -182,6 +182,8 @@ typedef struct {
     double params, macs, wall_s, reward;        /* NAN: not known */
     double finished;              /* Unix seconds; 0 while not finished */
     char error[256];
+    int rung;                     /* multi-fidelity: 0 its first training, k promoted k times */
+    int parent;                   /* rung > 0: the seq it trained on from; -1 otherwise */
 } runs_cand;
 
 typedef struct {
@@ -190,6 +192,7 @@ typedef struct {
     const char *spec_json;        /* may be NULL */
     runs_fig pred_latency_ms, pred_energy_mj;
     double params, macs;          /* NAN: not known */
+    int rung, parent;             /* multi-fidelity (rung 0, parent ignored: a first training) */
 } runs_new_cand;
 
 /* Adds a queued candidate. When (run, seq) exists already with the same

@@ -157,6 +157,11 @@ static const char *const migrations[] = {
     "  created REAL NOT NULL,"
     "  blob BLOB NOT NULL);"
     "PRAGMA user_version = 5;",
+    /* 6: multi-fidelity: a candidate's rung (0: its first training) and, for a
+     * promotion, the seq of the candidate it trained on from */
+    "ALTER TABLE candidates ADD COLUMN rung INTEGER NOT NULL DEFAULT 0 CHECK (rung >= 0);"
+    "ALTER TABLE candidates ADD COLUMN parent INTEGER CHECK (parent IS NULL OR parent >= 0);"
+    "PRAGMA user_version = 6;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 

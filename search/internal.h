@@ -10,9 +10,17 @@
 
 typedef struct {
     long ticket;
-    int random_start;     /* evolution: one of the random samples that fill the population */
+    int random_start;     /* evolution: one of the random samples that fill the population;
+                             SEARCH_PROMOTION: a ticket search_reserve gave (it learns nothing from it) */
     double logp;          /* rl: log-probability under the policy when asked (PPO's old policy) */
 } search_pending_t;
+
+#define SEARCH_PROMOTION -1
+
+/* A ticket for a promotion (multi-fidelity): pending like an asked one, so
+ * the loop's accounting and resume treat it alike, but the strategy learns
+ * nothing when it is told (its rung is not comparable with rung 0). */
+NAS_MUST_USE nas_status search_reserve(search_strategy *s, long *ticket, nas_err *err);
 
 struct search_strategy {
     search_space space;

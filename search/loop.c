@@ -34,7 +34,9 @@ typedef struct {
     space_genome g;
     search_prediction pred;
     double allow_j, est_s, t_start;   /* allow_j: joules reserved for it (inf: no joule budget) */
-    double hint;                      /* its cost hint (0: none) */
+    double hint;                      /* its cost hint (0: none), times its rung's work */
+    int rung;                         /* multi-fidelity: its rung, and the id it trains on from */
+    long parent;
 } flight_t;
 
 struct search_loop {
@@ -65,6 +67,7 @@ struct search_loop {
     double ape_mj, ape_ms;     /* sums of absolute percentage errors */
     /* while search_run runs: its clock's origin and the seconds spent before it */
     double run_t0, run_base;
+    const flight_t *cur;       /* the candidate being started or evaluated synchronously */
 };
 
 void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget_evals)
@@ -79,6 +82,13 @@ void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget
     o->stall_limit = 1000;
     o->measure_every = 10;
     o->measure_top = 3;
+    o->rungs = 1;
+    o->eta = 3;
+}
+
+double search_rung_work(int rung, int eta)
+{
+    return rung <= 0 ? 1.0 : pow(eta, rung) - pow(eta, rung - 1);
 }
 
 static nas_status loop_alloc(const search_space *space, const search_loop_opts *opts, search_loop **out,
@@ -95,11 +105,16 @@ static nas_status loop_alloc(const search_space *space, const search_loop_opts *
     if (opts->measure_every < 0 || opts->measure_top < 0)
         return nas_errf(err, NAS_EINVAL, "search: measure_every %d / measure_top %d must be >= 0",
                         opts->measure_every, opts->measure_top);
+    if (opts->rungs > SEARCH_MAX_RUNGS || (opts->rungs > 1 && (opts->eta < 2 || opts->eta > 100)))
+        return nas_errf(err, NAS_EINVAL, "search: rungs %d (1..%d) with eta %d (2..100)", opts->rungs,
+                        SEARCH_MAX_RUNGS, opts->eta);
     search_loop *l = nas_calloc(1, sizeof *l);
     if (!l)
         return nas_errf(err, NAS_ENOMEM, "search: out of memory");
     l->space = *space;
     l->opts = *opts;
+    if (l->opts.rungs < 1)   /* options zeroed rather than defaulted: no rungs */
+        l->opts.rungs = 1;
     l->best = -1;
     l->next_measure_at = opts->measure_every;
     search_budget_init(&l->budget, &opts->limits);
@@ -145,6 +160,50 @@ const search_result *search_loop_result(const search_loop *l, int i)
 }
 const search_result *search_loop_best(const search_loop *l) { return l->best >= 0 ? &l->res[l->best] : NULL; }
 
+/* A result a promotion of it has bettered the training of (its child finished):
+ * the candidate stands at its highest rung in the leaderboard and the best. */
+static int superseded(const search_loop *l, int i)
+{
+    if (l->opts.rungs <= 1)
+        return 0;
+    for (int j = i + 1; j < l->n_res; j++)
+        if (l->res[j].parent == l->res[i].id && l->res[j].eval.status == SEARCH_EVAL_OK)
+            return 1;
+    return 0;
+}
+
+/* Whether result i was promoted (its child finished, failed or is in flight). */
+static int promoted(const search_loop *l, int i)
+{
+    long id = l->res[i].id;
+    for (int j = i + 1; j < l->n_res; j++)
+        if (l->res[j].parent == id)
+            return 1;
+    for (int k = 0; k < l->n_fl; k++)
+        if (l->fl[k].parent == id && l->fl[k].rung > 0)
+            return 1;
+    return l->cur && l->cur->rung > 0 && l->cur->parent == id;
+}
+
+int search_loop_lineage(const search_loop *l, long id, long *parent)
+{
+    *parent = -1;
+    const flight_t *f = l->cur && l->cur->id == id ? l->cur : NULL;
+    for (int k = 0; !f && k < l->n_fl; k++)
+        if (l->fl[k].id == id)
+            f = &l->fl[k];
+    if (f) {
+        *parent = f->rung > 0 ? f->parent : -1;
+        return f->rung;
+    }
+    for (int i = 0; i < l->n_res; i++)
+        if (l->res[i].id == id) {
+            *parent = l->res[i].parent;
+            return l->res[i].rung;
+        }
+    return 0;
+}
+
 /* Indices of the k best evaluated results by reward (ties: lower id first). */
 static int top_k(const search_loop *l, int *idx, int k, int feasible_only)
 {
@@ -152,7 +211,8 @@ static int top_k(const search_loop *l, int *idx, int k, int feasible_only)
     int n = 0;
     for (int i = 0; i < l->n_res; i++) {
         const search_result *r = &l->res[i];
-        if (r->screened || r->cached || r->eval.status != SEARCH_EVAL_OK || (feasible_only && !r->feasible))
+        if (r->screened || r->cached || r->eval.status != SEARCH_EVAL_OK || (feasible_only && !r->feasible) ||
+            superseded(l, i))
             continue;
         int j = n < k ? n++ : k;
         while (j > 0) {
@@ -245,8 +305,9 @@ static uint64_t genome_hash(const space_genome *g)
 
 static int seen_eligible(const search_result *r)
 {
-    return !r->screened && !r->cached;
+    return !r->screened && !r->cached && r->rung == 0;
 }
+
 
 /* res[i] into the table (the first of equal genomes stays: a scan in result
  * order would find it first); -1 when out of memory. */
@@ -332,6 +393,8 @@ static void tick(search_loop *l, const search_callbacks *cb)
     l->budget.seconds = l->run_base + clock_now(cb) - l->run_t0;
 }
 
+static nas_status rescore(search_loop *l, nas_err *err);
+
 /* Called for every candidate that ends, evaluated or not: record, tell, report. */
 static nas_status finish_candidate(search_loop *l, search_result *r, const search_callbacks *cb, nas_err *err)
 {
@@ -345,6 +408,11 @@ static nas_status finish_candidate(search_loop *l, search_result *r, const searc
         return st;
     if (r->is_best)
         l->best = l->n_res - 1;
+    if (r->rung > 0) {   /* the parent stands down: the best is the candidates' at their highest rungs */
+        if ((st = rescore(l, err)))
+            return st;
+        l->res[l->n_res - 1].is_best = l->best == l->n_res - 1;
+    }
     if (cb->on_result && (st = cb->on_result(cb->ctx, &l->res[l->n_res - 1], l, err)))
         return st;
     if (cb->progress) {
@@ -371,6 +439,8 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
     r.id = f->id;
     r.genome = f->g;
     r.pred = f->pred;
+    r.rung = f->rung;
+    r.parent = f->rung > 0 ? f->parent : -1;
     if (!(ev->seconds > 0))
         ev->seconds = seconds;
     r.eval = *ev;
@@ -412,6 +482,8 @@ static nas_status finish_ended(search_loop *l, const flight_t *f, const search_c
     r.eval.status = SEARCH_EVAL_FAILED;
     r.eval.recorded = 1;
     r.eval.accuracy = NAN;
+    r.rung = f->rung;
+    r.parent = f->rung > 0 ? f->parent : -1;
     search_budget_abandon(&l->budget, f->allow_j, f->est_s);
     objective_figures(&r);
     return finish_candidate(l, &r, cb, err);
@@ -436,7 +508,10 @@ static nas_status launch(search_loop *l, flight_t *f, const search_callbacks *cb
 {
     nas_status st;
     int ended = 0;
-    if (cb->on_start && (st = cb->on_start(cb->ctx, f->id, &f->g, &f->pred, &ended, err)))
+    l->cur = f;   /* for search_loop_lineage while it starts and, synchronously, runs */
+    st = cb->on_start ? cb->on_start(cb->ctx, f->id, &f->g, &f->pred, &ended, err) : NAS_OK;
+    l->cur = NULL;
+    if (st)
         return st;
     if (ended)
         return finish_ended(l, f, cb, err);
@@ -444,7 +519,10 @@ static nas_status launch(search_loop *l, flight_t *f, const search_callbacks *cb
     if (!cb->submit) {
         search_eval ev;
         memset(&ev, 0, sizeof ev);
-        if ((st = cb->evaluate(cb->ctx, f->id, &f->g, f->allow_j, &ev, err)))
+        l->cur = f;
+        st = cb->evaluate(cb->ctx, f->id, &f->g, f->allow_j, &ev, err);
+        l->cur = NULL;
+        if (st)
             return st;
         return finish_eval(l, f, &ev, clock_now(cb) - f->t_start, cb, err);
     }
@@ -496,6 +574,82 @@ static int cheapest_still_fits(const search_loop *l, int free_slots)
     return cheapest > 0 && search_budget_check(&l->budget, free_slots, cheapest) == SEARCH_STOP_NONE;
 }
 
+typedef struct {
+    double reward;
+    long id;
+    int i;
+} ranked_t;
+
+/* By reward, best first; ties to the lower id. */
+static int by_rank(const void *a, const void *b)
+{
+    const ranked_t *x = a, *y = b;
+    if (x->reward != y->reward)
+        return x->reward > y->reward ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int in_rung(const search_result *r, int k)
+{
+    return r->rung == k && !r->screened && !r->cached && r->eval.status == SEARCH_EVAL_OK;
+}
+
+/* The promotion ASHA makes next (highest rung first): a result of a rung below
+ * the top that ranks within its rung's best 1/eta (by reward, ties to the
+ * lower id) and was not promoted. -1 when there is none (or no memory to rank:
+ * then nothing is promoted this time). */
+static int next_promotion(const search_loop *l)
+{
+    ranked_t *v = l->n_res > 0 ? nas_malloc((size_t)l->n_res * sizeof *v) : NULL;
+    if (!v)
+        return -1;
+    int pick = -1;
+    for (int k = l->opts.rungs - 2; k >= 0 && pick < 0; k--) {
+        int n = 0;
+        for (int i = 0; i < l->n_res; i++)
+            if (in_rung(&l->res[i], k))
+                v[n++] = (ranked_t){l->res[i].reward, l->res[i].id, i};
+        qsort(v, (size_t)n, sizeof *v, by_rank);
+        int quota = n / l->opts.eta;
+        for (int r = 0; r < quota && pick < 0; r++)
+            if (!promoted(l, v[r].i))
+                pick = v[r].i;
+    }
+    nas_free(v);
+    return pick;
+}
+
+/* Starts the promotion of result pi when its estimated cost fits the budget
+ * (*launched set); else leaves it for later and the strategy is asked. */
+static nas_status promote(search_loop *l, const search_callbacks *cb, int free_slots, int pi, int *launched,
+                          nas_err *err)
+{
+    *launched = 0;
+    const search_result *p = &l->res[pi];
+    flight_t f;
+    memset(&f, 0, sizeof f);
+    f.g = p->genome;
+    f.pred = p->pred;
+    f.rung = p->rung + 1;
+    f.parent = p->id;
+    double work = search_rung_work(f.rung, l->opts.eta);
+    double base = cb->cost_hint ? cb->cost_hint(cb->ctx, &f.g) : 0;
+    f.hint = base > 0 && isfinite(base) ? base * work : 0;
+    double est = cb->cost_hint ? search_budget_estimate_joules(&l->budget, f.hint)
+                               : search_budget_next_joules(&l->budget) * work;
+    if (l->budget.lim.joules > 0 && search_budget_check(&l->budget, free_slots, est) == SEARCH_STOP_JOULES)
+        return NAS_OK;
+    nas_status st = search_reserve(l->strat, &f.id, err);
+    if (st)
+        return st;
+    f.allow_j = search_budget_allowance(&l->budget, free_slots, est);
+    f.est_s = search_budget_next_seconds(&l->budget) * work;
+    search_budget_start(&l->budget, f.allow_j, f.est_s);
+    l->stall = l->over_stall = 0;
+    *launched = 1;
+    return launch(l, &f, cb, err);
+}
+
 /* Proposes one candidate and sees it through screening, reuse and its own
  * cost estimate; returns with *launched set when it went to evaluation, and
  * *stop set when it would have crossed the joule budget. */
@@ -503,10 +657,14 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
                           search_stop *stop, nas_err *err)
 {
     *launched = 0;
+    nas_status st;
+    int pi = l->opts.rungs > 1 ? next_promotion(l) : -1;
+    if (pi >= 0 && ((st = promote(l, cb, free_slots, pi, launched, err)) || *launched))
+        return st;
     flight_t f;
     memset(&f, 0, sizeof f);
-    nas_status st = search_ask(l->strat, &f.g, &f.id, err);
-    if (st)
+    f.parent = -1;
+    if ((st = search_ask(l->strat, &f.g, &f.id, err)))
         return st;
     l->proposals++;
     if (cb->predict && (st = cb->predict(cb->ctx, &f.g, &f.pred, err)))
@@ -583,7 +741,7 @@ static nas_status rescore(search_loop *l, nas_err *err)
         const search_result *r = &l->res[i];
         if (eligible_for_front(r) && search_front_add(&l->front, r->id, r->eval.accuracy, r->energy_mj) < 0)
             return nas_errf(err, NAS_ENOMEM, "search: out of memory for the Pareto front");
-        if (!r->screened && !r->cached && r->eval.status == SEARCH_EVAL_OK && r->feasible &&
+        if (!r->screened && !r->cached && r->eval.status == SEARCH_EVAL_OK && r->feasible && !superseded(l, i) &&
             (l->best < 0 || r->reward > l->res[l->best].reward))
             l->best = i;
     }
@@ -662,6 +820,10 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
     search_stop stop = SEARCH_STOP_NONE;
     if (!cb->evaluate && !(cb->submit && cb->collect))
         return nas_errf(err, NAS_EINVAL, "search: no evaluate (or submit and collect) callback");
+    if (l->opts.rungs > 1 && cb->submit)
+        return nas_errf(err, NAS_EUNSUPP, "search: multi-fidelity (rungs %d) runs in one process; under mpirun "
+                        "a promoted candidate's weights would have to travel to its worker, which is not built",
+                        l->opts.rungs);
     int slots = cb->submit ? (cb->slots > 0 ? cb->slots : 1) : 1;
     l->run_t0 = clock_now(cb);
     l->run_base = l->budget.seconds;
@@ -750,6 +912,17 @@ static json_t *result_json(const search_result *r)
                      "late", r->measured_later, "ob", r->over_budget, "early", e->stopped_early);
 }
 
+/* A result's or flight's rung and parent, written only for a promotion (so a
+ * search without rungs saves what it always did). */
+static void lineage_json(json_t *j, int rung, long parent, int *bad)
+{
+    if (rung <= 0 || !j)
+        return;
+    search_json_set(j, "rung", json_integer(rung), bad);
+    search_json_set(j, "parent", json_integer(parent), bad);
+}
+
+
 /* The results a state without its history stands for: every one but those
  * seen before (which the run store keeps no row for). */
 static long n_kept(const search_loop *l)
@@ -781,6 +954,7 @@ static char *loop_save(const search_loop *l, int with_history)
     search_json_set(root, "reuse_seen", json_integer(o->reuse_seen), &bad);
     search_json_set(root, "stall_limit", json_integer(o->stall_limit), &bad);
     search_json_set(root, "measure", json_pack("{s:i,s:i}", "every", o->measure_every, "top", o->measure_top), &bad);
+    search_json_set(root, "rungs", json_pack("{s:i,s:i}", "n", o->rungs, "eta", o->eta), &bad);
     search_json_set(root, "checks",
                     json_pack("{s:I,s:i,s:i,s:i,s:o,s:o,s:I,s:o,s:o}", "next_at", (json_int_t)l->next_measure_at,
                               "n_mj", l->n_checked_mj, "n_ms", l->n_checked_ms, "within10_mj", l->within10_mj,
@@ -816,19 +990,24 @@ static char *loop_save(const search_loop *l, int with_history)
         /* the best is an index into the results, which only this form holds */
         search_json_set(json_object_get(root, "counts"), "best", json_integer(l->best), &bad);
         json_t *res = json_array();
-        for (int i = 0; i < l->n_res; i++)
-            search_json_append(res, result_json(&l->res[i]), &bad);
+        for (int i = 0; i < l->n_res; i++) {
+            json_t *jr = result_json(&l->res[i]);
+            lineage_json(jr, l->res[i].rung, l->res[i].parent, &bad);
+            search_json_append(res, jr, &bad);
+        }
         search_json_set(root, "results", res, &bad);
     } else {
         search_json_set(root, "history", json_pack("{s:I}", "n", (json_int_t)n_kept(l)), &bad);
     }
     for (int i = 0; i < l->n_fl; i++) {
         const flight_t *f = &l->fl[i];
-        search_json_append(fl, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "hint",
-                                         search_json_num(f->hint), "genome",
-                                         search_json_genome(&f->g), "pred_ms", search_json_num(f->pred.latency_ms),
-                                         "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
-                                         search_json_num(f->allow_j), "est_s", search_json_num(f->est_s)), &bad);
+        json_t *jf = json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)f->id, "hint",
+                               search_json_num(f->hint), "genome",
+                               search_json_genome(&f->g), "pred_ms", search_json_num(f->pred.latency_ms),
+                               "pred_mj", search_json_num(f->pred.energy_mj), "allow_j",
+                               search_json_num(f->allow_j), "est_s", search_json_num(f->est_s));
+        lineage_json(jf, f->rung, f->parent, &bad);
+        search_json_append(fl, jf, &bad);
     }
     search_json_set(root, "in_flight", fl, &bad);
     char *out = bad ? NULL : search_json_dump(root);
@@ -892,6 +1071,20 @@ static nas_status opt_real(const json_t *obj, const char *field, double hi, doub
     return json_object_get(obj, key) ? search_json_real(obj, WHAT, field, 0, hi, 0, v, err) : NAS_OK;
 }
 
+static nas_status lineage_from_json(const json_t *j, const char *what_rung, const char *what_parent, long id,
+                                    int *rung, long *parent, nas_err *err)
+{
+    nas_status st = NAS_OK;
+    *rung = 0;
+    *parent = -1;
+    if (json_object_get(j, "rung")) {
+        TRY(get_i(j, what_rung, 1, SEARCH_MAX_RUNGS - 1, rung, err));
+        TRY(search_json_int(j, WHAT, what_parent, 0, id - 1, parent, err));
+    }
+cleanup:
+    return st;
+}
+
 static nas_status result_from_json(const json_t *j, const search_space *space, long next_ticket, search_result *r,
                                    nas_err *err)
 {
@@ -930,6 +1123,7 @@ static nas_status result_from_json(const json_t *j, const search_space *space, l
         TRY(get_i(j, "results[].early", 0, 1, &e->stopped_early, err));
     if (json_object_get(j, "smp"))
         TRY(get_i(j, "results[].smp", 0, 1, &e->joules_sampled, err));
+    TRY(lineage_from_json(j, "results[].rung", "results[].parent", r->id, &r->rung, &r->parent, err));
 cleanup:
     return st;
 }
@@ -948,6 +1142,7 @@ static nas_status flight_from_json(const json_t *jf, const search_space *space, 
         f->allow_j = INFINITY;   /* saved as null: no joule budget */
     TRY(search_json_real(jf, WHAT, "in_flight[].est_s", 0, MAX_S, 0, &f->est_s, err));
     TRY(search_json_real(jf, WHAT, "in_flight[].hint", 0, DBL_MAX, 0, &f->hint, err));
+    TRY(lineage_from_json(jf, "in_flight[].rung", "in_flight[].parent", f->id, &f->rung, &f->parent, err));
 cleanup:
     return st;
 }
@@ -989,6 +1184,13 @@ static nas_status opts_from_json(const json_t *root, search_loop_opts *o, nas_er
         return bad_field(err, "measure");
     TRY(get_i(jm, "measure.every", 0, 100000000, &o->measure_every, err));
     TRY(get_i(jm, "measure.top", 0, 64, &o->measure_top, err));
+    o->rungs = 1;   /* absent in states saved before multi-fidelity: off */
+    o->eta = 3;
+    json_t *jr = json_object_get(root, "rungs");
+    if (jr) {
+        TRY(get_i(jr, "rungs.n", 1, SEARCH_MAX_RUNGS, &o->rungs, err));
+        TRY(get_i(jr, "rungs.eta", 2, 100, &o->eta, err));
+    }
 cleanup:
     return st;
 }

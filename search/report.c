@@ -49,7 +49,7 @@ static json_t *result_summary(const search_result *r)
     int benchmarked = e->energy_mj > 0;
     /* where the energy came from, and what it is: a model's joules are estimated */
     const char *quality = !benchmarked ? "predicted" : search_eval_quality(e);
-    return json_pack("{s:I,s:o,s:s,s:o,s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:s,s:b,s:b}", "id", (json_int_t)r->id,
+    return json_pack("{s:I,s:o,s:s,s:o,s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:s,s:b,s:b,s:i,s:I}", "id", (json_int_t)r->id,
                      "genome", search_json_genome(&r->genome), "status",
                      e->status == SEARCH_EVAL_OK ? "ok" : e->status == SEARCH_EVAL_DIVERGED ? "diverged" : "failed",
                      "accuracy", search_json_num(e->accuracy), "energy_mj", search_json_num(r->energy_mj),
@@ -58,7 +58,8 @@ static json_t *result_summary(const search_result *r)
                      "pred_latency_ms", search_json_num(r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN),
                      "reward", search_json_num(r->reward), "joules", search_json_num(e->joules), "feasible",
                      r->feasible, "seconds", search_json_num(e->seconds), "meter", e->meter, "joules_estimated",
-                     e->joules_estimated, "stopped_early", e->stopped_early);
+                     e->joules_estimated, "stopped_early", e->stopped_early, "rung", r->rung, "parent",
+                     (json_int_t)(r->rung > 0 ? r->parent : -1));
 }
 
 char *search_loop_report_json(const search_loop *l, search_stop why, int top)

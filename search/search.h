@@ -372,6 +372,9 @@ typedef struct {
                                   is called again for this id, with reward and feasibility redone */
     double measure_joules;     /* what that measuring cost (its meter's figure; eval.joules stays
                                   what training cost) */
+    int rung;                  /* multi-fidelity: 0, the first (shortest) training; k, promoted k
+                                  times, each time trained on from the weights of the rung below */
+    long parent;               /* rung > 0: the id of the result it trained on from; -1 otherwise */
 } search_result;
 
 typedef struct {
@@ -451,7 +454,26 @@ typedef struct {
     int stall_limit;           /* stop after this many proposals in a row not evaluated (default 1000) */
     int measure_every;         /* evaluations between measurements of the best (default 10) */
     int measure_top;           /* how many of the best are measured (default 3) */
+    /* Multi-fidelity (asynchronous successive halving, ASHA): a candidate
+     * first trains for the evaluator's shortest training (rung 0); whenever a
+     * result of rung k ranks within the best 1/eta of the rung's results (by
+     * reward) and has not been promoted, it is promoted before anything new is
+     * asked: a result of rung k+1, under an id of its own, trained on from its
+     * weights for search_rung_work(k+1) more units. Strategies learn from
+     * rung-0 results only (comparable ones); the leaderboard and the best hold
+     * each candidate at the highest rung it finished. 1 (default): off. */
+    int rungs;
+    int eta;                   /* default 3 */
 } search_loop_opts;
+
+/* The training a result of rung r adds, in units of rung 0's: 1, then
+ * eta^r - eta^(r-1) (rung r has had eta^r units in all). */
+double search_rung_work(int rung, int eta);
+#define SEARCH_MAX_RUNGS 8
+/* Of a candidate the loop is starting, evaluating or holds: its rung, and
+ * (rung > 0) the id it trains on from in *parent (-1 otherwise). The
+ * evaluator asks this to know whether to start from scratch. */
+int search_loop_lineage(const search_loop *l, long id, long *parent);
 
 void search_loop_opts_default(search_loop_opts *o, search_kind kind, long budget_evals);
 

@@ -201,6 +201,15 @@ nas_status search_ask(search_strategy *s, space_genome *g, long *ticket, nas_err
     return NAS_OK;
 }
 
+nas_status search_reserve(search_strategy *s, long *ticket, nas_err *err)
+{
+    search_pending_t p = {.ticket = s->next_ticket, .random_start = SEARCH_PROMOTION};
+    if (pending_push(s, p))
+        return nas_errf(err, NAS_ENOMEM, "strategy: out of memory");
+    *ticket = s->next_ticket++;
+    return NAS_OK;
+}
+
 nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
                        search_tell_kind kind, nas_err *err)
 {
@@ -218,6 +227,8 @@ nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, d
     /* keep the table in ask order: saved state must not depend on tell order beyond what it is */
     memmove(s->pending + i, s->pending + i + 1, (size_t)(s->n_pending - i - 1) * sizeof *s->pending);
     s->n_pending--;
+    if (p.random_start == SEARCH_PROMOTION)   /* a rung above the first: not comparable with its results */
+        return NAS_OK;
     s->told++;
     switch (s->opts.kind) {
     case SEARCH_RANDOM:
@@ -499,7 +510,7 @@ static nas_status pending_from_json(const json_t *pend, search_strategy *s, nas_
         int rs;
         double lp;
         if (json_unpack(json_array_get(pend, i), "[I,i,F]", &t, &rs, &lp) || t < 0 || t >= s->next_ticket ||
-            (s->n_pending > 0 && t <= s->pending[s->n_pending - 1].ticket) || rs < 0 || rs > 1 ||
+            (s->n_pending > 0 && t <= s->pending[s->n_pending - 1].ticket) || rs < SEARCH_PROMOTION || rs > 1 ||
             !(lp <= 0 && lp >= -DBL_MAX))
             BAD("pending");
         search_pending_t p = {.ticket = (long)t, .random_start = rs, .logp = lp};

@@ -507,6 +507,80 @@ static void test_search_session_resumes_in_process(void **state)
     tu_rmtree(dir);
 }
 
+/* Multi-fidelity in a real session: with rungs 3 and eta 2 the best half of
+ * each rung trains on from its stored weights; a session stopped at 4
+ * evaluations and resumed to 7 ends where one uninterrupted session of 7
+ * (another store) ends, rung for rung, and a promotion's accuracy is that of
+ * training on, not from scratch (it is at least its parent's here). */
+static int rung_session(search_dist *d, const char *db, const char *name, long evals, long *ids, int *rungs,
+                        long *parents, double *acc)
+{
+    app_settings s;
+    search_tiny(&s, db, evals);
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.rungs = 3;
+    s.eta = 2;
+    s.subset = 400;
+    app_search *c = NULL;
+    nas_err err = {0};
+    search_stop why;
+    int final_failed = 0;
+    nas_status st = app_search_open("search", &s, d, 0, &c, &err);
+    if (!st)
+        st = app_search_run(c, &why, &final_failed, &err);
+    if (st)
+        fail_msg("%s", err.msg);
+    const search_loop *l = app_search_loop(c);
+    int n = search_loop_n_results(l);
+    for (int i = 0; i < n && i < 8; i++) {
+        const search_result *r = search_loop_result(l, i);
+        ids[i] = r->id;
+        rungs[i] = r->rung;
+        parents[i] = r->parent;
+        acc[i] = r->eval.accuracy;
+    }
+    app_search_close(c);
+    return n;
+}
+
+static void test_search_session_with_rungs_resumes(void **state)
+{
+    (void)state;
+    char dir[256], db1[300], db2[300];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(db1, sizeof db1, "%s/a.db", dir);
+    snprintf(db2, sizeof db2, "%s/b.db", dir);
+    int argc = 1;
+    char *av[] = {"test_app", NULL}, **argv = av;
+    search_dist *d = NULL;
+    nas_err err = {0};
+    assert_int_equal(search_dist_init(&argc, &argv, &d, &err), NAS_OK);
+    long ids[8], ref_ids[8], par[8], ref_par[8];
+    int rg[8], ref_rg[8];
+    double acc[8], ref_acc[8];
+    assert_int_equal(rung_session(d, db1, "mf", 4, ids, rg, par, acc), 4);
+    assert_int_equal(rung_session(d, db1, "mf", 7, ids, rg, par, acc), 7);
+    assert_int_equal(rung_session(d, db2, "mf", 7, ref_ids, ref_rg, ref_par, ref_acc), 7);
+    int promoted = 0;
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(ids[i], ref_ids[i]);
+        assert_int_equal(rg[i], ref_rg[i]);
+        assert_int_equal(par[i], ref_par[i]);
+        assert_true(acc[i] == ref_acc[i]);
+        if (rg[i] > 0) {
+            promoted++;
+            for (int j = 0; j < i; j++)
+                if (ids[j] == par[i]) {
+                    assert_int_equal(rg[j], rg[i] - 1);
+                    assert_true(acc[i] >= acc[j] - 0.02);   /* trained on, not again from scratch */
+                }
+        }
+    }
+    assert_true(promoted >= 2);
+    search_dist_finish(d);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_defaults_are_the_modules),
         cmocka_unit_test(test_flags_checked_and_helped),
         cmocka_unit_test(test_search_session_resumes_in_process),
+        cmocka_unit_test(test_search_session_with_rungs_resumes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
