@@ -346,6 +346,53 @@ static void killed_twice_in_one_candidate_fails_it_and_goes_on(void **state)
     tu_rmtree(dir);
 }
 
+/* Multi-fidelity: a search killed (SIGKILL) while a promoted candidate
+ * trains on from its parent's weights resumes to the end an uninterrupted run
+ * reaches: the same rows, rungs, parents, genomes and accuracies. */
+#define MF_ARGS "--data", "mnist", "--budget-evals", "10", "--subset", "200", "--val-count", "100", "--test-limit", \
+                "100", "--epochs", "1", "--threads", "1", "--stages", "1", "--max-width", "0.25", "--bench-seconds", \
+                "0.02", "--seed", "5", "--no-export", "--final-top", "0", "--rungs", "3", "--eta", "2"
+
+static void killed_mid_rung_resumes_to_the_same_end(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], ref_db[128], db[128];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(ref_db, sizeof ref_db, "%s/ref.db", dir);
+    snprintf(db, sizeof db, "%s/k.db", dir);
+    char *bin = (char *)tu_nas_bin();
+    char *ref_argv[] = {bin, "search", MF_ARGS, "--db", ref_db, "--name", "r", NULL};
+    assert_int_equal(wait_exit(spawn(ref_argv)), 0);
+    char *search_argv[] = {bin, "search", MF_ARGS, "--db", db, "--name", "r", NULL};   /* snap_take reads run "r" */
+    char *resume_argv[] = {bin, "resume", "r", "--db", db, NULL};
+    kill_at_row(spawn(search_argv), db, "SELECT 1 FROM candidates WHERE rung = 1 AND status = 'running'",
+                "a rung-1 candidate started");
+    kill_at_row(spawn(resume_argv), db, "SELECT 1 FROM candidates WHERE rung = 2 AND status = 'running'",
+                "a rung-2 candidate started");
+    assert_int_equal(wait_exit(spawn(resume_argv)), 0);
+    snap ref, fin;
+    snap_take(ref_db, &ref);
+    snap_take(db, &fin);
+    assert_true(ref.found && fin.found);
+    assert_int_equal(fin.n, ref.n);
+    int promoted = 0;
+    for (int i = 0; i < ref.n; i++) {
+        const runs_cand *a = &ref.c[i], *b = by_seq(&fin, a->seq);
+        assert_non_null(b);
+        assert_int_equal(b->status, a->status);
+        assert_int_equal(b->rung, a->rung);
+        assert_int_equal(b->parent, a->parent);
+        assert_string_equal(b->genome, a->genome);
+        assert_true(b->accuracy == a->accuracy);
+        promoted += a->rung > 0;
+    }
+    assert_true(promoted >= 2);
+    runs_cands_free(ref.c, ref.n);
+    runs_cands_free(fin.c, fin.n);
+    tu_rmtree(dir);
+}
+
 static void resume_errors(void **state)
 {
     (void)state;
@@ -398,6 +445,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resume_errors),
         cmocka_unit_test(resume_reads_saved_settings),
+        cmocka_unit_test(killed_mid_rung_resumes_to_the_same_end),
         cmocka_unit_test(killed_20_times_ends_as_an_uninterrupted_run),
         cmocka_unit_test(a_crash_mid_training_still_counts_its_joules),
         cmocka_unit_test(killed_twice_in_one_candidate_fails_it_and_goes_on),
