@@ -473,9 +473,12 @@ static nas_status cand_trained(run_ctx *c, long id, ev_net *net, epoch_watch *w,
 static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, int rung,
                             long parent, nas_err *err);
 
-/* A promotion's start: the weights its parent ended with, from the run store. */
-static nas_status parent_weights(run_ctx *c, ev_net *net, long id, long parent, nas_err *err)
+/* A promotion's start on rank 0: the weights its parent ended with, from the
+ * run store (nas_malloc'd into *blob). */
+static nas_status parent_blob(run_ctx *c, long id, long parent, void **blob, size_t *len, nas_err *err)
 {
+    *blob = NULL;
+    *len = 0;
     if (!c->db || parent < 0)
         return nas_errf(err, NAS_EINTERNAL, "candidate %ld: the weights of #%ld it trains on from are not in the "
                         "run store", id, parent);
@@ -491,15 +494,47 @@ static nas_status parent_weights(run_ctx *c, ev_net *net, long id, long parent, 
         if ((st = store_add(c, parent, &p->genome, &p->pred, p->rung, p->parent, err)))
             return st;
     }
-    void *blob = NULL;
-    size_t len = 0;
     int found = 0;
-    st = runs_weights_get(c->db, c->cand[parent], &blob, &len, &found, err);
+    st = runs_weights_get(c->db, c->cand[parent], blob, len, &found, err);
     if (!st && !found)
         st = nas_errf(err, NAS_EINTERNAL, "candidate %ld: #%ld, which it trains on from, has no stored weights", id,
                       parent);
-    if (!st && (st = ev_net_weights_unpack(net, blob, len, err)))
-        nas_errctx(err, "candidate %ld: the weights of #%ld", id, parent);
+    return st;
+}
+
+/* search_dist's give_payload (rank 0): a promotion's rung and its parent's weights go with its work. */
+static nas_status give_start(void *ctx, long id, int *rung, void **bytes, size_t *len, nas_err *err)
+{
+    run_ctx *c = ctx;
+    long parent;
+    *bytes = NULL;
+    *len = 0;
+    *rung = search_loop_lineage(c->loop, id, &parent);
+    return *rung > 0 ? parent_blob(c, id, parent, bytes, len, err) : NAS_OK;
+}
+
+/* Candidate id's rung, and for a promotion its parent's weights loaded into
+ * net: on rank 0 (and in one process) from the loop and the store, on a
+ * worker from what rank 0 sent with the work. */
+static nas_status cand_start(run_ctx *c, long id, ev_net *net, int *rung, nas_err *err)
+{
+    const void *sent = NULL;
+    void *blob = NULL;
+    size_t len = 0;
+    nas_status st = NAS_OK;
+    if (c->root) {
+        long parent;
+        *rung = search_loop_lineage(c->loop, id, &parent);
+        if (*rung > 0 && (st = parent_blob(c, id, parent, &blob, &len, err)))
+            return st;
+        sent = blob;
+    } else {
+        *rung = search_dist_job(c->dist, &sent, &len);
+        if (*rung > 0 && !sent)
+            return nas_errf(err, NAS_ENOMEM, "candidate %ld: rank 0 sent no weights to train on from", id);
+    }
+    if (*rung > 0 && (st = ev_net_weights_unpack(net, sent, len, err)))
+        nas_errctx(err, "candidate %ld: the weights of the rung below", id);
     nas_free(blob);
     return st;
 }
@@ -525,13 +560,12 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     if (st)
         return nas_errf(err, st, "candidate %ld: %s", id, local.msg);
     /* a promotion (multi-fidelity) trains on from the weights its rung below ended with */
-    long parent;
-    int rung = c->loop ? search_loop_lineage(c->loop, id, &parent) : 0;
-    double work = search_rung_work(rung, c->o.eta);
-    if (rung > 0 && (st = parent_weights(c, net, id, parent, err))) {
+    int rung = 0;
+    if ((st = cand_start(c, id, net, &rung, err))) {
         ev_net_free(net);
         return st;
     }
+    double work = search_rung_work(rung, c->o.eta);
     epoch_watch w;
     ev_train_opts to;
     cand_watch(c, id, j0, allowance, no.seed, (int)(c->epochs * work + 0.5), &w, &to);
@@ -1268,6 +1302,7 @@ static nas_status run_loop(run_ctx *c, search_stop *why, nas_err *err)
     dopt.own_estimated = ev_meter_quality(c->meter) == EV_ESTIMATED;
     dopt.take_payload = take_weights;
     dopt.put_payload = put_weights;
+    dopt.give_payload = give_start;
     dopt.on_abandoned = abandoned;
     dopt.ctx = c;
     *why = SEARCH_STOP_NONE;

@@ -83,7 +83,7 @@ static const app_setting TABLE[] = {
     {"rungs", "proxy", "rungs", APP_LONG, F(rungs), 1, SEARCH_MAX_RUNGS, 1, NULL, NULL, NULL, S, "R", "proxy training",
      "multi-fidelity (ASHA): candidates first train --epochs; the best 1/eta of\n"
      "each rung train on from their weights to eta^k x --epochs, up to rung R-1\n"
-     "(1: off; needs the run store)"},
+     "(1: off; needs the run store; under mpirun a promotion's weights go with its work)"},
     {"eta", "proxy", "eta", APP_LONG, F(eta), 2, 100, 3, NULL, NULL, NULL, S, "N", "proxy training",
      "multi-fidelity: the share of a rung promoted (1/eta) and the step between rungs"},
     {"threads", NULL, "threads", APP_LONG, F(threads), 0, 256, 0, NULL, NULL, NULL, S | C, "T", "proxy training",

@@ -4,7 +4,9 @@
  * loop's submit/collect pair with one slot per worker); workers run a small
  * serve loop: wait for work, evaluate, send the result. Messages are fixed
  * structs sent as bytes (every rank runs the same binary):
- *   WORK   0 -> w   {id, allowance, genome}: evaluate (train) it
+ *   WORK   0 -> w   {id, allowance, genome, payload length}: evaluate (train) it;
+ *                   PAYLOAD 0 -> w right after it when the length is not 0 (a
+ *                   promotion's weights, give_payload)
  *   MEASURE 0 -> w  the same: measure a trained candidate (the loop's measure)
  *   RESULT w -> 0   {id, status, search_eval, seconds, error message, payload length}
  *   PAYLOAD w -> 0  the result's opaque bytes (take_payload), right after it when
@@ -48,6 +50,8 @@ typedef struct {
     long id;
     double allowance;
     space_genome g;
+    uint64_t payload_len;      /* bytes of the PAYLOAD message that follows; 0: none */
+    int32_t rung;              /* multi-fidelity: the rung it trains to */
 } wire_work;
 
 typedef struct {
@@ -91,6 +95,10 @@ struct search_dist {
     local_job *q;
     int q_head, q_n, q_cap;
     search_dist_stats st;
+    /* worker, during evaluate: what rank 0 sent with the job */
+    void *job_payload;
+    size_t job_len;
+    int job_rung;
 };
 
 /* The run in progress on this process. The loop hands submit, collect and
@@ -335,6 +343,7 @@ void search_dist_finish(search_dist *d)
         nas_free(d->w[i].payload);
     nas_free(d->w);
     nas_free(d->q);
+    nas_free(d->job_payload);
     nas_free(d);
 }
 
@@ -474,6 +483,17 @@ static nas_status worker_serve(search_dist *d, const search_dist_opts *o, const 
         r.rank = d->rank;
         nas_err e;
         nas_err_clear(&e);
+        nas_free(d->job_payload);
+        d->job_payload = NULL;
+        d->job_len = 0;
+        d->job_rung = wk.rung;
+        if (wk.payload_len > 0) {   /* always received, so the next message is the next job's */
+            void *buf = nas_malloc(wk.payload_len);
+            MPI_Recv(buf ? buf : &r, buf ? (int)wk.payload_len : 0, MPI_BYTE, 0, TAG_PAYLOAD, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE);
+            d->job_payload = buf;
+            d->job_len = buf ? (size_t)wk.payload_len : 0;
+        }
         double t0 = nas_now();
         watchdog_arm(d, o->worker_timeout, wk.id);
         nas_status st = !measure ? cb->evaluate(cb->ctx, wk.id, &wk.g, wk.allowance, &r.ev, &e)
@@ -625,6 +645,13 @@ static double root_share(search_dist *d)
     return 2 * (j / t) * mean_s / (d->size - 1) * (1 + ou);
 }
 
+int search_dist_job(const search_dist *d, const void **bytes, size_t *len)
+{
+    *bytes = d ? d->job_payload : NULL;
+    *len = d ? d->job_len : 0;
+    return d ? d->job_rung : 0;
+}
+
 static nas_status send_job(search_dist *d, int tag, long id, const space_genome *g, double allowance, int *slot,
                            nas_err *err)
 {
@@ -645,7 +672,24 @@ static nas_status send_job(search_dist *d, int tag, long id, const space_genome 
     if (!(wk.allowance > 0))
         wk.allowance = 0;
     wk.g = *g;
+    void *payload = NULL;
+    size_t plen = 0;
+    int rung = 0;
+    nas_status st = tag == TAG_WORK && d->o->give_payload
+                        ? d->o->give_payload(d->o->ctx, id, &rung, &payload, &plen, err) : NAS_OK;
+    if (st)
+        return st;
+    if (payload && plen > INT_MAX) {
+        nas_free(payload);
+        return nas_errf(err, NAS_EINVAL, "distributed search: candidate %ld: %zu bytes to send with its work, more "
+                        "than one MPI message holds", id, plen);
+    }
+    wk.payload_len = payload ? plen : 0;
+    wk.rung = rung;
     MPI_Send(&wk, (int)sizeof wk, MPI_BYTE, pick + 1, tag, MPI_COMM_WORLD);
+    if (wk.payload_len)   /* the worker receives it right after the work */
+        MPI_Send(payload, (int)wk.payload_len, MPI_BYTE, pick + 1, TAG_PAYLOAD, MPI_COMM_WORLD);
+    nas_free(payload);
     worker_slot *w = &d->w[pick];
     w->busy = 1;
     w->done = 0;

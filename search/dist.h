@@ -123,6 +123,11 @@ typedef struct {
      * the same two calls, one after the other. Not for measure. */
     void (*take_payload)(void *ctx, long id, void **bytes, size_t *len);
     nas_status (*put_payload)(void *ctx, long id, const void *bytes, size_t len, nas_err *err);
+    /* Rank 0, optional: what a candidate's evaluation starts from, sent with
+     * its work: its rung (multi-fidelity) and bytes (a promotion: the weights
+     * of the rung below), a nas_malloc'd buffer search_dist frees, or *bytes
+     * NULL for none. The worker's evaluate finds them with search_dist_job. */
+    nas_status (*give_payload)(void *ctx, long id, int *rung, void **bytes, size_t *len, nas_err *err);
     /* Rank 0, optional: a worker's candidate that never reaches on_result,
      * with what it spent: cut short by a stop (its evaluate returned
      * NAS_EINTR), or finished after the loop had ended. */
@@ -131,6 +136,10 @@ typedef struct {
 } search_dist_opts;
 
 void search_dist_opts_default(search_dist_opts *o);
+
+/* On a worker, during its evaluate: the rung and bytes rank 0's give_payload
+ * sent with this candidate (0, NULL and 0: none). Returns the rung. */
+int search_dist_job(const search_dist *d, const void **bytes, size_t *len);
 
 /* Every rank calls it, with the same callbacks. Rank 0 runs search_run(loop,
  * cb, why) with cb's submit, collect and slots supplied here (cb must leave

@@ -820,10 +820,6 @@ nas_status search_run(search_loop *l, const search_callbacks *cb, search_stop *w
     search_stop stop = SEARCH_STOP_NONE;
     if (!cb->evaluate && !(cb->submit && cb->collect))
         return nas_errf(err, NAS_EINVAL, "search: no evaluate (or submit and collect) callback");
-    if (l->opts.rungs > 1 && cb->submit)
-        return nas_errf(err, NAS_EUNSUPP, "search: multi-fidelity (rungs %d) runs in one process; under mpirun "
-                        "a promoted candidate's weights would have to travel to its worker, which is not built",
-                        l->opts.rungs);
     int slots = cb->submit ? (cb->slots > 0 ? cb->slots : 1) : 1;
     l->run_t0 = clock_now(cb);
     l->run_base = l->budget.seconds;

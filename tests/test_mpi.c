@@ -1233,6 +1233,57 @@ static void test_search_exports_under_mpirun(void **state)
     tu_rmtree(dir);
 }
 
+/* Multi-fidelity (ASHA) under mpirun: a promotion is sent to whichever worker
+ * is free with its rung and its parent's weights from rank 0's store (a
+ * worker that got no weights, or weights that do not fit, fails the search);
+ * every promoted row trains on from a finished row of the rung below. */
+static void test_rungs_under_mpirun(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64], cmd[4096];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd,
+             "%s -x ASAN_OPTIONS -x NAS_CACHE_DIR '%s' search "
+             "--data mnist --budget-evals 10 --subset 200 --epochs 1 --threads 1 --stages 1 --max-width 0.25 "
+             "--final-top 0 --val-count 100 --test-limit 100 --bench-seconds 0.02 --rungs 3 --eta 2 --seed 5 "
+             "--no-export --db %s/m.db --name m >'%s/out.txt' 2>&1",
+             tu_mpirun(600, 3), tu_nas_bin(), dir, dir);
+    if (system(cmd) != 0) {
+        show_out(dir);
+        fail_msg("nas search --rungs under mpirun failed");
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/m.db", dir);
+    runs_db *db = NULL;
+    nas_err err = {0};
+    assert_int_equal(runs_open(path, RUNS_OPEN_READONLY, &db, &err), NAS_OK);
+    int64_t run;
+    assert_int_equal(runs_run_find(db, "m", &run, &err), NAS_OK);
+    runs_cand *c = NULL;
+    int n = 0, promoted = 0;
+    assert_int_equal(runs_cand_list(db, run, ~0u, &c, &n, &err), NAS_OK);
+    assert_int_equal(n, 10);
+    for (int i = 0; i < n; i++) {
+        if (c[i].rung == 0)
+            continue;
+        promoted++;
+        const runs_cand *p = NULL;
+        for (int j = 0; j < n; j++)
+            if (c[j].seq == c[i].parent)
+                p = &c[j];
+        assert_non_null(p);
+        assert_int_equal(p->rung, c[i].rung - 1);
+        assert_int_equal(p->status, RUNS_DONE);
+        assert_string_equal(p->genome, c[i].genome);
+        assert_int_equal(c[i].status, RUNS_DONE);
+    }
+    assert_true(promoted >= 2);
+    runs_cands_free(c, n);
+    runs_close(db);
+    tu_rmtree(dir);
+}
+
 static void test_settings_reach_every_rank(void **state)
 {
     (void)state;
@@ -1335,6 +1386,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sigterm_to_rank0_stops_the_workers),
         cmocka_unit_test(test_payload_reaches_rank0_intact),
         cmocka_unit_test(test_search_exports_under_mpirun),
+        cmocka_unit_test(test_rungs_under_mpirun),
         cmocka_unit_test(test_settings_reach_every_rank),
         cmocka_unit_test(test_different_builds_refused),
     };
