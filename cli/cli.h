@@ -42,6 +42,8 @@ int cli_settings_check(const char *cmd, int which, const app_settings *s);
  * after a failed json_pack): 0, or -1 when it could not be built or written. */
 struct json_t;
 int cli_print_json(struct json_t *root, size_t flags);
+/* A pruning's figures as a JSON object (a search's --json carries it as "prune"). */
+struct json_t *cli_prune_json(const app_prune_result *r);
 
 /* Prints "nas <cmd>: <message>" to stderr and returns the exit code for st. */
 int cli_fail(const char *cmd, nas_status st, const nas_err *err);

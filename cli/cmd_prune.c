@@ -4,6 +4,7 @@
 #include "app/app.h"
 #include "cli/cli.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,31 @@ void cli_prune_print(const app_prune_result *r)
     if (!isnan(r->mj_after))
         printf("mj_before %.6g\nmj_after %.6g\nmj_quality %s\nmj_source %s\n", r->mj_before, r->mj_after,
                r->mj_quality, r->mj_source);
+}
+
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+json_t *cli_prune_json(const app_prune_result *r)
+{
+    json_t *o = json_pack("{s:s,s:f,s:i,s:f,s:f,s:f,s:f,s:s,s:s}", "what", r->what, "keep", r->keep, "epochs",
+                          r->epochs, "macs_before", r->before.macs, "macs_after", r->after.macs, "params_before",
+                          r->before.params, "params_after", r->after.params, "onnx", r->onnx, "weights", r->weights);
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "val_acc_before", num_or_null(r->val_before));
+    json_object_set_new(o, "val_acc_pruned", num_or_null(r->val_pruned));
+    json_object_set_new(o, "val_acc_after", num_or_null(r->val_after));
+    json_object_set_new(o, "test_acc_before", num_or_null(r->test_before));
+    json_object_set_new(o, "test_acc_after", num_or_null(r->test_after));
+    json_object_set_new(o, "recorded_test_acc", num_or_null(r->recorded_test));
+    json_object_set_new(o, "test_images", json_integer(r->data_test));
+    if (isfinite(r->mj_after)) {
+        json_object_set_new(o, "mj_before", json_real(r->mj_before));
+        json_object_set_new(o, "mj_after", json_real(r->mj_after));
+        json_object_set_new(o, "mj_quality", json_string(r->mj_quality));
+        json_object_set_new(o, "mj_source", json_string(r->mj_source));
+    }
+    return o;
 }
 
 int cmd_prune(int argc, char **argv)

@@ -99,7 +99,8 @@ static void print_text(const app_search *c, const search_loop *l, search_stop wh
     }
 }
 
-static int print_json(const app_search *c, const search_loop *l, search_stop why, int top, void *final)
+static int print_json(const app_search *c, const search_loop *l, search_stop why, int top, void *final,
+                      json_t *prune)
 {
     char *rep = search_loop_report_json(l, why, top);
     json_t *root = rep ? nas_json_load(rep, strlen(rep), 0, NULL, NULL) : NULL;
@@ -119,6 +120,8 @@ static int print_json(const app_search *c, const search_loop *l, search_stop why
     }
     if (final)
         json_object_set_new(root, "final", final);
+    if (prune)
+        json_object_set_new(root, "prune", prune);
     return cli_print_json(root, JSON_COMPACT);
 }
 
@@ -153,8 +156,9 @@ static void export_chosen(const app_settings *s, const app_search *c)
 }
 
 /* A job's prune: section, after the export. A failure here leaves the run
- * and its export as they are (the search succeeded) but exits 1. */
-static int prune_exported(const char *cmd, const app_settings *s, const app_search *c)
+ * and its export as they are (the search succeeded) but exits 1. With --json
+ * it runs before the report, which then carries its figures (*pj). */
+static int prune_exported(const char *cmd, const app_settings *s, const app_search *c, json_t **pj)
 {
     app_prune_result r;
     nas_err err = {0};
@@ -162,19 +166,23 @@ static int prune_exported(const char *cmd, const app_settings *s, const app_sear
     if (app_search_prune(c, &r, &err)) {
         fprintf(stderr, "nas %s: the finally trained model was not pruned: %s (the run and its export are kept)\n",
                 cmd, err.msg);
+        if (pj)
+            *pj = json_pack("{s:s}", "error", err.msg);
         return 1;
     }
-    if (!s->json)
+    if (pj)
+        *pj = cli_prune_json(&r);
+    else
         cli_prune_print(&r);
     return 0;
 }
 
 /* Rank 0 prints; every rank runs. */
-static int report(const app_settings *s, const app_search *c, search_stop why, nas_err *err)
+static int report(const app_settings *s, const app_search *c, search_stop why, json_t *prune, nas_err *err)
 {
     const app_final_report *fin = app_search_final(c);
     const search_loop *l = app_search_loop(c);
-    if (s->json ? print_json(c, l, why, (int)s->top, fin ? app_final_json(fin) : NULL)
+    if (s->json ? print_json(c, l, why, (int)s->top, fin ? app_final_json(fin) : NULL, prune)
                 : (print_text(c, l, why, (int)s->top), 0))
         return nas_errf(err, NAS_ENOMEM, "out of memory writing the report");
     if (fin && !s->json)
@@ -193,11 +201,16 @@ int cli_search_execute(const char *cmd, const app_settings *s, search_dist *d)
     nas_status st = app_search_open(cmd, s, d, cli_progress_enabled(), &c, &err);
     if (!st)
         st = app_search_run(c, &why, &final_failed, &err);
+    int rc = 0, prune = !st && root && app_search_final(c) && app_search_wants_prune(s) && why != SEARCH_STOP_REQUESTED;
+    json_t *pj = NULL;
+    if (prune && s->json)
+        rc = prune_exported(cmd, s, c, &pj);
     if (!st && root)
-        st = report(s, c, why, &err);
-    int rc = 0;
-    if (!st && root && app_search_final(c) && app_search_wants_prune(s) && why != SEARCH_STOP_REQUESTED)
-        rc = prune_exported(cmd, s, c);
+        st = report(s, c, why, pj, &err);
+    else
+        json_decref(pj);
+    if (prune && !s->json)
+        rc = prune_exported(cmd, s, c, NULL);
     if (st) {
         rc = root ? cli_fail(cmd, st, &err) : 1;
         if (!final_failed)

@@ -141,6 +141,19 @@ static void the_exported_model_can_be_pruned(void **state)
     snprintf(args, sizeof args, "test -s %s/exp/pruned/pruned.onnx && test -s %s/exp/pruned/pruned.weights && "
              "test -s %s/exp/p-final.onnx", dir, dir, dir);
     assert_int_equal(system(args), 0);
+    /* with --json the pruning's figures are in the search's one object */
+    snprintf(args, sizeof args, FINAL " --final-top 1 --db %s/q.db --name q --export-dir %s/exq --prune-keep 0.5 "
+             "--prune-epochs 1 --json 2>/dev/null", dir, dir);
+    assert_int_equal(tu_run_nas(args, &out), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(j);
+    json_t *pr = json_object_get(j, "prune");
+    assert_non_null(pr);
+    assert_true(json_real_value(json_object_get(pr, "macs_after")) < json_real_value(json_object_get(pr, "macs_before")));
+    assert_true(json_is_real(json_object_get(pr, "test_acc_after")));
+    assert_non_null(strstr(json_string_value(json_object_get(pr, "onnx")), "pruned.onnx"));
+    json_decref(j);
     tu_rmtree(dir);
 }
 
