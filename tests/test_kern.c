@@ -319,6 +319,108 @@ static void test_repeats_bit_for_bit(void **state)
     restore_auto();
 }
 
+/* The int8 kernels at every level, in the ARM suite too (which links no
+ * quant.c): pointwise and depthwise against an exact integer sum written
+ * here (int32 is exact, so bit for bit), the uint8 quantizer against the
+ * scalar level (test_quant checks that one against ev_quantize). */
+static void ref_q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *b, int N, int Ci, int Co)
+{
+    for (int p = 0; p < N; p++)
+        for (int o = 0; o < Co; o++) {
+            int32_t s = b ? b[o] : 0;
+            for (int i = 0; i < Ci; i++)
+                s += ((int32_t)x[(size_t)p * Ci + i] - zx) * w[(size_t)i * Co + o];
+            acc[(size_t)p * Co + o] = s;
+        }
+}
+
+static void ref_q_dw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *b, int B, int H, int W,
+                     int C, int k, int s)
+{
+    int Ho = space_out_side(H, k, s), Wo = space_out_side(W, k, s), pad = (k - 1) / 2;
+    for (int n = 0; n < B; n++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++)
+                for (int c = 0; c < C; c++) {
+                    int32_t v = b ? b[c] : 0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * s + ky - pad, ix = ox * s + kx - pad;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                continue;   /* padding is the zero point: it adds nothing */
+                            v += ((int32_t)x[(((size_t)n * H + iy) * W + ix) * C + c] - zx) * w[(ky * k + kx) * C + c];
+                        }
+                    acc[(((size_t)n * Ho + oy) * Wo + ox) * C + c] = v;
+                }
+}
+
+/* 0..n-1 from this file's generator (the ARM suite links no base/pcg.c) */
+static int ubounded(int n)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (int)((rng_state >> 33) % (uint64_t)n);
+}
+
+static void test_int8_kernels_every_level(void **state)
+{
+    (void)state;
+    const kern_table *scalar = kern_find("scalar", NULL);
+    assert_non_null(scalar);
+    FOR_EACH_LEVEL(t)
+    {
+        static const int shapes[][3] = {{1, 1, 1}, {7, 3, 5}, {33, 16, 24}, {49, 37, 19}, {16, 64, 72}};
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int N = shapes[si][0], Ci = shapes[si][1], Co = shapes[si][2], zx = ubounded(256);
+            uint8_t *x = malloc((size_t)N * Ci);
+            int8_t *w = malloc((size_t)Ci * Co);
+            int32_t *bias = malloc(sizeof(int32_t) * Co), *a = malloc(sizeof(int32_t) * N * Co),
+                    *want = malloc(sizeof(int32_t) * N * Co);
+            for (int i = 0; i < N * Ci; i++)
+                x[i] = (uint8_t)ubounded(256);
+            for (int i = 0; i < Ci * Co; i++)
+                w[i] = (int8_t)(ubounded(255) - 127);
+            for (int i = 0; i < Co; i++)
+                bias[i] = ubounded(20001) - 10000;
+            t->q_pw(a, x, zx, w, bias, N, Ci, Co);
+            ref_q_pw(want, x, zx, w, bias, N, Ci, Co);
+            assert_memory_equal(a, want, sizeof(int32_t) * N * Co);
+            free(x); free(w); free(bias); free(a); free(want);
+        }
+        for (int k = 3; k <= 7; k += 2)
+            for (int s = 1; s <= 2; s++) {
+                int B = 2, H = 9, W = 7, C = 19, zx = ubounded(256);
+                int Ho = space_out_side(H, k, s), Wo = space_out_side(W, k, s);
+                size_t nx = (size_t)B * H * W * C, ny = (size_t)B * Ho * Wo * C;
+                uint8_t *x = malloc(nx);
+                int8_t *w = malloc((size_t)k * k * C);
+                int32_t *bias = malloc(sizeof(int32_t) * C), *a = malloc(sizeof(int32_t) * ny),
+                        *want = malloc(sizeof(int32_t) * ny);
+                for (size_t i = 0; i < nx; i++)
+                    x[i] = (uint8_t)ubounded(256);
+                for (int i = 0; i < k * k * C; i++)
+                    w[i] = (int8_t)(ubounded(255) - 127);
+                for (int i = 0; i < C; i++)
+                    bias[i] = ubounded(2001) - 1000;
+                t->q_dw(a, x, zx, w, bias, B, H, W, C, k, s);
+                ref_q_dw(want, x, zx, w, bias, B, H, W, C, k, s);
+                assert_memory_equal(a, want, sizeof(int32_t) * ny);
+                free(x); free(w); free(bias); free(a); free(want);
+            }
+        /* the quantizer: ties, clamps, NaN and infinities beside random values */
+        size_t n = 203;
+        float *v = malloc(sizeof(float) * n);
+        uint8_t *q = malloc(n), *qs = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            v[i] = 4 * frand();
+        v[0] = 0.5f, v[1] = 1.5f, v[2] = -0.5f, v[3] = 1e9f, v[4] = -1e9f, v[5] = NAN, v[6] = INFINITY, v[7] = -INFINITY;
+        t->q_u8(q, v, n, 0.03125f, 128);
+        scalar->q_u8(qs, v, n, 0.03125f, 128);
+        assert_memory_equal(q, qs, n);
+        free(v); free(q); free(qs);
+    }
+    restore_auto();
+}
+
 static void test_isa_names_are_checked(void **state)
 {
     (void)state;
@@ -352,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_fused_inference_matches_oracle),
         cmocka_unit_test(test_elementwise_and_bn_match_oracle),
         cmocka_unit_test(test_repeats_bit_for_bit),
+        cmocka_unit_test(test_int8_kernels_every_level),
         cmocka_unit_test(test_isa_names_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
