@@ -61,6 +61,8 @@ static void print_text(const app_search *c, const search_loop *l, search_stop wh
         printf(", %s, %s\n", b->meter, search_budget_quality(b));
     else   /* nothing was charged: the run's own meter says what it would have been */
         printf(", %s, %s\n", ev_meter_source(app_search_meter(c)), ev_quality_name(ev_meter_quality(app_search_meter(c))));
+    if (b->calib_joules > 0)
+        printf("  of it, calibrating the predictor for this machine: %.1f J\n", b->calib_joules);
     if (p.n_checked)
         printf("predictor on %d measured candidates: energy MAPE %.1f%% (%.0f%% within 10%%), latency MAPE %.1f%%\n",
                p.n_checked, p.pred_mape_mj, 100 * p.pred_within10_mj, p.pred_mape_ms);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main job: a real energy-aware search on Fashion-MNIST
-# (jobs/fashion-small.yaml: 10 candidates and a 10-epoch final training, 5-9 minutes on 2 cores), then its
+# (jobs/fashion-small.yaml: 20 evaluations with multi-fidelity and a 10-epoch final training, 6-9 minutes on 2 cores), then its
 # report. A run already in runs.db under the same name is resumed, not repeated;
 # `rm runs.db` starts afresh.
 set -euo pipefail

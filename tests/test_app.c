@@ -42,6 +42,8 @@ static void test_job_examples_parse(void **state)
     if (app_job_load("jobs/fashion-small.yaml", &j, &err))
         fail_msg("%s", err.msg);
     assert_int_equal(j.int8, 1);   /* the main job ends with both exports */
+    assert_int_equal(j.rungs, 2);  /* and searches with multi-fidelity */
+    assert_int_equal(j.eta, 3);
     assert_int_equal(j.calib_images, 256);
     assert_string_equal(j.calib, "percentile");
 
