@@ -410,10 +410,11 @@ static nas_status net_header(const space_net *arch, int batch, int training, int
         nas_free(n);
         return st;
     }
-    n->op = nas_malloc(sizeof(evop) * (size_t)n->layers.n);
+    int n_ops = n->layers.n;
+    n->op = nas_malloc(sizeof(evop) * (size_t)n_ops);
     if (!n->op) {
         ev_net_free(n);
-        return nas_errf(err, NAS_ENOMEM, "network: out of memory for %d ops", n->layers.n);
+        return nas_errf(err, NAS_ENOMEM, "network: out of memory for %d ops", n_ops);
     }
     memset(n->op, 0, sizeof(evop) * (size_t)n->layers.n);
     for (int i = 0; i < n->layers.n; i++)
