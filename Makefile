@@ -72,7 +72,9 @@ $(BUILD)/gen/onnx/onnx.pb-c.o: $(BUILD)/gen/onnx/onnx.pb-c.c
 # only those (nothing else may assume the CPU has them).
 KERN_FLAGS_avx512 := -mavx512f -mfma -mavx2
 KERN_FLAGS_avx2   := -mavx2 -mfma
+KERN_FLAGS_avx512vnni := $(KERN_FLAGS_avx512) -mavx512bw -mavx512vnni
 ifneq ($(findstring x86_64,$(shell $(CC) -dumpmachine)),)
+$(BUILD)/evaluator/kern_avx512vnni.o: CFLAGS += $(KERN_FLAGS_avx512vnni)
 $(BUILD)/evaluator/kern_avx512.o: CFLAGS += $(KERN_FLAGS_avx512)
 $(BUILD)/evaluator/kern_avx2.o: CFLAGS += $(KERN_FLAGS_avx2)
 endif

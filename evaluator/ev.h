@@ -481,6 +481,17 @@ NAS_MUST_USE nas_status ev_export_int8(const ev_net *net, const ev_data *data, c
                                        int eval_images, ev_export_opts *opts, const char *path,
                                        nas_err *err);
 
+/* The int8 model's inference benchmark, as `--deploy int8` measures a
+ * candidate: net quantized as the export does it (ev_qnet, BN folded) and
+ * calibrated min/max on the first calib_images of calib (NULL or empty: a
+ * few seeded made-up images; the int8 engine's time does not depend on the
+ * ranges), then timed by ev_bench_run in EV_QMODE_INT8. The int8 engine runs
+ * on one thread, whatever opts->threads says. */
+#define EV_BENCH_INT8_CALIB 8
+NAS_MUST_USE nas_status ev_bench_infer_int8(const ev_net *net, const ev_split *calib, int calib_images,
+                                            ev_meter *meter, const ev_bench_opts *opts, ev_bench_result *res,
+                                            nas_err *err);
+
 /* ======================= structured pruning ==============================
  *
  * A trained network's expansion channels (each MBConv block's exp_ch: expand

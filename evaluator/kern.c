@@ -8,7 +8,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-extern const kern_table kern_table_avx512, kern_table_avx2;
+extern const kern_table kern_table_avx512vnni, kern_table_avx512, kern_table_avx2;
 #endif
 #if defined(__aarch64__)
 extern const kern_table kern_table_neon;
@@ -18,6 +18,7 @@ extern const kern_table kern_table_scalar;
 /* best first */
 static const kern_table *const tables[] = {
 #if defined(__x86_64__)
+    &kern_table_avx512vnni,
     &kern_table_avx512,
     &kern_table_avx2,
 #endif
@@ -39,6 +40,9 @@ int kern_cpu_runs(const kern_table *t)
 #if defined(__x86_64__)
     /* libgcc's checks include the OS's consent (XGETBV) to the wide registers */
     __builtin_cpu_init();
+    if (t->level == KERN_AVX512 && t->vnni)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vnni");
     if (t->level == KERN_AVX512)
         return __builtin_cpu_supports("avx512f");
     if (t->level == KERN_AVX2)
@@ -101,6 +105,20 @@ void kern_use(const kern_table *t)
     pthread_once(&once, choose);
     if (t)
         active = t;
+}
+
+void kern_qpw_pack(int8_t *wp, int32_t *colsum, const int8_t *w, int Cin, int Cout)
+{
+    int Cop = kern_qpw_cout(Cout);
+    memset(wp, 0, kern_qpw_size(Cin, Cout));
+    for (int o = 0; o < Cout; o++)
+        colsum[o] = 0;
+    for (int i = 0; i < Cin; i++)
+        for (int o = 0; o < Cout; o++) {
+            int8_t v = w[(size_t)i * Cout + o];
+            wp[((size_t)(i / 4) * Cop + o) * 4 + i % 4] = v;
+            colsum[o] += v;
+        }
 }
 
 /* ---- ev.h's face of it ---------------------------------------------------- */

@@ -86,15 +86,35 @@ typedef struct kern_table {
                       int HW, int C);
     /* int8 pointwise conv: acc [N,Cout] = bias + sum over i of (x[p,i] - zx) w[i,:]
      * (quant.h's evq_pw_s32; exact in int32, so every level gives the oracle's
-     * integers). */
-    void (*q_pw)(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N,
-                 int Cin, int Cout);
+     * integers), from w packed by kern_qpw_pack (wp, colsum). */
+    void (*q_pw)(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                 const int32_t *bias, int N, int Cin, int Cout);
     /* int8 depthwise k x k, stride s, pad (k-1)/2 (quant.h's evq_dw_s32) */
     void (*q_dw)(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B, int H,
                  int W, int C, int k, int s);
     /* q[i] = ev_quantize(x[i]) to uint8 with scale and zero (the oracle, bit for bit). */
     void (*q_u8)(uint8_t *q, const float *x, size_t n, float scale, int zero);
+    /* acc [N,C] -> y [N,C]: q_u8(act(acc * mult[c])) in one pass, the same
+     * values as act_fwd then q_u8 at this level (quant.h's evq_requant). */
+    void (*q_requant)(uint8_t *y, const int32_t *acc, size_t N, int C, const float *mult, op_act act,
+                      float scale, int zero);
+    int vnni;   /* q_pw uses AVX-512 VNNI (vpdpbusd): the CPU must have it */
 } kern_table;
+
+/* The int8 pointwise weights as every level's q_pw reads them: groups of 4
+ * input channels, each [Cout rounded up to 16][4] int8, zero-padded, so
+ * that one 32-bit lane holds the 4 weights of one output that a VNNI
+ * vpdpbusd (or a pair of pmaddwd) multiplies with 4 input bytes at once.
+ * The zero point then comes out of the sum: sum (x - zx) w = sum x w -
+ * zx colsum, with colsum[o] = sum over i of w[i,o]. */
+#define KERN_QPW_OUT 16
+static inline int kern_qpw_cout(int Cout) { return (Cout + KERN_QPW_OUT - 1) / KERN_QPW_OUT * KERN_QPW_OUT; }
+static inline size_t kern_qpw_size(int Cin, int Cout)
+{
+    return (size_t)((Cin + 3) / 4) * (size_t)kern_qpw_cout(Cout) * 4;
+}
+/* w [Cin,Cout] -> wp [kern_qpw_size], colsum [Cout] */
+void kern_qpw_pack(int8_t *wp, int32_t *colsum, const int8_t *w, int Cin, int Cout);
 
 /* The active table (chosen on first use, see above). */
 const kern_table *kern_active(void);

@@ -741,54 +741,256 @@ static void scale_bwd(float *dx, float *dg, const float *dy, const float *x, con
 
 /* ======================= int8 pointwise ================================== */
 
-/* Four input channels per pass over the row of accumulators: a quarter of
- * the int32 loads and stores of one at a time, and the int8 weights widen
- * in registers (the compiler vectorises the o loop at this ISA's width). */
-static void q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N, int Cin,
-                 int Cout)
+/* Weights come packed (kern.h, kern_qpw_pack): group g of 4 input channels
+ * holds, per output o, the 4 bytes w[4g..4g+3][o] in one 32-bit lane. The
+ * raw uint8 input is multiplied and zx * colsum taken off once per output;
+ * every product and sum is exact in int32, so the order is free. */
+
+/* The 4 input bytes of the last group when Cin is not a multiple of 4, zeros
+ * after them (their weights are zero): never read past the pixel's row,
+ * which may be the last of the buffer. */
+INL int32_t q_x4_tail(const uint8_t *xp, int Cin)
 {
+    int32_t v = 0;
+    memcpy(&v, xp + Cin / 4 * 4, (size_t)(Cin % 4));
+    return v;
+}
+
+INL int32_t q_x4(const uint8_t *xp, int g)
+{
+    int32_t v;
+    memcpy(&v, xp + 4 * g, 4);
+    return v;
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/* An R x NV tile: R pixels by NV vectors of 16 outputs, in registers over the
+ * whole sum (R * NV + NV + 1 of the 32). One vpdpbusd does 64 products. */
+#define QPW_R 6
+#define QPW_NV 4
+INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                   const int32_t *bias, int Cin, int Cout, int o0, const int R, const int NV)
+{
+    int Cop = kern_qpw_cout(Cout), G = Cin / 4;
+    __m512i a[QPW_R][QPW_NV], w[QPW_NV];
+    __mmask16 m[QPW_NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; j++) {
+        int left = Cout - o0 - 16 * j;
+        m[j] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512i b = _mm512_maskz_loadu_epi32(m[j], bias + o0 + 16 * j);
+        __m512i cs = _mm512_maskz_loadu_epi32(m[j], colsum + o0 + 16 * j);
+        b = _mm512_sub_epi32(b, _mm512_mullo_epi32(cs, _mm512_set1_epi32(zx)));
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+            a[r][j] = b;
+    }
+    for (int g = 0; g < (Cin + 3) / 4; g++) {
+        const int8_t *wg = wp + ((size_t)g * Cop + o0) * 4;
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++)
+            w[j] = _mm512_loadu_si512(wg + 64 * j);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const uint8_t *xp = x + (size_t)r * Cin;
+            __m512i xb = _mm512_set1_epi32(g < G ? q_x4(xp, g) : q_x4_tail(xp, Cin));
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; j++)
+                a[r][j] = _mm512_dpbusd_epi32(a[r][j], xb, w[j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++)
+            _mm512_mask_storeu_epi32(acc + (size_t)r * Cout + o0 + 16 * j, m[j], a[r][j]);
+}
+#define QPW_OUT_STEP (16 * QPW_NV)
+#elif KERN_LEVEL == KERN_AVX2 || KERN_LEVEL == KERN_AVX512
+/* AVX2 (and AVX-512 without VNNI): the 4 bytes of an output widened to 16
+ * bits, pmaddwd with the pixel's 4 inputs gives two pair sums per output,
+ * added up at the end. R pixels by 8 outputs (2R + 3 registers of 16). No
+ * pmaddubsw: its 16-bit sums saturate at 255 * 127 * 2. */
+#define QPW_R 4
+#define QPW_NV 1
+INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                   const int32_t *bias, int Cin, int Cout, int o0, const int R, const int NV)
+{
+    int Cop = kern_qpw_cout(Cout), G = Cin / 4;
+    __m256i lo[QPW_R], hi[QPW_R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        lo[r] = hi[r] = _mm256_setzero_si256();
+    for (int g = 0; g < (Cin + 3) / 4; g++) {
+        __m256i w8 = _mm256_loadu_si256((const __m256i *)(wp + ((size_t)g * Cop + o0) * 4));
+        __m256i wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w8));
+        __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w8, 1));
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *xp = x + (size_t)r * Cin;
+            __m128i x4 = _mm_cvtsi32_si128(g < G ? q_x4(xp, g) : q_x4_tail(xp, Cin));
+            __m256i xb = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(x4));
+            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, xb));
+            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(wh, xb));
+        }
+    }
+    int left = Cout - o0;
+    int32_t lane[8];
+    for (int j = 0; j < 8; j++)
+        lane[j] = j < left ? -1 : 0;
+    __m256i m = _mm256_loadu_si256((const __m256i *)lane);
+    __m256i b = _mm256_maskload_epi32(bias + o0, m);
+    __m256i cs = _mm256_maskload_epi32(colsum + o0, m);
+    b = _mm256_sub_epi32(b, _mm256_mullo_epi32(cs, _mm256_set1_epi32(zx)));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        /* hadd: [o0 o1 o4 o5 | o2 o3 o6 o7]; the 64-bit permute puts them in order */
+        __m256i s8 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xd8);
+        _mm256_maskstore_epi32(acc + (size_t)r * Cout + o0, m, _mm256_add_epi32(s8, b));
+    }
+}
+#define QPW_OUT_STEP 8
+#endif
+
+#ifdef QPW_OUT_STEP
+#define QPW_CASE(R, NV) q_pw_tile(acc + (size_t)p * Cout, x + (size_t)p * Cin, zx, wp, colsum, bias, Cin, Cout, \
+                                  o0, R, NV)
+/* The tile's sizes are constants in every call, so that its arrays stay in registers. */
+INL void q_pw_rows(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                   const int32_t *bias, int p, int R, int Cin, int Cout, int o0)
+{
+    int NV = (Cout - o0 + 15) / 16;
+    NV = NV > QPW_NV ? QPW_NV : NV;
+    switch (R * 8 + NV) {
+#if QPW_NV == 4
+    case 8 + 1: QPW_CASE(1, 1); break;
+    case 8 + 2: QPW_CASE(1, 2); break;
+    case 8 + 3: QPW_CASE(1, 3); break;
+    case 8 + 4: QPW_CASE(1, 4); break;
+    case 16 + 1: QPW_CASE(2, 1); break;
+    case 16 + 2: QPW_CASE(2, 2); break;
+    case 16 + 3: QPW_CASE(2, 3); break;
+    case 16 + 4: QPW_CASE(2, 4); break;
+    case 24 + 1: QPW_CASE(3, 1); break;
+    case 24 + 2: QPW_CASE(3, 2); break;
+    case 24 + 3: QPW_CASE(3, 3); break;
+    case 24 + 4: QPW_CASE(3, 4); break;
+    case 32 + 1: QPW_CASE(4, 1); break;
+    case 32 + 2: QPW_CASE(4, 2); break;
+    case 32 + 3: QPW_CASE(4, 3); break;
+    case 32 + 4: QPW_CASE(4, 4); break;
+    case 40 + 1: QPW_CASE(5, 1); break;
+    case 40 + 2: QPW_CASE(5, 2); break;
+    case 40 + 3: QPW_CASE(5, 3); break;
+    case 40 + 4: QPW_CASE(5, 4); break;
+    case 48 + 1: QPW_CASE(6, 1); break;
+    case 48 + 2: QPW_CASE(6, 2); break;
+    case 48 + 3: QPW_CASE(6, 3); break;
+    default: QPW_CASE(6, 4); break;
+#else
+    case 8 + 1: QPW_CASE(1, 1); break;
+    case 16 + 1: QPW_CASE(2, 1); break;
+    case 24 + 1: QPW_CASE(3, 1); break;
+    default: QPW_CASE(4, 1); break;
+#endif
+    }
+}
+
+static void q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                 const int32_t *bias, int N, int Cin, int Cout)
+{
+    for (int p = 0; p < N; p += QPW_R) {
+        int R = N - p < QPW_R ? N - p : QPW_R;
+        for (int o0 = 0; o0 < Cout; o0 += QPW_OUT_STEP)
+            q_pw_rows(acc, x, zx, wp, colsum, bias, p, R, Cin, Cout, o0);
+    }
+}
+#else
+/* NEON and scalar: the same packed order in plain C (correct, not tuned). */
+static void q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                 const int32_t *bias, int N, int Cin, int Cout)
+{
+    int Cop = kern_qpw_cout(Cout), G = (Cin + 3) / 4;
     for (int p = 0; p < N; p++) {
         int32_t *restrict a = acc + (size_t)p * Cout;
         const uint8_t *xp = x + (size_t)p * Cin;
-        memcpy(a, bias, sizeof(int32_t) * (size_t)Cout);
-        int i = 0;
-        for (; i + 4 <= Cin; i += 4) {
-            int32_t x0 = xp[i] - zx, x1 = xp[i + 1] - zx, x2 = xp[i + 2] - zx, x3 = xp[i + 3] - zx;
-            const int8_t *restrict w0 = w + (size_t)i * Cout, *restrict w1 = w0 + Cout;
-            const int8_t *restrict w2 = w1 + Cout, *restrict w3 = w2 + Cout;
+        for (int o = 0; o < Cout; o++)
+            a[o] = bias[o] - zx * colsum[o];
+        for (int g = 0; g < G; g++) {
+            int32_t v = g < Cin / 4 ? q_x4(xp, g) : q_x4_tail(xp, Cin);
+            uint8_t b[4];
+            memcpy(b, &v, 4);
+            const int8_t *restrict wg = wp + (size_t)g * Cop * 4;
             for (int o = 0; o < Cout; o++)
-                a[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
-        }
-        for (; i < Cin; i++) {
-            int32_t xv = xp[i] - zx;
-            const int8_t *restrict wr = w + (size_t)i * Cout;
-            for (int o = 0; o < Cout; o++)
-                a[o] += xv * wr[o];
+                a[o] += b[0] * wg[4 * o] + b[1] * wg[4 * o + 1] + b[2] * wg[4 * o + 2] + b[3] * wg[4 * o + 3];
         }
     }
 }
+#endif
 
 /* ======================= int8 depthwise ================================== */
 
 
-/* One output pixel of a depthwise conv: acc row [C] += taps inside the map. */
-static void q_dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, int H, int W, int C, int k,
-                       int iy0, int ix0)
+#if KERN_LEVEL == KERN_AVX512 || KERN_LEVEL == KERN_AVX2
+/* A vector of int32 lanes, one channel each, loaded from 8-bit values. */
+#if KERN_LEVEL == KERN_AVX512
+#define QV 16
+typedef __m512i qvi;
+#define qv_ldu8(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#define qv_lds8(p) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#define qv_ld(p) _mm512_loadu_si512(p)
+#define qv_st(p, v) _mm512_storeu_si512(p, v)
+#define qv_add _mm512_add_epi32
+#define qv_sub _mm512_sub_epi32
+#define qv_mul _mm512_mullo_epi32
+#define qv_set1 _mm512_set1_epi32
+#else
+#define QV 8
+typedef __m256i qvi;
+#define qv_ldu8(p) _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p)))
+#define qv_lds8(p) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p)))
+#define qv_ld(p) _mm256_loadu_si256((const __m256i *)(p))
+#define qv_st(p, v) _mm256_storeu_si256((__m256i *)(p), v)
+#define qv_add _mm256_add_epi32
+#define qv_sub _mm256_sub_epi32
+#define qv_mul _mm256_mullo_epi32
+#define qv_set1 _mm256_set1_epi32
+#endif
+#endif
+
+/* One output pixel of a depthwise conv: acc row [C] = bias + the taps inside
+ * the map (padding is the zero point: it adds nothing). On x86 each block of
+ * QV channels keeps its sum in a register over all the taps; the channels
+ * past the last whole block, and other ISAs, in plain C. */
+static void q_dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int H,
+                       int W, int C, int k, int iy0, int ix0)
 {
-    for (int ky = 0; ky < k; ky++) {
-        int iy = iy0 + ky;
-        if (iy < 0 || iy >= H)
-            continue;
-        for (int kx = 0; kx < k; kx++) {
-            int ix = ix0 + kx;
-            if (ix < 0 || ix >= W)
-                continue;
-            const uint8_t *xp = x + ((size_t)iy * W + ix) * C;
+    int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = H - iy0 < k ? H - iy0 : k;
+    int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = W - ix0 < k ? W - ix0 : k;
+    int c0 = 0;
+#ifdef QV
+    qvi vz = qv_set1(zx);
+    for (; c0 + QV <= C; c0 += QV) {
+        qvi s = qv_ld(bias + c0);
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const uint8_t *xp = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * C + c0;
+                qvi xv = qv_sub(qv_ldu8(xp), vz);
+                s = qv_add(s, qv_mul(xv, qv_lds8(w + (size_t)(ky * k + kx) * C + c0)));
+            }
+        qv_st(a + c0, s);
+    }
+#endif
+    if (c0 == C)
+        return;
+    memcpy(a + c0, bias + c0, sizeof(int32_t) * (size_t)(C - c0));
+    for (int ky = ky0; ky < ky1; ky++)
+        for (int kx = kx0; kx < kx1; kx++) {
+            const uint8_t *xp = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * C;
             const int8_t *wp = w + (size_t)(ky * k + kx) * C;
-            for (int c = 0; c < C; c++)
+            for (int c = c0; c < C; c++)
                 a[c] += ((int32_t)xp[c] - zx) * (int32_t)wp[c];
         }
-    }
 }
 
 static void q_dw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B, int H,
@@ -799,8 +1001,7 @@ static void q_dw(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const 
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++) {
                 int32_t *a = acc + (((size_t)b * Ho + oy) * Wo + ox) * C;
-                memcpy(a, bias, sizeof(int32_t) * (size_t)C);
-                q_dw_pixel(a, x + (size_t)b * H * W * C, zx, w, H, W, C, k, oy * s - pad, ox * s - pad);
+                q_dw_pixel(a, x + (size_t)b * H * W * C, zx, w, bias, H, W, C, k, oy * s - pad, ox * s - pad);
             }
 }
 
@@ -816,6 +1017,25 @@ static void q_u8(uint8_t *q, const float *x, size_t n, float scale, int zero)
         r = r >= 255.0f ? 255.0f : r;
         q[i] = (uint8_t)(int32_t)r;
     }
+}
+
+/* The requantization in one pass: acc * mult, the activation (act_f, as
+ * act_fwd applies it), then q_u8's rounding; per row of C through a small
+ * float block so the loops vectorise. */
+static void q_requant(uint8_t *y, const int32_t *acc, size_t N, int C, const float *mult, op_act act,
+                      float scale, int zero)
+{
+    float t[256];
+    for (size_t p = 0; p < N; p++)
+        for (int c0 = 0; c0 < C; c0 += 256) {
+            int n = C - c0 < 256 ? C - c0 : 256;
+            const int32_t *a = acc + p * (size_t)C + c0;
+            for (int c = 0; c < n; c++)
+                t[c] = (float)a[c] * mult[c0 + c];
+            if (act != OP_NONE)
+                act_fwd(t, t, (size_t)n, act);
+            q_u8(y + p * (size_t)C + c0, t, (size_t)n, scale, zero);
+        }
 }
 
 const kern_table KERN_TABLE = {
@@ -838,4 +1058,8 @@ const kern_table KERN_TABLE = {
     .q_pw = q_pw,
     .q_dw = q_dw,
     .q_u8 = q_u8,
+    .q_requant = q_requant,
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    .vnni = 1,
+#endif
 };

@@ -7,8 +7,9 @@
  * fast versions keep a row of Cout (or C) accumulators and add one input
  * value times a contiguous weight row into it, the loop compilers vectorise;
  * the oracles sum each output element alone, in the formula's order. The
- * pointwise one, the hot one, is the kernel layer's (kern.h): compiled for
- * each ISA and chosen at run time.
+ * pointwise one (the hot one, on weights packed for it) and the
+ * requantization are the kernel layer's (kern.h): compiled for each ISA and
+ * chosen at run time.
  */
 #include "evaluator/quant.h"
 #include "evaluator/kern.h"
@@ -16,10 +17,10 @@
 #include <math.h>
 #include <string.h>
 
-void evq_pw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N,
-                int Cin, int Cout)
+void evq_pw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                const int32_t *bias, int N, int Cin, int Cout)
 {
-    kern_active()->q_pw(acc, x, zx, w, bias, N, Cin, Cout);   /* kern_body.h, at this CPU's level */
+    kern_active()->q_pw(acc, x, zx, wp, colsum, bias, N, Cin, Cout);   /* kern_body.h, this CPU's level */
 }
 
 void evq_pw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias,
@@ -92,8 +93,39 @@ void evq_conv_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const
             }
 }
 
+/* The dense conv as the pointwise kernel over patches: each output pixel's
+ * k x k x Cin inputs side by side (the padding is the zero point, which adds
+ * nothing), against weights packed with Cin' = k * k * Cin, as they already
+ * lie in [ky][kx][i][o]. */
+void evq_conv_im2col(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                     const int32_t *bias, int B, int H, int W, int Cin, int Cout, int k, int s, uint8_t *col)
+{
+    int Ho = space_out_side(H, k, s), Wo = space_out_side(W, k, s), pad = (k - 1) / 2;
+    size_t patch = (size_t)k * k * Cin;
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                uint8_t *c = col + (((size_t)b * Ho + oy) * Wo + ox) * patch;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++, c += Cin) {
+                        int iy = oy * s - pad + ky, ix = ox * s - pad + kx;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                            memset(c, zx, (size_t)Cin);
+                        else
+                            memcpy(c, x + (((size_t)b * H + iy) * W + ix) * Cin, (size_t)Cin);
+                    }
+            }
+    evq_pw_s32(acc, col, zx, wp, colsum, bias, B * Ho * Wo, (int)patch, Cout);
+}
+
 void evq_requant(uint8_t *y, const int32_t *acc, int N, int C, const float *mult, op_act act,
-                 ev_qparam py, float *tmp)
+                 ev_qparam py)
+{
+    kern_active()->q_requant(y, acc, (size_t)N, C, mult, act, py.scale, py.zero);
+}
+
+void evq_requant_ref(uint8_t *y, const int32_t *acc, int N, int C, const float *mult, op_act act,
+                     ev_qparam py, float *tmp)
 {
     for (int p = 0; p < N; p++) {
         const int32_t *a = acc + (size_t)p * C;

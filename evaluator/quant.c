@@ -17,6 +17,7 @@
  */
 #include "evaluator/quant.h"
 #include "evaluator/net_priv.h"
+#include "evaluator/kern.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -131,6 +132,9 @@ typedef struct {
     op_act act;
     float *w, *b;          /* folded, engine order: KKIO, or KKC when depthwise */
     int8_t *wq;            /* the same order */
+    int8_t *wp;            /* pointwise only: wq packed for the kernel layer (kern.h) */
+    int32_t *colsum;       /* with it: the column sums */
+    int deq;               /* a float op reads the group's output: dequantize it */
     float *sw, *wdq;       /* per-channel scales; dequantized weights */
     int32_t *bq;
     float *bdq, *mult;     /* dequantized bias; s_x * s_w[o] */
@@ -146,7 +150,7 @@ struct ev_qnet {
     uint8_t **q;           /* [L.n] quantization points' uint8 values */
     int *owns;             /* [L.n] f[i] is op i's own block */
     float *xin, *tmp, *se;
-    uint8_t *qin;
+    uint8_t *qin, *col;    /* col: the dense k x k convs' patches (im2col) */
     int32_t *acc;
     ev_qparam in, *op;
     char calib[96];
@@ -176,6 +180,21 @@ static size_t op_elems(const space_op *o, int B)
     if (o->kind == SPACE_OP_POOL || o->kind == SPACE_OP_LINEAR)
         hw = 1;
     return (size_t)B * hw * hw * o->out_ch;
+}
+
+/* The dense convs' int8 weights in the order the kernel layer's q_pw reads
+ * ([ky][kx][i] as one input axis: a k x k conv runs as im2col + q_pw). */
+static nas_status pack_pointwise(qconv *c, const char *name, nas_err *err)
+{
+    if (c->dw)
+        return NAS_OK;
+    int cin = c->k * c->k * c->cin;
+    c->wp = nas_malloc(kern_qpw_size(cin, c->cout));
+    c->colsum = nas_malloc(sizeof(int32_t) * (size_t)c->cout);
+    if (!c->wp || !c->colsum)
+        return nas_errf(err, NAS_ENOMEM, "int8: out of memory for conv '%s'", name);
+    kern_qpw_pack(c->wp, c->colsum, c->wq, cin, c->cout);
+    return NAS_OK;
 }
 
 /* Folds conv op i with its BN and quantizes its weights. */
@@ -236,16 +255,21 @@ static nas_status conv_setup(ev_qnet *q, int i, nas_err *err)
         }
     nas_free(ow);
     nas_free(owq);
-    return NAS_OK;
+    return pack_pointwise(c, o->name, err);
 }
 
 static nas_status alloc_buffers(ev_qnet *q, nas_err *err)
 {
     const space_layers *L = &q->L;
     const space_net *a = &q->arch;
-    size_t maxc = 1;
+    size_t maxc = 1, maxcol = 1;
     for (int i = 0; i < L->n; i++) {
         const space_op *o = &L->op[i];
+        const qconv *c = &q->cv[i];
+        if (c->w && !c->dw && (c->k > 1 || c->stride > 1)) {
+            size_t ncol = (size_t)q->batch * c->out_hw * c->out_hw * c->k * c->k * c->cin;
+            maxcol = ncol > maxcol ? ncol : maxcol;
+        }
         size_t n = op_elems(o, q->batch);
         int alias = o->kind == SPACE_OP_BN || o->kind == SPACE_OP_ACT || o->kind == SPACE_OP_DROPOUT;
         if (alias && o->in >= 0) {
@@ -265,11 +289,29 @@ static nas_status alloc_buffers(ev_qnet *q, nas_err *err)
     q->xin = nas_malloc(sizeof(float) * nin);
     q->qin = nas_malloc(nin);
     q->acc = nas_malloc(sizeof(int32_t) * maxc * q->batch);
+    q->col = nas_malloc(maxcol);
     q->tmp = nas_malloc(sizeof(float) * maxc);
     q->se = nas_malloc(sizeof(float) * 3 * maxc * q->batch);
-    if (!q->xin || !q->qin || !q->acc || !q->tmp || !q->se)
+    if (!q->xin || !q->qin || !q->acc || !q->col || !q->tmp || !q->se)
         return nas_errf(err, NAS_ENOMEM, "int8: out of memory for the buffers");
     return NAS_OK;
+}
+
+/* A conv group's output is dequantized in int8 mode only where an op that
+ * runs in float (SE, add, pooling) reads it; convs read the uint8 values. */
+static void mark_float_reads(ev_qnet *q)
+{
+    const space_layers *L = &q->L;
+    for (int i = 0; i < L->n; i++) {
+        qconv *c = &q->cv[i];
+        if (!c->w)
+            continue;
+        for (int j = c->end + 1; j < L->n && !c->deq; j++) {
+            const space_op *o = &L->op[j];
+            int conv = o->kind == SPACE_OP_CONV || o->kind == SPACE_OP_DWCONV;
+            c->deq = !conv && (o->in == c->end || o->in2 == c->end);
+        }
+    }
 }
 
 nas_status ev_qnet_create(const space_net *arch, const ev_tensor *t, int nt, int batch, ev_qnet **out,
@@ -303,6 +345,8 @@ nas_status ev_qnet_create(const space_net *arch, const ev_tensor *t, int nt, int
             st = conv_setup(q, i, err);
     if (st == NAS_OK)
         st = alloc_buffers(q, err);
+    if (st == NAS_OK)
+        mark_float_reads(q);
     if (st != NAS_OK) {
         ev_qnet_free(q);
         return st;
@@ -318,14 +362,14 @@ void ev_qnet_free(ev_qnet *q)
     for (int i = 0; q->cv && i < q->L.n; i++) {
         qconv *c = &q->cv[i];
         nas_free(c->w), nas_free(c->b), nas_free(c->wq), nas_free(c->sw), nas_free(c->wdq);
-        nas_free(c->bq), nas_free(c->bdq), nas_free(c->mult);
+        nas_free(c->bq), nas_free(c->bdq), nas_free(c->mult), nas_free(c->wp), nas_free(c->colsum);
         if (q->owns && q->owns[i])
             nas_free(q->f[i]);
         if (q->q)
             nas_free(q->q[i]);
     }
     nas_free(q->cv), nas_free(q->f), nas_free(q->q), nas_free(q->owns), nas_free(q->op);
-    nas_free(q->xin), nas_free(q->qin), nas_free(q->acc), nas_free(q->tmp), nas_free(q->se);
+    nas_free(q->xin), nas_free(q->qin), nas_free(q->col), nas_free(q->acc), nas_free(q->tmp), nas_free(q->se);
     space_layers_free(&q->L);
     nas_free(q);
 }
@@ -411,11 +455,12 @@ static void conv_int8(ev_qnet *q, int i, int B)
     if (c->dw)
         evq_dw_s32(q->acc, x, zx, c->wq, c->bq, B, c->in_hw, c->in_hw, c->cout, c->k, c->stride);
     else if (c->k == 1 && c->stride == 1)
-        evq_pw_s32(q->acc, x, zx, c->wq, c->bq, N, c->cin, c->cout);
+        evq_pw_s32(q->acc, x, zx, c->wp, c->colsum, c->bq, N, c->cin, c->cout);
     else
-        evq_conv_s32(q->acc, x, zx, c->wq, c->bq, B, c->in_hw, c->in_hw, c->cin, c->cout, c->k, c->stride);
-    evq_requant(q->q[c->end], q->acc, N, c->cout, c->mult, c->act, q->op[c->end], q->tmp);
-    size_t n = (size_t)N * c->cout;
+        evq_conv_im2col(q->acc, x, zx, c->wp, c->colsum, c->bq, B, c->in_hw, c->in_hw, c->cin, c->cout, c->k,
+                        c->stride, q->col);
+    evq_requant(q->q[c->end], q->acc, N, c->cout, c->mult, c->act, q->op[c->end]);
+    size_t n = c->deq ? (size_t)N * c->cout : 0;
     for (size_t j = 0; j < n; j++)
         q->f[c->end][j] = ev_dequantize(q->q[c->end][j], q->op[c->end]);
 }
@@ -674,6 +719,78 @@ nas_status evq_table_of(const ev_qnet *q, evq_table *tab, const ev_tensor **t, i
     *t = q->t;
     *nt = q->nt;
     return NAS_OK;
+}
+
+/* ======================= the int8 benchmark ============================== */
+
+typedef struct {
+    ev_qnet *q;
+    const float *x;
+    float *logits;
+    int batch;
+} qbench;
+
+static nas_status qbench_one(void *ctx, nas_err *err)
+{
+    qbench *b = ctx;
+    return ev_qnet_infer(b->q, EV_QMODE_INT8, b->x, b->batch, b->logits, err);
+}
+
+/* calib's first n images, or n made-up ones (a fixed pattern in [0, 1]) when it has none. */
+static float *bench_images(const space_net *a, const ev_split *calib, int n, ev_split *sp)
+{
+    size_t img = (size_t)a->resolution * a->resolution * a->in_ch;
+    *sp = (ev_split){.n = n, .h = a->resolution, .w = a->resolution, .c = a->in_ch};
+    if (calib && calib->n > 0 && calib->h == sp->h && calib->w == sp->w && calib->c == sp->c) {
+        sp->n = calib->n < n ? calib->n : n;
+        sp->images = calib->images;
+        return NULL;
+    }
+    float *x = nas_malloc(sizeof(float) * img * (size_t)n);
+    for (size_t i = 0; x && i < img * (size_t)n; i++)
+        x[i] = (float)((i * 2654435761u) >> 24 & 255) / 255.0f;
+    sp->images = x;
+    return x;
+}
+
+nas_status ev_bench_infer_int8(const ev_net *net, const ev_split *calib, int calib_images, ev_meter *meter,
+                               const ev_bench_opts *opts, ev_bench_result *res, nas_err *err)
+{
+    const space_net *a = ev_net_arch(net);
+    int nt = ev_net_tensors(net, NULL, 0), B = opts->batch > 0 ? opts->batch : 1;
+    int n = calib_images > 0 ? calib_images : EV_BENCH_INT8_CALIB;
+    ev_tensor *t = nas_malloc(sizeof(ev_tensor) * (size_t)(nt > 0 ? nt : 1));
+    float *logits = nas_malloc(sizeof(float) * (size_t)B * a->num_classes), *made = NULL, *x = NULL;
+    ev_qnet *q = NULL;
+    ev_split sp = {0};
+    nas_status st = NAS_OK;
+    if (t && logits)
+        made = bench_images(a, calib, n > B ? n : B, &sp);
+    if (!sp.images)
+        st = nas_errf(err, NAS_ENOMEM, "int8 benchmark: out of memory");
+    if (st == NAS_OK) {
+        ev_net_tensors(net, t, nt);
+        st = ev_qnet_create(a, t, nt, B > 32 ? B : 32, &q, err);
+    }
+    ev_quant_opts qo;
+    ev_quant_opts_default(&qo);
+    qo.method = EV_CALIB_MINMAX;
+    qo.images = sp.n < n ? sp.n : n;
+    if (st == NAS_OK)
+        st = ev_qnet_calibrate(q, &sp, &qo, err);
+    /* B copies of the first image: the batch the benchmark times */
+    size_t img = (size_t)sp.h * sp.w * sp.c;
+    if (st == NAS_OK && !(x = nas_malloc(sizeof(float) * img * (size_t)B)))
+        st = nas_errf(err, NAS_ENOMEM, "int8 benchmark: out of memory");
+    for (int b = 0; st == NAS_OK && b < B; b++)
+        memcpy(x + (size_t)b * img, sp.images, sizeof(float) * img);
+    if (st == NAS_OK) {
+        qbench qb = {.q = q, .x = x, .logits = logits, .batch = B};
+        st = ev_bench_run(qbench_one, &qb, meter, opts, res, err);
+    }
+    ev_qnet_free(q);
+    nas_free(t), nas_free(logits), nas_free(made), nas_free(x);
+    return st;
 }
 
 /* ======================= the export, start to end ======================== */

@@ -53,9 +53,10 @@ const space_net *evq_arch(const ev_qnet *q);
 /* ---- int8 kernels (qkern.c): int32 accumulators, each with its scalar oracle.
  * x is uint8 NHWC with zero point zx; weights int8 (zero point 0); bias int32;
  * acc gets sum (x - zx) * w + bias. */
-/* pointwise: x [N,Cin], w [Cin,Cout] -> acc [N,Cout] */
-void evq_pw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int N,
-                int Cin, int Cout);
+/* pointwise: x [N,Cin], w [Cin,Cout] -> acc [N,Cout]; the fast one reads w
+ * packed by kern_qpw_pack (wp, colsum), the oracle reads w as it is */
+void evq_pw_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                const int32_t *bias, int N, int Cin, int Cout);
 void evq_pw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias,
                     int N, int Cin, int Cout);
 /* depthwise k x k, stride s, pad (k-1)/2: x [B,H,W,C], w [k,k,C] -> acc [B,Ho,Wo,C] */
@@ -66,10 +67,16 @@ void evq_dw_s32_ref(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, con
 /* dense k x k (the stem), w [k,k,Cin,Cout] -> acc [B,Ho,Wo,Cout] */
 void evq_conv_s32(int32_t *acc, const uint8_t *x, int zx, const int8_t *w, const int32_t *bias, int B,
                   int H, int W, int Cin, int Cout, int k, int s);
+/* The same from w packed as a pointwise conv of k * k * Cin inputs, through
+ * col (B * Ho * Wo * k * k * Cin bytes). */
+void evq_conv_im2col(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
+                     const int32_t *bias, int B, int H, int W, int Cin, int Cout, int k, int s, uint8_t *col);
 /* acc [N,C] -> y [N,C]: v = acc * mult[c]; act (OP_NONE: none); ev_quantize(v, py).
- * tmp holds C floats. */
+ * The kernel layer's one pass, and its oracle in three (tmp holds C floats). */
 void evq_requant(uint8_t *y, const int32_t *acc, int N, int C, const float *mult, op_act act,
-                 ev_qparam py, float *tmp);
+                 ev_qparam py);
+void evq_requant_ref(uint8_t *y, const int32_t *acc, int N, int C, const float *mult, op_act act,
+                     ev_qparam py, float *tmp);
 /* q[i] = ev_quantize(x[i], p, 0, 255) for n values, by the kernel layer. */
 void evq_u8(uint8_t *q, const float *x, size_t n, ev_qparam p);
 

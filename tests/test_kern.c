@@ -368,7 +368,8 @@ static void test_int8_kernels_every_level(void **state)
     assert_non_null(scalar);
     FOR_EACH_LEVEL(t)
     {
-        static const int shapes[][3] = {{1, 1, 1}, {7, 3, 5}, {33, 16, 24}, {49, 37, 19}, {16, 64, 72}};
+        static const int shapes[][3] = {{1, 1, 1},   {7, 3, 5},    {33, 16, 24}, {49, 37, 19},
+                                        {16, 64, 72}, {13, 96, 130}, {6, 8, 64}};
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             int N = shapes[si][0], Ci = shapes[si][1], Co = shapes[si][2], zx = ubounded(256);
             uint8_t *x = malloc((size_t)N * Ci);
@@ -381,10 +382,13 @@ static void test_int8_kernels_every_level(void **state)
                 w[i] = (int8_t)(ubounded(255) - 127);
             for (int i = 0; i < Co; i++)
                 bias[i] = ubounded(20001) - 10000;
-            t->q_pw(a, x, zx, w, bias, N, Ci, Co);
+            int8_t *wp = malloc(kern_qpw_size(Ci, Co));
+            int32_t *cs = malloc(sizeof(int32_t) * Co);
+            kern_qpw_pack(wp, cs, w, Ci, Co);
+            t->q_pw(a, x, zx, wp, cs, bias, N, Ci, Co);
             ref_q_pw(want, x, zx, w, bias, N, Ci, Co);
             assert_memory_equal(a, want, sizeof(int32_t) * N * Co);
-            free(x); free(w); free(bias); free(a); free(want);
+            free(x); free(w); free(bias); free(a); free(want); free(wp); free(cs);
         }
         for (int k = 3; k <= 7; k += 2)
             for (int s = 1; s <= 2; s++) {

@@ -100,16 +100,24 @@ static void requant_hand_values(void **state)
     ev_qparam py = {0.05f, 20};
     uint8_t y[4];
     float tmp[4];
-    evq_requant(y, acc, 1, 4, mult, OP_NONE, py, tmp);
-    assert_int_equal(y[0], 40);    /* 1 / 0.05 + 20 */
-    assert_int_equal(y[1], 0);     /* -1 / 0.05 + 20 = 0 */
-    assert_int_equal(y[2], 220);   /* 200 + 20 */
-    assert_int_equal(y[3], 90);    /* 70 + 20 */
-    evq_requant(y, acc, 1, 4, mult, OP_RELU6, py, tmp);
-    assert_int_equal(y[0], 40);
-    assert_int_equal(y[1], 20);    /* relu6(-1) = 0: the zero point */
-    assert_int_equal(y[2], 140);   /* relu6(10) = 6: 120 + 20 */
-    assert_int_equal(y[3], 90);
+    for (int fast = 0; fast < 2; fast++) {   /* the oracle, then the kernel layer's */
+        if (fast)
+            evq_requant(y, acc, 1, 4, mult, OP_NONE, py);
+        else
+            evq_requant_ref(y, acc, 1, 4, mult, OP_NONE, py, tmp);
+        assert_int_equal(y[0], 40);    /* 1 / 0.05 + 20 */
+        assert_int_equal(y[1], 0);     /* -1 / 0.05 + 20 = 0 */
+        assert_int_equal(y[2], 220);   /* 200 + 20 */
+        assert_int_equal(y[3], 90);    /* 70 + 20 */
+        if (fast)
+            evq_requant(y, acc, 1, 4, mult, OP_RELU6, py);
+        else
+            evq_requant_ref(y, acc, 1, 4, mult, OP_RELU6, py, tmp);
+        assert_int_equal(y[0], 40);
+        assert_int_equal(y[1], 20);    /* relu6(-1) = 0: the zero point */
+        assert_int_equal(y[2], 140);   /* relu6(10) = 6: 120 + 20 */
+        assert_int_equal(y[3], 90);
+    }
 }
 
 /* ---- kernels against their oracles -------------------------------------- */
@@ -133,12 +141,13 @@ static void fill_s8(nas_pcg32 *r, int8_t *x, size_t n)
             if (kern_cpu_runs(t) && (kern_use(t), 1))
 
 static void pw_one_level(void);
+static void conv_one_level(void);
 static void dw_one_level(void);
 
 static void pw_matches_oracle(void **state)
 {
     (void)state;
-    FOR_EACH_LEVEL(t) pw_one_level();
+    FOR_EACH_LEVEL(t) pw_one_level(), conv_one_level();
     kern_use(kern_find("auto", NULL));
 }
 
@@ -180,7 +189,9 @@ static void pw_one_level(void)
 {
     nas_pcg32 r;
     nas_pcg32_seed(&r, 5, 6);
-    static const int shapes[][3] = {{1, 1, 1}, {7, 3, 5}, {5, 5, 33}, {3, 7, 70}, {49, 16, 24}, {13, 96, 17}, {4, 576, 8}};
+    static const int shapes[][3] = {{1, 1, 1},    {7, 3, 5},     {5, 5, 33},  {3, 7, 70},  {49, 16, 24},
+                                    {13, 96, 17}, {4, 576, 8},   {6, 8, 64},  {7, 13, 65}, {25, 40, 200},
+                                    {1, 1280, 10}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         int N = shapes[t][0], Ci = shapes[t][1], Co = shapes[t][2];
         uint8_t *x = malloc((size_t)N * Ci);
@@ -192,11 +203,43 @@ static void pw_one_level(void)
         for (int o = 0; o < Co; o++)
             b[o] = (int32_t)nas_pcg32_bounded(&r, 200001) - 100000;
         int zx = (int)nas_pcg32_bounded(&r, 256);
-        evq_pw_s32(a, x, zx, w, b, N, Ci, Co);
+        int8_t *wp = malloc(kern_qpw_size(Ci, Co));
+        int32_t *cs = malloc(sizeof(int32_t) * Co);
+        kern_qpw_pack(wp, cs, w, Ci, Co);
+        evq_pw_s32(a, x, zx, wp, cs, b, N, Ci, Co);
         evq_pw_s32_ref(want, x, zx, w, b, N, Ci, Co);
         assert_memory_equal(a, want, sizeof(int32_t) * N * Co);
-        free(x), free(w), free(b), free(a), free(want);
+        free(x), free(w), free(b), free(a), free(want), free(wp), free(cs);
     }
+}
+
+/* The dense conv (the stem) by im2col and the pointwise kernel against the
+ * direct integer sum, odd sizes and both strides. */
+static void conv_one_level(void)
+{
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 13, 14);
+    static const int shapes[][5] = {{1, 9, 1, 16, 3}, {2, 8, 3, 24, 3}, {1, 7, 5, 13, 5}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++)
+        for (int s = 1; s <= 2; s++) {
+            int B = shapes[t][0], H = shapes[t][1], Ci = shapes[t][2], Co = shapes[t][3], k = shapes[t][4];
+            int Ho = nh_side(H, k, s), kin = k * k * Ci;
+            size_t nx = (size_t)B * H * H * Ci, no = (size_t)B * Ho * Ho * Co;
+            uint8_t *x = malloc(nx), *col = malloc((size_t)B * Ho * Ho * kin);
+            int8_t *w = malloc((size_t)kin * Co), *wp = malloc(kern_qpw_size(kin, Co));
+            int32_t *b = malloc(sizeof(int32_t) * Co), *cs = malloc(sizeof(int32_t) * Co);
+            int32_t *a = malloc(sizeof(int32_t) * no), *want = malloc(sizeof(int32_t) * no);
+            fill_u8(&r, x, nx);
+            fill_s8(&r, w, (size_t)kin * Co);
+            for (int o = 0; o < Co; o++)
+                b[o] = (int32_t)nas_pcg32_bounded(&r, 2001) - 1000;
+            int zx = (int)nas_pcg32_bounded(&r, 256);
+            kern_qpw_pack(wp, cs, w, kin, Co);
+            evq_conv_im2col(a, x, zx, wp, cs, b, B, H, H, Ci, Co, k, s, col);
+            evq_conv_s32(want, x, zx, w, b, B, H, H, Ci, Co, k, s);
+            assert_memory_equal(a, want, sizeof(int32_t) * no);
+            free(x), free(col), free(w), free(wp), free(b), free(cs), free(a), free(want);
+        }
 }
 
 static void dw_one_level(void)
@@ -223,6 +266,39 @@ static void dw_one_level(void)
                 assert_memory_equal(a, want, sizeof(int32_t) * no);
                 free(x), free(w), free(b), free(a), free(want);
             }
+}
+
+/* The one-pass requantization gives its oracle's bytes at every level, for
+ * every activation, rows longer than its block of 256 included. */
+static void requant_matches_oracle(void **state)
+{
+    (void)state;
+    nas_pcg32 r;
+    nas_pcg32_seed(&r, 11, 12);
+    static const op_act acts[] = {OP_NONE, OP_RELU, OP_RELU6, OP_HSWISH, OP_SWISH, OP_SIGMOID, OP_HSIGMOID};
+    static const int shapes[][2] = {{3, 7}, {2, 300}, {5, 16}};
+    FOR_EACH_LEVEL(t) {
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int N = shapes[si][0], C = shapes[si][1];
+            int32_t *acc = malloc(sizeof(int32_t) * (size_t)N * C);
+            float *mult = malloc(sizeof(float) * C), *tmp = malloc(sizeof(float) * C);
+            uint8_t *y = malloc((size_t)N * C), *want = malloc((size_t)N * C);
+            for (int i = 0; i < N * C; i++)
+                acc[i] = (int32_t)nas_pcg32_bounded(&r, 40001) - 20000;
+            for (int c = 0; c < C; c++)
+                mult[c] = (float)(1e-4 + 4e-4 * nas_pcg32_double(&r));
+            ev_qparam py = {0.03f, (int32_t)nas_pcg32_bounded(&r, 256)};
+            for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+                evq_requant(y, acc, N, C, mult, acts[a], py);
+                evq_requant_ref(want, acc, N, C, mult, acts[a], py, tmp);
+                if (memcmp(y, want, (size_t)N * C))
+                    fail_msg("%s: requant %dx%d, activation %d differs from its oracle", t->name, N, C,
+                             (int)acts[a]);
+            }
+            free(acc), free(mult), free(tmp), free(y), free(want);
+        }
+    }
+    kern_use(kern_find("auto", NULL));
 }
 
 /* ---- whole networks --------------------------------------------------------- */
@@ -397,6 +473,42 @@ static void bad_calibration_is_refused(void **state)
     qcase_free(&c);
 }
 
+/* The int8 benchmark (--deploy int8): it times the int8 engine on the
+ * network calibrated from the split given, or from made-up images when there
+ * is none or its images are of another shape, and gives a latency and a
+ * modelled energy; a zero batch is refused by the harness. */
+static void int8_benchmark_runs(void **state)
+{
+    (void)state;
+    qcase c;
+    nas_err e;
+    qcase_make(&c, 1, 3, 8, 41);
+    ev_meter_opts mo;
+    ev_meter_opts_default(&mo);
+    mo.kind = "model";
+    ev_meter *m = NULL;
+    assert_int_equal(ev_meter_open(&mo, &m, &e), NAS_OK);
+    ev_bench_opts bo;
+    ev_bench_opts_default(&bo);
+    bo.batch = 1, bo.warmup = 1, bo.repeats = 2, bo.min_seconds = 0.01, bo.threads = 1;
+    ev_split other = c.calib;
+    other.c = 1;   /* the wrong shape: not used */
+    const ev_split *splits[3] = {&c.calib, NULL, &other};
+    for (int k = 0; k < 3; k++) {
+        ev_bench_result r;
+        if (ev_bench_infer_int8(c.net, splits[k], 4, m, &bo, &r, &e) != NAS_OK)
+            fail_msg("split %d: %s", k, e.msg);
+        assert_true(r.latency_ms_p10 > 0 && r.latency_ms_median >= r.latency_ms_p10);
+        assert_true(r.energy_mj_median > 0);
+        assert_true(r.runs >= 2);
+    }
+    ev_bench_result r;
+    bo.batch = 0;
+    assert_int_not_equal(ev_bench_infer_int8(c.net, NULL, 4, m, &bo, &r, &e), NAS_OK);
+    ev_meter_close(m);
+    qcase_free(&c);
+}
+
 /* ---- the QDQ export in the checker and ONNX Runtime ---------------------- */
 
 static void write_nchw(const char *path, const float *nhwc, int B, int H, int C)
@@ -488,12 +600,14 @@ int main(void)
         cmocka_unit_test(round_trips),
         cmocka_unit_test(weights_and_bias_hand_values),
         cmocka_unit_test(requant_hand_values),
+        cmocka_unit_test(requant_matches_oracle),
         cmocka_unit_test(pw_matches_oracle),
         cmocka_unit_test(dw_matches_oracle),
         cmocka_unit_test(u8_matches_ev_quantize),
         cmocka_unit_test(float_mode_matches_engine),
         cmocka_unit_test(int8_matches_reference),
         cmocka_unit_test(bad_calibration_is_refused),
+        cmocka_unit_test(int8_benchmark_runs),
         cmocka_unit_test(qdq_export_checks_and_runs_in_ort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
