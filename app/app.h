@@ -49,6 +49,7 @@ typedef struct {
     long no_export, json, no_db;
     long int8, calib_images;     /* quantize: the chosen model as int8 too, calibrated on that many images */
     char calib[16];             /* percentile | minmax */
+    char deploy[16];            /* float32 | int8: what energy and latency per inference are of */
     char data_dir[512];         /* where mnist and fashion-mnist live ("": $NAS_DATA_DIR, else data/) */
     long mpi_sync, slots;
     double worker_timeout;
@@ -232,6 +233,7 @@ typedef struct {
     double watts;          /* built-in, the model meter: its stated power per core (0: its default) */
     int p10;               /* built-in: latency is the 10th percentile of single calls, not the median */
     void *m;               /* built-in: the open meter */
+    int int8;              /* built-in: the int8 model's inference (ev_bench_infer_int8) */
 } app_measure_ctx;
 
 void app_measure_init(app_measure_ctx *ctx, const char *cmd, int threads);
@@ -361,6 +363,15 @@ const char *app_search_db(const app_search *c);                  /* the run stor
  * spec_json is not NULL; NaN and NULL when it does not resolve. */
 void app_search_figures(const app_search *c, const space_genome *g, double *params, double *macs, char **spec_json);
 void app_search_close(app_search *c);
+
+/* A predictor's measure ("builtin:<kernels>") ends in this when it was fit
+ * on int8 inference (--deploy int8); app_measure_int8 tells. */
+#define APP_INT8_MEASURE ":int8"
+int app_measure_int8(const char *measure);
+
+/* 1 when the settings deploy int8 (--deploy int8): candidates are measured
+ * and predicted as int8 models, and the chosen one is exported as int8 too. */
+int app_settings_int8(const app_settings *s);
 
 /* The int8 model's file beside a float one: m.onnx -> m.int8.onnx. */
 void app_int8_path(const char *path, char *out, size_t n);

@@ -125,7 +125,10 @@ nas_status app_measure(void *ctxp, const space_spec *spec, const space_net *net,
     bo.min_seconds = ctx->min_seconds;
     bo.warmup = 3;
     ev_bench_result r;
-    st = ev_bench_infer(en, (ev_meter *)ctx->m, &bo, &r, err);
+    if (ctx->int8)
+        st = ev_bench_infer_int8(en, NULL, 0, (ev_meter *)ctx->m, &bo, &r, err);
+    else
+        st = ev_bench_infer(en, (ev_meter *)ctx->m, &bo, &r, err);
     ev_net_free(en);
     if (st != NAS_OK)
         return nas_errctx(err, "benchmarking the network");
@@ -137,6 +140,12 @@ nas_status app_measure(void *ctxp, const space_spec *spec, const space_net *net,
     snprintf(m->energy_source, sizeof m->energy_source, "%s", r.energy_source);
     snprintf(m->energy_quality, sizeof m->energy_quality, "%s", ev_quality_name(r.energy_quality));
     return NAS_OK;
+}
+
+int app_measure_int8(const char *measure)
+{
+    size_t n = strlen(measure), k = strlen(APP_INT8_MEASURE);
+    return n >= k && !strcmp(measure + n - k, APP_INT8_MEASURE);
 }
 
 /* The calibration's options and the measuring context from the settings. */
@@ -164,8 +173,9 @@ void app_calib_setup(const app_settings *s, pred_calib_opts *o, app_measure_ctx 
     if (mcmd)
         snprintf(o->measure, sizeof o->measure, "%s", mcmd);
     else
-        snprintf(o->measure, sizeof o->measure, "builtin:%s", ev_kernels());
+        snprintf(o->measure, sizeof o->measure, "builtin:%s%s", ev_kernels(), app_settings_int8(s) ? APP_INT8_MEASURE : "");
     app_measure_init(mctx, mcmd, (int)threads);
+    mctx->int8 = !mcmd && app_settings_int8(s);
     mctx->repeats = (int)s->cal_repeats;
     mctx->min_seconds = s->cal_min_seconds;
     mctx->meter = s->meter;

@@ -354,7 +354,9 @@ static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err
     bo.min_seconds = c->bench_seconds;
     bo.threads = c->threads;
     ev_bench_result br;
-    nas_status st = ev_bench_infer(net, c->meter, &bo, &br, err);
+    nas_status st = app_settings_int8(c->s)
+                        ? ev_bench_infer_int8(net, &c->data.train, EV_BENCH_INT8_CALIB, c->meter, &bo, &br, err)
+                        : ev_bench_infer(net, c->meter, &bo, &br, err);
     if (st)
         return st;
     /* the steady latency, as `nas calibrate` measures and predicts it by default:
@@ -1052,6 +1054,20 @@ static nas_status auto_predictor(run_ctx *c, nas_err *err)
 }
 
 /* The meter, and the predictor where one is given (rank 0 only). */
+/* A predictor of float32 inference does not rank int8 models, nor the other
+ * way round: its fingerprint's measure ends in ":int8" when it was fit on
+ * int8 inference (app_calib_setup). */
+static nas_status pred_deploys(const run_ctx *c, nas_err *err)
+{
+    const char *m = pred_model_hw(c->pred)->measure;
+    int fit_int8 = app_measure_int8(m), want = app_settings_int8(c->s);
+    if (fit_int8 == want)
+        return NAS_OK;
+    return nas_errf(err, NAS_EINVAL, "the predictor %s was fit on %s inference (measure '%s') and this search "
+                    "deploys %s: calibrate one with%s --deploy int8", c->pred_path ? c->pred_path : c->auto_path,
+                    fit_int8 ? "int8" : "float32", m, want ? "int8" : "float32", want ? "" : "out");
+}
+
 static nas_status open_parts(run_ctx *c, nas_err *err)
 {
     const app_settings *s = c->s;
@@ -1066,6 +1082,8 @@ static nas_status open_parts(run_ctx *c, nas_err *err)
     if (c->root && c->pred_path && (st = pred_load(c->pred_path, &c->pred, err)))
         return st;
     if (c->root && c->auto_pred && (st = auto_predictor(c, err)))
+        return st;
+    if (c->pred && (st = pred_deploys(c, err)))
         return st;
     if (c->pred && strcmp(pred_model_latency_stat(c->pred), "p10") != 0)
         fprintf(stderr, "nas %s: warning: %s predicts %s latency; candidates are measured at the 10th "
@@ -1265,12 +1283,12 @@ nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *
     }
     if (c->root)
         fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
-                "%d ranks, %d threads each, kernels %s\n", cmd,
+                "%d ranks, %d threads each, kernels %s; energy and latency per %s inference\n", cmd,
                 search_kind_name((search_kind)c->kind), c->data.name, c->data.train.n, c->data.val.n,
                 c->data.train.h, c->data.train.w, c->data.train.c, c->sp.n_genes, ev_meter_source(c->meter),
                 ev_quality_name(ev_meter_quality(c->meter)),
                 c->pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c->threads,
-                ev_kernels());
+                ev_kernels(), app_settings_int8(c->s) ? "int8 (nas's int8 engine, 1 thread)" : "float32");
     return NAS_OK;
 }
 
@@ -1432,7 +1450,7 @@ nas_status app_search_export(const app_search *c, char *path, size_t n, nas_err 
     ev_quant_opts q;
     app_settings_quant(s, &q);
     app_final_opts fo = {.epochs = (int)s->final_epochs, .batch = (int)s->final_batch, .lr = s->final_lr,
-                         .threads = c->threads, .seed = (uint64_t)s->seed, .int8 = s->int8 ? &q : NULL};
+                         .threads = c->threads, .seed = (uint64_t)s->seed, .int8 = app_settings_int8(s) || s->int8 ? &q : NULL};
     return app_final_export(&c->fin, &fo, dir, name, path, n, err);
 }
 

@@ -98,6 +98,13 @@ static const app_setting TABLE[] = {
      "measuring", "energy meter"},
     {"watts-per-core", "meter", "watts_per_core", APP_DBL, F(watts), 0.1, 10000, 0, NULL, NULL, NULL, S | C, "W",
      "measuring", "the model meter's stated busy power per core (default: the meter's own)"},
+    {"deploy", "objective", "deploy", APP_CHOICE, F(deploy), 0, 0, 0, "float32", "float32|int8", NULL, S | C, "D",
+     "measuring",
+     "what energy and latency per inference are of: nas's float32 engine, or its\n"
+     "int8 engine on the model quantized as --int8 exports it (one thread, calibrated\n"
+     "min/max on 8 training images: the time does not depend on the ranges). The\n"
+     "search ranks candidates as int8 models and exports the chosen one as int8 too;\n"
+     "calibrate fits a predictor of int8 inference, which only an int8 search takes"},
     {"measure-every", "meter", "measure_every", APP_LONG, F(measure_every), 0, 1e8, 10, NULL, NULL, NULL, S, "K",
      "measuring", "benchmark the best every K evaluations"},
     {"measure-top", "meter", "measure_top", APP_LONG, F(measure_top), 0, 64, 3, NULL, NULL, NULL, S, "K",
@@ -420,11 +427,16 @@ static nas_status check_calibrate(const app_settings *s, nas_err *err)
     if (s->cal_max_samples && s->cal_max_samples < s->cal_samples)
         return nas_errf(err, NAS_EINVAL, "--max-samples %ld is below --samples %ld", s->cal_max_samples,
                         s->cal_samples);
+    if (s->cal_command[0] && app_settings_int8(s))
+        return nas_errf(err, NAS_EINVAL, "--deploy int8 and --measure-cmd: the command measures what it runs; "
+                        "--deploy int8 is for the built-in int8 engine");
     if (s->cal_command[0] && !strstr(s->cal_command, "{spec}") && !strstr(s->cal_command, "{onnx}"))
         return nas_errf(err, NAS_EINVAL, "--measure-cmd '%s' has no {spec} or {onnx} to receive the network",
                         s->cal_command);
     return NAS_OK;
 }
+
+int app_settings_int8(const app_settings *s) { return !strcmp(s->deploy, "int8"); }
 
 nas_status app_settings_check(const app_settings *s, int cmd, nas_err *err)
 {

@@ -83,6 +83,10 @@ static int parse_args(int argc, char **argv, predict_args *t)
     return -1;
 }
 
+/* A predictor of int8 inference (calibrated with --deploy int8) is checked
+ * and measured against the int8 engine. */
+static int fit_on_int8(const pred_hw *hw) { return app_measure_int8(hw->measure); }
+
 /* Where the predictor came from against where we are. */
 typedef struct {
     char hw_why[1024], space_why[512];
@@ -96,7 +100,7 @@ static void check_origin(const pred_model *m, const space_net *net, const char *
     if (!strncmp(fit_hw->measure, "builtin", 7)) {
         pred_hw here;
         char builtin[64];
-        snprintf(builtin, sizeof builtin, "builtin:%s", ev_kernels());
+        snprintf(builtin, sizeof builtin, "builtin:%s%s", ev_kernels(), fit_on_int8(fit_hw) ? APP_INT8_MEASURE : "");
         pred_hw_here(&here, fit_hw->threads, fit_hw->meter, builtin);
         w->other_hw = pred_hw_differs(fit_hw, &here, w->hw_why, sizeof w->hw_why);
         if (w->other_hw)
@@ -124,6 +128,8 @@ static int print_json(const char *arg, const char *path, const pred_model *m, co
                              w->other_hw, "outside_space", w->outside);
     if (root)
         json_object_set_new(root, "latency_stat", json_string(pred_model_latency_stat(m)));
+    if (root)
+        json_object_set_new(root, "deploy", json_string(fit_on_int8(pred_model_hw(m)) ? "int8" : "float32"));
     if (root && w->other_hw)
         json_object_set_new(root, "hardware_warning", json_string(w->hw_why));
     if (root && w->outside)
@@ -142,7 +148,7 @@ static void print_text(const char *arg, const pred_model *m, const pred_estimate
 {
     const pred_metrics *cvl = pred_model_cv(m, 0, pred_model_kind(m, 0));
     const pred_metrics *cve = pred_model_cv(m, 1, pred_model_kind(m, 1));
-    printf("%s: per inference, batch 1\n", arg);
+    printf("%s: per %sinference, batch 1\n", arg, fit_on_int8(pred_model_hw(m)) ? "int8 " : "");
     printf("  latency  %10.4g ms  predicted, %s (%s-level model, %.0f%% of held-out networks within 10%%)\n",
            e->latency_ms, pred_model_latency_stat(m), pred_kind_name(pred_model_kind(m, 0)),
            100 * cvl->within10);
@@ -199,6 +205,7 @@ int cmd_predict(int argc, char **argv)
         app_measure_init(&mctx, t.mcmd, fit_hw->threads);
         mctx.p10 = !strcmp(pred_model_latency_stat(m), "p10");   /* the figure the predictor predicts */
         mctx.cmd_timeout = t.timeout;
+        mctx.int8 = !t.mcmd && fit_on_int8(fit_hw);
         st = app_measure_ready(&mctx, &err);
         if (st == NAS_OK)
             st = app_measure(&mctx, &spec, &net, &meas, &err);

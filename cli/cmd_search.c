@@ -46,7 +46,7 @@ static void print_stopped_early(const search_loop *l, const int *idx, int n)
         printf("\n");
 }
 
-static void print_text(const app_search *c, const search_loop *l, search_stop why, int top)
+static void print_text(const app_settings *s, const app_search *c, const search_loop *l, search_stop why, int top)
 {
     search_progress p;
     search_loop_progress(l, &p);
@@ -63,6 +63,8 @@ static void print_text(const app_search *c, const search_loop *l, search_stop wh
         printf(", %s, %s\n", ev_meter_source(app_search_meter(c)), ev_quality_name(ev_meter_quality(app_search_meter(c))));
     if (b->calib_joules > 0)
         printf("  of it, calibrating the predictor for this machine: %.1f J\n", b->calib_joules);
+    if (app_settings_int8(s))
+        printf("energy and latency per inference below are of the int8 model, in nas's int8 engine (--deploy int8)\n");
     if (p.n_checked)
         printf("predictor on %d measured candidates: energy MAPE %.1f%% (%.0f%% within 10%%), latency MAPE %.1f%%\n",
                p.n_checked, p.pred_mape_mj, 100 * p.pred_within10_mj, p.pred_mape_ms);
@@ -101,14 +103,16 @@ static void print_text(const app_search *c, const search_loop *l, search_stop wh
     }
 }
 
-static int print_json(const app_search *c, const search_loop *l, search_stop why, int top, void *final,
-                      json_t *prune)
+static int print_json(const app_settings *s, const app_search *c, const search_loop *l, search_stop why, int top,
+                      void *final, json_t *prune)
 {
     char *rep = search_loop_report_json(l, why, top);
     json_t *root = rep ? nas_json_load(rep, strlen(rep), 0, NULL, NULL) : NULL;
     nas_free(rep);
     if (!root)
         return -1;
+    /* what every energy_mj and latency_ms of the report are per inference of */
+    json_object_set_new(root, "deploy", json_string(app_settings_int8(s) ? "int8" : "float32"));
     const search_result *best = search_loop_best(l);
     if (best) {
         double params, macs;
@@ -151,7 +155,7 @@ static void export_chosen(const app_settings *s, const app_search *c)
         snprintf(dir, sizeof dir, "out/%s", name);
     ev_quant_opts q;
     app_settings_quant(s, &q);
-    if (cli_export_top(name, app_search_db(c), dir, s->int8 ? &q : NULL) == 0)
+    if (cli_export_top(name, app_search_db(c), dir, app_settings_int8(s) || s->int8 ? &q : NULL) == 0)
         printf("exported the chosen model to %s/\n", dir);
     else
         fprintf(stderr, "nas search: the chosen model was not exported (above: why)\n");
@@ -184,8 +188,8 @@ static int report(const app_settings *s, const app_search *c, search_stop why, j
 {
     const app_final_report *fin = app_search_final(c);
     const search_loop *l = app_search_loop(c);
-    if (s->json ? print_json(c, l, why, (int)s->top, fin ? app_final_json(fin) : NULL, prune)
-                : (print_text(c, l, why, (int)s->top), 0))
+    if (s->json ? print_json(s, c, l, why, (int)s->top, fin ? app_final_json(fin) : NULL, prune)
+                : (print_text(s, c, l, why, (int)s->top), 0))
         return nas_errf(err, NAS_ENOMEM, "out of memory writing the report");
     if (fin && !s->json)
         app_final_print(fin, stdout);

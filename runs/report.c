@@ -335,8 +335,13 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
 
     int shown = 0;
     src_set srcs = {0};
-    fprintf(f, "\n%sleaderboard%s (per inference: energy in mJ, latency in ms; "
-               "meas = hardware counter, est = modelled, pred = predictor)\n", bold, off);
+    char deploy[16] = "";
+    int int8 = runs_settings_string(r->settings_json, "deploy", deploy, sizeof deploy) && !strcmp(deploy, "int8");
+    fprintf(f, "\n%sleaderboard%s (per %sinference: energy in mJ, latency in ms; "
+               "meas = hardware counter, est = modelled, pred = predictor)\n", bold, off,
+            int8 ? "int8 " : "");
+    if (int8)
+        fprintf(f, "  (--deploy int8: each figure is of the int8 model, in nas's int8 engine on one thread)\n");
     fprintf(f, "%4s %5s %8s %8s %11s %11s %10s %10s %8s %8s  %s\n", "rank", "seq", "accuracy",
             "reward", "energy", "pred.energy", "latency", "pred.lat", "params", "MACs", "");
     for (int i = 0; i < rep->n; i++) {
