@@ -768,9 +768,10 @@ INL int32_t q_x4(const uint8_t *xp, int g)
  * whole sum (R * NV + NV + 1 of the 32). One vpdpbusd does 64 products. */
 #define QPW_R 6
 #define QPW_NV 4
-INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
-                   const int32_t *bias, int Cin, int Cout, int o0, const int R, const int NV)
+INL void q_pw_tile(int32_t *acc, const uint8_t *x, const uint64_t *xw, int zx, const int8_t *wp,
+                   const int32_t *colsum, const int32_t *bias, int Cin, int Cout, int o0, const int R, const int NV)
 {
+    (void)xw;
     int Cop = kern_qpw_cout(Cout), G = Cin / 4;
     __m512i a[QPW_R][QPW_NV], w[QPW_NV];
     __mmask16 m[QPW_NV];
@@ -810,11 +811,22 @@ INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, con
 /* AVX2 (and AVX-512 without VNNI): the 4 bytes of an output widened to 16
  * bits, pmaddwd with the pixel's 4 inputs gives two pair sums per output,
  * added up at the end. R pixels by 8 outputs (2R + 3 registers of 16). No
- * pmaddubsw: its 16-bit sums saturate at 255 * 127 * 2. */
+ * pmaddubsw: its 16-bit sums saturate at 255 * 127 * 2. The inputs come
+ * widened too, 4 to a 64-bit word, once per block of pixels (xw) rather than
+ * once per block of outputs, when the row fits QPW_XW words. */
 #define QPW_R 4
 #define QPW_NV 1
-INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
-                   const int32_t *bias, int Cin, int Cout, int o0, const int R, const int NV)
+#define QPW_XW 1024
+INL __m256i q_pw_xb(const uint8_t *xp, const uint64_t *xwr, int g, int G, int Cin)
+{
+    if (xwr)
+        return _mm256_set1_epi64x((long long)xwr[g]);
+    __m128i x4 = _mm_cvtsi32_si128(g < G ? q_x4(xp, g) : q_x4_tail(xp, Cin));
+    return _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(x4));
+}
+
+INL void q_pw_tile(int32_t *acc, const uint8_t *x, const uint64_t *xw, int zx, const int8_t *wp,
+                   const int32_t *colsum, const int32_t *bias, int Cin, int Cout, int o0, const int R, const int NV)
 {
     int Cop = kern_qpw_cout(Cout), G = Cin / 4;
     __m256i lo[QPW_R], hi[QPW_R];
@@ -827,9 +839,7 @@ INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, con
         __m256i wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w8, 1));
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            const uint8_t *xp = x + (size_t)r * Cin;
-            __m128i x4 = _mm_cvtsi32_si128(g < G ? q_x4(xp, g) : q_x4_tail(xp, Cin));
-            __m256i xb = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(x4));
+            __m256i xb = q_pw_xb(x + (size_t)r * Cin, xw ? xw + (size_t)r * QPW_XW : NULL, g, G, Cin);
             lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, xb));
             hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(wh, xb));
         }
@@ -853,11 +863,11 @@ INL void q_pw_tile(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, con
 #endif
 
 #ifdef QPW_OUT_STEP
-#define QPW_CASE(R, NV) q_pw_tile(acc + (size_t)p * Cout, x + (size_t)p * Cin, zx, wp, colsum, bias, Cin, Cout, \
-                                  o0, R, NV)
+#define QPW_CASE(R, NV) q_pw_tile(acc + (size_t)p * Cout, x + (size_t)p * Cin, xw, zx, wp, colsum, bias, Cin, \
+                                  Cout, o0, R, NV)
 /* The tile's sizes are constants in every call, so that its arrays stay in registers. */
-INL void q_pw_rows(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
-                   const int32_t *bias, int p, int R, int Cin, int Cout, int o0)
+INL void q_pw_rows(int32_t *acc, const uint8_t *x, const uint64_t *xw, int zx, const int8_t *wp,
+                   const int32_t *colsum, const int32_t *bias, int p, int R, int Cin, int Cout, int o0)
 {
     int NV = (Cout - o0 + 15) / 16;
     NV = NV > QPW_NV ? QPW_NV : NV;
@@ -899,10 +909,28 @@ INL void q_pw_rows(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, con
 static void q_pw(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, const int32_t *colsum,
                  const int32_t *bias, int N, int Cin, int Cout)
 {
+    const uint64_t *xw = NULL;
+#ifdef QPW_XW
+    uint64_t xwbuf[QPW_R * QPW_XW];
+    int G1 = (Cin + 3) / 4;
+#endif
     for (int p = 0; p < N; p += QPW_R) {
         int R = N - p < QPW_R ? N - p : QPW_R;
+#ifdef QPW_XW
+        if (G1 <= QPW_XW) {   /* each pixel's inputs as 16-bit lanes, 4 to a word */
+            for (int r = 0; r < R; r++)
+                for (int g = 0; g < G1; g++) {
+                    const uint8_t *xp = x + (size_t)(p + r) * Cin;
+                    int32_t v = g < Cin / 4 ? q_x4(xp, g) : q_x4_tail(xp, Cin);
+                    uint64_t u = (uint32_t)v;
+                    xwbuf[r * QPW_XW + g] = (u & 0xff) | (u >> 8 & 0xff) << 16 | (u >> 16 & 0xff) << 32 |
+                                            (u >> 24 & 0xff) << 48;
+                }
+            xw = xwbuf;
+        }
+#endif
         for (int o0 = 0; o0 < Cout; o0 += QPW_OUT_STEP)
-            q_pw_rows(acc, x, zx, wp, colsum, bias, p, R, Cin, Cout, o0);
+            q_pw_rows(acc, x, xw, zx, wp, colsum, bias, p, R, Cin, Cout, o0);
     }
 }
 #else
