@@ -409,11 +409,13 @@ void ev_export_sidecar_paths(const char *path, char *spec_path, char *card_path,
  *                   biases their dequantized int8/int32 values (what a QDQ
  *                   model means, op for op),
  *   EV_QMODE_INT8   the int8 engine: uint8 activations, int8 weights, int32
- *                   accumulation, float-scale requantization; squeeze-excite,
- *                   residual adds, pooling and the classifier in float on
- *                   dequantized values.
+ *                   accumulation, float-scale requantization; the head's
+ *                   Gemms (fc, classifier) the same but with a float output
+ *                   (acc * s_x * s_w); squeeze-excite, residual adds and
+ *                   pooling in float on dequantized values.
  * ev_export_onnx_int8 writes the QDQ model (QuantizeLinear / DequantizeLinear
- * around every conv, int32 bias) that ONNX Runtime fuses into QLinearConv. */
+ * around every conv and the head's Gemms, int32 bias) that ONNX Runtime fuses
+ * into QLinearConv and QGemm. */
 
 /* One affine quantization: real = scale * (q - zero). */
 typedef struct {

@@ -360,24 +360,33 @@ static const char *gb_dequant(gb *g, const char *xq, int user)
 }
 
 /* Per-channel DequantizeLinear (axis 0) of an integer initializer. The zero
- * point is left out (ONNX's default, 0, for int8 and int32 alike): ONNX
- * Runtime fuses the node unit all the same, and the file is smaller. */
+ * point is left out (ONNX's default, 0, for int8 and int32 alike) unless
+ * with_zero: ONNX Runtime fuses a Conv's node unit all the same, and the file
+ * is smaller; but it leaves a Gemm in float unless the weight's zero point is
+ * there (ORT 1.30, seen in its optimised graph: QGemm only then). */
 static const char *gb_dq_const(gb *g, const char *out, const void *data, int dtype, size_t esize,
-                               const float *scale, int ndim, const int64_t *dims)
+                               const float *scale, int ndim, const int64_t *dims, int with_zero)
 {
-    char qn[128], sn[128];
+    char qn[128], sn[128], zn[128];
     snprintf(qn, sizeof qn, "%s.quantized", out);
     snprintf(sn, sizeof sn, "%s.scale", out);
-    const char *in[2] = {gb_init_raw(g, qn, data, dtype, esize, ndim, dims), gb_init(g, sn, scale, 1, dims)};
+    snprintf(zn, sizeof zn, "%s.zero_point", out);
+    const char *in[3] = {gb_init_raw(g, qn, data, dtype, esize, ndim, dims), gb_init(g, sn, scale, 1, dims),
+                         NULL};
+    if (with_zero) {
+        void *z = arena_alloc(&g->A, esize * (size_t)dims[0]);   /* zeroed */
+        in[2] = z ? gb_init_raw(g, zn, z, dtype, esize, 1, dims) : NULL;
+    }
     gb_attr axis = {.name = "axis", .kind = 'i', .i = 0};
-    return gb_node(g, "DequantizeLinear", out, 2, in, 1, &axis);
+    return gb_node(g, "DequantizeLinear", out, with_zero ? 3 : 2, in, 1, &axis);
 }
 
-/* A quantized conv's weights (int8 per output channel) and bias (int32 at
- * scale s_x * s_w) from the folded ow [cout][per] and ob, as DequantizeLinear
- * outputs `prefix`.weight and `prefix`.bias. */
+/* A quantized conv's or Gemm's weights (int8 per output channel) and bias
+ * (int32 at scale s_x * s_w) from ow [cout][per] (folded, for a conv) and ob,
+ * as DequantizeLinear outputs `prefix`.weight (dims wd, ndim of them: 2 for
+ * a Gemm, whose weight gets its zero point) and `prefix`.bias. */
 static void gb_qconv_params(gb *g, const char *prefix, const float *ow, const float *ob, int per,
-                            int cout, const int64_t *wd, const char **wi, const char **bi)
+                            int cout, int ndim, const int64_t *wd, const char **wi, const char **bi)
 {
     char nm[96];
     int8_t *wq = arena_alloc(&g->A, (size_t)cout * per);
@@ -391,9 +400,9 @@ static void gb_qconv_params(gb *g, const char *prefix, const float *ow, const fl
         sb[o] = g->xq.scale * sw[o];
     int64_t bd[1] = {cout};
     snprintf(nm, sizeof nm, "%s.weight", prefix);
-    *wi = gb_dq_const(g, nm, wq, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, sw, 4, wd);
+    *wi = gb_dq_const(g, nm, wq, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, sw, ndim, wd, ndim == 2);
     snprintf(nm, sizeof nm, "%s.bias", prefix);
-    *bi = gb_dq_const(g, nm, bq, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 4, sb, 1, bd);
+    *bi = gb_dq_const(g, nm, bq, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 4, sb, 1, bd, 0);
 }
 
 /* ---- convolutions -------------------------------------------------------- */
@@ -426,7 +435,7 @@ static const char *gb_conv_bn(gb *g, const char *x, const char *prefix, const ch
     snprintf(nm, sizeof nm, "%s.weight", prefix);
     const char *wi = g->q ? NULL : gb_init(g, nm, ow, 4, wd), *qbias = NULL;
     if (g->q)
-        gb_qconv_params(g, prefix, ow, ob, ci * k * k, cout, wd, &wi, &qbias);
+        gb_qconv_params(g, prefix, ow, ob, ci * k * k, cout, 4, wd, &wi, &qbias);
     int p = (k - 1) / 2;
     gb_attr at[5] = {{.name = "kernel_shape", .kind = 'I', .n_ints = 2, .ints = {k, k}},
                      {.name = "strides", .kind = 'I', .n_ints = 2, .ints = {stride, stride}},
@@ -461,8 +470,9 @@ static const char *gb_conv_bn(gb *g, const char *x, const char *prefix, const ch
 
 /* A linear layer of the engine (`name`.w IO [in][out], `name`.b [out]) as a
  * 1x1 Conv with bias on an N x in x 1 x 1 map (inside SE), or as Gemm with
- * transB on N x in (fc, classifier). Its output is `out`, or "<name>.conv" /
- * "<name>.gemm" when out is NULL. */
+ * transB on N x in (fc, classifier; in an int8 export with int8 weights per
+ * output row, axis 0 of [out][in], and int32 bias, on a dequantized input).
+ * Its output is `out`, or "<name>.conv" / "<name>.gemm" when out is NULL. */
 static const char *gb_linear(gb *g, const char *x, const char *name, int in, int out, int as_conv,
                              const char *out_name)
 {
@@ -480,10 +490,16 @@ static const char *gb_linear(gb *g, const char *x, const char *name, int in, int
         for (int i = 0; i < in; i++)
             ow[(size_t)o * in + i] = w->data[(size_t)i * out + o];
     int64_t wd[4] = {out, in, 1, 1}, bd[1] = {out};
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    const char *wi = gb_init(g, nm, ow, as_conv ? 4 : 2, wd);
-    snprintf(nm, sizeof nm, "%s.bias", name);
-    const char *ins[3] = {x, wi, gb_init(g, nm, b->data, 1, bd)};
+    const char *wi = NULL, *bi = NULL;
+    if (g->q && !as_conv) {
+        gb_qconv_params(g, name, ow, b->data, in, out, 2, wd, &wi, &bi);
+    } else {
+        snprintf(nm, sizeof nm, "%s.weight", name);
+        wi = gb_init(g, nm, ow, as_conv ? 4 : 2, wd);
+        snprintf(nm, sizeof nm, "%s.bias", name);
+        bi = gb_init(g, nm, b->data, 1, bd);
+    }
+    const char *ins[3] = {x, wi, bi};
     snprintf(nm, sizeof nm, "%s", out_name ? out_name : "");
     if (as_conv) {
         gb_attr k = {.name = "kernel_shape", .kind = 'I', .n_ints = 2, .ints = {1, 1}};
@@ -576,8 +592,9 @@ static void gb_network(gb *g, const space_layers *L)
     const char *in_q = g->q ? gb_quant(g, "input", g->q->in) : NULL;
     for (int i = 0; i < L->n && gb_ok(g); i++) {
         const space_op *o = &L->op[i];
+        int src = evq_input(L, i);   /* a Gemm's input scale, through dropout */
         if (g->q)
-            g->xq = o->in < 0 ? g->q->in : g->q->op[o->in];
+            g->xq = src < 0 ? g->q->in : g->q->op[src];
         const char *x = gb_read(g, L, out, in_q, o->in, i);
         out[i] = gb_op(g, L, i, x, o->in2 < 0 ? NULL : gb_read(g, L, out, in_q, o->in2, i));
         if (g->q && evq_is_point(L, i) && out[i])
@@ -695,7 +712,8 @@ static int gb_quant_metadata(gb *g, const ev_export_opts *o, kv *out)
 #define PUT(k, ...) (out[n].key = (k), out[n].value = arena_printf(A, __VA_ARGS__), n++)
     PUT("nas.quantization", "int8 QDQ: weights int8 symmetric per output channel, activations uint8 "
                             "asymmetric per tensor, bias int32 (scale s_x*s_w); batch norm folded first; "
-                            "pooling and the classifier float32");
+                            "convolutions and the head's Gemms (fc, classifier) quantized, the Gemms "
+                            "giving float; squeeze-excite and pooling float32");
     PUT("nas.quantization.calibration", "%s", o->calib_data ? o->calib_data : "unstated");
     if (fig_known(o->accuracy_int8)) {
         PUT("nas.accuracy.int8", "%.6g", o->accuracy_int8);
@@ -866,10 +884,11 @@ static void md_fig(FILE *f, const char *what, double v, const char *unit, const 
 static void model_card_quant(FILE *f, const ev_export_opts *o)
 {
     fprintf(f, "## Quantization\n\nPost-training int8, QDQ format (QuantizeLinear / DequantizeLinear "
-               "around every convolution, which ONNX Runtime fuses into QLinearConv): weights int8, "
-               "symmetric, per output channel; activations uint8, asymmetric, per tensor; bias int32 at "
-               "scale s_x * s_w; batch norm folded before quantizing. Squeeze-excite, residual adds, "
-               "pooling and the classifier compute in float32 on dequantized values.\n\n"
+               "around every convolution and the head's Gemms, which ONNX Runtime fuses into QLinearConv "
+               "and QGemm): weights int8, symmetric, per output channel; activations uint8, asymmetric, "
+               "per tensor; bias int32 at scale s_x * s_w; batch norm folded before quantizing. The "
+               "Gemms (fc, classifier) give float, so the logits are float32. Squeeze-excite, residual "
+               "adds and pooling compute in float32 on dequantized values.\n\n"
                "Calibration: %s.\n\n", o->calib_data);
     fprintf(f, "| model | accuracy | how it was obtained |\n|---|---|---|\n");
     if (isnan(o->accuracy))

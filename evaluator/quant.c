@@ -111,16 +111,25 @@ int evq_is_point(const space_layers *L, int i)
 {
     const space_op *o = &L->op[i];
     switch (o->kind) {
-    case SPACE_OP_ACT:
-        return o->in >= 0 && L->op[o->in].kind == SPACE_OP_BN;
+    case SPACE_OP_ACT:   /* ending a conv group, or the fc's (a Gemm reads it) */
+        return o->in >= 0 && (L->op[o->in].kind == SPACE_OP_BN || L->op[o->in].kind == SPACE_OP_LINEAR);
     case SPACE_OP_BN:
         return !(i + 1 < L->n && L->op[i + 1].kind == SPACE_OP_ACT && L->op[i + 1].in == i);
     case SPACE_OP_SE:
     case SPACE_OP_ADD:
+    case SPACE_OP_POOL:  /* the head's first Gemm reads it */
         return 1;
     default:
         return 0;
     }
+}
+
+int evq_input(const space_layers *L, int i)
+{
+    int in = L->op[i].in;
+    while (in >= 0 && L->op[in].kind == SPACE_OP_DROPOUT)
+        in = L->op[in].in;
+    return in;
 }
 
 int evq_point_act(const space_layers *L, int i) { return L->op[i].kind == SPACE_OP_ACT ? (int)L->op[i].act : -1; }
@@ -140,12 +149,24 @@ typedef struct {
     float *bdq, *mult;     /* dequantized bias; s_x * s_w[o] */
 } qconv;
 
+/* A Gemm of the head (fc, classifier) on a quantization point; its output
+ * stays float. Weights [out][in], as ONNX's Gemm with transB holds them. */
+typedef struct {
+    int in, out, src;      /* src: the point it reads (dropout passed through) */
+    const float *w, *b;    /* the engine's (the float mode's) */
+    int8_t *wq;
+    float *sw, *wdq;       /* per-output scales; dequantized weights */
+    int32_t *bq;
+    float *bdq, *mult;     /* dequantized bias; s_x * s_w[o] */
+} qlin;
+
 struct ev_qnet {
     space_net arch;
     space_layers L;
     const ev_tensor *t;
     int nt, batch, calibrated;
     qconv *cv;             /* [L.n]; used at conv ops */
+    qlin *ln;              /* [L.n]; used at linear ops */
     float **f;             /* [L.n] op outputs (aliases for BN, ACT, dropout) */
     uint8_t **q;           /* [L.n] quantization points' uint8 values */
     int *owns;             /* [L.n] f[i] is op i's own block */
@@ -172,6 +193,105 @@ static const float *find(const ev_qnet *q, const char *name, size_t n, nas_err *
     }
     *st = nas_errf(err, NAS_EINVAL, "int8: the network has no tensor '%s'", name);
     return NULL;
+}
+
+/* ======================= the head's linears ============================== */
+
+/* Quantizes linear op i's weights (the engine's IO [in][out], transposed to
+ * [out][in] first, so each output's row gets its own scale). */
+static nas_status lin_setup(ev_qnet *q, int i, nas_err *err)
+{
+    const space_op *o = &q->L.op[i];
+    qlin *l = &q->ln[i];
+    nas_status st = NAS_OK;
+    char nm[96];
+    *l = (qlin){.in = o->in_ch, .out = o->out_ch, .src = evq_input(&q->L, i)};
+    if (l->src < 0 || !evq_is_point(&q->L, l->src))
+        return nas_errf(err, NAS_EUNSUPP, "int8: linear '%s' reads a value that is not quantized", o->name);
+    size_t nw = (size_t)l->in * l->out;
+    snprintf(nm, sizeof nm, "%s.w", o->name);
+    const float *w = find(q, nm, nw, err, &st);
+    snprintf(nm, sizeof nm, "%s.b", o->name);
+    if (st == NAS_OK)
+        l->b = find(q, nm, (size_t)l->out, err, &st);
+    if (st != NAS_OK)
+        return st;
+    float *wt = nas_malloc(sizeof(float) * nw);
+    l->wq = nas_malloc(nw);
+    l->wdq = nas_malloc(sizeof(float) * nw);
+    l->sw = nas_malloc(sizeof(float) * l->out);
+    l->bq = nas_malloc(sizeof(int32_t) * l->out);
+    l->bdq = nas_malloc(sizeof(float) * l->out);
+    l->mult = nas_malloc(sizeof(float) * l->out);
+    if (!wt || !l->wq || !l->wdq || !l->sw || !l->bq || !l->bdq || !l->mult) {
+        nas_free(wt);
+        return nas_errf(err, NAS_ENOMEM, "int8: out of memory for linear '%s'", o->name);
+    }
+    for (int r = 0; r < l->out; r++)
+        for (int c = 0; c < l->in; c++)
+            wt[(size_t)r * l->in + c] = w[(size_t)c * l->out + r];
+    evq_quant_weights(wt, l->out, l->in, l->wq, l->sw);
+    for (size_t j = 0; j < nw; j++)
+        l->wdq[j] = (float)l->wq[j] * l->sw[j / (size_t)l->in];
+    l->w = w;
+    nas_free(wt);
+    return NAS_OK;
+}
+
+static void lin_free(qlin *l)
+{
+    nas_free(l->wq), nas_free(l->wdq), nas_free(l->sw), nas_free(l->bq), nas_free(l->bdq);
+    nas_free(l->mult);
+}
+
+/* The bias at its input's calibrated scale, as for a conv (quant.h). */
+static void lin_calibrate(ev_qnet *q)
+{
+    for (int i = 0; i < q->L.n; i++) {
+        qlin *l = &q->ln[i];
+        if (!l->wq)
+            continue;
+        float sx = q->op[l->src].scale;
+        evq_quant_bias(l->b, l->out, sx, l->sw, l->bq);
+        for (int o = 0; o < l->out; o++) {
+            l->mult[o] = sx * l->sw[o];
+            l->bdq[o] = (float)l->bq[o] * l->mult[o];
+        }
+    }
+}
+
+/* Linear op i [B,in] -> [B,out] in float. FLOAT: the engine's weights. REF:
+ * the dequantized int8 weights and int32 bias on the dequantized input (the
+ * QDQ model's meaning). INT8: (x - z_x) * w summed in int32 with the bias,
+ * then times s_x * s_w[o], as ONNX Runtime's QGemm with a float output does;
+ * a plain loop: the head's Gemms are a small share of a network's MACs. */
+static void lin_forward(ev_qnet *q, ev_qmode mode, int i, int B)
+{
+    const qlin *l = &q->ln[i];
+    float *y = q->f[i];
+    if (mode == EV_QMODE_FLOAT) {
+        op_linear_forward(y, q->f[l->src], l->w, l->b, B, l->in, l->out);
+        return;
+    }
+    int zx = q->op[l->src].zero;
+    for (int n = 0; n < B; n++) {
+        const float *xf = q->f[l->src] + (size_t)n * l->in;
+        const uint8_t *xq = q->q[l->src] + (size_t)n * l->in;
+        for (int o = 0; o < l->out; o++) {
+            size_t r = (size_t)o * l->in;
+            if (mode == EV_QMODE_REF) {
+                float a = l->bdq[o];
+                for (int k = 0; k < l->in; k++)
+                    a += xf[k] * l->wdq[r + k];
+                y[(size_t)n * l->out + o] = a;
+                continue;
+            }
+            int32_t a = l->bq[o];
+            for (int k = 0; k < l->in; k++)
+                a += ((int32_t)xq[k] - zx) * (int32_t)l->wq[r + k];
+            y[(size_t)n * l->out + o] = (float)a * l->mult[o];
+        }
+    }
 }
 
 static size_t op_elems(const space_op *o, int B)
@@ -338,11 +458,14 @@ nas_status ev_qnet_create(const space_net *arch, const ev_tensor *t, int nt, int
     q->q = nas_calloc((size_t)n, sizeof *q->q);
     q->owns = nas_calloc((size_t)n, sizeof *q->owns);
     q->op = nas_calloc((size_t)n, sizeof *q->op);
-    if (!q->cv || !q->f || !q->q || !q->owns || !q->op)
+    q->ln = nas_calloc((size_t)n, sizeof *q->ln);
+    if (!q->cv || !q->f || !q->q || !q->owns || !q->op || !q->ln)
         st = nas_errf(err, NAS_ENOMEM, "int8: out of memory for %d ops", n);
     for (int i = 0; i < n && st == NAS_OK; i++)
         if (q->L.op[i].kind == SPACE_OP_CONV || q->L.op[i].kind == SPACE_OP_DWCONV)
             st = conv_setup(q, i, err);
+        else if (q->L.op[i].kind == SPACE_OP_LINEAR)
+            st = lin_setup(q, i, err);
     if (st == NAS_OK)
         st = alloc_buffers(q, err);
     if (st == NAS_OK)
@@ -370,6 +493,9 @@ void ev_qnet_free(ev_qnet *q)
     }
     nas_free(q->cv), nas_free(q->f), nas_free(q->q), nas_free(q->owns), nas_free(q->op);
     nas_free(q->xin), nas_free(q->qin), nas_free(q->col), nas_free(q->acc), nas_free(q->tmp), nas_free(q->se);
+    for (int i = 0; q->ln && i < q->L.n; i++)
+        lin_free(&q->ln[i]);
+    nas_free(q->ln);
     space_layers_free(&q->L);
     nas_free(q);
 }
@@ -490,7 +616,8 @@ static void se_float(ev_qnet *q, const space_op *o, float *u, const float *x, in
     op_scale_forward(u, x, g, B, hw, C);
 }
 
-/* Op i in float (modes FLOAT and REF); returns the op to go on after. */
+/* Op i in float (FLOAT and REF, and INT8 but for its convs), a linear in the
+ * mode's own arithmetic. */
 static void op_float(ev_qnet *q, ev_qmode mode, int i, int B)
 {
     const space_op *o = &q->L.op[i];
@@ -519,8 +646,7 @@ static void op_float(ev_qnet *q, ev_qmode mode, int i, int B)
         op_pool_forward(q->f[i], x, B, o->in_hw * o->in_hw, o->out_ch);
         break;
     case SPACE_OP_LINEAR:
-        op_linear_forward(q->f[i], x, tensor(q, o->name, "w"), tensor(q, o->name, "b"), B, o->in_ch,
-                          o->out_ch);
+        lin_forward(q, mode, i, B);
         break;
     default:   /* BN (folded), dropout: aliases */
         break;
@@ -655,6 +781,7 @@ static void finish_calibration(ev_qnet *q, const watch *w, const ev_quant_opts *
             c->bdq[oc] = (float)c->bq[oc] * c->mult[oc];
         }
     }
+    lin_calibrate(q);
     q->calibrated = 1;
 }
 

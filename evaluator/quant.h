@@ -13,9 +13,13 @@
  *               to [0, 255] (as ONNX Runtime's MlasRequantizeOutput does in
  *               float, rather than a fixed-point multiplier and shift).
  * A quantization point is the output of a conv group (conv, its BN and its
- * activation, when it has one), of squeeze-excite and of a residual add, and
- * the network input: every tensor a conv reads. Pooling and the classifier
- * stay float32. */
+ * activation, when it has one), of squeeze-excite, of a residual add, of the
+ * head's pooling and of the fc's activation, and the network input: every
+ * tensor a conv or a Gemm of the head (fc, classifier) reads. Those Gemms
+ * have the weights and bias above (per output row of their [out][in]
+ * weights) and give float: acc * (s_x * s_w[o]), no requantization, so the
+ * logits are float and the fc's activation runs in float before its point.
+ * Squeeze-excite's own linears and the pooling stay float32. */
 #ifndef EV_QUANT_H
 #define EV_QUANT_H
 
@@ -24,6 +28,9 @@
 
 /* 1 when op i's output is quantized (a Q node in the export). */
 int evq_is_point(const space_layers *L, int i);
+/* The op whose value op i reads as its first input (-1: the network input),
+ * through dropout, which inference passes on. */
+int evq_input(const space_layers *L, int i);
 /* The activation that ends op i's conv group, or -1 (none); op i is a q-point. */
 int evq_point_act(const space_layers *L, int i);
 

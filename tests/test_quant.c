@@ -6,8 +6,8 @@
  * exact); the ev_qnet's float mode against the engine's own ev_net_infer
  * (folding is right); the int8 engine against the float reference of the same
  * arithmetic; the exported QDQ model through Debian's onnx checker (full
- * check) and ONNX Runtime, whose int8 outputs must be close to nas's
- * quantized reference; and the errors (no calibration, 0 images, --keep-bn).
+ * check; its Gemms int8, the file smaller for it) and ONNX Runtime, whose
+ * int8 outputs must be close to nas's quantized reference; and the errors (no calibration, 0 images, --keep-bn).
  * Run from the repository root (tests/onnx_check.py, tests/ort_run.js). */
 #include "tests/testutil.h"
 #include "tests/nethelp.h"
@@ -312,7 +312,8 @@ typedef struct {
     ev_split calib;          /* random images, NHWC */
 } qcase;
 
-/* A MobileNetV2-like spec (ReLU6, residuals) or, with v3, SE, h-swish, head and fc. */
+/* A MobileNetV2-like spec (ReLU6, residuals) or, with v3, SE, h-swish, head,
+ * fc and dropout (which the classifier's input point is read through). */
 static void make_spec(space_spec *s, int v3, int in_ch)
 {
     memset(s, 0, sizeof *s);
@@ -334,6 +335,7 @@ static void make_spec(space_spec *s, int v3, int in_ch)
     s->head_act = SPACE_ACT_HSWISH;
     s->fc_ch = v3 ? 32 : 0;
     s->fc_act = SPACE_ACT_HSWISH;
+    s->dropout = v3 ? 0.2 : 0.0;
     s->se_base = SPACE_SE_OF_EXPANDED;
     s->se_act = SPACE_ACT_RELU;
     s->se_gate = SPACE_GATE_HSIGMOID;
@@ -563,7 +565,21 @@ static void qdq_export_checks_and_runs_in_ort(void **state)
     }
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/onnx_check.py --expect-op QuantizeLinear "
              "--expect-op DequantizeLinear --meta nas.quantization --meta nas.quantization.calibration "
-             "--meta nas.accuracy.int8 '%s' '%s' >/dev/null", path[0], path[1]);
+             "--meta nas.accuracy.int8 --qdq-gemm '%s' '%s' >%s/check.txt", path[0], path[1], dir);
+    assert_int_equal(system(cmd), 0);
+    /* The classifier (the Gemm giving `logits`) and the v3 net's fc have int8
+     * weights, and each file is smaller than with them float32 (--qdq-gemm). */
+    snprintf(cmd, sizeof cmd, "grep '^gemm: [0-9]' %s/check.txt; "
+             "grep -c '^gemm: logits int8 \\[10, ' %s/check.txt | grep -qx 2 && "
+             "grep -q '^gemm: fc.gemm int8 \\[32, 48\\]' %s/check.txt", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    /* ONNX Runtime runs both of the v3 net's Gemms as QGemm (int8), not float. */
+    snprintf(cmd, sizeof cmd, "node -e \"require(require.resolve('onnxruntime-node',{paths:[process.cwd()]}))"
+             ".InferenceSession.create('%s',{optimizedModelFilePath:'%s/opt.onnx',graphOptimizationLevel:"
+             "'all',intraOpNumThreads:1}).catch(e=>{console.error(e);process.exit(1)})\" 2>/dev/null && "
+             "/usr/bin/python3 -c \"import onnx,sys;g=onnx.load('%s/opt.onnx').graph;"
+             "o=[n.op_type for n in g.node];sys.exit(not (o.count('QGemm')==2 and 'Gemm' not in o))\"",
+             path[1], dir, dir);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "grep -q 'Calibration: 64 random images' %s/q0.model-card.md && "
              "grep -q '| int8 | 89.00%%' %s/q0.model-card.md", dir, dir);
