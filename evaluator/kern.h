@@ -98,6 +98,8 @@ typedef struct kern_table {
      * values as act_fwd then q_u8 at this level (quant.h's evq_requant). */
     void (*q_requant)(uint8_t *y, const int32_t *acc, size_t N, int C, const float *mult, op_act act,
                       float scale, int zero);
+    /* y[i] = scale * (q[i] - zero): ev_dequantize, bit for bit (one product). */
+    void (*q_f32)(float *y, const uint8_t *q, size_t n, float scale, int zero);
     int vnni;   /* q_pw uses AVX-512 VNNI (vpdpbusd): the CPU must have it */
 } kern_table;
 

@@ -1009,6 +1009,21 @@ static void q_dw_pixel(int32_t *a, const uint8_t *x, int zx, const int8_t *w, co
         qv_st(a + c0, s);
     }
 #endif
+#if KERN_LEVEL == KERN_AVX512
+    /* the thin layers of small networks (8, 24 channels): 8 more lanes in AVX2 */
+    if (c0 + 8 <= C) {
+        __m256i vz8 = _mm256_set1_epi32(zx), s8 = _mm256_loadu_si256((const __m256i *)(bias + c0));
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                const uint8_t *xp = x + ((size_t)(iy0 + ky) * W + ix0 + kx) * C + c0;
+                __m256i xv = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)xp)), vz8);
+                __m256i wv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + (size_t)(ky * k + kx) * C + c0)));
+                s8 = _mm256_add_epi32(s8, _mm256_mullo_epi32(xv, wv));
+            }
+        _mm256_storeu_si256((__m256i *)(a + c0), s8);
+        c0 += 8;
+    }
+#endif
     if (c0 == C)
         return;
     memcpy(a + c0, bias + c0, sizeof(int32_t) * (size_t)(C - c0));
@@ -1047,23 +1062,42 @@ static void q_u8(uint8_t *q, const float *x, size_t n, float scale, int zero)
     }
 }
 
+static void q_f32(float *restrict y, const uint8_t *restrict q, size_t n, float scale, int zero)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = scale * (float)((int32_t)q[i] - zero);
+}
+
 /* The requantization in one pass: acc * mult, the activation (act_f, as
- * act_fwd applies it), then q_u8's rounding; per row of C through a small
- * float block so the loops vectorise. */
+ * act_fwd applies it), then q_u8's rounding, through a small float block so
+ * the loops vectorise: whole rows of C at a time when C is small (a thin
+ * layer's rows are 8 values: a call per row cost more than the work), else
+ * pieces of one row. */
+#define QRQ_BLOCK 512
 static void q_requant(uint8_t *y, const int32_t *acc, size_t N, int C, const float *mult, op_act act,
                       float scale, int zero)
 {
-    float t[256];
-    for (size_t p = 0; p < N; p++)
-        for (int c0 = 0; c0 < C; c0 += 256) {
-            int n = C - c0 < 256 ? C - c0 : 256;
-            const int32_t *a = acc + p * (size_t)C + c0;
-            for (int c = 0; c < n; c++)
-                t[c] = (float)a[c] * mult[c0 + c];
+    float t[QRQ_BLOCK];
+    size_t rows = C <= QRQ_BLOCK ? (size_t)(QRQ_BLOCK / C) : 1;
+    for (size_t p = 0; p < N; p += rows) {
+        size_t nr = N - p < rows ? N - p : rows;
+        for (int c0 = 0; c0 < C; c0 += QRQ_BLOCK) {
+            int n = C - c0 < QRQ_BLOCK ? C - c0 : QRQ_BLOCK;
+            for (size_t r = 0; r < nr; r++) {
+                const int32_t *a = acc + (p + r) * (size_t)C + c0;
+                float *tr = t + r * (size_t)n;
+                for (int c = 0; c < n; c++)
+                    tr[c] = (float)a[c] * mult[c0 + c];
+            }
+            size_t m = nr * (size_t)n;
             if (act != OP_NONE)
-                act_fwd(t, t, (size_t)n, act);
-            q_u8(y + p * (size_t)C + c0, t, (size_t)n, scale, zero);
+                act_fwd(t, t, m, act);
+            if (n == C)
+                q_u8(y + p * (size_t)C, t, m, scale, zero);
+            else
+                q_u8(y + p * (size_t)C + c0, t, (size_t)n, scale, zero);
         }
+    }
 }
 
 const kern_table KERN_TABLE = {
@@ -1087,6 +1121,7 @@ const kern_table KERN_TABLE = {
     .q_dw = q_dw,
     .q_u8 = q_u8,
     .q_requant = q_requant,
+    .q_f32 = q_f32,
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     .vnni = 1,
 #endif

@@ -109,10 +109,13 @@ void evq_conv_im2col(int32_t *acc, const uint8_t *x, int zx, const int8_t *wp, c
                 for (int ky = 0; ky < k; ky++)
                     for (int kx = 0; kx < k; kx++, c += Cin) {
                         int iy = oy * s - pad + ky, ix = ox * s - pad + kx;
-                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                            memset(c, zx, (size_t)Cin);
+                        const uint8_t *xp = x + (((size_t)b * H + iy) * W + ix) * Cin;
+                        int in = iy >= 0 && iy < H && ix >= 0 && ix < W;
+                        if (Cin > 8)   /* a stem reads 1 or 3 channels: no call per tap */
+                            in ? memcpy(c, xp, (size_t)Cin) : memset(c, zx, (size_t)Cin);
                         else
-                            memcpy(c, x + (((size_t)b * H + iy) * W + ix) * Cin, (size_t)Cin);
+                            for (int i = 0; i < Cin; i++)
+                                c[i] = in ? xp[i] : (uint8_t)zx;
                     }
             }
     evq_pw_s32(acc, col, zx, wp, colsum, bias, B * Ho * Wo, (int)patch, Cout);
@@ -135,6 +138,11 @@ void evq_requant_ref(uint8_t *y, const int32_t *acc, int N, int C, const float *
             op_act_forward(tmp, tmp, (size_t)C, act);
         evq_u8(y + (size_t)p * C, tmp, (size_t)C, py);
     }
+}
+
+void evq_f32(float *y, const uint8_t *q, size_t n, ev_qparam p)
+{
+    kern_active()->q_f32(y, q, n, p.scale, p.zero);
 }
 
 void evq_u8(uint8_t *q, const float *x, size_t n, ev_qparam p)

@@ -536,8 +536,7 @@ static void observe(watch *w, int p, const float *x, size_t n)
 static void fake_quant(float *x, uint8_t *qv, size_t n, ev_qparam p)
 {
     evq_u8(qv, x, n, p);
-    for (size_t j = 0; j < n; j++)
-        x[j] = ev_dequantize(qv[j], p);
+    evq_f32(x, qv, n, p);
 }
 
 /* A direct float conv (engine order weights), bias added. */
@@ -586,9 +585,8 @@ static void conv_int8(ev_qnet *q, int i, int B)
         evq_conv_im2col(q->acc, x, zx, c->wp, c->colsum, c->bq, B, c->in_hw, c->in_hw, c->cin, c->cout, c->k,
                         c->stride, q->col);
     evq_requant(q->q[c->end], q->acc, N, c->cout, c->mult, c->act, q->op[c->end]);
-    size_t n = c->deq ? (size_t)N * c->cout : 0;
-    for (size_t j = 0; j < n; j++)
-        q->f[c->end][j] = ev_dequantize(q->q[c->end][j], q->op[c->end]);
+    if (c->deq)
+        evq_f32(q->f[c->end], q->q[c->end], (size_t)N * c->cout, q->op[c->end]);
 }
 
 static const float *tensor(const ev_qnet *q, const char *prefix, const char *suffix)

@@ -84,6 +84,8 @@ void evq_requant(uint8_t *y, const int32_t *acc, int N, int C, const float *mult
                  ev_qparam py);
 void evq_requant_ref(uint8_t *y, const int32_t *acc, int N, int C, const float *mult, op_act act,
                      ev_qparam py, float *tmp);
+/* y[i] = ev_dequantize(q[i], p) for n values, by the kernel layer. */
+void evq_f32(float *y, const uint8_t *q, size_t n, ev_qparam p);
 /* q[i] = ev_quantize(x[i], p, 0, 255) for n values, by the kernel layer. */
 void evq_u8(uint8_t *q, const float *x, size_t n, ev_qparam p);
 

@@ -158,8 +158,8 @@ static void dw_matches_oracle(void **state)
     kern_use(kern_find("auto", NULL));
 }
 
-/* The vector quantizer against ev_quantize: halves (ties to even), the
- * clamps, NaN and infinities, at every level. */
+/* The vector quantizer against ev_quantize (halves, ties to even; the
+ * clamps, NaN and infinities) and the dequantizer against ev_dequantize, at every level. */
 static void u8_matches_ev_quantize(void **state)
 {
     (void)state;
@@ -176,6 +176,12 @@ static void u8_matches_ev_quantize(void **state)
             x[5] = 2.5f * ps[k].scale, x[6] = 3.5f * ps[k].scale, x[7] = -0.5f * ps[k].scale;
             uint8_t q[N];
             evq_u8(q, x, N, ps[k]);
+            float back[N];
+            evq_f32(back, q, N, ps[k]);
+            for (int i = 0; i < N; i++)
+                if (back[i] != ev_dequantize(q[i], ps[k]))
+                    fail_msg("%s: dequantize %d: %g, ev_dequantize %g", t->name, q[i], back[i],
+                             ev_dequantize(q[i], ps[k]));
             for (int i = 0; i < N; i++)
                 if (q[i] != (uint8_t)ev_quantize(x[i], ps[k], 0, 255))
                     fail_msg("%s: x %g (scale %g, zero %d): %d, ev_quantize %d", t->name, x[i], ps[k].scale,
@@ -248,8 +254,8 @@ static void dw_one_level(void)
     nas_pcg32_seed(&r, 8, 9);
     for (int k = 3; k <= 7; k += 2)
         for (int s = 1; s <= 2; s++)
-            for (int t = 0; t < 3; t++) {
-                int B = 1 + t % 2, H = 5 + 3 * t, C = (int[]){1, 8, 19}[t];
+            for (int t = 0; t < 4; t++) {   /* channels: scalar only, 8 lanes, 16 + tail, 16 + 8 + tail */
+                int B = 1 + t % 2, H = 5 + 3 * t, C = (int[]){1, 8, 19, 27}[t];
                 int Ho = nh_side(H, k, s);
                 uint8_t *x = malloc((size_t)B * H * H * C);
                 int8_t *w = malloc((size_t)k * k * C);
@@ -276,7 +282,7 @@ static void requant_matches_oracle(void **state)
     nas_pcg32 r;
     nas_pcg32_seed(&r, 11, 12);
     static const op_act acts[] = {OP_NONE, OP_RELU, OP_RELU6, OP_HSWISH, OP_SWISH, OP_SIGMOID, OP_HSIGMOID};
-    static const int shapes[][2] = {{3, 7}, {2, 300}, {5, 16}};
+    static const int shapes[][2] = {{3, 7}, {2, 300}, {5, 16}, {2, 700}};   /* rows per block, one row, pieces */
     FOR_EACH_LEVEL(t) {
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             int N = shapes[si][0], C = shapes[si][1];
