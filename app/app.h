@@ -372,6 +372,8 @@ int app_measure_int8(const char *measure);
 /* 1 when the settings deploy int8 (--deploy int8): candidates are measured
  * and predicted as int8 models, and the chosen one is exported as int8 too. */
 int app_settings_int8(const app_settings *s);
+/* 1 when the chosen model is exported as int8 too: --int8, or --deploy int8. */
+int app_settings_int8_export(const app_settings *s);
 
 /* The int8 model's file beside a float one: m.onnx -> m.int8.onnx. */
 void app_int8_path(const char *path, char *out, size_t n);

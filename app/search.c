@@ -1053,7 +1053,6 @@ static nas_status auto_predictor(run_ctx *c, nas_err *err)
     return NAS_OK;
 }
 
-/* The meter, and the predictor where one is given (rank 0 only). */
 /* A predictor of float32 inference does not rank int8 models, nor the other
  * way round: its fingerprint's measure ends in ":int8" when it was fit on
  * int8 inference (app_calib_setup). */
@@ -1068,6 +1067,7 @@ static nas_status pred_deploys(const run_ctx *c, nas_err *err)
                     fit_int8 ? "int8" : "float32", m, want ? "int8" : "float32", want ? "" : "out");
 }
 
+/* The meter, and the predictor where one is given (rank 0 only). */
 static nas_status open_parts(run_ctx *c, nas_err *err)
 {
     const app_settings *s = c->s;
@@ -1283,12 +1283,12 @@ nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *
     }
     if (c->root)
         fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
-                "%d ranks, %d threads each, kernels %s; energy and latency per %s inference\n", cmd,
+                "%d ranks, %d threads each, kernels %s; energy and latency per inference of the %s\n", cmd,
                 search_kind_name((search_kind)c->kind), c->data.name, c->data.train.n, c->data.val.n,
                 c->data.train.h, c->data.train.w, c->data.train.c, c->sp.n_genes, ev_meter_source(c->meter),
                 ev_quality_name(ev_meter_quality(c->meter)),
                 c->pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c->threads,
-                ev_kernels(), app_settings_int8(c->s) ? "int8 (nas's int8 engine, 1 thread)" : "float32");
+                ev_kernels(), app_settings_int8(c->s) ? "int8 model (nas's int8 engine, 1 thread)" : "float32 model");
     return NAS_OK;
 }
 
@@ -1450,7 +1450,7 @@ nas_status app_search_export(const app_search *c, char *path, size_t n, nas_err 
     ev_quant_opts q;
     app_settings_quant(s, &q);
     app_final_opts fo = {.epochs = (int)s->final_epochs, .batch = (int)s->final_batch, .lr = s->final_lr,
-                         .threads = c->threads, .seed = (uint64_t)s->seed, .int8 = app_settings_int8(s) || s->int8 ? &q : NULL};
+                         .threads = c->threads, .seed = (uint64_t)s->seed, .int8 = app_settings_int8_export(s) ? &q : NULL};
     return app_final_export(&c->fin, &fo, dir, name, path, n, err);
 }
 

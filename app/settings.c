@@ -438,6 +438,8 @@ static nas_status check_calibrate(const app_settings *s, nas_err *err)
 
 int app_settings_int8(const app_settings *s) { return !strcmp(s->deploy, "int8"); }
 
+int app_settings_int8_export(const app_settings *s) { return s->int8 || app_settings_int8(s); }
+
 nas_status app_settings_check(const app_settings *s, int cmd, nas_err *err)
 {
     return cmd == APP_CALIBRATE ? check_calibrate(s, err) : check_search(s, err);

@@ -155,7 +155,7 @@ static void export_chosen(const app_settings *s, const app_search *c)
         snprintf(dir, sizeof dir, "out/%s", name);
     ev_quant_opts q;
     app_settings_quant(s, &q);
-    if (cli_export_top(name, app_search_db(c), dir, app_settings_int8(s) || s->int8 ? &q : NULL) == 0)
+    if (cli_export_top(name, app_search_db(c), dir, app_settings_int8_export(s) ? &q : NULL) == 0)
         printf("exported the chosen model to %s/\n", dir);
     else
         fprintf(stderr, "nas search: the chosen model was not exported (above: why)\n");
