@@ -895,7 +895,7 @@ nas_status ev_bench_infer_int8(const ev_net *net, const ev_split *calib, int cal
         st = nas_errf(err, NAS_ENOMEM, "int8 benchmark: out of memory");
     if (st == NAS_OK) {
         ev_net_tensors(net, t, nt);
-        st = ev_qnet_create(a, t, nt, B > 32 ? B : 32, &q, err);
+        st = ev_qnet_create(a, t, nt, B > n ? B : n, &q, err);   /* the timed batch, or the calibration's */
     }
     ev_quant_opts qo;
     ev_quant_opts_default(&qo);

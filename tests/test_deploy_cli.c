@@ -72,6 +72,7 @@ static void an_int8_search_measures_and_exports_int8(void **state)
     assert_non_null(a);
     assert_string_equal(json_string_value(json_object_get(a, "deploy")), "float32");
     json_decref(a);
+    tu_rmtree(dir);
 }
 
 /* A predictor records which inference it was fit on; a search takes only one
@@ -89,11 +90,7 @@ static void predictors_are_of_one_kind_of_inference(void **state)
     assert_int_equal(tu_run_nas(args, &out), 0);
     free(out);
     snprintf(args, sizeof args, "%s/p8.json", dir);
-    FILE *f = fopen(args, "r");
-    assert_non_null(f);
-    json_error_t je;
-    json_t *p = json_loadf(f, 0, &je);
-    fclose(f);
+    json_t *p = json_load_file(args, 0, NULL);
     assert_non_null(p);
     char *txt = json_dumps(p, JSON_COMPACT);
     assert_non_null(strstr(txt, ":int8\""));
@@ -118,6 +115,7 @@ static void predictors_are_of_one_kind_of_inference(void **state)
     assert_int_equal(tu_run_nas("search " SMALL " --budget-evals 1 --deploy int4 --no-db 2>&1", &out), 2);
     assert_non_null(strstr(out, "int4"));
     free(out);
+    tu_rmtree(dir);
 }
 
 int main(void)
