@@ -49,6 +49,7 @@ struct app_search {
     long eval_limit;           /* --budget-evals, for "candidate k of N" */
     int steps_total;           /* training steps of one candidate */
     int bench_each;            /* no predictor: benchmark every candidate */
+    double bench_s_max;        /* the longest benchmark on this rank so far (0: none yet) */
     search_loop *loop;
     const char *pred_source;   /* the predictor file, the source of predicted figures */
     int auto_pred, live;       /* --predictor auto (one process), and progress on a terminal */
@@ -147,7 +148,7 @@ typedef struct {
     double last_j, last_t, step_j, watts;   /* last_*: the window's start */
     int win_steps;
     double setup_j;            /* what the candidate cost up to its first step (building the net) */
-    double j_train;            /* the meter when training began (after the net was built) */
+    double j_train, t_train;   /* the meter and the clock when training began (after the net was built) */
     double j_first, j_last;    /* the meter after the first step, and after the latest */
     int step_guess;            /* step_j is the first step's cost, until a window closes */
     int seen_step;
@@ -242,6 +243,12 @@ static int watch_sample(epoch_watch *w, int step, double *j)
         }
         if (dt >= WINDOW_S && dj / dt > w->watts)
             w->watts = dj / dt;
+        /* A candidate that ends before a window closes has its power from
+         * all of its training: left at 0, its benchmark would look free (a
+         * 12 J mpirun search under load: 1.0 J of benchmark after the stop,
+         * past the allowance). */
+        if (!(w->watts > 0) && t > w->t_train && *j > w->j_train)
+            w->watts = (*j - w->j_train) / (t - w->t_train);
         w->last_j = *j;
         w->last_t = t;
         w->win_steps = 0;
@@ -337,11 +344,13 @@ static nas_status meter_into(const run_ctx *c, double j0, search_eval *out, nas_
 #define BENCH_WARMUP 2
 #define BENCH_REPEATS 3
 
-/* About how long bench() runs: its repeats, plus a margin for the warm-up
- * and a slow network's last call past min_seconds. */
+/* About how long bench() runs: half as long again as the longest one so far
+ * on this rank (its time is mostly the repeats' min_seconds, whatever the
+ * network), or before any, its repeats plus a margin for the warm-up, the
+ * inference net's build and a slow network's last call past min_seconds. */
 static double bench_seconds(const run_ctx *c)
 {
-    return 1.5 * BENCH_REPEATS * c->bench_seconds + 0.2;
+    return c->bench_s_max > 0 ? 1.5 * c->bench_s_max : 1.5 * BENCH_REPEATS * c->bench_seconds + 0.2;
 }
 
 static nas_status bench(const run_ctx *c, ev_net *net, search_eval *out, nas_err *err)
@@ -461,8 +470,11 @@ static nas_status cand_trained(run_ctx *c, long id, ev_net *net, epoch_watch *w,
     int fits = c->bench_each && watch_bench_fits(w);
     if (w->st)
         return nas_errf(err, w->st, "candidate %ld: %s", id, w->err.msg);
+    double t = nas_now();
     if (fits && bench(c, net, out, err))
         return nas_errctx(err, "benchmarking candidate %ld", id);
+    if (fits && nas_now() - t > c->bench_s_max)
+        c->bench_s_max = nas_now() - t;
     /* Every trained candidate's weights go to the store (a small MNIST net's blob is
      * ~150 KB), so that `nas export` writes the network whose accuracy was recorded,
      * whichever ends up chosen. Packed here, on the rank that trained it; stored by
@@ -577,7 +589,7 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
         return nas_errctx(err, "candidate %ld", id);
     }
     w.last_j = w.j_train;   /* the first window times steps, not the net's creation */
-    w.last_t = nas_now();
+    w.last_t = w.t_train = nas_now();
     st = ev_train(net, &c->data, &to, &r, &local);
     if (w.st) {
         st = nas_errf(err, w.st, "candidate %ld: %s", id, w.err.msg);
@@ -814,6 +826,19 @@ static nas_status save_state(const run_ctx *c, const search_loop *l, nas_err *er
     return st;
 }
 
+/* A result's energy and latency as its line shows them: benchmarked (with the
+ * meter's quality word), else predicted, else neither (a candidate stopped at
+ * its allowance before its benchmark, with no predictor). */
+static const char *cost_text(const search_result *r, char *buf, size_t n)
+{
+    if (r->energy_mj > 0 || r->latency_ms > 0)
+        snprintf(buf, n, "%.3g mJ (%s)  %.3g ms", r->energy_mj,
+                 r->eval.energy_mj > 0 ? search_eval_quality(&r->eval) : "predicted", r->latency_ms);
+    else
+        snprintf(buf, n, "not benchmarked");
+    return buf;
+}
+
 static nas_status cb_on_result(void *ctx, const search_result *r, const search_loop *l, nas_err *err)
 {
     run_ctx *c = ctx;
@@ -829,13 +854,13 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
                 r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
     } else if (!r->cached && !r->eval.recorded) {   /* (on_start said why a recorded one ended) */
         const search_eval *e = &r->eval;
-        char rung[64] = "";
+        char rung[64] = "", cost[96];
         if (r->rung > 0)
             snprintf(rung, sizeof rung, " (rung %d, on from #%ld)", r->rung, r->parent);
         if (e->status == SEARCH_EVAL_OK)
-            fprintf(stderr, "#%ld%s acc %.4f  %.3g mJ (%s)  %.3g ms  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,
-                    rung, e->accuracy, r->energy_mj, e->energy_mj > 0 ? search_eval_quality(e) : "predicted", r->latency_ms,
-                    r->reward, r->on_front ? "  [front]" : "", r->is_best ? "  [best]" : "",
+            fprintf(stderr, "#%ld%s acc %.4f  %s  reward %.4f%s%s%s  %.1f J  %.1f s\n", r->id,
+                    rung, e->accuracy, cost_text(r, cost, sizeof cost), r->reward, r->on_front ? "  [front]" : "",
+                    r->is_best ? "  [best]" : "",
                     e->stopped_early ? "  [stopped early at its joule allowance]" : "", e->joules, e->seconds);
         else
             fprintf(stderr, "#%ld %s  %.1f J  %.1f s\n", r->id,

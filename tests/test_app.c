@@ -483,6 +483,7 @@ static int run_session(search_dist *d, const app_settings *s, search_result *r, 
 static void test_search_session_resumes_in_process(void **state)
 {
     (void)state;
+    tu_need_mnist();
     char dir[256], db[300];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(db, sizeof db, "%s/runs.db", dir);
@@ -523,6 +524,7 @@ static void rung_settings(app_settings *s, const char *db, long evals)
 static void test_search_session_with_rungs_resumes(void **state)
 {
     (void)state;
+    tu_need_mnist();
     char dir[256], db1[300], db2[300];
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     snprintf(db1, sizeof db1, "%s/a.db", dir);
