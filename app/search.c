@@ -467,7 +467,7 @@ static nas_status cand_trained(run_ctx *c, long id, ev_net *net, epoch_watch *w,
     out->status = SEARCH_EVAL_OK;
     out->stopped_early = w->over;
     out->accuracy = c->data.val.n > 0 ? r->val_acc : r->train_acc;
-    int fits = c->bench_each && watch_bench_fits(w);
+    int fits = c->bench_each && w->bench_s > 0 && watch_bench_fits(w);
     if (w->st)
         return nas_errf(err, w->st, "candidate %ld: %s", id, w->err.msg);
     double t = nas_now();
@@ -583,6 +583,8 @@ static nas_status cb_evaluate(void *ctx, long id, const space_genome *g, double 
     epoch_watch w;
     ev_train_opts to;
     cand_watch(c, id, j0, allowance, no.seed, (int)(c->epochs * work + 0.5), &w, &to);
+    if (rung > 0)
+        w.bench_s = 0;   /* a promotion is not benchmarked again: the loop gives it its parent's figures */
     ev_train_result r;
     if ((st = ev_meter_read(c->meter, &w.j_train, err))) {
         ev_net_free(net);

@@ -430,10 +430,28 @@ static void objective_figures(search_result *r)
     r->latency_ms = r->eval.latency_ms > 0 ? r->eval.latency_ms : r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN;
 }
 
+/* The result with this id (NULL: none). */
+static const search_result *result_of(const search_loop *l, long id)
+{
+    for (int i = 0; i < l->n_res; i++)
+        if (l->res[i].id == id)
+            return &l->res[i];
+    return NULL;
+}
+
 /* Scores an evaluated candidate and updates budget, front and best. */
 static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev, double seconds,
                               const search_callbacks *cb, nas_err *err)
 {
+    /* A promotion is its parent's network trained on: what one inference costs
+     * has not changed, so an evaluator need not measure it again (a benchmark
+     * is as dear as a short rung's training) and it has its parent's figures. */
+    const search_result *p = f->rung > 0 && !(ev->energy_mj > 0) && !(ev->latency_ms > 0)
+                                 ? result_of(l, f->parent) : NULL;
+    if (p && ev->status == SEARCH_EVAL_OK) {
+        ev->energy_mj = p->eval.energy_mj;
+        ev->latency_ms = p->eval.latency_ms;
+    }
     search_result r;
     memset(&r, 0, sizeof r);
     r.id = f->id;

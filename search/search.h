@@ -412,7 +412,9 @@ typedef struct {
     int (*screen)(void *ctx, const space_genome *g, const search_prediction *p);
     /* Synchronous evaluation (used when submit is NULL). allowance_j: joules the
      * evaluation may spend before it must give up (status FAILED) to keep the
-     * budget; inf when there is no joule budget. A returned error stops the search. */
+     * budget; inf when there is no joule budget. A returned error stops the search.
+     * A promotion (search_loop_lineage: rung > 0) left without energy and latency
+     * gets its parent's: the same network, so it need not be measured again. */
     nas_status (*evaluate)(void *ctx, long id, const space_genome *g, double allowance_j,
                            search_eval *out, nas_err *err);
     /* Asynchronous evaluation (Open MPI ranks): submit starts one, collect waits

@@ -1277,6 +1277,10 @@ static void test_rungs_under_mpirun(void **state)
         assert_int_equal(p->status, RUNS_DONE);
         assert_string_equal(p->genome, c[i].genome);
         assert_int_equal(c[i].status, RUNS_DONE);
+        /* the same network: not benchmarked again, its parent's figures (measured, not predicted) */
+        assert_true(p->latency_ms.value > 0 && c[i].latency_ms.value == p->latency_ms.value);
+        assert_true(p->energy_mj.value > 0 && c[i].energy_mj.value == p->energy_mj.value);
+        assert_string_equal(c[i].energy_mj.quality, p->energy_mj.quality);
     }
     assert_true(promoted >= 2);
     runs_cands_free(c, n);

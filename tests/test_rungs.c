@@ -6,8 +6,9 @@
  * holds more than 1/eta of the one below; a promotion trains on from its
  * parent (units add up to eta^rung); the strategy learns from rung-0 results
  * only; the joule budget holds over every rung; the leaderboard holds each
- * candidate once, at its highest rung; and a state saved mid-rung resumes to
- * the end an uninterrupted run reaches. */
+ * candidate once, at its highest rung; a promotion, not measured again, has
+ * its parent's energy and latency; and a state saved mid-rung resumes to the
+ * end an uninterrupted run reaches. */
 #include "tests/testutil.h"
 #include "search/search.h"
 #include "search/internal.h"
@@ -102,7 +103,10 @@ static nas_status cb_eval(void *ctx, long id, const space_genome *g, double allo
     out->joules_estimated = 1;
     snprintf(out->meter, sizeof out->meter, "model:cpu-time");
     out->accuracy = acc_after(g, t->units[id]);
-    out->energy_mj = 1.0 + (double)g->g[2];
+    if (rung == 0) {   /* measured once, as nas's evaluator does: a promotion has its parent's figures */
+        out->energy_mj = 1.0 + (double)g->g[2];
+        out->latency_ms = 0.5 + (double)g->g[3];
+    }
     out->seconds = 1;
     t->clock += 1;
     return NAS_OK;
@@ -195,6 +199,13 @@ static void promotes_the_best_third_and_learns_from_rung_zero(void **state)
         for (int i = 0; i < search_loop_n_results(l); i++)
             rung0 += search_loop_result(l, i)->rung == 0;
         assert_int_equal(told, rung0);
+        /* every result has figures: a promotion its parent's, though not measured again */
+        for (int i = 0; i < search_loop_n_results(l); i++) {
+            const search_result *r = search_loop_result(l, i);
+            const space_genome *g = &r->genome;
+            assert_true(r->eval.energy_mj == 1.0 + (double)g->g[2] && r->energy_mj == r->eval.energy_mj);
+            assert_true(r->eval.latency_ms == 0.5 + (double)g->g[3] && r->latency_ms == r->eval.latency_ms);
+        }
         /* the leaderboard: each candidate once, at its highest rung */
         int idx[64], n = search_loop_leaderboard(l, idx, 64);
         assert_true(n > 0);
