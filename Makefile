@@ -68,6 +68,13 @@ $(BUILD)/%.o: %.c | $(SETUP) $(BUILD)/gen/onnx/onnx.pb-c.h
 $(BUILD)/gen/onnx/onnx.pb-c.o: $(BUILD)/gen/onnx/onnx.pb-c.c
 	$(CC) $(filter-out -W%,$(CFLAGS)) -w -c $< -o $@
 
+# The predictor cache's key names the engine by a checksum of its sources, so
+# that a faster kernel is not predicted with the slower one's latencies.
+ENGINE_SRC := $(sort $(wildcard evaluator/*.c evaluator/*.h))
+ENGINE_REV := $(shell cat $(ENGINE_SRC) | cksum | cut -d' ' -f1)
+$(BUILD)/app/autopred.o: CFLAGS += -DNAS_ENGINE_REV='"$(ENGINE_REV)"'
+$(BUILD)/app/autopred.o: $(ENGINE_SRC)
+
 # The kernel layer: kern_body.h compiled per ISA, each with its own flags and
 # only those (nothing else may assume the CPU has them).
 KERN_FLAGS_avx512 := -mavx512f -mfma -mavx2

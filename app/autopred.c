@@ -1,8 +1,8 @@
 /* autopred.c — the predictor a search ranks with when the user names none.
  *
  * A predictor holds for one machine (CPU, cores, the threads and the energy
- * meter it was measured with, the engine's kernel level) and one search
- * space (input shape, classes, stages, widths). The cache keeps one file per
+ * meter it was measured with, the engine's kernel level, the engine's own
+ * source) and one search space (input shape, classes, stages, widths). The cache keeps one file per
  * such combination, named by a hash of all of it, so a search on a space or
  * machine seen before starts ranking at once, and a new one pays for a small
  * calibration (APP_AUTO_SAMPLES networks, one measuring pass) before its
@@ -44,11 +44,18 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
+/* A checksum of evaluator/'s sources (the Makefile's): a faster kernel at the
+ * same kernel level makes the latencies a cached predictor learnt too high, so
+ * a changed engine is a new cache entry, not a stale one. */
+#ifndef NAS_ENGINE_REV
+#define NAS_ENGINE_REV "unknown"
+#endif
+
 /* Everything a predictor holds for, as one line (hashed into the file name). */
 static void cache_key(const pred_hw *hw, const space_config *sp, const char *stat, char *buf, size_t n)
 {
-    snprintf(buf, n, "v1|%s|%d cpus|%d threads|%s|%s|%s|%dx%dx%d|%d classes|%d stages|min side %d|"
-             "scale res %d|max width %.6g", hw->cpu_model, hw->cores, hw->threads, hw->meter, hw->measure, stat,
+    snprintf(buf, n, "v1|engine %s|%s|%d cpus|%d threads|%s|%s|%s|%dx%dx%d|%d classes|%d stages|min side %d|"
+             "scale res %d|max width %.6g", NAS_ENGINE_REV, hw->cpu_model, hw->cores, hw->threads, hw->meter, hw->measure, stat,
              sp->resolution, sp->resolution, sp->in_ch, sp->num_classes, sp->n_stages, sp->min_side,
              sp->scale_resolution, sp->max_width);
 }
