@@ -1123,15 +1123,65 @@ static nas_status open_parts(run_ctx *c, nas_err *err)
     return NAS_OK;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* About how many candidates the joule budget pays for: the budget over the
+ * cost prior of the space's median network (of 33 drawn with a fixed seed,
+ * so every rank and a resume agree); 0 without a joule budget. */
+#define EVALS_SAMPLE 33
+static long evals_joules_allow(const run_ctx *c, double j0, double j_per_mac)
+{
+    if (!(c->s->budget_j > 0))
+        return 0;
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, 0x5eed, 7);
+    double macs[EVALS_SAMPLE];
+    for (int k = 0; k < EVALS_SAMPLE; k++) {
+        space_genome g;
+        memset(&g, 0, sizeof g);
+        g.n = c->sp.n_genes;
+        if (c->sp.sample)
+            c->sp.sample(c->sp.ctx, &rng, &g);
+        else
+            for (int i = 0; i < g.n; i++)
+                g.g[i] = (uint8_t)nas_pcg32_bounded(&rng, (uint32_t)c->sp.card[i]);
+        macs[k] = cb_cost_hint((void *)c, &g);
+    }
+    qsort(macs, EVALS_SAMPLE, sizeof *macs, cmp_double);
+    double each = j0 + j_per_mac * macs[EVALS_SAMPLE / 2];
+    return each > 0 ? (long)(c->s->budget_j / each) : 0;
+}
+
 /* The loop's options from the settings: strategy, objective, limits. */
 static void loop_options(run_ctx *c)
 {
     const app_settings *s = c->s;
     search_loop_opts *o = &c->o;
     search_loop_opts_default(o, (search_kind)c->kind, s->budget_evals);
+    cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
+               &o->limits.prior_j_per_hint);
+    /* Evolution's population is scaled to the evaluations the search will
+     * make; under a joule budget that is what the joules pay for, when fewer
+     * than --budget-evals (a population as large as the run is random search:
+     * 1,500 J pays for ~20 Fashion-MNIST candidates, and --budget-evals 1000
+     * alone made it 100). */
+    long afford = evals_joules_allow(c, o->limits.prior_j0, o->limits.prior_j_per_hint);
+    if (afford > 0 && (s->budget_evals <= 0 || afford < s->budget_evals)) {
+        search_opts sized;
+        search_opts_default(&sized, (search_kind)c->kind, afford);
+        o->strategy.population = sized.population;
+        o->strategy.sample_size = sized.sample_size;
+    }
     o->strategy.seed = (uint64_t)s->seed;
     /* population and sample 0: search_loop_opts_default's, scaled to the evals */
-    if (s->population >= 2) o->strategy.population = (int)s->population;
+    if (s->population >= 2) {   /* and the tournament its quarter, as the help says, unless given */
+        o->strategy.population = (int)s->population;
+        o->strategy.sample_size = o->strategy.population / 4 < 2 ? 2 : o->strategy.population / 4;
+    }
     if (s->sample >= 1) o->strategy.sample_size = (int)s->sample;
     o->strategy.n_mutations = (int)s->mutations;
     o->strategy.lr = s->rl_lr;
@@ -1155,8 +1205,6 @@ static void loop_options(run_ctx *c)
     o->rungs = (int)s->rungs;
     o->eta = (int)s->eta;
     o->limits.min_hint = cheapest_macs(c, &c->sp);
-    cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
-               &o->limits.prior_j_per_hint);
 }
 
 /* A new run's row: everything `nas resume` needs to run it again, and the
@@ -1308,10 +1356,14 @@ nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *
         search_loop_progress(c->loop, &c->snap);
         c->snap_t = nas_now();
     }
+    char pop[64] = "";
+    if (c->kind == SEARCH_EVOLUTION)
+        snprintf(pop, sizeof pop, " (population %d, tournament %d)", c->o.strategy.population,
+                 c->o.strategy.sample_size);
     if (c->root)
-        fprintf(stderr, "nas %s: %s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
+        fprintf(stderr, "nas %s: %s%s on %s (%d train, %d val images, %dx%dx%d), %d genes; meter %s (%s)%s; "
                 "%d ranks, %d threads each, kernels %s; energy and latency per inference of the %s\n", cmd,
-                search_kind_name((search_kind)c->kind), c->data.name, c->data.train.n, c->data.val.n,
+                search_kind_name((search_kind)c->kind), pop, c->data.name, c->data.train.n, c->data.val.n,
                 c->data.train.h, c->data.train.w, c->data.train.c, c->sp.n_genes, ev_meter_source(c->meter),
                 ev_quality_name(ev_meter_quality(c->meter)),
                 c->pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c->threads,

@@ -5,7 +5,8 @@
  * network of the space fits is refused at start, naming the cheapest; the
  * search never reads the test split (its files may be corrupt); and a meter
  * whose reads start failing mid-search (NAS_FAULT_METER_READ) stops it with
- * an error naming the meter, never counting 0 J, keeping what was recorded. */
+ * an error naming the meter, never counting 0 J, keeping what was recorded;
+ * and evolution's population is sized by what the joules pay for. */
 #include "tests/testutil.h"
 
 #include <jansson.h>
@@ -233,6 +234,29 @@ static void a_failing_rank0_meter_stops_the_distributed_search(void **state)
     tu_rmtree(dir);
 }
 
+/* Evolution's population follows the evaluations the search will make: with
+ * a joule budget that pays for few, the smallest (8), though --budget-evals
+ * alone would make it 100; an explicit --population is kept. */
+static void the_population_fits_what_the_joules_pay_for(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    static const struct { const char *args, *want; } cases[] = {
+        {"--budget-joules 12 --budget-evals 1000", "evolution (population 8, tournament 2)"},
+        {"--budget-evals 800 --budget-seconds 0.5", "evolution (population 100, tournament 25)"},
+        {"--budget-joules 12 --budget-evals 1000 --population 20", "evolution (population 20, tournament 5)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char args[512];
+        char *out = NULL;
+        snprintf(args, sizeof args, SMALL " --strategy evolution %s 2>&1 >/dev/null", cases[i].args);
+        assert_int_equal(tu_run_nas(args, &out), 0);
+        if (!strstr(out, cases[i].want))
+            fail_msg("%s: no '%s' in: %.400s", cases[i].args, cases[i].want, out);
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +266,7 @@ int main(void)
         cmocka_unit_test(the_search_never_reads_the_test_split),
         cmocka_unit_test(a_failing_meter_read_stops_the_search_with_its_error),
         cmocka_unit_test(a_failing_rank0_meter_stops_the_distributed_search),
+        cmocka_unit_test(the_population_fits_what_the_joules_pay_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
