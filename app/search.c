@@ -1123,39 +1123,6 @@ static nas_status open_parts(run_ctx *c, nas_err *err)
     return NAS_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* About how many candidates the joule budget pays for: the budget over the
- * cost prior of the space's median network (of 33 drawn with a fixed seed,
- * so every rank and a resume agree); 0 without a joule budget. */
-#define EVALS_SAMPLE 33
-static long evals_joules_allow(const run_ctx *c, double j0, double j_per_mac)
-{
-    if (!(c->s->budget_j > 0))
-        return 0;
-    nas_pcg32 rng;
-    nas_pcg32_seed(&rng, 0x5eed, 7);
-    double macs[EVALS_SAMPLE];
-    for (int k = 0; k < EVALS_SAMPLE; k++) {
-        space_genome g;
-        memset(&g, 0, sizeof g);
-        g.n = c->sp.n_genes;
-        if (c->sp.sample)
-            c->sp.sample(c->sp.ctx, &rng, &g);
-        else
-            for (int i = 0; i < g.n; i++)
-                g.g[i] = (uint8_t)nas_pcg32_bounded(&rng, (uint32_t)c->sp.card[i]);
-        macs[k] = cb_cost_hint((void *)c, &g);
-    }
-    qsort(macs, EVALS_SAMPLE, sizeof *macs, cmp_double);
-    double each = j0 + j_per_mac * macs[EVALS_SAMPLE / 2];
-    return each > 0 ? (long)(c->s->budget_j / each) : 0;
-}
-
 /* The loop's options from the settings: strategy, objective, limits. */
 static void loop_options(run_ctx *c)
 {
@@ -1164,18 +1131,6 @@ static void loop_options(run_ctx *c)
     search_loop_opts_default(o, (search_kind)c->kind, s->budget_evals);
     cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
                &o->limits.prior_j_per_hint);
-    /* Evolution's population is scaled to the evaluations the search will
-     * make; under a joule budget that is what the joules pay for, when fewer
-     * than --budget-evals (a population as large as the run is random search:
-     * 1,500 J pays for ~20 Fashion-MNIST candidates, and --budget-evals 1000
-     * alone made it 100). */
-    long afford = evals_joules_allow(c, o->limits.prior_j0, o->limits.prior_j_per_hint);
-    if (afford > 0 && (s->budget_evals <= 0 || afford < s->budget_evals)) {
-        search_opts sized;
-        search_opts_default(&sized, (search_kind)c->kind, afford);
-        o->strategy.population = sized.population;
-        o->strategy.sample_size = sized.sample_size;
-    }
     o->strategy.seed = (uint64_t)s->seed;
     /* population and sample 0: search_loop_opts_default's, scaled to the evals */
     if (s->population >= 2) {   /* and the tournament its quarter, as the help says, unless given */
