@@ -2,11 +2,11 @@
  *
  * A predictor holds for one machine (CPU, cores, the threads and the energy
  * meter it was measured with, the engine's kernel level, the engine's own
- * source) and one search space (input shape, classes, stages, widths). The cache keeps one file per
- * such combination, named by a hash of all of it, so a search on a space or
- * machine seen before starts ranking at once, and a new one pays for a small
- * calibration (APP_AUTO_SAMPLES networks, one measuring pass) before its
- * first candidate. The file records the hardware it was fit on; one that
+ * source) and one search space (input shape, classes, stages, widths). The
+ * cache keeps one file per such combination, named by a hash of all of it, so
+ * a search on a space or machine seen before starts ranking at once, and a
+ * new one pays for a small calibration (APP_AUTO_SAMPLES networks, one
+ * measuring pass) before its first candidate. The file records the hardware it was fit on; one that
  * disagrees with this machine (a copied cache, a hash collision) is fit again
  * rather than trusted.
  */
@@ -55,8 +55,8 @@ static uint64_t fnv1a(const char *s)
 static void cache_key(const pred_hw *hw, const space_config *sp, const char *stat, char *buf, size_t n)
 {
     snprintf(buf, n, "v1|engine %s|%s|%d cpus|%d threads|%s|%s|%s|%dx%dx%d|%d classes|%d stages|min side %d|"
-             "scale res %d|max width %.6g", NAS_ENGINE_REV, hw->cpu_model, hw->cores, hw->threads, hw->meter, hw->measure, stat,
-             sp->resolution, sp->resolution, sp->in_ch, sp->num_classes, sp->n_stages, sp->min_side,
+             "scale res %d|max width %.6g", NAS_ENGINE_REV, hw->cpu_model, hw->cores, hw->threads, hw->meter,
+             hw->measure, stat, sp->resolution, sp->resolution, sp->in_ch, sp->num_classes, sp->n_stages, sp->min_side,
              sp->scale_resolution, sp->max_width);
 }
 

@@ -1129,8 +1129,6 @@ static void loop_options(run_ctx *c)
     const app_settings *s = c->s;
     search_loop_opts *o = &c->o;
     search_loop_opts_default(o, (search_kind)c->kind, s->budget_evals);
-    cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
-               &o->limits.prior_j_per_hint);
     o->strategy.seed = (uint64_t)s->seed;
     /* population and sample 0: search_loop_opts_default's, scaled to the evals */
     if (s->population >= 2) {   /* and the tournament its quarter, as the help says, unless given */
@@ -1160,6 +1158,8 @@ static void loop_options(run_ctx *c)
     o->rungs = (int)s->rungs;
     o->eta = (int)s->eta;
     o->limits.min_hint = cheapest_macs(c, &c->sp);
+    cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
+               &o->limits.prior_j_per_hint);
 }
 
 /* A new run's row: everything `nas resume` needs to run it again, and the
