@@ -146,6 +146,7 @@ typedef struct {
      * progress, the validation pass, the benchmark. Both are sized from the
      * dearest step seen so far (its joules, and joules per second). */
     double last_j, last_t, step_j, watts;   /* last_*: the window's start */
+    double avg_watts;          /* over all of its training so far */
     int win_steps;
     double setup_j;            /* what the candidate cost up to its first step (building the net) */
     double j_train, t_train;   /* the meter and the clock when training began (after the net was built) */
@@ -196,6 +197,15 @@ static void show_training(epoch_watch *w)
                       w->step, w->steps_total, line, b ? b->joules_hi : NAN);
 }
 
+/* The power the benchmark after training is costed at: the dearest window's,
+ * or, before a window has closed, the training's so far. Left at 0, a
+ * candidate too short for a window had its benchmark look free (a 12 J mpirun
+ * search under load: 1.0 J of benchmark after the stop, past the allowance). */
+static double bench_watts(const epoch_watch *w)
+{
+    return w->watts > 0 ? w->watts : w->avg_watts > 0 ? w->avg_watts : 0;
+}
+
 /* The joules that must stay unspent when training stops (with uncertainty). */
 static double watch_tail(const epoch_watch *w)
 {
@@ -204,7 +214,7 @@ static double watch_tail(const epoch_watch *w)
      * weights packed, the inference net built for the benchmark); on a slow
      * build or machine it is no small share (ASan: a 12 J mpirun search
      * counted 18 J without it) */
-    return (w->step_j * (2 + w->val_steps) + w->watts * w->bench_s + w->setup_j) * (1 + w->unc);
+    return (w->step_j * (2 + w->val_steps) + bench_watts(w) * w->bench_s + w->setup_j) * (1 + w->unc);
 }
 
 /* Reads the meter after a step (or after an epoch's validation, which is no
@@ -236,6 +246,8 @@ static int watch_sample(epoch_watch *w, int step, double *j)
     if (step)
         w->j_last = *j;
     w->win_steps += step;
+    if (t > w->t_train)
+        w->avg_watts = (*j - w->j_train) / (t - w->t_train);
     if (!step || dt >= WINDOW_S) {
         if (step && (w->step_guess || dj / w->win_steps > w->step_j)) {
             w->step_j = dj / w->win_steps;
@@ -243,12 +255,6 @@ static int watch_sample(epoch_watch *w, int step, double *j)
         }
         if (dt >= WINDOW_S && dj / dt > w->watts)
             w->watts = dj / dt;
-        /* A candidate that ends before a window closes has its power from
-         * all of its training: left at 0, its benchmark would look free (a
-         * 12 J mpirun search under load: 1.0 J of benchmark after the stop,
-         * past the allowance). */
-        if (!(w->watts > 0) && t > w->t_train && *j > w->j_train)
-            w->watts = (*j - w->j_train) / (t - w->t_train);
         w->last_j = *j;
         w->last_t = t;
         w->win_steps = 0;
@@ -316,7 +322,7 @@ static int watch_bench_fits(epoch_watch *w)
         return 1;
     if ((w->st = ev_meter_read(w->meter, &j, &w->err)))
         return 0;
-    return (j - w->j0) * (1 + w->unc) + w->watts * w->bench_s * (1 + w->unc) < w->allowance;
+    return (j - w->j0) * (1 + w->unc) + bench_watts(w) * w->bench_s * (1 + w->unc) < w->allowance;
 }
 
 /* Where measured latencies come from: the clock, 10th percentile of single inferences. */
@@ -467,14 +473,15 @@ static nas_status cand_trained(run_ctx *c, long id, ev_net *net, epoch_watch *w,
     out->status = SEARCH_EVAL_OK;
     out->stopped_early = w->over;
     out->accuracy = c->data.val.n > 0 ? r->val_acc : r->train_acc;
-    int fits = c->bench_each && w->bench_s > 0 && watch_bench_fits(w);
+    int fits = w->bench_s > 0 && watch_bench_fits(w);   /* bench_s 0: no benchmark (a predictor, a promotion) */
     if (w->st)
         return nas_errf(err, w->st, "candidate %ld: %s", id, w->err.msg);
-    double t = nas_now();
-    if (fits && bench(c, net, out, err))
-        return nas_errctx(err, "benchmarking candidate %ld", id);
-    if (fits && nas_now() - t > c->bench_s_max)
-        c->bench_s_max = nas_now() - t;
+    if (fits) {
+        double t = nas_now();
+        if (bench(c, net, out, err))
+            return nas_errctx(err, "benchmarking candidate %ld", id);
+        c->bench_s_max = fmax(c->bench_s_max, nas_now() - t);
+    }
     /* Every trained candidate's weights go to the store (a small MNIST net's blob is
      * ~150 KB), so that `nas export` writes the network whose accuracy was recorded,
      * whichever ends up chosen. Packed here, on the rank that trained it; stored by

@@ -185,6 +185,15 @@ static int promoted(const search_loop *l, int i)
     return l->cur && l->cur->rung > 0 && l->cur->parent == id;
 }
 
+/* The result with this id (NULL: none). */
+static const search_result *result_of(const search_loop *l, long id)
+{
+    for (int i = 0; i < l->n_res; i++)
+        if (l->res[i].id == id)
+            return &l->res[i];
+    return NULL;
+}
+
 int search_loop_lineage(const search_loop *l, long id, long *parent)
 {
     *parent = -1;
@@ -196,12 +205,10 @@ int search_loop_lineage(const search_loop *l, long id, long *parent)
         *parent = f->rung > 0 ? f->parent : -1;
         return f->rung;
     }
-    for (int i = 0; i < l->n_res; i++)
-        if (l->res[i].id == id) {
-            *parent = l->res[i].parent;
-            return l->res[i].rung;
-        }
-    return 0;
+    const search_result *r = result_of(l, id);
+    if (r)
+        *parent = r->parent;
+    return r ? r->rung : 0;
 }
 
 /* Indices of the k best evaluated results by reward (ties: lower id first). */
@@ -428,15 +435,6 @@ static void objective_figures(search_result *r)
 {
     r->energy_mj = r->eval.energy_mj > 0 ? r->eval.energy_mj : r->pred.energy_mj > 0 ? r->pred.energy_mj : NAN;
     r->latency_ms = r->eval.latency_ms > 0 ? r->eval.latency_ms : r->pred.latency_ms > 0 ? r->pred.latency_ms : NAN;
-}
-
-/* The result with this id (NULL: none). */
-static const search_result *result_of(const search_loop *l, long id)
-{
-    for (int i = 0; i < l->n_res; i++)
-        if (l->res[i].id == id)
-            return &l->res[i];
-    return NULL;
 }
 
 /* Scores an evaluated candidate and updates budget, front and best. */
