@@ -273,7 +273,7 @@ static void bench_kernels(int threads)
     nas_pcg32_seed(&rng, 1, 1);
     size_t np = ops_partial_floats(threads, 1024, 7);
     float *partial = nas_malloc(np * sizeof(float));
-    op_ctx cx = {threads, partial};
+    op_ctx cx = {threads, partial, NULL, 0};
     ops_set_threads(threads);
     /* oneDNN (Debian's build) threads with OpenMP too: the same count as ours,
      * set before any primitive is made, since oneDNN splits work when it makes one */

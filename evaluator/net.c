@@ -685,7 +685,7 @@ static void op_forward(ev_net *n, const op_ctx *cx, int i, const float *x, int B
 /* x: the input batch (B x res x res x in_ch). */
 static void net_forward(ev_net *n, const float *x, int B, nas_pcg32 *rng)
 {
-    op_ctx cx = {n->threads, S(n->partial)};
+    op_ctx cx = {n->threads, S(n->partial), NULL, 0};
     ops_set_threads(n->threads);
     for (int i = 0; i < n->layers.n; i++)
         op_forward(n, &cx, i, x, B, rng);
@@ -704,31 +704,45 @@ static void bn_affine(ev_net *n, const bn_t *bn, float *sc, float *sh)
 
 /* The conv or dwconv at op i with the BN after it, the ACT folded into that
  * and the residual ADD after those, in one pass. Returns the op after them. */
+static int conv_group_end(const ev_net *n, int i, int *add)
+{
+    int j = i + 2;
+    j += j < n->layers.n && n->op[j].folded;
+    *add = -1;
+    if (j < n->layers.n && n->op[j].o->kind == SPACE_OP_ADD && n->op[j].o->in == j - 1)
+        *add = j++;
+    return j;
+}
+
+/* The op after op i at inference, as op_infer returns it. */
+static int op_next(const ev_net *n, int i)
+{
+    int add;
+    space_op_kind kd = n->op[i].o->kind;
+    return kd == SPACE_OP_CONV || kd == SPACE_OP_DWCONV ? conv_group_end(n, i, &add) : i + 1;
+}
+
 static int conv_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
 {
     const evop *k = &n->op[i], *bn = &n->op[i + 1];
     const space_op *o = k->o;
-    int j = i + 2;
     op_act act = bn_act(n, i + 1);
-    j += j < n->layers.n && n->op[j].folded;
+    int add, j = conv_group_end(n, i, &add);
     const float *res = NULL;
-    if (j < n->layers.n && n->op[j].o->kind == SPACE_OP_ADD && n->op[j].o->in == j - 1) {
-        int src = n->op[j].o->in2;
-        res = src < 0 ? x : A(n->op[src].y);
-        j++;
-    }
+    if (add >= 0)
+        res = n->op[add].o->in2 < 0 ? x : A(n->op[n->op[add].o->in2].y);
     const float *in = in_of(n, k, x);
     int N = B * o->in_hw * o->in_hw, M = B * o->out_hw * o->out_hw, C = o->out_ch;
     float sc[C], sh[C];
     bn_affine(n, &bn->bn, sc, sh);
     if (o->kind == SPACE_OP_DWCONV) {
-        op_dw_bn_act_infer(cx, A(bn->y), in, P(k->w), sc, sh, B, o->in_hw, o->in_hw, C, o->kernel,
-                           o->stride, act);
-        if (res)
-            op_add(A(bn->y), res, (size_t)M * C);
+        op_dw_bn_act_infer(cx, A(bn->y), in, P(k->w), sc, sh, res, B, o->in_hw, o->in_hw, C,
+                           o->kernel, o->stride, act);
     } else if (o->in < 0 || o->kernel != 1 || o->stride != 1) {
-        /* im2col, then a pointwise conv over the patches */
+        /* im2col, then a pointwise conv over the patches (a team's shares of
+         * the two differ, hence the wait) */
         op_conv_im2col(cx, S(n->col), in, B, o->in_hw, o->in_hw, o->in_ch, o->kernel, o->stride);
+        ops_team_sync(cx);
         op_pw_bn_act_infer(cx, A(bn->y), S(n->col), P(k->w), sc, sh, res, M,
                            o->kernel * o->kernel * o->in_ch, C, act);
     } else {
@@ -744,12 +758,11 @@ static int op_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
     const space_op *o = k->o;
     const float *in = in_of(n, k, x);
     size_t len = (size_t)B * o->out_hw * o->out_hw * o->out_ch;
+    if (o->kind == SPACE_OP_CONV || o->kind == SPACE_OP_DWCONV)
+        return conv_infer(n, cx, i, x, B);
     if (op_shared(n, k, x, B))
         return i + 1;
     switch (o->kind) {
-    case SPACE_OP_CONV:
-    case SPACE_OP_DWCONV:
-        return conv_infer(n, cx, i, x, B);
     case SPACE_OP_DROPOUT:   /* the identity; a training net has a buffer of its own for it */
         if (A(k->y) != in)
             memcpy(A(k->y), in, sizeof(float) * len);
@@ -761,19 +774,89 @@ static int op_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
 }
 
 /* Waking a sleeping OpenMP thread (OMP_WAIT_POLICY=passive, as nas and the
- * benchmarks run) costs tens of microseconds a parallel region. Below this
- * much work a call runs on one thread: MobileNetV2-0.5 at 32x32, batch 1
- * (26M MACs), took 3.3-3.9 ms on 2 threads against 0.83 ms on one (bench-ort,
- * AMD EPYC, 2 cores, AVX2 and AVX-512 kernels alike). */
+ * benchmarks run) costs tens of microseconds a parallel region, and at batch
+ * 1 a layer is a few microseconds of work. So a network below
+ * INFER_THREADS_MIN_MACS of work runs all its layers in one parallel region
+ * whose threads split every conv's rows and wait for each other at a spinning
+ * barrier between layers (ops_team): one wake-up an inference. Before that
+ * team, MobileNetV2-0.5 at 32x32, batch 1 (26M MACs), ran on one thread: a
+ * region per layer took 3.3-3.9 ms on 2 threads against 0.83 ms on one
+ * (bench-ort, AMD EPYC, 2 cores); with the team, 0.36-0.45 ms against
+ * 0.61-0.79 (Zen 4). Below INFER_TEAM_MIN_MACS even one wake-up costs more
+ * than a second core saves: a 1.24M-MAC net took 0.13 ms on a team of 2
+ * against 0.066 ms on one thread, a 9.2M-MAC one 0.18 against 0.22. Above
+ * INFER_THREADS_MIN_MACS each layer's work pays for its own region. */
+#define INFER_TEAM_MIN_MACS 4e6
 #define INFER_THREADS_MIN_MACS 200e6
+
+static void infer_ops(ev_net *n, const op_ctx *cx, const float *x, int B)
+{
+    for (int i = 0; i < n->layers.n;)
+        i = op_infer(n, cx, i, x, B);
+}
+
+/* A conv the team splits: enough work to pay for the two waits around it
+ * (a fraction of a microsecond each), and a share for every thread. The
+ * rest runs on thread 0 alone and costs no wait. */
+#define TEAM_SPLIT_MACS 30e3
+
+static int team_splits(const ev_net *n, int i, int B, int nt)
+{
+    const space_op *o = n->op[i].o;
+    if (o->kind != SPACE_OP_CONV && o->kind != SPACE_OP_DWCONV)
+        return 0;
+    long units = (long)B * o->out_hw;   /* output rows: a dwconv's unit of work */
+    if (o->kind == SPACE_OP_CONV)
+        units = (units * o->out_hw + 7) / 8;   /* blocks of 8 pixels: a pointwise tile */
+    return B * o->macs >= TEAM_SPLIT_MACS && units >= nt;
+}
+
+/* Thread t of a team of cx->team->n. A split conv is run by all, between two
+ * waits; consecutive solo ops run on thread 0 with no wait between them, the
+ * others walking the list beside it to the next split. */
+static void team_infer_ops(ev_net *n, const op_ctx *cx, const float *x, int B)
+{
+    op_ctx solo = {1, cx->partial, NULL, 0};
+    int split_before = 0;   /* the input was written before the region began */
+    for (int i = 0; i < n->layers.n;) {
+        int split = team_splits(n, i, B, cx->team->n);
+        if (split || split_before)
+            ops_team_sync(cx);
+        if (split)
+            i = op_infer(n, cx, i, x, B);
+        else if (cx->t == 0)
+            i = op_infer(n, &solo, i, x, B);
+        else
+            i = op_next(n, i);
+        split_before = split;
+    }
+}
 
 static void net_infer(ev_net *n, const float *x, int B)
 {
-    int T = (double)B * n->macs < INFER_THREADS_MIN_MACS ? 1 : n->threads;
-    op_ctx cx = {T, S(n->partial)};
+    double work = (double)B * n->macs;
+    int T = n->threads;
+    if (T > 1 && work >= INFER_TEAM_MIN_MACS && work < INFER_THREADS_MIN_MACS) {
+        ops_team tm;
+        ops_team_init(&tm, T);
+        ops_set_threads(1);   /* the ops' own regions, nested in the team, stay single */
+#pragma omp parallel num_threads(T)
+        {
+            /* a short team (a thread limit) runs the whole net on its thread 0 */
+            int t = omp_get_thread_num(), whole = omp_get_num_threads() == T;
+            op_ctx cx = {1, S(n->partial), whole ? &tm : NULL, t};
+            if (whole)
+                team_infer_ops(n, &cx, x, B);
+            else if (t == 0)
+                infer_ops(n, &cx, x, B);
+        }
+        return;
+    }
+    if (work < INFER_THREADS_MIN_MACS)
+        T = 1;
+    op_ctx cx = {T, S(n->partial), NULL, 0};
     ops_set_threads(T);
-    for (int i = 0; i < n->layers.n;)
-        i = op_infer(n, &cx, i, x, B);
+    infer_ops(n, &cx, x, B);
 }
 
 /* ======================= backward ======================================== */
@@ -873,7 +956,7 @@ static void op_backward(ev_net *n, const op_ctx *cx, int i, const float *x, int 
 
 static void net_backward(ev_net *n, const float *x, int B)
 {
-    op_ctx cx = {n->threads, S(n->partial)};
+    op_ctx cx = {n->threads, S(n->partial), NULL, 0};
     grads_t g = {{S(n->gbuf[0]), S(n->gbuf[1]), S(n->gbuf[2]), S(n->dlogits)}, 3, -1, -1};
     for (int i = n->layers.n - 1; i >= 0; i--)
         op_backward(n, &cx, i, x, B, &g);

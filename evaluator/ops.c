@@ -14,6 +14,8 @@
 #include "evaluator/kern.h"
 
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <omp.h>
 #include <cblas.h>
@@ -23,6 +25,57 @@ const char *op_act_name(op_act a)
     static const char *names[OP_ACT_COUNT] = {"none", "relu", "relu6", "hswish",
                                               "swish", "sigmoid", "hsigmoid"};
     return (unsigned)a < OP_ACT_COUNT ? names[a] : "?";
+}
+
+void ops_team_init(ops_team *tm, int n)
+{
+    atomic_init(&tm->arrived, 0);
+    atomic_init(&tm->phase, 0);
+    tm->n = n;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* The last to arrive opens the next phase. A waiter spins a while (a layer
+ * is microseconds), then yields its core: on a loaded machine the thread it
+ * waits for may need that core. seq_cst atomics order every write of a phase
+ * before the reads of the next. */
+void ops_team_sync(const op_ctx *cx)
+{
+    ops_team *tm = cx->team;
+    if (!tm || tm->n < 2)
+        return;
+    int phase = atomic_load(&tm->phase);
+    if (atomic_fetch_add(&tm->arrived, 1) == tm->n - 1) {
+        atomic_store(&tm->arrived, 0);
+        atomic_store(&tm->phase, phase + 1);
+        return;
+    }
+    for (long spins = 0; atomic_load(&tm->phase) == phase; spins++) {
+        if (spins < 20000)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+/* This thread's share [lo, hi) of n items in whole units of `unit`. */
+static void team_share(const op_ctx *cx, long n, long unit, long *lo, long *hi)
+{
+    long blocks = (n + unit - 1) / unit, nt = cx->team->n;
+    *lo = blocks * cx->t / nt * unit;
+    *hi = blocks * (cx->t + 1) / nt * unit;
+    if (*hi > n)
+        *hi = n;
+    if (*lo > n)
+        *lo = n;
 }
 
 /* One pool of threads: OpenMP's. OpenBLAS runs single-threaded inside each
@@ -98,30 +151,42 @@ int op_out_side(int in, int k, int stride) { return space_out_side(in, k, stride
 
 /* ======================= full convolution (stem) ========================= */
 
-void op_conv_im2col(const op_ctx *cx, float *col, const float *x, int B, int H, int W, int Cin,
-                   int k, int s)
+static void im2col_row(float *col, const float *x, long r, int H, int W, int Cin, int k, int s,
+                       int Ho, int Wo)
 {
-    int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s), p = (k - 1) / 2;
-    int kc = k * k * Cin;
-    long rows = (long)B * Ho;
-#pragma omp parallel for schedule(static) num_threads(cx->threads)
-    for (long r = 0; r < rows; r++) {
-        int b = (int)(r / Ho), oy = (int)(r % Ho);
-        for (int ox = 0; ox < Wo; ox++) {
-            float *c = col + ((size_t)r * Wo + ox) * kc;
-            for (int ky = 0; ky < k; ky++) {
-                int iy = oy * s - p + ky;
-                for (int kx = 0; kx < k; kx++) {
-                    int ix = ox * s - p + kx;
-                    float *dst = c + (ky * k + kx) * Cin;
-                    if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                        memset(dst, 0, sizeof(float) * Cin);
-                    else
-                        memcpy(dst, x + (((size_t)b * H + iy) * W + ix) * Cin, sizeof(float) * Cin);
-                }
+    int p = (k - 1) / 2, kc = k * k * Cin;
+    int b = (int)(r / Ho), oy = (int)(r % Ho);
+    for (int ox = 0; ox < Wo; ox++) {
+        float *c = col + ((size_t)r * Wo + ox) * kc;
+        for (int ky = 0; ky < k; ky++) {
+            int iy = oy * s - p + ky;
+            for (int kx = 0; kx < k; kx++) {
+                int ix = ox * s - p + kx;
+                float *dst = c + (ky * k + kx) * Cin;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                    memset(dst, 0, sizeof(float) * Cin);
+                else
+                    memcpy(dst, x + (((size_t)b * H + iy) * W + ix) * Cin, sizeof(float) * Cin);
             }
         }
     }
+}
+
+void op_conv_im2col(const op_ctx *cx, float *col, const float *x, int B, int H, int W, int Cin,
+                   int k, int s)
+{
+    int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s);
+    long rows = (long)B * Ho;
+    if (cx->team) {
+        long lo, hi;
+        team_share(cx, rows, 1, &lo, &hi);
+        for (long r = lo; r < hi; r++)
+            im2col_row(col, x, r, H, W, Cin, k, s, Ho, Wo);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(cx->threads)
+    for (long r = 0; r < rows; r++)
+        im2col_row(col, x, r, H, W, Cin, k, s, Ho, Wo);
 }
 
 void op_conv_forward(const op_ctx *cx, float *y, float *col, const float *x, const float *w,
@@ -279,34 +344,57 @@ static int act_in_registers(op_act act)
  * them (at batch 1 most layers do not); rows split in whole blocks. */
 #define INFER_PAR_WORK 200000L
 
+/* Rows lo..hi of op_dw_bn_act_infer's output. */
+static void dw_infer_rows(kern_dw_fwd_fn f, float *y, const float *x, const float *w,
+                          const float *scale, const float *shift, const float *res, int H, int W,
+                          int C, int Ho, int Wo, long lo, long hi, op_act fa, op_act act)
+{
+    const kern_table *K = kern_active();
+    for (long r = lo; r < hi; r++)
+        f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo, (int)(r % Ho),
+          scale, shift, fa);
+    size_t at = (size_t)lo * Wo * C, len = (size_t)(hi - lo) * Wo * C;
+    if (fa != act)
+        K->act_fwd(y + at, y + at, len, act);
+    if (res)
+        for (size_t i = at; i < at + len; i++)
+            y[i] += res[i];
+}
+
 void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
-                        const float *scale, const float *shift, int B, int H, int W, int C, int k,
-                        int s, op_act act)
+                        const float *scale, const float *shift, const float *res, int B, int H,
+                        int W, int C, int k, int s, op_act act)
 {
     const kern_table *K = kern_active();
     int ci = kern_dw_case(k, s);
     int Ho = op_out_side(H, k, s), Wo = op_out_side(W, k, s);
     long rows = (long)B * Ho;
-    if (ci < 0) {
+    if (ci < 0) {   /* a case without a kernel: the oracle, on one thread of a team */
+        if (cx->team && cx->t)
+            return;
         op_dw_forward_ref(y, x, w, B, H, W, C, k, s);
         K->affine_act(y, y, scale, shift, NULL, 0, rows * Wo, C, act);
+        if (res)
+            op_add(y, res, (size_t)rows * Wo * C);
         return;
     }
     kern_dw_fwd_fn f = K->dw_fwd[ci];
     int T = cx->threads < 1 ? 1 : cx->threads;
     op_act fa = act_in_registers(act) ? act : OP_NONE;
-    if (T == 1 || rows * Wo * C * k * k < INFER_PAR_WORK) {
-        for (long r = 0; r < rows; r++)
-            f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo,
-              (int)(r % Ho), scale, shift, fa);
+    if (cx->team) {
+        long lo, hi;
+        team_share(cx, rows, 1, &lo, &hi);
+        dw_infer_rows(f, y, x, w, scale, shift, res, H, W, C, Ho, Wo, lo, hi, fa, act);
+    } else if (T == 1 || rows * Wo * C * k * k < INFER_PAR_WORK) {
+        dw_infer_rows(f, y, x, w, scale, shift, res, H, W, C, Ho, Wo, 0, rows, fa, act);
     } else {
-#pragma omp parallel for schedule(static) num_threads(T)
-        for (long r = 0; r < rows; r++)
-            f(y + (size_t)r * Wo * C, x + (size_t)(r / Ho) * H * W * C, w, H, W, C, Wo,
-              (int)(r % Ho), scale, shift, fa);
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            dw_infer_rows(f, y, x, w, scale, shift, res, H, W, C, Ho, Wo, rows * t / nt,
+                          rows * (t + 1) / nt, fa, act);
+        }
     }
-    if (fa != act)
-        K->act_fwd(y, y, (size_t)rows * Wo * C, act);
 }
 
 /* Above this many weights a pointwise layer goes to OpenBLAS's packed GEMM:
@@ -321,37 +409,57 @@ void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
  * of the split over threads */
 #define PW_SPLIT_ROWS 8
 
+/* Rows lo..hi of op_pw_bn_act_infer's output from the register tiles. */
+static void pw_infer_rows(float *y, const float *x, const float *w, const float *scale,
+                          const float *shift, const float *res, int lo, int hi, int Cin, int Cout,
+                          op_act fa, op_act act)
+{
+    const kern_table *K = kern_active();
+    if (hi <= lo)
+        return;
+    K->pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, fa);
+    if (fa != act)
+        K->act_fwd(y + (size_t)lo * Cout, y + (size_t)lo * Cout, (size_t)(hi - lo) * Cout, act);
+}
+
 void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
                         const float *scale, const float *shift, const float *res, int N, int Cin,
                         int Cout, op_act act)
 {
     const kern_table *K = kern_active();
+    long lo = 0, hi = N;
+    if (cx->team)
+        team_share(cx, N, PW_SPLIT_ROWS, &lo, &hi);
     if ((long)Cin * Cout > PW_FUSED_MAX_W) {
         /* wide layers: OpenBLAS's packed GEMM, then the epilogue as a pass */
-        op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
-        K->affine_act(y, y, scale, shift, res, 0, N, Cout, act);
+        if (cx->team)
+            op_gemm(0, 0, (int)(hi - lo), Cout, Cin, 1.0f, x + (size_t)lo * Cin, Cin, w, Cout, 0.0f,
+                    y + (size_t)lo * Cout, Cout);
+        else
+            op_gemm_par(cx, 0, 0, N, Cout, Cin, 1.0f, x, Cin, w, Cout, 0.0f, y, Cout);
+        K->affine_act(y, y, scale, shift, res, lo, hi, Cout, act);
+        return;
+    }
+    op_act fa = act_in_registers(act) ? act : OP_NONE;
+    if (cx->team) {
+        pw_infer_rows(y, x, w, scale, shift, res, (int)lo, (int)hi, Cin, Cout, fa, act);
         return;
     }
     int T = cx->threads < 1 ? 1 : cx->threads;
     int blocks = (N + PW_SPLIT_ROWS - 1) / PW_SPLIT_ROWS;
     if (blocks < T)
         T = blocks;
-    op_act fa = act_in_registers(act) ? act : OP_NONE;
     if (T <= 1 || (long)N * Cin * Cout < INFER_PAR_WORK) {
-        K->pw_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, fa);
+        pw_infer_rows(y, x, w, scale, shift, res, 0, N, Cin, Cout, fa, act);
     } else {
 #pragma omp parallel num_threads(T)
         {
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int lo = blocks * t / nt * PW_SPLIT_ROWS, hi = blocks * (t + 1) / nt * PW_SPLIT_ROWS;
-            if (hi > N)
-                hi = N;
-            if (hi > lo)
-                K->pw_rows(y, x, w, scale, shift, res, lo, hi, Cin, Cout, fa);
+            int lo_t = blocks * t / nt * PW_SPLIT_ROWS, hi_t = blocks * (t + 1) / nt * PW_SPLIT_ROWS;
+            pw_infer_rows(y, x, w, scale, shift, res, lo_t, hi_t < N ? hi_t : N, Cin, Cout, fa,
+                          act);
         }
     }
-    if (fa != act)
-        K->act_fwd(y, y, (size_t)N * Cout, act);
 }
 
 /* ======================= activations ===================================== */

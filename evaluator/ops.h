@@ -28,11 +28,32 @@ typedef enum {
 
 const char *op_act_name(op_act a);
 
-/* Threads and the per-thread partial-sum buffer (ops_partial_floats(...) floats). */
+/* A spinning barrier for a team of threads that stays inside one parallel
+ * region for a whole inference (net.c): at batch 1 a layer is a few
+ * microseconds of work, and waking a sleeping OpenMP thread for each one
+ * (passive waiting, as nas runs) costs more than the layer. */
+typedef struct {
+    _Atomic int arrived, phase;
+    int n;
+} ops_team;
+
+void ops_team_init(ops_team *tm, int n);
+
+/* Threads and the per-thread partial-sum buffer (ops_partial_floats(...) floats).
+ * team set: the caller is thread t of team->n threads, already running in
+ * one region; an op that takes a ctx computes only this thread's share of
+ * its rows (the *_infer ops, op_conv_im2col) and opens no region of its own.
+ * The shares are whole rows computed as one thread would, so a team gives the
+ * same bits as one thread. */
 typedef struct {
     int threads;
     float *partial;
+    ops_team *team;
+    int t;
 } op_ctx;
+
+/* Waits until every thread of cx's team has arrived (nothing without a team). */
+void ops_team_sync(const op_ctx *cx);
 
 void ops_set_threads(int threads);   /* OpenMP and OpenBLAS */
 /* Floats of per-thread partials the ops need for at most max_c channels and a
@@ -115,10 +136,11 @@ void op_bn_eval_affine(float *scale, float *shift, const float *gamma, const flo
 void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
                         const float *scale, const float *shift, const float *res, int N, int Cin,
                         int Cout, op_act act);
-/* y [B,Ho,Wo,C] = act(depthwise(x, w) * scale + shift). */
+/* y [B,Ho,Wo,C] = act(depthwise(x, w) * scale + shift) (+ res [B,Ho,Wo,C]
+ * after the activation, as the network adds a skip after a conv's BN). */
 void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float *w,
-                        const float *scale, const float *shift, int B, int H, int W, int C, int k,
-                        int s, op_act act);
+                        const float *scale, const float *shift, const float *res, int B, int H,
+                        int W, int C, int k, int s, op_act act);
 
 /* ---- element-wise activations: x [n] -> y [n]; dx may alias dy ---------- */
 void op_act_forward(float *y, const float *x, size_t n, op_act act);

@@ -57,4 +57,16 @@ static inline void nh_net(space_net *n, int res, int in_ch, int classes, int ste
     n->dropout = dropout;
 }
 
+/* A preset at half width for 10 classes, its strides adapted to a 32x32
+ * input, as bench-ort runs it: a few to a few tens of millions of MACs. */
+static inline nas_status nh_preset_32px(const char *name, space_spec *s, nas_err *e)
+{
+    nas_status st = space_preset(name, s, e);
+    if (st != NAS_OK)
+        return st;
+    s->num_classes = 10;
+    space_scale(s, 0.5, 1.0);
+    space_adapt_strides(s, 32, 4);
+    return NAS_OK;
+}
 #endif

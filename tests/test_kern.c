@@ -32,7 +32,7 @@ static float *buf(size_t n, float scale)
 }
 
 static float partial[1 << 18];
-static op_ctx cx1 = {1, partial}, cx2 = {2, partial};
+static op_ctx cx1 = {1, partial, NULL, 0}, cx2 = {2, partial, NULL, 0};
 
 /* The oracle of each activation, as PyTorch defines it. */
 static float act_ref(float h, op_act a)
@@ -163,7 +163,7 @@ static void test_fused_inference_matches_oracle(void **state)
                 op_dw_forward_ref(y0, x, w, B, H, W, C, k, s);
                 for (size_t i = 0; i < ny; i++)
                     y0[i] = act_ref(y0[i] * sc[i % C] + sh[i % C], (op_act)a);
-                op_dw_bn_act_infer(&cx1, y, x, w, sc, sh, B, H, W, C, k, s, (op_act)a);
+                op_dw_bn_act_infer(&cx1, y, x, w, sc, sh, NULL, B, H, W, C, k, s, (op_act)a);
                 double e = rel_err(y, y0, ny);
                 if (e > 1e-5)
                     fail_msg("%s: dw infer %s C=%d k%d s%d: rel err %.2e", t->name,

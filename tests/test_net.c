@@ -229,6 +229,50 @@ static void inference_net_agrees_with_training_net(void **state)
     ev_net_free(in);
 }
 
+/* A network of a few million MACs at batch 1 runs on a team of threads that
+ * split each conv's rows (net.c's net_infer): the logits must be those of
+ * one thread, bit for bit, on every call, for both presets (EfficientNet's
+ * swish, SE and 5x5 kernels; MobileNetV2's wide head through OpenBLAS),
+ * and at batches around the team's thresholds. */
+static void team_inference_matches_one_thread(void **state)
+{
+    (void)state;
+    static const char *presets[2] = {"mobilenetv2", "efficientnet-b0"};
+    for (int p = 0; p < 2; p++) {
+        space_spec spec;
+        space_net arch;
+        nas_err err;
+        assert_int_equal(nh_preset_32px(presets[p], &spec, &err), NAS_OK);
+        assert_int_equal(space_resolve(&spec, &arch, &err), NAS_OK);
+        ev_net *n1 = NULL, *n2 = NULL;
+        ev_net_opts o = {.batch = 3, .training = 0, .threads = 1, .seed = 3};
+        assert_int_equal(ev_net_create(&arch, &o, &n1, &err), NAS_OK);
+        o.threads = 2;
+        assert_int_equal(ev_net_create(&arch, &o, &n2, &err), NAS_OK);
+        assert_int_equal(evn_threads(n2), 2);
+        size_t np;
+        float *p1 = evn_params(n1, &np), *p2 = evn_params(n2, &np);
+        memcpy(p2, p1, np * sizeof(float));
+        float *x = nas_malloc(sizeof(float) * 3 * 32 * 32 * 3);
+        nas_pcg32 rng;
+        nas_pcg32_seed(&rng, 8, 1);
+        for (int i = 0; i < 3 * 32 * 32 * 3; i++)
+            x[i] = (float)nas_pcg32_double(&rng) - 0.5f;
+        float l1[30], l2[30];
+        for (int B = 1; B <= 3; B++) {
+            assert_int_equal(ev_net_infer(n1, x, B, l1, &err), NAS_OK);
+            for (int rep = 0; rep < 20; rep++) {
+                memset(l2, 0, sizeof l2);
+                assert_int_equal(ev_net_infer(n2, x, B, l2, &err), NAS_OK);
+                assert_memory_equal(l1, l2, sizeof(float) * 10 * B);
+            }
+        }
+        nas_free(x);
+        ev_net_free(n1);
+        ev_net_free(n2);
+    }
+}
+
 static void tensors_are_named_with_layouts(void **state)
 {
     (void)state;
@@ -495,6 +539,7 @@ int main(void)
         cmocka_unit_test(memory_plan_and_limit),
         cmocka_unit_test(allocation_failures_are_reported),
         cmocka_unit_test(inference_net_agrees_with_training_net),
+        cmocka_unit_test(team_inference_matches_one_thread),
         cmocka_unit_test(tensors_are_named_with_layouts),
         cmocka_unit_test(matches_pytorch_hand_made_specs),
         cmocka_unit_test(matches_pytorch_sampled_specs),

@@ -23,6 +23,7 @@
 #include "evaluator/ev.h"
 #include "evaluator/net_priv.h"
 #include "tests/netrand.h"
+#include "tests/nethelp.h"
 #include "runs/runs.h"
 
 #include <math.h>
@@ -420,10 +421,7 @@ static void portable_models_match_ort_and_opencv(void **state)
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         space_spec s;
         nas_err e;
-        assert_int_equal(space_preset(presets[i], &s, &e), NAS_OK);
-        s.num_classes = 10;
-        space_scale(&s, 0.5, 1.0);
-        space_adapt_strides(&s, 32, 4);
+        assert_int_equal(nh_preset_32px(presets[i], &s, &e), NAS_OK);
         char name[48];
         snprintf(name, sizeof name, "portable-%s", presets[i]);
         add_case(name, &s, 0, 0, 0, 1, &r);

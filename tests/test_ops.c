@@ -33,7 +33,7 @@ static float *fa(size_t n)
 }
 
 static float partial_buf[1 << 16];
-static op_ctx cx1 = {1, partial_buf}, cx2 = {2, partial_buf};
+static op_ctx cx1 = {1, partial_buf, NULL, 0}, cx2 = {2, partial_buf, NULL, 0};
 
 /* ---------------- depthwise conv ------------------------------------------ */
 
@@ -479,7 +479,7 @@ static void fused_inference_convs_match_unfused(void **state)
                     op_bn_act_forward(&cx1, ref, NULL, NULL, z, g, be, rm, rv, B * Ho * Ho, C, (op_act)a,
                                       0, 0.1f);
                     for (int t = 0; t < 2; t++) {
-                        op_dw_bn_act_infer(cxs[t], y, x, w, sc, sh, B, H, H, C, k, s, (op_act)a);
+                        op_dw_bn_act_infer(cxs[t], y, x, w, sc, sh, NULL, B, H, H, C, k, s, (op_act)a);
                         for (size_t i = 0; i < ny; i++)
                             assert_true(fabsf(y[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])));
                     }
