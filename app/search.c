@@ -1252,9 +1252,14 @@ static nas_status start_loop(run_ctx *c, nas_err *err)
         st = search_loop_new(&c->sp, &c->o, &c->loop, err);
     if (st)
         return st;
-    if (c->calib_j > 0)
+    if (c->calib_j > 0) {
         search_loop_charge_calibration(c->loop, c->calib_j, ev_meter_uncertainty(c->meter), ev_meter_source(c->meter),
                                        meter_q(c->meter));
+        /* in the store too, so that the report's search energy counts it */
+        runs_fig f = runs_fig_make(c->calib_j, ev_meter_source(c->meter), ev_quality_name(ev_meter_quality(c->meter)));
+        if (c->db && (st = runs_run_add_overhead(c->db, c->run, "calibration", &f, err)))
+            return st;
+    }
     if ((st = check_budget_fits(c->loop, c, c->o.limits.min_hint, err)))
         return st;
     if (!c->db)

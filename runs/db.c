@@ -43,11 +43,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RUN_BY_NAME] = "SELECT id FROM runs WHERE name = ?1",
     [S_RUN_LIST] = "SELECT " RUN_COLS " FROM runs r ORDER BY r.id",
     [S_RUN_STATUS] = "UPDATE runs SET status = ?2 WHERE id = ?1",
-    [S_RUN_ENERGY] = "SELECT src, q, sum(j), sum(1 - lost), sum(lost) FROM ("
-                     "  SELECT joules_src AS src, joules_q AS q, joules AS j, 0 AS lost FROM candidates"
+    /* kind 0: a candidate's joules, 1: a lost attempt's, 2: an overhead's */
+    [S_RUN_ENERGY] = "SELECT src, q, sum(j), sum(kind = 0), sum(kind = 1),"
+                     " sum(CASE WHEN kind = 2 THEN j ELSE 0 END) FROM ("
+                     "  SELECT joules_src AS src, joules_q AS q, joules AS j, 0 AS kind FROM candidates"
                      "  WHERE run = ?1 AND joules IS NOT NULL"
-                     "  UNION ALL SELECT src, q, joules, 1 FROM lost WHERE run = ?1)"
+                     "  UNION ALL SELECT src, q, joules, 1 FROM lost WHERE run = ?1"
+                     "  UNION ALL SELECT src, q, joules, 2 FROM overheads WHERE run = ?1)"
                      " GROUP BY src, q ORDER BY q, src",
+    [S_RUN_OVERHEAD] = "INSERT INTO overheads (run, what, joules, src, q, created)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_CAND_INSERT] = "INSERT INTO candidates (run, seq, genome, spec,"
                       " pred_latency_ms, pred_latency_ms_src, pred_latency_ms_q,"
                       " pred_energy_mj, pred_energy_mj_src, pred_energy_mj_q, params, macs, rung, parent)"

@@ -265,6 +265,8 @@ static void print_energy(const runs_report *rep, const runs_report_opts *o, FILE
                 l->joules, meas ? "measured" : l->quality, l->source, l->n, l->n == 1 ? "" : "s");
         if (l->interrupted > 0)
             fprintf(f, " and %d attempt%s cut short by a crash", l->interrupted, l->interrupted == 1 ? "" : "s");
+        if (l->calibration_j > 0)
+            fprintf(f, ", and %s%.1f J calibrating the predictor", meas ? "" : "~", l->calibration_j);
         if (isfinite(o->grid_gco2_kwh))
             fprintf(f, " = %s%.3g gCO2e at %g gCO2e/kWh", meas ? "" : "~",
                     runs_co2e_grams(l->joules, o->grid_gco2_kwh), o->grid_gco2_kwh);
@@ -520,8 +522,8 @@ char *runs_report_json(const runs_report *rep, const runs_report_opts *o)
     json_t *energy = json_array();
     for (int i = 0; i < rep->n_energy; i++) {
         const runs_energy_line *l = &rep->energy[i];
-        json_t *e = json_pack("{s:s, s:s, s:f, s:i}", "source", l->source, "quality", l->quality,
-                              "joules", l->joules, "candidates", l->n);
+        json_t *e = json_pack("{s:s, s:s, s:f, s:i, s:f}", "source", l->source, "quality", l->quality,
+                              "joules", l->joules, "candidates", l->n, "calibration_joules", l->calibration_j);
         if (isfinite(o->grid_gco2_kwh))
             json_object_set_new(e, "co2e_g", json_real(runs_co2e_grams(l->joules,
                                                                        o->grid_gco2_kwh)));

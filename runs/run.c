@@ -206,6 +206,24 @@ void runs_runs_free(runs_run *r, int n)
     nas_free(r);
 }
 
+nas_status runs_run_add_overhead(runs_db *d, int64_t run, const char *what, const runs_fig *joules,
+                                 nas_err *err)
+{
+    if (!runs_fig_known(joules) || joules->value < 0 || !joules->source[0])
+        return nas_errf(err, NAS_EINVAL, "%s: run %lld: a %s's joules need a value >= 0 and a source", d->path,
+                        (long long)run, what);
+    sqlite3_stmt *s = runs_stmt(d, S_RUN_OVERHEAD, err);
+    if (!s)
+        return runs_err_code(err);
+    sqlite3_bind_int64(s, 1, run);
+    runs_bind_text(s, 2, what);
+    sqlite3_bind_double(s, 3, joules->value);
+    runs_bind_text(s, 4, joules->source);
+    runs_bind_text(s, 5, joules->quality);
+    sqlite3_bind_double(s, 6, runs_wall_clock());
+    return runs_step_done(d, s, err, "recording a run's calibration energy");
+}
+
 nas_status runs_run_energy(runs_db *d, int64_t run, runs_energy_line *out, int max, int *n,
                            nas_err *err)
 {
@@ -224,6 +242,7 @@ nas_status runs_run_energy(runs_db *d, int64_t run, runs_energy_line *out, int m
         l->joules = sqlite3_column_double(s, 2);
         l->n = sqlite3_column_int(s, 3);
         l->interrupted = sqlite3_column_int(s, 4);
+        l->calibration_j = sqlite3_column_double(s, 5);
     }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? NAS_OK : runs_db_fail(d, err, "summing a run's energy");

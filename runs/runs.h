@@ -149,7 +149,12 @@ typedef struct {
     double joules;
     int n;                        /* candidates that contributed */
     int interrupted;              /* attempts cut short by a crash, included (what they had spent) */
+    double calibration_j;         /* of joules: calibrating the search's predictor */
 } runs_energy_line;
+/* Joules a run spent outside its candidates (what: "calibration"), counted
+ * with them in runs_run_energy. */
+NAS_MUST_USE nas_status runs_run_add_overhead(runs_db *db, int64_t run, const char *what, const runs_fig *joules,
+                                              nas_err *err);
 NAS_MUST_USE nas_status runs_run_energy(runs_db *db, int64_t run, runs_energy_line *out, int max, int *n,
                            nas_err *err);
 

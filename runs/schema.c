@@ -162,6 +162,17 @@ static const char *const migrations[] = {
     "ALTER TABLE candidates ADD COLUMN rung INTEGER NOT NULL DEFAULT 0 CHECK (rung >= 0);"
     "ALTER TABLE candidates ADD COLUMN parent INTEGER CHECK (parent IS NULL OR parent >= 0);"
     "PRAGMA user_version = 6;",
+    /* 7: joules a search spent outside its candidates and counted against its
+     * budget: the calibration of its predictor (--predictor auto) */
+    "CREATE TABLE overheads ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  what TEXT NOT NULL CHECK (what IN ('calibration')),"
+    "  joules REAL NOT NULL CHECK (joules >= 0),"
+    "  src TEXT NOT NULL CHECK (src <> ''),"
+    "  q TEXT NOT NULL CHECK (q IN ('measured', 'sampled', 'estimated')),"
+    "  created REAL NOT NULL);"
+    "PRAGMA user_version = 7;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 

@@ -13,16 +13,17 @@
 #include <math.h>
 
 #define SEARCH "search --data mnist --subset 64 --epochs 1 --stages 1 --max-width 0.25 --threads 1 " \
-               "--final-top 0 --bench-seconds 0.02 --seed 3 --no-db --json --budget-evals 2 "
+                    "--final-top 0 --bench-seconds 0.02 --seed 3 --json --budget-evals 2 "
 
-static json_t *search_json(const char *extra, char **log)
+/* db NULL: --no-db */
+static json_t *search_db_json(const char *db, const char *extra, char **log)
 {
     char cmd[1024], *out = NULL;
     char errp[] = "/tmp/nas-autopred-err-XXXXXX";
     int fd = mkstemp(errp);
     assert_true(fd >= 0);
     close(fd);
-    snprintf(cmd, sizeof cmd, SEARCH "%s 2>%s", extra, errp);
+    snprintf(cmd, sizeof cmd, SEARCH "%s%s %s 2>%s", db ? "--db " : "--no-db", db ? db : "", extra, errp);
     assert_int_equal(tu_run_nas(cmd, &out), 0);
     json_t *j = json_loads(out, 0, NULL);
     free(out);
@@ -37,6 +38,8 @@ static json_t *search_json(const char *extra, char **log)
     unlink(errp);
     return j;
 }
+
+static json_t *search_json(const char *extra, char **log) { return search_db_json(NULL, extra, log); }
 
 static double energy_field(json_t *j, const char *k)
 {
@@ -73,14 +76,31 @@ static void calibrates_once_then_uses_the_cache(void **state)
     assert_non_null(tu_tmpdir(dir, sizeof dir));
     setenv("NAS_CACHE_DIR", dir, 1);
 
-    /* first: calibrated, charged (the budget holds it), cached, used */
-    json_t *a = search_json("--budget-joules 5000", &log);
+    /* first: calibrated, charged (the budget holds it), cached, used, and
+     * recorded in the run store, whose report counts it in the search energy */
+    char db[512], cmd[1024], *out = NULL;
+    snprintf(db, sizeof db, "%s/runs.db", dir);
+    json_t *a = search_db_json(db, "--name calib --budget-joules 5000", &log);
     assert_non_null(strstr(log, "calibrated for this machine and space"));
     double calib = energy_field(a, "calibration_joules");
     assert_true(calib > 0);
     assert_true(energy_field(a, "joules") > calib);   /* the candidates cost something besides */
     assert_true(energy_field(a, "joules_with_uncertainty") <= 5000);
     assert_true(best_was_predicted(a));
+    snprintf(cmd, sizeof cmd, "report calib --db %s --no-files --json", db);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    json_t *r = json_loads(out, 0, NULL);
+    free(out);
+    json_t *line = json_array_get(json_object_get(r, "search_energy"), 0);
+    assert_int_equal(json_array_size(json_object_get(r, "search_energy")), 1);
+    assert_true(fabs(json_real_value(json_object_get(line, "calibration_joules")) - calib) <= 1e-6 * calib);
+    assert_true(fabs(json_real_value(json_object_get(line, "joules")) - energy_field(a, "joules")) <=
+                1e-6 * energy_field(a, "joules"));
+    json_decref(r);
+    snprintf(cmd, sizeof cmd, "report calib --db %s --no-files", db);
+    assert_int_equal(tu_run_nas(cmd, &out), 0);
+    assert_non_null(strstr(out, "J calibrating the predictor"));
+    free(out);
     only_file(dir, file, sizeof file);
     json_decref(a);
     free(log);

@@ -345,6 +345,22 @@ static void test_runs_figures_keep_their_quality(void **state)
     assert_string_equal(lines[1].quality, "measured");
     assert_string_equal(lines[1].source, "rapl:package-0");
     assert_true(fabs(lines[1].joules - 100) < 1e-9);
+    assert_true(lines[0].calibration_j == 0 && lines[1].calibration_j == 0);
+    /* a predictor's calibration counts in its meter's line, and says so */
+    runs_fig cal = runs_fig_make(12.5, "model:cpu-time", "estimated");
+    assert_int_equal(runs_run_add_overhead(db, run, "calibration", &cal, &err), NAS_OK);
+    assert_int_equal(runs_run_energy(db, run, lines, 4, &n, &err), NAS_OK);
+    assert_int_equal(n, 2);
+    assert_true(fabs(lines[0].joules - 42.5) < 1e-9);
+    assert_true(fabs(lines[0].calibration_j - 12.5) < 1e-9);
+    assert_true(lines[1].calibration_j == 0);
+    /* figures without a value or a source are refused, nothing recorded */
+    runs_fig bad = runs_fig_make(NAN, "model:cpu-time", "estimated");
+    assert_int_equal(runs_run_add_overhead(db, run, "calibration", &bad, &err), NAS_EINVAL);
+    bad = runs_fig_make(3, "", "estimated");
+    assert_int_equal(runs_run_add_overhead(db, run, "calibration", &bad, &err), NAS_EINVAL);
+    assert_int_equal(runs_run_energy(db, run, lines, 4, &n, &err), NAS_OK);
+    assert_true(fabs(lines[0].joules - 42.5) < 1e-9);
     runs_close(db);
 }
 
