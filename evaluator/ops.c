@@ -32,6 +32,7 @@ void ops_team_init(ops_team *tm, int n)
     atomic_init(&tm->arrived, 0);
     atomic_init(&tm->phase, 0);
     tm->n = n;
+    tm->waited = 0;
 }
 
 static void cpu_relax(void)
@@ -44,9 +45,10 @@ static void cpu_relax(void)
 }
 
 /* The last to arrive opens the next phase. A waiter spins a while (a layer
- * is microseconds), then yields its core: on a loaded machine the thread it
- * waits for may need that core. seq_cst atomics order every write of a phase
- * before the reads of the next. */
+ * is microseconds; 2,000 pauses are some 40-100), then yields its core at
+ * every look: on a loaded or oversubscribed machine (mpirun ranks with more
+ * threads than cores) the thread it waits for may need that core. seq_cst
+ * atomics order every write of a phase before the reads of the next. */
 void ops_team_sync(const op_ctx *cx)
 {
     ops_team *tm = cx->team;
@@ -58,12 +60,15 @@ void ops_team_sync(const op_ctx *cx)
         atomic_store(&tm->phase, phase + 1);
         return;
     }
+    double t0 = cx->t == 0 ? nas_now() : 0;
     for (long spins = 0; atomic_load(&tm->phase) == phase; spins++) {
-        if (spins < 20000)
+        if (spins < 2000)
             cpu_relax();
         else
             sched_yield();
     }
+    if (cx->t == 0)
+        tm->waited += nas_now() - t0;
 }
 
 /* This thread's share [lo, hi) of n items in whole units of `unit`. */

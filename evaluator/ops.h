@@ -35,6 +35,7 @@ const char *op_act_name(op_act a);
 typedef struct {
     _Atomic int arrived, phase;
     int n;
+    double waited;   /* seconds thread 0 spent waiting for the others */
 } ops_team;
 
 void ops_team_init(ops_team *tm, int n);
