@@ -703,8 +703,8 @@ static void bn_affine(ev_net *n, const bn_t *bn, float *sc, float *sh)
     op_bn_eval_affine(sc, sh, P(bn->gamma), P(bn->beta), P(bn->rmean), P(bn->rvar), bn->c);
 }
 
-/* The conv or dwconv at op i with the BN after it, the ACT folded into that
- * and the residual ADD after those, in one pass. Returns the op after them. */
+/* The op after the group of the conv at op i: its BN, the ACT folded into
+ * that and a residual ADD after those (*add: that ADD, or -1). */
 static int conv_group_end(const ev_net *n, int i, int *add)
 {
     int j = i + 2;
@@ -723,6 +723,8 @@ static int op_next(const ev_net *n, int i)
     return kd == SPACE_OP_CONV || kd == SPACE_OP_DWCONV ? conv_group_end(n, i, &add) : i + 1;
 }
 
+/* The conv or dwconv at op i with the BN after it, the ACT folded into that
+ * and the residual ADD after those, in one pass. Returns the op after them. */
 static int conv_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
 {
     const evop *k = &n->op[i], *bn = &n->op[i + 1];
@@ -778,8 +780,9 @@ static int op_infer(ev_net *n, const op_ctx *cx, int i, const float *x, int B)
  * benchmarks run) costs tens of microseconds a parallel region, and at batch
  * 1 a layer is a few microseconds of work. So a network below
  * INFER_THREADS_MIN_MACS of work runs all its layers in one parallel region
- * whose threads split every conv's rows and wait for each other at a spinning
- * barrier between layers (ops_team): one wake-up an inference. Before that
+ * whose threads split the rows of every conv of TEAM_SPLIT_MACS or more and
+ * wait for each other at a spinning barrier around it (ops_team): one
+ * wake-up an inference. Before that
  * team, MobileNetV2-0.5 at 32x32, batch 1 (26M MACs), ran on one thread: a
  * region per layer took 3.3-3.9 ms on 2 threads against 0.83 ms on one
  * (bench-ort, AMD EPYC, 2 cores); with the team, 0.36-0.45 ms against
