@@ -482,6 +482,10 @@ static void fused_inference_convs_match_unfused(void **state)
                         op_dw_bn_act_infer(cxs[t], y, x, w, sc, sh, NULL, B, H, H, C, k, s, (op_act)a);
                         for (size_t i = 0; i < ny; i++)
                             assert_true(fabsf(y[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])));
+                        /* a residual is added after the activation */
+                        op_dw_bn_act_infer(cxs[t], y, x, w, sc, sh, z, B, H, H, C, k, s, (op_act)a);
+                        for (size_t i = 0; i < ny; i++)
+                            assert_true(fabsf(y[i] - (ref[i] + z[i])) <= 1e-5f * (1 + fabsf(ref[i] + z[i])));
                     }
                     nas_free(x); nas_free(w); nas_free(z); nas_free(ref); nas_free(y);
                     nas_free(g); nas_free(be); nas_free(rm); nas_free(rv); nas_free(sc); nas_free(sh);
