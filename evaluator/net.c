@@ -854,7 +854,7 @@ static void net_infer(ev_net *n, const float *x, int B)
     }
     if (team) {
         ops_team tm;
-        ops_team_init(&tm, T);
+        ops_team_init(&tm, T, nas_now);
         double t0 = nas_now();
         ops_set_threads(1);   /* the ops' own regions, nested in the team, stay single */
 #pragma omp parallel num_threads(T)

@@ -27,11 +27,12 @@ const char *op_act_name(op_act a)
     return (unsigned)a < OP_ACT_COUNT ? names[a] : "?";
 }
 
-void ops_team_init(ops_team *tm, int n)
+void ops_team_init(ops_team *tm, int n, double (*now)(void))
 {
     atomic_init(&tm->arrived, 0);
     atomic_init(&tm->phase, 0);
     tm->n = n;
+    tm->now = now;
     tm->waited = 0;
 }
 
@@ -60,7 +61,7 @@ void ops_team_sync(const op_ctx *cx)
         atomic_store(&tm->phase, phase + 1);
         return;
     }
-    double t0 = cx->t == 0 ? nas_now() : 0;
+    double t0 = cx->t == 0 ? tm->now() : 0;
     for (long spins = 0; atomic_load(&tm->phase) == phase; spins++) {
         if (spins < 2000)
             cpu_relax();
@@ -68,7 +69,7 @@ void ops_team_sync(const op_ctx *cx)
             sched_yield();
     }
     if (cx->t == 0)
-        tm->waited += nas_now() - t0;
+        tm->waited += tm->now() - t0;
 }
 
 /* This thread's share [lo, hi) of n items in whole units of `unit`. */

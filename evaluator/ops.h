@@ -35,10 +35,11 @@ const char *op_act_name(op_act a);
 typedef struct {
     _Atomic int arrived, phase;
     int n;
-    double waited;   /* seconds thread 0 spent waiting for the others */
+    double (*now)(void);   /* the clock that times thread 0's waits (nas_now) */
+    double waited;         /* seconds thread 0 spent waiting for the others */
 } ops_team;
 
-void ops_team_init(ops_team *tm, int n);
+void ops_team_init(ops_team *tm, int n, double (*now)(void));
 
 /* Threads and the per-thread partial-sum buffer (ops_partial_floats(...) floats).
  * team set: the caller is thread t of team->n threads, already running in
