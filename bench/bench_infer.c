@@ -3,7 +3,8 @@
  * picks (or --meter KIND), at batch 1 and a larger batch. Every energy figure
  * is printed with its source and quality, so an estimate reads as one.
  *   make bench-infer    (or: bench_infer [--threads T] [--batch B] [--seconds S]
- *                              [--repeats R] [--meter auto|perf|rapl|nvml|model] [--pin CPU])
+ *                              [--repeats R] [--meter auto|perf|rapl|nvml|model] [--pin CPU]
+ *                              [--spec SPEC.json|PRESET]: that one network instead of the four)
  * The first line times an empty body: the harness's own cost per call. */
 #include "bench/bench_machine.h"
 #include "evaluator/ev.h"
@@ -32,6 +33,31 @@ static const bench_net nets[] = {
     {"mobilenetv3-small", 1.0, 32, 3},
 };
 
+static void print_row(const char *name, const ev_bench_result *r);
+
+/* Rows at batch 1 and big_batch of one network; 0, or 1 after an error (printed). */
+static int bench_arch(const char *name, const space_net *arch, int big_batch, ev_meter *meter, ev_bench_opts *bo)
+{
+    const int batches[2] = {1, big_batch};
+    int rc = 0;
+    for (int b = 0; b < 2; b++) {
+        ev_net_opts no = {.batch = batches[b], .training = 0, .threads = bo->threads, .seed = 1};
+        ev_net *net = NULL;
+        ev_bench_result r;
+        nas_err err = {0};
+        bo->batch = batches[b];
+        if (ev_net_create(arch, &no, &net, &err) != NAS_OK || ev_bench_infer(net, meter, bo, &r, &err) != NAS_OK) {
+            fprintf(stderr, "bench_infer: %s batch %d: %s\n", name, batches[b], err.msg);
+            rc = 1;
+        } else {
+            print_row(name, &r);
+        }
+        fflush(stdout);
+        ev_net_free(net);
+    }
+    return rc;
+}
+
 static void print_row(const char *name, const ev_bench_result *r)
 {
     printf("%-28s %5d %3d %-5s %9.3f %9.3f %9.3f %6.1f%% %9.0f %10.3f %6.1f%%  %s (%s, +-%.0f%%)\n", name, r->batch,
@@ -48,6 +74,7 @@ int main(int argc, char **argv)
     ev_meter_opts mo;
     ev_meter_opts_default(&mo);
     int big_batch = 16;
+    const char *spec_arg = NULL;
     bo.threads = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--threads") == 0)
@@ -62,6 +89,8 @@ int main(int argc, char **argv)
             mo.kind = argv[i + 1];
         else if (strcmp(argv[i], "--pin") == 0)
             bo.pin_cpu = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--spec") == 0)
+            spec_arg = argv[i + 1];
         else {
             fprintf(stderr, "bench_infer: unknown option %s\n", argv[i]);
             return 2;
@@ -89,7 +118,17 @@ int main(int argc, char **argv)
         printf("%-28s %.0f ns per call (median of %ld calls)\n", "(harness, empty body)",
                r.latency_ms_median * 1e6, r.runs);
     int rc = 0;
-    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
+    if (spec_arg) {   /* one network, as written (a spec file, or a preset at its own size) */
+        space_spec spec;
+        space_net arch;
+        if (space_spec_from_arg(spec_arg, &spec, &err) != NAS_OK || space_resolve(&spec, &arch, &err) != NAS_OK) {
+            fprintf(stderr, "bench_infer: %s: %s\n", spec_arg, err.msg);
+            rc = 1;
+        } else {
+            rc = bench_arch(spec_arg, &arch, big_batch, meter, &bo);
+        }
+    }
+    for (size_t k = 0; !spec_arg && k < sizeof nets / sizeof nets[0]; k++) {
         space_spec spec;
         space_net arch;
         if (space_preset(nets[k].preset, &spec, &err) != NAS_OK) {
@@ -110,21 +149,7 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "%s-%.2g %dx%dx%d", nets[k].preset, nets[k].width, nets[k].res, nets[k].res,
                  nets[k].in_ch);
-        const int batches[2] = {1, big_batch};
-        for (int b = 0; b < 2; b++) {
-            ev_net_opts no = {.batch = batches[b], .training = 0, .threads = bo.threads, .seed = 1};
-            ev_net *net = NULL;
-            bo.batch = batches[b];
-            if (ev_net_create(&arch, &no, &net, &err) != NAS_OK ||
-                ev_bench_infer(net, meter, &bo, &r, &err) != NAS_OK) {
-                fprintf(stderr, "bench_infer: %s batch %d: %s\n", name, batches[b], err.msg);
-                rc = 1;
-            } else {
-                print_row(name, &r);
-            }
-            fflush(stdout);
-            ev_net_free(net);
-        }
+        rc |= bench_arch(name, &arch, big_batch, meter, &bo);
     }
     ev_meter_close(meter);
     return rc;

@@ -72,16 +72,22 @@ void ops_team_sync(const op_ctx *cx)
         tm->waited += tm->now() - t0;
 }
 
-/* This thread's share [lo, hi) of n items in whole units of `unit`. */
-static void team_share(const op_ctx *cx, long n, long unit, long *lo, long *hi)
+/* Thread t's share [lo, hi) of n items split over nt threads in whole units
+ * of `unit`: the one split of every op's rows, in a team or a region. */
+static void share_of(long n, long unit, int t, int nt, long *lo, long *hi)
 {
-    long blocks = (n + unit - 1) / unit, nt = cx->team->n;
-    *lo = blocks * cx->t / nt * unit;
-    *hi = blocks * (cx->t + 1) / nt * unit;
+    long blocks = (n + unit - 1) / unit;
+    *lo = blocks * t / nt * unit;
+    *hi = blocks * (t + 1) / nt * unit;
     if (*hi > n)
         *hi = n;
     if (*lo > n)
         *lo = n;
+}
+
+static void team_share(const op_ctx *cx, long n, long unit, long *lo, long *hi)
+{
+    share_of(n, unit, cx->t, cx->team->n, lo, hi);
 }
 
 /* One pool of threads: OpenMP's. OpenBLAS runs single-threaded inside each
@@ -396,9 +402,9 @@ void op_dw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
     } else {
 #pragma omp parallel num_threads(T)
         {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            dw_infer_rows(f, y, x, w, scale, shift, res, H, W, C, Ho, Wo, rows * t / nt,
-                          rows * (t + 1) / nt, fa, act);
+            long lo, hi;
+            share_of(rows, 1, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+            dw_infer_rows(f, y, x, w, scale, shift, res, H, W, C, Ho, Wo, lo, hi, fa, act);
         }
     }
 }
@@ -460,10 +466,9 @@ void op_pw_bn_act_infer(const op_ctx *cx, float *y, const float *x, const float 
     } else {
 #pragma omp parallel num_threads(T)
         {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int lo_t = blocks * t / nt * PW_SPLIT_ROWS, hi_t = blocks * (t + 1) / nt * PW_SPLIT_ROWS;
-            pw_infer_rows(y, x, w, scale, shift, res, lo_t, hi_t < N ? hi_t : N, Cin, Cout, fa,
-                          act);
+            long lo_t, hi_t;
+            share_of(N, PW_SPLIT_ROWS, omp_get_thread_num(), omp_get_num_threads(), &lo_t, &hi_t);
+            pw_infer_rows(y, x, w, scale, shift, res, (int)lo_t, (int)hi_t, Cin, Cout, fa, act);
         }
     }
 }
