@@ -48,7 +48,7 @@ struct app_search {
     double snap_t;
     long eval_limit;           /* --budget-evals, for "candidate k of N" */
     int steps_total;           /* training steps of one candidate */
-    int bench_each;            /* no predictor: benchmark every candidate */
+    int bench_each;            /* no predictor and no rungs: evaluate benchmarks every candidate */
     double bench_s_max;        /* the longest benchmark on this rank so far (0: none yet) */
     search_loop *loop;
     const char *pred_source;   /* the predictor file, the source of predicted figures */
@@ -858,8 +858,11 @@ static nas_status cb_on_result(void *ctx, const search_result *r, const search_l
     } else if (r->screened) {
         fprintf(stderr, "#%ld screened: predicted %.3g mJ, %.3g ms\n", r->id, r->pred.energy_mj, r->pred.latency_ms);
     } else if (r->measured_later) {
-        fprintf(stderr, "#%ld benchmarked: %.3g mJ (%s)  %.3g ms (predicted %.3g mJ, %.3g ms)  reward %.4f%s%s\n", r->id,
-                r->eval.energy_mj, search_eval_quality(&r->eval), r->eval.latency_ms, r->pred.energy_mj, r->pred.latency_ms, r->reward,
+        char pred[80] = "";
+        if (r->pred.energy_mj > 0 || r->pred.latency_ms > 0)
+            snprintf(pred, sizeof pred, " (predicted %.3g mJ, %.3g ms)", r->pred.energy_mj, r->pred.latency_ms);
+        fprintf(stderr, "#%ld benchmarked: %.3g mJ (%s)  %.3g ms%s  reward %.4f%s%s\n", r->id, r->eval.energy_mj,
+                search_eval_quality(&r->eval), r->eval.latency_ms, pred, r->reward,
                 r->feasible ? "" : "  [over the target]", r->is_best ? "  [best]" : "");
     } else if (!r->cached && !r->eval.recorded) {   /* (on_start said why a recorded one ended) */
         const search_eval *e = &r->eval;
@@ -1124,8 +1127,11 @@ static nas_status open_parts(run_ctx *c, nas_err *err)
                 "percentile of single inferences, so predicted and measured latency differ by the machine's "
                 "jitter (calibrate with --latency-stat p10 to match)\n", c->cmd, c->pred_path,
                 pred_model_latency_stat(c->pred));
-    /* every rank must agree on whether evaluate benchmarks: workers have no predictor loaded */
-    c->bench_each = c->pred_path == NULL;
+    /* Every rank must agree on whether evaluate benchmarks: workers have no
+     * predictor loaded. With no predictor but rungs, rung 0 skips the
+     * benchmark (it costs as much as a short rung's training, and most of
+     * rung 0 stops there): the loop measures a candidate before it promotes it. */
+    c->bench_each = c->pred_path == NULL && c->s->rungs <= 1;
     c->pred_source = c->pred_path ? c->pred_path : "none";
     return NAS_OK;
 }
@@ -1333,7 +1339,10 @@ nas_status app_search_open(const char *cmd, const app_settings *s, search_dist *
                 search_kind_name((search_kind)c->kind), pop, c->data.name, c->data.train.n, c->data.val.n,
                 c->data.train.h, c->data.train.w, c->data.train.c, c->sp.n_genes, ev_meter_source(c->meter),
                 ev_quality_name(ev_meter_quality(c->meter)),
-                c->pred ? "" : "; no predictor: every candidate is benchmarked", search_dist_size(d), c->threads,
+                c->pred         ? ""
+                : c->bench_each ? "; no predictor: every candidate is benchmarked"
+                                : "; no predictor: a candidate is benchmarked before it is promoted, the best at the end",
+                search_dist_size(d), c->threads,
                 ev_kernels(), app_settings_int8(c->s) ? "int8 model (nas's int8 engine, 1 thread)" : "float32 model");
     return NAS_OK;
 }
@@ -1348,7 +1357,7 @@ static nas_status run_loop(run_ctx *c, search_stop *why, nas_err *err)
     cb.ctx = c;
     cb.predict = c->pred ? cb_predict : NULL;
     cb.evaluate = cb_evaluate;
-    cb.measure = c->pred_path ? cb_measure : NULL;
+    cb.measure = c->bench_each ? NULL : cb_measure;
     cb.on_start = cb_on_start;
     cb.cost_hint = cb_cost_hint;
     cb.on_result = cb_on_result;

@@ -35,9 +35,11 @@ images, 2000), EPOCHS (3),
 BATCH (32), STAGES (3), MAX_WIDTH (0.75), TARGET_MJ (hard target, 2),
 HV_REF_MJ (2 x TARGET_MJ), FINAL_EPOCHS (3), FINAL_SUBSET (20000),
 PARALLEL (runs at a time, one thread each: 2), OUT (build/bench-search),
-NAS (./nas). Every run goes without a predictor (--predictor none: every
-candidate is benchmarked), so no run pays for a calibration that the next
-finds cached.
+NAS (./nas). Every run goes without a predictor (--predictor none), so no run
+pays for a calibration that the next finds cached: every candidate of random,
+evolution and RL is benchmarked; evolution-mf benchmarks a rung-0 candidate
+only before its promotion (and the best at the end), and those joules join
+the candidate's.
 """
 import json
 import math

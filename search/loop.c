@@ -402,6 +402,20 @@ static void tick(search_loop *l, const search_callbacks *cb)
 
 static nas_status rescore(search_loop *l, nas_err *err);
 
+/* A result's end (or its later measurement) to the caller: recorded, then shown. */
+static nas_status report(const search_loop *l, const search_result *r, const search_callbacks *cb, nas_err *err)
+{
+    nas_status st;
+    if (cb->on_result && (st = cb->on_result(cb->ctx, r, l, err)))
+        return st;
+    if (cb->progress) {
+        search_progress p;
+        search_loop_progress(l, &p);
+        cb->progress(cb->ctx, &p);
+    }
+    return NAS_OK;
+}
+
 /* Called for every candidate that ends, evaluated or not: record, tell, report. */
 static nas_status finish_candidate(search_loop *l, search_result *r, const search_callbacks *cb, nas_err *err)
 {
@@ -420,14 +434,7 @@ static nas_status finish_candidate(search_loop *l, search_result *r, const searc
             return st;
         l->res[l->n_res - 1].is_best = l->best == l->n_res - 1;
     }
-    if (cb->on_result && (st = cb->on_result(cb->ctx, &l->res[l->n_res - 1], l, err)))
-        return st;
-    if (cb->progress) {
-        search_progress p;
-        search_loop_progress(l, &p);
-        cb->progress(cb->ctx, &p);
-    }
-    return NAS_OK;
+    return report(l, &l->res[l->n_res - 1], cb, err);
 }
 
 /* What the objective uses: measured figures when there are, predicted otherwise. */
@@ -610,10 +617,22 @@ static int in_rung(const search_result *r, int k)
     return r->rung == k && !r->screened && !r->cached && r->eval.status == SEARCH_EVAL_OK;
 }
 
+/* Whether result i was measured over a hard target: it can never be chosen,
+ * so training it on would only buy a point on the front. (A predicted
+ * figure does not rule a candidate out: the prediction may be wrong.) */
+static int measured_out(const search_loop *l, int i)
+{
+    const search_result *r = &l->res[i];
+    const search_objective *o = &l->opts.objective;
+    return o->hard && o->target != SEARCH_TARGET_NONE && !r->feasible &&
+           (r->eval.energy_mj > 0 || r->eval.latency_ms > 0);
+}
+
 /* The promotion ASHA makes next (highest rung first): a result of a rung below
  * the top that ranks within its rung's best 1/eta (by reward, ties to the
- * lower id) and was not promoted. -1 when there is none (or no memory to rank:
- * then nothing is promoted this time). */
+ * lower id), was not promoted and was not measured over a hard target. -1
+ * when there is none (or no memory to rank: then nothing is promoted this
+ * time). */
 static int next_promotion(const search_loop *l)
 {
     ranked_t *v = l->n_res > 0 ? nas_malloc((size_t)l->n_res * sizeof *v) : NULL;
@@ -628,7 +647,7 @@ static int next_promotion(const search_loop *l)
         qsort(v, (size_t)n, sizeof *v, by_rank);
         int quota = n / l->opts.eta;
         for (int r = 0; r < quota && pick < 0; r++)
-            if (!promoted(l, v[r].i))
+            if (!promoted(l, v[r].i) && !measured_out(l, v[r].i))
                 pick = v[r].i;
     }
     nas_free(v);
@@ -666,6 +685,16 @@ static nas_status promote(search_loop *l, const search_callbacks *cb, int free_s
     return launch(l, &f, cb, err);
 }
 
+static nas_status measure_one(search_loop *l, const search_callbacks *cb, int free_slots, int i, int *done,
+                              nas_err *err);
+
+/* Whether result i has neither measured nor predicted figures, and could be measured. */
+static int unmeasured(const search_loop *l, const search_callbacks *cb, int i)
+{
+    const search_result *r = &l->res[i];
+    return cb->measure && !r->measured_later && !(r->energy_mj > 0) && !(r->latency_ms > 0);
+}
+
 /* Proposes one candidate and sees it through screening, reuse and its own
  * cost estimate; returns with *launched set when it went to evaluation, and
  * *stop set when it would have crossed the joule budget. */
@@ -675,6 +704,16 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
     *launched = 0;
     nas_status st;
     int pi = l->opts.rungs > 1 ? next_promotion(l) : -1;
+    /* A candidate with no figures at all (no predictor, and its rung skipped
+     * the benchmark) ranked by accuracy alone; it is measured before it is
+     * promoted, and ranked again with its cost. Each is measured once, so
+     * this ends; a budget with no room for a benchmark promotes nothing. */
+    while (pi >= 0 && unmeasured(l, cb, pi)) {
+        int done;
+        if ((st = measure_one(l, cb, free_slots, pi, &done, err)))
+            return st;
+        pi = done ? next_promotion(l) : -1;
+    }
     if (pi >= 0 && ((st = promote(l, cb, free_slots, pi, launched, err)) || *launched))
         return st;
     flight_t f;
@@ -764,8 +803,61 @@ static nas_status rescore(search_loop *l, nas_err *err)
     return NAS_OK;
 }
 
+/* Measures result i (a trained candidate with no measured figures) when the
+ * budget has room (*done set; else left as it is), records the predictor's
+ * error on it, rescores and reports it. */
+static nas_status measure_one(search_loop *l, const search_callbacks *cb, int free_slots, int i, int *done,
+                              nas_err *err)
+{
+    search_result *r = &l->res[i];
+    *done = 0;
+    if (search_budget_check_measure(&l->budget, free_slots))
+        return NAS_OK;
+    search_eval m;
+    memset(&m, 0, sizeof m);
+    double t = clock_now(cb);
+    double allowance = search_budget_allowance(&l->budget, free_slots, l->budget.m_max_j);
+    nas_status st = cb->measure(cb->ctx, r->id, &r->genome, allowance, &m, err);
+    if (st)
+        return nas_errctx(err, "measuring candidate %ld", r->id);
+    search_budget_measured(&l->budget, m.joules, m.joules_rel_unc, m.seconds > 0 ? m.seconds : clock_now(cb) - t,
+                           m.meter, search_eval_q(&m));
+    tick(l, cb);
+    *done = 1;
+    r->measured_later = 1;
+    r->measure_joules = isfinite(m.joules) && m.joules > 0 ? m.joules : 0;
+    if (m.energy_mj > 0) {
+        if (r->pred.energy_mj > 0) {
+            double ape = fabs(r->pred.energy_mj - m.energy_mj) / m.energy_mj;
+            l->ape_mj += ape;
+            l->within10_mj += ape <= 0.10;
+            l->n_checked_mj++;
+        }
+        r->eval.energy_mj = r->energy_mj = m.energy_mj;
+        if (m.energy_mj > l->max_energy)
+            l->max_energy = m.energy_mj;
+    }
+    if (m.latency_ms > 0) {
+        if (r->pred.latency_ms > 0) {
+            l->ape_ms += fabs(r->pred.latency_ms - m.latency_ms) / m.latency_ms;
+            l->n_checked_ms++;
+        }
+        r->eval.latency_ms = r->latency_ms = m.latency_ms;
+    }
+    const search_objective *o = &l->opts.objective;
+    r->reward = search_reward(o, r->eval.accuracy, r->energy_mj, r->latency_ms);
+    r->feasible = search_feasible(o, r->energy_mj, r->latency_ms);
+    if ((st = rescore(l, err)))
+        return st;
+    r->is_best = l->best == i;
+    r->on_front = 0;
+    for (int k = 0; k < l->front.n; k++)
+        r->on_front |= l->front.p[k].id == r->id;
+    return report(l, r, cb, err);
+}
+
 /* Measures the measure_top best candidates that have no measured figures yet,
- * while the budget allows; records the predictor's error on each. */
+ * while the budget allows. */
 static nas_status measure_best(search_loop *l, const search_callbacks *cb, int free_slots, nas_err *err)
 {
     int k = l->opts.measure_top, idx[64];
@@ -775,57 +867,13 @@ static nas_status measure_best(search_loop *l, const search_callbacks *cb, int f
         k = 64;
     int n = top_k(l, idx, k, 0);
     for (int j = 0; j < n; j++) {
-        search_result *r = &l->res[idx[j]];
+        const search_result *r = &l->res[idx[j]];
         if (r->measured_later || r->eval.energy_mj > 0)
             continue;
-        if (search_budget_check_measure(&l->budget, free_slots))
-            break;
-        search_eval m;
-        memset(&m, 0, sizeof m);
-        double t = clock_now(cb);
-        double allowance = search_budget_allowance(&l->budget, free_slots, l->budget.m_max_j);
-        nas_status st = cb->measure(cb->ctx, r->id, &r->genome, allowance, &m, err);
-        if (st)
-            return nas_errctx(err, "measuring candidate %ld", r->id);
-        search_budget_measured(&l->budget, m.joules, m.joules_rel_unc, m.seconds > 0 ? m.seconds : clock_now(cb) - t,
-                               m.meter, search_eval_q(&m));
-        tick(l, cb);
-        r->measured_later = 1;
-        r->measure_joules = isfinite(m.joules) && m.joules > 0 ? m.joules : 0;
-        if (m.energy_mj > 0) {
-            if (r->pred.energy_mj > 0) {
-                double ape = fabs(r->pred.energy_mj - m.energy_mj) / m.energy_mj;
-                l->ape_mj += ape;
-                l->within10_mj += ape <= 0.10;
-                l->n_checked_mj++;
-            }
-            r->eval.energy_mj = r->energy_mj = m.energy_mj;
-            if (m.energy_mj > l->max_energy)
-                l->max_energy = m.energy_mj;
-        }
-        if (m.latency_ms > 0) {
-            if (r->pred.latency_ms > 0) {
-                l->ape_ms += fabs(r->pred.latency_ms - m.latency_ms) / m.latency_ms;
-                l->n_checked_ms++;
-            }
-            r->eval.latency_ms = r->latency_ms = m.latency_ms;
-        }
-        const search_objective *o = &l->opts.objective;
-        r->reward = search_reward(o, r->eval.accuracy, r->energy_mj, r->latency_ms);
-        r->feasible = search_feasible(o, r->energy_mj, r->latency_ms);
-        if ((st = rescore(l, err)))
+        int done;
+        nas_status st = measure_one(l, cb, free_slots, idx[j], &done, err);
+        if (st || !done)
             return st;
-        r->is_best = l->best == idx[j];
-        r->on_front = 0;
-        for (int i = 0; i < l->front.n; i++)
-            r->on_front |= l->front.p[i].id == r->id;
-        if (cb->on_result && (st = cb->on_result(cb->ctx, r, l, err)))
-            return st;
-        if (cb->progress) {
-            search_progress p;
-            search_loop_progress(l, &p);
-            cb->progress(cb->ctx, &p);
-        }
     }
     return NAS_OK;
 }

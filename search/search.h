@@ -439,9 +439,11 @@ typedef struct {
     /* Optional: measures a trained candidate's energy and latency per inference
      * (energy_mj, latency_ms, joules and meter of out; the rest is ignored).
      * Called every measure_every evaluations on the measure_top best candidates
-     * not yet measured, and at the end; what it spends counts against the budget
-     * (allowance_j as for evaluate). When evaluate measures every candidate
-     * itself, leave it NULL. */
+     * not yet measured, and at the end; with rungs, also on a candidate about to
+     * be promoted that has neither measured nor predicted figures (evaluate
+     * gave none), which is then ranked again. What it spends counts against
+     * the budget (allowance_j as for evaluate). When evaluate measures every
+     * candidate itself, leave it NULL. */
     nas_status (*measure)(void *ctx, long id, const space_genome *g, double allowance_j, search_eval *out,
                           nas_err *err);
 } search_callbacks;
@@ -459,8 +461,8 @@ typedef struct {
     /* Multi-fidelity (asynchronous successive halving, ASHA): a candidate
      * first trains for the evaluator's shortest training (rung 0); whenever a
      * result of rung k ranks within the best 1/eta of the rung's results (by
-     * reward) and has not been promoted, it is promoted before anything new is
-     * asked: a result of rung k+1, under an id of its own, trained on from its
+     * reward), has not been promoted and was not measured over a hard target,
+     * it is promoted before anything new is asked: a result of rung k+1, under an id of its own, trained on from its
      * weights for search_rung_work(k+1) more units. Strategies learn from
      * rung-0 results only (comparable ones); the leaderboard and the best hold
      * each candidate at the highest rung it finished. 1 (default): off. */

@@ -8,7 +8,9 @@
  * only; the joule budget holds over every rung; the leaderboard holds each
  * candidate once, at its highest rung; a promotion, not measured again, has
  * its parent's energy and latency; and a state saved mid-rung resumes to the
- * end an uninterrupted run reaches. */
+ * end an uninterrupted run reaches; with no figures from rung 0 (no
+ * predictor), a candidate is measured before its promotion, and one measured
+ * over a hard target is not promoted. */
 #include "tests/testutil.h"
 #include "search/search.h"
 #include "search/internal.h"
@@ -29,6 +31,8 @@ typedef struct {
     int save_at, n_results;
     char *saved;
     double clock;             /* fake seconds: a resumed run's clock must not differ */
+    int lazy;                 /* rung 0 gives no figures (no predictor): measure() does */
+    int measured[MAXID], measures, unmeasured_promotions;
 } task;
 
 static double final_acc(const space_genome *g)
@@ -87,6 +91,7 @@ static nas_status cb_eval(void *ctx, long id, const space_genome *g, double allo
         t->promotions++;
         check_rank(t, parent);
         assert_int_equal(t->rung_of[parent], rung - 1);
+        t->unmeasured_promotions += t->lazy && rung == 1 && !t->measured[parent];
         t->units[id] = t->units[parent] + work;   /* on from the parent's weights */
     } else {
         assert_int_equal(parent, -1);
@@ -103,12 +108,37 @@ static nas_status cb_eval(void *ctx, long id, const space_genome *g, double allo
     out->joules_estimated = 1;
     snprintf(out->meter, sizeof out->meter, "model:cpu-time");
     out->accuracy = acc_after(g, t->units[id]);
-    if (rung == 0) {   /* measured once, as nas's evaluator does: a promotion has its parent's figures */
+    if (rung == 0 && !t->lazy) {   /* measured once, as nas's evaluator does: a promotion has its parent's figures */
         out->energy_mj = 1.0 + (double)g->g[2];
         out->latency_ms = 0.5 + (double)g->g[3];
     }
     out->seconds = 1;
     t->clock += 1;
+    return NAS_OK;
+}
+
+static double energy_of(const space_genome *g) { return 1.0 + (double)g->g[2]; }
+
+/* A benchmark of a trained candidate: what rung 0 of a lazy task left out. */
+static nas_status cb_measure(void *ctx, long id, const space_genome *g, double allowance, search_eval *out,
+                             nas_err *err)
+{
+    (void)err;
+    task *t = ctx;
+    assert_true(id >= 0 && id < MAXID && t->lazy);
+    assert_false(t->measured[id]);   /* once */
+    assert_int_equal(t->rung_of[id], 0);
+    t->measured[id] = 1;
+    t->measures++;
+    memset(out, 0, sizeof *out);
+    out->joules = 4 * 1.05 < allowance ? 4 : allowance / 1.05;
+    out->joules_rel_unc = 0.05;
+    out->joules_estimated = 1;
+    snprintf(out->meter, sizeof out->meter, "model:cpu-time");
+    out->energy_mj = energy_of(g);
+    out->latency_ms = 0.5 + (double)g->g[3];
+    out->seconds = 0.4;
+    t->clock += 0.4;
     return NAS_OK;
 }
 
@@ -132,6 +162,8 @@ static search_callbacks callbacks(task *t)
     cb.evaluate = cb_eval;
     cb.on_result = cb_result;
     cb.now = cb_now;
+    if (t->lazy)
+        cb.measure = cb_measure;
     return cb;
 }
 
@@ -284,6 +316,49 @@ static void a_state_saved_mid_rung_resumes_to_the_same_end(void **state)
     }
 }
 
+/* With no figures from rung 0 (nas with no predictor), a candidate is
+ * benchmarked just before its promotion, ranked again with its cost (a hard
+ * energy target), and never promoted unmeasured; most of rung 0 is never
+ * benchmarked, and the budget counts the benchmarks. */
+static void an_unmeasured_candidate_is_measured_before_its_promotion(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        task t;
+        task_init(&t, 3);
+        t.lazy = 1;
+        search_loop_opts o;
+        opts_of(&o, (search_kind)k, 0, 900, 2, 3);
+        o.measure_every = 0;   /* only the promotions' and the end's benchmarks */
+        search_objective_init(&o.objective, SEARCH_TARGET_MJ, 3.0, 1);
+        search_loop *l = run(&t, &o);
+        assert_true(search_loop_budget(l)->joules_hi <= 900 * (1 + 1e-9));
+        assert_true(t.promotions > 0);
+        assert_int_equal(t.unmeasured_promotions, 0);
+        assert_int_equal(t.bad_rank, 0);
+        int rung0 = 0;
+        for (int i = 0; i < search_loop_n_results(l); i++) {
+            const search_result *r = search_loop_result(l, i);
+            rung0 += r->rung == 0 && !r->screened && !r->cached;
+            if (r->rung > 0) {   /* its parent's measured figures, under the hard target */
+                assert_true(r->eval.energy_mj == energy_of(&r->genome));
+                assert_true(r->eval.energy_mj <= 3.0);
+            } else if (!t.measured[r->id]) {
+                assert_false(r->eval.energy_mj > 0);
+                assert_false(r->feasible);   /* a hard target with no figure to meet it */
+            }
+        }
+        fprintf(stderr, "  kind %d: %d rung-0 results, %d benchmarked, %d promoted\n", k, rung0, t.measures,
+                t.promotions);
+        /* the promoted, those that ranked out once measured, and the end's best: not all of rung 0 */
+        assert_true(t.measures >= t.promotions && t.measures < rung0);
+        const search_result *best = search_loop_best(l);
+        assert_non_null(best);
+        assert_true(best->feasible && best->eval.energy_mj <= 3.0);
+        search_loop_free(l);
+    }
+}
+
 static void rungs_are_refused_where_they_cannot_run(void **state)
 {
     (void)state;
@@ -305,6 +380,7 @@ int main(void)
         cmocka_unit_test(promotes_the_best_third_and_learns_from_rung_zero),
         cmocka_unit_test(the_budget_holds_over_every_rung),
         cmocka_unit_test(a_state_saved_mid_rung_resumes_to_the_same_end),
+        cmocka_unit_test(an_unmeasured_candidate_is_measured_before_its_promotion),
         cmocka_unit_test(rungs_are_refused_where_they_cannot_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
