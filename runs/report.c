@@ -335,7 +335,7 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
         fprintf(f, "target: %g mJ per inference (%s constraint)\n", target,
                 runs_settings_number(r->settings_json, "hard") > 0 ? "hard" : "soft");
 
-    int shown = 0;
+    int shown = 0, n_unbenched = 0;
     src_set srcs = {0};
     char deploy[16] = "";
     int int8 = runs_settings_string(r->settings_json, "deploy", deploy, sizeof deploy) && !strcmp(deploy, "int8");
@@ -373,10 +373,14 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
         for (int j = 0; j < rep->n; j++)
             if (rep->cands[j].rung > 0 && rep->cands[j].parent == c->seq)
                 snprintf(rung + strlen(rung), sizeof rung - strlen(rung), " promoted to %d", rep->cands[j].seq);
-        fprintf(f, "%s%4d %5d %8s %8s %11s %11s %10s %10s %8s %8s  %s%s%s%s%s\n",
+        int unbenched = !runs_fig_known(&c->energy_mj) && !runs_fig_known(&c->pred_energy_mj) &&
+                        !runs_fig_known(&c->latency_ms) && !runs_fig_known(&c->pred_latency_ms);
+        n_unbenched += unbenched;
+        fprintf(f, "%s%4d %5d %8s %8s %11s %11s %10s %10s %8s %8s  %s%s%s%s%s%s\n",
                 chosen ? green : "", rep->rank[i], c->seq, acc, rew, e, pe, l, pl, par, mac,
                 rep->front[i] ? "front" : "", chosen ? " chosen" : "",
-                over_target(c, target) ? " over-target" : "", rung, chosen ? off : "");
+                over_target(c, target) ? " over-target" : "", unbenched ? " not-benchmarked" : "", rung,
+                chosen ? off : "");
     }
     if (!shown)
         fprintf(f, "%s  (no finished candidates yet)%s\n", dim, off);
@@ -390,6 +394,9 @@ void runs_report_print(const runs_report *rep, const runs_report_opts *o, FILE *
         fprintf(f, "%s  %s %s: %s%s\n", dim, srcs.what[i], srcs.q[i], srcs.src[i], off);
     if (isfinite(target))
         fprintf(f, "%s  over-target: energy per inference above the %g mJ target%s\n", dim, target, off);
+    if (n_unbenched)
+        fprintf(f, "%s  not-benchmarked: no figure yet (with --rungs and no predictor, a candidate is benchmarked "
+                "before its promotion)%s\n", dim, off);
 
     fprintf(f, "\n%sPareto front%s (accuracy against energy per inference, cheapest first)\n",
             bold, off);

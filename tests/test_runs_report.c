@@ -58,6 +58,8 @@ static int64_t fixture(runs_db *db, const char *name)
                                                            "xgboost", "predicted"),
                            .pred_latency_ms = runs_fig_make(e * 0.4, "xgboost", "predicted"),
                            .params = 20000 + 5000 * e, .macs = 1e6 * e};
+        if (k == 13)   /* neither predicted nor (below) benchmarked: rung 0 of --rungs with no predictor */
+            c.pred_energy_mj = c.pred_latency_ms = runs_fig_none();
         int64_t id;
         if (runs_cand_add(db, run, &c, &id, NULL, NULL, &err))
             fail_msg("%s", err.msg);
@@ -74,7 +76,7 @@ static int64_t fixture(runs_db *db, const char *name)
         } else {
             assert_int_equal(runs_cand_start(db, id, NULL, &err), NAS_OK);
             res.accuracy = acc;
-            if (k % 6 != 5) {
+            if (k % 6 != 5 && k != 13) {
                 res.energy_mj = runs_fig_make(e, "rapl:package-0", "measured");
                 res.latency_ms = runs_fig_make(e * 0.45, "clock", "measured");
             }
@@ -104,6 +106,8 @@ static runs_db *open_rw(void)
 static int dominated(const runs_report *rep, int i)
 {
     double ei = runs_cand_energy(&rep->cands[i], NULL, NULL), ai = rep->cands[i].accuracy;
+    if (!isfinite(ei))
+        return 1;   /* no energy: not a point of the front at all */
     for (int j = 0; j < rep->n; j++) {
         if (j == i || !rep->rank[j])
             continue;
@@ -147,8 +151,10 @@ static void test_report_front_and_board(void **state)
         if (runs_fig_known(&rep.cands[i].energy_mj)) {
             assert_string_equal(q, "measured");
             assert_true(e == rep.cands[i].energy_mj.value);
-        } else {
+        } else if (runs_fig_known(&rep.cands[i].pred_energy_mj)) {
             assert_string_equal(q, "predicted");
+        } else {
+            assert_false(isfinite(e));   /* row 13: neither */
         }
     }
     /* Joules of two qualities: two lines. */
@@ -251,8 +257,8 @@ static void test_report_files(void **state)
     char chosen[64];
     snprintf(chosen, sizeof chosen, "chosen #%d", rep.cands[rep.chosen].seq);
     assert_non_null(strstr(t, chosen));
-    /* One <title>d circle per plotted candidate. */
-    assert_int_equal(count(t, "<title>#"), N_FIX - 4);
+    /* One <title>d circle per plotted candidate (row 13 has no energy to plot). */
+    assert_int_equal(count(t, "<title>#"), N_FIX - 5);
     assert_int_equal(count(t, "<polyline"), 1);
     nas_free(t);
 
@@ -323,6 +329,8 @@ static void test_report_text(void **state)
         over += rep.rank[i] && runs_cand_energy(&rep.cands[i], NULL, NULL) > 2.0;
     assert_true(over > 0);
     assert_int_equal(count(buf, " over-target\n"), over);
+    assert_int_equal(count(buf, " not-benchmarked\n"), 1);   /* fixture row 13, and only it */
+    assert_non_null(strstr(buf, "not-benchmarked: no figure yet"));
     free(buf);
     runs_report_free(&rep);
     runs_close(db);
