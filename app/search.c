@@ -1171,8 +1171,13 @@ static void loop_options(run_ctx *c)
     o->rungs = (int)s->rungs;
     o->eta = (int)s->eta;
     o->limits.min_hint = cheapest_macs(c, &c->sp);
-    cost_prior(c, s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE, &o->limits.prior_j0,
-               &o->limits.prior_j_per_hint);
+    double watts = s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE;
+    cost_prior(c, watts, &o->limits.prior_j0, &o->limits.prior_j_per_hint);
+    /* A benchmark after training, before the first is measured: its time bound
+     * at the prior's power on every thread (with rungs and no predictor it can
+     * cost more than the cheapest rung-0 training, the loop's stand-in). */
+    o->limits.measure_joules =
+        bench_seconds(c) * watts * (c->threads > 0 ? c->threads : 1) * (1 + ev_meter_uncertainty(c->meter));
 }
 
 /* A new run's row: everything `nas resume` needs to run it again, and the

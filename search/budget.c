@@ -210,11 +210,18 @@ void search_budget_charge_calibration(search_budget *b, double joules, double re
     b->calib_joules += joules;
 }
 
+double search_budget_measure_estimate(const search_budget *b)
+{
+    if (b->n_meas)
+        return b->m_max_j;
+    /* before the first: the caller's estimate, else the cheapest evaluation (it trained a network too) */
+    return b->lim.measure_joules > 0 ? b->lim.measure_joules : b->j_min;
+}
+
 search_stop search_budget_check_measure(const search_budget *b, int free_slots)
 {
     const search_limits *l = &b->lim;
-    /* before the first, the cheapest evaluation stands in (it trained a network too) */
-    double est = b->n_meas ? b->m_max_j : b->j_min;
+    double est = search_budget_measure_estimate(b);
     if (l->joules > 0) {
         double allow = search_budget_allowance(b, free_slots, est);
         if (allow <= 0 || allow < est)

@@ -816,7 +816,7 @@ static nas_status measure_one(search_loop *l, const search_callbacks *cb, int fr
     search_eval m;
     memset(&m, 0, sizeof m);
     double t = clock_now(cb);
-    double allowance = search_budget_allowance(&l->budget, free_slots, l->budget.m_max_j);
+    double allowance = search_budget_allowance(&l->budget, free_slots, search_budget_measure_estimate(&l->budget));
     nas_status st = cb->measure(cb->ctx, r->id, &r->genome, allowance, &m, err);
     if (st)
         return nas_errctx(err, "measuring candidate %ld", r->id);
@@ -1004,12 +1004,13 @@ static char *loop_save(const search_loop *l, int with_history)
                               search_json_num(o->objective.alpha), "beta", search_json_num(o->objective.beta),
                               "ref_mj", search_json_num(o->objective.ref_energy_mj)), &bad);
     search_json_set(root, "limits",
-                    json_pack("{s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules),
+                    json_pack("{s:o,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "joules", search_json_num(o->limits.joules),
                               "evals", (json_int_t)o->limits.evals, "seconds", search_json_num(o->limits.seconds),
                               "first_joules", search_json_num(o->limits.first_joules), "sigmas",
                               search_json_num(b->lim.sigmas), "prior_j0", search_json_num(o->limits.prior_j0),
                               "prior_j_per_hint", search_json_num(o->limits.prior_j_per_hint), "min_hint",
-                              search_json_num(o->limits.min_hint)), &bad);
+                              search_json_num(o->limits.min_hint), "measure_joules",
+                              search_json_num(o->limits.measure_joules)), &bad);
     search_json_set(root, "screen_factor", search_json_num(o->screen_factor), &bad);
     search_json_set(root, "reuse_seen", json_integer(o->reuse_seen), &bad);
     search_json_set(root, "stall_limit", json_integer(o->stall_limit), &bad);
@@ -1235,6 +1236,7 @@ static nas_status opts_from_json(const json_t *root, search_loop_opts *o, nas_er
     TRY(opt_real(jl, "limits.prior_j0", MAX_J, &o->limits.prior_j0, err));
     TRY(opt_real(jl, "limits.prior_j_per_hint", MAX_J, &o->limits.prior_j_per_hint, err));
     TRY(opt_real(jl, "limits.min_hint", DBL_MAX, &o->limits.min_hint, err));
+    TRY(opt_real(jl, "limits.measure_joules", MAX_J, &o->limits.measure_joules, err));   /* absent before 2026-12-07 */
     TRY(search_json_real(root, WHAT, "screen_factor", 0, 1e6, 0, &o->screen_factor, err));
     TRY(get_i(root, "reuse_seen", 0, 1, &o->reuse_seen, err));
     /* a proposal that is screened or seen before costs a save of the state: a

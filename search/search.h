@@ -190,6 +190,11 @@ typedef struct {
      * over_budget) and the search goes on while the cheapest candidate of the
      * space still fits; without it the first such proposal ends the search. */
     double min_hint;
+    /* What one measurement (search_callbacks.measure) is assumed to cost
+     * before any was made, counted with the meter's uncertainty (0: the
+     * cheapest evaluation stands in, which undercounts a benchmark dearer than
+     * a short training); then the dearest measurement so far. */
+    double measure_joules;
 } search_limits;
 
 /* Per-evaluation costs are tracked as running mean and variance (Welford). The
@@ -293,6 +298,7 @@ void search_budget_floor(search_budget *b, double floor_hi, double hint);
  * counted as ones), with the dearest measurement so far as the estimate (the
  * cheapest evaluation before the first). */
 search_stop search_budget_check_measure(const search_budget *b, int free_slots);
+double search_budget_measure_estimate(const search_budget *b);   /* joules, with the uncertainty */
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
                             search_quality q);
 /* Joules spent by attempts that a crash cut short (the run store's running

@@ -106,6 +106,33 @@ static void budget_sweep_under_mpirun(void **state)
     tu_rmtree(dir);
 }
 
+/* With rungs and no predictor, rung 0 skips the benchmark and a candidate is
+ * benchmarked just before its promotion. At the default --bench-seconds a
+ * benchmark costs more than a rung-0 training of these small networks: the
+ * budget must cost the first one as a benchmark (before the fix it stood in
+ * at the cheapest training, and a 12 J run counted 16-17 J). */
+static void budget_sweep_with_rungs_and_no_predictor(void **state)
+{
+    (void)state;
+    tu_need_mnist();
+    char dir[64];
+    assert_non_null(tu_tmpdir(dir, sizeof dir));
+    static const double budgets[] = {9, 12, 35};
+    for (int b = 0; b < 3; b++) {
+        char args[1024], what[64];
+        char *out = NULL;
+        snprintf(args, sizeof args,
+                 "search --data mnist --subset 300 --val-count 200 --epochs 1 --stages 2 --max-width 0.5 "
+                 "--threads 1 --meter model --final-top 0 --json --rungs 2 --predictor none --db '%s/runs.db' "
+                 "--budget-joules %g --budget-evals 30 --seed %d 2>/dev/null", dir, budgets[b], 3 + b % 2);
+        snprintf(what, sizeof what, "rungs 2, no predictor, %g J", budgets[b]);
+        assert_int_equal(tu_run_nas(args, &out), 0);
+        check_report(out, budgets[b], what);
+        free(out);
+    }
+    tu_rmtree(dir);
+}
+
 /* The search ranks on validation images only: with the test files of its
  * data corrupt, it runs as well; final training, the test split's one
  * reader, names the corrupt file. */
@@ -264,6 +291,7 @@ int main(void)
         cmocka_unit_test(too_small_a_budget_is_refused_naming_the_cheapest),
         cmocka_unit_test(budget_sweep_in_one_process),
         cmocka_unit_test(budget_sweep_under_mpirun),
+        cmocka_unit_test(budget_sweep_with_rungs_and_no_predictor),
         cmocka_unit_test(the_search_never_reads_the_test_split),
         cmocka_unit_test(a_failing_meter_read_stops_the_search_with_its_error),
         cmocka_unit_test(a_failing_rank0_meter_stops_the_distributed_search),

@@ -1269,6 +1269,37 @@ static void allowances_hold_from_the_first_candidate(void **state)
     search_loop_free(l);
 }
 
+/* A measurement before the first is costed at the caller's estimate when it
+ * gives one (a benchmark can cost more than the cheapest training), else at
+ * the cheapest evaluation; after, at the dearest measurement; the budget
+ * refuses one that would cross it. */
+static void the_first_measurement_is_costed_at_the_callers_estimate(void **state)
+{
+    (void)state;
+    for (int given = 0; given < 2; given++) {
+        search_limits lim = {.joules = 40, .sigmas = 0, .measure_joules = given ? 12 : 0};
+        search_budget b;
+        search_budget_init(&b, &lim);
+        search_budget_start(&b, 10, 0);
+        search_budget_finish(&b, 10, 0, 3, 0, 1, "rapl:package-0", 0, 0);
+        search_budget_start(&b, 10, 0);
+        search_budget_finish(&b, 10, 0, 20, 0, 1, "rapl:package-0", 0, 0);   /* 23 of 40 J spent */
+        assert_true(search_budget_measure_estimate(&b) == (given ? 12 : 3));
+        assert_int_equal(search_budget_check_measure(&b, 1), SEARCH_STOP_NONE);   /* 12 fits in 17 */
+        search_budget_measured(&b, 8, 0, 1, "rapl:package-0", SEARCH_Q_MEASURED);
+        assert_true(search_budget_measure_estimate(&b) == 8);   /* the dearest so far */
+        search_budget_measured(&b, 5, 0, 1, "rapl:package-0", SEARCH_Q_MEASURED);
+        assert_true(search_budget_measure_estimate(&b) == 8);
+        assert_int_equal(search_budget_check_measure(&b, 1), SEARCH_STOP_JOULES);   /* 4 J left */
+    }
+    search_limits lim = {.joules = 20, .sigmas = 0, .measure_joules = 12};
+    search_budget b;
+    search_budget_init(&b, &lim);
+    search_budget_start(&b, 10, 0);
+    search_budget_finish(&b, 10, 0, 10, 0, 1, "rapl:package-0", 0, 0);
+    assert_int_equal(search_budget_check_measure(&b, 1), SEARCH_STOP_JOULES);   /* 12 J > the 10 left */
+}
+
 /* The prior is scaled by what hinted candidates cost against what it said:
  * after one measured at twice its prior, the next estimate is twice the prior. */
 static void the_prior_is_refined_by_each_measured_candidate(void **state)
@@ -1673,6 +1704,7 @@ int main(void)
         cmocka_unit_test(a_hand_edited_budget_that_never_binds_is_refused),
         cmocka_unit_test(every_state_that_loads_saves_and_loads_back),
         cmocka_unit_test(a_state_with_a_result_twice_is_refused),
+        cmocka_unit_test(the_first_measurement_is_costed_at_the_callers_estimate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
