@@ -295,8 +295,7 @@ void search_budget_abandon(search_budget *b, double allowance_j, double est_seco
  * kept (the first check comes after the first step, and validation follows). */
 void search_budget_floor(search_budget *b, double floor_hi, double hint);
 /* Measurements of trained candidates: admitted like evaluations (but not
- * counted as ones), with the dearest measurement so far as the estimate (the
- * cheapest evaluation before the first). */
+ * counted as ones), with search_budget_measure_estimate as the estimate. */
 search_stop search_budget_check_measure(const search_budget *b, int free_slots);
 double search_budget_measure_estimate(const search_budget *b);   /* joules, with the uncertainty */
 void search_budget_measured(search_budget *b, double joules, double rel_unc, double seconds, const char *meter,
@@ -468,8 +467,9 @@ typedef struct {
      * first trains for the evaluator's shortest training (rung 0); whenever a
      * result of rung k ranks within the best 1/eta of the rung's results (by
      * reward), has not been promoted and was not measured over a hard target,
-     * it is promoted before anything new is asked: a result of rung k+1, under an id of its own, trained on from its
-     * weights for search_rung_work(k+1) more units. Strategies learn from
+     * it is promoted before anything new is asked: a result of rung k+1, under
+     * an id of its own, trained on from its weights for search_rung_work(k+1)
+     * more units. Strategies learn from
      * rung-0 results only (comparable ones); the leaderboard and the best hold
      * each candidate at the highest rung it finished. 1 (default): off. */
     int rungs;
