@@ -469,9 +469,9 @@ typedef struct {
      * reward), has not been promoted and was not measured over a hard target,
      * it is promoted before anything new is asked: a result of rung k+1, under
      * an id of its own, trained on from its weights for search_rung_work(k+1)
-     * more units. Strategies learn from
-     * rung-0 results only (comparable ones); the leaderboard and the best hold
-     * each candidate at the highest rung it finished. 1 (default): off. */
+     * more units. Strategies learn from rung-0 results only (comparable ones);
+     * the leaderboard and the best hold each candidate at the highest rung it
+     * finished. 1 (default): off. */
     int rungs;
     int eta;                   /* default 3 */
 } search_loop_opts;
