@@ -701,6 +701,45 @@ static void cost_prior(const run_ctx *c, double watts_per_core, double *j0, doub
                (c->bench_each ? BENCH_REPEATS * c->bench_seconds * threads : 0));
 }
 
+/* Evolution's population when only joules bound the search: the default for
+ * the evaluations the budget is expected to pay for (at the prior's mean cost
+ * over sampled genomes), where that is fewer than --budget-evals'. Sized by
+ * --budget-evals 1000, a 1,500 J search of ~20 evaluations never got past its
+ * random start. Not with rungs: there rung 0 is cheap, many more evaluations
+ * fit, and bench-search's multi-fidelity did worse with a population of 8
+ * (README, "Does the search save joules?"). */
+static void scale_population(const run_ctx *c, search_loop_opts *o)
+{
+    const app_settings *s = c->s;
+    if (c->kind != SEARCH_EVOLUTION || s->population >= 2 || !(s->budget_j > 0) || s->rungs > 1)
+        return;
+    enum { N = 64 };
+    nas_pcg32 rng;
+    nas_pcg32_seed(&rng, (uint64_t)s->seed, 0x9097a7);   /* its own stream: the search's is untouched */
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < N; i++) {
+        space_genome g;
+        search_space_sample(&c->sp, &rng, &g);
+        double m = cb_cost_hint((void *)c, &g);
+        if (m > 0 && isfinite(m)) {
+            sum += o->limits.prior_j0 + o->limits.prior_j_per_hint * m;
+            n++;
+        }
+    }
+    if (n == 0 || !(sum > 0))
+        return;
+    double evals = s->budget_j / (sum / n);
+    if (s->budget_evals > 0 && evals >= (double)s->budget_evals)
+        return;
+    search_opts d;
+    search_opts_default(&d, SEARCH_EVOLUTION, evals < 1 ? 1 : (long)evals);
+    o->strategy.population = d.population;
+    o->strategy.sample_size = s->sample >= 1 ? (int)s->sample : d.sample_size;
+    if (o->strategy.sample_size > o->strategy.population)
+        o->strategy.sample_size = o->strategy.population;
+}
+
 /* ---- the run store --------------------------------------------------------- */
 
 static nas_status store_add(run_ctx *c, long id, const space_genome *g, const search_prediction *p, int rung,
@@ -1173,6 +1212,7 @@ static void loop_options(run_ctx *c)
     o->limits.min_hint = cheapest_macs(c, &c->sp);
     double watts = s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE;
     cost_prior(c, watts, &o->limits.prior_j0, &o->limits.prior_j_per_hint);
+    scale_population(c, o);
     /* A benchmark after training, before the first is measured: its time bound
      * at the prior's power on every thread (with rungs and no predictor it can
      * cost more than the cheapest rung-0 training, the loop's stand-in). */

@@ -54,7 +54,8 @@ static const app_setting TABLE[] = {
     {"strategy", "strategy", "kind", APP_CHOICE, F(strategy), 0, 0, 0, "evolution", "evolution|rl|random", NULL, S,
      "S", "strategy", "the search strategy"},
     {"population", "strategy", "population", APP_LONG, F(population), 2, 1e6, 0, NULL, NULL, "evolution", S, "P",
-     "strategy", "evolution's population (default: evals / 8, in 8..100)"},
+     "strategy", "evolution's population (default: evals / 8, in 8..100; under --budget-joules\n"
+     "without --rungs, the evals the joules are expected to pay for, if fewer)"},
     {"sample", "strategy", "sample", APP_LONG, F(sample), 1, 1e6, 0, NULL, NULL, "evolution", S, "S", "strategy",
      "evolution's tournament size (default: population / 4, at least 2)"},
     {"mutations", "strategy", "mutations", APP_LONG, F(mutations), 1, 64, 1, NULL, NULL, "evolution", S, "M",

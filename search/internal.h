@@ -34,7 +34,7 @@ struct search_strategy {
     /* evolution: a ring of the `population` most recent members, oldest at head */
     int pop_n, pop_head, start_pending;
     space_genome *pop_g;
-    double *pop_r;
+    double *pop_r, *pop_c;   /* reward, and cost (NAN: none; any unit, compared only among members) */
 
     /* rl: logits of every gene's choices in one array; gene g starts at off[g] */
     int n_logits;
@@ -57,7 +57,7 @@ void search_rl_tell(search_strategy *s, const space_genome *g, double reward, do
 
 /* evolution.c */
 void search_evo_ask(search_strategy *s, space_genome *g, int *random_start);
-void search_evo_tell(search_strategy *s, const space_genome *g, double reward, int random_start,
+void search_evo_tell(search_strategy *s, const space_genome *g, double reward, double cost, int random_start,
                      search_tell_kind kind);
 
 /* json helpers (strategy.c): uint64 as hex strings, genomes as arrays of ints */

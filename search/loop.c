@@ -416,13 +416,15 @@ static nas_status report(const search_loop *l, const search_result *r, const sea
     return NAS_OK;
 }
 
-/* Called for every candidate that ends, evaluated or not: record, tell, report. */
-static nas_status finish_candidate(search_loop *l, search_result *r, const search_callbacks *cb, nas_err *err)
+/* Called for every candidate that ends, evaluated or not: record, tell, report.
+ * hint is its cost hint (0: none), what the strategy weighs its reward against. */
+static nas_status finish_candidate(search_loop *l, search_result *r, double hint, const search_callbacks *cb,
+                                   nas_err *err)
 {
     tick(l, cb);
     search_tell_kind kind = r->screened ? SEARCH_TELL_SCREENED
                           : r->eval.status == SEARCH_EVAL_OK ? SEARCH_TELL_OK : SEARCH_TELL_FAILED;
-    nas_status st = search_tell(l->strat, r->id, &r->genome, r->reward, kind, err);
+    nas_status st = search_tell(l->strat, r->id, &r->genome, r->reward, hint > 0 ? hint : NAN, kind, err);
     if (st)
         return st;
     if ((st = push_result(l, r, err)))
@@ -490,7 +492,7 @@ static nas_status finish_eval(search_loop *l, const flight_t *f, search_eval *ev
         r.reward = 0;
         r.feasible = 0;
     }
-    return finish_candidate(l, &r, cb, err);
+    return finish_candidate(l, &r, f->hint, cb, err);
 }
 
 /* A candidate that on_start says ended outside the loop before this resume:
@@ -509,7 +511,7 @@ static nas_status finish_ended(search_loop *l, const flight_t *f, const search_c
     r.parent = f->rung > 0 ? f->parent : -1;
     search_budget_abandon(&l->budget, f->allow_j, f->est_s);
     objective_figures(&r);
-    return finish_candidate(l, &r, cb, err);
+    return finish_candidate(l, &r, f->hint, cb, err);
 }
 
 static int flight_push(search_loop *l, const flight_t *f)
@@ -728,10 +730,12 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
     const search_result *seen = !reject && l->opts.reuse_seen ? find_seen(l, &f.g) : NULL;
     double est = 0;
     int over = 0;
-    if (!reject && !seen) {
+    if (!reject) {
         f.hint = cb->cost_hint ? cb->cost_hint(cb->ctx, &f.g) : 0;
         if (!(f.hint > 0) || !isfinite(f.hint))
             f.hint = 0;
+    }
+    if (!reject && !seen) {
         est = cb->cost_hint ? search_budget_estimate_joules(&l->budget, f.hint) : search_budget_next_joules(&l->budget);
         over = l->budget.lim.joules > 0 && search_budget_check(&l->budget, free_slots, est) == SEARCH_STOP_JOULES;
     }
@@ -759,7 +763,7 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
             l->stall++;
             l->over_stall = 0;
         }
-        return finish_candidate(l, &r, cb, err);
+        return finish_candidate(l, &r, f.hint, cb, err);
     }
     if (seen) {
         search_result r = *seen;
@@ -771,7 +775,7 @@ static nas_status propose(search_loop *l, const search_callbacks *cb, int free_s
         l->cached++;
         l->stall++;
         l->over_stall = 0;
-        return finish_candidate(l, &r, cb, err);
+        return finish_candidate(l, &r, f.hint, cb, err);
     }
     l->stall = l->over_stall = 0;
     f.allow_j = search_budget_allowance(&l->budget, free_slots, est);

@@ -101,9 +101,13 @@ void search_strategy_free(search_strategy *s);
 search_kind search_strategy_kind(const search_strategy *s);
 /* The next genome to evaluate, with a ticket (0, 1, 2, ... in ask order). */
 NAS_MUST_USE nas_status search_ask(search_strategy *s, space_genome *g, long *ticket, nas_err *err);
-/* The result of an earlier ask, in any order. Unknown tickets are an error. */
+/* The result of an earlier ask, in any order. Unknown tickets are an error.
+ * cost is what the network costs in any unit the caller keeps to (the loop
+ * gives its cost hint, MACs in nas: deterministic, where a measured figure
+ * would make a same-seed rerun diverge), NAN when it has none: evolution's
+ * tournament prefers members no other one beats on both reward and cost. */
 NAS_MUST_USE nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
-                                    search_tell_kind kind, nas_err *err);
+                                    double cost, search_tell_kind kind, nas_err *err);
 /* Tickets asked and not yet told. */
 int search_strategy_pending(const search_strategy *s);
 /* JSON of the whole state (options, rng, population or policy, pending tickets);

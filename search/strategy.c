@@ -102,6 +102,7 @@ void search_strategy_free(search_strategy *s)
     nas_free(s->pending);
     nas_free(s->pop_g);
     nas_free(s->pop_r);
+    nas_free(s->pop_c);
     nas_free(s->logits);
     nas_free(s->buf_adv);
     nas_free(s);
@@ -126,7 +127,8 @@ static nas_status strategy_alloc(const search_space *space, const search_opts *o
     if (opts->kind == SEARCH_EVOLUTION) {
         s->pop_g = nas_calloc((size_t)opts->population, sizeof *s->pop_g);
         s->pop_r = nas_calloc((size_t)opts->population, sizeof *s->pop_r);
-        if (!s->pop_g || !s->pop_r)
+        s->pop_c = nas_calloc((size_t)opts->population, sizeof *s->pop_c);
+        if (!s->pop_g || !s->pop_r || !s->pop_c)
             goto oom;
     }
     if (opts->kind == SEARCH_RL) {
@@ -210,7 +212,7 @@ nas_status search_reserve(search_strategy *s, long *ticket, nas_err *err)
     return NAS_OK;
 }
 
-nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward,
+nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, double reward, double cost,
                        search_tell_kind kind, nas_err *err)
 {
     int i = 0;
@@ -234,7 +236,7 @@ nas_status search_tell(search_strategy *s, long ticket, const space_genome *g, d
     case SEARCH_RANDOM:
         break;
     case SEARCH_EVOLUTION:
-        search_evo_tell(s, g, reward, p.random_start, kind);
+        search_evo_tell(s, g, reward, cost, p.random_start, kind);
         break;
     case SEARCH_RL:
         search_rl_tell(s, g, reward, p.logp);
@@ -393,7 +395,8 @@ json_t *search_strategy_to_json(const search_strategy *s)
         json_t *pop = json_array();
         for (int i = 0; i < s->pop_n; i++) {
             int k = (s->pop_head + i) % o->population;   /* oldest first */
-            search_json_append(pop, json_pack("[o,f]", search_json_genome(&s->pop_g[k]), s->pop_r[k]), &bad);
+            json_t *c = isfinite(s->pop_c[k]) ? json_real(s->pop_c[k]) : json_null();
+            search_json_append(pop, json_pack("[o,f,o]", search_json_genome(&s->pop_g[k]), s->pop_r[k], c), &bad);
         }
         search_json_set(root, "population", pop, &bad);
         search_json_set(root, "start_pending", json_integer(s->start_pending), &bad);
@@ -531,12 +534,20 @@ static nas_status evo_from_json(const json_t *root, const search_space *space, s
     if (!json_is_array(pop) || (int)json_array_size(pop) > s->opts.population)
         BAD("population");
     for (size_t i = 0; i < json_array_size(pop); i++) {
-        json_t *jg;
-        double r;
-        if (json_unpack(json_array_get(pop, i), "[o,F]", &jg, &r) || !isfinite(r))
+        json_t *jg, *jc = NULL;
+        double r, c = NAN;
+        /* [genome, reward, cost or null]; states saved before costs have no third */
+        json_t *m = json_array_get(pop, i);
+        if (json_unpack(m, json_array_size(m) == 2 ? "[o,F]" : "[o,F,o]", &jg, &r, &jc) || !isfinite(r))
             BAD("population");
+        if (jc && !json_is_null(jc)) {
+            c = json_number_value(jc);
+            if (!json_is_number(jc) || !isfinite(c) || c < 0)
+                BAD("population");
+        }
         TRY(search_json_get_genome(jg, space, &s->pop_g[i], WHAT ": population", err));
         s->pop_r[i] = r;
+        s->pop_c[i] = c;
     }
     s->pop_n = (int)json_array_size(pop);
     s->pop_head = 0;

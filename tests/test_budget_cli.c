@@ -261,28 +261,42 @@ static void a_failing_rank0_meter_stops_the_distributed_search(void **state)
     tu_rmtree(dir);
 }
 
-/* Evolution's population: --budget-evals / 8 in 8..100 by default (a joule
- * budget does not change it: sized by what 12 J pay for, bench-search's
- * evolution did worse, see the README), and a given --population gets a
- * quarter of it as its tournament, as --help says. */
+/* Evolution's population: --budget-evals / 8 in 8..100 by default; under a
+ * joule budget and without rungs, that of the evaluations the joules are
+ * expected to pay for where fewer (12 J pays for a few of SMALL's); with
+ * rungs, --budget-evals' (multi-fidelity did worse with 8, see the README).
+ * A given --population gets a quarter of it as its tournament, as --help
+ * says, and a given --sample is kept. */
 static void the_population_and_its_tournament(void **state)
 {
     (void)state;
     tu_need_mnist();
+    char dir[256], db[300];
+    tu_tmpdir(dir, sizeof dir);
+    snprintf(db, sizeof db, "--db %s/runs.db", dir);
     static const struct { const char *args, *want; } cases[] = {
         {"--budget-joules 12 --budget-evals 40", "evolution (population 8, tournament 2)"},
-        {"--budget-joules 12 --budget-evals 1000", "evolution (population 100, tournament 25)"},
+        {"--budget-joules 12 --budget-evals 1000", "evolution (population 8, tournament 2)"},
+        {"--budget-joules 12 --budget-evals 1000 --sample 3", "evolution (population 8, tournament 3)"},
+        {"--budget-joules 100000 --budget-evals 200 --budget-seconds 3", "evolution (population 25, tournament 6)"},
+        {"--budget-joules 12 --budget-evals 1000 --rungs 2 DB", "evolution (population 100, tournament 25)"},
         {"--budget-joules 12 --budget-evals 1000 --population 20", "evolution (population 20, tournament 5)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char args[512];
+        char args[1024];
         char *out = NULL;
-        snprintf(args, sizeof args, SMALL " --strategy evolution %s 2>&1 >/dev/null", cases[i].args);
+        char extra[400];
+        snprintf(extra, sizeof extra, "%s", cases[i].args);
+        char *m = strstr(extra, " DB");   /* rungs keep weights: a store, not --no-db */
+        if (m)
+            snprintf(m, sizeof extra - (size_t)(m - extra), " %s", db);
+        snprintf(args, sizeof args, "%s --strategy evolution %s 2>&1 >/dev/null", m ? SMALL_RUN : SMALL, extra);
         assert_int_equal(tu_run_nas(args, &out), 0);
         if (!strstr(out, cases[i].want))
             fail_msg("%s: no '%s' in: %.400s", cases[i].args, cases[i].want, out);
         free(out);
     }
+    tu_rmtree(dir);
 }
 
 int main(void)

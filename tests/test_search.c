@@ -7,6 +7,7 @@
 #include "tests/testutil.h"
 #include "search/search.h"
 
+#include <jansson.h>
 #include <math.h>
 
 #define NG 24
@@ -53,7 +54,7 @@ static run_stats run_strategy(const search_opts *o, const space_genome *target, 
         assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
         assert_int_equal(t, i);
         double r = match(&g, target);
-        assert_int_equal(search_tell(s, t, &g, r, SEARCH_TELL_OK, NULL), NAS_OK);
+        assert_int_equal(search_tell(s, t, &g, r, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
         if (i == 0)
             st.first = r;
         if (i < w)
@@ -204,7 +205,7 @@ static void drive(search_strategy *s, driver *d, const space_genome *target, int
         int k = (int)nas_pcg32_bounded(&d->order, (uint32_t)d->np);
         double r = match(&d->g[k], target);
         search_tell_kind kind = d->t[k] % 7 == 3 ? SEARCH_TELL_SCREENED : SEARCH_TELL_OK;
-        assert_int_equal(search_tell(s, d->t[k], &d->g[k], r, kind, NULL), NAS_OK);
+        assert_int_equal(search_tell(s, d->t[k], &d->g[k], r, NAN, kind, NULL), NAS_OK);
         d->g[k] = d->g[d->np - 1];
         d->t[k] = d->t[d->np - 1];
         d->np--;
@@ -319,7 +320,7 @@ static void resume_with_asks_in_flight(void **state)
         long t[5];
         for (int i = 0; i < 60; i++) {   /* warm up */
             assert_int_equal(search_ask(a, &g[0], &t[0], NULL), NAS_OK);
-            assert_int_equal(search_tell(a, t[0], &g[0], match(&g[0], &target), SEARCH_TELL_OK, NULL), NAS_OK);
+            assert_int_equal(search_tell(a, t[0], &g[0], match(&g[0], &target), NAN, SEARCH_TELL_OK, NULL), NAS_OK);
         }
         for (int i = 0; i < 5; i++)
             assert_int_equal(search_ask(a, &g[i], &t[i], NULL), NAS_OK);
@@ -331,8 +332,8 @@ static void resume_with_asks_in_flight(void **state)
         for (int j = 0; j < 5; j++) {
             int i = order[j];
             double r = match(&g[i], &target);
-            assert_int_equal(search_tell(a, t[i], &g[i], r, SEARCH_TELL_OK, NULL), NAS_OK);
-            assert_int_equal(search_tell(b, t[i], &g[i], r, SEARCH_TELL_OK, NULL), NAS_OK);
+            assert_int_equal(search_tell(a, t[i], &g[i], r, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
+            assert_int_equal(search_tell(b, t[i], &g[i], r, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
         }
         for (int i = 0; i < 50; i++) {
             space_genome x, y;
@@ -342,8 +343,8 @@ static void resume_with_asks_in_flight(void **state)
             assert_int_equal(tx, ty);
             assert_true(search_genome_equal(&x, &y));
             double r = match(&x, &target);
-            assert_int_equal(search_tell(a, tx, &x, r, SEARCH_TELL_OK, NULL), NAS_OK);
-            assert_int_equal(search_tell(b, ty, &y, r, SEARCH_TELL_OK, NULL), NAS_OK);
+            assert_int_equal(search_tell(a, tx, &x, r, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
+            assert_int_equal(search_tell(b, ty, &y, r, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
         }
         search_strategy_free(a);
         search_strategy_free(b);
@@ -369,11 +370,11 @@ static void reinforce_step_matches_hand_computation(void **state)
     space_genome g;
     long t;
     assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
-    assert_int_equal(search_tell(s, t, &g, 0.0, SEARCH_TELL_OK, NULL), NAS_OK);
+    assert_int_equal(search_tell(s, t, &g, 0.0, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
     assert_true(fabs(search_rl_prob(s, 0, 0) - 0.5) < 1e-12);
     assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
     int a = g.g[0];
-    assert_int_equal(search_tell(s, t, &g, 1.0, SEARCH_TELL_OK, NULL), NAS_OK);
+    assert_int_equal(search_tell(s, t, &g, 1.0, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
     assert_true(fabs(search_rl_prob(s, 0, a) - 0.616410) < 1e-6);
     assert_true(fabs(search_rl_prob(s, 0, 1 - a) - 0.383590) < 1e-6);
     assert_true(search_rl_prob(s, 0, 2) < 0);
@@ -396,7 +397,7 @@ static void rl_policy_concentrates_on_the_target(void **state)
         space_genome g;
         long t;
         assert_int_equal(search_ask(s, &g, &t, NULL), NAS_OK);
-        assert_int_equal(search_tell(s, t, &g, match(&g, &target), SEARCH_TELL_OK, NULL), NAS_OK);
+        assert_int_equal(search_tell(s, t, &g, match(&g, &target), NAN, SEARCH_TELL_OK, NULL), NAS_OK);
     }
     int most = 0;
     for (int i = 0; i < NG; i++)
@@ -422,15 +423,15 @@ static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(search_ask(s, &g[i], &t[i], NULL), NAS_OK);
     /* a screened start sample does not join, so one more random ask is owed */
-    assert_int_equal(search_tell(s, t[0], &g[0], 0.9, SEARCH_TELL_SCREENED, NULL), NAS_OK);
+    assert_int_equal(search_tell(s, t[0], &g[0], 0.9, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
     for (int i = 1; i < 5; i++)
-        assert_int_equal(search_tell(s, t[i], &g[i], 0.1 * i, SEARCH_TELL_OK, NULL), NAS_OK);
+        assert_int_equal(search_tell(s, t[i], &g[i], 0.1 * i, NAN, SEARCH_TELL_OK, NULL), NAS_OK);
     char *js = search_strategy_save(s);
     /* four members, oldest first, with their rewards */
     assert_non_null(strstr(js, "\"start_pending\":0"));
     nas_free(js);
     assert_int_equal(search_ask(s, &g[5], &t[5], NULL), NAS_OK);   /* the owed random one */
-    assert_int_equal(search_tell(s, t[5], &g[5], 0.0, SEARCH_TELL_FAILED, NULL), NAS_OK);
+    assert_int_equal(search_tell(s, t[5], &g[5], 0.0, NAN, SEARCH_TELL_FAILED, NULL), NAS_OK);
     /* the best member (reward 0.4, g[4]) wins any tournament that draws it; a
      * child differs from its parent in exactly one gene */
     int near_best = 0;
@@ -443,14 +444,121 @@ static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
             d += c.g[j] != g[4].g[j];
         near_best += d == 1;
         /* keeps the population as is */
-        assert_int_equal(search_tell(s, tc, &c, 0.0, SEARCH_TELL_SCREENED, NULL), NAS_OK);
+        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
     }
     /* P(draw g[4] in 2 of 5 with replacement) = 1 - 0.8^2 = 0.36 */
     assert_true(near_best >= 6 && near_best <= 26);
     nas_err err = {0};
-    assert_int_equal(search_tell(s, 12345, &g[0], 0.5, SEARCH_TELL_OK, &err), NAS_EINVAL);
+    assert_int_equal(search_tell(s, 12345, &g[0], 0.5, NAN, SEARCH_TELL_OK, &err), NAS_EINVAL);
     assert_non_null(strstr(err.msg, "ticket 12345"));
     search_strategy_free(s);
+}
+
+/* A population of five, told these (reward, cost); children counted by parent.
+ * A is the cheapest and the worst but one; C, D and E are dominated by B. */
+static int children_of_a(int with_cost, int asks, char **saved)
+{
+    static const double rw[5] = {0.3, 0.6, 0.5, 0.4, 0.45}, cost[5] = {1, 10, 20, 30, 25};
+    search_space sp;
+    make_space(&sp);
+    search_opts o;
+    search_opts_default(&o, SEARCH_EVOLUTION, 0);
+    o.population = 5;
+    o.sample_size = 2;
+    o.seed = 17;
+    search_strategy *s;
+    assert_int_equal(search_strategy_new(&sp, &o, &s, NULL), NAS_OK);
+    space_genome g[5];
+    long t[5];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(search_ask(s, &g[i], &t[i], NULL), NAS_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(search_tell(s, t[i], &g[i], rw[i], with_cost ? cost[i] : NAN, SEARCH_TELL_OK, NULL),
+                         NAS_OK);
+    if (saved)
+        *saved = search_strategy_save(s);
+    int n = 0;
+    for (int i = 0; i < asks; i++) {
+        space_genome c;
+        long tc;
+        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
+        int d = 0;
+        for (int j = 0; j < NG; j++)
+            d += c.g[j] != g[0].g[j];
+        n += d == 1;
+        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
+    }
+    search_strategy_free(s);
+    return n;
+}
+
+/* The children of a loaded state, parents as children_of_a counts them. */
+static void same_children_after_load(const char *js, int expect_a)
+{
+    search_space sp;
+    make_space(&sp);
+    search_strategy *s;
+    nas_err err = {0};
+    assert_int_equal(search_strategy_load(&sp, js, &s, &err), NAS_OK);
+    /* the saved population, oldest first, is the five told above: A is first */
+    json_t *root = json_loads(js, 0, NULL);
+    space_genome a = {.n = NG};
+    json_t *ga = json_array_get(json_array_get(json_object_get(root, "population"), 0), 0);
+    for (int j = 0; j < NG; j++)
+        a.g[j] = (uint8_t)json_integer_value(json_array_get(ga, (size_t)j));
+    json_decref(root);
+    int n = 0;
+    for (int i = 0; i < 400; i++) {
+        space_genome c;
+        long tc;
+        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
+        int d = 0;
+        for (int j = 0; j < NG; j++)
+            d += c.g[j] != a.g[j];
+        n += d == 1;
+        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
+    }
+    assert_int_equal(n, expect_a);
+    search_strategy_free(s);
+}
+
+static void evolution_tournament_prefers_the_undominated(void **state)
+{
+    (void)state;
+    /* Pareto-first, A (no dominator) beats C, D and E (dominated) whatever
+     * their reward: it parents when drawn without B, P = 0.8^2 - 0.6^2 =
+     * 0.28, ~112 of 400. On reward alone it parents only when drawn twice,
+     * P = 0.04, ~16 of 400 (the paper's tournament, kept without costs). */
+    char *js = NULL;
+    int pareto = children_of_a(1, 400, &js);
+    int plain = children_of_a(0, 400, NULL);
+    assert_true(pareto >= 75 && pareto <= 150);
+    assert_true(plain <= 40);
+    /* the costs are saved: a loaded state picks the same parents */
+    assert_non_null(js);
+    same_children_after_load(js, pareto);
+    /* a state saved before costs ([genome, reward]) loads, as the paper's */
+    json_t *root = json_loads(js, 0, NULL);
+    json_t *pop = json_object_get(root, "population");
+    for (size_t i = 0; i < json_array_size(pop); i++)
+        assert_int_equal(json_array_remove(json_array_get(pop, i), 2), 0);
+    char *old = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    same_children_after_load(old, children_of_a(0, 400, NULL));
+    nas_free(old);
+    /* a negative or non-numeric cost is refused */
+    root = json_loads(js, 0, NULL);
+    json_array_set_new(json_array_get(json_object_get(root, "population"), 1), 2, json_real(-1));
+    char *neg = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    search_space sp;
+    make_space(&sp);
+    search_strategy *s = NULL;
+    nas_err err = {0};
+    assert_int_equal(search_strategy_load(&sp, neg, &s, &err), NAS_EINVAL);
+    assert_non_null(strstr(err.msg, "population"));
+    nas_free(neg);
+    nas_free(js);
 }
 
 static void bad_state_is_refused_with_the_field_named(void **state)
@@ -527,6 +635,7 @@ int main(void)
         cmocka_unit_test(reinforce_step_matches_hand_computation),
         cmocka_unit_test(rl_policy_concentrates_on_the_target),
         cmocka_unit_test(evolution_keeps_a_fixed_population_and_drops_screened),
+        cmocka_unit_test(evolution_tournament_prefers_the_undominated),
         cmocka_unit_test(bad_state_is_refused_with_the_field_named),
         cmocka_unit_test(allocation_failures_leave_nothing_behind),
     };
