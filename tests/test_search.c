@@ -406,6 +406,24 @@ static void rl_policy_concentrates_on_the_target(void **state)
     search_strategy_free(s);
 }
 
+/* asks children, each told screened (the population stays as it is): how
+ * many differ from p in exactly one gene, as a child of p does */
+static int children_near(search_strategy *s, const space_genome *p, int asks)
+{
+    int n = 0;
+    for (int i = 0; i < asks; i++) {
+        space_genome c;
+        long tc;
+        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
+        int d = 0;
+        for (int j = 0; j < NG; j++)
+            d += c.g[j] != p->g[j];
+        n += d == 1;
+        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
+    }
+    return n;
+}
+
 static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
 {
     (void)state;
@@ -434,18 +452,7 @@ static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
     assert_int_equal(search_tell(s, t[5], &g[5], 0.0, NAN, SEARCH_TELL_FAILED, NULL), NAS_OK);
     /* the best member (reward 0.4, g[4]) wins any tournament that draws it; a
      * child differs from its parent in exactly one gene */
-    int near_best = 0;
-    for (int i = 0; i < 40; i++) {
-        space_genome c;
-        long tc;
-        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
-        int d = 0;
-        for (int j = 0; j < NG; j++)
-            d += c.g[j] != g[4].g[j];
-        near_best += d == 1;
-        /* keeps the population as is */
-        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
-    }
+    int near_best = children_near(s, &g[4], 40);
     /* P(draw g[4] in 2 of 5 with replacement) = 1 - 0.8^2 = 0.36 */
     assert_true(near_best >= 6 && near_best <= 26);
     nas_err err = {0};
@@ -454,7 +461,7 @@ static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
     search_strategy_free(s);
 }
 
-/* A population of five, told these (reward, cost); children counted by parent.
+/* A population of five, told these (reward, cost): the children of A.
  * A is the cheapest and the worst but one; C, D and E are dominated by B. */
 static int children_of_a(int with_cost, int asks, char **saved)
 {
@@ -477,17 +484,7 @@ static int children_of_a(int with_cost, int asks, char **saved)
                          NAS_OK);
     if (saved)
         *saved = search_strategy_save(s);
-    int n = 0;
-    for (int i = 0; i < asks; i++) {
-        space_genome c;
-        long tc;
-        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
-        int d = 0;
-        for (int j = 0; j < NG; j++)
-            d += c.g[j] != g[0].g[j];
-        n += d == 1;
-        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
-    }
+    int n = children_near(s, &g[0], asks);
     search_strategy_free(s);
     return n;
 }
@@ -507,18 +504,7 @@ static void same_children_after_load(const char *js, int expect_a)
     for (int j = 0; j < NG; j++)
         a.g[j] = (uint8_t)json_integer_value(json_array_get(ga, (size_t)j));
     json_decref(root);
-    int n = 0;
-    for (int i = 0; i < 400; i++) {
-        space_genome c;
-        long tc;
-        assert_int_equal(search_ask(s, &c, &tc, NULL), NAS_OK);
-        int d = 0;
-        for (int j = 0; j < NG; j++)
-            d += c.g[j] != a.g[j];
-        n += d == 1;
-        assert_int_equal(search_tell(s, tc, &c, 0.0, NAN, SEARCH_TELL_SCREENED, NULL), NAS_OK);
-    }
-    assert_int_equal(n, expect_a);
+    assert_int_equal(children_near(s, &a, 400), expect_a);
     search_strategy_free(s);
 }
 
