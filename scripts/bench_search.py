@@ -158,6 +158,8 @@ def ratio_words(f):
     """random's joules over the strategy's, in words."""
     if not f > 0:
         return "not reached (median)"
+    if math.isinf(f):   # random's median run never reaches its own median best: there is no factor
+        return "reached where random's median run does not (no finite factor)"
     return "%.2fx fewer" % f if f >= 1 else "%.2fx more" % (1 / f)
 
 
@@ -201,17 +203,18 @@ def main():
             print("%-12s %5s %6d %9.1f %12.5f %9.4f %9.4f %12s  %s" % (
                 s, seed, r["evals"], r["joules"], r["hv"], r["best_proxy"], r["test"],
                 "not reached" if math.isinf(jr) else "%.1f" % jr, r["meter"]))
-        med[s] = (statistics.median(tests), statistics.median(hvs), statistics.median(reach))
+        med[s] = (statistics.median(tests), statistics.median(hvs), statistics.median(reach),
+                  sum(not math.isinf(j) for j in reach))
     print("\nrandom's median best proxy accuracy under the target (the threshold): %.4f" % threshold)
-    for s, (t, h, j) in med.items():
-        print("median %-12s final test accuracy %.4f  hypervolume %.5f  joules to reach %s" % (
-            s, t, h, "not reached" if math.isinf(j) else "%.1f" % j))
+    for s, (t, h, j, n) in med.items():
+        print("median %-12s final test accuracy %.4f  hypervolume %.5f  joules to reach %s (%d of %d runs reach)" % (
+            s, t, h, "not reached" if math.isinf(j) else "%.1f" % j, n, len(SEEDS)))
     jr_random = med["random"][2]
     best, factor = None, 0.0
     for s in STRATEGIES:
         if s == "random":
             continue
-        t, h, j = med[s]
+        t, h, j, _ = med[s]
         f = jr_random / j if j > 0 and not math.isinf(j) else 0.0
         print("%s vs random: final test accuracy %s, hypervolume %s, joules to reach %s" % (
             s, "higher" if t > med["random"][0] else "not higher",
@@ -219,7 +222,9 @@ def main():
         if best is None or f > factor:
             best, factor = s, f
     print("bench-search: %.0f s in all" % (time.time() - t0))
-    if best and factor > 0:
+    if best and math.isinf(factor):
+        print("joules to reach random's best: %s %s" % (best, ratio_words(factor)))
+    elif best and factor > 0:
         print("joules to reach random's best: %s %s than random" % (best, ratio_words(factor)))
     else:
         print("joules to reach random's best: no strategy reached it (median over seeds)")
