@@ -9,11 +9,12 @@
  * One change from the paper: the search ranks networks on accuracy and cost,
  * so the tournament's winner is the sampled member that the fewest members
  * of the population dominate in (reward, cost), and among those the higher
- * reward. Ranked on reward alone, a population under a joule budget drifts to
- * its dearest networks (accuracy grows with size) and spends the budget on a
- * few; Pareto-first it keeps mutating the cheap end of the front too. Without
- * a cost (NAN), a member is dominated by every higher reward, which is the
- * paper's tournament.
+ * reward. Ranked on reward alone, the tournament favours the dearest networks
+ * wherever accuracy grows with size, and under a joule budget each of those
+ * buys fewer evaluations; Pareto-first it keeps mutating the cheap end of the
+ * front too. (bench-search has not shown it beating random sampling: README,
+ * "Does the search save joules?".) Without a cost (NAN), a member is
+ * dominated by every higher reward, which is the paper's tournament.
  */
 #include "search/internal.h"
 
