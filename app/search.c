@@ -702,8 +702,9 @@ static void cost_prior(const run_ctx *c, double watts_per_core, double *j0, doub
 }
 
 /* Evolution's population when only joules bound the search: the default for
- * the evaluations the budget is expected to pay for (at the prior's mean cost
- * over sampled genomes), where that is fewer than --budget-evals'. Sized by
+ * the evaluations the budget is expected to pay for (the loop's estimate
+ * before any is measured, averaged over sampled genomes), where that is fewer
+ * than --budget-evals'. Sized by
  * --budget-evals 1000, a 1,500 J search of ~20 evaluations never got past its
  * random start. Not with rungs: there rung 0 is cheap, many more evaluations
  * fit, and bench-search's multi-fidelity did worse with a population of 8
@@ -714,6 +715,8 @@ static void scale_population(const run_ctx *c, search_loop_opts *o)
     if (c->kind != SEARCH_EVOLUTION || s->population >= 2 || !(s->budget_j > 0) || s->rungs > 1)
         return;
     enum { N = 64 };
+    search_budget fresh;   /* what the loop will estimate for its first candidates */
+    search_budget_init(&fresh, &o->limits);
     nas_pcg32 rng;
     nas_pcg32_seed(&rng, (uint64_t)s->seed, 0x9097a7);   /* its own stream: the search's is untouched */
     double sum = 0;
@@ -723,7 +726,7 @@ static void scale_population(const run_ctx *c, search_loop_opts *o)
         search_space_sample(&c->sp, &rng, &g);
         double m = cb_cost_hint((void *)c, &g);
         if (m > 0 && isfinite(m)) {
-            sum += o->limits.prior_j0 + o->limits.prior_j_per_hint * m;
+            sum += search_budget_estimate_joules(&fresh, m);
             n++;
         }
     }
@@ -1212,12 +1215,12 @@ static void loop_options(run_ctx *c)
     o->limits.min_hint = cheapest_macs(c, &c->sp);
     double watts = s->watts > 0 ? s->watts : EV_DEFAULT_WATTS_PER_CORE;
     cost_prior(c, watts, &o->limits.prior_j0, &o->limits.prior_j_per_hint);
-    scale_population(c, o);
     /* A benchmark after training, before the first is measured: its time bound
      * at the prior's power on every thread (with rungs and no predictor it can
      * cost more than the cheapest rung-0 training, the loop's stand-in). */
     o->limits.measure_joules =
         bench_seconds(c) * watts * (c->threads > 0 ? c->threads : 1) * (1 + ev_meter_uncertainty(c->meter));
+    scale_population(c, o);   /* from the limits, all set now */
 }
 
 /* A new run's row: everything `nas resume` needs to run it again, and the

@@ -538,7 +538,7 @@ static nas_status evo_from_json(const json_t *root, const search_space *space, s
         double r, c = NAN;
         /* [genome, reward, cost or null]; states saved before costs have no third */
         json_t *m = json_array_get(pop, i);
-        if (json_unpack(m, json_array_size(m) == 2 ? "[o,F]" : "[o,F,o]", &jg, &r, &jc) || !isfinite(r))
+        if (json_unpack(m, json_array_size(m) == 2 ? "[o,F!]" : "[o,F,o!]", &jg, &r, &jc) || !isfinite(r))
             BAD("population");
         if (jc && !json_is_null(jc)) {
             c = json_number_value(jc);

@@ -424,17 +424,25 @@ static int children_near(search_strategy *s, const space_genome *p, int asks)
     return n;
 }
 
-static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
+/* evolution with a population of five and tournaments of two */
+static search_strategy *small_evolution(uint64_t seed)
 {
-    (void)state;
     search_space sp;
     make_space(&sp);
     search_opts o;
     search_opts_default(&o, SEARCH_EVOLUTION, 0);
     o.population = 5;
     o.sample_size = 2;
+    o.seed = seed;
     search_strategy *s;
     assert_int_equal(search_strategy_new(&sp, &o, &s, NULL), NAS_OK);
+    return s;
+}
+
+static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
+{
+    (void)state;
+    search_strategy *s = small_evolution(1);   /* search_opts_default's seed */
     space_genome g[8];
     long t[8];
     /* five random asks in flight make the start; the sixth is already a child */
@@ -461,20 +469,13 @@ static void evolution_keeps_a_fixed_population_and_drops_screened(void **state)
     search_strategy_free(s);
 }
 
-/* A population of five, told these (reward, cost): the children of A.
- * A is the cheapest and the worst but one; C, D and E are dominated by B. */
-static int children_of_a(int with_cost, int asks, char **saved)
+/* A population of five, told these (reward, cost): the children of A (whose
+ * genome goes to *a). A is the cheapest and the worst but one; C, D and E are
+ * dominated by B. */
+static int children_of_a(int with_cost, int asks, char **saved, space_genome *a)
 {
     static const double rw[5] = {0.3, 0.6, 0.5, 0.4, 0.45}, cost[5] = {1, 10, 20, 30, 25};
-    search_space sp;
-    make_space(&sp);
-    search_opts o;
-    search_opts_default(&o, SEARCH_EVOLUTION, 0);
-    o.population = 5;
-    o.sample_size = 2;
-    o.seed = 17;
-    search_strategy *s;
-    assert_int_equal(search_strategy_new(&sp, &o, &s, NULL), NAS_OK);
+    search_strategy *s = small_evolution(17);
     space_genome g[5];
     long t[5];
     for (int i = 0; i < 5; i++)
@@ -484,27 +485,22 @@ static int children_of_a(int with_cost, int asks, char **saved)
                          NAS_OK);
     if (saved)
         *saved = search_strategy_save(s);
+    if (a)
+        *a = g[0];
     int n = children_near(s, &g[0], asks);
     search_strategy_free(s);
     return n;
 }
 
-/* The children of a loaded state, parents as children_of_a counts them. */
-static void same_children_after_load(const char *js, int expect_a)
+/* The children of A from a loaded state, as children_of_a counts them. */
+static void same_children_after_load(const char *js, const space_genome *a, int expect_a)
 {
     search_space sp;
     make_space(&sp);
     search_strategy *s;
     nas_err err = {0};
     assert_int_equal(search_strategy_load(&sp, js, &s, &err), NAS_OK);
-    /* the saved population, oldest first, is the five told above: A is first */
-    json_t *root = json_loads(js, 0, NULL);
-    space_genome a = {.n = NG};
-    json_t *ga = json_array_get(json_array_get(json_object_get(root, "population"), 0), 0);
-    for (int j = 0; j < NG; j++)
-        a.g[j] = (uint8_t)json_integer_value(json_array_get(ga, (size_t)j));
-    json_decref(root);
-    assert_int_equal(children_near(s, &a, 400), expect_a);
+    assert_int_equal(children_near(s, a, 400), expect_a);
     search_strategy_free(s);
 }
 
@@ -516,13 +512,14 @@ static void evolution_tournament_prefers_the_undominated(void **state)
      * 0.28, ~112 of 400. On reward alone it parents only when drawn twice,
      * P = 0.04, ~16 of 400 (the paper's tournament, kept without costs). */
     char *js = NULL;
-    int pareto = children_of_a(1, 400, &js);
-    int plain = children_of_a(0, 400, NULL);
+    space_genome a;
+    int pareto = children_of_a(1, 400, &js, &a);
+    int plain = children_of_a(0, 400, NULL, NULL);
     assert_true(pareto >= 75 && pareto <= 150);
     assert_true(plain <= 40);
     /* the costs are saved: a loaded state picks the same parents */
     assert_non_null(js);
-    same_children_after_load(js, pareto);
+    same_children_after_load(js, &a, pareto);
     /* a state saved before costs ([genome, reward]) loads, as the paper's */
     json_t *root = json_loads(js, 0, NULL);
     json_t *pop = json_object_get(root, "population");
@@ -530,20 +527,26 @@ static void evolution_tournament_prefers_the_undominated(void **state)
         assert_int_equal(json_array_remove(json_array_get(pop, i), 2), 0);
     char *old = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    same_children_after_load(old, children_of_a(0, 400, NULL));
+    same_children_after_load(old, &a, plain);
     nas_free(old);
-    /* a negative or non-numeric cost is refused */
-    root = json_loads(js, 0, NULL);
-    json_array_set_new(json_array_get(json_object_get(root, "population"), 1), 2, json_real(-1));
-    char *neg = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    search_space sp;
-    make_space(&sp);
-    search_strategy *s = NULL;
-    nas_err err = {0};
-    assert_int_equal(search_strategy_load(&sp, neg, &s, &err), NAS_EINVAL);
-    assert_non_null(strstr(err.msg, "population"));
-    nas_free(neg);
+    /* a negative cost, a string for one, or a fourth element is refused */
+    for (int k = 0; k < 3; k++) {
+        root = json_loads(js, 0, NULL);
+        json_t *m = json_array_get(json_object_get(root, "population"), 1);
+        if (k < 2)
+            json_array_set_new(m, 2, k == 0 ? json_real(-1) : json_string("1"));
+        else
+            json_array_append_new(m, json_integer(0));
+        char *bad = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        search_space sp;
+        make_space(&sp);
+        search_strategy *s = NULL;
+        nas_err err = {0};
+        assert_int_equal(search_strategy_load(&sp, bad, &s, &err), NAS_EINVAL);
+        assert_non_null(strstr(err.msg, "population"));
+        nas_free(bad);
+    }
     nas_free(js);
 }
 
